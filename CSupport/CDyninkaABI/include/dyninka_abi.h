@@ -1,0 +1,119 @@
+// The compiled service table: the only contract between an app library and dyninka-host.
+//
+// An app library exports one C symbol, `dyninka_service_table`, returning a pointer to a
+// `dyninka_table` that lives as long as the library is loaded. Everything that crosses this
+// boundary is C: strings, byte slices and function pointers. No Swift type is shared.
+//
+// Memory: each side frees what it allocated.
+//  - The host owns the input and argument bytes of a call; they stay valid until the library
+//    calls `complete` for that call, and the library must not touch them afterwards.
+//  - The library owns the bytes it passes to `complete`; the host hands them back with the
+//    table's `free_bytes` once it has written them (possibly much later, on the host's loop).
+//
+// Threads: `entry` is called on the host's loop thread. A synchronous service completes before
+// `entry` returns; an asynchronous one may complete later from any thread, exactly once.
+#ifndef DYNINKA_ABI_H
+#define DYNINKA_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Bumped on every incompatible change of the structures below.
+#define DYNINKA_ABI_VERSION 1u
+
+/// Name of the symbol an app library exports (type: dyninka_table_fn).
+#define DYNINKA_TABLE_SYMBOL "dyninka_service_table"
+
+/// How a call ended.
+typedef enum dyninka_status {
+    /// The function returned a value; the bytes are its JSON encoding.
+    DYNINKA_STATUS_OK = 0,
+    /// The function returned nil: the item is dropped (HTTP 204). No bytes.
+    DYNINKA_STATUS_NIL = 1,
+    /// The function threw; the bytes are a UTF-8 message.
+    DYNINKA_STATUS_FUNCTION_ERROR = 2,
+    /// The input or an argument did not decode; the bytes are a UTF-8 message.
+    DYNINKA_STATUS_BAD_INPUT = 3,
+} dyninka_status;
+
+/// A borrowed run of bytes.
+typedef struct dyninka_bytes {
+    const uint8_t *data;
+    size_t length;
+} dyninka_bytes;
+
+/// Called exactly once per call. `data` belongs to the library (release it with free_bytes).
+typedef void (*dyninka_complete_fn)(void *context, int32_t status, uint8_t *data, size_t length);
+
+/// One invocation of a service.
+typedef struct dyninka_call {
+    /// JSON of the implicit input (the receiver); length 0 when the service has none.
+    dyninka_bytes input;
+    /// JSON of each explicit argument, in declaration order.
+    const dyninka_bytes *arguments;
+    size_t argument_count;
+    /// Opaque to the library; passed back to `complete`.
+    void *context;
+    dyninka_complete_fn complete;
+} dyninka_call;
+
+typedef void (*dyninka_entry_fn)(const dyninka_call *call);
+
+/// An explicit parameter of a service.
+typedef struct dyninka_parameter {
+    /// Argument label as written at the call site ("_" when unlabeled).
+    const char *label;
+    /// Swift type name; a trailing '?' marks an Optional.
+    const char *type;
+    /// The argument expression from `main` in route syntax (for example "weather()" or "30"),
+    /// or NULL when main gives none.
+    const char *default_argument;
+} dyninka_parameter;
+
+/// One service of the app.
+typedef struct dyninka_service {
+    const char *name;
+    /// Type of the implicit input (the extended type), or "" for a global function.
+    const char *input_type;
+    /// Type of the output, without the Optional mark.
+    const char *output_type;
+    /// Non-zero when the function returns an Optional (nil drops the item).
+    int32_t output_optional;
+    int32_t is_async;
+    int32_t is_throwing;
+    const dyninka_parameter *parameters;
+    size_t parameter_count;
+    /// Comma-separated names of the @Placed variables this service owns ("" for none).
+    const char *placed_state;
+    /// Placement constraint for deployment ("" for none), for example "node=edge-1".
+    const char *placement;
+    /// What follows this service in main's chain, in route syntax ("" when it ends the chain).
+    const char *default_route;
+    dyninka_entry_fn entry;
+} dyninka_service;
+
+/// The table an app library exports.
+typedef struct dyninka_table {
+    uint32_t abi_version;
+    /// sizeof(dyninka_table) as the library saw it; guards against mismatched headers.
+    uint32_t table_size;
+    const char *app_name;
+    /// The service main's chain starts from (where a client posts to run the default dataflow).
+    const char *entry_service;
+    const dyninka_service *services;
+    size_t service_count;
+    /// Releases bytes the library passed to a dyninka_complete_fn.
+    void (*free_bytes)(uint8_t *data);
+} dyninka_table;
+
+typedef const dyninka_table *(*dyninka_table_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

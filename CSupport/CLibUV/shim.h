@@ -1,0 +1,28 @@
+// The one C header DyninkaLoop sees: libuv plus small casts that Swift cannot express tersely.
+#ifndef DYNINKA_CLIBUV_SHIM_H
+#define DYNINKA_CLIBUV_SHIM_H
+
+#include <uv.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+static inline uv_handle_t *dyn_tcp_handle(uv_tcp_t *h) { return (uv_handle_t *)h; }
+static inline uv_stream_t *dyn_tcp_stream(uv_tcp_t *h) { return (uv_stream_t *)h; }
+static inline uv_handle_t *dyn_timer_handle(uv_timer_t *h) { return (uv_handle_t *)h; }
+static inline uv_handle_t *dyn_async_handle(uv_async_t *h) { return (uv_handle_t *)h; }
+static inline uv_handle_t *dyn_signal_handle(uv_signal_t *h) { return (uv_handle_t *)h; }
+static inline const struct sockaddr *dyn_sockaddr(const struct sockaddr_storage *s) {
+    return (const struct sockaddr *)s;
+}
+
+/// Sets SO_LINGER to zero so that close() sends RST and leaves no TIME_WAIT entry.
+static inline int dyn_tcp_set_linger_zero(uv_tcp_t *h) {
+    uv_os_fd_t fd;
+    int r = uv_fileno((uv_handle_t *)h, &fd);
+    if (r != 0) return r;
+    struct linger l = { 1, 0 };
+    return setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) == 0 ? 0 : UV_EINVAL;
+}
+
+#endif

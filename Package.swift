@@ -1,0 +1,45 @@
+// swift-tools-version:6.1
+// Dyninka for Swift: distributed FaaS dataflow applications from one Swift file.
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "Dyninka",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "dyninka-host", targets: ["dyninka-host"]),
+        .library(name: "DyninkaRuntime", targets: ["DyninkaRuntime"]),
+        // A hand-written service table the host tests load with dlopen.
+        .library(name: "DyninkaFixture", type: .dynamic, targets: ["DyninkaFixture"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C support: libuv (Debian libuv1-dev), llhttp (placed by scripts/bootstrap), the table ABI.
+        .systemLibrary(name: "CLibUV", path: "CSupport/CLibUV", pkgConfig: "libuv",
+                       providers: [.apt(["libuv1-dev"])]),
+        .target(name: "CLLHTTP", path: "CSupport/CLLHTTP",
+                sources: ["check.c", "vendor/api.c", "vendor/http.c", "vendor/llhttp.c"],
+                publicHeadersPath: "include"),
+        .target(name: "CDyninkaABI", path: "CSupport/CDyninkaABI"),
+
+        // The host, one module per layer.
+        .target(name: "DyninkaLoop", dependencies: ["CLibUV"], swiftSettings: strict),
+        .target(name: "DyninkaHTTP", dependencies: ["CLLHTTP"], swiftSettings: strict),
+        .target(name: "DyninkaHost", dependencies: ["DyninkaLoop", "DyninkaHTTP", "CDyninkaABI"],
+                swiftSettings: strict),
+        .executableTarget(name: "dyninka-host", dependencies: [
+            "DyninkaHost", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: strict),
+
+        // What a compiled app library links: ABI glue and JSON coding, nothing else.
+        .target(name: "DyninkaRuntime", dependencies: ["CDyninkaABI"], swiftSettings: strict),
+
+        .target(name: "DyninkaFixture", dependencies: ["DyninkaRuntime"],
+                path: "Tests/Fixtures/DyninkaFixture", swiftSettings: strict),
+        .testTarget(name: "DyninkaHTTPTests", dependencies: ["DyninkaHTTP"], swiftSettings: strict),
+        .testTarget(name: "DyninkaHostTests", dependencies: ["DyninkaHost"], swiftSettings: strict),
+    ]
+)

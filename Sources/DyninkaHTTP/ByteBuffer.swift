@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A growable run of bytes in one heap block, appended with memcpy.
+///
+/// Used for message heads we write and bodies we hold while relaying; its storage is stable
+/// until the next append, so a write can refer to it while the buffer is kept alive.
+package final class ByteBuffer {
+    package private(set) var base: UnsafeMutableRawPointer?
+    package private(set) var count = 0
+    package private(set) var capacity = 0
+
+    package init(capacity: Int = 0) {
+        if capacity > 0 { reserve(capacity) }
+    }
+
+    deinit { free(base) }
+
+    /// The bytes written so far; valid until the next mutation.
+    package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    /// Makes room for at least `capacity` bytes in total.
+    package func reserve(_ capacity: Int) {
+        guard capacity > self.capacity else { return }
+        guard let grown = realloc(base, capacity) else { fatalError("out of memory (\(capacity) bytes)") }
+        base = grown
+        self.capacity = capacity
+    }
+
+    package func append(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count > 0 else { return }
+        if count + bytes.count > capacity { reserve(max(count + bytes.count, capacity * 2, 256)) }
+        (base! + count).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        count += bytes.count
+    }
+
+    package func append(_ string: String) {
+        var string = string
+        string.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+    }
+
+    package func append(_ string: StaticString) {
+        append(UnsafeRawBufferPointer(start: string.utf8Start, count: string.utf8CodeUnitCount))
+    }
+
+    package func append(decimal value: Int) {
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { raw in
+            var v = value.magnitude
+            var i = raw.count
+            repeat {
+                i -= 1
+                raw[i] = UInt8(truncatingIfNeeded: v % 10) + 48
+                v /= 10
+            } while v > 0
+            if value < 0 { i -= 1; raw[i] = 45 }
+            append(UnsafeRawBufferPointer(rebasing: raw[i...]))
+        }
+    }
+
+    /// Forgets the contents but keeps the storage.
+    package func removeAll() { count = 0 }
+
+    /// The contents decoded as UTF-8 (for tests, logs and small values).
+    package var string: String { String(decoding: bytes, as: UTF8.self) }
+
+    package func string(_ range: Range<Int>) -> String {
+        String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+    }
+}

@@ -1,0 +1,58 @@
+/// The head of a parsed HTTP message: request line or status, and the header fields.
+///
+/// Field names and values stay as bytes in one buffer; only the fields asked for become Strings.
+package struct HTTPHead {
+    /// Request method ("GET", "POST"); empty for responses.
+    package internal(set) var method = ""
+    /// Request target as sent ("/healthz"); empty for responses.
+    package internal(set) var target = ""
+    /// Response status code; 0 for requests.
+    package internal(set) var status = 0
+    /// Content-Length when the message declared one.
+    package internal(set) var contentLength: Int?
+    /// Whether the connection may carry another message after this one.
+    package internal(set) var keepAlive = false
+    package internal(set) var versionMinor = 1
+
+    /// Header bytes: name then value, one field after another.
+    let storage: ByteBuffer
+    /// For each field: where the name starts, where the value starts, where the value ends.
+    var fields: [(name: Int, value: Int, end: Int)] = []
+
+    init(storage: ByteBuffer) { self.storage = storage }
+
+    /// Number of header fields.
+    package var fieldCount: Int { fields.count }
+
+    /// The value of the first field named `name` (ASCII case-insensitive), or nil.
+    package func value(of name: StaticString) -> String? {
+        guard let index = index(of: name) else { return nil }
+        let field = fields[index]
+        return storage.string(field.value..<field.end)
+    }
+
+    /// The values of every field named `name`, in order.
+    package func values(of name: StaticString) -> [String] {
+        fields.indices.filter { matches(fields[$0], name) }.map { storage.string(fields[$0].value..<fields[$0].end) }
+    }
+
+    /// Every field as a (name, value) pair of Strings; for tests and diagnostics.
+    package var allFields: [(name: String, value: String)] {
+        fields.map { (storage.string($0.name..<$0.value), storage.string($0.value..<$0.end)) }
+    }
+
+    func index(of name: StaticString) -> Int? {
+        fields.firstIndex { matches($0, name) }
+    }
+
+    private func matches(_ field: (name: Int, value: Int, end: Int), _ name: StaticString) -> Bool {
+        let length = field.value - field.name
+        guard length == name.utf8CodeUnitCount else { return false }
+        let wanted = name.utf8Start
+        let have = storage.base!.assumingMemoryBound(to: UInt8.self) + field.name
+        for i in 0..<length where have[i] | 0x20 != wanted[i] | 0x20 {
+            return false
+        }
+        return true
+    }
+}

@@ -1,0 +1,68 @@
+/// Writes HTTP/1.1 message heads into ByteBuffers; bodies are written beside them, never copied in.
+package enum HTTPWriter {
+    /// The reason phrase for the statuses this project sends.
+    package static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: "OK"
+        case 204: "No Content"
+        case 400: "Bad Request"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 408: "Request Timeout"
+        case 413: "Content Too Large"
+        case 431: "Request Header Fields Too Large"
+        case 500: "Internal Server Error"
+        case 502: "Bad Gateway"
+        case 503: "Service Unavailable"
+        case 504: "Gateway Timeout"
+        default: "Status \(status)"
+        }
+    }
+
+    /// A response head: status line, the given fields, Content-Length and Connection.
+    package static func responseHead(status: Int, fields: [(String, String)], contentLength: Int,
+                                     keepAlive: Bool, into buffer: ByteBuffer = ByteBuffer(capacity: 256)) -> ByteBuffer {
+        buffer.append("HTTP/1.1 ")
+        buffer.append(decimal: status)
+        buffer.append(" ")
+        buffer.append(reason(status))
+        buffer.append("\r\n")
+        for (name, value) in fields {
+            appendField(name, value, to: buffer)
+        }
+        buffer.append("Content-Length: ")
+        buffer.append(decimal: contentLength)
+        buffer.append(keepAlive ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n")
+        return buffer
+    }
+
+    /// A request head: request line, Host, the given fields, Content-Length, Connection: close.
+    package static func requestHead(method: String, target: String, host: String, fields: [(String, String)],
+                                    contentLength: Int, into buffer: ByteBuffer = ByteBuffer(capacity: 256)) -> ByteBuffer {
+        buffer.append(method)
+        buffer.append(" ")
+        buffer.append(target)
+        buffer.append(" HTTP/1.1\r\nHost: ")
+        buffer.append(host)
+        buffer.append("\r\n")
+        for (name, value) in fields {
+            appendField(name, value, to: buffer)
+        }
+        buffer.append("Content-Length: ")
+        buffer.append(decimal: contentLength)
+        buffer.append("\r\nConnection: close\r\n\r\n")
+        return buffer
+    }
+
+    /// Appends one field; CR and LF in the value are replaced so a value can never split the head.
+    package static func appendField(_ name: String, _ value: String, to buffer: ByteBuffer) {
+        buffer.append(name)
+        buffer.append(": ")
+        if value.utf8.contains(where: { $0 == 13 || $0 == 10 }) {
+            buffer.append(String(value.map { $0 == "\r" || $0 == "\n" || $0 == "\r\n" ? " " : $0 }))
+        } else {
+            buffer.append(value)
+        }
+        buffer.append("\r\n")
+    }
+}
