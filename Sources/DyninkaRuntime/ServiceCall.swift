@@ -1,0 +1,113 @@
+public import CDyninkaABI
+import Foundation
+
+/// The inputs of one call: the receiver's JSON and each explicit argument's JSON.
+public struct CallInputs {
+    let call: UnsafePointer<dyninka_call>
+
+    /// Decodes the implicit input (the receiver).
+    public func input<T: Decodable>(_ type: T.Type) throws -> T {
+        try Coding.decode(type, from: call.pointee.input, what: "input")
+    }
+
+    /// Decodes explicit argument `index` (declaration order).
+    public func argument<T: Decodable>(_ index: Int, _ type: T.Type, label: String) throws -> T {
+        guard index < call.pointee.argument_count, let arguments = call.pointee.arguments else {
+            throw DecodingFailure(message: "argument '\(label)' is missing")
+        }
+        return try Coding.decode(type, from: arguments[index], what: "argument '\(label)'")
+    }
+}
+
+/// A decoding failure of the input or an argument; reported to the caller as `bad-input`.
+public struct DecodingFailure: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// Runs service functions for the C entry points of a generated table.
+public enum ServiceCall {
+    /// Runs a synchronous service: decode, call, encode, complete; all before returning.
+    public static func run<Output: Encodable>(_ call: UnsafePointer<dyninka_call>?,
+                                              _ body: (CallInputs) throws -> Output?) {
+        guard let call else { return }
+        let inputs = CallInputs(call: call)
+        let result: Output?
+        do {
+            result = try body(inputs)
+        } catch let failure as DecodingFailure {
+            return complete(call.pointee, DYNINKA_STATUS_BAD_INPUT, message: failure.message)
+        } catch {
+            return complete(call.pointee, DYNINKA_STATUS_FUNCTION_ERROR, message: describe(error))
+        }
+        finish(call.pointee, result)
+    }
+
+    /// Runs an async service: inputs are decoded now, on the host's loop (they are only valid
+    /// until completion), and the function runs on Swift's concurrency pool, completing from there.
+    public static func runAsync<Inputs: Sendable, Output: Encodable & Sendable>(
+        _ call: UnsafePointer<dyninka_call>?,
+        decode: (CallInputs) throws -> Inputs,
+        _ body: @escaping @Sendable (Inputs) async throws -> Output?
+    ) {
+        guard let call else { return }
+        let inputs: Inputs
+        do {
+            inputs = try decode(CallInputs(call: call))
+        } catch let failure as DecodingFailure {
+            return complete(call.pointee, DYNINKA_STATUS_BAD_INPUT, message: failure.message)
+        } catch {
+            return complete(call.pointee, DYNINKA_STATUS_BAD_INPUT, message: describe(error))
+        }
+        let completion = Completion(context: call.pointee.context, complete: call.pointee.complete)
+        Task {
+            do {
+                let output = try await body(inputs)
+                completion.finish(output)
+            } catch {
+                completion.fail(describe(error))
+            }
+        }
+    }
+
+    static func finish<Output: Encodable>(_ call: dyninka_call, _ output: Output?) {
+        Completion(context: call.context, complete: call.complete).finish(output)
+    }
+
+    static func complete(_ call: dyninka_call, _ status: dyninka_status, message: String) {
+        Completion(context: call.context, complete: call.complete).send(status, message: message)
+    }
+
+    static func describe(_ error: Error) -> String {
+        if let decoding = error as? DecodingError { return Coding.describe(decoding) }
+        let text = String(describing: error)
+        return text.isEmpty ? "\(type(of: error))" : text
+    }
+}
+
+/// The host's completion callback for one call; safe to move to another thread.
+struct Completion: @unchecked Sendable {
+    // The host promises the callback may be called once from any thread.
+    let context: UnsafeMutableRawPointer?
+    let complete: dyninka_complete_fn?
+
+    func finish<Output: Encodable>(_ output: Output?) {
+        guard let output else {
+            complete?(context, Int32(DYNINKA_STATUS_NIL.rawValue), nil, 0)
+            return
+        }
+        do {
+            let (bytes, count) = try Coding.encode(output)
+            complete?(context, Int32(DYNINKA_STATUS_OK.rawValue), bytes, count)
+        } catch {
+            send(DYNINKA_STATUS_FUNCTION_ERROR, message: "output did not encode: \(error)")
+        }
+    }
+
+    func fail(_ message: String) { send(DYNINKA_STATUS_FUNCTION_ERROR, message: message) }
+
+    func send(_ status: dyninka_status, message: String) {
+        let (bytes, count) = Coding.copy(Array(message.utf8))
+        complete?(context, Int32(status.rawValue), bytes, count)
+    }
+}
