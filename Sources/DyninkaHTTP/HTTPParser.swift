@@ -63,14 +63,17 @@ package final class HTTPParser {
     package let maxBodyBytes: Int
     package weak var delegate: HTTPParserDelegate?
 
-    private var parser = llhttp_t()
-    private var settings = llhttp_settings_t()
+    // Heap-allocated: llhttp keeps pointers to both, and callbacks read the parser while
+    // llhttp_execute runs (an inout Swift property would be an exclusivity violation).
+    private let parser = UnsafeMutablePointer<llhttp_t>.allocate(capacity: 1)
+    private let settings = UnsafeMutablePointer<llhttp_settings_t>.allocate(capacity: 1)
     /// Header bytes of the message being parsed; handed to a head without copying.
     private var storage = ByteBuffer(capacity: 512)
     private var fields: [(name: Int, value: Int, end: Int)] = []
     private var headerBytes = 0
     private var bodyBytes = 0
-    private var lastWasValue = false
+    /// The next header-field bytes begin a new field (set after each value, even an empty one).
+    private var startNewField = true
     private var limitError: HTTPParseError?
     private var completed = false
     private var url = ByteBuffer(capacity: 64)
@@ -79,33 +82,39 @@ package final class HTTPParser {
         self.kind = kind
         self.maxHeaderBytes = maxHeaderBytes
         self.maxBodyBytes = maxBodyBytes
-        llhttp_settings_init(&settings)
-        settings.on_message_begin = { p in HTTPParser.from(p).messageBegin() }
-        settings.on_url = { p, at, length in HTTPParser.from(p).url(at, length) }
-        settings.on_status = { p, _, length in HTTPParser.from(p).countHeader(length) }
-        settings.on_header_field = { p, at, length in HTTPParser.from(p).field(at, length) }
-        settings.on_header_value = { p, at, length in HTTPParser.from(p).value(at, length) }
-        settings.on_headers_complete = { p in HTTPParser.from(p).headersComplete() }
-        settings.on_body = { p, at, length in HTTPParser.from(p).body(at, length) }
-        settings.on_message_complete = { p in HTTPParser.from(p).messageComplete() }
-        llhttp_init(&parser, kind == .request ? HTTP_REQUEST : HTTP_RESPONSE, &settings)
+        settings.initialize(to: llhttp_settings_t())
+        parser.initialize(to: llhttp_t())
+        llhttp_settings_init(settings)
+        settings.pointee.on_message_begin = { p in HTTPParser.from(p).messageBegin() }
+        settings.pointee.on_url = { p, at, length in HTTPParser.from(p).url(at, length) }
+        settings.pointee.on_status = { p, _, length in HTTPParser.from(p).countHeader(length) }
+        settings.pointee.on_header_field = { p, at, length in HTTPParser.from(p).field(at, length) }
+        settings.pointee.on_header_value = { p, at, length in HTTPParser.from(p).value(at, length) }
+        settings.pointee.on_header_value_complete = { p in HTTPParser.from(p).valueComplete() }
+        settings.pointee.on_headers_complete = { p in HTTPParser.from(p).headersComplete() }
+        settings.pointee.on_body = { p, at, length in HTTPParser.from(p).body(at, length) }
+        settings.pointee.on_message_complete = { p in HTTPParser.from(p).messageComplete() }
+        llhttp_init(parser, kind == .request ? HTTP_REQUEST : HTTP_RESPONSE, settings)
+    }
+
+    deinit {
+        parser.deallocate()
+        settings.deallocate()
     }
 
     /// Feeds received bytes.
     package func feed(_ bytes: UnsafeRawBufferPointer) -> HTTPFeedResult {
         guard bytes.count > 0, let start = bytes.baseAddress else { return .needMore }
-        // llhttp keeps pointers to settings and itself: refresh them in case `self` moved storage.
-        parser.settings = withUnsafeMutablePointer(to: &settings) { UnsafeMutableRawPointer($0) }
-        parser.data = Unmanaged.passUnretained(self).toOpaque()
+        parser.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         let chars = start.assumingMemoryBound(to: CChar.self)
-        let result = llhttp_execute(&parser, chars, bytes.count)
+        let result = llhttp_execute(parser, chars, bytes.count)
         return outcome(result, start: chars)
     }
 
     /// Tells the parser the peer closed; completes a message whose end is the connection's end.
     package func finish() -> HTTPFeedResult {
-        parser.data = Unmanaged.passUnretained(self).toOpaque()
-        let result = llhttp_finish(&parser)
+        parser.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        let result = llhttp_finish(parser)
         if completed { return .messageComplete(consumed: 0) }
         if result == HPE_OK { return headerBytes == 0 ? .needMore : .failed(.incomplete) }
         return outcome(result, start: nil)
@@ -114,13 +123,13 @@ package final class HTTPParser {
     /// Continues after `.messageComplete`; feed the remaining bytes next.
     package func resume() {
         completed = false
-        llhttp_resume(&parser)
+        llhttp_resume(parser)
     }
 
     /// Starts over for a new connection.
     package func reset() {
         completed = false
-        llhttp_reset(&parser)
+        llhttp_reset(parser)
     }
 
     private func outcome(_ result: llhttp_errno_t, start: UnsafePointer<CChar>?) -> HTTPFeedResult {
@@ -128,13 +137,13 @@ package final class HTTPParser {
         case HPE_OK:
             return .needMore
         case HPE_PAUSED where completed:
-            let position = llhttp_get_error_pos(&parser)
+            let position = llhttp_get_error_pos(parser)
             let consumed = (start != nil && position != nil) ? position! - start! : 0
             return .messageComplete(consumed: consumed)
         default:
             if let limitError { return .failed(limitError) }
             let name = String(cString: llhttp_errno_name(result))
-            let reason = parser.reason.map { String(cString: $0) } ?? "parse error"
+            let reason = parser.pointee.reason.map { String(cString: $0) } ?? "parse error"
             return .failed(.malformed("\(reason) (\(name))"))
         }
     }
@@ -148,7 +157,7 @@ package final class HTTPParser {
     private func messageBegin() -> Int32 {
         headerBytes = 0
         bodyBytes = 0
-        lastWasValue = false
+        startNewField = true
         limitError = nil
         url.removeAll()
         // Reuse the header storage unless the previous head is still held by its consumer.
@@ -178,10 +187,10 @@ package final class HTTPParser {
 
     private func field(_ at: UnsafePointer<CChar>?, _ length: Int) -> Int32 {
         if countHeader(length + 4) != 0 { return -1 }
-        if lastWasValue || fields.isEmpty {
+        if startNewField {
             let start = storage.count
             fields.append((start, start, start))
-            lastWasValue = false
+            startNewField = false
         }
         storage.append(UnsafeRawBufferPointer(start: at, count: length))
         let end = storage.count
@@ -192,9 +201,13 @@ package final class HTTPParser {
 
     private func value(_ at: UnsafePointer<CChar>?, _ length: Int) -> Int32 {
         if countHeader(length) != 0 { return -1 }
-        lastWasValue = true
         storage.append(UnsafeRawBufferPointer(start: at, count: length))
         fields[fields.count - 1].end = storage.count
+        return 0
+    }
+
+    private func valueComplete() -> Int32 {
+        startNewField = true
         return 0
     }
 
@@ -202,16 +215,16 @@ package final class HTTPParser {
         var head = HTTPHead(storage: storage)
         head.fields = fields
         if kind == .request {
-            head.method = String(cString: llhttp_method_name(llhttp_method_t(UInt32(parser.method))))
+            head.method = String(cString: llhttp_method_name(llhttp_method_t(UInt32(parser.pointee.method))))
             head.target = url.string
         } else {
-            head.status = Int(parser.status_code)
+            head.status = Int(parser.pointee.status_code)
         }
-        head.versionMinor = Int(parser.http_minor)
-        head.keepAlive = llhttp_should_keep_alive(&parser) != 0
+        head.versionMinor = Int(parser.pointee.http_minor)
+        head.keepAlive = llhttp_should_keep_alive(parser) != 0
         if head.index(of: "content-length") != nil {
-            head.contentLength = Int(truncatingIfNeeded: parser.content_length)
-            if parser.content_length > UInt64(maxBodyBytes) {
+            head.contentLength = Int(truncatingIfNeeded: parser.pointee.content_length)
+            if parser.pointee.content_length > UInt64(maxBodyBytes) {
                 limitError = .bodyTooLarge(limit: maxBodyBytes)
                 return -1
             }

@@ -157,10 +157,10 @@ package final class TCPHandle {
 
     // MARK: Writing
 
-    /// Writes the parts in order. `owner` is kept alive until the bytes are no longer needed.
+    /// Writes the parts in order. `owners` are kept alive until the bytes are no longer needed.
     /// The completion runs on the loop; when the kernel takes everything at once it runs before
     /// `write` returns.
-    package func write(_ parts: [UnsafeRawBufferPointer], owner: AnyObject?,
+    package func write(_ parts: [UnsafeRawBufferPointer], owners: [AnyObject],
                        completion: ((LoopError?) -> Void)? = nil) {
         guard !isClosing else {
             completion?(LoopError(code: UV_ECANCELED.rawValue, operation: "write"))
@@ -181,7 +181,7 @@ package final class TCPHandle {
             rest.append(uv_buf_init(buf.base.advanced(by: skip), UInt32(Int(buf.len) - skip)))
             skip = 0
         }
-        let request = WriteRequest(owner: owner, completion: completion, handle: self)
+        let request = WriteRequest(owners: owners, completion: completion, handle: self)
         let raw = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
         raw.pointee.data = Unmanaged.passRetained(request).toOpaque()
         let result = uv_write(raw, dyn_tcp_stream(self.raw), rest, UInt32(rest.count)) { raw, status in
@@ -197,11 +197,11 @@ package final class TCPHandle {
     }
 
     private final class WriteRequest {
-        let owner: AnyObject?
+        let owners: [AnyObject]
         let completion: ((LoopError?) -> Void)?
         let handle: TCPHandle
-        init(owner: AnyObject?, completion: ((LoopError?) -> Void)?, handle: TCPHandle) {
-            self.owner = owner
+        init(owners: [AnyObject], completion: ((LoopError?) -> Void)?, handle: TCPHandle) {
+            self.owners = owners
             self.completion = completion
             self.handle = handle
         }

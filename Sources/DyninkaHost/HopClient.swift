@@ -1,0 +1,140 @@
+import DyninkaHTTP
+import DyninkaLoop
+
+/// Something with a deadline that the host's sweep timer enforces.
+protocol Expiring: AnyObject {
+    /// Monotonic nanoseconds after which `expire()` is called; 0 means none.
+    var deadline: UInt64 { get }
+    func expire()
+}
+
+/// What came back from a next hop.
+enum HopOutcome {
+    /// A complete response, any status; the body is held as bytes, never parsed.
+    case response(HTTPHead, ByteBuffer)
+    /// No usable response: the failure names the hop's service.
+    case failed(ServiceFailure)
+}
+
+/// One outbound request to a peer service: connect, send, collect the whole response.
+/// Keep-alive-free: one connection per hop, closed once the response is in.
+final class HopClient: HTTPParserDelegate, Expiring {
+    private unowned let host: ServiceHost
+    /// The service being called (named in failures).
+    let service: String
+    let address: PeerAddress
+    private let head: ByteBuffer
+    private let body: UnsafeRawBufferPointer
+    private let owners: [AnyObject]
+    private var completion: ((HopOutcome) -> Void)?
+    private var handle: TCPHandle?
+    private var parser: HTTPParser?
+    private var responseHead: HTTPHead?
+    private var responseBody: ByteBuffer?
+    private(set) var deadline: UInt64 = 0
+    private var connected = false
+
+    init(host: ServiceHost, service: String, address: PeerAddress, head: ByteBuffer,
+         body: UnsafeRawBufferPointer, owners: [AnyObject], completion: @escaping (HopOutcome) -> Void) {
+        self.host = host
+        self.service = service
+        self.address = address
+        self.head = head
+        self.body = body
+        self.owners = owners
+        self.completion = completion
+    }
+
+    func start() {
+        deadline = EventLoop.nanoseconds() + UInt64(host.configuration.connectTimeout) * 1_000_000
+        host.track(self)
+        Resolver.resolve(loop: host.loop, host: address.host, port: address.port) { [self] result in
+            guard completion != nil else { return }
+            switch result {
+            case .failure(let error):
+                fail(.unreachable, "cannot resolve '\(address.host)' for service '\(service)' (\(error.reason)); check --peers or the placement file")
+            case .success(let socketAddress):
+                TCPHandle.connect(loop: host.loop, to: socketAddress) { [self] result in
+                    switch result {
+                    case .failure(let error):
+                        fail(.unreachable, "cannot reach service '\(service)' at \(address) (\(error.reason)); is `dyninka-host serve --service \(service)` running?")
+                    case .success(let handle):
+                        connected(handle)
+                    }
+                }
+            }
+        }
+    }
+
+    private func connected(_ handle: TCPHandle) {
+        guard completion != nil else {
+            // Timed out while connecting: the caller has its answer already.
+            handle.close()
+            return
+        }
+        self.handle = handle
+        connected = true
+        deadline = EventLoop.nanoseconds() + UInt64(host.configuration.responseTimeout) * 1_000_000
+        let parser = HTTPParser(kind: .response, maxHeaderBytes: 64 * 1024, maxBodyBytes: host.configuration.maxBodyBytes)
+        parser.delegate = self
+        self.parser = parser
+        handle.startReading { [self] event in read(event) }
+        handle.write([head.bytes, body], owners: [head] + owners) { [self] error in
+            if let error { fail(.unreachable, "connection to service '\(service)' at \(address) failed while sending (\(error.reason))") }
+        }
+    }
+
+    private func read(_ event: ReadEvent) {
+        guard let parser, completion != nil else { return }
+        let result: HTTPFeedResult
+        switch event {
+        case .data(let bytes): result = parser.feed(bytes)
+        case .end: result = parser.finish()
+        case .failed(let error):
+            return fail(.unreachable, "service '\(service)' at \(address) reset the connection (\(error.reason))")
+        }
+        switch result {
+        case .needMore:
+            if case .end = event {
+                fail(.unreachable, "service '\(service)' at \(address) closed the connection without answering")
+            }
+        case .messageComplete:
+            finish(.response(responseHead!, responseBody ?? ByteBuffer()))
+        case .failed(let error):
+            fail(.unreachable, "service '\(service)' at \(address) sent an invalid response (\(error))")
+        }
+    }
+
+    func parserHead(_ head: HTTPHead) {
+        responseHead = head
+        responseBody = ByteBuffer(capacity: head.contentLength ?? 4096)
+    }
+
+    func parserBody(_ bytes: UnsafeRawBufferPointer) {
+        responseBody?.append(bytes)
+    }
+
+    func expire() {
+        if connected {
+            fail(.timeout, "service '\(service)' at \(address) did not answer within \(host.configuration.responseTimeout) ms")
+        } else {
+            fail(.timeout, "service '\(service)' at \(address) did not accept a connection within \(host.configuration.connectTimeout) ms")
+        }
+    }
+
+    private func fail(_ kind: FailureKind, _ message: String) {
+        host.metrics.hopFailures += 1
+        host.log.warning(message)
+        finish(.failed(ServiceFailure(service: service, kind: kind, message: message)))
+    }
+
+    private func finish(_ outcome: HopOutcome) {
+        guard let completion else { return }
+        self.completion = nil
+        host.untrack(self)
+        handle?.close()
+        handle = nil
+        parser = nil
+        completion(outcome)
+    }
+}

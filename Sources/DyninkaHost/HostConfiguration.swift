@@ -1,0 +1,40 @@
+/// Every setting of a dyninka-host process, read in one place (flags and DYNINKA_* variables;
+/// see the README's table). Durations are milliseconds, sizes bytes.
+package struct HostConfiguration: Sendable {
+    /// Path of the app library (`dyninka build` output) to dlopen.
+    package var appPath: String
+    /// The service this process runs.
+    package var service: String
+    /// Address to listen on; loopback by default so nothing is exposed by accident.
+    package var host = "127.0.0.1"
+    /// Port to listen on; 0 lets the kernel pick (the chosen port is logged and printed).
+    package var port = 8080
+    /// Where each other service listens, by name: the only way names become addresses.
+    package var peers = PeerMap()
+    /// How long to wait for a next hop to accept a connection before answering 502.
+    package var connectTimeout = 2_000
+    /// How long to wait for a next hop's complete response before answering 504.
+    package var responseTimeout = 30_000
+    /// How long a client may take to send a complete request before it gets 408.
+    package var requestTimeout = 10_000
+    /// Largest request line plus header fields accepted (431 beyond).
+    package var maxHeaderBytes = 16 * 1024
+    /// Largest request or relayed response body accepted (413 beyond).
+    package var maxBodyBytes = 8 * 1024 * 1024
+    /// Most service calls one route may make, nested arguments included (400 bad-route beyond).
+    package var maxHops = 64
+    /// After SIGTERM, keep accepting for this long while /readyz answers 503, so that load
+    /// balancers stop sending first (Kubernetes sets it; 0 stops accepting at once).
+    package var drainDelay = 0
+    /// After SIGTERM, the longest to wait for in-flight requests before exiting anyway.
+    package var drainTimeout = 30_000
+    /// Log every request (method, target, status, duration) at info level.
+    package var accessLog = false
+    /// Least severe level logged: debug, info, warning, error.
+    package var logLevel = LogLevel.info
+
+    package init(appPath: String, service: String) {
+        self.appPath = appPath
+        self.service = service
+    }
+}

@@ -1,0 +1,96 @@
+/// Counters and histograms of one host, rendered in the Prometheus text format at /metrics.
+package final class Metrics {
+    /// Upper bounds of the latency buckets, in seconds.
+    static let bounds: [Double] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+    struct Histogram {
+        var buckets = [Int](repeating: 0, count: Metrics.bounds.count)
+        var count = 0
+        var sum = 0.0
+
+        mutating func observe(_ seconds: Double) {
+            count += 1
+            sum += seconds
+            if let i = Metrics.bounds.firstIndex(where: { seconds <= $0 }) { buckets[i] += 1 }
+        }
+    }
+
+    struct PerService {
+        var responses: [Int: Int] = [:]
+        var failures: [FailureKind: Int] = [:]
+        var duration = Histogram()
+        var function = Histogram()
+    }
+
+    private var services: [String: PerService] = [:]
+    /// Requests being processed now.
+    package var inFlight = 0
+    /// Open client connections now.
+    package var connections = 0
+    /// Connections to next hops that failed (refused, reset, timed out).
+    package var hopFailures = 0
+
+    package init() {}
+
+    /// Records a finished request of `service`: its status and whole time.
+    package func record(service: String, status: Int, seconds: Double) {
+        services[service, default: PerService()].responses[status, default: 0] += 1
+        services[service, default: PerService()].duration.observe(seconds)
+    }
+
+    /// Records a failure that happened in `service` (not one relayed from downstream).
+    package func recordFailure(service: String, kind: FailureKind) {
+        services[service, default: PerService()].failures[kind, default: 0] += 1
+    }
+
+    /// Records the time spent inside the service function.
+    package func recordFunction(service: String, seconds: Double) {
+        services[service, default: PerService()].function.observe(seconds)
+    }
+
+    /// Number of responses of `service` with `status` so far.
+    package func responses(service: String, status: Int) -> Int { services[service]?.responses[status] ?? 0 }
+
+    /// The Prometheus text exposition.
+    package func render() -> String {
+        var out = ""
+        out += "# HELP dyninka_requests_total Requests answered, by service and HTTP status.\n"
+        out += "# TYPE dyninka_requests_total counter\n"
+        for (name, s) in services.sorted(by: { $0.key < $1.key }) {
+            for (status, count) in s.responses.sorted(by: { $0.key < $1.key }) {
+                out += "dyninka_requests_total{service=\"\(name)\",code=\"\(status)\"} \(count)\n"
+            }
+        }
+        out += "# HELP dyninka_errors_total Failures that happened in this service, by kind (relayed ones are not counted).\n"
+        out += "# TYPE dyninka_errors_total counter\n"
+        for (name, s) in services.sorted(by: { $0.key < $1.key }) {
+            for kind in FailureKind.allCases {
+                out += "dyninka_errors_total{service=\"\(name)\",kind=\"\(kind.rawValue)\"} \(s.failures[kind] ?? 0)\n"
+            }
+        }
+        histogram(&out, "dyninka_request_duration_seconds", "Time from request to response, downstream included.", \.duration)
+        histogram(&out, "dyninka_function_duration_seconds", "Time inside the service function.", \.function)
+        out += "# HELP dyninka_in_flight_requests Requests being processed.\n# TYPE dyninka_in_flight_requests gauge\n"
+        out += "dyninka_in_flight_requests \(inFlight)\n"
+        out += "# HELP dyninka_open_connections Open client connections.\n# TYPE dyninka_open_connections gauge\n"
+        out += "dyninka_open_connections \(connections)\n"
+        out += "# HELP dyninka_hop_failures_total Next-hop connections that failed.\n# TYPE dyninka_hop_failures_total counter\n"
+        out += "dyninka_hop_failures_total \(hopFailures)\n"
+        return out
+    }
+
+    private func histogram(_ out: inout String, _ name: String, _ help: String, _ path: KeyPath<PerService, Histogram>) {
+        out += "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
+        for (service, s) in services.sorted(by: { $0.key < $1.key }) {
+            let h = s[keyPath: path]
+            var cumulative = 0
+            for (i, bound) in Metrics.bounds.enumerated() {
+                cumulative += h.buckets[i]
+                out += "\(name)_bucket{service=\"\(service)\",le=\"\(bound)\"} \(cumulative)\n"
+            }
+            out += "\(name)_bucket{service=\"\(service)\",le=\"+Inf\"} \(h.count)\n"
+            out += "\(name)_sum{service=\"\(service)\"} \(h.sum)\n"
+            out += "\(name)_count{service=\"\(service)\"} \(h.count)\n"
+        }
+    }
+}

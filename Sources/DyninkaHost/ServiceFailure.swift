@@ -1,0 +1,58 @@
+import DyninkaHTTP
+
+/// The kinds of failure a client can receive, each with its HTTP status (DESIGN.md, wire protocol).
+package enum FailureKind: String, Sendable, CaseIterable {
+    /// The service function threw (500).
+    case function
+    /// The request or an input did not decode or was not acceptable HTTP (400, 408, 413, 431).
+    case badInput = "bad-input"
+    /// The route named an unknown service, had mismatched types or too many hops (400).
+    case badRoute = "bad-route"
+    /// The next hop refused or reset the connection, or has no address (502).
+    case unreachable
+    /// The next hop did not answer in time (504).
+    case timeout
+    /// The host has too much in flight (503, with Retry-After).
+    case overloaded
+
+    package var status: Int {
+        switch self {
+        case .function: 500
+        case .badInput, .badRoute: 400
+        case .unreachable: 502
+        case .timeout: 504
+        case .overloaded: 503
+        }
+    }
+}
+
+/// A failure as the wire protocol carries it: `{"error":{"service","kind","message"}}`.
+package struct ServiceFailure: Error, Sendable, CustomStringConvertible {
+    package var service: String
+    package var kind: FailureKind
+    package var message: String
+    /// Overrides the kind's status (408, 413, 431 are bad-input with their own status).
+    package var status: Int
+
+    package init(service: String, kind: FailureKind, message: String, status: Int? = nil) {
+        self.service = service
+        self.kind = kind
+        self.message = message
+        self.status = status ?? kind.status
+    }
+
+    /// The JSON body.
+    package var body: ByteBuffer {
+        let buffer = ByteBuffer(capacity: 96 + message.utf8.count)
+        buffer.append("{\"error\":{\"service\":")
+        buffer.append(JSONText.quote(service))
+        buffer.append(",\"kind\":\"")
+        buffer.append(kind.rawValue)
+        buffer.append("\",\"message\":")
+        buffer.append(JSONText.quote(message))
+        buffer.append("}}")
+        return buffer
+    }
+
+    package var description: String { "\(status) \(kind.rawValue) in '\(service)': \(message)" }
+}

@@ -1,0 +1,315 @@
+import DyninkaHTTP
+import DyninkaLoop
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A dyninka-host process serving one service of a table: listens, runs the function, forwards
+/// along the route, answers health, readiness and metrics, and drains on SIGTERM / SIGINT.
+package final class ServiceHost {
+    package let configuration: HostConfiguration
+    package let table: ServiceTable
+    let service: ServiceDescriptor
+    let loop: EventLoop
+    let wakeup: LoopWakeup
+    let log: Log
+    package let metrics = Metrics()
+    private(set) var loopThread = pthread_self()
+    private let checker: RouteChecker
+    private let parser = RouteParser()
+    private let defaultRoute: CheckedRoute
+    /// Arguments from main; nil when main gives none (then a caller must send Dyninka-Args).
+    private let defaultPlans: Result<[ArgumentPlan], RouteError>
+    /// Checked routes by header text: under load the same few routes repeat.
+    private var routeCache: [String: Result<CheckedRoute, RouteError>] = [:]
+    private var argumentCache: [String: Result<[ArgumentPlan], RouteError>] = [:]
+    private var server: TCPHandle?
+    private var sweepTimer: LoopTimer?
+    private var signals: [SignalWatcher] = []
+    private var tracked: [ObjectIdentifier: Expiring] = [:]
+    private var connections: [ObjectIdentifier: InboundConnection] = [:]
+    private(set) var draining = false
+    private var exitTimer: LoopTimer?
+    /// The address actually bound (port resolved when 0 was asked for).
+    package private(set) var boundAddress: String = ""
+
+    /// Loads nothing itself: pass the table loaded from `configuration.appPath`.
+    package init(configuration: HostConfiguration, table: ServiceTable) throws(HostStartupError) {
+        self.configuration = configuration
+        self.table = table
+        log = Log(service: configuration.service, level: configuration.logLevel)
+        guard let service = table[configuration.service] else {
+            throw HostStartupError("service '\(configuration.service)' is not in \(table.path); it has \(table.services.map(\.name).joined(separator: ", "))")
+        }
+        self.service = service
+        checker = RouteChecker(table: table, maxHops: configuration.maxHops)
+        do {
+            defaultRoute = try checker.check(service.defaultRoute, after: service)
+        } catch {
+            throw HostStartupError("default route of '\(service.name)' is invalid: \(error)")
+        }
+        do {
+            defaultPlans = .success(try checker.checkArguments(nil, of: service))
+        } catch {
+            defaultPlans = .failure(error)
+        }
+        do {
+            loop = try EventLoop()
+            wakeup = try LoopWakeup(loop: loop)
+        } catch {
+            throw HostStartupError("cannot start the event loop: \(error)")
+        }
+        // Every service this one may forward to by default needs an address now, not at the first request.
+        let missing = Self.servicesCalled(by: defaultRoute, plans: (try? defaultPlans.get()) ?? [])
+            .filter { configuration.peers.address(of: $0) == nil }
+        if !missing.isEmpty {
+            throw HostStartupError("no address for \(missing.map { "'\($0)'" }.joined(separator: ", ")), which '\(service.name)' calls by default; pass --peers \(missing.map { "\($0)=HOST:PORT" }.joined(separator: ",")) or --placement FILE")
+        }
+    }
+
+    private static func servicesCalled(by route: CheckedRoute, plans: [ArgumentPlan]) -> Set<String> {
+        var names = Set<String>()
+        func visit(_ plans: [ArgumentPlan]) {
+            for case .chain(let chain, _) in plans { names.formUnion(servicesCalled(by: chain, plans: [])) }
+        }
+        visit(plans)
+        for step in route.steps {
+            names.insert(step.service.name)
+            visit(step.arguments)
+        }
+        return names
+    }
+
+    /// Binds the listening socket; after this, `boundAddress` is known.
+    package func bind() throws(HostStartupError) {
+        let address: SocketAddress
+        do { address = try SocketAddress(ip: configuration.host, port: configuration.port) } catch {
+            throw HostStartupError("--host '\(configuration.host)' is not a numeric IP address (for example 127.0.0.1 or 0.0.0.0)")
+        }
+        do {
+            server = try TCPHandle.listen(loop: loop, on: address) { [unowned self] handle in accepted(handle) }
+        } catch {
+            let hint = error.isAddressInUse ? "; another process listens there (pick another --port, or 0 for any free port)" : ""
+            throw HostStartupError("cannot listen on \(address): \(error.reason)\(hint)")
+        }
+        boundAddress = server?.localAddress?.description ?? address.description
+    }
+
+    /// Serves until SIGTERM or SIGINT has drained the host. Call `bind()` first.
+    package func run() throws(HostStartupError) {
+        if server == nil { try bind() }
+        loopThread = pthread_self()
+        do {
+            for signal in [SIGTERM, SIGINT] {
+                signals.append(try SignalWatcher(loop: loop, signal: signal) { [unowned self] number in
+                    beginDrain(signal: number)
+                })
+            }
+            let sweep = try LoopTimer(loop: loop)
+            sweep.start(after: 50, repeat: 50) { [unowned self] in sweepDeadlines() }
+            sweepTimer = sweep
+        } catch {
+            throw HostStartupError("cannot set up signals and timers: \(error)")
+        }
+        log.info("serving '\(service.name)' of \(table.appName) on http://\(boundAddress) (route after it: \(defaultRoute.chain.isEmpty ? "none" : defaultRoute.chain.source))")
+        loop.run()
+        wakeup.close()
+        loop.close()
+        log.info("stopped")
+    }
+
+    // MARK: Connections
+
+    private func accepted(_ handle: TCPHandle) {
+        let connection = InboundConnection(host: self, handle: handle)
+        connections[ObjectIdentifier(connection)] = connection
+        metrics.connections += 1
+        connection.start()
+    }
+
+    func connectionClosed(_ connection: InboundConnection) {
+        if connections.removeValue(forKey: ObjectIdentifier(connection)) != nil { metrics.connections -= 1 }
+        if draining { checkDrained() }
+    }
+
+    func track(_ item: Expiring) { tracked[ObjectIdentifier(item)] = item }
+    func untrack(_ item: Expiring) { tracked.removeValue(forKey: ObjectIdentifier(item)) }
+
+    private func sweepDeadlines() {
+        let now = EventLoop.nanoseconds()
+        for item in tracked.values where item.deadline != 0 && item.deadline <= now {
+            item.expire()
+        }
+    }
+
+    // MARK: Requests
+
+    func dispatch(_ head: HTTPHead, body: ByteBuffer?, on connection: InboundConnection) {
+        let started = EventLoop.nanoseconds()
+        let path = head.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.target
+        switch (head.method, path) {
+        case ("GET", "/healthz"):
+            text(200, "ok\n", on: connection)
+        case ("GET", "/readyz"):
+            text(draining ? 503 : 200, draining ? "draining\n" : "ready\n", on: connection)
+        case ("GET", "/metrics"):
+            text(200, metrics.render(), on: connection, type: "text/plain; version=0.0.4")
+        case ("POST", "/"), ("POST", "/\(service.name)"):
+            invoke(head, body: body, on: connection, started: started)
+        case ("GET", "/"):
+            text(200, describe(), on: connection, type: "application/json")
+        case (_, "/"), (_, "/\(service.name)"):
+            reject(ServiceFailure(service: service.name, kind: .badInput,
+                                  message: "method \(head.method) is not allowed; POST the input as JSON", status: 405), on: connection)
+        default:
+            reject(ServiceFailure(service: service.name, kind: .badRoute,
+                                  message: "no such path '\(path)'; POST / runs '\(service.name)', GET /healthz, /readyz, /metrics", status: 404),
+                   on: connection)
+        }
+    }
+
+    private func invoke(_ head: HTTPHead, body: ByteBuffer?, on connection: InboundConnection, started: UInt64) {
+        let route: CheckedRoute
+        let plans: [ArgumentPlan]
+        do throws(RouteError) {
+            if let text = head.value(of: "dyninka-route") { route = try checkedRoute(text) } else { route = defaultRoute }
+            if let text = head.value(of: "dyninka-args") { plans = try checkedArguments(text) } else { plans = try defaultPlans.get() }
+        } catch {
+            metrics.recordFailure(service: service.name, kind: .badRoute)
+            metrics.record(service: service.name, status: 400, seconds: Double(EventLoop.nanoseconds() - started) / 1e9)
+            log.debug("refused route: \(error.message)")
+            return connection.respond(failure: ServiceFailure(service: service.name, kind: .badRoute, message: error.message),
+                                      serverTiming: nil)
+        }
+        Invocation(host: self, connection: connection, service: service, route: route, plans: plans,
+                   input: body, started: started).start()
+    }
+
+    private func checkedRoute(_ text: String) throws(RouteError) -> CheckedRoute {
+        if let cached = routeCache[text] { return try cached.get() }
+        let result: Result<CheckedRoute, RouteError>
+        do throws(RouteError) { result = .success(try checker.check(try parser.parseChain(text), after: service)) } catch { result = .failure(error) }
+        if routeCache.count >= 256 { routeCache.removeAll(keepingCapacity: true) }
+        routeCache[text] = result
+        return try result.get()
+    }
+
+    private func checkedArguments(_ text: String) throws(RouteError) -> [ArgumentPlan] {
+        if let cached = argumentCache[text] { return try cached.get() }
+        let result: Result<[ArgumentPlan], RouteError>
+        do throws(RouteError) {
+            let arguments = try parser.parseArguments(text)
+            let plans = try checker.checkArguments(arguments, of: service)
+            let hops = arguments.reduce(0) { total, arg in
+                if case .chain(let chain) = arg.value { return total + chain.callCount }
+                return total
+            }
+            guard hops <= configuration.maxHops else {
+                throw RouteError("arguments make \(hops) service calls; the limit is \(configuration.maxHops)")
+            }
+            result = .success(plans)
+        } catch { result = .failure(error) }
+        if argumentCache.count >= 256 { argumentCache.removeAll(keepingCapacity: true) }
+        argumentCache[text] = result
+        return try result.get()
+    }
+
+    private func text(_ status: Int, _ text: String, on connection: InboundConnection, type: String = "text/plain") {
+        let body = ByteBuffer(capacity: text.utf8.count)
+        body.append(text)
+        connection.respond(status: status, fields: [("Content-Type", type)], body: body.bytes, owners: [body])
+    }
+
+    private func reject(_ failure: ServiceFailure, on connection: InboundConnection) {
+        metrics.recordFailure(service: service.name, kind: failure.kind)
+        connection.respond(failure: failure, serverTiming: nil)
+    }
+
+    private func describe() -> String {
+        let parameters = service.parameters.map { "{\"label\":\(JSONText.quote($0.label)),\"type\":\(JSONText.quote($0.type + ($0.optional ? "?" : "")))}" }
+        return "{\"app\":\(JSONText.quote(table.appName)),\"service\":\(JSONText.quote(service.name)),"
+            + "\"input\":\(service.inputType.map(JSONText.quote) ?? "null"),"
+            + "\"output\":\(JSONText.quote(service.outputType + (service.outputOptional ? "?" : ""))),"
+            + "\"parameters\":[\(parameters.joined(separator: ","))],"
+            + "\"defaultRoute\":\(JSONText.quote(defaultRoute.chain.source))}\n"
+    }
+
+    // MARK: Hops
+
+    /// Sends `body` to `serviceName` with the rest of the route; names resolve only through the peers.
+    func sendHop(to serviceName: String, body: UnsafeRawBufferPointer, owners: [AnyObject], route: String,
+                 arguments: String, completion: @escaping (HopOutcome) -> Void) {
+        guard let address = configuration.peers.address(of: serviceName) else {
+            metrics.hopFailures += 1
+            return completion(.failed(ServiceFailure(
+                service: serviceName, kind: .unreachable,
+                message: "no address for service '\(serviceName)'; pass --peers \(serviceName)=HOST:PORT or add it to the placement file")))
+        }
+        var fields: [(String, String)] = [("Content-Type", "application/json"), ("Dyninka-Route", route)]
+        if !arguments.isEmpty { fields.append(("Dyninka-Args", arguments)) }
+        let head = HTTPWriter.requestHead(method: "POST", target: "/", host: address.description, fields: fields,
+                                          contentLength: body.count)
+        HopClient(host: self, service: serviceName, address: address, head: head, body: body, owners: owners,
+                  completion: completion).start()
+    }
+
+    // MARK: Draining
+
+    func invocationFinished() {
+        if draining { checkDrained() }
+    }
+
+    private func beginDrain(signal: Int32) {
+        if draining {
+            log.warning("second signal: exiting without waiting for \(metrics.inFlight) request(s)")
+            return shutdown()
+        }
+        draining = true
+        log.info("signal \(signal): draining (readyz answers 503, \(metrics.inFlight) request(s) in flight)")
+        let stopAccepting = { [unowned self] in
+            server?.close()
+            server = nil
+            for connection in connections.values where connection.idle { connection.close() }
+            checkDrained()
+        }
+        do {
+            let timer = try LoopTimer(loop: loop)
+            timer.start(after: UInt64(configuration.drainDelay + configuration.drainTimeout)) { [unowned self] in
+                log.warning("drain timeout: exiting with \(metrics.inFlight) request(s) in flight")
+                shutdown()
+            }
+            exitTimer = timer
+            if configuration.drainDelay > 0 {
+                let delay = try LoopTimer(loop: loop)
+                delay.start(after: UInt64(configuration.drainDelay)) { delay.close(); stopAccepting() }
+            } else {
+                stopAccepting()
+            }
+        } catch {
+            shutdown()
+        }
+    }
+
+    private func checkDrained() {
+        guard draining, server == nil, metrics.inFlight == 0 else { return }
+        for connection in connections.values where !connection.busy { connection.close() }
+        if connections.isEmpty { shutdown() }
+    }
+
+    private func shutdown() {
+        server?.close()
+        server = nil
+        for connection in connections.values { connection.close() }
+        sweepTimer?.close()
+        exitTimer?.close()
+        for signal in signals { signal.close() }
+        signals.removeAll()
+        loop.stop()
+    }
+}
+
+/// A host that cannot start; the message says what to change.
+package struct HostStartupError: Error, CustomStringConvertible {
+    package var description: String
+    package init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,135 @@
+import CDyninkaABI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An explicit parameter of a service, read from the table.
+package struct ServiceParameter: Sendable, Equatable {
+    package var label: String
+    /// Type name without the Optional mark.
+    package var type: String
+    package var optional: Bool
+    /// The argument main passes, already parsed; nil when main gives none.
+    package var defaultArgument: RouteValue?
+}
+
+/// One service of a loaded table, in Swift terms.
+package struct ServiceDescriptor: @unchecked Sendable {
+    // `entry` is a C function pointer: safe to share.
+    package var name: String
+    /// Type of the implicit input; nil for a global function (it can only start a chain).
+    package var inputType: String?
+    package var outputType: String
+    package var outputOptional: Bool
+    package var isAsync: Bool
+    package var isThrowing: Bool
+    package var parameters: [ServiceParameter]
+    package var placedState: [String]
+    package var placement: String
+    /// What follows this service in main's chain.
+    package var defaultRoute: RouteChain
+    let entry: dyninka_entry_fn?
+}
+
+/// Why a table could not be loaded; printed at startup, the process then exits non-zero.
+package struct TableLoadError: Error, CustomStringConvertible {
+    package var description: String
+}
+
+/// A service table loaded from an app library with dlopen.
+package final class ServiceTable: @unchecked Sendable {
+    // Immutable after init.
+    package let path: String
+    package let appName: String
+    package let entryService: String
+    package let services: [ServiceDescriptor]
+    private let byName: [String: Int]
+    let freeBytes: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?
+
+    /// Loads `path` and reads its table, checking the ABI version and every default route.
+    package init(path: String) throws(TableLoadError) {
+        self.path = path
+        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
+            let reason = dlerror().map { String(cString: $0) } ?? "unknown reason"
+            throw TableLoadError(description: "cannot load app library '\(path)': \(reason); build it with `dyninka build APP.swift` and pass its path to --app")
+        }
+        guard let symbol = dlsym(handle, DYNINKA_TABLE_SYMBOL) else {
+            throw TableLoadError(description: "'\(path)' does not export \(DYNINKA_TABLE_SYMBOL); is it a library built by `dyninka build`?")
+        }
+        let function = unsafeBitCast(symbol, to: dyninka_table_fn.self)
+        guard let table = function() else {
+            throw TableLoadError(description: "\(DYNINKA_TABLE_SYMBOL) in '\(path)' returned no table")
+        }
+        guard table.pointee.abi_version == DYNINKA_ABI_VERSION else {
+            throw TableLoadError(description: "'\(path)' uses service table ABI version \(table.pointee.abi_version) but this dyninka-host speaks version \(DYNINKA_ABI_VERSION); rebuild the app with the same dyninka release")
+        }
+        guard table.pointee.table_size == UInt32(MemoryLayout<dyninka_table>.size) else {
+            throw TableLoadError(description: "'\(path)' has a table of \(table.pointee.table_size) bytes, expected \(MemoryLayout<dyninka_table>.size); rebuild the app with the same dyninka release")
+        }
+        let parser = RouteParser()
+        var services: [ServiceDescriptor] = []
+        for i in 0..<table.pointee.service_count {
+            let s = table.pointee.services[i]
+            let name = String(cString: s.name)
+            var parameters: [ServiceParameter] = []
+            for p in 0..<s.parameter_count {
+                let raw = s.parameters[p]
+                let (type, optional) = ServiceTable.splitOptional(String(cString: raw.type))
+                var defaultArgument: RouteValue?
+                if let text = raw.default_argument {
+                    do {
+                        let args = try parser.parseArguments(String(cString: text))
+                        defaultArgument = args.first?.value
+                    } catch {
+                        throw TableLoadError(description: "service '\(name)': default argument of '\(String(cString: raw.label))' does not parse: \(error)")
+                    }
+                }
+                parameters.append(ServiceParameter(label: String(cString: raw.label), type: type, optional: optional,
+                                                   defaultArgument: defaultArgument))
+            }
+            let routeText = String(cString: s.default_route)
+            let route: RouteChain
+            do { route = try parser.parseChain(routeText) } catch {
+                throw TableLoadError(description: "service '\(name)': default route '\(routeText)' does not parse: \(error)")
+            }
+            let input = String(cString: s.input_type)
+            services.append(ServiceDescriptor(
+                name: name, inputType: input.isEmpty ? nil : input, outputType: String(cString: s.output_type),
+                outputOptional: s.output_optional != 0, isAsync: s.is_async != 0, isThrowing: s.is_throwing != 0,
+                parameters: parameters,
+                placedState: String(cString: s.placed_state).split(separator: ",").map(String.init),
+                placement: String(cString: s.placement), defaultRoute: route, entry: s.entry))
+        }
+        var byName: [String: Int] = [:]
+        for (index, service) in services.enumerated() {
+            if byName[service.name] != nil {
+                throw TableLoadError(description: "'\(path)' lists service '\(service.name)' twice")
+            }
+            byName[service.name] = index
+        }
+        self.appName = String(cString: table.pointee.app_name)
+        self.entryService = String(cString: table.pointee.entry_service)
+        self.services = services
+        self.byName = byName
+        self.freeBytes = table.pointee.free_bytes
+        // Every default route must type-check: a broken table fails at startup, not per request.
+        let checker = RouteChecker(table: self)
+        for service in services {
+            do {
+                _ = try checker.check(service.defaultRoute, after: service)
+                _ = try checker.checkArguments(nil, of: service, allowMissing: true)
+            } catch {
+                throw TableLoadError(description: "service '\(service.name)': \(error)")
+            }
+        }
+    }
+
+    /// The service named `name`, if the table has it.
+    package subscript(name: String) -> ServiceDescriptor? {
+        byName[name].map { services[$0] }
+    }
+
+    static func splitOptional(_ type: String) -> (String, Bool) {
+        type.hasSuffix("?") ? (String(type.dropLast()), true) : (type, false)
+    }
+}

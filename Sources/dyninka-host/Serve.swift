@@ -1,0 +1,94 @@
+import ArgumentParser
+import DyninkaHost
+import Foundation
+
+extension DyninkaHostCommand {
+    /// `dyninka-host serve`: one service of an app library on one port.
+    struct Serve: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Serve one service of an app library.",
+            discussion: """
+                Example (the paper's chain, one process per service):
+                  dyninka-host serve --app .build/debug/libDyninkaFixture.so --service map --port 8083 \\
+                      --peers movingAvg=127.0.0.1:8084
+
+                Every option can also come from a DYNINKA_* environment variable (see the README); \
+                flags win. SIGTERM or SIGINT drains: /readyz answers 503, in-flight requests finish, \
+                then the process exits 0.
+                """)
+
+        @Option(help: "Path of the app library built by `dyninka build` (env DYNINKA_APP).")
+        var app: String?
+        @Option(help: "Name of the service to run (env DYNINKA_SERVICE).")
+        var service: String?
+        @Option(help: "Numeric IP address to listen on (default 127.0.0.1; env DYNINKA_HOST).")
+        var host: String?
+        @Option(help: "Port to listen on; 0 picks a free one (default 8080; env DYNINKA_PORT).")
+        var port: Int?
+        @Option(name: .customLong("peers"), help: "Where other services listen: NAME=HOST:PORT, comma-separated; repeatable (env DYNINKA_PEERS).")
+        var peers: [String] = []
+        @Option(help: "JSON placement file: {\"services\": {\"NAME\": \"HOST:PORT\"}} (env DYNINKA_PLACEMENT).")
+        var placement: String?
+        @Option(help: "Address pattern for services not listed, e.g. '{name}.default.svc.cluster.local:8080' (env DYNINKA_PEER_TEMPLATE).")
+        var peerTemplate: String?
+        @Option(help: "Milliseconds to wait for a next hop to accept a connection before 502 (default 2000).")
+        var connectTimeout: Int?
+        @Option(help: "Milliseconds to wait for a next hop's response before 504 (default 30000).")
+        var responseTimeout: Int?
+        @Option(help: "Milliseconds a client has to send a complete request before 408 (default 10000).")
+        var requestTimeout: Int?
+        @Option(help: "Largest request line and header section in bytes; 431 beyond (default 16384).")
+        var maxHeaderBytes: Int?
+        @Option(help: "Largest request or relayed response body in bytes; 413 beyond (default 8388608).")
+        var maxBodyBytes: Int?
+        @Option(help: "Most service calls one route may make; 400 bad-route beyond (default 64).")
+        var maxHops: Int?
+        @Option(help: "Milliseconds to keep accepting after SIGTERM while /readyz answers 503 (default 0).")
+        var drainDelay: Int?
+        @Option(help: "Milliseconds to wait for in-flight requests after SIGTERM (default 30000).")
+        var drainTimeout: Int?
+        @Flag(help: "Log every request.")
+        var accessLog = false
+        @Option(help: "debug, info, warning or error (default info; env DYNINKA_LOG_LEVEL).")
+        var logLevel: String?
+
+        func run() throws {
+            var flags: [String: String] = [:]
+            flags["app"] = app
+            flags["service"] = service
+            flags["host"] = host
+            flags["port"] = port.map(String.init)
+            if !peers.isEmpty { flags["peers"] = peers.joined(separator: ",") }
+            flags["placement"] = placement
+            flags["peer-template"] = peerTemplate
+            flags["connect-timeout"] = connectTimeout.map(String.init)
+            flags["response-timeout"] = responseTimeout.map(String.init)
+            flags["request-timeout"] = requestTimeout.map(String.init)
+            flags["max-header-bytes"] = maxHeaderBytes.map(String.init)
+            flags["max-body-bytes"] = maxBodyBytes.map(String.init)
+            flags["max-hops"] = maxHops.map(String.init)
+            flags["drain-delay"] = drainDelay.map(String.init)
+            flags["drain-timeout"] = drainTimeout.map(String.init)
+            if accessLog { flags["access-log"] = "true" }
+            flags["log-level"] = logLevel
+            do {
+                let configuration = try HostConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
+                let table = try ServiceTable(path: configuration.appPath)
+                let host = try ServiceHost(configuration: configuration, table: table)
+                try host.bind()
+                // One line on stdout for whoever started us (tests, `dyninka run`) to learn the port.
+                FileHandle.standardOutput.write(Data("dyninka-host: serving \(configuration.service) on http://\(host.boundAddress)\n".utf8))
+                try host.run()
+            } catch let error as HostStartupError {
+                fail(error.description)
+            } catch let error as TableLoadError {
+                fail(error.description)
+            }
+        }
+
+        private func fail(_ message: String) -> Never {
+            FileHandle.standardError.write(Data("dyninka-host: error: \(message)\n".utf8))
+            Foundation.exit(2)
+        }
+    }
+}
