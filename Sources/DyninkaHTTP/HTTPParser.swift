@@ -117,12 +117,14 @@ package final class HTTPParser {
         let result = llhttp_finish(parser)
         if completed { return .messageComplete(consumed: 0) }
         if result == HPE_OK { return headerBytes == 0 ? .needMore : .failed(.incomplete) }
+        if result == HPE_INVALID_EOF_STATE { return .failed(.incomplete) }
         return outcome(result, start: nil)
     }
 
     /// Continues after `.messageComplete`; feed the remaining bytes next.
     package func resume() {
         completed = false
+        headerBytes = 0
         llhttp_resume(parser)
     }
 

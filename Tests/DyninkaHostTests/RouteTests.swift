@@ -1,0 +1,187 @@
+import Testing
+@testable import DyninkaHost
+
+@Suite struct RouteParserTests {
+    let parser = RouteParser()
+
+    @Test func parsesTheDefaultChainWithOptionalChaining() throws {
+        let chain = try parser.parseChain("filterTemperature()?.map().movingAvg()")
+        #expect(chain.calls.map(\.name) == ["filterTemperature", "map", "movingAvg"])
+        #expect(chain.calls.map(\.optionalChained) == [false, true, false])
+        #expect(chain.source == "filterTemperature()?.map().movingAvg()")
+        #expect(chain.rest.source == "map().movingAvg()")
+    }
+
+    @Test func emptyAndBlankRoutesMeanStopHere() throws {
+        #expect(try parser.parseChain("").isEmpty)
+        #expect(try parser.parseChain("   ").isEmpty)
+    }
+
+    @Test func aLeadingDotIsAccepted() throws {
+        #expect(try parser.parseChain(".map()").source == "map()")
+        #expect(try parser.parseChain("?.map()").source == "map()")
+    }
+
+    @Test func parsesFanInAndLiterals() throws {
+        let chain = try parser.parseChain(#"alert(conditions: weather(), limit: -3, ratio: 2.5e1, name: "a \"b\"\n", on: true, x: nil)"#)
+        let arguments = chain.calls[0].arguments
+        #expect(arguments.map(\.label) == ["conditions", "limit", "ratio", "name", "on", "x"])
+        #expect(arguments[0].value == .chain(RouteChain(calls: [RouteCall(name: "weather", arguments: [], optionalChained: false)])))
+        #expect(arguments[1].value == .literal(.int(-3)))
+        #expect(arguments[2].value == .literal(.double(25)))
+        #expect(arguments[3].value == .literal(.string("a \"b\"\n")))
+        #expect(arguments[4].value == .literal(.bool(true)))
+        #expect(arguments[5].value == .literal(.null))
+        #expect(RouteLiteral.string("a \"b\"\n").json == #""a \"b\"\n""#)
+    }
+
+    @Test func printedRoutesParseBackToTheSameChain() throws {
+        for text in ["a().b(x: c().d(y: 1)).e()", #"f(s: "\\ \u{1F600}")"#, "g(_: 1.5, h())"] {
+            let chain = try parser.parseChain(text)
+            #expect(try parser.parseChain(chain.source) == chain, "\(text) printed as \(chain.source)")
+        }
+    }
+
+    @Test(arguments: [
+        "http://evil.example/x()",
+        "127.0.0.1:80",
+        "map",
+        "map(",
+        "map())",
+        "map().",
+        "map() movingAvg()",
+        #"map(x: "unterminated)"#,
+        "map(x: 1 2)",
+        "map(x: y)",
+        "ma p()",
+        "map()\u{0}",
+        "map(x: 1e999)",
+    ])
+    func malformedRoutesAreRefused(_ text: String) {
+        #expect(throws: RouteError.self) { try parser.parseChain(text) }
+    }
+
+    @Test func deepNestingIsRefused() {
+        let deep = String(repeating: "a(x: ", count: 20) + "b()" + String(repeating: ")", count: 20)
+        #expect(throws: RouteError.self) { try parser.parseChain(deep) }
+    }
+
+    @Test func overlongRoutesAreRefused() {
+        let long = Array(repeating: "map()", count: 3000).joined(separator: ".")
+        #expect(throws: RouteError.self) { try parser.parseChain(long) }
+    }
+
+    @Test func callCountIncludesNestedArguments() throws {
+        #expect(try parser.parseChain("a().b(x: c().d(), y: e()).f()").callCount == 6)
+    }
+}
+
+@Suite struct RouteCheckerTests {
+    let table: ServiceTable
+    let checker: RouteChecker
+    let parser = RouteParser()
+
+    init() throws {
+        table = try ServiceTable(path: BuildProducts.fixture)
+        checker = RouteChecker(table: table, maxHops: 16)
+    }
+
+    @Test func tableCarriesWhatTheLibraryExports() throws {
+        #expect(table.appName == "Fixture")
+        #expect(table.entryService == "get")
+        let alert = try #require(table["alert"])
+        #expect(alert.inputType == "Average")
+        #expect(alert.parameters.first?.label == "conditions")
+        #expect(alert.parameters.first?.defaultArgument == .chain(try parser.parseChain("weather()")))
+        #expect(table["filterTemperature"]?.outputOptional == true)
+        #expect(table["calibrate"]?.isAsync == true)
+        #expect(table["get"]?.defaultRoute.source == "filterTemperature()?.map().movingAvg()")
+        #expect(table["get"]?.inputType == nil)
+    }
+
+    @Test func theDefaultChainChecks() throws {
+        let route = try checker.check(try parser.parseChain("filterTemperature()?.map().movingAvg()"), after: table["get"])
+        #expect(route.steps.map(\.service.name) == ["filterTemperature", "map", "movingAvg"])
+        #expect(route.outputType == "Average")
+    }
+
+    @Test func mismatchedTypesAreRefusedNamingBothSides() throws {
+        let error = #expect(throws: RouteError.self) {
+            try checker.check(try parser.parseChain("movingAvg()"), after: table["filterTemperature"])
+        }
+        #expect(error?.message.contains("'movingAvg' takes Temperature but receives Reading from 'filterTemperature'") == true)
+    }
+
+    @Test func unknownServicesAreRefusedListingTheKnownOnes() throws {
+        let error = #expect(throws: RouteError.self) { try checker.check(try parser.parseChain("nope()"), after: table["map"]) }
+        #expect(error?.message.contains("unknown service 'nope'") == true)
+        #expect(error?.message.contains("movingAvg") == true)
+    }
+
+    @Test func aGlobalFunctionCannotFollowAService() throws {
+        #expect(throws: RouteError.self) { try checker.check(try parser.parseChain("weather()"), after: table["map"]) }
+    }
+
+    @Test func argumentsAreCheckedByLabelCountAndType() throws {
+        let average = table["movingAvg"]
+        _ = try checker.check(try parser.parseChain("alert(conditions: weather())"), after: average)
+        for bad in ["alert()", "alert(weather())", "alert(conditions: get())", "alert(conditions: 3)", "alert(conditions: weather(), x: 1)"] {
+            #expect(throws: RouteError.self, "\(bad)") { try checker.check(try parser.parseChain(bad), after: average) }
+        }
+        _ = try checker.check(try parser.parseChain("scale(by: 2)"), after: table["map"])
+        _ = try checker.check(try parser.parseChain("scale(by: 2.5)"), after: table["map"])
+        #expect(throws: RouteError.self) { try checker.check(try parser.parseChain(#"scale(by: "2")"#), after: table["map"]) }
+    }
+
+    @Test func tooManyHopsAreRefused() throws {
+        let long = Array(repeating: "scale(by: 1)", count: 17).joined(separator: ".")
+        let error = #expect(throws: RouteError.self) { try checker.check(try parser.parseChain(long), after: table["map"]) }
+        #expect(error?.message.contains("limit is 16") == true)
+    }
+
+    @Test func rawJSONAcceptsAnyType() throws {
+        _ = try checker.check(try parser.parseChain("echo()"), after: table["map"])
+    }
+}
+
+@Suite struct PeerMapTests {
+    @Test func peersParseFromAList() throws {
+        var peers = PeerMap()
+        try peers.add(list: "map=127.0.0.1:8083, movingAvg=[::1]:8084")
+        #expect(peers.address(of: "map") == PeerAddress(host: "127.0.0.1", port: 8083))
+        #expect(peers.address(of: "movingAvg") == PeerAddress(host: "::1", port: 8084))
+        #expect(peers.address(of: "get") == nil)
+    }
+
+    @Test(arguments: ["map", "map=", "map=host", "map=host:0", "map=host:99999", "map=:80"])
+    func badPeersAreRefused(_ text: String) {
+        var peers = PeerMap()
+        #expect(throws: PeerError.self) { try peers.add(list: text) }
+    }
+
+    @Test func templateGivesDNSSafeNames() {
+        let peers = PeerMap(template: "{name}.apps.svc.cluster.local:8080")
+        #expect(peers.address(of: "movingAvg") == PeerAddress(host: "moving-avg.apps.svc.cluster.local", port: 8080))
+        #expect(PeerMap.dnsName("filterTemperature") == "filter-temperature")
+        #expect(PeerMap.dnsName("get_URL2") == "get-url2")
+    }
+}
+
+@Suite struct HostConfigurationTests {
+    @Test func flagsWinOverEnvironmentOverDefaults() throws {
+        let c = try HostConfiguration.resolve(flags: ["app": "a.so", "service": "map", "port": "9000"],
+                                              environment: ["DYNINKA_PORT": "1", "DYNINKA_CONNECT_TIMEOUT_MS": "50"])
+        #expect(c.port == 9000)
+        #expect(c.connectTimeout == 50)
+        #expect(c.responseTimeout == 30_000)
+        #expect(c.host == "127.0.0.1")
+    }
+
+    @Test func badValuesNameTheFlag() {
+        let error = #expect(throws: HostStartupError.self) {
+            try HostConfiguration.resolve(flags: ["app": "a", "service": "s", "max-hops": "0"], environment: [:])
+        }
+        #expect(error?.description.contains("--max-hops") == true)
+        #expect(throws: HostStartupError.self) { try HostConfiguration.resolve(flags: ["service": "s"], environment: [:]) }
+    }
+}

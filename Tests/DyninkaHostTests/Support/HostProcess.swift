@@ -1,0 +1,101 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the build put our binaries: beside the test bundle.
+enum BuildProducts {
+    static var directory: URL {
+        if let dir = ProcessInfo.processInfo.environment["DYNINKA_BUILD_DIR"] { return URL(fileURLWithPath: dir) }
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        return exe.deletingLastPathComponent()
+    }
+    static var host: String { directory.appendingPathComponent("dyninka-host").path }
+    static var fixture: String { directory.appendingPathComponent("libDyninkaFixture.so").path }
+}
+
+/// A real `dyninka-host serve` process on 127.0.0.1, on a port the kernel picked.
+final class HostProcess: @unchecked Sendable {
+    let service: String
+    let process = Process()
+    private(set) var port = 0
+    private let stderrPipe = Pipe()
+    private let stdoutPipe = Pipe()
+
+    /// Starts the host and waits until it prints the address it serves on.
+    init(service: String, peers: [String: Int] = [:], port: Int = 0, arguments: [String] = [],
+         app: String = BuildProducts.fixture) throws {
+        self.service = service
+        process.executableURL = URL(fileURLWithPath: BuildProducts.host)
+        var args = ["serve", "--app", app, "--service", service, "--port", String(port), "--log-level", "warning"]
+        if !peers.isEmpty {
+            args += ["--peers", peers.map { "\($0.key)=127.0.0.1:\($0.value)" }.sorted().joined(separator: ",")]
+        }
+        process.arguments = args + arguments
+        process.standardOutput = stdoutPipe
+        process.standardError = stderrPipe
+        try process.run()
+        let line = try Self.readLine(stdoutPipe.fileHandleForReading, timeout: 10)
+        guard let range = line.range(of: "127.0.0.1:"), let parsed = Int(line[range.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            process.terminate()
+            let errors = String(decoding: stderrPipe.fileHandleForReading.availableData, as: UTF8.self)
+            throw HostProcessError.didNotStart("\(service): '\(line)' \(errors)")
+        }
+        self.port = parsed
+    }
+
+    var client: RawHTTP { RawHTTP(port: port) }
+
+    private static func readLine(_ handle: FileHandle, timeout: Double) throws -> String {
+        var pollfd = Glibc.pollfd(fd: handle.fileDescriptor, events: Int16(POLLIN), revents: 0)
+        var bytes: [UInt8] = []
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            guard poll(&pollfd, 1, 100) > 0 else { continue }
+            var c: UInt8 = 0
+            let n = read(handle.fileDescriptor, &c, 1)
+            if n <= 0 { break }
+            if c == 10 { return String(decoding: bytes, as: UTF8.self) }
+            bytes.append(c)
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    /// Waits for exit; returns the exit status, or nil on timeout.
+    func waitForExit(timeout: Double = 10) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    func stop() {
+        if process.isRunning {
+            signal(SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    deinit { stop() }
+}
+
+enum HostProcessError: Error { case didNotStart(String) }
+
+/// Starts services last-to-first so each knows where its successors listen.
+final class HostCluster: @unchecked Sendable {
+    private(set) var hosts: [String: HostProcess] = [:]
+
+    /// `order` lists services so that every service comes after those it calls.
+    init(_ order: [String], arguments: [String: [String]] = [:]) throws {
+        for service in order {
+            let peers = hosts.mapValues(\.port)
+            hosts[service] = try HostProcess(service: service, peers: peers, arguments: arguments[service] ?? [])
+        }
+    }
+
+    subscript(service: String) -> HostProcess { hosts[service]! }
+
+    func stop() { hosts.values.forEach { $0.stop() } }
+    deinit { stop() }
+}

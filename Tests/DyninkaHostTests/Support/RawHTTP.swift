@@ -1,0 +1,115 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A response as a test sees it.
+struct TestResponse: CustomStringConvertible {
+    var status: Int
+    var headers: [String: String]
+    var body: [UInt8]
+    var text: String { String(decoding: body, as: UTF8.self) }
+    var description: String { "\(status) \(headers) \(text)" }
+
+    /// The error object of a wire-protocol failure body.
+    var error: (service: String, kind: String, message: String)? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+              let error = object["error"] as? [String: Any],
+              let service = error["service"] as? String, let kind = error["kind"] as? String,
+              let message = error["message"] as? String else { return nil }
+        return (service, kind, message)
+    }
+
+    func json() -> [String: Any]? { try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] }
+}
+
+enum RawHTTPError: Error { case connect(Int32), timeout, closedWithoutResponse(String) }
+
+/// A blocking HTTP/1.1 client over a plain socket: sends exactly the bytes asked for, so tests
+/// can also send what no well-behaved client would.
+struct RawHTTP {
+    var port: Int
+    var timeout: Double = 10
+
+    func connect() throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if result != 0 {
+            let code = errno
+            close(fd)
+            throw RawHTTPError.connect(code)
+        }
+        return fd
+    }
+
+    /// Sends raw bytes and reads until the server closes; returns the parsed response.
+    func exchange(_ bytes: [UInt8]) throws -> TestResponse {
+        let fd = try connect()
+        defer { close(fd) }
+        try send(fd, bytes)
+        return try readResponse(fd)
+    }
+
+    func send(_ fd: Int32, _ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+
+    /// Reads one response that ends with the connection (Connection: close).
+    func readResponse(_ fd: Int32) throws -> TestResponse {
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK { throw RawHTTPError.timeout }
+                break
+            }
+            if n == 0 { break }
+            data.append(contentsOf: buffer[0..<n])
+        }
+        guard let response = Self.parse(data) else { throw RawHTTPError.closedWithoutResponse(String(decoding: data, as: UTF8.self)) }
+        return response
+    }
+
+    static func parse(_ data: [UInt8]) -> TestResponse? {
+        guard let end = data.firstRange(of: Array("\r\n\r\n".utf8)) else { return nil }
+        let head = String(decoding: data[..<end.lowerBound], as: UTF8.self)
+        var lines = head.components(separatedBy: "\r\n")
+        let statusLine = lines.removeFirst().split(separator: " ")
+        guard statusLine.count >= 2, let status = Int(statusLine[1]) else { return nil }
+        var headers: [String: String] = [:]
+        for line in lines {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        return TestResponse(status: status, headers: headers, body: Array(data[end.upperBound...]))
+    }
+
+    /// POSTs JSON to the service with optional route and argument headers.
+    func post(_ body: String = "", route: String? = nil, arguments: String? = nil, path: String = "/",
+              extra: [(String, String)] = []) throws -> TestResponse {
+        var head = "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        if let route { head += "Dyninka-Route: \(route)\r\n" }
+        if let arguments { head += "Dyninka-Args: \(arguments)\r\n" }
+        for (name, value) in extra { head += "\(name): \(value)\r\n" }
+        head += "Content-Length: \(body.utf8.count)\r\n\r\n"
+        return try exchange(Array((head + body).utf8))
+    }
+
+    func get(_ path: String) throws -> TestResponse {
+        try exchange(Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8))
+    }
+}
