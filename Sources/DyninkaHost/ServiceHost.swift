@@ -30,6 +30,8 @@ package final class ServiceHost {
     private var connections: [ObjectIdentifier: InboundConnection] = [:]
     private(set) var draining = false
     private var exitTimer: LoopTimer?
+    /// Services the default route calls that have no address (each such request answers 502).
+    package private(set) var missingPeers: [String] = []
     /// The address actually bound (port resolved when 0 was asked for).
     package private(set) var boundAddress: String = ""
 
@@ -59,12 +61,10 @@ package final class ServiceHost {
         } catch {
             throw HostStartupError("cannot start the event loop: \(error)")
         }
-        // Every service this one may forward to by default needs an address now, not at the first request.
-        let missing = Self.servicesCalled(by: defaultRoute, plans: (try? defaultPlans.get()) ?? [])
-            .filter { configuration.peers.address(of: $0) == nil }
-        if !missing.isEmpty {
-            throw HostStartupError("no address for \(missing.map { "'\($0)'" }.joined(separator: ", ")), which '\(service.name)' calls by default; pass --peers \(missing.map { "\($0)=HOST:PORT" }.joined(separator: ",")) or --placement FILE")
-        }
+        // Every service this one may forward to by default should have an address; say so now
+        // rather than at the first request (a host may still be run alone, for a test or a custom route).
+        missingPeers = Self.servicesCalled(by: defaultRoute, plans: (try? defaultPlans.get()) ?? [])
+            .filter { configuration.peers.address(of: $0) == nil }.sorted()
     }
 
     private static func servicesCalled(by route: CheckedRoute, plans: [ArgumentPlan]) -> Set<String> {
@@ -110,6 +110,9 @@ package final class ServiceHost {
             sweepTimer = sweep
         } catch {
             throw HostStartupError("cannot set up signals and timers: \(error)")
+        }
+        if !missingPeers.isEmpty {
+            log.warning("no address for \(missingPeers.map { "'\($0)'" }.joined(separator: ", ")), which '\(service.name)' calls by default: such requests will get 502; pass --peers \(missingPeers.map { "\($0)=HOST:PORT" }.joined(separator: ",")) or --placement FILE")
         }
         log.info("serving '\(service.name)' of \(table.appName) on http://\(boundAddress) (route after it: \(defaultRoute.chain.isEmpty ? "none" : defaultRoute.chain.source))")
         loop.run()

@@ -1,4 +1,7 @@
 import CLibUV
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs a callback on the loop when the process receives a signal.
 package final class SignalWatcher {
@@ -18,6 +21,12 @@ package final class SignalWatcher {
         try uvCheck(uv_signal_start(raw, { raw, signum in
             Unmanaged<SignalWatcher>.fromOpaque(raw!.pointee.data!).takeUnretainedValue().callback?(signum)
         }, signal), "watch signal \(signal)")
+        // A parent may have started us with the signal blocked (some process launchers do);
+        // libuv's handler would then never run.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, signal)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
         // A signal watcher alone must not keep the loop running.
         uv_unref(dyn_signal_handle(raw))
     }
