@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+# Run: python3 bench/hop_bench.py [--duration 5] [--workers 1,5,10,50] [--sizes 1024,16384,65536,262144,1048576]
+"""The hop path under keep-alive-free load, measured against nginx in the same run.
+
+Topologies, each driven by hey -disable-keepalive at every worker count:
+  chain4  four dyninka-host processes of the fixture table; every request makes all four hops:
+          POST get  (Dyninka-Route: map().scale(by: 1.0).movingAvg())
+  echo1   one dyninka-host running `echo` (RawJSON in, RawJSON out, no hop)
+  nginx4  nginx, the no-processing reference: three proxy_pass hops (upstream HTTP/1.0) and a
+          fourth server returning a fixed JSON body
+
+For each run: requests/s, mean / p99 latency, errors (connection errors and non-2xx), and the CPU
+time per request of every server process (utime+stime from /proc, which the load generator does
+not distort). Then a payload-size sweep: hopA -> hopB -> blob returns a SIZE-byte body that hopB
+and hopA relay back; it reports CPU and heap allocations per request per host (allocations
+counted by bench/malloc_count.c through LD_PRELOAD), showing that relaying does not grow with size.
+
+Results go to bench/results/DATE-HOST-hops.md. Nothing here runs in the test suite.
+"""
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, cwd=ROOT, **kw)
+
+
+def build():
+    sh("scripts/bootstrap --with-bench")
+    for product in ("dyninka-host", "DyninkaFixture"):
+        sh(f"swift build -c release --product {product} >/dev/null")
+    bin_dir = subprocess.run("swift build -c release --show-bin-path", shell=True, cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout.strip()
+    lib = os.path.join(tempfile.gettempdir(), "dyninka-bench-malloc_count.so")
+    sh(f"gcc -O2 -shared -fPIC -o {lib} bench/malloc_count.c")
+    return bin_dir, lib
+
+
+def cpu_seconds(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except FileNotFoundError:
+        return 0.0
+
+
+def children(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
+
+
+def wait_http(port, path="/healthz", timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1):
+                return
+        except Exception:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing answers on 127.0.0.1:{port}{path}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Hosts:
+    """dyninka-host processes for some services of the fixture table."""
+
+    def __init__(self, bin_dir, services, preload=None, tmp=None):
+        self.ports = {s: free_port() for s in services}
+        peers = ",".join(f"{s}=127.0.0.1:{p}" for s, p in self.ports.items())
+        self.procs = {}
+        for s, port in self.ports.items():
+            env = dict(os.environ)
+            if preload:
+                env["LD_PRELOAD"] = preload
+                env["MALLOC_COUNT_FILE"] = os.path.join(tmp, f"{s}.allocs")
+            self.procs[s] = subprocess.Popen(
+                [os.path.join(bin_dir, "dyninka-host"), "serve", "--app", os.path.join(bin_dir, "libDyninkaFixture.so"),
+                 "--service", s, "--port", str(port), "--peers", peers, "--log-level", "error"],
+                env=env, stdout=subprocess.DEVNULL)
+        for port in self.ports.values():
+            wait_http(port)
+        self.tmp = tmp
+
+    def cpu(self):
+        return {s: cpu_seconds(p.pid) for s, p in self.procs.items()}
+
+    def allocations(self):
+        counts = {}
+        for s, p in self.procs.items():
+            path = os.path.join(self.tmp, f"{s}.allocs")
+            if os.path.exists(path):
+                os.remove(path)
+            p.send_signal(signal.SIGUSR2)
+            for _ in range(100):
+                if os.path.exists(path) and os.path.getsize(path) > 0:
+                    break
+                time.sleep(0.01)
+            with open(path) as f:
+                counts[s] = int(f.read().strip())
+        return counts
+
+    def stop(self):
+        for p in self.procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+class Nginx:
+    def __init__(self, tmp, hops=4):
+        self.ports = [free_port() for _ in range(hops)]
+        conf = os.path.join(tmp, "nginx.conf")
+        servers = []
+        for a, b in zip(self.ports, self.ports[1:]):
+            servers.append(f"server {{ listen 127.0.0.1:{a}; location / {{ proxy_pass http://127.0.0.1:{b}; }} }}")
+        servers.append(f"server {{ listen 127.0.0.1:{self.ports[-1]}; location / {{ default_type application/json; "
+                       f"return 200 '{{\"count\":1,\"average\":20}}'; }} }}")
+        with open(conf, "w") as f:
+            f.write(f"""worker_processes {os.cpu_count()}; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/nginx-error.log error;
+events {{ worker_connections 8192; }}
+http {{ access_log off; client_body_temp_path {tmp}/cb; proxy_temp_path {tmp}/pt; fastcgi_temp_path {tmp}/ft;
+uwsgi_temp_path {tmp}/ut; scgi_temp_path {tmp}/st; proxy_http_version 1.0;
+{chr(10).join(servers)}
+}}
+""")
+        self.proc = subprocess.Popen(["nginx", "-p", tmp, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_http(self.ports[0], "/")
+
+    def cpu(self):
+        return {"nginx": sum(cpu_seconds(p) for p in [self.proc.pid] + children(self.proc.pid))}
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGQUIT)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def hey(url, workers, duration=None, count=None, headers=(), body="{}"):
+    cmd = ["hey", "-c", str(workers), "-disable-keepalive", "-m", "POST", "-T", "application/json", "-d", body]
+    cmd += ["-z", f"{duration}s"] if duration else ["-n", str(count)]
+    for h in headers:
+        cmd += ["-H", h]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True).stdout
+    def num(pattern, default=0.0):
+        m = re.search(pattern, out)
+        return float(m.group(1)) if m else default
+    codes = {int(c): int(n) for c, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)}
+    conn_errors = sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+\S+", out.split("Error distribution:")[1], re.M)) \
+        if "Error distribution:" in out else 0
+    ok = sum(n for c, n in codes.items() if 200 <= c < 300)
+    return {
+        "rps": num(r"Requests/sec:\s+([\d.]+)"), "mean_ms": num(r"Average:\s+([\d.]+) secs") * 1000,
+        "p50_ms": num(r"50%+ in ([\d.]+) secs") * 1000, "p99_ms": num(r"99%+ in ([\d.]+) secs") * 1000,
+        "ok": ok, "errors": conn_errors + sum(n for c, n in codes.items() if not 200 <= c < 300),
+        "codes": codes, "raw": out,
+    }
+
+
+def measure(target, url, workers, duration, headers=(), body="{}"):
+    before = target.cpu()
+    result = hey(url, workers, duration=duration, headers=headers, body=body)
+    after = target.cpu()
+    done = max(result["ok"] + result["errors"], 1)
+    result["cpu_us"] = {k: (after[k] - before[k]) / done * 1e6 for k in after}
+    return result
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except Exception:
+        pass
+    return f"{platform.node()}, {os.cpu_count()} cores ({model}), Linux {platform.release()}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=float, default=5, help="seconds per load run (default 5)")
+    ap.add_argument("--workers", default="1,5,10,50", help="hey worker counts (default 1,5,10,50)")
+    ap.add_argument("--sizes", default="1024,16384,65536,262144,1048576", help="response sizes for the sweep")
+    ap.add_argument("--sweep-requests", type=int, default=2000, help="requests per size in the sweep")
+    ap.add_argument("--no-build", action="store_true", help="use the existing release build")
+    args = ap.parse_args()
+    for tool in ("hey", "nginx"):
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
+            raise SystemExit(f"{tool} is missing: run scripts/bootstrap --with-bench")
+    os.environ["PATH"] += ":/usr/sbin"
+    bin_dir, counter = build() if not args.no_build else (
+        subprocess.run("swift build -c release --show-bin-path", shell=True, cwd=ROOT, capture_output=True, text=True).stdout.strip(),
+        os.path.join(tempfile.gettempdir(), "dyninka-bench-malloc_count.so"))
+    workers = [int(w) for w in args.workers.split(",")]
+    tmp = tempfile.mkdtemp(prefix="dyninka-bench-")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    lines = []
+
+    def emit(line=""):
+        print(line, flush=True)
+        lines.append(line)
+
+    emit(f"# Hop path benchmark, {started:%Y-%m-%d %H:%M} UTC")
+    emit()
+    emit(f"Machine: {machine()}. Command: `python3 bench/hop_bench.py --duration {args.duration:g} "
+         f"--workers {args.workers} --sizes {args.sizes}`. Load: hey -disable-keepalive, POST, "
+         f"{args.duration:g} s per run; the load generator shares the 2 cores (no pinning). CPU per request is "
+         f"utime+stime of each server process from /proc divided by the requests answered.")
+    emit()
+    emit("## Throughput and latency")
+    emit()
+    emit("| topology | workers | req/s | mean ms | p99 ms | errors | server CPU us/req (per process) | total us/req | us/hop |")
+    emit("|---|---|---|---|---|---|---|---|---|")
+    results = {}
+    chain = Hosts(bin_dir, ["get", "map", "scale", "movingAvg"], tmp=tmp)
+    echo = Hosts(bin_dir, ["echo"], tmp=tmp)
+    nginx = Nginx(tmp)
+    route = ("Dyninka-Route: map().scale(by: 1.0).movingAvg()",)
+    try:
+        for w in workers:
+            runs = [
+                ("chain4", chain, f"http://127.0.0.1:{chain.ports['get']}/", route, "{}", 4),
+                ("nginx4", nginx, f"http://127.0.0.1:{nginx.ports[0]}/", (), "{}", 4),
+                ("echo1", echo, f"http://127.0.0.1:{echo.ports['echo']}/", ("Dyninka-Route: ",), '{"value":1}', 1),
+            ]
+            for name, target, url, headers, body, hops in runs:
+                r = measure(target, url, w, args.duration, headers, body)
+                results[(name, w)] = r
+                total = sum(r["cpu_us"].values())
+                per = ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us"].items())
+                emit(f"| {name} | {w} | {r['rps']:.0f} | {r['mean_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {per} | "
+                     f"{total:.0f} | {total / hops:.1f} |")
+                if r["errors"]:
+                    print(r["raw"][-800:], file=sys.stderr)
+                time.sleep(1)
+    finally:
+        chain.stop()
+        echo.stop()
+        nginx.stop()
+    emit()
+    emit("Ratio chain4 / nginx4 throughput: " + ", ".join(
+        f"{w} workers {results[('chain4', w)]['rps'] / max(results[('nginx4', w)]['rps'], 1):.2f}x" for w in workers))
+    emit()
+    emit("## Payload sweep: hopA -> hopB -> blob, the SIZE-byte response relayed back through hopB and hopA")
+    emit()
+    emit(f"{args.sweep_requests} requests per size, hey -c 10 -disable-keepalive. Allocations: malloc-family calls per request.")
+    emit()
+    emit("| size | req/s | errors | CPU us/req hopA / hopB / blob | allocations/req hopA / hopB / blob |")
+    emit("|---|---|---|---|---|")
+    sweep = Hosts(bin_dir, ["hopA", "hopB", "blob"], preload=counter, tmp=tmp)
+    try:
+        url = f"http://127.0.0.1:{sweep.ports['hopA']}/"
+        for size in [int(s) for s in args.sizes.split(",")]:
+            body = f'{{"size":{size}}}'
+            hey(url, 4, count=200, body=body)
+            a0, c0 = sweep.allocations(), sweep.cpu()
+            r = hey(url, 10, count=args.sweep_requests, body=body)
+            a1, c1 = sweep.allocations(), sweep.cpu()
+            n = max(r["ok"] + r["errors"], 1)
+            cpu = " / ".join(f"{(c1[s] - c0[s]) / n * 1e6:.0f}" for s in ("hopA", "hopB", "blob"))
+            allocs = " / ".join(f"{(a1[s] - a0[s]) / n:.1f}" for s in ("hopA", "hopB", "blob"))
+            emit(f"| {size} | {r['rps']:.0f} | {r['errors']} | {cpu} | {allocs} |")
+    finally:
+        sweep.stop()
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    path = os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-{platform.node()}-hops.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"\nwritten to {os.path.relpath(path, ROOT)}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
