@@ -31,6 +31,19 @@ package struct HTTPHead {
         return storage.string(field.value..<field.end)
     }
 
+    /// Appends the raw bytes of the first field named `name` to `buffer`; false when absent.
+    /// Relaying a value this way never makes a String of it.
+    @discardableResult
+    package func appendValue(of name: StaticString, to buffer: ByteBuffer) -> Bool {
+        guard let index = index(of: name) else { return false }
+        let field = fields[index]
+        buffer.append(UnsafeRawBufferPointer(rebasing: storage.bytes[field.value..<field.end]))
+        return true
+    }
+
+    /// Whether a field named `name` is present.
+    package func has(_ name: StaticString) -> Bool { index(of: name) != nil }
+
     /// The values of every field named `name`, in order.
     package func values(of name: StaticString) -> [String] {
         fields.indices.filter { matches(fields[$0], name) }.map { storage.string(fields[$0].value..<fields[$0].end) }

@@ -66,24 +66,10 @@ package final class HTTPParser {
     // Heap-allocated: llhttp keeps pointers to both, and callbacks read the parser while
     // llhttp_execute runs (an inout Swift property would be an exclusivity violation).
     private let parser = UnsafeMutablePointer<llhttp_t>.allocate(capacity: 1)
-    private let settings = UnsafeMutablePointer<llhttp_settings_t>.allocate(capacity: 1)
-    /// Header bytes of the message being parsed; handed to a head without copying.
-    private var storage = ByteBuffer(capacity: 512)
-    private var fields: [(name: Int, value: Int, end: Int)] = []
-    private var headerBytes = 0
-    private var bodyBytes = 0
-    /// The next header-field bytes begin a new field (set after each value, even an empty one).
-    private var startNewField = true
-    private var limitError: HTTPParseError?
-    private var completed = false
-    private var url = ByteBuffer(capacity: 64)
-
-    package init(kind: Kind, maxHeaderBytes: Int = 16 * 1024, maxBodyBytes: Int = 8 * 1024 * 1024) {
-        self.kind = kind
-        self.maxHeaderBytes = maxHeaderBytes
-        self.maxBodyBytes = maxBodyBytes
+    /// The callbacks are the same for every parser: one table for the process.
+    nonisolated(unsafe) private static let settings: UnsafeMutablePointer<llhttp_settings_t> = {
+        let settings = UnsafeMutablePointer<llhttp_settings_t>.allocate(capacity: 1)
         settings.initialize(to: llhttp_settings_t())
-        parser.initialize(to: llhttp_t())
         llhttp_settings_init(settings)
         settings.pointee.on_message_begin = { p in HTTPParser.from(p).messageBegin() }
         settings.pointee.on_url = { p, at, length in HTTPParser.from(p).url(at, length) }
@@ -94,13 +80,28 @@ package final class HTTPParser {
         settings.pointee.on_headers_complete = { p in HTTPParser.from(p).headersComplete() }
         settings.pointee.on_body = { p, at, length in HTTPParser.from(p).body(at, length) }
         settings.pointee.on_message_complete = { p in HTTPParser.from(p).messageComplete() }
-        llhttp_init(parser, kind == .request ? HTTP_REQUEST : HTTP_RESPONSE, settings)
+        return settings
+    }()
+    /// Header bytes of the message being parsed; handed to a head without copying.
+    private var storage = ByteBuffer(capacity: 512)
+    private var fields: [(name: Int, value: Int, end: Int)] = []
+    private var headerBytes = 0
+    private var bodyBytes = 0
+    /// The next header-field bytes begin a new field (set after each value, even an empty one).
+    private var startNewField = true
+    private var limitError: HTTPParseError?
+    private var completed = false
+    private lazy var url = ByteBuffer(capacity: 64)
+
+    package init(kind: Kind, maxHeaderBytes: Int = 16 * 1024, maxBodyBytes: Int = 8 * 1024 * 1024) {
+        self.kind = kind
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxBodyBytes = maxBodyBytes
+        parser.initialize(to: llhttp_t())
+        llhttp_init(parser, kind == .request ? HTTP_REQUEST : HTTP_RESPONSE, Self.settings)
     }
 
-    deinit {
-        parser.deallocate()
-        settings.deallocate()
-    }
+    deinit { parser.deallocate() }
 
     /// Feeds received bytes.
     package func feed(_ bytes: UnsafeRawBufferPointer) -> HTTPFeedResult {
@@ -161,7 +162,7 @@ package final class HTTPParser {
         bodyBytes = 0
         startNewField = true
         limitError = nil
-        url.removeAll()
+        if kind == .request { url.removeAll() }
         // Reuse the header storage unless the previous head is still held by its consumer.
         if isKnownUniquelyReferenced(&storage) {
             storage.removeAll()

@@ -1,7 +1,7 @@
 /// Writes HTTP/1.1 message heads into ByteBuffers; bodies are written beside them, never copied in.
 package enum HTTPWriter {
     /// The reason phrase for the statuses this project sends.
-    package static func reason(_ status: Int) -> String {
+    package static func reason(_ status: Int) -> StaticString {
         switch status {
         case 200: "OK"
         case 204: "No Content"
@@ -15,8 +15,34 @@ package enum HTTPWriter {
         case 502: "Bad Gateway"
         case 503: "Service Unavailable"
         case 504: "Gateway Timeout"
-        default: "Status \(status)"
+        default: "Status"
         }
+    }
+
+    /// A response head whose fields are written by `fields` straight into the buffer, then
+    /// Content-Length and Connection. `fields` appends complete lines ("Name: value\r\n").
+    package static func responseHead(status: Int, contentLength: Int, keepAlive: Bool, capacity: Int = 256,
+                                     fields: (ByteBuffer) -> Void) -> ByteBuffer {
+        let buffer = ByteBuffer(capacity: capacity)
+        buffer.append("HTTP/1.1 ")
+        buffer.append(decimal: status)
+        buffer.append(" ")
+        buffer.append(reason(status))
+        buffer.append("\r\n")
+        fields(buffer)
+        buffer.append("Content-Length: ")
+        buffer.append(decimal: contentLength)
+        buffer.append(keepAlive ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n")
+        return buffer
+    }
+
+    /// Appends a duration in milliseconds with three decimals ("1.234"), without Foundation.
+    package static func appendMilliseconds(nanoseconds: UInt64, to buffer: ByteBuffer) {
+        let micros = Int((nanoseconds + 500) / 1000)
+        buffer.append(decimal: micros / 1000)
+        let fraction = micros % 1000
+        buffer.append(fraction < 10 ? ".00" : fraction < 100 ? ".0" : ".")
+        buffer.append(decimal: fraction)
     }
 
     /// A response head: status line, the given fields, Content-Length and Connection.

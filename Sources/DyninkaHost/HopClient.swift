@@ -20,12 +20,12 @@ enum HopOutcome {
 /// Keep-alive-free: one connection per hop, closed once the response is in.
 final class HopClient: HTTPParserDelegate, Expiring {
     private unowned let host: ServiceHost
+    private let target: HopTarget
     /// The service being called (named in failures).
-    let service: String
+    var service: String { target.service }
     let address: PeerAddress
-    private let head: ByteBuffer
     private let body: UnsafeRawBufferPointer
-    private let owners: [AnyObject]
+    private let owner: AnyObject?
     private var completion: ((HopOutcome) -> Void)?
     private var handle: TCPHandle?
     private var parser: HTTPParser?
@@ -34,34 +34,38 @@ final class HopClient: HTTPParserDelegate, Expiring {
     private(set) var deadline: UInt64 = 0
     private var connected = false
 
-    init(host: ServiceHost, service: String, address: PeerAddress, head: ByteBuffer,
-         body: UnsafeRawBufferPointer, owners: [AnyObject], completion: @escaping (HopOutcome) -> Void) {
+    init(host: ServiceHost, target: HopTarget, address: PeerAddress, body: UnsafeRawBufferPointer, owner: AnyObject?,
+         completion: @escaping (HopOutcome) -> Void) {
         self.host = host
-        self.service = service
+        self.target = target
         self.address = address
-        self.head = head
         self.body = body
-        self.owners = owners
+        self.owner = owner
         self.completion = completion
     }
 
     func start() {
         deadline = EventLoop.nanoseconds() + UInt64(host.configuration.connectTimeout) * 1_000_000
         host.track(self)
+        if let numeric = target.socketAddress { return connect(numeric) }
         Resolver.resolve(loop: host.loop, host: address.host, port: address.port) { [self] result in
             guard completion != nil else { return }
             switch result {
             case .failure(let error):
                 fail(.unreachable, "cannot resolve '\(address.host)' for service '\(service)' (\(error.reason)); check --peers or the placement file")
             case .success(let socketAddress):
-                TCPHandle.connect(loop: host.loop, to: socketAddress) { [self] result in
-                    switch result {
-                    case .failure(let error):
-                        fail(.unreachable, "cannot reach service '\(service)' at \(address) (\(error.reason)); is `dyninka-host serve --service \(service)` running?")
-                    case .success(let handle):
-                        connected(handle)
-                    }
-                }
+                connect(socketAddress)
+            }
+        }
+    }
+
+    private func connect(_ socketAddress: SocketAddress) {
+        TCPHandle.connect(loop: host.loop, to: socketAddress) { [self] result in
+            switch result {
+            case .failure(let error):
+                fail(.unreachable, "cannot reach service '\(service)' at \(address) (\(error.reason)); is `dyninka-host serve --service \(service)` running?")
+            case .success(let handle):
+                connected(handle)
             }
         }
     }
@@ -79,7 +83,8 @@ final class HopClient: HTTPParserDelegate, Expiring {
         parser.delegate = self
         self.parser = parser
         handle.startReading { [self] event in read(event) }
-        handle.write([head.bytes, body], owners: [head] + owners) { [self] error in
+        let head = target.head(contentLength: body.count)
+        handle.write(head.bytes, body, owners: (head, owner)) { [self] error in
             if let error { fail(.unreachable, "connection to service '\(service)' at \(address) failed while sending (\(error.reason))") }
         }
     }
@@ -99,6 +104,9 @@ final class HopClient: HTTPParserDelegate, Expiring {
                 fail(.unreachable, "service '\(service)' at \(address) closed the connection without answering")
             }
         case .messageComplete:
+            // Everything the peer sent is read: close with RST, so neither side keeps a
+            // TIME_WAIT entry or exchanges FINs (keep-alive-free load would exhaust ports).
+            handle?.setResetOnClose()
             finish(.response(responseHead!, responseBody ?? ByteBuffer()))
         case .failed(let error):
             fail(.unreachable, "service '\(service)' at \(address) sent an invalid response (\(error))")

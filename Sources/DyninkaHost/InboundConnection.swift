@@ -14,6 +14,9 @@ final class InboundConnection: HTTPParserDelegate, Expiring {
     /// The current request allows another one on this connection.
     private var requestKeepAlive = false
     private(set) var busy = false
+    private var readingStopped = false
+    /// The client closed its sending side while a request ran: answer, then close.
+    private var peerClosed = false
     private var closed = false
     private(set) var deadline: UInt64 = 0
 
@@ -38,8 +41,23 @@ final class InboundConnection: HTTPParserDelegate, Expiring {
         deadline = EventLoop.nanoseconds() + UInt64(host.configuration.requestTimeout) * 1_000_000
     }
 
+    /// Most bytes held from a client while its request is being answered before reading pauses.
+    private static let maxHeldBytes = 64 * 1024
+
     private func read(_ event: ReadEvent) {
-        guard !closed, !busy else { return }
+        guard !closed else { return }
+        if busy {
+            // Reading stays on while a request runs (stopping and restarting costs two epoll_ctl
+            // calls per request); what arrives meanwhile waits in `leftover`, within a bound.
+            if case .end = event { peerClosed = true }
+            if case .data(let bytes) = event {
+                let held = leftover ?? ByteBuffer(capacity: bytes.count)
+                held.append(bytes)
+                leftover = held
+                if held.count > Self.maxHeldBytes { handle.stopReading(); readingStopped = true }
+            }
+            return
+        }
         switch event {
         case .data(let bytes):
             receivedAny = true
@@ -68,18 +86,16 @@ final class InboundConnection: HTTPParserDelegate, Expiring {
         case .failed(let error):
             busy = true
             deadline = 0
-            handle.stopReading()
             let failure = ServiceFailure(service: host.configuration.service, kind: .badInput,
                                          message: "\(error)", status: error.status)
             host.metrics.recordFailure(service: host.configuration.service, kind: .badInput)
-            respond(failure: failure, serverTiming: nil, forceClose: true)
+            respond(failure: failure, forceClose: true)
         }
     }
 
     private func dispatch() {
         busy = true
         deadline = 0
-        handle.stopReading()
         let head = self.head!
         let body = self.body
         requestKeepAlive = head.keepAlive
@@ -106,33 +122,32 @@ final class InboundConnection: HTTPParserDelegate, Expiring {
         }
         busy = true
         deadline = 0
-        handle.stopReading()
         host.metrics.recordFailure(service: host.configuration.service, kind: .badInput)
         respond(failure: ServiceFailure(service: host.configuration.service, kind: .badInput,
                                         message: "request not received within \(host.configuration.requestTimeout) ms",
-                                        status: 408), serverTiming: nil, forceClose: true)
+                                        status: 408), forceClose: true)
     }
 
     // MARK: Responding
 
-    /// Writes a response whose body bytes are kept alive by `owners` until written.
-    func respond(status: Int, fields: [(String, String)], body: UnsafeRawBufferPointer, owners: [AnyObject],
-                 forceClose: Bool = false) {
+    /// Writes a response; `fields` appends header lines, `owner` keeps the body alive until written.
+    func respond(status: Int, body: UnsafeRawBufferPointer, owner: AnyObject?, forceClose: Bool = false,
+                 fields: (ByteBuffer) -> Void) {
         guard !closed else { return }
-        let keepAlive = requestKeepAlive && !forceClose && !host.draining
-        let head = HTTPWriter.responseHead(status: status, fields: fields, contentLength: body.count, keepAlive: keepAlive)
-        handle.write([head.bytes, body], owners: [head] + owners) { [self] error in
+        let keepAlive = requestKeepAlive && !forceClose && !host.draining && !peerClosed
+        let head = HTTPWriter.responseHead(status: status, contentLength: body.count, keepAlive: keepAlive, fields: fields)
+        handle.write(head.bytes, body, owners: (head, owner)) { [self] error in
             if error != nil || !keepAlive { close() } else { next() }
         }
     }
 
     /// Writes a failure as the wire protocol's JSON error body.
-    func respond(failure: ServiceFailure, serverTiming: String?, forceClose: Bool = false) {
+    func respond(failure: ServiceFailure, forceClose: Bool = false) {
         let body = failure.body
-        var fields: [(String, String)] = [("Content-Type", "application/json")]
-        if let serverTiming { fields.append(("Server-Timing", serverTiming)) }
-        if failure.kind == .overloaded { fields.append(("Retry-After", "1")) }
-        respond(status: failure.status, fields: fields, body: body.bytes, owners: [body], forceClose: forceClose)
+        respond(status: failure.status, body: body.bytes, owner: body, forceClose: forceClose) { head in
+            head.append("Content-Type: application/json\r\n")
+            if failure.kind == .overloaded { head.append("Retry-After: 1\r\n") }
+        }
     }
 
     /// Gets ready for the next request on a keep-alive connection.
@@ -147,7 +162,10 @@ final class InboundConnection: HTTPParserDelegate, Expiring {
             receivedAny = true
             process(pending.bytes)
         }
-        if !busy && !closed { handle.startReading { [self] event in read(event) } }
+        if !busy && !closed && readingStopped {
+            readingStopped = false
+            handle.startReading { [self] event in read(event) }
+        }
     }
 
     func close() {

@@ -41,51 +41,50 @@ private final class CallContext: @unchecked Sendable {
     }
 }
 
+private var emptyBody: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
+
 /// One request to this host's service: gather the arguments (fan-in), run the function, then
 /// answer or forward the output along the route and relay what comes back.
 final class Invocation {
     private unowned let host: ServiceHost
     private let connection: InboundConnection
-    private let service: ServiceDescriptor
-    private let route: CheckedRoute
-    private let plans: [ArgumentPlan]
+    private let plan: RoutePlan
+    private let prepared: [PreparedArgument]
     private let input: ByteBuffer?
     private let started: UInt64
     private var arguments: [ByteBuffer?]
     private var pendingDependencies = 0
-    private var downstreamTimings: [String] = []
+    /// Heads of dependency responses, whose Server-Timing values are passed on.
+    private var dependencyHeads: [HTTPHead] = []
     private var functionNanoseconds: UInt64 = 0
     private var functionStarted: UInt64 = 0
     private var finished = false
     private var callArguments: UnsafeMutablePointer<dyninka_bytes>?
 
-    init(host: ServiceHost, connection: InboundConnection, service: ServiceDescriptor, route: CheckedRoute,
-         plans: [ArgumentPlan], input: ByteBuffer?, started: UInt64) {
+    init(host: ServiceHost, connection: InboundConnection, plan: RoutePlan, arguments: [PreparedArgument],
+         input: ByteBuffer?, started: UInt64) {
         self.host = host
         self.connection = connection
-        self.service = service
-        self.route = route
-        self.plans = plans
+        self.plan = plan
+        self.prepared = arguments
         self.input = input
         self.started = started
-        self.arguments = Array(repeating: nil, count: plans.count)
+        self.arguments = Array(repeating: nil, count: arguments.count)
     }
 
     deinit { callArguments?.deallocate() }
 
+    private var service: ServiceDescriptor { host.service }
+
     func start() {
         host.metrics.inFlight += 1
-        for (index, plan) in plans.enumerated() {
-            switch plan {
-            case .constant(let json):
-                let bytes = ByteBuffer(capacity: json.utf8.count)
-                bytes.append(json)
+        for (index, argument) in prepared.enumerated() {
+            switch argument {
+            case .constant(let bytes):
                 arguments[index] = bytes
-            case .chain(let chain, let optional):
+            case .dependency(let target, let optional):
                 pendingDependencies += 1
-                let first = chain.steps[0]
-                host.sendHop(to: first.service.name, body: UnsafeRawBufferPointer(start: nil, count: 0), owners: [],
-                             route: chain.chain.rest.source, arguments: first.call.argumentsSource) { [self] outcome in
+                host.sendHop(target, body: emptyBody, owner: nil) { [self] outcome in
                     dependencyDone(index, outcome, optional: optional)
                 }
             }
@@ -102,7 +101,7 @@ final class Invocation {
         case .failed(let failure):
             return finish(failure: failure, own: false)
         case .response(let head, let body):
-            if let timing = head.value(of: "server-timing") { downstreamTimings.append(timing) }
+            dependencyHeads.append(head)
             switch head.status {
             case 200:
                 arguments[index] = body
@@ -159,11 +158,10 @@ final class Invocation {
         host.metrics.recordFunction(service: service.name, seconds: Double(functionNanoseconds) / 1e9)
         switch dyninka_status(UInt32(status)) {
         case DYNINKA_STATUS_OK:
-            guard let next = route.steps.first else {
-                return finish(status: 200, fields: [("Content-Type", "application/json")], body: output.bytes, owners: [output])
+            guard let next = plan.next else {
+                return complete(status: 200, body: output.bytes, owner: output, downstream: nil, contentType: true)
             }
-            host.sendHop(to: next.service.name, body: output.bytes, owners: [output], route: route.chain.rest.source,
-                         arguments: next.call.argumentsSource) { [self] outcome in
+            host.sendHop(next, body: output.bytes, owner: output) { [self] outcome in
                 switch outcome {
                 case .failed(let failure): finish(failure: failure, own: false)
                 case .response(let head, let body): relay(head, body)
@@ -180,53 +178,62 @@ final class Invocation {
 
     // MARK: Answering
 
-    private func serverTiming(extra: String? = nil) -> String {
-        let total = Double(EventLoop.nanoseconds() - started) / 1e6
-        let function = Double(functionNanoseconds) / 1e6
-        var value = "\(service.name);dur=\(format(total));fn=\(format(function))"
-        for timing in downstreamTimings { value += ", " + timing }
-        if let extra { value += ", " + extra }
-        return value
-    }
-
-    private func format(_ milliseconds: Double) -> String {
-        let micros = Int((milliseconds * 1000).rounded())
-        let fraction = micros % 1000
-        return "\(micros / 1000).\(fraction < 10 ? "00" : fraction < 100 ? "0" : "")\(fraction)"
-    }
-
     /// Passes a downstream response back as it came: status, body bytes, error body included.
     private func relay(_ head: HTTPHead, _ body: ByteBuffer) {
-        var fields: [(String, String)] = []
-        if let type = head.value(of: "content-type") { fields.append(("Content-Type", type)) }
-        if let retry = head.value(of: "retry-after") { fields.append(("Retry-After", retry)) }
-        fields.append(("Server-Timing", serverTiming(extra: head.value(of: "server-timing"))))
-        complete(status: head.status, fields: fields, body: body.bytes, owners: [body])
+        complete(status: head.status, body: body.bytes, owner: body, downstream: head, contentType: false)
     }
 
     private func finishDropped() {
-        complete(status: 204, fields: [("Server-Timing", serverTiming())], body: UnsafeRawBufferPointer(start: nil, count: 0), owners: [])
-    }
-
-    private func finish(status: Int, fields: [(String, String)], body: UnsafeRawBufferPointer, owners: [AnyObject]) {
-        complete(status: status, fields: fields + [("Server-Timing", serverTiming())], body: body, owners: owners)
+        complete(status: 204, body: emptyBody, owner: nil, downstream: nil, contentType: false)
     }
 
     private func finish(failure: ServiceFailure, own: Bool) {
         if own { host.log.warning("\(failure)") }
         host.metrics.recordFailure(service: service.name, kind: failure.kind)
         let body = failure.body
-        var fields: [(String, String)] = [("Content-Type", "application/json"), ("Server-Timing", serverTiming())]
-        if failure.kind == .overloaded { fields.append(("Retry-After", "1")) }
-        complete(status: failure.status, fields: fields, body: body.bytes, owners: [body])
+        complete(status: failure.status, body: body.bytes, owner: body, downstream: nil, contentType: true,
+                 retryAfter: failure.kind == .overloaded)
     }
 
-    private func complete(status: Int, fields: [(String, String)], body: UnsafeRawBufferPointer, owners: [AnyObject]) {
+    private func complete(status: Int, body: UnsafeRawBufferPointer, owner: AnyObject?, downstream: HTTPHead?,
+                          contentType: Bool, retryAfter: Bool = false) {
         guard !finished else { return }
         finished = true
+        let now = EventLoop.nanoseconds()
         host.metrics.inFlight -= 1
-        host.metrics.record(service: service.name, status: status, seconds: Double(EventLoop.nanoseconds() - started) / 1e9)
-        connection.respond(status: status, fields: fields, body: body, owners: owners)
+        host.metrics.record(service: service.name, status: status, seconds: Double(now - started) / 1e9)
+        connection.respond(status: status, body: body, owner: owner) { head in
+            if contentType {
+                head.append("Content-Type: application/json\r\n")
+            } else if let downstream, downstream.has("content-type") {
+                head.append("Content-Type: ")
+                downstream.appendValue(of: "content-type", to: head)
+                head.append("\r\n")
+            }
+            if retryAfter {
+                head.append("Retry-After: 1\r\n")
+            } else if let downstream, downstream.has("retry-after") {
+                head.append("Retry-After: ")
+                downstream.appendValue(of: "retry-after", to: head)
+                head.append("\r\n")
+            }
+            // This hop first, then what the dependencies and the next hops reported.
+            head.append("Server-Timing: ")
+            head.append(service.name)
+            head.append(";dur=")
+            HTTPWriter.appendMilliseconds(nanoseconds: now - started, to: head)
+            head.append(";fn=")
+            HTTPWriter.appendMilliseconds(nanoseconds: functionNanoseconds, to: head)
+            for dependency in dependencyHeads where dependency.has("server-timing") {
+                head.append(", ")
+                dependency.appendValue(of: "server-timing", to: head)
+            }
+            if let downstream, downstream.has("server-timing") {
+                head.append(", ")
+                downstream.appendValue(of: "server-timing", to: head)
+            }
+            head.append("\r\n")
+        }
         host.invocationFinished()
     }
 }

@@ -28,7 +28,7 @@ package struct PeerAddress: Equatable, Sendable, CustomStringConvertible {
         self.init(host: String(hostPart), port: port)
     }
 
-    package var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    package var description: String { host.utf8.contains(58) ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
 /// The placement of services: name -> address. Filled from --peers, a placement file, or a

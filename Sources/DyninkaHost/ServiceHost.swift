@@ -18,11 +18,13 @@ package final class ServiceHost {
     private let checker: RouteChecker
     private let parser = RouteParser()
     private let defaultRoute: CheckedRoute
-    /// Arguments from main; nil when main gives none (then a caller must send Dyninka-Args).
+    private var defaultPlan: RoutePlan!
+    /// Arguments from main; a failure when main gives none (then a caller must send Dyninka-Args).
     private let defaultPlans: Result<[ArgumentPlan], RouteError>
-    /// Checked routes by header text: under load the same few routes repeat.
-    private var routeCache: [String: Result<CheckedRoute, RouteError>] = [:]
-    private var argumentCache: [String: Result<[ArgumentPlan], RouteError>] = [:]
+    private var defaultArguments: Result<[PreparedArgument], RouteError> = .success([])
+    /// Prepared routes by header text: under load the same few routes repeat.
+    private var routeCache: [String: Result<RoutePlan, RouteError>] = [:]
+    private var argumentCache: [String: Result<[PreparedArgument], RouteError>] = [:]
     private var server: TCPHandle?
     private var sweepTimer: LoopTimer?
     private var signals: [SignalWatcher] = []
@@ -61,6 +63,8 @@ package final class ServiceHost {
         } catch {
             throw HostStartupError("cannot start the event loop: \(error)")
         }
+        defaultPlan = plan(defaultRoute)
+        defaultArguments = defaultPlans.map(prepare)
         // Every service this one may forward to by default should have an address; say so now
         // rather than at the first request (a host may still be run alone, for a test or a custom route).
         missingPeers = Self.servicesCalled(by: defaultRoute, plans: (try? defaultPlans.get()) ?? [])
@@ -172,34 +176,56 @@ package final class ServiceHost {
     }
 
     private func invoke(_ head: HTTPHead, body: ByteBuffer?, on connection: InboundConnection, started: UInt64) {
-        let route: CheckedRoute
-        let plans: [ArgumentPlan]
+        let plan: RoutePlan
+        let arguments: [PreparedArgument]
         do throws(RouteError) {
-            if let text = head.value(of: "dyninka-route") { route = try checkedRoute(text) } else { route = defaultRoute }
-            if let text = head.value(of: "dyninka-args") { plans = try checkedArguments(text) } else { plans = try defaultPlans.get() }
+            if let text = head.value(of: "dyninka-route") { plan = try routePlan(text) } else { plan = defaultPlan }
+            if let text = head.value(of: "dyninka-args") { arguments = try preparedArguments(text) } else { arguments = try defaultArguments.get() }
         } catch {
             metrics.recordFailure(service: service.name, kind: .badRoute)
             metrics.record(service: service.name, status: 400, seconds: Double(EventLoop.nanoseconds() - started) / 1e9)
             log.debug("refused route: \(error.message)")
-            return connection.respond(failure: ServiceFailure(service: service.name, kind: .badRoute, message: error.message),
-                                      serverTiming: nil)
+            return connection.respond(failure: ServiceFailure(service: service.name, kind: .badRoute, message: error.message))
         }
-        Invocation(host: self, connection: connection, service: service, route: route, plans: plans,
-                   input: body, started: started).start()
+        Invocation(host: self, connection: connection, plan: plan, arguments: arguments, input: body, started: started).start()
     }
 
-    private func checkedRoute(_ text: String) throws(RouteError) -> CheckedRoute {
+    /// The next hop of `route` (which follows this service), prepared.
+    private func plan(_ route: CheckedRoute) -> RoutePlan {
+        guard let first = route.steps.first else { return RoutePlan(route: route, next: nil) }
+        return RoutePlan(route: route, next: target(first, rest: route.chain.rest))
+    }
+
+    private func target(_ step: CheckedStep, rest: RouteChain) -> HopTarget {
+        HopTarget(service: step.service.name, address: configuration.peers.address(of: step.service.name),
+                  route: rest.source, arguments: step.call.argumentsSource)
+    }
+
+    private func prepare(_ plans: [ArgumentPlan]) -> [PreparedArgument] {
+        plans.map { plan in
+            switch plan {
+            case .constant(let json):
+                let bytes = ByteBuffer(capacity: json.utf8.count)
+                bytes.append(json)
+                return .constant(bytes)
+            case .chain(let chain, let optional):
+                return .dependency(target(chain.steps[0], rest: chain.chain.rest), optional: optional)
+            }
+        }
+    }
+
+    private func routePlan(_ text: String) throws(RouteError) -> RoutePlan {
         if let cached = routeCache[text] { return try cached.get() }
-        let result: Result<CheckedRoute, RouteError>
-        do throws(RouteError) { result = .success(try checker.check(try parser.parseChain(text), after: service)) } catch { result = .failure(error) }
+        let result: Result<RoutePlan, RouteError>
+        do throws(RouteError) { result = .success(plan(try checker.check(try parser.parseChain(text), after: service))) } catch { result = .failure(error) }
         if routeCache.count >= 256 { routeCache.removeAll(keepingCapacity: true) }
         routeCache[text] = result
         return try result.get()
     }
 
-    private func checkedArguments(_ text: String) throws(RouteError) -> [ArgumentPlan] {
+    private func preparedArguments(_ text: String) throws(RouteError) -> [PreparedArgument] {
         if let cached = argumentCache[text] { return try cached.get() }
-        let result: Result<[ArgumentPlan], RouteError>
+        let result: Result<[PreparedArgument], RouteError>
         do throws(RouteError) {
             let arguments = try parser.parseArguments(text)
             let plans = try checker.checkArguments(arguments, of: service)
@@ -210,7 +236,7 @@ package final class ServiceHost {
             guard hops <= configuration.maxHops else {
                 throw RouteError("arguments make \(hops) service calls; the limit is \(configuration.maxHops)")
             }
-            result = .success(plans)
+            result = .success(prepare(plans))
         } catch { result = .failure(error) }
         if argumentCache.count >= 256 { argumentCache.removeAll(keepingCapacity: true) }
         argumentCache[text] = result
@@ -220,12 +246,16 @@ package final class ServiceHost {
     private func text(_ status: Int, _ text: String, on connection: InboundConnection, type: String = "text/plain") {
         let body = ByteBuffer(capacity: text.utf8.count)
         body.append(text)
-        connection.respond(status: status, fields: [("Content-Type", type)], body: body.bytes, owners: [body])
+        connection.respond(status: status, body: body.bytes, owner: body) { head in
+            head.append("Content-Type: ")
+            head.append(type)
+            head.append("\r\n")
+        }
     }
 
     private func reject(_ failure: ServiceFailure, on connection: InboundConnection) {
         metrics.recordFailure(service: service.name, kind: failure.kind)
-        connection.respond(failure: failure, serverTiming: nil)
+        connection.respond(failure: failure)
     }
 
     private func describe() -> String {
@@ -239,21 +269,16 @@ package final class ServiceHost {
 
     // MARK: Hops
 
-    /// Sends `body` to `serviceName` with the rest of the route; names resolve only through the peers.
-    func sendHop(to serviceName: String, body: UnsafeRawBufferPointer, owners: [AnyObject], route: String,
-                 arguments: String, completion: @escaping (HopOutcome) -> Void) {
-        guard let address = configuration.peers.address(of: serviceName) else {
+    /// Sends `body` to the target's service; names resolve only through the peers.
+    func sendHop(_ target: HopTarget, body: UnsafeRawBufferPointer, owner: AnyObject?,
+                 completion: @escaping (HopOutcome) -> Void) {
+        guard let address = target.address else {
             metrics.hopFailures += 1
             return completion(.failed(ServiceFailure(
-                service: serviceName, kind: .unreachable,
-                message: "no address for service '\(serviceName)'; pass --peers \(serviceName)=HOST:PORT or add it to the placement file")))
+                service: target.service, kind: .unreachable,
+                message: "no address for service '\(target.service)'; pass --peers \(target.service)=HOST:PORT or add it to the placement file")))
         }
-        var fields: [(String, String)] = [("Content-Type", "application/json"), ("Dyninka-Route", route)]
-        if !arguments.isEmpty { fields.append(("Dyninka-Args", arguments)) }
-        let head = HTTPWriter.requestHead(method: "POST", target: "/", host: address.description, fields: fields,
-                                          contentLength: body.count)
-        HopClient(host: self, service: serviceName, address: address, head: head, body: body, owners: owners,
-                  completion: completion).start()
+        HopClient(host: self, target: target, address: address, body: body, owner: owner, completion: completion).start()
     }
 
     // MARK: Draining

@@ -45,13 +45,14 @@ package final class TCPHandle {
         var storage = address.storage
         do {
             try uvCheck(uv_tcp_bind(server.raw, dyn_sockaddr(&storage), 0), "bind \(address)")
+            // Accepted sockets inherit TCP_NODELAY from the listener: one setsockopt, not one per connection.
+            uv_tcp_nodelay(server.raw, 1)
             server.onConnection = onConnection
             try uvCheck(uv_listen(dyn_tcp_stream(server.raw), backlog) { stream, status in
                 let server = TCPHandle.from(stream!.pointee.data)
                 guard status >= 0, let callback = server.onConnection,
                       let client = try? TCPHandle(loop: server.loop) else { return }
                 if uv_accept(stream, dyn_tcp_stream(client.raw)) == 0 {
-                    uv_tcp_nodelay(client.raw, 1)
                     callback(client)
                 } else {
                     client.close()
@@ -102,7 +103,7 @@ package final class TCPHandle {
                 request.handle.close()
                 request.completion(.failure(LoopError(code: status, operation: "connect \(request.address)")))
             } else {
-                uv_tcp_nodelay(request.handle.raw, 1)
+                // No TCP_NODELAY: a hop writes its whole request in one writev, so Nagle never waits.
                 request.completion(.success(request.handle))
             }
         }
@@ -157,37 +158,45 @@ package final class TCPHandle {
 
     // MARK: Writing
 
-    /// Writes the parts in order. `owners` are kept alive until the bytes are no longer needed.
-    /// The completion runs on the loop; when the kernel takes everything at once it runs before
-    /// `write` returns.
-    package func write(_ parts: [UnsafeRawBufferPointer], owners: [AnyObject],
-                       completion: ((LoopError?) -> Void)? = nil) {
+    /// Writes `head` then `body`. The owners are kept alive until the bytes are no longer
+    /// needed. The completion runs on the loop; when the kernel takes everything at once (the
+    /// usual case for small messages) it runs before `write` returns.
+    package func write(_ head: UnsafeRawBufferPointer, _ body: UnsafeRawBufferPointer,
+                       owners: (AnyObject?, AnyObject?), completion: ((LoopError?) -> Void)? = nil) {
         guard !isClosing else {
             completion?(LoopError(code: UV_ECANCELED.rawValue, operation: "write"))
             return
         }
-        var bufs = parts.map { uv_buf_init(UnsafeMutablePointer(mutating: $0.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32($0.count)) }
-        // Try the fast path first: small responses usually fit the socket buffer whole.
-        let total = parts.reduce(0) { $0 + $1.count }
-        let written = Int(uv_try_write(dyn_tcp_stream(raw), &bufs, UInt32(bufs.count)))
+        var bufs = (uv_buf_init(UnsafeMutablePointer(mutating: head.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(head.count)),
+                    uv_buf_init(UnsafeMutablePointer(mutating: body.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(body.count)))
+        let count: UInt32 = body.count > 0 ? 2 : 1
+        let total = head.count + body.count
+        let written = withUnsafeMutableBytes(of: &bufs) {
+            Int(uv_try_write(dyn_tcp_stream(self.raw), $0.baseAddress!.assumingMemoryBound(to: uv_buf_t.self), count))
+        }
         if written == total {
             completion?(nil)
             return
         }
+        // The rest goes through uv_write, which keeps the buffers until its callback.
         var skip = max(written, 0)
-        var rest: [uv_buf_t] = []
-        for buf in bufs {
-            if skip >= Int(buf.len) { skip -= Int(buf.len); continue }
-            rest.append(uv_buf_init(buf.base.advanced(by: skip), UInt32(Int(buf.len) - skip)))
-            skip = 0
+        if skip >= head.count {
+            skip -= head.count
+            bufs.0 = uv_buf_init(bufs.1.base.advanced(by: skip), UInt32(body.count - skip))
+            bufs.1 = uv_buf_init(nil, 0)
+        } else {
+            bufs.0 = uv_buf_init(bufs.0.base.advanced(by: skip), UInt32(head.count - skip))
         }
+        let remaining: UInt32 = bufs.1.len > 0 ? 2 : 1
         let request = WriteRequest(owners: owners, completion: completion, handle: self)
         let raw = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
         raw.pointee.data = Unmanaged.passRetained(request).toOpaque()
-        let result = uv_write(raw, dyn_tcp_stream(self.raw), rest, UInt32(rest.count)) { raw, status in
-            let request = Unmanaged<WriteRequest>.fromOpaque(raw!.pointee.data!).takeRetainedValue()
-            raw!.deallocate()
-            request.completion?(status < 0 ? LoopError(code: status, operation: "write") : nil)
+        let result = withUnsafeMutableBytes(of: &bufs) {
+            uv_write(raw, dyn_tcp_stream(self.raw), $0.baseAddress!.assumingMemoryBound(to: uv_buf_t.self), remaining) { raw, status in
+                let request = Unmanaged<WriteRequest>.fromOpaque(raw!.pointee.data!).takeRetainedValue()
+                raw!.deallocate()
+                request.completion?(status < 0 ? LoopError(code: status, operation: "write") : nil)
+            }
         }
         if result < 0 {
             Unmanaged<WriteRequest>.fromOpaque(raw.pointee.data!).release()
@@ -197,10 +206,10 @@ package final class TCPHandle {
     }
 
     private final class WriteRequest {
-        let owners: [AnyObject]
+        let owners: (AnyObject?, AnyObject?)
         let completion: ((LoopError?) -> Void)?
         let handle: TCPHandle
-        init(owners: [AnyObject], completion: ((LoopError?) -> Void)?, handle: TCPHandle) {
+        init(owners: (AnyObject?, AnyObject?), completion: ((LoopError?) -> Void)?, handle: TCPHandle) {
             self.owners = owners
             self.completion = completion
             self.handle = handle

@@ -7,6 +7,10 @@ import Glibc
 /// JSON coding across the table boundary. Output bytes are malloc'd; the host frees them
 /// through the table's `free_bytes` (which is `free`).
 enum Coding {
+    // Both are Sendable and safe to share; making one per call costs more than the coding itself.
+    static let decoder = JSONDecoder()
+    static let encoder = JSONEncoder()
+
     static func decode<T: Decodable>(_ type: T.Type, from bytes: dyninka_bytes, what: String) throws -> T {
         if T.self == RawJSON.self {
             let raw = RawJSON(bytes: Array(UnsafeBufferPointer(start: bytes.data, count: bytes.length)))
@@ -17,7 +21,7 @@ enum Coding {
         }
         let view = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: data), count: bytes.length, deallocator: .none)
         do {
-            return try JSONDecoder().decode(T.self, from: view)
+            return try decoder.decode(T.self, from: view)
         } catch let error as DecodingError {
             throw DecodingFailure(message: "\(what) does not decode as \(T.self): \(describe(error))")
         }
@@ -25,7 +29,7 @@ enum Coding {
 
     static func encode<T: Encodable>(_ value: T) throws -> (UnsafeMutablePointer<UInt8>?, Int) {
         if let raw = value as? RawJSON { return copy(raw.bytes) }
-        let data = try JSONEncoder().encode(value)
+        let data = try encoder.encode(value)
         let count = data.count
         let bytes = malloc(max(count, 1))!.assumingMemoryBound(to: UInt8.self)
         data.copyBytes(to: bytes, count: count)
