@@ -50,11 +50,12 @@ def build():
     return bin_dir, lib
 
 
-def cpu_seconds(pid):
+def cpu_seconds(pid, user_only=False):
+    """utime+stime (or utime alone) of a process, in seconds."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
+        return (int(fields[11]) + (0 if user_only else int(fields[12]))) / TICK
     except FileNotFoundError:
         return 0.0
 
@@ -104,6 +105,9 @@ class Hosts:
     def cpu(self):
         return {s: cpu_seconds(p.pid) for s, p in self.procs.items()}
 
+    def user(self):
+        return sum(cpu_seconds(p.pid, True) for p in self.procs.values())
+
     def allocations(self):
         counts = {}
         for s, p in self.procs.items():
@@ -152,6 +156,9 @@ uwsgi_temp_path {tmp}/ut; scgi_temp_path {tmp}/st; proxy_http_version 1.0;
     def cpu(self):
         return {"nginx": sum(cpu_seconds(p) for p in [self.proc.pid] + children(self.proc.pid))}
 
+    def user(self):
+        return sum(cpu_seconds(p, True) for p in [self.proc.pid] + children(self.proc.pid))
+
     def stop(self):
         self.proc.send_signal(signal.SIGQUIT)
         try:
@@ -182,11 +189,12 @@ def hey(url, workers, duration=None, count=None, headers=(), body="{}"):
 
 
 def measure(target, url, workers, duration, headers=(), body="{}"):
-    before = target.cpu()
+    before, user_before = target.cpu(), target.user()
     result = hey(url, workers, duration=duration, headers=headers, body=body)
-    after = target.cpu()
+    after, user_after = target.cpu(), target.user()
     done = max(result["ok"] + result["errors"], 1)
     result["cpu_us"] = {k: (after[k] - before[k]) / done * 1e6 for k in after}
+    result["user_us"] = (user_after - user_before) / done * 1e6
     return result
 
 
@@ -233,8 +241,8 @@ def main():
     emit()
     emit("## Throughput and latency")
     emit()
-    emit("| topology | workers | req/s | mean ms | p99 ms | errors | server CPU us/req (per process) | total us/req | us/hop |")
-    emit("|---|---|---|---|---|---|---|---|---|")
+    emit("| topology | workers | req/s | mean ms | p99 ms | errors | server CPU us/req (per process) | total us/req | us/hop | user us/hop | kernel us/hop |")
+    emit("|---|---|---|---|---|---|---|---|---|---|---|")
     results = {}
     chain = Hosts(bin_dir, ["get", "map", "scale", "movingAvg"], tmp=tmp)
     echo = Hosts(bin_dir, ["echo"], tmp=tmp)
@@ -253,7 +261,7 @@ def main():
                 total = sum(r["cpu_us"].values())
                 per = ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us"].items())
                 emit(f"| {name} | {w} | {r['rps']:.0f} | {r['mean_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {per} | "
-                     f"{total:.0f} | {total / hops:.1f} |")
+                     f"{total:.0f} | {total / hops:.1f} | {r['user_us'] / hops:.1f} | {(total - r['user_us']) / hops:.1f} |")
                 if r["errors"]:
                     print(r["raw"][-800:], file=sys.stderr)
                 time.sleep(1)
@@ -267,7 +275,8 @@ def main():
     emit()
     emit("## Payload sweep: hopA -> hopB -> blob, the SIZE-byte response relayed back through hopB and hopA")
     emit()
-    emit(f"{args.sweep_requests} requests per size, hey -c 10 -disable-keepalive. Allocations: malloc-family calls per request.")
+    emit(f"Up to {args.sweep_requests} requests per size (at most 128 MiB relayed per size), hey -c 10 -disable-keepalive. "
+         "Allocations: malloc-family calls per request, counted in each process.")
     emit()
     emit("| size | req/s | errors | CPU us/req hopA / hopB / blob | allocations/req hopA / hopB / blob |")
     emit("|---|---|---|---|---|")
@@ -278,7 +287,7 @@ def main():
             body = f'{{"size":{size}}}'
             hey(url, 4, count=200, body=body)
             a0, c0 = sweep.allocations(), sweep.cpu()
-            r = hey(url, 10, count=args.sweep_requests, body=body)
+            r = hey(url, 10, count=max(100, min(args.sweep_requests, (128 << 20) // size)), body=body)
             a1, c1 = sweep.allocations(), sweep.cpu()
             n = max(r["ok"] + r["errors"], 1)
             cpu = " / ".join(f"{(c1[s] - c0[s]) / n * 1e6:.0f}" for s in ("hopA", "hopB", "blob"))
