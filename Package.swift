@@ -1,5 +1,6 @@
 // swift-tools-version:6.1
 // Dyninka for Swift: distributed FaaS dataflow applications from one Swift file.
+import CompilerPluginSupport
 import PackageDescription
 
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
@@ -12,12 +13,17 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "dyninka-host", targets: ["dyninka-host"]),
+        .executable(name: "dyninka", targets: ["dyninka"]),
+        // What an app file imports when it runs as an ordinary local program (macros included).
+        .library(name: "Dyninka", type: .dynamic, targets: ["Dyninka"]),
         .library(name: "DyninkaRuntime", targets: ["DyninkaRuntime"]),
         // A hand-written service table the host tests load with dlopen.
         .library(name: "DyninkaFixture", type: .dynamic, targets: ["DyninkaFixture"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // Debug builds only: the host and generated app libraries never link it.
+        .package(url: "https://github.com/swiftlang/swift-syntax", exact: "603.0.1"),
     ],
     targets: [
         // C support: libuv (Debian libuv1-dev), llhttp (placed by scripts/bootstrap), the table ABI.
@@ -40,9 +46,29 @@ let package = Package(
         // What a compiled app library links: ABI glue and JSON coding, nothing else.
         .target(name: "DyninkaRuntime", dependencies: ["CDyninkaABI"], swiftSettings: strict),
 
+        // The SDK: @Service, @Placed, RawJSON; and the macros behind it.
+        .macro(name: "DyninkaMacros", dependencies: [
+            .product(name: "SwiftSyntax", package: "swift-syntax"),
+            .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
+            .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
+            .product(name: "SwiftDiagnostics", package: "swift-syntax"),
+        ], swiftSettings: strict),
+        .target(name: "Dyninka", dependencies: ["DyninkaRuntime", "DyninkaMacros"], swiftSettings: strict),
+
+        // The compiler: one Swift file in, IR, checks, a generated app package and its library out.
+        .target(name: "DyninkaCompiler", dependencies: [
+            .product(name: "SwiftSyntax", package: "swift-syntax"),
+            .product(name: "SwiftParser", package: "swift-syntax"),
+        ], swiftSettings: strict),
+        .executableTarget(name: "dyninka", dependencies: [
+            "DyninkaCompiler", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: strict),
+
         .target(name: "DyninkaFixture", dependencies: ["DyninkaRuntime"],
                 path: "Tests/Fixtures/DyninkaFixture", swiftSettings: strict),
         .testTarget(name: "DyninkaHTTPTests", dependencies: ["DyninkaHTTP"], swiftSettings: strict),
         .testTarget(name: "DyninkaHostTests", dependencies: ["DyninkaHost"], swiftSettings: strict),
+        .testTarget(name: "DyninkaCompilerTests", dependencies: ["DyninkaCompiler"],
+                    exclude: ["Golden"], swiftSettings: strict),
     ]
 )

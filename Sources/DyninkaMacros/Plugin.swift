@@ -1,0 +1,7 @@
+import SwiftCompilerPlugin
+import SwiftSyntaxMacros
+
+@main
+struct DyninkaMacrosPlugin: CompilerPlugin {
+    let providingMacros: [Macro.Type] = [ServiceMacro.self, PlacedMacro.self]
+}

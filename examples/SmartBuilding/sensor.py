@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+# Run: python3 sensor.py --port 8079 [--data data/readings.csv] [--rows 50000]
+#      python3 sensor.py --generate data/readings.csv
+"""The building's sensor endpoint: serves one reading per GET /next, in order, from a dataset of
+Urban Observatory style rows (sensor, variable, units, timestamp, value, location).
+
+The dataset is generated deterministically (same rows on every machine, seed 2016) when the file
+is missing; it is not committed. GET /reset starts again from the first row; GET /healthz answers ok.
+"""
+import argparse
+import csv
+import datetime
+import json
+import math
+import os
+import random
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+VARIABLES = [  # (variable, units, base, daily amplitude, noise)
+    ("Temperature", "degC", 21.0, 2.5, 0.4),
+    ("Humidity", "%", 45.0, 8.0, 1.5),
+    ("CO2", "ppm", 520.0, 180.0, 25.0),
+    ("Light", "lux", 300.0, 280.0, 30.0),
+    ("Sound", "dB", 42.0, 9.0, 3.0),
+    ("Occupancy", "people", 6.0, 6.0, 1.0),
+    ("Pressure", "hPa", 1012.0, 3.0, 0.5),
+]
+FLOORS = ["G", "1", "2", "3", "4"]
+
+
+def generate(path, rows):
+    rng = random.Random(2016)
+    start = datetime.datetime(2018, 1, 8, tzinfo=datetime.timezone.utc)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["sensor", "variable", "units", "timestamp", "value", "location"])
+        for i in range(rows):
+            variable, units, base, amplitude, noise = VARIABLES[rng.randrange(len(VARIABLES))]
+            floor = rng.choice(FLOORS)
+            room = f"{floor}.{rng.randrange(1, 40):03d}"
+            t = start + datetime.timedelta(seconds=30 * i)
+            hour = t.hour + t.minute / 60
+            value = base + amplitude * math.sin((hour - 9) / 24 * 2 * math.pi) + rng.gauss(0, noise)
+            w.writerow([f"usb-{variable.lower()}-{room}", variable, units, t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        f"{value:.2f}", f"Urban Sciences Building, Floor {floor}, Room {room}"])
+
+
+def load(path):
+    with open(path, newline="") as f:
+        return [json.dumps({**row, "value": float(row["value"])}, separators=(",", ":")).encode() for row in csv.DictReader(f)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--port", type=int, default=8079)
+    ap.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "readings.csv"))
+    ap.add_argument("--rows", type=int, default=50000)
+    ap.add_argument("--generate", metavar="PATH", help="only write the dataset to PATH")
+    args = ap.parse_args()
+    if args.generate:
+        generate(args.generate, args.rows)
+        return
+    if not os.path.exists(args.data):
+        generate(args.data, args.rows)
+    rows = load(args.data)
+    state = {"next": 0}
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def reply(self, code, body, kind="application/json"):
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            if self.path == "/next":
+                with lock:
+                    row = rows[state["next"] % len(rows)]
+                    state["next"] += 1
+                self.reply(200, row)
+            elif self.path == "/reset":
+                with lock:
+                    state["next"] = 0
+                self.reply(200, b"reset\n", "text/plain")
+            elif self.path == "/healthz":
+                self.reply(200, b"ok\n", "text/plain")
+            else:
+                self.reply(404, b'{"error":"GET /next, /reset or /healthz"}')
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    print(f"sensor: {len(rows)} rows on http://127.0.0.1:{args.port}/next", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
