@@ -60,8 +60,10 @@ let package = Package(
             .product(name: "SwiftSyntax", package: "swift-syntax"),
             .product(name: "SwiftParser", package: "swift-syntax"),
         ], swiftSettings: strict),
+        // Where apps run: local processes now, Kubernetes and Marathon from the same IR.
+        .target(name: "DyninkaDeploy", dependencies: ["DyninkaCompiler"], swiftSettings: strict),
         .executableTarget(name: "dyninka", dependencies: [
-            "DyninkaCompiler", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "DyninkaCompiler", "DyninkaDeploy", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
 
         .target(name: "DyninkaFixture", dependencies: ["DyninkaRuntime"],

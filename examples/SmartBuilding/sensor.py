@@ -70,6 +70,8 @@ def main():
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Buffer the response so head and body leave in one segment (no Nagle / delayed-ACK stall).
+        wbufsize = 1 << 16
 
         def reply(self, code, body, kind="application/json"):
             self.send_response(code)

@@ -1,0 +1,146 @@
+import Foundation
+
+/// What `dyninka build` produced.
+public struct BuildResult: Sendable {
+    /// The app library dyninka-host loads.
+    public var library: String
+    /// The IR, as JSON, beside the library.
+    public var irPath: String
+    public var ir: AppIR
+    public var warnings: [Diagnostic]
+    /// False when nothing changed since the last build and the library was reused.
+    public var rebuilt: Bool
+    /// The generated package.
+    public var packageDirectory: String
+}
+
+/// A build step that failed outside the app's own code (a tool missing, swift build failing).
+public struct BuildFailure: Error, CustomStringConvertible, Sendable {
+    public var description: String
+}
+
+/// Turns one app file into its library: analyze, generate the package, build it in release.
+public struct AppBuilder: Sendable {
+    /// Where the DyninkaRuntime and CDyninkaABI sources are (the dyninka checkout).
+    public var sourceRoot: String
+    /// The swift executable used to build generated packages.
+    public var swift = "swift"
+
+    public init(sourceRoot: String) {
+        self.sourceRoot = sourceRoot
+    }
+
+    /// Finds the dyninka checkout: $DYNINKA_SOURCE_ROOT, or upwards from the running executable
+    /// or the current directory.
+    public static func locateSourceRoot() throws(BuildFailure) -> String {
+        let fm = FileManager.default
+        func isRoot(_ path: String) -> Bool {
+            fm.fileExists(atPath: path + "/Sources/DyninkaRuntime/ServiceCall.swift")
+                && fm.fileExists(atPath: path + "/CSupport/CDyninkaABI/include/dyninka_abi.h")
+        }
+        if let root = ProcessInfo.processInfo.environment["DYNINKA_SOURCE_ROOT"], isRoot(root) { return root }
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        for start in [executable, fm.currentDirectoryPath] {
+            var url = URL(fileURLWithPath: start)
+            while url.path != "/" {
+                if isRoot(url.path) { return url.path }
+                url.deleteLastPathComponent()
+            }
+        }
+        throw BuildFailure(description: "cannot find the Dyninka runtime sources (Sources/DyninkaRuntime); set DYNINKA_SOURCE_ROOT to the dyninka checkout")
+    }
+
+    /// The default output folder for `file`: `.dyninka/NAME` beside it.
+    public static func defaultOutput(for file: String, name: String) -> String {
+        URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(".dyninka/\(name)").path
+    }
+
+    /// Analyzes `file`, and builds its library unless the last build is still current.
+    public func build(file: String, output: String?, log: (String) -> Void = { _ in }) throws -> BuildResult {
+        let source: String
+        do { source = try String(contentsOfFile: file, encoding: .utf8) } catch {
+            throw BuildFailure(description: "cannot read '\(file)': \(error.localizedDescription)")
+        }
+        let analysis = try Analyzer(file: file, source: source).analyze()
+        let ir = analysis.ir
+        let out = output ?? Self.defaultOutput(for: file, name: ir.name)
+        let package = out + "/package"
+        var files: [String: String] = [
+            "Package.swift": CodeGenerator.manifest(ir),
+            "Sources/App/App.swift": CodeGenerator.appSource(analysis),
+            "Sources/App/DyninkaGlue.swift": CodeGenerator.glueSource(ir),
+        ]
+        for (from, to) in [("Sources/DyninkaRuntime", "Runtime/DyninkaRuntime"), ("CSupport/CDyninkaABI", "Runtime/CDyninkaABI")] {
+            for relative in try runtimeFiles(from) {
+                files["\(to)/\(relative)"] = try String(contentsOfFile: "\(sourceRoot)/\(from)/\(relative)", encoding: .utf8)
+            }
+        }
+        let fm = FileManager.default
+        for (relative, content) in files {
+            let path = "\(package)/\(relative)"
+            if (try? String(contentsOfFile: path, encoding: .utf8)) == content { continue }
+            try fm.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try content.write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        let stamp = FNV.hex(files.keys.sorted().map { $0 + "\0" + files[$0]! }.joined(separator: "\0"))
+        let library = "\(out)/lib\(ir.name).so"
+        let irPath = "\(out)/\(ir.name).ir.json"
+        let stampPath = "\(out)/build.stamp"
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try encoder.encode(ir).write(to: URL(fileURLWithPath: irPath))
+        if (try? String(contentsOfFile: stampPath, encoding: .utf8)) == stamp, fm.fileExists(atPath: library) {
+            return BuildResult(library: library, irPath: irPath, ir: ir, warnings: analysis.warnings, rebuilt: false,
+                               packageDirectory: package)
+        }
+        log("building \(ir.name) (\(ir.services.count) services) in release")
+        try runSwiftBuild(package: package, product: ir.name, file: file)
+        let built = "\(package)/.build/release/lib\(ir.name).so"
+        // Replace by rename: a running host keeps the library it loaded.
+        let temporary = library + ".new"
+        try? fm.removeItem(atPath: temporary)
+        try fm.copyItem(atPath: built, toPath: temporary)
+        _ = rename(temporary, library)
+        try stamp.write(toFile: stampPath, atomically: true, encoding: .utf8)
+        return BuildResult(library: library, irPath: irPath, ir: ir, warnings: analysis.warnings, rebuilt: true,
+                           packageDirectory: package)
+    }
+
+    private func runtimeFiles(_ folder: String) throws -> [String] {
+        let base = "\(sourceRoot)/\(folder)"
+        guard let enumerator = FileManager.default.enumerator(atPath: base) else {
+            throw BuildFailure(description: "cannot read \(base)")
+        }
+        return enumerator.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") || $0.hasSuffix(".h") || $0.hasSuffix(".c") }.sorted()
+    }
+
+    private func runSwiftBuild(package: String, product: String, file: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [swift, "build", "-c", "release", "--package-path", package, "--product", product]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        do { try process.run() } catch {
+            throw BuildFailure(description: "cannot run `\(swift) build`: \(error.localizedDescription); is the Swift toolchain on PATH?")
+        }
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw BuildFailure(description: "the generated package did not build:\n" + Self.mapDiagnostics(output, package: package, file: file))
+        }
+    }
+
+    /// Points the Swift compiler's messages about the generated app file back at the user's file.
+    static func mapDiagnostics(_ output: String, package: String, file: String) -> String {
+        let generated = "\(package)/Sources/App/App.swift:"
+        return output.split(separator: "\n", omittingEmptySubsequences: false).compactMap { line -> String? in
+            guard line.contains(": error:") || line.contains(": warning:") || line.contains(": note:") || line.hasPrefix("error:") else { return nil }
+            guard line.hasPrefix(generated) else { return String(line) }
+            let rest = line.dropFirst(generated.count)
+            let parts = rest.split(separator: ":", maxSplits: 1)
+            guard let number = Int(parts[0]), parts.count == 2 else { return String(line) }
+            return "\(file):\(number - CodeGenerator.headerLines):\(parts[1])"
+        }.joined(separator: "\n")
+    }
+}

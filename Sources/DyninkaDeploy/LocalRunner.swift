@@ -1,0 +1,231 @@
+import DyninkaCompiler
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A process the app needs beside its services, declared in `dyninka.json` next to the app file:
+/// `{"sidecars": [{"name": "sensor", "command": ["python3", "sensor.py", "--port", "{port}"],
+/// "health": "/healthz", "env": "SENSOR_URL"}]}`. `{port}` is replaced by a free port; `env`
+/// names the variable that tells the services the sidecar's URL.
+public struct SidecarSpec: Codable, Sendable {
+    public var name: String
+    public var command: [String]
+    public var health: String?
+    public var env: String?
+}
+
+/// Settings read from `dyninka.json` beside the app file (all optional).
+public struct AppSettings: Codable, Sendable {
+    public var sidecars: [SidecarSpec]?
+
+    public init(sidecars: [SidecarSpec]? = nil) { self.sidecars = sidecars }
+
+    /// Reads `dyninka.json` in `directory`; no file means no settings.
+    public static func load(directory: String) throws -> AppSettings {
+        let path = directory + "/dyninka.json"
+        guard FileManager.default.fileExists(atPath: path) else { return AppSettings() }
+        do {
+            return try JSONDecoder().decode(AppSettings.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        } catch {
+            throw RunFailure(description: "\(path) is not valid: \(error)")
+        }
+    }
+}
+
+/// Why `dyninka run` could not start or keep the app running.
+public struct RunFailure: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(description: String) { self.description = description }
+}
+
+/// One supervised child process.
+final class Child {
+    let name: String
+    let arguments: [String]
+    let environment: [String: String]
+    let port: Int
+    let workingDirectory: String?
+    let isService: Bool
+    var process: Process?
+    var restarts: [Date] = []
+
+    init(name: String, arguments: [String], environment: [String: String], port: Int, workingDirectory: String?, isService: Bool) {
+        self.name = name
+        self.arguments = arguments
+        self.environment = environment
+        self.port = port
+        self.workingDirectory = workingDirectory
+        self.isService = isService
+    }
+
+    func start() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.standardError
+        do { try process.run() } catch {
+            throw RunFailure(description: "cannot start \(name) (\(arguments.joined(separator: " "))): \(error.localizedDescription)")
+        }
+        self.process = process
+    }
+
+    var isRunning: Bool { process?.isRunning ?? false }
+}
+
+nonisolated(unsafe) private var stopSignal: sig_atomic_t = 0
+
+/// Runs an app on this machine: one `dyninka-host serve` per service on 127.0.0.1, plus the
+/// sidecars the app declares. The embedded default: no cluster, no containers.
+public final class LocalRunner {
+    public let ir: AppIR
+    public let hostBinary: String
+    private let settings: AppSettings
+    private let appDirectory: String
+    private let log: (String) -> Void
+    private var services: [Child] = []
+    private var sidecars: [Child] = []
+
+    /// `basePort` 0 picks free ports; otherwise services take basePort, basePort+1, ...
+    public init(ir: AppIR, library: String, hostBinary: String, basePort: Int, appDirectory: String, settings: AppSettings,
+                extraHostArguments: [String] = [], log: @escaping (String) -> Void) {
+        self.ir = ir
+        self.hostBinary = hostBinary
+        self.settings = settings
+        self.appDirectory = appDirectory
+        self.log = log
+        var sidecarEnvironment: [String: String] = [:]
+        for spec in settings.sidecars ?? [] {
+            let port = BlockingHTTP.freePort()
+            if let env = spec.env { sidecarEnvironment[env] = "http://127.0.0.1:\(port)" }
+            sidecars.append(Child(name: spec.name, arguments: spec.command.map { $0.replacingOccurrences(of: "{port}", with: String(port)) },
+                                  environment: [:], port: port, workingDirectory: appDirectory, isService: false))
+        }
+        let ports = ir.services.enumerated().map { basePort == 0 ? BlockingHTTP.freePort() : basePort + $0.offset }
+        let peers = zip(ir.services, ports).map { "\($0.name)=127.0.0.1:\($1)" }.joined(separator: ",")
+        for (service, port) in zip(ir.services, ports) {
+            services.append(Child(name: service.name, arguments: [hostBinary, "serve", "--app", library, "--service", service.name,
+                                                                   "--port", String(port), "--peers", peers, "--log-level", "warning"] + extraHostArguments,
+                                  environment: sidecarEnvironment, port: port, workingDirectory: nil, isService: true))
+        }
+    }
+
+    /// The environment a local program needs to reach the sidecars (their URLs).
+    public var sidecarEnvironment: [String: String] {
+        var environment: [String: String] = [:]
+        for (spec, child) in zip(settings.sidecars ?? [], sidecars) {
+            if let env = spec.env { environment[env] = "http://127.0.0.1:\(child.port)" }
+        }
+        return environment
+    }
+
+    /// Where each service listens, in table order.
+    public var endpoints: [(name: String, url: String)] { services.map { ($0.name, "http://127.0.0.1:\($0.port)") } }
+
+    /// Where a client posts to run the default dataflow.
+    public var entryURL: String {
+        let port = services.first { $0.name == ir.dataflow.entry }?.port ?? 0
+        return "http://127.0.0.1:\(port)"
+    }
+
+    /// Starts the sidecars only (for `--local`, where the program itself plays the services).
+    public func startSidecars() throws {
+        for child in sidecars {
+            try child.start()
+            try waitHealthy(child, path: (settings.sidecars ?? []).first { $0.name == child.name }?.health)
+        }
+    }
+
+    /// Starts sidecars and services and waits until each answers.
+    public func start() throws {
+        installSignalHandlers()
+        try startSidecars()
+        for child in services { try child.start() }
+        for child in services { try waitHealthy(child, path: "/healthz") }
+    }
+
+    private func waitHealthy(_ child: Child, path: String?) throws {
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            guard child.isRunning else {
+                throw RunFailure(description: "\(child.name) exited during startup (status \(child.process?.terminationStatus ?? -1)); its messages are above")
+            }
+            guard let path else { usleep(200_000); return }
+            if let reply = try? BlockingHTTP.request(port: child.port, path: path, timeout: 1), reply.status == 200 { return }
+            usleep(50_000)
+        }
+        throw RunFailure(description: "\(child.name) did not answer on 127.0.0.1:\(child.port)\(path ?? "") within 15 s")
+    }
+
+    /// Totals of `drive`.
+    public struct Summary: Sendable {
+        public var ok = 0, dropped = 0, failed = 0
+        public var latencies: [Double] = []
+        public var line: String {
+            let sorted = latencies.sorted()
+            func p(_ q: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
+            let mean = sorted.isEmpty ? 0 : sorted.reduce(0, +) / Double(sorted.count)
+            return String(format: "ok %d, dropped %d, failed %d; latency mean %.2f ms, p50 %.2f ms, p99 %.2f ms",
+                          ok, dropped, failed, mean, p(0.5), p(0.99))
+        }
+    }
+
+    /// Runs the default dataflow `count` times, one request after another, printing each result.
+    public func drive(requests count: Int, body: String, print emit: (String) -> Void) -> Summary {
+        var summary = Summary()
+        let port = services.first { $0.name == ir.dataflow.entry }?.port ?? 0
+        for n in 1...max(count, 1) {
+            let started = Date()
+            do {
+                let reply = try BlockingHTTP.request(port: port, method: "POST", body: body, timeout: 30)
+                summary.latencies.append(Date().timeIntervalSince(started) * 1000)
+                switch reply.status {
+                case 200: summary.ok += 1; emit("\(n) 200 \(reply.text)")
+                case 204: summary.dropped += 1; emit("\(n) 204 (dropped)")
+                default: summary.failed += 1; emit("\(n) \(reply.status) \(reply.text)")
+                }
+            } catch {
+                summary.failed += 1
+                emit("\(n) error \(error)")
+            }
+        }
+        return summary
+    }
+
+    /// Keeps every child running until SIGINT or SIGTERM: a child that dies is restarted on its port.
+    public func supervise() {
+        while stopSignal == 0 {
+            usleep(100_000)
+            for child in services + sidecars where !child.isRunning && stopSignal == 0 {
+                let status = child.process?.terminationStatus ?? -1
+                child.restarts = child.restarts.filter { $0.timeIntervalSinceNow > -30 } + [Date()]
+                if child.restarts.count > 5 {
+                    log("\(child.name) keeps exiting (status \(status)); waiting 2 s before the next restart")
+                    usleep(2_000_000)
+                    if stopSignal != 0 { break }
+                }
+                log("\(child.name) exited (status \(status)); restarting it on port \(child.port)")
+                do { try child.start() } catch { log("\(error)") }
+            }
+        }
+    }
+
+    /// Stops every child: SIGTERM (they drain), then SIGKILL after `timeout` seconds.
+    public func stop(timeout: Double = 10) {
+        let all = services + sidecars
+        for child in all where child.isRunning { kill(child.process!.processIdentifier, SIGTERM) }
+        let deadline = Date().addingTimeInterval(timeout)
+        while all.contains(where: \.isRunning) && Date() < deadline { usleep(20_000) }
+        for child in all where child.isRunning { kill(child.process!.processIdentifier, SIGKILL) }
+        for child in all { child.process?.waitUntilExit() }
+    }
+
+    private func installSignalHandlers() {
+        stopSignal = 0
+        signal(SIGINT) { _ in stopSignal = 1 }
+        signal(SIGTERM) { _ in stopSignal = 1 }
+    }
+}

@@ -1,0 +1,108 @@
+import ArgumentParser
+import DyninkaCompiler
+import DyninkaDeploy
+import Foundation
+
+extension DyninkaCommand {
+    /// `dyninka run FILE`: the whole app on this machine.
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Build the app and run every service on this machine, point to point.",
+            discussion: """
+                Starts one dyninka-host per service on 127.0.0.1 (plus the sidecars listed in \
+                dyninka.json beside the file), prints `NAME URL` per service and `entry URL` (where a \
+                client POSTs to run the default dataflow), and keeps them running, restarting any \
+                that dies, until SIGINT or SIGTERM. With --requests N it runs the dataflow N times, \
+                prints each result and a summary, and stops. With --local it runs the file as the \
+                ordinary program it is, with no network.
+
+                Examples:
+                  dyninka run examples/SmartBuilding/App.swift
+                  dyninka run examples/SmartBuilding/App.swift --requests 20
+                  ROWS=20 dyninka run examples/SmartBuilding/App.swift --local
+                """)
+
+        @Argument(help: "The app's Swift file.")
+        var file: String
+        @Option(help: "First port; services take consecutive ports (0: any free ports).")
+        var basePort: Int = 8081
+        @Option(help: "Run the default dataflow this many times, print the results, then stop.")
+        var requests: Int?
+        @Option(help: "Request body for --requests when main's chain starts from a value.")
+        var body: String = ""
+        @Flag(help: "Compile and run the file as an ordinary local program (no network).")
+        var local = false
+        @Option(help: "Output folder of the build (default: .dyninka/APP beside the file).")
+        var out: String?
+        @Option(help: "The dyninka-host binary (default: beside dyninka, or $DYNINKA_HOST_BIN).")
+        var hostBinary: String?
+
+        func validate() throws {
+            guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("no such file: \(file)") }
+            guard (0...65000).contains(basePort) else { throw ValidationError("--base-port must be 0...65000") }
+            if let requests, requests < 1 { throw ValidationError("--requests must be at least 1") }
+        }
+
+        func run() throws {
+            let appDirectory = URL(fileURLWithPath: file).deletingLastPathComponent().path
+            let settings = try AppSettings.load(directory: appDirectory)
+            if local { return try runLocal(appDirectory: appDirectory, settings: settings) }
+            let build = try buildApp(file: file, out: out)
+            let host = hostBinary ?? ProcessInfo.processInfo.environment["DYNINKA_HOST_BIN"]
+                ?? LocalProgram.executableDirectory + "/dyninka-host"
+            guard FileManager.default.isExecutableFile(atPath: host) else {
+                throw ValidationError("dyninka-host not found at \(host); build it (swift build --product dyninka-host) or pass --host-binary")
+            }
+            let runner = LocalRunner(ir: build.ir, library: build.library, hostBinary: host, basePort: basePort, appDirectory: appDirectory,
+                                     settings: settings) { note($0) }
+            do {
+                try runner.start()
+            } catch {
+                runner.stop()
+                note("error: \(error)")
+                throw ExitCode(1)
+            }
+            for (name, url) in runner.endpoints { print("\(name) \(url)") }
+            print("entry \(runner.entryURL)")
+            if let requests {
+                let summary = runner.drive(requests: requests, body: body) { print($0) }
+                print(summary.line)
+                runner.stop()
+                if summary.failed > 0 { throw ExitCode(1) }
+                return
+            }
+            fflushStandardOutput()
+            runner.supervise()
+            note("stopping")
+            runner.stop()
+        }
+
+        private func runLocal(appDirectory: String, settings: AppSettings) throws {
+            let source = try String(contentsOfFile: file, encoding: .utf8)
+            let ir: AppIR
+            do { ir = try Analyzer(file: file, source: source).analyze().ir } catch {
+                note(error.description)
+                throw ExitCode(1)
+            }
+            let name = ir.name
+            let root = try AppBuilder.locateSourceRoot()
+            let output = (out ?? AppBuilder.defaultOutput(for: file, name: name)) + "/local/\(name)"
+            try LocalProgram(sdkDirectory: LocalProgram.executableDirectory, sourceRoot: root)
+                .compile(file: file, moduleName: name, output: output)
+            // The sidecars run as they would for the services; the program reaches them the same way.
+            let runner = LocalRunner(ir: ir, library: "", hostBinary: "", basePort: 0, appDirectory: appDirectory, settings: settings) { note($0) }
+            try runner.startSidecars()
+            defer { runner.stop() }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: output)
+            process.environment = ProcessInfo.processInfo.environment.merging(runner.sidecarEnvironment) { $1 }
+            try process.run()
+            process.waitUntilExit()
+            if process.terminationStatus != 0 { throw ExitCode(process.terminationStatus) }
+        }
+    }
+}
+
+private func fflushStandardOutput() {
+    FileHandle.standardOutput.synchronizeFile()
+}
