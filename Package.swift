@@ -72,5 +72,7 @@ let package = Package(
         .testTarget(name: "DyninkaHostTests", dependencies: ["DyninkaHost"], swiftSettings: strict),
         .testTarget(name: "DyninkaCompilerTests", dependencies: ["DyninkaCompiler"],
                     exclude: ["Golden"], swiftSettings: strict),
+        // Runs the real `dyninka` CLI on the examples: builds, local runs, distributed runs.
+        .testTarget(name: "DyninkaEndToEndTests", dependencies: ["DyninkaDeploy"], swiftSettings: strict),
     ]
 )

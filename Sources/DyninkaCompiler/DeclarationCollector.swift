@@ -167,7 +167,17 @@ final class DeclarationCollector: SyntaxVisitor {
         if conformances.contains("Codable") || (conformances.contains("Encodable") && conformances.contains("Decodable")) {
             codableByExtension.insert(name)
         }
-        typeSources[name, default: ""] += "\n" + node.trimmedDescription
+        // What an extension adds to the type, except its services (each hashed on its own):
+        // editing one service must not change the hash of every service using the type.
+        var added = "extension \(name)" + (node.inheritanceClause?.trimmedDescription ?? "")
+        for member in node.memberBlock.members {
+            if let function = member.decl.as(FunctionDeclSyntax.self),
+               function.attributes.contains(where: { $0.as(AttributeSyntax.self)?.attributeName.trimmedDescription == "Service" }) {
+                continue
+            }
+            added += "\n" + member.decl.trimmedDescription
+        }
+        typeSources[name, default: ""] += "\n" + added
         receivers.append(name)
         return .visitChildren
     }

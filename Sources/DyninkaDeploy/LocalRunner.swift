@@ -1,5 +1,6 @@
 import DyninkaCompiler
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -76,7 +77,8 @@ final class Child {
     var isRunning: Bool { process?.isRunning ?? false }
 }
 
-nonisolated(unsafe) private var stopSignal: sig_atomic_t = 0
+/// Set by the SIGINT / SIGTERM handler; read by the supervisor loop.
+private let stopRequested = Atomic<Bool>(false)
 
 /// Runs an app on this machine: one `dyninka-host serve` per service on 127.0.0.1, plus the
 /// sidecars the app declares. The embedded default: no cluster, no containers.
@@ -108,7 +110,8 @@ public final class LocalRunner {
         let peers = zip(ir.services, ports).map { "\($0.name)=127.0.0.1:\($1)" }.joined(separator: ",")
         for (service, port) in zip(ir.services, ports) {
             services.append(Child(name: service.name, arguments: [hostBinary, "serve", "--app", library, "--service", service.name,
-                                                                   "--port", String(port), "--peers", peers, "--log-level", "warning"] + extraHostArguments,
+                                                                   "--port", String(port), "--peers", peers, "--log-level", "warning",
+                                                                   "--exit-with-parent"] + extraHostArguments,
                                   environment: sidecarEnvironment, port: port, workingDirectory: nil, isService: true))
         }
     }
@@ -197,15 +200,15 @@ public final class LocalRunner {
 
     /// Keeps every child running until SIGINT or SIGTERM: a child that dies is restarted on its port.
     public func supervise() {
-        while stopSignal == 0 {
+        while !stopRequested.load(ordering: .relaxed) {
             usleep(100_000)
-            for child in services + sidecars where !child.isRunning && stopSignal == 0 {
+            for child in services + sidecars where !child.isRunning && !stopRequested.load(ordering: .relaxed) {
                 let status = child.process?.terminationStatus ?? -1
                 child.restarts = child.restarts.filter { $0.timeIntervalSinceNow > -30 } + [Date()]
                 if child.restarts.count > 5 {
                     log("\(child.name) keeps exiting (status \(status)); waiting 2 s before the next restart")
                     usleep(2_000_000)
-                    if stopSignal != 0 { break }
+                    if stopRequested.load(ordering: .relaxed) { break }
                 }
                 log("\(child.name) exited (status \(status)); restarting it on port \(child.port)")
                 do { try child.start() } catch { log("\(error)") }
@@ -224,8 +227,14 @@ public final class LocalRunner {
     }
 
     private func installSignalHandlers() {
-        stopSignal = 0
-        signal(SIGINT) { _ in stopSignal = 1 }
-        signal(SIGTERM) { _ in stopSignal = 1 }
+        stopRequested.store(false, ordering: .relaxed)
+        signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
+        signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
+        // Whoever started us may have left these blocked; then the handlers would never run.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 }

@@ -52,6 +52,7 @@ extension HostConfiguration {
         if let v = try integer("drain-delay", 0...3_600_000) { c.drainDelay = v }
         if let v = try integer("drain-timeout", 0...3_600_000) { c.drainTimeout = v }
         if let v = value("access-log") { c.accessLog = ["1", "true", "yes", "on"].contains(v.lowercased()) }
+        if value("exit-with-parent") == "true" { c.exitWithParent = true }
         if let v = value("log-level") {
             guard let level = LogLevel(name: v) else {
                 throw HostStartupError("--log-level must be one of debug, info, warning, error; got '\(v)'")

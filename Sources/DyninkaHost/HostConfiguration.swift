@@ -30,6 +30,8 @@ package struct HostConfiguration: Sendable {
     package var drainTimeout = 30_000
     /// Log every request (method, target, status, duration) at info level.
     package var accessLog = false
+    /// Exit when the parent process goes away (set by `dyninka run`, so that no service outlives it).
+    package var exitWithParent = false
     /// Least severe level logged: debug, info, warning, error.
     package var logLevel = LogLevel.info
 

@@ -110,7 +110,17 @@ package final class ServiceHost {
                 })
             }
             let sweep = try LoopTimer(loop: loop)
-            sweep.start(after: 50, repeat: 50) { [unowned self] in sweepDeadlines() }
+            let parent = getppid()
+            var ticks = 0
+            sweep.start(after: 50, repeat: 50) { [unowned self] in
+                sweepDeadlines()
+                ticks += 1
+                // Once a second: a supervisor that died (even by SIGKILL) must not leave us running.
+                if configuration.exitWithParent, ticks % 20 == 0, getppid() != parent, !draining {
+                    log.warning("parent process \(parent) is gone: draining and exiting")
+                    beginDrain(signal: SIGTERM)
+                }
+            }
             sweepTimer = sweep
         } catch {
             throw HostStartupError("cannot set up signals and timers: \(error)")

@@ -49,6 +49,8 @@ extension DyninkaHostCommand {
         var drainTimeout: Int?
         @Flag(help: "Log every request.")
         var accessLog = false
+        @Flag(help: "Exit (draining) when the parent process exits; `dyninka run` sets it.")
+        var exitWithParent = false
         @Option(help: "debug, info, warning or error (default info; env DYNINKA_LOG_LEVEL).")
         var logLevel: String?
 
@@ -70,6 +72,7 @@ extension DyninkaHostCommand {
             flags["drain-delay"] = drainDelay.map(String.init)
             flags["drain-timeout"] = drainTimeout.map(String.init)
             if accessLog { flags["access-log"] = "true" }
+            if exitWithParent { flags["exit-with-parent"] = "true" }
             flags["log-level"] = logLevel
             do {
                 let configuration = try HostConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)

@@ -62,16 +62,15 @@ extension DyninkaCommand {
                 note("error: \(error)")
                 throw ExitCode(1)
             }
-            for (name, url) in runner.endpoints { print("\(name) \(url)") }
-            print("entry \(runner.entryURL)")
+            for (name, url) in runner.endpoints { say("\(name) \(url)") }
+            say("entry \(runner.entryURL)")
             if let requests {
-                let summary = runner.drive(requests: requests, body: body) { print($0) }
-                print(summary.line)
+                let summary = runner.drive(requests: requests, body: body) { say($0) }
+                say(summary.line)
                 runner.stop()
                 if summary.failed > 0 { throw ExitCode(1) }
                 return
             }
-            fflushStandardOutput()
             runner.supervise()
             note("stopping")
             runner.stop()
@@ -103,6 +102,7 @@ extension DyninkaCommand {
     }
 }
 
-private func fflushStandardOutput() {
-    FileHandle.standardOutput.synchronizeFile()
+/// A line on standard output, written at once (print() would buffer it in a pipe).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

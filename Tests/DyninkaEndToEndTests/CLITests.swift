@@ -1,0 +1,204 @@
+import DyninkaDeploy
+import Foundation
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+let binDirectory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().path
+let dyninka = binDirectory + "/dyninka"
+
+/// The result of running the CLI to completion.
+struct Ran {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs `dyninka ARGS` from the package root and waits for it.
+func runCLI(_ arguments: [String], environment: [String: String] = [:]) throws -> Ran {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: dyninka)
+    process.arguments = arguments
+    process.currentDirectoryURL = URL(fileURLWithPath: root)
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read both pipes concurrently so neither fills up.
+    let errData = Mutex<Data>(Data())
+    let reader = Thread { errData.withLock { $0 = err.fileHandleForReading.readDataToEndOfFile() } }
+    reader.start()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    while reader.isExecuting || !reader.isFinished { usleep(1000) }
+    return Ran(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+               stderr: String(decoding: errData.withLock { $0 }, as: UTF8.self))
+}
+
+/// A `dyninka run` left in the foreground (supervising), with the URLs it printed.
+final class RunningApp: @unchecked Sendable {
+    let process = Process()
+    var urls: [String: Int] = [:]
+    private let out = Pipe()
+
+    init(_ file: String, extra: [String] = []) throws {
+        process.executableURL = URL(fileURLWithPath: dyninka)
+        process.arguments = ["run", file, "--base-port", "0"] + extra
+        process.currentDirectoryURL = URL(fileURLWithPath: root)
+        process.standardOutput = out
+        try process.run()
+        let deadline = Date().addingTimeInterval(300)
+        var line: [UInt8] = []
+        var pfd = pollfd(fd: out.fileHandleForReading.fileDescriptor, events: Int16(POLLIN), revents: 0)
+        while Date() < deadline {
+            guard poll(&pfd, 1, 200) > 0 else {
+                if !process.isRunning { break }
+                continue
+            }
+            var c: UInt8 = 0
+            guard read(pfd.fd, &c, 1) == 1 else { break }
+            if c != 10 { line.append(c); continue }
+            let text = String(decoding: line, as: UTF8.self)
+            line.removeAll()
+            let parts = text.split(separator: " ")
+            if parts.count == 2, let port = Int(parts[1].split(separator: ":").last ?? "") { urls[String(parts[0])] = port }
+            if parts.first == "entry" { return }
+        }
+        throw RunFailure(description: "dyninka run did not print its entry URL")
+    }
+
+    func port(_ name: String) -> Int { urls[name] ?? 0 }
+
+    func stop() -> Int32 {
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(20)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+}
+
+/// Finds the pid of the dyninka-host serving `service` on `port`.
+func hostPID(service: String, port: Int) -> Int32? {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+    for entry in entries {
+        guard let pid = Int32(entry), let cmdline = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(entry)/cmdline")) else { continue }
+        let args = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        if args.contains("serve"), args.contains(service), args.contains(String(port)) { return pid }
+    }
+    return nil
+}
+
+@Suite(.serialized) struct CLITests {
+    @Test func smartBuildingGivesTheSameMovingAveragesLocallyAndDistributed() throws {
+        let rows = 60
+        let local = try runCLI(["run", "examples/SmartBuilding/App.swift", "--local"], environment: ["ROWS": String(rows)])
+        #expect(local.status == 0, "\(local.stderr)")
+        let localAverages = local.stdout.split(separator: "\n").compactMap { Double($0) }
+
+        let distributed = try runCLI(["run", "examples/SmartBuilding/App.swift", "--requests", String(rows), "--base-port", "0"])
+        #expect(distributed.status == 0, "\(distributed.stderr)")
+        // The number as the service wrote it (JSONSerialization's parse is not always exact).
+        let remoteAverages = distributed.stdout.split(separator: "\n").compactMap { line -> Double? in
+            guard line.contains(" 200 "), let range = line.range(of: #""average":"#) else { return nil }
+            return Double(line[range.upperBound...].prefix { $0 != "," && $0 != "}" })
+        }
+        #expect(localAverages.count > 3, "the first \(rows) rows hold several temperatures")
+        #expect(localAverages == remoteAverages)
+        #expect(distributed.stdout.contains("entry http://127.0.0.1:"))
+        #expect(distributed.stdout.contains("failed 0"))
+    }
+
+    @Test func fanInErrorsAndRestartsEndToEnd() throws {
+        let app = try RunningApp("examples/BuildingAlerts/App.swift")
+        defer { _ = app.stop() }
+        let entry = app.port("entry")
+        let hot = try BlockingHTTP.request(port: entry, method: "POST", body: #"{"room":"1.001","celsius":27}"#)
+        #expect(hot.status == 200, "\(hot.text)")
+        #expect(hot.text.contains("31.5 °C outside"), "the weather dependency's result reached assess")
+        #expect(hot.headers["server-timing"]?.contains("weather;dur=") == true)
+
+        let cold = try BlockingHTTP.request(port: entry, method: "POST", body: #"{"room":"1.002","celsius":18}"#)
+        #expect(cold.status == 204)
+
+        let faulty = try BlockingHTTP.request(port: entry, method: "POST", body: #"{"room":"1.003","celsius":500}"#)
+        #expect(faulty.status == 500)
+        #expect(faulty.text.contains(#""service":"validate""#))
+        #expect(faulty.text.contains(#""kind":"function""#))
+        #expect(faulty.text.contains("the sensor is faulty"))
+
+        // Kill the dependency: the failure names it, then `dyninka run` restarts it.
+        let weatherPort = app.port("weather")
+        let pid = try #require(hostPID(service: "weather", port: weatherPort))
+        kill(pid, SIGKILL)
+        usleep(20_000)
+        let down = try BlockingHTTP.request(port: entry, method: "POST", body: #"{"room":"1.001","celsius":27}"#)
+        if down.status != 200 {
+            #expect(down.status == 502)
+            #expect(down.text.contains(#""service":"weather""#))
+        }
+        var recovered = false
+        for _ in 0..<100 where !recovered {
+            usleep(100_000)
+            recovered = (try? BlockingHTTP.request(port: entry, method: "POST", body: #"{"room":"1.001","celsius":27}"#).status) == 200
+        }
+        #expect(recovered, "weather was restarted and the chain recovered")
+        #expect(app.stop() == 0)
+        #expect(hostPID(service: "validate", port: app.port("validate")) == nil, "children stop with dyninka run")
+    }
+
+    @Test func buildPrintsTheLibraryAndReusesAnUnchangedBuild() throws {
+        let out = NSTemporaryDirectory() + "dyninka-e2e-build-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let first = try runCLI(["build", "examples/BuildingAlerts/App.swift", "--out", out])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout == "\(out)/libBuildingAlerts.so\n")
+        #expect(FileManager.default.fileExists(atPath: "\(out)/libBuildingAlerts.so"))
+        #expect(FileManager.default.fileExists(atPath: "\(out)/BuildingAlerts.ir.json"))
+        let started = Date()
+        let second = try runCLI(["build", "examples/BuildingAlerts/App.swift", "--out", out])
+        #expect(second.status == 0)
+        #expect(!second.stderr.contains("building"), "an unchanged file is not rebuilt")
+        #expect(Date().timeIntervalSince(started) < 5)
+    }
+
+    @Test func badFilesFailWithLocatedErrorsAndGenerateNothing() throws {
+        let dir = NSTemporaryDirectory() + "dyninka-e2e-bad-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/Bad.swift"
+        try """
+            import Dyninka
+            struct A: Codable { var x: Int }
+            struct B: Codable { var y: Int }
+            @Service func first() -> A { A(x: 1) }
+            extension B { @Service func second() -> B { self } }
+            @main struct M { static func main() { _ = first().second() } }
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let result = try runCLI(["build", file])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("\(file):6:"))
+        #expect(result.stderr.contains("error: 'second' takes B but 'first' returns A"))
+        #expect(result.stderr.contains("nothing was generated"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/.dyninka"))
+    }
+
+    @Test func graphPrintsTheDataflow() throws {
+        let dot = try runCLI(["graph", "examples/BuildingAlerts/App.swift", "--format", "dot"])
+        #expect(dot.status == 0)
+        #expect(dot.stdout.contains("weather -> assess [label=\"weather\", style=dashed];"))
+        let json = try runCLI(["graph", "examples/SmartBuilding/App.swift", "--format", "json"])
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect(object?["route"] as? String == "get().filterTemperature()?.map().movingAvg()")
+        let bad = try runCLI(["graph", "examples/SmartBuilding/App.swift", "--format", "svg"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("--format must be mermaid, dot or json"))
+    }
+}
