@@ -91,9 +91,16 @@ public final class LocalRunner {
     private var services: [Child] = []
     private var sidecars: [Child] = []
 
+    /// The topology: point to point (the default), or gateway mode for comparison.
+    public enum Topology: Sendable { case pointToPoint, gateway }
+    public let topology: Topology
+    /// Gateway mode: the gateway and the orchestrator (also in `services`).
+    private var gatewayPort = 0
+
     /// `basePort` 0 picks free ports; otherwise services take basePort, basePort+1, ...
     public init(ir: AppIR, library: String, hostBinary: String, basePort: Int, appDirectory: String, settings: AppSettings,
-                extraHostArguments: [String] = [], log: @escaping (String) -> Void) {
+                topology: Topology = .pointToPoint, extraHostArguments: [String] = [], log: @escaping (String) -> Void) {
+        self.topology = topology
         self.ir = ir
         self.hostBinary = hostBinary
         self.settings = settings
@@ -108,6 +115,25 @@ public final class LocalRunner {
         }
         let ports = ir.services.enumerated().map { basePort == 0 ? BlockingHTTP.freePort() : basePort + $0.offset }
         let peers = zip(ir.services, ports).map { "\($0.name)=127.0.0.1:\($1)" }.joined(separator: ",")
+        if topology == .gateway {
+            // Function instances, an orchestrator and the gateway in front of all of them.
+            let count = ir.services.count
+            let orchestratorPort = basePort == 0 ? BlockingHTTP.freePort() : basePort + count
+            gatewayPort = basePort == 0 ? BlockingHTTP.freePort() : basePort + count + 1
+            let common = ["--log-level", "warning", "--exit-with-parent"] + extraHostArguments
+            for (service, port) in zip(ir.services, ports) {
+                services.append(Child(name: service.name, arguments: [hostBinary, "gateway-mode", "function", "--app", library,
+                                                                       "--service", service.name, "--port", String(port)] + common,
+                                      environment: sidecarEnvironment, port: port, workingDirectory: nil, isService: true))
+            }
+            services.append(Child(name: "orchestrator", arguments: [hostBinary, "gateway-mode", "orchestrator", "--app", library,
+                                                                     "--port", String(orchestratorPort), "--gateway", "127.0.0.1:\(gatewayPort)"] + common,
+                                  environment: sidecarEnvironment, port: orchestratorPort, workingDirectory: nil, isService: true))
+            services.append(Child(name: "gateway", arguments: [hostBinary, "gateway-mode", "gateway", "--port", String(gatewayPort),
+                                                                "--functions", peers + ",orchestrator=127.0.0.1:\(orchestratorPort)"] + common,
+                                  environment: [:], port: gatewayPort, workingDirectory: nil, isService: true))
+            return
+        }
         for (service, port) in zip(ir.services, ports) {
             services.append(Child(name: service.name, arguments: [hostBinary, "serve", "--app", library, "--service", service.name,
                                                                    "--port", String(port), "--peers", peers, "--log-level", "warning",
@@ -130,8 +156,13 @@ public final class LocalRunner {
 
     /// Where a client posts to run the default dataflow.
     public var entryURL: String {
-        let port = services.first { $0.name == ir.dataflow.entry }?.port ?? 0
-        return "http://127.0.0.1:\(port)"
+        entry.path == "/" ? "http://127.0.0.1:\(entry.port)" : "http://127.0.0.1:\(entry.port)\(entry.path)"
+    }
+
+    /// The entry's port and path: the entry service, or the gateway's /function/orchestrator.
+    public var entry: (port: Int, path: String) {
+        if topology == .gateway { return (gatewayPort, "/function/orchestrator") }
+        return (services.first { $0.name == ir.dataflow.entry }?.port ?? 0, "/")
     }
 
     /// Starts the sidecars only (for `--local`, where the program itself plays the services).
@@ -179,11 +210,11 @@ public final class LocalRunner {
     /// Runs the default dataflow `count` times, one request after another, printing each result.
     public func drive(requests count: Int, body: String, print emit: (String) -> Void) -> Summary {
         var summary = Summary()
-        let port = services.first { $0.name == ir.dataflow.entry }?.port ?? 0
+        let (port, path) = entry
         for n in 1...max(count, 1) {
             let started = Date()
             do {
-                let reply = try BlockingHTTP.request(port: port, method: "POST", body: body, timeout: 30)
+                let reply = try BlockingHTTP.request(port: port, method: "POST", path: path, body: body, timeout: 30)
                 summary.latencies.append(Date().timeIntervalSince(started) * 1000)
                 switch reply.status {
                 case 200: summary.ok += 1; emit("\(n) 200 \(reply.text)")

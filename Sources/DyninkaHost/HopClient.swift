@@ -34,8 +34,11 @@ final class HopClient: HTTPParserDelegate, Expiring {
     private(set) var deadline: UInt64 = 0
     private var connected = false
 
-    init(host: ServiceHost, target: HopTarget, address: PeerAddress, body: UnsafeRawBufferPointer, owner: AnyObject?,
+    private let head: ByteBuffer
+
+    init(host: ServiceHost, target: HopTarget, address: PeerAddress, head: ByteBuffer, body: UnsafeRawBufferPointer, owner: AnyObject?,
          completion: @escaping (HopOutcome) -> Void) {
+        self.head = head
         self.host = host
         self.target = target
         self.address = address
@@ -83,7 +86,6 @@ final class HopClient: HTTPParserDelegate, Expiring {
         parser.delegate = self
         self.parser = parser
         handle.startReading { [self] event in read(event) }
-        let head = target.head(contentLength: body.count)
         handle.write(head.bytes, body, owners: (head, owner)) { [self] error in
             if let error { fail(.unreachable, "connection to service '\(service)' at \(address) failed while sending (\(error.reason))") }
         }

@@ -13,32 +13,51 @@ final class HopTarget {
     /// "POST / HTTP/1.1 ... Dyninka-Route: ...\r\nContent-Length: " (immutable after init).
     let headPrefix: ByteBuffer
 
-    init(service: String, address: PeerAddress?, route: String, arguments: String) {
+    convenience init(service: String, address: PeerAddress?, route: String, arguments: String) {
+        var fields = [("Dyninka-Route", route)]
+        if !arguments.isEmpty { fields.append(("Dyninka-Args", arguments)) }
+        self.init(service: service, address: address, path: "/", fields: fields)
+    }
+
+    /// A target posting to `path` with the given header fields.
+    init(service: String, address: PeerAddress?, path: String, fields: [(String, String)]) {
         self.service = service
         self.address = address
         socketAddress = address.flatMap { try? SocketAddress(ip: $0.host, port: $0.port) }
-        let head = ByteBuffer(capacity: 128 + route.utf8.count + arguments.utf8.count)
-        head.append("POST / HTTP/1.1\r\nHost: ")
+        let head = ByteBuffer(capacity: 160)
+        head.append("POST ")
+        head.append(path)
+        head.append(" HTTP/1.1\r\nHost: ")
         head.append(address?.description ?? service)
         head.append("\r\nContent-Type: application/json\r\n")
-        HTTPWriter.appendField("Dyninka-Route", route, to: head)
-        if !arguments.isEmpty { HTTPWriter.appendField("Dyninka-Args", arguments, to: head) }
-        head.append("Connection: close\r\nContent-Length: ")
+        for (name, value) in fields { HTTPWriter.appendField(name, value, to: head) }
+        head.append("Connection: close\r\n")
         headPrefix = head
     }
 
-    /// The complete request head for a body of `length` bytes.
-    func head(contentLength length: Int) -> ByteBuffer {
-        let head = ByteBuffer(capacity: headPrefix.count + 24)
+    /// The complete request head for a body of `length` bytes, with `extra` header lines
+    /// (complete "Name: value\r\n" lines) when given.
+    func head(contentLength length: Int, extra: ((ByteBuffer) -> Void)? = nil) -> ByteBuffer {
+        let head = ByteBuffer(capacity: headPrefix.count + 64)
         head.append(headPrefix.bytes)
+        extra?(head)
+        head.append("Content-Length: ")
         head.append(decimal: length)
         head.append("\r\n\r\n")
         return head
     }
 }
 
+/// Bytes inside a buffer that `owner` keeps alive.
+struct Slice {
+    let owner: AnyObject?
+    let bytes: UnsafeRawBufferPointer
+}
+
 /// How one explicit argument of a call is produced, with everything prepared.
 enum PreparedArgument {
+    /// Bytes that came with the request (gateway mode's Dyninka-Parts).
+    case given(Slice)
     /// Constant JSON bytes, shared by every request.
     case constant(ByteBuffer)
     /// A dependency called before the function runs (fan-in); nil results become `null` when optional.

@@ -50,9 +50,9 @@ final class Invocation {
     private let connection: InboundConnection
     private let plan: RoutePlan
     private let prepared: [PreparedArgument]
-    private let input: ByteBuffer?
+    private let input: Slice?
     private let started: UInt64
-    private var arguments: [ByteBuffer?]
+    private var arguments: [Slice?]
     private var pendingDependencies = 0
     /// Heads of dependency responses, whose Server-Timing values are passed on.
     private var dependencyHeads: [HTTPHead] = []
@@ -62,7 +62,7 @@ final class Invocation {
     private var callArguments: UnsafeMutablePointer<dyninka_bytes>?
 
     init(host: ServiceHost, connection: InboundConnection, plan: RoutePlan, arguments: [PreparedArgument],
-         input: ByteBuffer?, started: UInt64) {
+         input: Slice?, started: UInt64) {
         self.host = host
         self.connection = connection
         self.plan = plan
@@ -81,7 +81,9 @@ final class Invocation {
         for (index, argument) in prepared.enumerated() {
             switch argument {
             case .constant(let bytes):
-                arguments[index] = bytes
+                arguments[index] = Slice(owner: bytes, bytes: bytes.bytes)
+            case .given(let slice):
+                arguments[index] = slice
             case .dependency(let target, let optional):
                 pendingDependencies += 1
                 host.sendHop(target, body: emptyBody, owner: nil) { [self] outcome in
@@ -104,11 +106,11 @@ final class Invocation {
             dependencyHeads.append(head)
             switch head.status {
             case 200:
-                arguments[index] = body
+                arguments[index] = Slice(owner: body, bytes: body.bytes)
             case 204 where optional:
                 let null = ByteBuffer(capacity: 4)
                 null.append("null")
-                arguments[index] = null
+                arguments[index] = Slice(owner: null, bytes: null.bytes)
             case 204:
                 return finishDropped()
             default:

@@ -30,6 +30,9 @@ package final class Metrics {
     /// Connections to next hops that failed (refused, reset, timed out).
     package var hopFailures = 0
 
+    /// Also expose OpenFaaS's gateway metric names (gateway mode's gateway).
+    package var openFaaSNames = false
+
     package init() {}
 
     /// Records a finished request of `service`: its status and whole time.
@@ -70,6 +73,27 @@ package final class Metrics {
         }
         histogram(&out, "dyninka_request_duration_seconds", "Time from request to response, downstream included.", \.duration)
         histogram(&out, "dyninka_function_duration_seconds", "Time inside the service function.", \.function)
+        if openFaaSNames {
+            out += "# HELP gateway_function_invocation_total Invocations by function and status (OpenFaaS names).\n"
+            out += "# TYPE gateway_function_invocation_total counter\n"
+            for (name, s) in services.sorted(by: { $0.key < $1.key }) {
+                for (status, count) in s.responses.sorted(by: { $0.key < $1.key }) {
+                    out += "gateway_function_invocation_total{function_name=\"\(name)\",code=\"\(status)\"} \(count)\n"
+                }
+            }
+            out += "# HELP gateway_functions_seconds Function call duration through the gateway (OpenFaaS names).\n"
+            out += "# TYPE gateway_functions_seconds histogram\n"
+            for (name, s) in services.sorted(by: { $0.key < $1.key }) {
+                var cumulative = 0
+                for (i, bound) in Metrics.bounds.enumerated() {
+                    cumulative += s.duration.buckets[i]
+                    out += "gateway_functions_seconds_bucket{function_name=\"\(name)\",le=\"\(bound)\"} \(cumulative)\n"
+                }
+                out += "gateway_functions_seconds_bucket{function_name=\"\(name)\",le=\"+Inf\"} \(s.duration.count)\n"
+                out += "gateway_functions_seconds_sum{function_name=\"\(name)\"} \(s.duration.sum)\n"
+                out += "gateway_functions_seconds_count{function_name=\"\(name)\"} \(s.duration.count)\n"
+            }
+        }
         out += "# HELP dyninka_in_flight_requests Requests being processed.\n# TYPE dyninka_in_flight_requests gauge\n"
         out += "dyninka_in_flight_requests \(inFlight)\n"
         out += "# HELP dyninka_open_connections Open client connections.\n# TYPE dyninka_open_connections gauge\n"

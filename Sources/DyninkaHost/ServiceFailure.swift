@@ -34,6 +34,10 @@ package struct ServiceFailure: Error, Sendable, CustomStringConvertible {
     /// Overrides the kind's status (408, 413, 431 are bad-input with their own status).
     package var status: Int
 
+    package init(service: String, kind: FailureKind, status: Int, message: String) {
+        self.init(service: service, kind: kind, message: message, status: status)
+    }
+
     package init(service: String, kind: FailureKind, message: String, status: Int? = nil) {
         self.service = service
         self.kind = kind

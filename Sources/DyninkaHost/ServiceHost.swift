@@ -4,27 +4,48 @@ import DyninkaLoop
 import Glibc
 #endif
 
+/// What a host process does.
+package enum HostRole: Sendable {
+    /// Point to point: run the service, forward along the route, relay the answer.
+    case service
+    /// Gateway mode's function instance: run the service and answer; never forward. Explicit
+    /// arguments come with the input in the body, split by the Dyninka-Parts header.
+    case function
+    /// Gateway mode's central gateway: proxy `/function/NAME` to the instance of NAME.
+    case gateway(functions: PeerMap)
+    /// Gateway mode's orchestrating function: run main's chain by calling each step through
+    /// the gateway in turn (the paper's Listing 4).
+    case orchestrator(gateway: PeerAddress)
+}
+
 /// A dyninka-host process serving one service of a table: listens, runs the function, forwards
 /// along the route, answers health, readiness and metrics, and drains on SIGTERM / SIGINT.
+/// The same server plays gateway mode's roles (see HostRole).
 package final class ServiceHost {
     package let configuration: HostConfiguration
-    package let table: ServiceTable
-    let service: ServiceDescriptor
+    package let role: HostRole
+    /// The app's table; nil only for the gateway, which routes by name alone.
+    package let table: ServiceTable!
+    /// The service run here (for the orchestrator: main's entry service); nil for the gateway.
+    let service: ServiceDescriptor!
     let loop: EventLoop
     let wakeup: LoopWakeup
     let log: Log
     package let metrics = Metrics()
     private(set) var loopThread = pthread_self()
-    private let checker: RouteChecker
+    private let checker: RouteChecker!
     private let parser = RouteParser()
-    private let defaultRoute: CheckedRoute
+    let defaultRoute: CheckedRoute!
     private var defaultPlan: RoutePlan!
     /// Arguments from main; a failure when main gives none (then a caller must send Dyninka-Args).
     private let defaultPlans: Result<[ArgumentPlan], RouteError>
-    private var defaultArguments: Result<[PreparedArgument], RouteError> = .success([])
+    var defaultPlansResult: Result<[ArgumentPlan], RouteError> { defaultPlans }
+    private(set) var defaultArguments: Result<[PreparedArgument], RouteError> = .success([])
     /// Prepared routes by header text: under load the same few routes repeat.
     private var routeCache: [String: Result<RoutePlan, RouteError>] = [:]
     private var argumentCache: [String: Result<[PreparedArgument], RouteError>] = [:]
+    /// Gateway mode: one prepared target per function name.
+    var gatewayTargets: [String: HopTarget] = [:]
     private var server: TCPHandle?
     private var sweepTimer: LoopTimer?
     private var signals: [SignalWatcher] = []
@@ -37,18 +58,43 @@ package final class ServiceHost {
     /// The address actually bound (port resolved when 0 was asked for).
     package private(set) var boundAddress: String = ""
 
-    /// Loads nothing itself: pass the table loaded from `configuration.appPath`.
-    package init(configuration: HostConfiguration, table: ServiceTable) throws(HostStartupError) {
+    /// Loads nothing itself: pass the table loaded from `configuration.appPath` (none for the gateway).
+    package init(configuration: HostConfiguration, table: ServiceTable?, role: HostRole = .service) throws(HostStartupError) {
         self.configuration = configuration
+        self.role = role
         self.table = table
         log = Log(service: configuration.service, level: configuration.logLevel)
-        guard let service = table[configuration.service] else {
-            throw HostStartupError("service '\(configuration.service)' is not in \(table.path); it has \(table.services.map(\.name).joined(separator: ", "))")
+        do {
+            loop = try EventLoop()
+            wakeup = try LoopWakeup(loop: loop)
+        } catch {
+            throw HostStartupError("cannot start the event loop: \(error)")
+        }
+        if case .gateway = role { metrics.openFaaSNames = true }
+        guard let table else {
+            if case .gateway = role {
+                service = nil
+                checker = nil
+                defaultRoute = nil
+                defaultPlans = .success([])
+                return
+            }
+            throw HostStartupError("no app library: pass --app PATH")
+        }
+        var name = configuration.service
+        if case .orchestrator = role { name = table.entryService }
+        guard let service = table[name] else {
+            throw HostStartupError("service '\(name)' is not in \(table.path); it has \(table.services.map(\.name).joined(separator: ", "))")
         }
         self.service = service
         checker = RouteChecker(table: table, maxHops: configuration.maxHops)
         do {
-            defaultRoute = try checker.check(service.defaultRoute, after: service)
+            // A function instance never forwards: its route is always empty.
+            if case .function = role {
+                defaultRoute = CheckedRoute(chain: RouteChain(calls: []), steps: [])
+            } else {
+                defaultRoute = try checker.check(service.defaultRoute, after: service)
+            }
         } catch {
             throw HostStartupError("default route of '\(service.name)' is invalid: \(error)")
         }
@@ -57,18 +103,14 @@ package final class ServiceHost {
         } catch {
             defaultPlans = .failure(error)
         }
-        do {
-            loop = try EventLoop()
-            wakeup = try LoopWakeup(loop: loop)
-        } catch {
-            throw HostStartupError("cannot start the event loop: \(error)")
-        }
         defaultPlan = plan(defaultRoute)
         defaultArguments = defaultPlans.map(prepare)
         // Every service this one may forward to by default should have an address; say so now
         // rather than at the first request (a host may still be run alone, for a test or a custom route).
-        missingPeers = Self.servicesCalled(by: defaultRoute, plans: (try? defaultPlans.get()) ?? [])
-            .filter { configuration.peers.address(of: $0) == nil }.sorted()
+        if case .service = role {
+            missingPeers = Self.servicesCalled(by: defaultRoute, plans: (try? defaultPlans.get()) ?? [])
+                .filter { configuration.peers.address(of: $0) == nil }.sorted()
+        }
     }
 
     private static func servicesCalled(by route: CheckedRoute, plans: [ArgumentPlan]) -> Set<String> {
@@ -128,7 +170,16 @@ package final class ServiceHost {
         if !missingPeers.isEmpty {
             log.warning("no address for \(missingPeers.map { "'\($0)'" }.joined(separator: ", ")), which '\(service.name)' calls by default: such requests will get 502; pass --peers \(missingPeers.map { "\($0)=HOST:PORT" }.joined(separator: ",")) or --placement FILE")
         }
-        log.info("serving '\(service.name)' of \(table.appName) on http://\(boundAddress) (route after it: \(defaultRoute.chain.isEmpty ? "none" : defaultRoute.chain.source))")
+        switch role {
+        case .service:
+            log.info("serving '\(service.name)' of \(table.appName) on http://\(boundAddress) (route after it: \(defaultRoute.chain.isEmpty ? "none" : defaultRoute.chain.source))")
+        case .function:
+            log.info("function instance of '\(service.name)' (\(table.appName)) on http://\(boundAddress); it never forwards")
+        case .gateway(let functions):
+            log.info("gateway on http://\(boundAddress) for \(functions.addresses.keys.sorted().joined(separator: ", "))")
+        case .orchestrator(let gateway):
+            log.info("orchestrator of \(table.appName) on http://\(boundAddress), calling \(service.name)()\(defaultRoute.chain.isEmpty ? "" : "." + defaultRoute.chain.source) through the gateway at \(gateway)")
+        }
         loop.run()
         wakeup.close()
         loop.close()
@@ -171,16 +222,24 @@ package final class ServiceHost {
             text(draining ? 503 : 200, draining ? "draining\n" : "ready\n", on: connection)
         case ("GET", "/metrics"):
             text(200, metrics.render(), on: connection, type: "text/plain; version=0.0.4")
-        case ("POST", "/"), ("POST", "/\(service.name)"):
-            invoke(head, body: body, on: connection, started: started)
-        case ("GET", "/"):
+        case ("POST", _) where path.hasPrefix("/function/"):
+            guard case .gateway(let functions) = role else { fallthrough }
+            proxy(String(path.dropFirst("/function/".count)), functions: functions, head: head, body: body, on: connection, started: started)
+        case ("POST", "/"), ("POST", "/\(configuration.service)"):
+            switch role {
+            case .service, .function: invoke(head, body: body, on: connection, started: started)
+            case .orchestrator(let gateway): orchestrate(body: body, gateway: gateway, on: connection, started: started)
+            case .gateway: reject(ServiceFailure(service: configuration.service, kind: .badRoute,
+                                                 message: "the gateway proxies POST /function/NAME", status: 404), on: connection)
+            }
+        case ("GET", "/") where service != nil:
             text(200, describe(), on: connection, type: "application/json")
-        case (_, "/"), (_, "/\(service.name)"):
-            reject(ServiceFailure(service: service.name, kind: .badInput,
+        case (_, "/"), (_, "/\(configuration.service)"):
+            reject(ServiceFailure(service: configuration.service, kind: .badInput,
                                   message: "method \(head.method) is not allowed; POST the input as JSON", status: 405), on: connection)
         default:
-            reject(ServiceFailure(service: service.name, kind: .badRoute,
-                                  message: "no such path '\(path)'; POST / runs '\(service.name)', GET /healthz, /readyz, /metrics", status: 404),
+            reject(ServiceFailure(service: configuration.service, kind: .badRoute,
+                                  message: "no such path '\(path)'; POST / runs '\(configuration.service)', GET /healthz, /readyz, /metrics", status: 404),
                    on: connection)
         }
     }
@@ -189,15 +248,48 @@ package final class ServiceHost {
         let plan: RoutePlan
         let arguments: [PreparedArgument]
         do throws(RouteError) {
-            if let text = head.value(of: "dyninka-route") { plan = try routePlan(text) } else { plan = defaultPlan }
-            if let text = head.value(of: "dyninka-args") { arguments = try preparedArguments(text) } else { arguments = try defaultArguments.get() }
+            if case .function = role {
+                // A function instance answers; it never forwards, whatever the request says.
+                plan = defaultPlan
+                if let parts = head.value(of: "dyninka-parts") {
+                    return invokeWithParts(parts, body: body, on: connection, started: started)
+                }
+                arguments = try defaultArguments.get()
+            } else {
+                if let text = head.value(of: "dyninka-route") { plan = try routePlan(text) } else { plan = defaultPlan }
+                if let text = head.value(of: "dyninka-args") { arguments = try preparedArguments(text) } else { arguments = try defaultArguments.get() }
+            }
         } catch {
             metrics.recordFailure(service: service.name, kind: .badRoute)
             metrics.record(service: service.name, status: 400, seconds: Double(EventLoop.nanoseconds() - started) / 1e9)
             log.debug("refused route: \(error.message)")
             return connection.respond(failure: ServiceFailure(service: service.name, kind: .badRoute, message: error.message))
         }
-        Invocation(host: self, connection: connection, plan: plan, arguments: arguments, input: body, started: started).start()
+        Invocation(host: self, connection: connection, plan: plan, arguments: arguments,
+                   input: body.map { Slice(owner: $0, bytes: $0.bytes) }, started: started).start()
+    }
+
+    /// A function instance's request whose body is the input followed by each argument, with
+    /// their byte lengths in Dyninka-Parts ("120,45,30"): sliced, never parsed.
+    private func invokeWithParts(_ text: String, body: ByteBuffer?, on connection: InboundConnection, started: UInt64) {
+        let lengths = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let total = body?.count ?? 0
+        guard !lengths.isEmpty, lengths.allSatisfy({ ($0 ?? -1) >= 0 }), lengths.reduce(0, { $0 + $1! }) == total,
+              lengths.count == service.parameters.count + 1 else {
+            metrics.recordFailure(service: service.name, kind: .badInput)
+            return connection.respond(failure: ServiceFailure(
+                service: service.name, kind: .badInput,
+                message: "Dyninka-Parts '\(text)' must give \(service.parameters.count + 1) byte lengths (input, then each argument) adding up to the body's \(total) bytes"))
+        }
+        var slices: [Slice] = []
+        var offset = 0
+        let bytes = body?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
+        for length in lengths {
+            slices.append(Slice(owner: body, bytes: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + length!])))
+            offset += length!
+        }
+        Invocation(host: self, connection: connection, plan: defaultPlan, arguments: slices.dropFirst().map { .given($0) },
+                   input: slices[0], started: started).start()
     }
 
     /// The next hop of `route` (which follows this service), prepared.
@@ -264,7 +356,7 @@ package final class ServiceHost {
     }
 
     private func reject(_ failure: ServiceFailure, on connection: InboundConnection) {
-        metrics.recordFailure(service: service.name, kind: failure.kind)
+        metrics.recordFailure(service: configuration.service, kind: failure.kind)
         connection.respond(failure: failure)
     }
 
@@ -281,14 +373,15 @@ package final class ServiceHost {
 
     /// Sends `body` to the target's service; names resolve only through the peers.
     func sendHop(_ target: HopTarget, body: UnsafeRawBufferPointer, owner: AnyObject?,
-                 completion: @escaping (HopOutcome) -> Void) {
+                 extra: ((ByteBuffer) -> Void)? = nil, completion: @escaping (HopOutcome) -> Void) {
         guard let address = target.address else {
             metrics.hopFailures += 1
             return completion(.failed(ServiceFailure(
                 service: target.service, kind: .unreachable,
                 message: "no address for service '\(target.service)'; pass --peers \(target.service)=HOST:PORT or add it to the placement file")))
         }
-        HopClient(host: self, target: target, address: address, body: body, owner: owner, completion: completion).start()
+        HopClient(host: self, target: target, address: address, head: target.head(contentLength: body.count, extra: extra),
+                  body: body, owner: owner, completion: completion).start()
     }
 
     // MARK: Draining

@@ -11,6 +11,6 @@ struct DyninkaHostCommand: ParsableCommand {
             of the dataflow in the Dyninka-Route header; each host runs its function and forwards \
             the output to the next service itself (no gateway, no broker).
             """,
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, GatewayMode.self],
         defaultSubcommand: nil)
 }

@@ -14,12 +14,15 @@ extension DyninkaCommand {
                 client POSTs to run the default dataflow), and keeps them running, restarting any \
                 that dies, until SIGINT or SIGTERM. With --requests N it runs the dataflow N times, \
                 prints each result and a summary, and stops. With --local it runs the file as the \
-                ordinary program it is, with no network.
+                ordinary program it is, with no network. With --gateway it runs the same app in the \
+                OpenFaaS-like gateway topology (for comparison); `entry` is then the gateway's \
+                /function/orchestrator.
 
                 Examples:
                   dyninka run examples/SmartBuilding/App.swift
                   dyninka run examples/SmartBuilding/App.swift --requests 20
                   ROWS=20 dyninka run examples/SmartBuilding/App.swift --local
+                  dyninka run examples/SmartBuilding/App.swift --gateway --requests 20
                 """)
 
         @Argument(help: "The app's Swift file.")
@@ -32,6 +35,8 @@ extension DyninkaCommand {
         var body: String = ""
         @Flag(help: "Compile and run the file as an ordinary local program (no network).")
         var local = false
+        @Flag(help: "Run the OpenFaaS-like gateway topology instead (for comparison): function instances, an orchestrator and a central gateway.")
+        var gateway = false
         @Option(help: "Output folder of the build (default: .dyninka/APP beside the file).")
         var out: String?
         @Option(help: "The dyninka-host binary (default: beside dyninka, or $DYNINKA_HOST_BIN).")
@@ -41,6 +46,7 @@ extension DyninkaCommand {
             guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("no such file: \(file)") }
             guard (0...65000).contains(basePort) else { throw ValidationError("--base-port must be 0...65000") }
             if let requests, requests < 1 { throw ValidationError("--requests must be at least 1") }
+            if local && gateway { throw ValidationError("--local runs no network: it cannot be combined with --gateway") }
         }
 
         func run() throws {
@@ -54,7 +60,7 @@ extension DyninkaCommand {
                 throw ValidationError("dyninka-host not found at \(host); build it (swift build --product dyninka-host) or pass --host-binary")
             }
             let runner = LocalRunner(ir: build.ir, library: build.library, hostBinary: host, basePort: basePort, appDirectory: appDirectory,
-                                     settings: settings) { note($0) }
+                                     settings: settings, topology: gateway ? .gateway : .pointToPoint) { note($0) }
             do {
                 try runner.start()
             } catch {

@@ -65,7 +65,8 @@ final class RunningApp: @unchecked Sendable {
             let text = String(decoding: line, as: UTF8.self)
             line.removeAll()
             let parts = text.split(separator: " ")
-            if parts.count == 2, let port = Int(parts[1].split(separator: ":").last ?? "") { urls[String(parts[0])] = port }
+            if parts.count == 2, let hostPort = parts[1].split(separator: "/").dropFirst().first,
+               let port = Int(hostPort.split(separator: ":").last ?? "") { urls[String(parts[0])] = port }
             if parts.first == "entry" { return }
         }
         throw RunFailure(description: "dyninka run did not print its entry URL")
@@ -112,6 +113,16 @@ func hostPID(service: String, port: Int) -> Int32? {
         }
         #expect(localAverages.count > 3, "the first \(rows) rows hold several temperatures")
         #expect(localAverages == remoteAverages)
+
+        // The same rows through the gateway topology give the same averages.
+        let gateway = try runCLI(["run", "examples/SmartBuilding/App.swift", "--gateway", "--requests", String(rows), "--base-port", "0"])
+        #expect(gateway.status == 0, "\(gateway.stderr)")
+        #expect(gateway.stdout.contains("/function/orchestrator"))
+        let gatewayAverages = gateway.stdout.split(separator: "\n").compactMap { line -> Double? in
+            guard line.contains(" 200 "), let range = line.range(of: #""average":"#) else { return nil }
+            return Double(line[range.upperBound...].prefix { $0 != "," && $0 != "}" })
+        }
+        #expect(gatewayAverages == localAverages)
         #expect(distributed.stdout.contains("entry http://127.0.0.1:"))
         #expect(distributed.stdout.contains("failed 0"))
     }
@@ -152,6 +163,21 @@ func hostPID(service: String, port: Int) -> Int32? {
         #expect(recovered, "weather was restarted and the chain recovered")
         #expect(app.stop() == 0)
         #expect(hostPID(service: "validate", port: app.port("validate")) == nil, "children stop with dyninka run")
+    }
+
+    @Test func gatewayModeRelaysErrorsAndRunsFanIn() throws {
+        let app = try RunningApp("examples/BuildingAlerts/App.swift", extra: ["--gateway"])
+        defer { _ = app.stop() }
+        let gateway = app.port("gateway")
+        #expect(gateway != 0)
+        let hot = try BlockingHTTP.request(port: gateway, method: "POST", path: "/function/orchestrator", body: #"{"room":"1.001","celsius":27}"#)
+        #expect(hot.status == 200, "\(hot.text)")
+        #expect(hot.text.contains("31.5 °C outside"))
+        let faulty = try BlockingHTTP.request(port: gateway, method: "POST", path: "/function/orchestrator", body: #"{"room":"1.003","celsius":500}"#)
+        #expect(faulty.status == 500)
+        #expect(faulty.text.contains(#""service":"validate""#))
+        #expect(faulty.text.contains("the sensor is faulty"))
+        #expect(app.stop() == 0)
     }
 
     @Test func buildPrintsTheLibraryAndReusesAnUnchangedBuild() throws {

@@ -23,15 +23,20 @@ final class HostProcess: @unchecked Sendable {
     private let stdoutPipe = Pipe()
 
     /// Starts the host and waits until it prints the address it serves on.
-    init(service: String, peers: [String: Int] = [:], port: Int = 0, arguments: [String] = [],
-         app: String = BuildProducts.fixture) throws {
-        self.service = service
-        process.executableURL = URL(fileURLWithPath: BuildProducts.host)
+    convenience init(service: String, peers: [String: Int] = [:], port: Int = 0, arguments: [String] = [],
+                     app: String = BuildProducts.fixture) throws {
         var args = ["serve", "--app", app, "--service", service, "--port", String(port), "--log-level", "warning"]
         if !peers.isEmpty {
             args += ["--peers", peers.map { "\($0.key)=127.0.0.1:\($0.value)" }.sorted().joined(separator: ",")]
         }
-        process.arguments = args + arguments
+        try self.init(name: service, commandLine: args + arguments)
+    }
+
+    /// Starts `dyninka-host` with exactly `commandLine` (which must print the usual address line).
+    init(name: String, commandLine: [String]) throws {
+        self.service = name
+        process.executableURL = URL(fileURLWithPath: BuildProducts.host)
+        process.arguments = commandLine
         process.standardOutput = stdoutPipe
         process.standardError = stderrPipe
         try process.run()
@@ -39,7 +44,7 @@ final class HostProcess: @unchecked Sendable {
         guard let range = line.range(of: "127.0.0.1:"), let parsed = Int(line[range.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)) else {
             process.terminate()
             let errors = String(decoding: stderrPipe.fileHandleForReading.availableData, as: UTF8.self)
-            throw HostProcessError.didNotStart("\(service): '\(line)' \(errors)")
+            throw HostProcessError.didNotStart("\(name): '\(line)' \(errors)")
         }
         self.port = parsed
     }

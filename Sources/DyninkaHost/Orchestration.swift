@@ -1,0 +1,155 @@
+import DyninkaHTTP
+import DyninkaLoop
+
+/// Gateway mode's orchestrating function for one request: calls each step of main's chain
+/// through the gateway in turn (dependencies first), feeding each output to the next, and
+/// stops at the first drop or error, relaying it unchanged (the paper's Listing 4).
+final class Orchestration {
+    private unowned let host: ServiceHost
+    private let connection: InboundConnection
+    private let gateway: PeerAddress
+    private let started: UInt64
+    /// Every response seen, for Server-Timing.
+    private var responses: [HTTPHead] = []
+
+    /// How a chain ended.
+    enum Outcome {
+        case value(Slice?)
+        case dropped
+        case relay(HTTPHead, ByteBuffer)
+        case failed(ServiceFailure)
+    }
+
+    init(host: ServiceHost, connection: InboundConnection, gateway: PeerAddress, started: UInt64) {
+        self.host = host
+        self.connection = connection
+        self.gateway = gateway
+        self.started = started
+    }
+
+    func start(steps: [CheckedStep], input: Slice?) {
+        host.metrics.inFlight += 1
+        run(steps[...], input: input) { [self] outcome in
+            host.metrics.inFlight -= 1
+            let name = host.configuration.service
+            let timing = (name, started, UInt64(0))
+            switch outcome {
+            case .value(let output):
+                let bytes = output?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
+                host.metrics.record(service: name, status: 200, seconds: host.seconds(since: started))
+                connection.respond(status: 200, body: bytes, owner: output?.owner) { head in
+                    head.append("Content-Type: application/json\r\n")
+                    host.appendServerTiming(timing, downstream: responses, to: head)
+                }
+            case .dropped:
+                host.metrics.record(service: name, status: 204, seconds: host.seconds(since: started))
+                connection.respond(status: 204, body: UnsafeRawBufferPointer(start: nil, count: 0), owner: nil) { head in
+                    host.appendServerTiming(timing, downstream: responses, to: head)
+                }
+            case .relay(let head, let body):
+                host.metrics.record(service: name, status: head.status, seconds: host.seconds(since: started))
+                host.relay(head, body, timing: timing, downstream: responses, on: connection)
+            case .failed(let failure):
+                host.metrics.recordFailure(service: name, kind: failure.kind)
+                host.metrics.record(service: name, status: failure.status, seconds: host.seconds(since: started))
+                host.respond(failure: failure, timing: timing, downstream: responses, on: connection)
+            }
+            host.invocationFinished()
+        }
+    }
+
+    /// Runs `steps` one after another, starting from `input`.
+    private func run(_ steps: ArraySlice<CheckedStep>, input: Slice?, completion: @escaping (Outcome) -> Void) {
+        guard let step = steps.first else { return completion(.value(input)) }
+        gather(step.arguments[...], collected: []) { [self] gathered in
+            switch gathered {
+            case .failure(let outcome):
+                completion(outcome)
+            case .success(let arguments):
+                call(step.service.name, input: input, arguments: arguments) { [self] outcome in
+                    switch outcome {
+                    case .failed(let failure):
+                        completion(.failed(failure))
+                    case .response(let head, let body):
+                        responses.append(head)
+                        switch head.status {
+                        case 200: run(steps.dropFirst(), input: Slice(owner: body, bytes: body.bytes), completion: completion)
+                        case 204: completion(.dropped)
+                        default: completion(.relay(head, body))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private enum Gathered {
+        case success([Slice])
+        case failure(Outcome)
+    }
+
+    /// Produces the explicit arguments in order: constants as they are, dependencies by running them.
+    private func gather(_ plans: ArraySlice<ArgumentPlan>, collected: [Slice], completion: @escaping (Gathered) -> Void) {
+        guard let plan = plans.first else { return completion(.success(collected)) }
+        switch plan {
+        case .constant(let json):
+            let bytes = ByteBuffer(capacity: json.utf8.count)
+            bytes.append(json)
+            gather(plans.dropFirst(), collected: collected + [Slice(owner: bytes, bytes: bytes.bytes)], completion: completion)
+        case .chain(let route, let optional):
+            run(route.steps[...], input: nil) { [self] outcome in
+                switch outcome {
+                case .value(let value?):
+                    gather(plans.dropFirst(), collected: collected + [value], completion: completion)
+                case .value(nil), .dropped:
+                    guard optional else { return completion(.failure(.dropped)) }
+                    let null = ByteBuffer(capacity: 4)
+                    null.append("null")
+                    gather(plans.dropFirst(), collected: collected + [Slice(owner: null, bytes: null.bytes)], completion: completion)
+                default:
+                    completion(.failure(outcome))
+                }
+            }
+        }
+    }
+
+    /// One step through the gateway: the body is the input then each argument, their lengths in
+    /// Dyninka-Parts, so the function instance slices them without parsing.
+    private func call(_ function: String, input: Slice?, arguments: [Slice], completion: @escaping (HopOutcome) -> Void) {
+        let parts = [input?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)] + arguments.map(\.bytes)
+        let body = ByteBuffer(capacity: max(parts.reduce(0) { $0 + $1.count }, 1))
+        for part in parts { body.append(part) }
+        let lengths = parts.map { String($0.count) }.joined(separator: ",")
+        let target = host.orchestratorTarget(function, gateway: gateway)
+        host.sendHop(target, body: body.bytes, owner: body, extra: { head in
+            head.append("Dyninka-Parts: ")
+            head.append(lengths)
+            head.append("\r\n")
+        }, completion: completion)
+    }
+}
+
+extension ServiceHost {
+    /// The orchestrator's request: main's chain from the entry service, through the gateway.
+    func orchestrate(body: ByteBuffer?, gateway: PeerAddress, on connection: InboundConnection, started: UInt64) {
+        let entryArguments: [ArgumentPlan]
+        switch defaultPlansResult {
+        case .success(let plans): entryArguments = plans
+        case .failure(let error):
+            return connection.respond(failure: ServiceFailure(service: configuration.service, kind: .badRoute, message: error.message))
+        }
+        let entry = CheckedStep(service: service, call: RouteCall(name: service.name, arguments: [], optionalChained: false),
+                                arguments: entryArguments)
+        let input = service.inputType == nil ? nil : body.map { Slice(owner: $0, bytes: $0.bytes) }
+        Orchestration(host: self, connection: connection, gateway: gateway, started: started)
+            .start(steps: [entry] + defaultRoute.steps, input: input)
+    }
+
+    /// The gateway's URL for a function, prepared once per name.
+    func orchestratorTarget(_ function: String, gateway: PeerAddress) -> HopTarget {
+        if let target = gatewayTargets[function] { return target }
+        let target = HopTarget(service: function, address: gateway, path: "/function/\(function)", fields: [])
+        gatewayTargets[function] = target
+        return target
+    }
+}

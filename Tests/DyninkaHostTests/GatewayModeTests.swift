@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The gateway topology of the fixture's default chain: function instances, an orchestrator
+/// and a gateway, all real processes on 127.0.0.1.
+final class GatewayTopology: @unchecked Sendable {
+    var functions: [String: HostProcess] = [:]
+    let gateway: HostProcess
+    let orchestrator: HostProcess
+
+    init(_ names: [String] = ["get", "filterTemperature", "map", "movingAvg", "explode"]) throws {
+        for name in names {
+            functions[name] = try HostProcess(name: name, commandLine: ["gateway-mode", "function", "--app", BuildProducts.fixture,
+                                                                        "--service", name, "--port", "0", "--log-level", "error"])
+        }
+        let gatewayPort = freePort()
+        let orchestratorPort = freePort()
+        let list = functions.map { "\($0.key)=127.0.0.1:\($0.value.port)" }.joined(separator: ",")
+        gateway = try HostProcess(name: "gateway", commandLine: ["gateway-mode", "gateway", "--port", String(gatewayPort),
+                                                                "--functions", list + ",orchestrator=127.0.0.1:\(orchestratorPort)",
+                                                                "--log-level", "error"])
+        orchestrator = try HostProcess(name: "orchestrator", commandLine: ["gateway-mode", "orchestrator", "--app", BuildProducts.fixture,
+                                                                          "--port", String(orchestratorPort), "--gateway", "127.0.0.1:\(gatewayPort)",
+                                                                          "--log-level", "error"])
+    }
+
+    /// Runs the default dataflow through the gateway.
+    func run() throws -> TestResponse { try gateway.client.post(path: "/function/orchestrator") }
+}
+
+@Suite(.serialized) struct GatewayModeTests {
+    @Test func gatewayModeGivesTheSameResultsAsPointToPoint() throws {
+        let topology = try GatewayTopology()
+        let p2p = try HostCluster(["movingAvg", "map", "filterTemperature", "get"])
+        for _ in 0..<12 {
+            let viaGateway = try topology.run()
+            let direct = try p2p["get"].client.post()
+            #expect(viaGateway.status == direct.status)
+            // Same values; JSONEncoder's key order differs from process to process.
+            #expect(viaGateway.json().map(NSDictionary.init) == direct.json().map(NSDictionary.init),
+                    "gateway \(viaGateway.text) vs point to point \(direct.text)")
+        }
+        let last = try topology.run()
+        let timing = last.headers["server-timing"] ?? ""
+        #expect(timing.hasPrefix("gateway;dur="), "\(timing)")
+        #expect(timing.contains("orchestrator;dur="))
+        #expect(timing.contains("get;dur="))
+        let metrics = try topology.gateway.client.get("/metrics").text
+        #expect(metrics.contains(#"gateway_function_invocation_total{function_name="get",code="200"} 13"#))
+        #expect(metrics.contains(#"gateway_functions_seconds_count{function_name="orchestrator"} 13"#))
+    }
+
+    @Test func theGatewayRelaysAFunctionErrorUnchanged() throws {
+        let topology = try GatewayTopology(["explode"])
+        let reading = #"{"sensor":"s","variable":"Temperature","value":30}"#
+        let viaGateway = try topology.gateway.client.post(reading, path: "/function/explode",
+                                                          extra: [("Dyninka-Parts", String(reading.utf8.count))])
+        let direct = try topology.functions["explode"]!.client.post(reading)
+        #expect(viaGateway.status == 500)
+        #expect(viaGateway.body == direct.body)
+        #expect(viaGateway.error?.service == "explode")
+        #expect(viaGateway.error?.kind == "function")
+    }
+
+    @Test func functionInstancesNeverForward() throws {
+        let topology = try GatewayTopology(["map"])
+        let response = try topology.functions["map"]!.client.post(temperature, route: "movingAvg()")
+        #expect(response.status == 200)
+        #expect(response.json()?["value"] as? Double == 30, "map answered itself instead of forwarding")
+    }
+
+    @Test func aKilledFunctionInstanceGives502NamingIt() throws {
+        let topology = try GatewayTopology()
+        topology.functions["map"]!.stop()
+        // Rows cycle Temperature / Humidity / CO2: the first reaches map.
+        let response = try topology.run()
+        #expect(response.status == 502)
+        #expect(response.error?.service == "map")
+        #expect(response.error?.kind == "unreachable")
+        let unknown = try topology.gateway.client.post(path: "/function/nope")
+        #expect(unknown.status == 404)
+    }
+}
