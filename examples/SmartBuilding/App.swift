@@ -2,9 +2,6 @@
 // Locally: `dyninka run App.swift --local`. Distributed: `dyninka run App.swift`.
 import Dyninka
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// One row of the building's sensor feed (Urban Observatory style).
 struct Reading: Codable {
@@ -23,10 +20,10 @@ struct Average: Codable { var average: Double }
 @Placed("movingAvg") var average = 0.0
 
 /// Fetches the next row from the sensor endpoint (SENSOR_URL, started by `dyninka run`).
+/// Async: the host runs it off its event loop, so the fetch never blocks other requests.
 @Service func get() async throws -> Reading {
-    let base = ProcessInfo.processInfo.environment["SENSOR_URL"] ?? "http://127.0.0.1:8079"
-    let (data, _) = try await URLSession.shared.data(from: URL(string: base + "/next")!)
-    return try JSONDecoder().decode(Reading.self, from: data)
+    let sensor = ProcessInfo.processInfo.environment["SENSOR_URL"] ?? "http://127.0.0.1:8079"
+    return try Fetch.json(Reading.self, from: sensor + "/next")
 }
 
 extension Reading {

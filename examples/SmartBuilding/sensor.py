@@ -8,14 +8,13 @@ The dataset is generated deterministically (same rows on every machine, seed 201
 is missing; it is not committed. GET /reset starts again from the first row; GET /healthz answers ok.
 """
 import argparse
+import asyncio
 import csv
 import datetime
 import json
 import math
 import os
 import random
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VARIABLES = [  # (variable, units, base, daily amplitude, noise)
     ("Temperature", "degC", 21.0, 2.5, 0.4),
@@ -65,46 +64,51 @@ def main():
     if not os.path.exists(args.data):
         generate(args.data, args.rows)
     rows = load(args.data)
+    print(f"sensor: {len(rows)} rows on http://127.0.0.1:{args.port}/next", flush=True)
+    asyncio.run(serve(rows, args.port))
+
+
+def response(status, body, kind=b"application/json"):
+    return (b"HTTP/1.1 " + status + b"\r\nContent-Type: " + kind + b"\r\nContent-Length: " + str(len(body)).encode()
+            + b"\r\n\r\n" + body)
+
+
+async def serve(rows, port):
+    """A minimal HTTP/1.1 server (keep-alive, GET only): cheap enough not to be what a load test measures."""
     state = {"next": 0}
-    lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Buffer the response so head and body leave in one segment (no Nagle / delayed-ACK stall).
-        wbufsize = 1 << 16
-
-        def reply(self, code, body, kind="application/json"):
-            self.send_response(code)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self):
-            if self.path == "/next":
-                with lock:
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                request_line = head.split(b"\r\n", 1)[0].split(b" ")
+                path = request_line[1] if len(request_line) > 1 else b""
+                if path == b"/next":
                     row = rows[state["next"] % len(rows)]
                     state["next"] += 1
-                self.reply(200, row)
-            elif self.path == "/reset":
-                with lock:
+                    out = response(b"200 OK", row)
+                elif path == b"/reset":
                     state["next"] = 0
-                self.reply(200, b"reset\n", "text/plain")
-            elif self.path == "/healthz":
-                self.reply(200, b"ok\n", "text/plain")
-            else:
-                self.reply(404, b'{"error":"GET /next, /reset or /healthz"}')
-
-        def log_message(self, *args):
+                    out = response(b"200 OK", b"reset\n", b"text/plain")
+                elif path == b"/healthz":
+                    out = response(b"200 OK", b"ok\n", b"text/plain")
+                else:
+                    out = response(b"404 Not Found", b'{"error":"GET /next, /reset or /healthz"}')
+                close = b"connection: close" in head.lower()
+                if close:
+                    out = out.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+                writer.write(out)
+                await writer.drain()
+                if close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
+        finally:
+            writer.close()
 
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    server.daemon_threads = True
-    print(f"sensor: {len(rows)} rows on http://127.0.0.1:{args.port}/next", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+# Run: python3 bench/gateway_bench.py [--duration 10] [--workers 1,5,10,50] [--more] [--no-build]
+"""The paper's experiment on our code: the smart-building app point to point vs an OpenFaaS-like
+gateway topology, same services, table, payloads and keep-alive policy (none), driven by hey.
+
+For each topology and worker count: throughput, mean / p50 / p99 latency, error rate (non-2xx
+answers and connection errors), CPU time per request of every process (utime+stime from /proc),
+peak RSS (VmHWM); the overhead split of the paper's Figure 11 from Server-Timing (time inside the
+functions vs the whole request); and an nginx 4-hop proxy chain as the no-processing reference.
+Writes bench/results/DATE-HOST-gateway.md and PNG plots of throughput and latency against workers.
+Nothing here runs in the test suite.
+"""
+import argparse
+import datetime
+import http.client
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hop_bench  # noqa: E402  (shared helpers: hey, nginx, /proc readings)
+
+ROOT = hop_bench.ROOT
+APP = "examples/SmartBuilding/App.swift"
+
+
+def sh(cmd, capture=False):
+    return subprocess.run(cmd, shell=True, check=True, cwd=ROOT, capture_output=capture, text=True).stdout
+
+
+def build():
+    sh("scripts/bootstrap --with-bench")
+    sh("swift build -c release --product dyninka-host >/dev/null")
+    sh("swift build --product dyninka >/dev/null")
+    release = sh("swift build -c release --show-bin-path", True).strip()
+    debug = sh("swift build --show-bin-path", True).strip()
+    sh(f"{debug}/dyninka build {APP} >/dev/null")
+    return release, debug
+
+
+def peak_rss_mib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+class Topology:
+    """`dyninka run` of the app (point to point or --gateway), found process by process."""
+
+    def __init__(self, debug_bin, release_bin, gateway):
+        args = [f"{debug_bin}/dyninka", "run", APP, "--base-port", "0", "--host-binary", f"{release_bin}/dyninka-host"]
+        if gateway:
+            args.append("--gateway")
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        self.urls = {}
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise SystemExit("dyninka run exited before printing its entry URL")
+            name, url = line.split()
+            self.urls[name] = url
+            if name == "entry":
+                break
+        m = re.match(r"http://127\.0\.0\.1:(\d+)(/.*)?", self.urls["entry"])
+        self.port, self.path = int(m.group(1)), m.group(2) or "/"
+        time.sleep(0.5)
+        self.pids = {}
+        for pid in hop_bench.children(self.proc.pid):
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            text = [a.decode() for a in argv if a]
+            if "--service" in text:
+                name = text[text.index("--service") + 1]
+            elif "gateway-mode" in text:
+                name = text[text.index("gateway-mode") + 1]
+            elif any("sensor" in a for a in text):
+                name = "sensor"
+            else:
+                name = os.path.basename(text[0])
+            self.pids[name] = pid
+
+    def cpu(self):
+        return {n: hop_bench.cpu_seconds(p) for n, p in self.pids.items()}
+
+    def user(self):
+        return sum(hop_bench.cpu_seconds(p, True) for p in self.pids.values())
+
+    def rss(self):
+        return {n: peak_rss_mib(p) for n, p in self.pids.items()}
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def timings(port, path, samples):
+    """Server-Timing of `samples` sequential requests: end to end, function time, hops."""
+    total = fn = 0.0
+    hops = n = 0
+    for _ in range(samples):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        t0 = time.perf_counter()
+        c.request("POST", path, body=b"", headers={"Connection": "close"})
+        r = c.getresponse()
+        r.read()
+        elapsed = (time.perf_counter() - t0) * 1000
+        header = r.getheader("Server-Timing") or ""
+        c.close()
+        if r.status not in (200, 204):
+            continue
+        entries = [e.strip() for e in header.split(",") if e.strip()]
+        total += elapsed
+        fn += sum(float(m.group(1)) for e in entries for m in [re.search(r";fn=([\d.]+)", e)] if m)
+        hops += len(entries)
+        n += 1
+    return {"total": total / max(n, 1), "fn": fn / max(n, 1), "hops": hops / max(n, 1), "n": n}
+
+
+def plot(results, workers, path_prefix):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"], check=False)
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return []
+    written = []
+    for key, label, name in (("rps", "requests / s", "throughput"), ("mean_ms", "mean latency (ms)", "latency")):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for topology in ("p2p", "gateway", "nginx4"):
+            ys = [results[(topology, w)][key] for w in workers if (topology, w) in results]
+            if ys:
+                ax.plot(workers[:len(ys)], ys, marker="o", label=topology)
+        ax.set_xlabel("hey workers (-disable-keepalive)")
+        ax.set_ylabel(label)
+        ax.set_xscale("log")
+        ax.set_xticks(workers)
+        ax.set_xticklabels([str(w) for w in workers])
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        ax.set_title(f"smart building: {name} against workers")
+        out = f"{path_prefix}-{name}.png"
+        fig.tight_layout()
+        fig.savefig(out, dpi=110)
+        plt.close(fig)
+        written.append(out)
+    return written
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=float, default=10, help="seconds per load run (default 10; the paper used 600)")
+    ap.add_argument("--workers", default="1,5,10,50", help="hey worker counts (default 1,5,10,50)")
+    ap.add_argument("--more", action="store_true", help="also 100 and 200 workers")
+    ap.add_argument("--samples", type=int, default=300, help="requests sampled for the Server-Timing split")
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+    os.environ["PATH"] += ":/usr/sbin"
+    if args.no_build:
+        release = sh("swift build -c release --show-bin-path", True).strip()
+        debug = sh("swift build --show-bin-path", True).strip()
+    else:
+        release, debug = build()
+    workers = [int(w) for w in args.workers.split(",")] + ([100, 200] if args.more else [])
+    started = datetime.datetime.now(datetime.timezone.utc)
+    tmp = tempfile.mkdtemp(prefix="dyninka-gw-bench-")
+    lines = []
+
+    def emit(line=""):
+        print(line, flush=True)
+        lines.append(line)
+
+    emit(f"# Point to point vs gateway: the smart-building app, {started:%Y-%m-%d %H:%M} UTC")
+    emit()
+    emit(f"Machine: {hop_bench.machine()}. Command: `python3 bench/gateway_bench.py --duration {args.duration:g} "
+         f"--workers {','.join(map(str, workers))}`. Load: hey -disable-keepalive, POST to the entry "
+         f"({args.duration:g} s per run; the paper used 10 minutes), on the same 2 cores as the servers, no pinning. "
+         "Hosts: release dyninka-host; the app library built by `dyninka build` (release). Every request makes "
+         "the full default dataflow: get (reads the next sensor row) -> filterTemperature (drops non-temperature "
+         "rows: 204) -> map -> movingAvg. CPU is utime+stime per request from /proc; RSS is VmHWM.")
+    emit()
+    results = {}
+    topologies = [("p2p", False), ("gateway", True)]
+    rows = []
+    for name, gw in topologies:
+        topo = Topology(debug, release, gw)
+        try:
+            for w in workers:
+                print(f"... {name}, {w} workers, {args.duration:g} s", file=sys.stderr, flush=True)
+                before, user0 = topo.cpu(), topo.user()
+                r = hop_bench.hey(f"http://127.0.0.1:{topo.port}{topo.path}", w, duration=args.duration, body="")
+                after, user1 = topo.cpu(), topo.user()
+                done = max(r["ok"] + r["errors"], 1)
+                r["cpu_us"] = {k: (after[k] - before[k]) / done * 1e6 for k in after}
+                r["user_us"] = (user1 - user0) / done * 1e6
+                r["error_rate"] = r["errors"] / done * 100
+                results[(name, w)] = r
+                time.sleep(1)
+            split = timings(topo.port, topo.path, args.samples)
+            rss = topo.rss()
+        finally:
+            topo.stop()
+        rows.append((name, split, rss))
+    ng = hop_bench.Nginx(tmp)
+    try:
+        for w in workers:
+            before = ng.cpu()
+            r = hop_bench.hey(f"http://127.0.0.1:{ng.ports[0]}/", w, duration=args.duration, body="{}")
+            after = ng.cpu()
+            done = max(r["ok"] + r["errors"], 1)
+            r["cpu_us"] = {k: (after[k] - before[k]) / done * 1e6 for k in after}
+            r["error_rate"] = r["errors"] / done * 100
+            results[("nginx4", w)] = r
+    finally:
+        ng.stop()
+
+    emit("## Throughput, latency, errors (the paper's Tables 2-5)")
+    emit()
+    emit("| topology | workers | req/s | mean ms | p50 ms | p99 ms | errors | error rate | CPU us/req, all processes | user us/req |")
+    emit("|---|---|---|---|---|---|---|---|---|---|")
+    for topology in ("p2p", "gateway", "nginx4"):
+        for w in workers:
+            r = results[(topology, w)]
+            emit(f"| {topology} | {w} | {r['rps']:.0f} | {r['mean_ms']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                 f"{r['errors']} | {r['error_rate']:.2f}% | {sum(r['cpu_us'].values()):.0f} | "
+                 f"{r.get('user_us', 0):.0f} |")
+    emit()
+    emit("| workers | p2p / gateway throughput | p2p / gateway mean latency | p2p / nginx4 throughput |")
+    emit("|---|---|---|---|")
+    for w in workers:
+        p, g, n = results[("p2p", w)], results[("gateway", w)], results[("nginx4", w)]
+        emit(f"| {w} | {p['rps'] / max(g['rps'], 1):.2f}x | {p['mean_ms'] / max(g['mean_ms'], 1e-9):.2f}x | "
+             f"{p['rps'] / max(n['rps'], 1):.2f}x |")
+    emit()
+    emit(f"## CPU per request of each process, {workers[-1]} workers (us)")
+    emit()
+    for topology in ("p2p", "gateway"):
+        r = results[(topology, workers[-1])]
+        emit(f"- {topology}: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["cpu_us"].items())))
+    emit()
+    emit("## Peak RSS of each process (MiB)")
+    emit()
+    for name, _, rss in rows:
+        emit(f"- {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(rss.items())))
+    emit()
+    emit(f"## Overhead split (the paper's Figure 11), {args.samples} sequential requests")
+    emit()
+    emit("| topology | end to end ms | inside functions ms | everything else ms | function share | Server-Timing entries |")
+    emit("|---|---|---|---|---|---|")
+    for name, split, _ in rows:
+        emit(f"| {name} | {split['total']:.3f} | {split['fn']:.3f} | {split['total'] - split['fn']:.3f} | "
+             f"{split['fn'] / max(split['total'], 1e-9) * 100:.0f}% | {split['hops']:.1f} |")
+    emit()
+    prefix = os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-{platform.node()}-gateway")
+    for png in plot(results, workers, prefix):
+        emit(f"![{os.path.basename(png)}]({os.path.basename(png)})")
+    with open(prefix + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"\nwritten to {os.path.relpath(prefix + '.md', ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
