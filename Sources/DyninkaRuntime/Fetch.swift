@@ -25,7 +25,7 @@ public enum Fetch {
 
     /// GETs `url` and returns its body.
     public static func bytes(from url: String, timeout: Double = 5) throws -> [UInt8] {
-        let target = try Target(url)
+        let target = try targets.target(url)
         // A pooled connection may have been closed by the server meanwhile: retry once on a new one.
         if let fd = pool.take(target.key) {
             if let body = try? exchange(fd, target, timeout: timeout) { return body }
@@ -34,7 +34,7 @@ public enum Fetch {
         return try exchange(fd, target, timeout: timeout)
     }
 
-    struct Target {
+    struct Target: Sendable {
         var host: String
         var port: Int
         var path: String
@@ -72,6 +72,34 @@ public enum Fetch {
     }
 
     static let pool = Pool()
+
+    /// Parsed URLs: services fetch the same few URLs over and over.
+    final class Targets: Sendable {
+        private let parsed = Mutex<[String: Target]>([:])
+        func target(_ url: String) throws -> Target {
+            if let target = parsed.withLock({ $0[url] }) { return target }
+            let target = try Target(url)
+            parsed.withLock { if $0.count < 1024 { $0[url] = target } }
+            return target
+        }
+    }
+
+    static let targets = Targets()
+
+    /// Where "\r\n\r\n" ends in `data` (memchr from one CR to the next).
+    static func headEnd(_ data: [UInt8]) -> Int? {
+        data.withUnsafeBytes { raw -> Int? in
+            guard let base = raw.baseAddress else { return nil }
+            var offset = 0
+            while offset + 4 <= raw.count {
+                guard let cr = memchr(base + offset, 13, raw.count - offset) else { return nil }
+                let at = base.distance(to: UnsafeRawPointer(cr))
+                if at + 4 <= raw.count && raw[at + 1] == 10 && raw[at + 2] == 13 && raw[at + 3] == 10 { return at + 4 }
+                offset = at + 1
+            }
+            return nil
+        }
+    }
 
     static func connect(_ target: Target, timeout: Double) throws -> Int32 {
         var hints = addrinfo()
@@ -121,9 +149,9 @@ public enum Fetch {
                 throw Failure(description: "\(target.key) closed the connection before answering")
             }
             data.append(contentsOf: buffer[0..<n])
-            if headEnd == nil, let range = data.firstRange(of: [13, 10, 13, 10]) {
-                headEnd = range.upperBound
-                let head = String(decoding: data[..<range.lowerBound], as: UTF8.self).lowercased()
+            if headEnd == nil, let end = Self.headEnd(data) {
+                headEnd = end
+                let head = String(decoding: data[..<(end - 4)], as: UTF8.self).lowercased()
                 let lines = head.split(separator: "\r\n")
                 status = Int(lines.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
                 for line in lines.dropFirst() {

@@ -19,11 +19,13 @@ struct Average: Codable { var average: Double }
 @Placed("movingAvg") var count = 0
 @Placed("movingAvg") var average = 0.0
 
-/// Fetches the next row from the sensor endpoint (SENSOR_URL, started by `dyninka run`).
+/// The sensor endpoint (SENSOR_URL, started by `dyninka run`).
+let sensor = (ProcessInfo.processInfo.environment["SENSOR_URL"] ?? "http://127.0.0.1:8079") + "/next"
+
+/// Fetches the next row from the sensor endpoint.
 /// Async: the host runs it off its event loop, so the fetch never blocks other requests.
 @Service func get() async throws -> Reading {
-    let sensor = ProcessInfo.processInfo.environment["SENSOR_URL"] ?? "http://127.0.0.1:8079"
-    return try Fetch.json(Reading.self, from: sensor + "/next")
+    try Fetch.json(Reading.self, from: sensor)
 }
 
 extension Reading {
