@@ -72,6 +72,8 @@ let package = Package(
         .testTarget(name: "DyninkaHostTests", dependencies: ["DyninkaHost"], swiftSettings: strict),
         .testTarget(name: "DyninkaCompilerTests", dependencies: ["DyninkaCompiler"],
                     exclude: ["Golden"], swiftSettings: strict),
+        .testTarget(name: "DyninkaDeployTests", dependencies: ["DyninkaDeploy", "DyninkaCompiler"],
+                    exclude: ["Golden"], swiftSettings: strict),
         // Runs the real `dyninka` CLI on the examples: builds, local runs, distributed runs.
         .testTarget(name: "DyninkaEndToEndTests", dependencies: ["DyninkaDeploy"], swiftSettings: strict),
     ]

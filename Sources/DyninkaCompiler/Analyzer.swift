@@ -89,6 +89,14 @@ public struct Analyzer {
             }
         }
 
+        // Placement that names another service.
+        for candidate in collector.services {
+            if let near = candidate.ir.placement?.near, seen[near] == nil || near == candidate.name {
+                errors.append(diagnostic(candidate.node.name, "service '\(candidate.name)' is placed near '\(near)', which is not another service",
+                                         hint: "near: names the service to share a node with; services here: \(seen.keys.sorted().joined(separator: ", "))"))
+            }
+        }
+
         // Types and Codable.
         let typeTable = collector.typeTable()
         for candidate in collector.services {

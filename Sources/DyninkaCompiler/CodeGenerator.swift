@@ -35,7 +35,7 @@ public enum CodeGenerator {
                         name: \(literal(service.name)), inputType: \(literal(service.receiver ?? "")), outputType: \(literal(service.output)),
                         outputOptional: \(service.outputOptional), isAsync: \(service.isAsync), isThrowing: \(service.isThrowing),
                         parameters: [\(parameters.joined(separator: ", "))],
-                        placedState: [\(service.placedState.map(literal).joined(separator: ", "))], placement: "",
+                        placedState: [\(service.placedState.map(literal).joined(separator: ", "))], placement: \(literal(service.placement?.tableString ?? "")),
                         defaultRoute: \(literal(service.defaultRoute)),
                         entry: \(entry(service))),
 

@@ -242,11 +242,38 @@ final class DeclarationCollector: SyntaxVisitor {
         }
         let effects = node.signature.effectSpecifiers
         let (line, column) = analyzer.location(node.name)
+        var placement = PlacementIR()
+        for argument in attribute.arguments?.as(LabeledExprListSyntax.self) ?? [] {
+            guard let label = argument.label?.text, ["node", "label", "near"].contains(label) else {
+                errors.append(analyzer.diagnostic(argument, "@Service takes node:, label: and near:",
+                                                  hint: "write @Service(node: \"edge-1\"), @Service(label: \"zone=factory\") or @Service(near: \"movingAvg\")"))
+                ok = false
+                continue
+            }
+            if argument.expression.is(NilLiteralExprSyntax.self) { continue }
+            guard let value = argument.expression.as(StringLiteralExprSyntax.self)?.representedLiteralValue, !value.isEmpty else {
+                errors.append(analyzer.diagnostic(argument, "@Service(\(label):) needs a non-empty string literal"))
+                ok = false
+                continue
+            }
+            switch label {
+            case "node": placement.node = value
+            case "label":
+                guard value.contains("=") else {
+                    errors.append(analyzer.diagnostic(argument, "label '\(value)' is not key=value", hint: "write @Service(label: \"zone=factory\")"))
+                    ok = false
+                    continue
+                }
+                placement.label = value
+            default: placement.near = value
+            }
+        }
         if ok {
             services.append(ServiceCandidate(node: node, receiver: receiver, ir: ServiceIR(
                 name: name, receiver: receiver, parameters: parameters, output: output, outputOptional: optional,
                 isAsync: effects?.asyncSpecifier != nil, isThrowing: effects?.throwsClause != nil,
-                placedState: [], defaultRoute: "", codeHash: "", line: line, column: column)))
+                placedState: [], defaultRoute: "", placement: placement == PlacementIR() ? nil : placement,
+                codeHash: "", line: line, column: column)))
         }
         return .skipChildren
     }

@@ -52,11 +52,28 @@ public struct ServiceIR: Codable, Equatable, Sendable {
     public var placedState: [String]
     /// What follows this service in main's chain, in route syntax.
     public var defaultRoute: String
+    /// Where it should run when deployed beyond one machine (from `@Service(node:label:near:)`).
+    public var placement: PlacementIR?
     /// Hash of the function's code, the declarations of its types and its placed state: what
     /// decides whether a redeploy must roll this service.
     public var codeHash: String
     public var line: Int
     public var column: Int
+}
+
+/// A service's placement specification.
+public struct PlacementIR: Codable, Equatable, Sendable {
+    /// Pin to this node.
+    public var node: String?
+    /// Only nodes with this label ("key=value").
+    public var label: String?
+    /// On the same node as this service.
+    public var near: String?
+
+    /// The table's placement string: "node=edge-1;label=zone=factory;near=movingAvg".
+    public var tableString: String {
+        [node.map { "node=\($0)" }, label.map { "label=\($0)" }, near.map { "near=\($0)" }].compactMap { $0 }.joined(separator: ";")
+    }
 }
 
 /// A global variable marked @Placed("service").

@@ -31,7 +31,7 @@ struct SensorFault: Error, CustomStringConvertible {
 @Placed("assess") var assessed = 0
 
 /// Today's weather (fixed here; a real app would ask a weather service).
-@Service func weather() -> Weather {
+@Service(label: "zone=roof") func weather() -> Weather {
     Weather(outside: 31.5, condition: "sunny")
 }
 

@@ -35,7 +35,7 @@ extension Reading {
 }
 
 extension Temperature {
-    @Service func movingAvg() -> Average {
+    @Service(near: "map") func movingAvg() -> Average {
         average = (value + Double(count) * average) / Double(count + 1)
         count += 1
         return Average(average: average)

@@ -1,0 +1,129 @@
+import DyninkaCompiler
+import Foundation
+
+/// What `dyninka deploy` wrote and what it found changed since the last deployment.
+public struct DeploymentResult: Sendable {
+    public var target: DeployTarget
+    /// Files written, relative to the output folder.
+    public var files: [String]
+    /// Services whose code hash differs from the last deployment (all, the first time).
+    public var changed: [String]
+    public var unchanged: [String]
+    public var notes: [String]
+    /// The command that applies the written files.
+    public var applyCommand: String
+    /// The command that builds the image.
+    public var buildCommand: String
+}
+
+/// Writes an app's deployment for Kubernetes or Marathon, and remembers what it deployed so
+/// that the next deployment lists (and applies) only the services whose code changed.
+public struct Deployer: Sendable {
+    public var ir: AppIR
+    public var settings: DeploySettings
+    /// Where the files go; `deployed.json` there records each service's code hash.
+    public var output: String
+    /// The generated app package (`dyninka build`), copied into the image.
+    public var packageDirectory: String
+    public var sourceRoot: String
+
+    public init(ir: AppIR, settings: DeploySettings, output: String, packageDirectory: String, sourceRoot: String) {
+        self.ir = ir
+        self.settings = settings
+        self.output = output
+        self.packageDirectory = packageDirectory
+        self.sourceRoot = sourceRoot
+    }
+
+    var statePath: String { output + "/deployed.json" }
+
+    /// Code hashes of the last deployment, by service.
+    public func lastDeployed() -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: statePath),
+              let state = try? JSONDecoder().decode([String: String].self, from: data) else { return [:] }
+        return state
+    }
+
+    /// Writes the files for `target`; `only` limits them to one service.
+    public func write(target: DeployTarget, only: String?) throws -> DeploymentResult {
+        if let only, ir.service(only) == nil {
+            throw DeployFailure("--only \(only): no such service; this app has \(ir.services.map(\.name).joined(separator: ", "))")
+        }
+        let last = lastDeployed()
+        let selected = ir.services.filter { only == nil || $0.name == only }
+        let changed = selected.filter { last[$0.name] != $0.codeHash }.map(\.name)
+        let unchanged = selected.filter { last[$0.name] == $0.codeHash }.map(\.name)
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: output, withIntermediateDirectories: true)
+        var files: [String] = []
+        var notes: [String] = []
+        var applyCommand = ""
+        switch target {
+        case .kubernetes:
+            let folder = output + "/kubernetes"
+            try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            for (service, yaml) in try KubernetesManifests.generate(ir, settings: settings) where only == nil || service == only {
+                let name = "kubernetes/\(ObjectNames.dns(service)).yaml"
+                try yaml.write(toFile: output + "/" + name, atomically: true, encoding: .utf8)
+                files.append(name)
+            }
+            let paths = changed.map { "-f \(output)/kubernetes/\(ObjectNames.dns($0)).yaml" }
+            applyCommand = changed.isEmpty ? "" : "kubectl apply \(paths.joined(separator: " "))"
+        case .marathon:
+            let (json, marathonNotes) = try MarathonGroup.generate(ir, settings: settings)
+            notes += marathonNotes
+            try fm.createDirectory(atPath: output + "/marathon", withIntermediateDirectories: true)
+            let name = "marathon/\(ObjectNames.dns(ir.name)).json"
+            try json.write(toFile: output + "/" + name, atomically: true, encoding: .utf8)
+            files.append(name)
+            applyCommand = changed.isEmpty ? "" : "curl -fsS -X PUT -H 'Content-Type: application/json' \"$MARATHON_URL/v2/groups\" --data @\(output)/\(name)"
+        case .local:
+            throw DeployFailure("the local target runs the app on this machine: use `dyninka run`")
+        }
+        try containerfile().write(toFile: output + "/Containerfile", atomically: true, encoding: .utf8)
+        files.append("Containerfile")
+        let buildCommand = "docker build -f \(output)/Containerfile --build-context app=\(packageDirectory) -t \(settings.image) \(sourceRoot)"
+        return DeploymentResult(target: target, files: files, changed: changed, unchanged: unchanged, notes: notes,
+                                applyCommand: applyCommand, buildCommand: buildCommand)
+    }
+
+    /// Records the hashes as deployed (after a successful apply, or when the files are the deployment).
+    public func recordDeployed(only: String?) throws {
+        var state = lastDeployed()
+        for service in ir.services where only == nil || service.name == only { state[service.name] = service.codeHash }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(state).write(to: URL(fileURLWithPath: statePath))
+    }
+
+    /// The image: a build stage with the Swift toolchain builds dyninka-host and the app library
+    /// (the generated package needs no swift-syntax), a runtime stage carries the Swift runtime
+    /// libraries, libuv, dyninka-host and the library.
+    public func containerfile() -> String {
+        """
+        # Generated by `dyninka deploy` for \(ir.name). Build (BuildKit, from the dyninka checkout):
+        #   docker build -f Containerfile --build-context app=PATH/TO/GENERATED/PACKAGE -t IMAGE DYNINKA_CHECKOUT
+        ARG SWIFT_IMAGE=swift:6.3-bookworm
+        FROM ${SWIFT_IMAGE} AS build
+        RUN apt-get update && apt-get install -y --no-install-recommends libuv1-dev pkg-config python3-pip && rm -rf /var/lib/apt/lists/*
+        WORKDIR /src
+        COPY Package.swift ./
+        COPY CSupport CSupport
+        COPY Sources Sources
+        COPY Tests/Fixtures Tests/Fixtures
+        COPY scripts scripts
+        RUN scripts/bootstrap && swift build -c release --product dyninka-host
+        COPY --from=app . /app-package
+        RUN swift build -c release --package-path /app-package --product \(ir.name)
+
+        FROM ${SWIFT_IMAGE}-slim
+        RUN apt-get update && apt-get install -y --no-install-recommends libuv1 && rm -rf /var/lib/apt/lists/*
+        COPY --from=build /src/.build/release/dyninka-host /usr/local/bin/dyninka-host
+        COPY --from=build /app-package/.build/release/lib\(ir.name).so \(settings.libraryPath)
+        USER 65532:65532
+        EXPOSE \(settings.port)
+        ENTRYPOINT ["dyninka-host"]
+
+        """
+    }
+}

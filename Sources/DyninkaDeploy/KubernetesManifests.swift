@@ -1,0 +1,198 @@
+import DyninkaCompiler
+
+/// Settings of a deployment beyond one machine.
+public struct DeploySettings: Sendable {
+    /// The container image with dyninka-host and the app library.
+    public var image: String
+    /// Kubernetes namespace (nil: the context's default).
+    public var namespace: String?
+    /// Port every host listens on inside its container or task.
+    public var port = 8080
+    /// Generate a HorizontalPodAutoscaler for services without @Placed state: (min, max).
+    public var autoscale: (min: Int, max: Int)?
+    /// Environment variables for every service (for example SENSOR_URL).
+    public var environment: [(String, String)] = []
+    /// Where the app library lies inside the image.
+    public var libraryPath: String
+
+    public init(image: String, libraryPath: String) {
+        self.image = image
+        self.libraryPath = libraryPath
+    }
+}
+
+/// Why a deployment cannot be generated.
+public struct DeployFailure: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Names of an app's objects: DNS-safe, unique, at most 63 characters.
+public struct ObjectNames: Sendable {
+    public let app: String
+    private let names: [String: String]
+
+    public init(_ ir: AppIR) throws(DeployFailure) {
+        app = ObjectNames.dns(ir.name)
+        var names: [String: String] = [:]
+        var owners: [String: String] = [:]
+        for service in ir.services {
+            let name = String("\(app)-\(ObjectNames.dns(service.name))".prefix(63)).trimmingCharacters(in: ["-"])
+            if let other = owners[name] {
+                throw DeployFailure("services '\(other)' and '\(service.name)' both become the DNS name '\(name)'; rename one of them")
+            }
+            owners[name] = service.name
+            names[service.name] = name
+        }
+        self.names = names
+    }
+
+    /// The object name of a service (Deployment, Service, Marathon app).
+    public subscript(service: String) -> String { names[service]! }
+
+    /// A DNS label for a Swift name: movingAvg -> moving-avg, SmartBuilding -> smart-building.
+    public static func dns(_ name: String) -> String {
+        var out = ""
+        var previousLower = false
+        for c in name {
+            if c.isUppercase {
+                if previousLower { out += "-" }
+                out += c.lowercased()
+                previousLower = false
+            } else if c.isLetter || c.isNumber {
+                out += c.lowercased()
+                previousLower = true
+            } else {
+                if !out.hasSuffix("-") { out += "-" }
+                previousLower = false
+            }
+        }
+        return String(out.trimmingCharacters(in: ["-"]).prefix(40))
+    }
+}
+
+/// Kubernetes objects for an app: per service a Deployment and a Service (and optionally an
+/// HorizontalPodAutoscaler), generated from the IR.
+public enum KubernetesManifests {
+    /// The annotation that carries a service's code hash: a changed hash rolls that service only.
+    public static let hashAnnotation = "dyninka.io/code-hash"
+
+    /// One YAML document list per service, keyed by service name.
+    public static func generate(_ ir: AppIR, settings: DeploySettings) throws(DeployFailure) -> [(service: String, yaml: String)] {
+        let names = try ObjectNames(ir)
+        return ir.services.map { service in
+            let documents = objects(service, ir: ir, names: names, settings: settings)
+            return (service.name, documents.map(\.yaml).joined(separator: "---\n"))
+        }
+    }
+
+    static func labels(_ service: ServiceIR, names: ObjectNames) -> Doc {
+        .map([
+            ("app.kubernetes.io/name", .string(ObjectNames.dns(service.name))),
+            ("app.kubernetes.io/instance", .string(names[service.name])),
+            ("app.kubernetes.io/component", .string("service")),
+            ("app.kubernetes.io/part-of", .string(names.app)),
+            ("app.kubernetes.io/managed-by", .string("dyninka")),
+        ])
+    }
+
+    static func metadata(_ name: String, _ service: ServiceIR, names: ObjectNames, settings: DeploySettings) -> Doc {
+        var pairs: [(String, Doc)] = [("name", .string(name))]
+        if let namespace = settings.namespace { pairs.append(("namespace", .string(namespace))) }
+        pairs.append(("labels", labels(service, names: names)))
+        return .map(pairs)
+    }
+
+    static func objects(_ service: ServiceIR, ir: AppIR, names: ObjectNames, settings: DeploySettings) -> [Doc] {
+        let name = names[service.name]
+        let selector: Doc = .map([("app.kubernetes.io/instance", .string(name))])
+        // Peers by DNS: each service's Service is named APP-SERVICE, in the same namespace.
+        var env: [Doc] = [
+            .map([("name", .string("DYNINKA_PEER_TEMPLATE")), ("value", .string("\(names.app)-{name}:\(settings.port)"))]),
+            // Keep accepting while the endpoint is removed, then finish in-flight requests.
+            .map([("name", .string("DYNINKA_DRAIN_DELAY_MS")), ("value", .string("5000"))]),
+            .map([("name", .string("DYNINKA_DRAIN_TIMEOUT_MS")), ("value", .string("30000"))]),
+        ]
+        for (key, value) in settings.environment { env.append(.map([("name", .string(key)), ("value", .string(value))])) }
+        let container: Doc = .map([
+            ("name", .string("dyninka-host")),
+            ("image", .string(settings.image)),
+            ("args", .list(["serve", "--app", settings.libraryPath, "--service", service.name, "--host", "0.0.0.0",
+                            "--port", String(settings.port)].map(Doc.string))),
+            ("env", .list(env)),
+            ("ports", .list([.map([("name", .string("http")), ("containerPort", .int(settings.port)), ("protocol", .string("TCP"))])])),
+            ("readinessProbe", .map([("httpGet", .map([("path", .string("/readyz")), ("port", .string("http"))])),
+                                     ("periodSeconds", .int(2)), ("failureThreshold", .int(2))])),
+            ("livenessProbe", .map([("httpGet", .map([("path", .string("/healthz")), ("port", .string("http"))])),
+                                    ("initialDelaySeconds", .int(2)), ("periodSeconds", .int(10)), ("failureThreshold", .int(3))])),
+            ("resources", .map([("requests", .map([("cpu", .string("100m")), ("memory", .string("64Mi"))])),
+                                ("limits", .map([("cpu", .string("1")), ("memory", .string("256Mi"))]))])),
+        ])
+        var podSpec: [(String, Doc)] = [
+            // Drain delay (5 s) + drain timeout (30 s) + margin.
+            ("terminationGracePeriodSeconds", .int(40)),
+        ]
+        if let placement = service.placement {
+            var nodeSelector: [(String, Doc)] = []
+            if let node = placement.node { nodeSelector.append(("kubernetes.io/hostname", .string(node))) }
+            if let label = placement.label, let eq = label.firstIndex(of: "=") {
+                nodeSelector.append((String(label[..<eq]), .string(String(label[label.index(after: eq)...]))))
+            }
+            if !nodeSelector.isEmpty { podSpec.append(("nodeSelector", .map(nodeSelector))) }
+            if let near = placement.near {
+                podSpec.append(("affinity", .map([("podAffinity", .map([("requiredDuringSchedulingIgnoredDuringExecution", .list([
+                    .map([("labelSelector", .map([("matchLabels", .map([("app.kubernetes.io/instance", .string(names[near]))]))])),
+                          ("topologyKey", .string("kubernetes.io/hostname"))]),
+                ]))]))])))
+            }
+        }
+        podSpec.append(("containers", .list([container])))
+        let deployment: Doc = .map([
+            ("apiVersion", .string("apps/v1")),
+            ("kind", .string("Deployment")),
+            ("metadata", metadata(name, service, names: names, settings: settings)),
+            ("spec", .map([
+                ("replicas", .int(1)),
+                ("selector", .map([("matchLabels", selector)])),
+                ("strategy", .map([("type", .string("RollingUpdate")),
+                                   ("rollingUpdate", .map([("maxUnavailable", .int(0)), ("maxSurge", .int(1))]))])),
+                ("template", .map([
+                    ("metadata", .map([
+                        ("labels", labels(service, names: names)),
+                        ("annotations", .map([(hashAnnotation, .string(service.codeHash)), ("dyninka.io/service", .string(service.name))])),
+                    ])),
+                    ("spec", .map(podSpec)),
+                ])),
+            ])),
+        ])
+        let kubeService: Doc = .map([
+            ("apiVersion", .string("v1")),
+            ("kind", .string("Service")),
+            ("metadata", metadata(name, service, names: names, settings: settings)),
+            ("spec", .map([
+                ("selector", selector),
+                ("ports", .list([.map([("name", .string("http")), ("port", .int(settings.port)), ("targetPort", .string("http")),
+                                       ("protocol", .string("TCP"))])])),
+            ])),
+        ])
+        var documents = [deployment, kubeService]
+        // State placed on a service lives in one process: only stateless services scale out.
+        if let autoscale = settings.autoscale, service.placedState.isEmpty {
+            documents.append(.map([
+                ("apiVersion", .string("autoscaling/v2")),
+                ("kind", .string("HorizontalPodAutoscaler")),
+                ("metadata", metadata(name, service, names: names, settings: settings)),
+                ("spec", .map([
+                    ("scaleTargetRef", .map([("apiVersion", .string("apps/v1")), ("kind", .string("Deployment")), ("name", .string(name))])),
+                    ("minReplicas", .int(autoscale.min)),
+                    ("maxReplicas", .int(autoscale.max)),
+                    ("metrics", .list([.map([("type", .string("Resource")), ("resource", .map([
+                        ("name", .string("cpu")),
+                        ("target", .map([("type", .string("Utilization")), ("averageUtilization", .int(70))])),
+                    ]))])])),
+                ])),
+            ]))
+        }
+        return documents
+    }
+}

@@ -1,0 +1,202 @@
+import DyninkaCompiler
+import DyninkaDeploy
+import Foundation
+import Testing
+
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+func golden(_ actual: String, _ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let path = "\(packageRoot)/Tests/DyninkaDeployTests/Golden/\(name)"
+    if ProcessInfo.processInfo.environment["DYNINKA_UPDATE_GOLDEN"] == "1" {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try actual.write(toFile: path, atomically: true, encoding: .utf8)
+        return
+    }
+    let expected = try String(contentsOfFile: path, encoding: .utf8)
+    #expect(actual == expected, "\(name) differs from its golden file; if intended, run with DYNINKA_UPDATE_GOLDEN=1", sourceLocation: sourceLocation)
+}
+
+func ir(_ example: String, edit: ((String) -> String)? = nil) throws -> AppIR {
+    let file = "examples/\(example)/App.swift"
+    var source = try String(contentsOfFile: "\(packageRoot)/\(file)", encoding: .utf8)
+    if let edit { source = edit(source) }
+    return try Analyzer(file: file, source: source).analyze().ir
+}
+
+func settings(_ ir: AppIR, autoscale: Bool) -> DeploySettings {
+    var s = DeploySettings(image: "registry.example/\(ObjectNames.dns(ir.name)):1.0", libraryPath: "/app/lib\(ir.name).so")
+    if autoscale { s.autoscale = (1, 4) }
+    s.environment = [("SENSOR_URL", "http://sensor:8079")]
+    return s
+}
+
+/// Runs a command, returning its status and output.
+func run(_ arguments: [String]) throws -> (Int32, String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output)
+}
+
+@Suite struct KubernetesTests {
+    @Test(arguments: [("SmartBuilding", true), ("BuildingAlerts", false)])
+    func manifestsMatchTheGoldenFilesAndValidate(_ example: String, _ autoscale: Bool) throws {
+        let app = try ir(example)
+        let manifests = try KubernetesManifests.generate(app, settings: settings(app, autoscale: autoscale))
+        #expect(manifests.map(\.service) == app.services.map(\.name))
+        let dir = NSTemporaryDirectory() + "dyninka-k8s-\(example)-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var paths: [String] = []
+        for (service, yaml) in manifests {
+            try golden(yaml, "\(example)/kubernetes/\(ObjectNames.dns(service)).yaml")
+            let path = "\(dir)/\(ObjectNames.dns(service)).yaml"
+            try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+            paths.append(path)
+        }
+        // Every object against the official schemas, offline, strictly (unknown fields are errors).
+        let (status, output) = try run(["kubernetes-validate", "--strict", "-k", "1.34.0"] + paths)
+        #expect(status == 0, "kubernetes-validate (pip install kubernetes-validate; scripts/test does): \(output)")
+        let passed = output.split(separator: "\n").filter { $0.contains("passed for resource") }.count
+        #expect(passed == manifests.count * 2 + (autoscale ? app.services.filter(\.placedState.isEmpty).count : 0), "\(output)")
+    }
+
+    @Test func placementBecomesNodeSelectorAndPodAffinity() throws {
+        let alerts = try ir("BuildingAlerts")
+        let weather = try KubernetesManifests.generate(alerts, settings: settings(alerts, autoscale: false)).first { $0.service == "weather" }!.yaml
+        #expect(weather.contains("nodeSelector:\n        zone: roof"))
+        let smart = try ir("SmartBuilding")
+        let moving = try KubernetesManifests.generate(smart, settings: settings(smart, autoscale: false)).first { $0.service == "movingAvg" }!.yaml
+        #expect(moving.contains("podAffinity:"))
+        #expect(moving.contains("app.kubernetes.io/instance: smart-building-map"))
+    }
+
+    @Test func statefulServicesGetNoAutoscaler() throws {
+        let smart = try ir("SmartBuilding")
+        let manifests = try KubernetesManifests.generate(smart, settings: settings(smart, autoscale: true))
+        #expect(!manifests.first { $0.service == "movingAvg" }!.yaml.contains("HorizontalPodAutoscaler"))
+        #expect(manifests.first { $0.service == "map" }!.yaml.contains("HorizontalPodAutoscaler"))
+    }
+
+    @Test func dnsNameCollisionsAreDetected() throws {
+        let source = """
+            import Dyninka
+            struct A: Codable { var x: Int }
+            @Service func readA() -> A { A(x: 1) }
+            extension A { @Service func read_a() -> A { self } }
+            @main struct M { static func main() { _ = readA().read_a() } }
+            """
+        let app = try Analyzer(file: "M.swift", source: source).analyze().ir
+        let error = #expect(throws: DeployFailure.self) { try KubernetesManifests.generate(app, settings: settings(app, autoscale: false)) }
+        #expect(error?.description.contains("both become the DNS name 'm-read-a'") == true)
+    }
+}
+
+@Suite struct MarathonTests {
+    @Test(arguments: ["SmartBuilding", "BuildingAlerts"])
+    func groupMatchesTheGoldenFileAndHasTheRequiredFields(_ example: String) throws {
+        let app = try ir(example)
+        let (json, notes) = try MarathonGroup.generate(app, settings: settings(app, autoscale: false))
+        try golden(json, "\(example)/marathon.json")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        #expect(MarathonGroup.missingRequiredFields(object).isEmpty)
+        let apps = try #require(object["apps"] as? [[String: Any]])
+        #expect(apps.count == app.services.count)
+        for marathonApp in apps {
+            let checks = try #require(marathonApp["healthChecks"] as? [[String: Any]])
+            #expect(checks.first?["path"] as? String == "/healthz")
+            #expect((marathonApp["labels"] as? [String: String])?["dyninka.io/code-hash"]?.count == 16)
+        }
+        if example == "SmartBuilding" {
+            #expect(notes.count == 1, "near: cannot be expressed between Marathon apps: \(notes)")
+        }
+    }
+
+    @Test func labelsBecomeConstraints() throws {
+        let alerts = try ir("BuildingAlerts")
+        let (json, _) = try MarathonGroup.generate(alerts, settings: settings(alerts, autoscale: false))
+        #expect(json.contains("[\"zone\",\"CLUSTER\",\"roof\"]"))
+    }
+}
+
+@Suite struct RedeployTests {
+    @Test func editingOneFunctionRollsOnlyThatService() throws {
+        let out = NSTemporaryDirectory() + "dyninka-redeploy-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let before = try ir("SmartBuilding")
+        let first = Deployer(ir: before, settings: settings(before, autoscale: false), output: out, packageDirectory: "/pkg", sourceRoot: packageRoot)
+        let initial = try first.write(target: .kubernetes, only: nil)
+        #expect(initial.changed == ["get", "filterTemperature", "map", "movingAvg"])
+        try first.recordDeployed(only: nil)
+
+        let after = try ir("SmartBuilding") { $0.replacingOccurrences(of: "Temperature(value: value)", with: "Temperature(value: value + 0)") }
+        let second = Deployer(ir: after, settings: settings(after, autoscale: false), output: out, packageDirectory: "/pkg", sourceRoot: packageRoot)
+        let result = try second.write(target: .kubernetes, only: nil)
+        #expect(result.changed == ["map"])
+        #expect(result.unchanged == ["get", "filterTemperature", "movingAvg"])
+        #expect(result.applyCommand.hasSuffix("/kubernetes/map.yaml"))
+        let hashes = zip(before.services, after.services).filter { $0.codeHash != $1.codeHash }.map(\.0.name)
+        #expect(hashes == ["map"])
+    }
+
+    @Test func onlyDeploysOneService() throws {
+        let out = NSTemporaryDirectory() + "dyninka-only-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let app = try ir("BuildingAlerts")
+        let deployer = Deployer(ir: app, settings: settings(app, autoscale: false), output: out, packageDirectory: "/pkg", sourceRoot: packageRoot)
+        let result = try deployer.write(target: .kubernetes, only: "assess")
+        #expect(result.files == ["kubernetes/assess.yaml", "Containerfile"])
+        #expect(result.changed == ["assess"])
+        #expect(throws: DeployFailure.self) { try deployer.write(target: .kubernetes, only: "nope") }
+        let containerfile = try String(contentsOfFile: out + "/Containerfile", encoding: .utf8)
+        #expect(containerfile.contains("swift build -c release --package-path /app-package --product BuildingAlerts"))
+        #expect(containerfile.contains("COPY --from=build /src/.build/release/dyninka-host"))
+    }
+}
+
+@Suite struct DetectionTests {
+    @Test func inClusterVariablesMeanKubernetes() {
+        let d = InfrastructureDetector.detect(environment: ["KUBERNETES_SERVICE_HOST": "10.0.0.1", "MARATHON_URL": "http://m"]) { _ in nil }
+        #expect(d.target == .kubernetes)
+        #expect(d.reason.contains("KUBERNETES_SERVICE_HOST"))
+    }
+
+    @Test func aMarathonURLMeansMarathon() {
+        let d = InfrastructureDetector.detect(environment: ["MARATHON_URL": "http://marathon.mesos:8080", "HOME": "/h"]) { _ in
+            "current-context: prod\n"
+        }
+        #expect(d.target == .marathon)
+    }
+
+    @Test func aKubeconfigContextMeansKubernetes() {
+        let d = InfrastructureDetector.detect(environment: ["KUBECONFIG": "/a:/b"]) { path in
+            path == "/b" ? "apiVersion: v1\ncurrent-context: \"edge\"\n" : nil
+        }
+        #expect(d.target == .kubernetes)
+        #expect(d.reason == "kubeconfig /b has current context 'edge'")
+    }
+
+    @Test func aKubeconfigWithoutContextDoesNot() {
+        let d = InfrastructureDetector.detect(environment: ["HOME": "/h"]) { _ in "current-context: \"\"\n" }
+        #expect(d.target == .local)
+    }
+
+    @Test func nothingMeansThisMachine() {
+        let d = InfrastructureDetector.detect(environment: [:]) { _ in nil }
+        #expect(d.target == .local)
+        #expect(d.reason.contains("MARATHON_URL"))
+    }
+}
+
+@Suite struct YAMLTests {
+    @Test func ambiguousScalarsAreQuoted() {
+        let doc = Doc.map([("a", .string("true")), ("b", .string("8080")), ("c", .string("x: y")), ("d", .string("plain")), ("e", .list([]))])
+        #expect(doc.yaml == "a: \"true\"\nb: \"8080\"\nc: \"x: y\"\nd: plain\ne: []\n")
+    }
+}
