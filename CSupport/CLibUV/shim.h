@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 static inline uv_handle_t *dyn_tcp_handle(uv_tcp_t *h) { return (uv_handle_t *)h; }
 static inline uv_stream_t *dyn_tcp_stream(uv_tcp_t *h) { return (uv_stream_t *)h; }
@@ -23,6 +24,20 @@ static inline int dyn_tcp_set_linger_zero(uv_tcp_t *h) {
     if (r != 0) return r;
     struct linger l = { 1, 0 };
     return setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) == 0 ? 0 : UV_EINVAL;
+}
+
+/// A TCP socket for `family` with SO_REUSEADDR and SO_REUSEPORT set, so that a replacement
+/// process can bind the same port while the old one drains. Returns the fd, or -1.
+static inline int dyn_reuseport_socket(int family) {
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0
+        || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 #endif

@@ -33,6 +33,10 @@ final class HopClient: HTTPParserDelegate, Expiring {
     private var responseBody: ByteBuffer?
     private(set) var deadline: UInt64 = 0
     private var connected = false
+    private var started: UInt64 = 0
+    /// The response timeout for this hop: the host's, or less when the request's deadline is nearer.
+    var responseTimeout: Int = 0
+    private var retryTimer: LoopTimer?
 
     private let head: ByteBuffer
 
@@ -48,7 +52,9 @@ final class HopClient: HTTPParserDelegate, Expiring {
     }
 
     func start() {
-        deadline = EventLoop.nanoseconds() + UInt64(host.configuration.connectTimeout) * 1_000_000
+        started = EventLoop.nanoseconds()
+        if responseTimeout == 0 { responseTimeout = host.configuration.responseTimeout }
+        deadline = started + UInt64(min(host.configuration.connectTimeout, responseTimeout)) * 1_000_000
         host.track(self)
         if let numeric = target.socketAddress { return connect(numeric) }
         Resolver.resolve(loop: host.loop, host: address.host, port: address.port) { [self] result in
@@ -66,6 +72,20 @@ final class HopClient: HTTPParserDelegate, Expiring {
         TCPHandle.connect(loop: host.loop, to: socketAddress) { [self] result in
             switch result {
             case .failure(let error):
+                // A refused connection may be a service restarting on its port: try again for a
+                // short while (the retry window), then give up with 502.
+                let elapsed = (EventLoop.nanoseconds() - started) / 1_000_000
+                if error.isConnectionRefused, completion != nil, elapsed + 25 < UInt64(host.configuration.connectRetry),
+                   let timer = try? LoopTimer(loop: host.loop) {
+                    retryTimer = timer
+                    timer.start(after: 25) { [self] in
+                        timer.close()
+                        retryTimer = nil
+                        guard completion != nil else { return }
+                        connect(socketAddress)
+                    }
+                    return
+                }
                 fail(.unreachable, "cannot reach service '\(service)' at \(address) (\(error.reason)); is `dyninka-host serve --service \(service)` running?")
             case .success(let handle):
                 connected(handle)
@@ -81,7 +101,7 @@ final class HopClient: HTTPParserDelegate, Expiring {
         }
         self.handle = handle
         connected = true
-        deadline = EventLoop.nanoseconds() + UInt64(host.configuration.responseTimeout) * 1_000_000
+        deadline = EventLoop.nanoseconds() + UInt64(responseTimeout) * 1_000_000
         let parser = HTTPParser(kind: .response, maxHeaderBytes: 64 * 1024, maxBodyBytes: host.configuration.maxBodyBytes)
         parser.delegate = self
         self.parser = parser
@@ -126,7 +146,7 @@ final class HopClient: HTTPParserDelegate, Expiring {
 
     func expire() {
         if connected {
-            fail(.timeout, "service '\(service)' at \(address) did not answer within \(host.configuration.responseTimeout) ms")
+            fail(.timeout, "service '\(service)' at \(address) did not answer within \(responseTimeout) ms")
         } else {
             fail(.timeout, "service '\(service)' at \(address) did not accept a connection within \(host.configuration.connectTimeout) ms")
         }
@@ -141,6 +161,8 @@ final class HopClient: HTTPParserDelegate, Expiring {
     private func finish(_ outcome: HopOutcome) {
         guard let completion else { return }
         self.completion = nil
+        retryTimer?.close()
+        retryTimer = nil
         host.untrack(self)
         handle?.close()
         handle = nil

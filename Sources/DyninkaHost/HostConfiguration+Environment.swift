@@ -6,7 +6,8 @@ extension HostConfiguration {
         ("DYNINKA_PEER_TEMPLATE", "--peer-template"), ("DYNINKA_CONNECT_TIMEOUT_MS", "--connect-timeout"),
         ("DYNINKA_RESPONSE_TIMEOUT_MS", "--response-timeout"), ("DYNINKA_REQUEST_TIMEOUT_MS", "--request-timeout"),
         ("DYNINKA_MAX_HEADER_BYTES", "--max-header-bytes"), ("DYNINKA_MAX_BODY_BYTES", "--max-body-bytes"),
-        ("DYNINKA_MAX_HOPS", "--max-hops"), ("DYNINKA_DRAIN_DELAY_MS", "--drain-delay"),
+        ("DYNINKA_MAX_HOPS", "--max-hops"), ("DYNINKA_MAX_IN_FLIGHT", "--max-in-flight"),
+        ("DYNINKA_CONNECT_RETRY_MS", "--connect-retry"), ("DYNINKA_DRAIN_DELAY_MS", "--drain-delay"),
         ("DYNINKA_DRAIN_TIMEOUT_MS", "--drain-timeout"), ("DYNINKA_ACCESS_LOG", "--access-log"),
         ("DYNINKA_LOG_LEVEL", "--log-level"),
     ]
@@ -49,6 +50,8 @@ extension HostConfiguration {
         if let v = try integer("max-header-bytes", 1024...1_048_576) { c.maxHeaderBytes = v }
         if let v = try integer("max-body-bytes", 1...1_073_741_824) { c.maxBodyBytes = v }
         if let v = try integer("max-hops", 1...1024) { c.maxHops = v }
+        if let v = try integer("max-in-flight", 1...1_000_000) { c.maxInFlight = v }
+        if let v = try integer("connect-retry", 0...60_000) { c.connectRetry = v }
         if let v = try integer("drain-delay", 0...3_600_000) { c.drainDelay = v }
         if let v = try integer("drain-timeout", 0...3_600_000) { c.drainTimeout = v }
         if let v = value("access-log") { c.accessLog = ["1", "true", "yes", "on"].contains(v.lowercased()) }

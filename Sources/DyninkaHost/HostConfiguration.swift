@@ -21,6 +21,12 @@ package struct HostConfiguration: Sendable {
     package var maxHeaderBytes = 16 * 1024
     /// Largest request or relayed response body accepted (413 beyond).
     package var maxBodyBytes = 8 * 1024 * 1024
+    /// Most requests processed at once; beyond it the host answers 503 `overloaded` with
+    /// Retry-After instead of queueing (or dropping) them.
+    package var maxInFlight = 512
+    /// After a next hop refused the connection, keep trying this long (ms) before answering 502:
+    /// rides over a service restarting on its port without letting a dead one stall callers.
+    package var connectRetry = 250
     /// Most service calls one route may make, nested arguments included (400 bad-route beyond).
     package var maxHops = 64
     /// After SIGTERM, keep accepting for this long while /readyz answers 503, so that load

@@ -60,6 +60,29 @@ final class Invocation {
     private var functionStarted: UInt64 = 0
     private var finished = false
     private var callArguments: UnsafeMutablePointer<dyninka_bytes>?
+    /// When the client's time budget (Dyninka-Deadline) runs out; nil without one.
+    var deadline: UInt64?
+
+    /// Milliseconds left before the deadline (nil without one); 0 or less means it passed.
+    private var remaining: Int? {
+        deadline.map { Int((Int64(bitPattern: $0) - Int64(bitPattern: EventLoop.nanoseconds())) / 1_000_000) }
+    }
+
+    /// Writes the remaining budget for the next hop.
+    private func passDeadline(_ head: ByteBuffer) {
+        guard let remaining else { return }
+        head.append("Dyninka-Deadline: ")
+        head.append(decimal: max(remaining, 0))
+        head.append("\r\n")
+    }
+
+    /// Answers 504 when the budget ran out before `what`; returns true when it did.
+    private func deadlinePassed(before what: String) -> Bool {
+        guard let remaining, remaining <= 0 else { return false }
+        finish(failure: ServiceFailure(service: service.name, kind: .timeout,
+                                       message: "the request's deadline passed before \(what); not started"), own: false)
+        return true
+    }
 
     init(host: ServiceHost, connection: InboundConnection, plan: RoutePlan, arguments: [PreparedArgument],
          input: Slice?, started: UInt64) {
@@ -85,8 +108,10 @@ final class Invocation {
             case .given(let slice):
                 arguments[index] = slice
             case .dependency(let target, let optional):
+                if deadlinePassed(before: "calling '\(target.service)'") { return }
                 pendingDependencies += 1
-                host.sendHop(target, body: emptyBody, owner: nil) { [self] outcome in
+                host.sendHop(target, body: emptyBody, owner: nil, extra: deadline == nil ? nil : passDeadline,
+                             responseTimeout: remaining) { [self] outcome in
                     dependencyDone(index, outcome, optional: optional)
                 }
             }
@@ -123,6 +148,7 @@ final class Invocation {
     // MARK: The function
 
     private func callFunction() {
+        if deadlinePassed(before: "'\(service.name)' ran") { return }
         guard let entry = service.entry else {
             return finish(failure: ServiceFailure(service: service.name, kind: .function, message: "service has no entry point"), own: true)
         }
@@ -163,7 +189,9 @@ final class Invocation {
             guard let next = plan.next else {
                 return complete(status: 200, body: output.bytes, owner: output, downstream: nil, contentType: true)
             }
-            host.sendHop(next, body: output.bytes, owner: output) { [self] outcome in
+            if deadlinePassed(before: "forwarding to '\(next.service)'") { return }
+            host.sendHop(next, body: output.bytes, owner: output, extra: deadline == nil ? nil : passDeadline,
+                         responseTimeout: remaining) { [self] outcome in
                 switch outcome {
                 case .failed(let failure): finish(failure: failure, own: false)
                 case .response(let head, let body): relay(head, body)

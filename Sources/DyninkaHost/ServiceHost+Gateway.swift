@@ -15,11 +15,18 @@ extension ServiceHost {
         let target = gatewayTarget(name, address: address)
         metrics.inFlight += 1
         let bytes = body?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
-        let parts = head.has("dyninka-parts") ? head : nil
-        sendHop(target, body: bytes, owner: body, extra: parts.map { parts in { line in
-            line.append("Dyninka-Parts: ")
-            parts.appendValue(of: "dyninka-parts", to: line)
-            line.append("\r\n")
+        let passOn = head.has("dyninka-parts") || head.has("dyninka-deadline") ? head : nil
+        sendHop(target, body: bytes, owner: body, extra: passOn.map { request in { line in
+            if request.has("dyninka-parts") {
+                line.append("Dyninka-Parts: ")
+                request.appendValue(of: "dyninka-parts", to: line)
+                line.append("\r\n")
+            }
+            if request.has("dyninka-deadline") {
+                line.append("Dyninka-Deadline: ")
+                request.appendValue(of: "dyninka-deadline", to: line)
+                line.append("\r\n")
+            }
         } }) { [self] outcome in
             metrics.inFlight -= 1
             switch outcome {

@@ -133,7 +133,7 @@ package final class ServiceHost {
             throw HostStartupError("--host '\(configuration.host)' is not a numeric IP address (for example 127.0.0.1 or 0.0.0.0)")
         }
         do {
-            server = try TCPHandle.listen(loop: loop, on: address) { [unowned self] handle in accepted(handle) }
+            server = try TCPHandle.listen(loop: loop, on: address, reusePort: true) { [unowned self] handle in accepted(handle) }
         } catch {
             let hint = error.isAddressInUse ? "; another process listens there (pick another --port, or 0 for any free port)" : ""
             throw HostStartupError("cannot listen on \(address): \(error.reason)\(hint)")
@@ -214,6 +214,15 @@ package final class ServiceHost {
 
     func dispatch(_ head: HTTPHead, body: ByteBuffer?, on connection: InboundConnection) {
         let started = EventLoop.nanoseconds()
+        // Past the limit, answer at once (and cheaply) rather than queue or drop: callers relay
+        // the 503 and its Retry-After.
+        if head.method == "POST", metrics.inFlight >= configuration.maxInFlight {
+            metrics.recordFailure(service: configuration.service, kind: .overloaded)
+            metrics.record(service: configuration.service, status: 503, seconds: 0)
+            return connection.respond(failure: ServiceFailure(
+                service: configuration.service, kind: .overloaded,
+                message: "'\(configuration.service)' has \(metrics.inFlight) requests in flight (limit \(configuration.maxInFlight)); retry after 1 s"))
+        }
         let path = head.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.target
         switch (head.method, path) {
         case ("GET", "/healthz"):
@@ -265,8 +274,16 @@ package final class ServiceHost {
             log.debug("refused route: \(error.message)")
             return connection.respond(failure: ServiceFailure(service: service.name, kind: .badRoute, message: error.message))
         }
-        Invocation(host: self, connection: connection, plan: plan, arguments: arguments,
-                   input: body.map { Slice(owner: $0, bytes: $0.bytes) }, started: started).start()
+        let invocation = Invocation(host: self, connection: connection, plan: plan, arguments: arguments,
+                                    input: body.map { Slice(owner: $0, bytes: $0.bytes) }, started: started)
+        if let budget = head.value(of: "dyninka-deadline") {
+            guard let milliseconds = Int(budget.trimmingCharacters(in: .whitespaces)), milliseconds >= 0 else {
+                return connection.respond(failure: ServiceFailure(service: service.name, kind: .badInput,
+                                                                  message: "Dyninka-Deadline must be the milliseconds left, got '\(budget)'"))
+            }
+            invocation.deadline = started + UInt64(milliseconds) * 1_000_000
+        }
+        invocation.start()
     }
 
     /// A function instance's request whose body is the input followed by each argument, with
@@ -373,15 +390,17 @@ package final class ServiceHost {
 
     /// Sends `body` to the target's service; names resolve only through the peers.
     func sendHop(_ target: HopTarget, body: UnsafeRawBufferPointer, owner: AnyObject?,
-                 extra: ((ByteBuffer) -> Void)? = nil, completion: @escaping (HopOutcome) -> Void) {
+                 extra: ((ByteBuffer) -> Void)? = nil, responseTimeout: Int? = nil, completion: @escaping (HopOutcome) -> Void) {
         guard let address = target.address else {
             metrics.hopFailures += 1
             return completion(.failed(ServiceFailure(
                 service: target.service, kind: .unreachable,
                 message: "no address for service '\(target.service)'; pass --peers \(target.service)=HOST:PORT or add it to the placement file")))
         }
-        HopClient(host: self, target: target, address: address, head: target.head(contentLength: body.count, extra: extra),
-                  body: body, owner: owner, completion: completion).start()
+        let client = HopClient(host: self, target: target, address: address, head: target.head(contentLength: body.count, extra: extra),
+                               body: body, owner: owner, completion: completion)
+        if let responseTimeout { client.responseTimeout = max(1, min(responseTimeout, configuration.responseTimeout)) }
+        client.start()
     }
 
     // MARK: Draining

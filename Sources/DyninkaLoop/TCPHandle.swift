@@ -39,11 +39,18 @@ package final class TCPHandle {
     // MARK: Server
 
     /// Binds and listens; `onConnection` receives each accepted connection, not yet reading.
-    package static func listen(loop: EventLoop, on address: SocketAddress, backlog: Int32 = 1024,
+    /// With `reusePort`, another process may bind the same port at the same time (the kernel
+    /// spreads new connections over both): a replacement can start before the old one drains.
+    package static func listen(loop: EventLoop, on address: SocketAddress, backlog: Int32 = 1024, reusePort: Bool = false,
                                onConnection: @escaping (TCPHandle) -> Void) throws(LoopError) -> TCPHandle {
         let server = try TCPHandle(loop: loop)
         var storage = address.storage
         do {
+            if reusePort {
+                let fd = dyn_reuseport_socket(Int32(storage.ss_family))
+                try uvCheck(fd < 0 ? UV_EINVAL.rawValue : 0, "socket with SO_REUSEPORT for \(address)")
+                try uvCheck(uv_tcp_open(server.raw, fd), "uv_tcp_open")
+            }
             try uvCheck(uv_tcp_bind(server.raw, dyn_sockaddr(&storage), 0), "bind \(address)")
             // Accepted sockets inherit TCP_NODELAY from the listener: one setsockopt, not one per connection.
             uv_tcp_nodelay(server.raw, 1)

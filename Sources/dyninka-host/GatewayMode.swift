@@ -43,6 +43,8 @@ extension DyninkaHostCommand {
         var connectTimeout: Int?
         @Option(help: "Milliseconds to wait for a response before 504 (default 30000).")
         var responseTimeout: Int?
+        @Option(help: "Most requests processed at once; beyond it 503 overloaded (default 512).")
+        var maxInFlight: Int?
         @Option(help: "debug, info, warning or error (default info).")
         var logLevel: String?
         @Flag(help: "Exit when the parent process exits; `dyninka run` sets it.")
@@ -67,6 +69,7 @@ extension DyninkaHostCommand {
             flags["connect-timeout"] = connectTimeout.map(String.init)
             flags["response-timeout"] = responseTimeout.map(String.init)
             flags["log-level"] = logLevel
+            flags["max-in-flight"] = maxInFlight.map(String.init)
             if exitWithParent { flags["exit-with-parent"] = "true" }
             do {
                 let configuration = try HostConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)

@@ -43,6 +43,10 @@ extension DyninkaHostCommand {
         var maxBodyBytes: Int?
         @Option(help: "Most service calls one route may make; 400 bad-route beyond (default 64).")
         var maxHops: Int?
+        @Option(help: "Most requests processed at once; beyond it 503 overloaded with Retry-After (default 512).")
+        var maxInFlight: Int?
+        @Option(help: "Milliseconds to keep retrying a next hop that refused the connection, before 502 (default 250).")
+        var connectRetry: Int?
         @Option(help: "Milliseconds to keep accepting after SIGTERM while /readyz answers 503 (default 0).")
         var drainDelay: Int?
         @Option(help: "Milliseconds to wait for in-flight requests after SIGTERM (default 30000).")
@@ -69,6 +73,8 @@ extension DyninkaHostCommand {
             flags["max-header-bytes"] = maxHeaderBytes.map(String.init)
             flags["max-body-bytes"] = maxBodyBytes.map(String.init)
             flags["max-hops"] = maxHops.map(String.init)
+            flags["max-in-flight"] = maxInFlight.map(String.init)
+            flags["connect-retry"] = connectRetry.map(String.init)
             flags["drain-delay"] = drainDelay.map(String.init)
             flags["drain-timeout"] = drainTimeout.map(String.init)
             if accessLog { flags["access-log"] = "true" }
