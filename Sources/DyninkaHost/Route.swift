@@ -22,10 +22,30 @@ package enum RouteLiteral: Equatable, Sendable {
         switch self {
         case .int(let v): String(v)
         case .double(let v): String(v)
-        case .string(let v): JSONText.quote(v)
+        case .string(let v): Self.swiftQuote(v)
         case .bool(let v): v ? "true" : "false"
         case .null: "nil"
         }
+    }
+}
+
+extension RouteLiteral {
+    /// `s` as a Swift string literal, with the escapes the route parser reads back.
+    static func swiftQuote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\0": out += "\\0"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7f: out += "\\u{\(String(scalar.value, radix: 16))}"
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 }
 
@@ -127,6 +147,10 @@ package struct RouteParser {
         let chain = try chain(&cursor, depth: 0)
         cursor.skipSpace()
         guard cursor.atEnd else { throw cursor.error("unexpected \(cursor.describePeek)") }
+        // The route travels on as printed source; escapes must not push it past the limit.
+        guard chain.source.utf8.count <= maxLength else {
+            throw RouteError("route is \(chain.source.utf8.count) bytes long once its escapes are written; the limit is \(maxLength)")
+        }
         return chain
     }
 

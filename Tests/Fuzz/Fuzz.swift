@@ -1,0 +1,76 @@
+// libFuzzer target over the HTTP layer and the route parser (built by bench/fuzz.sh, not by
+// SwiftPM). The first byte picks the target; the rest is the input. Properties checked:
+//  - the HTTP parsers never crash, and a request fed whole or split gives the same result;
+//  - a route that parses prints back to source that parses to the same chain.
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    guard size > 1 else { return 0 }
+    let bytes = UnsafeRawBufferPointer(start: data + 1, count: size - 1)
+    switch data[0] % 4 {
+    case 0: fuzzRequest(bytes, split: Int(data[0]) % max(bytes.count, 1))
+    case 1: fuzzResponse(bytes)
+    case 2: fuzzRoute(String(decoding: bytes, as: UTF8.self))
+    default: fuzzArguments(String(decoding: bytes, as: UTF8.self))
+    }
+    return 0
+}
+
+final class Sink: HTTPParserDelegate {
+    var heads = 0
+    var body = 0
+    func parserHead(_ head: HTTPHead) {
+        heads += 1
+        _ = head.value(of: "dyninka-route")
+        _ = head.allFields
+    }
+    func parserBody(_ bytes: UnsafeRawBufferPointer) { body += bytes.count }
+}
+
+func outcome(_ parser: HTTPParser, _ chunks: [UnsafeRawBufferPointer]) -> String {
+    let sink = Sink()
+    parser.delegate = sink
+    var results: [String] = []
+    for chunk in chunks {
+        var rest = chunk
+        while true {
+            let result = parser.feed(rest)
+            if case .messageComplete(let consumed) = result {
+                results.append("complete")
+                parser.resume()
+                if consumed >= rest.count || consumed <= 0 { break }
+                rest = UnsafeRawBufferPointer(rebasing: rest[consumed...])
+                continue
+            }
+            if case .failed(let error) = result { results.append("failed \(error.status)"); return results.joined() + " \(sink.heads)" }
+            break
+        }
+    }
+    return results.joined(separator: ",") + " \(sink.heads) \(sink.body)"
+}
+
+func fuzzRequest(_ bytes: UnsafeRawBufferPointer, split: Int) {
+    let whole = outcome(HTTPParser(kind: .request, maxHeaderBytes: 2048, maxBodyBytes: 4096), [bytes])
+    let parts = outcome(HTTPParser(kind: .request, maxHeaderBytes: 2048, maxBodyBytes: 4096),
+                        [UnsafeRawBufferPointer(rebasing: bytes[..<split]), UnsafeRawBufferPointer(rebasing: bytes[split...])])
+    if whole != parts { fatalError("split at \(split) changes the result: \(whole) vs \(parts)") }
+}
+
+func fuzzResponse(_ bytes: UnsafeRawBufferPointer) {
+    let parser = HTTPParser(kind: .response, maxHeaderBytes: 2048, maxBodyBytes: 4096)
+    _ = outcome(parser, [bytes])
+    _ = parser.finish()
+}
+
+func fuzzRoute(_ text: String) {
+    let parser = RouteParser(maxLength: 512, maxDepth: 4)
+    guard let chain = try? parser.parseChain(text) else { return }
+    guard let again = try? parser.parseChain(chain.source), again == chain else {
+        fatalError("route '\(text)' printed as '\(chain.source)' does not parse back to the same chain")
+    }
+    _ = chain.callCount
+}
+
+func fuzzArguments(_ text: String) {
+    _ = try? RouteParser(maxLength: 512, maxDepth: 4).parseArguments(text)
+}
