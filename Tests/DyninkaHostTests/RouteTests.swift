@@ -36,7 +36,9 @@ import Testing
     }
 
     @Test func printedRoutesParseBackToTheSameChain() throws {
-        for text in ["a().b(x: c().d(y: 1)).e()", #"f(s: "\\ \u{1F600}")"#, "g(_: 1.5, h())"] {
+        // The last two were found by the fuzzer: NUL and DEL in string literals.
+        for text in ["a().b(x: c().d(y: 1)).e()", #"f(s: "\\ \u{1F600}")"#, "g(_: 1.5, h())",
+                     #"m(s: ") , \0")"#, "m(s: \"\u{7f}\u{7f}\")"] {
             let chain = try parser.parseChain(text)
             #expect(try parser.parseChain(chain.source) == chain, "\(text) printed as \(chain.source)")
         }
@@ -64,6 +66,13 @@ import Testing
     @Test func deepNestingIsRefused() {
         let deep = String(repeating: "a(x: ", count: 20) + "b()" + String(repeating: ")", count: 20)
         #expect(throws: RouteError.self) { try parser.parseChain(deep) }
+    }
+
+    @Test func routesWhoseEscapesExceedTheLimitAreRefused() {
+        let parser = RouteParser(maxLength: 64)
+        let text = "m(s: \"" + String(repeating: "\u{7f}", count: 40) + "\")"
+        #expect(text.utf8.count <= 64)
+        #expect(throws: RouteError.self) { try parser.parseChain(text) }
     }
 
     @Test func overlongRoutesAreRefused() {
