@@ -216,6 +216,29 @@ func hostPID(service: String, port: Int) -> Int32? {
         #expect(!FileManager.default.fileExists(atPath: dir + "/.dyninka"))
     }
 
+    @Test func deployDetectsItsTargetAndPrintsHowToApply() throws {
+        let out = NSTemporaryDirectory() + "dyninka-e2e-deploy-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        // MARATHON_URL in the environment means Marathon.
+        let marathon = try runCLI(["deploy", "examples/BuildingAlerts/App.swift", "--out", out],
+                                  environment: ["MARATHON_URL": "http://127.0.0.1:9", "KUBECONFIG": "/nonexistent", "KUBERNETES_SERVICE_HOST": ""])
+        #expect(marathon.status == 0, "\(marathon.stderr)")
+        #expect(marathon.stderr.contains("target: marathon (MARATHON_URL is set"))
+        #expect(marathon.stdout.contains("\(out)/marathon/building-alerts.json"))
+        // No cluster reachable: --apply says so and prints the exact command.
+        let kube = try runCLI(["deploy", "examples/BuildingAlerts/App.swift", "--target", "kubernetes", "--out", out, "--apply"],
+                              environment: ["KUBECONFIG": "/nonexistent"])
+        #expect(kube.status == 0, "\(kube.stderr)")
+        #expect(kube.stderr.contains("no kubernetes reachable from here; apply with:"))
+        #expect(kube.stderr.contains("kubectl apply -f \(out)/kubernetes/"))
+        #expect(kube.stderr.contains("docker build -f \(out)/Containerfile"))
+        // Nothing in the environment: this machine.
+        let local = try runCLI(["deploy", "examples/BuildingAlerts/App.swift", "--out", out],
+                               environment: ["KUBECONFIG": "/nonexistent", "MARATHON_URL": "", "KUBERNETES_SERVICE_HOST": ""])
+        #expect(local.stderr.contains("target: local"))
+        #expect(local.stderr.contains("dyninka run"))
+    }
+
     @Test func graphPrintsTheDataflow() throws {
         let dot = try runCLI(["graph", "examples/BuildingAlerts/App.swift", "--format", "dot"])
         #expect(dot.status == 0)

@@ -1,0 +1,299 @@
+#!/usr/bin/env python3
+# Run: python3 bench/reliability.py [--soak 60] [--no-build]
+"""Reliability under load, faults and hostile input: a suite that proves nothing is lost.
+
+  1. soak: SOAK s at 50 workers, no keep-alive, the smart-building chain: 0 errors; open fds and
+     RSS of every host at the end within 10% of their values after warm-up
+  2. ramp to 200 workers: 0 connection errors; any refusal a 503 (with Retry-After)
+  3. kill -9 a middle service under load: every failure a 502 naming it, answered within 1 s;
+     after `dyninka run` restarts it, 0 errors; time to recover
+  4. rolling restart of one service under load (replacement on the same port, then SIGTERM):
+     0 failed requests
+  5. hostile input against a running host: each gets its documented status; the host still serves
+  6. fuzzing (scripts/fuzz): inputs tried, crashes
+  7. the soak against gateway mode, for the record
+Prints each figure and a summary table; writes bench/results/DATE-HOST-reliability.md.
+Every load is bounded in time; all traffic stays on 127.0.0.1.
+"""
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gateway_bench  # noqa: E402
+import hop_bench  # noqa: E402
+
+ROOT = hop_bench.ROOT
+
+
+def fds(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except FileNotFoundError:
+        return 0
+
+
+def rss_mib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+class Load:
+    """Threads posting to a URL without keep-alive, recording (time, status, service, latency)."""
+
+    def __init__(self, port, path="/", threads=10, body=b"", headers=None):
+        self.port, self.path, self.body = port, path, body
+        self.headers = dict(headers or {}, Connection="close")
+        self.records = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
+
+    def run(self):
+        while not self.stop.is_set():
+            t0 = time.time()
+            status, service = 0, ""
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                c.request("POST", self.path, body=self.body, headers=self.headers)
+                r = c.getresponse()
+                data = r.read()
+                status = r.status
+                if status >= 400:
+                    try:
+                        service = json.loads(data)["error"]["service"]
+                    except Exception:
+                        service = "?"
+                c.close()
+            except Exception as e:
+                service = f"connection: {type(e).__name__}"
+            with self.lock:
+                self.records.append((t0, status, service, time.time() - t0))
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=15)
+
+
+def soak(topology, seconds, label):
+    hop_bench.hey(f"http://127.0.0.1:{topology.port}{topology.path}", 50, duration=5, body="")
+    pids = {n: p for n, p in topology.pids.items() if n != "sensor"}
+    before = {n: (fds(p), rss_mib(p)) for n, p in pids.items()}
+    r = hop_bench.hey(f"http://127.0.0.1:{topology.port}{topology.path}", 50, duration=seconds, body="")
+    time.sleep(1)
+    after = {n: (fds(p), rss_mib(p)) for n, p in pids.items()}
+    drift = []
+    ok = r["errors"] == 0
+    for n in pids:
+        (f0, m0), (f1, m1) = before[n], after[n]
+        fd_ok = f1 <= f0 * 1.1 + 2
+        rss_ok = m1 <= m0 * 1.1 + 1
+        ok = ok and fd_ok and rss_ok
+        drift.append(f"{n} fds {f0}->{f1}, RSS {m0:.1f}->{m1:.1f} MiB")
+    figure = f"{r['ok'] + r['errors']} requests at {r['rps']:.0f}/s, {r['errors']} errors; " + "; ".join(drift)
+    return ok, figure
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--soak", type=int, default=60, help="seconds of each soak (default 60)")
+    ap.add_argument("--fuzz", type=int, default=60, help="seconds of fuzzing (default 60)")
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+    os.environ["PATH"] += ":/usr/sbin"
+    if args.no_build:
+        release = gateway_bench.sh("swift build -c release --show-bin-path", True).strip()
+        debug = gateway_bench.sh("swift build --show-bin-path", True).strip()
+    else:
+        release, debug = gateway_bench.build()
+        gateway_bench.sh("swift build -c release --product DyninkaFixture >/dev/null")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    results = []
+
+    def report(number, name, ok, figure):
+        results.append((number, name, ok, figure))
+        print(f"{number}. {name}: {'PASS' if ok else 'FAIL'} - {figure}", flush=True)
+
+    # 1-3 on the smart-building app under `dyninka run` (release hosts).
+    topo = gateway_bench.Topology(debug, release, gateway=False)
+    try:
+        report(1, f"soak {args.soak} s, 50 workers", *soak(topo, args.soak, "p2p"))
+
+        statuses, conn_errors = {}, 0
+        for w in (100, 150, 200):
+            r = hop_bench.hey(f"http://127.0.0.1:{topo.port}/", w, duration=10, body="")
+            for code, n in r["codes"].items():
+                statuses[code] = statuses.get(code, 0) + n
+            conn_errors += r["errors"] - sum(n for c, n in r["codes"].items() if not 200 <= c < 300)
+        refused = sum(n for c, n in statuses.items() if c not in (200, 204))
+        ok = conn_errors == 0 and all(c in (200, 204, 503) for c in statuses)
+        report(2, "ramp 100/150/200 workers, 10 s each", ok,
+               f"statuses {dict(sorted(statuses.items()))}, {conn_errors} connection errors, {refused} refusals (all 503)")
+
+        victim = "filterTemperature"
+        with Load(topo.port, threads=10) as load:
+            time.sleep(3)
+            killed_at = time.time()
+            os.kill(topo.pids[victim], signal.SIGKILL)
+            time.sleep(7)
+        failures = [r for r in load.records if r[1] not in (200, 204)]
+        wrong = [r for r in failures if r[1] != 502 or r[2] != victim or r[3] > 1.0]
+        last_failure = max((r[0] for r in failures), default=killed_at)
+        after = [r for r in load.records if r[0] > last_failure]
+        recovered = min((r[0] + r[3] for r in after if r[1] in (200, 204)), default=last_failure)
+        ok = not wrong and all(r[1] in (200, 204) for r in after) and len(after) > 0
+        report(3, f"kill -9 {victim} under load", ok,
+               f"{len(load.records)} requests, {len(failures)} failed (all 502 naming {victim}, slowest "
+               f"{max((r[3] for r in failures), default=0) * 1000:.0f} ms)" + (f"; {len(wrong)} not so: {wrong[:3]}" if wrong else "")
+               + f"; the first success after the last failure came {(recovered - killed_at) * 1000:.0f} ms after the kill; "
+               f"{len(after)} requests after it, 0 errors"
+               if ok else f"; {sum(1 for r in after if r[1] not in (200, 204))} errors after recovery")
+    finally:
+        topo.stop()
+
+    # 4. rolling restart on the fixture chain, processes started here (no supervisor).
+    tmp = tempfile.mkdtemp(prefix="dyninka-rel-")
+    migrate = "unknown"
+    try:
+        with open("/proc/sys/net/ipv4/tcp_migrate_req") as f:
+            migrate = f.read().strip()
+        if migrate != "1":
+            subprocess.run(["sysctl", "-q", "-w", "net.ipv4.tcp_migrate_req=1"], check=False, capture_output=True)
+            with open("/proc/sys/net/ipv4/tcp_migrate_req") as f:
+                migrate = f.read().strip()
+    except OSError:
+        pass
+    hosts = hop_bench.Hosts(release, ["get", "map", "scale", "movingAvg"], tmp=tmp)
+    try:
+        route = {"Dyninka-Route": "map().scale(by: 1.0).movingAvg()"}
+        with Load(hosts.ports["get"], threads=10, headers=route) as load:
+            time.sleep(2)
+            peers = ",".join(f"{s}=127.0.0.1:{p}" for s, p in hosts.ports.items())
+            replacement = subprocess.Popen([f"{release}/dyninka-host", "serve", "--app", f"{release}/libDyninkaFixture.so",
+                                            "--service", "scale", "--port", str(hosts.ports["scale"]), "--peers", peers,
+                                            "--log-level", "error"], stdout=subprocess.DEVNULL)
+            hop_bench.wait_http(hosts.ports["scale"])
+            time.sleep(0.5)
+            hosts.procs["scale"].send_signal(signal.SIGTERM)
+            hosts.procs["scale"].wait(timeout=30)
+            time.sleep(3)
+        failed = [r for r in load.records if r[1] != 200]
+        report(4, "rolling restart of scale under load", not failed,
+               f"{len(load.records)} requests, {len(failed)} failed (net.ipv4.tcp_migrate_req={migrate})"
+               + (f": {failed[:3]}" if failed else ""))
+        hosts.procs["scale"] = replacement
+    finally:
+        hosts.stop()
+
+    # 5. hostile input.
+    host = hop_bench.Hosts(release, ["map"], tmp=tmp)
+    port = host.ports["map"]
+    good = b'{"sensor":"s","variable":"Temperature","value":1}'
+
+    def exchange(raw, pause=None):
+        s = socket.create_connection(("127.0.0.1", port), timeout=15)
+        s.sendall(raw)
+        if pause:
+            time.sleep(pause)
+        data = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        m = re.match(rb"HTTP/1\.1 (\d{3})", data)
+        return int(m.group(1)) if m else 0
+
+    def post(body, route=None, extra=b""):
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + extra
+        if route is not None:
+            head += b"Dyninka-Route: " + route + b"\r\n"
+        return head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+
+    cases = [
+        ("malformed request line", b"GARBAGE\r\n\r\n", 400),
+        ("bad header", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400),
+        ("huge headers", b"GET / HTTP/1.1\r\nX: " + b"a" * 40000 + b"\r\n\r\n", 431),
+        ("huge body", b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413),
+        ("invalid JSON", post(b"{nope", b""), 400),
+        ("wrong types", post(b'{"value":"x"}', b""), 400),
+        ("unknown name", post(good, b"teleport()"), 400),
+        ("cyclic route", post(good, b".".join([b"scale(by: 1)"] * 100)), 400),
+        ("over-long route", post(good, b"scale(by: " + b"1" * 9000 + b")"), 400),
+        ("route naming a URL", post(good, b"http://127.0.0.1:1/x()"), 400),
+        ("route naming a host", post(good, b"map(host: \"10.0.0.1\")"), 400),
+    ]
+    outcomes = []
+    all_ok = True
+    for name, raw, expected in cases:
+        got = exchange(raw)
+        all_ok &= got == expected
+        outcomes.append(f"{name} {got}")
+    slow = exchange(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", pause=None)
+    outcomes.append(f"slowloris {slow}")
+    all_ok &= slow == 408
+    still = exchange(post(good, b""))
+    all_ok &= still == 200
+    outcomes.append(f"then a valid request {still}")
+    host.stop()
+    report(5, "hostile input", all_ok, ", ".join(outcomes))
+
+    # 6. fuzzing.
+    out = subprocess.run(["scripts/fuzz", str(args.fuzz)], cwd=ROOT, capture_output=True, text=True)
+    line = (out.stdout.strip().splitlines() or ["fuzz: no output"])[-1]
+    report(6, f"fuzzing {args.fuzz} s", out.returncode == 0 and " 0 crashes" in line, line.replace("fuzz: ", ""))
+
+    # 7. gateway mode soak.
+    topo = gateway_bench.Topology(debug, release, gateway=True)
+    try:
+        ok, figure = soak(topo, args.soak, "gateway")
+        report(7, f"gateway mode soak {args.soak} s, 50 workers (for the record)", ok, figure)
+    finally:
+        topo.stop()
+
+    passed = sum(1 for r in results if r[2])
+    lines = [f"# Reliability suite, {started:%Y-%m-%d %H:%M} UTC", "",
+             f"Machine: {hop_bench.machine()}. Command: `python3 bench/reliability.py --soak {args.soak} --fuzz {args.fuzz}`. "
+             "Release dyninka-host; the smart-building app via `dyninka run` (checks 1-3, 7), the fixture table (4, 5). "
+             "Load: hey -disable-keepalive (1, 2, 7) and 10 Python threads without keep-alive (3, 4).", "",
+             "| # | check | result | figures |", "|---|---|---|---|"]
+    for number, name, ok, figure in results:
+        lines.append(f"| {number} | {name} | {'PASS' if ok else 'FAIL'} | {figure} |")
+    lines += ["", f"{passed} passed, {len(results) - passed} failed"]
+    path = os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-{platform.node()}-reliability.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n" + "\n".join(lines[4:]))
+    print(f"\nwritten to {os.path.relpath(path, ROOT)}")
+    sys.exit(0 if passed == len(results) else 1)
+
+
+if __name__ == "__main__":
+    main()
