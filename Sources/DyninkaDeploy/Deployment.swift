@@ -16,12 +16,12 @@ public struct DeploymentResult: Sendable {
     public var buildCommand: String
 }
 
-/// Writes an app's deployment for Kubernetes or Marathon, and remembers what it deployed so
+/// Writes an app's deployment for Kubernetes or Marathon, and remembers (per target) what it deployed so
 /// that the next deployment lists (and applies) only the services whose code changed.
 public struct Deployer: Sendable {
     public var ir: AppIR
     public var settings: DeploySettings
-    /// Where the files go; `deployed.json` there records each service's code hash.
+    /// Where the files go; `deployed-TARGET.json` there records each service's code hash.
     public var output: String
     /// The generated app package (`dyninka build`), copied into the image.
     public var packageDirectory: String
@@ -35,11 +35,12 @@ public struct Deployer: Sendable {
         self.sourceRoot = sourceRoot
     }
 
-    var statePath: String { output + "/deployed.json" }
+    /// Each target keeps its own record: deploying to Marathon says nothing about Kubernetes.
+    func statePath(_ target: DeployTarget) -> String { output + "/deployed-\(target.rawValue).json" }
 
-    /// Code hashes of the last deployment, by service.
-    public func lastDeployed() -> [String: String] {
-        guard let data = FileManager.default.contents(atPath: statePath),
+    /// Code hashes of the last deployment to `target`, by service.
+    public func lastDeployed(_ target: DeployTarget) -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: statePath(target)),
               let state = try? JSONDecoder().decode([String: String].self, from: data) else { return [:] }
         return state
     }
@@ -49,7 +50,7 @@ public struct Deployer: Sendable {
         if let only, ir.service(only) == nil {
             throw DeployFailure("--only \(only): no such service; this app has \(ir.services.map(\.name).joined(separator: ", "))")
         }
-        let last = lastDeployed()
+        let last = lastDeployed(target)
         let selected = ir.services.filter { only == nil || $0.name == only }
         let changed = selected.filter { last[$0.name] != $0.codeHash }.map(\.name)
         let unchanged = selected.filter { last[$0.name] == $0.codeHash }.map(\.name)
@@ -88,12 +89,12 @@ public struct Deployer: Sendable {
     }
 
     /// Records the hashes as deployed (after a successful apply, or when the files are the deployment).
-    public func recordDeployed(only: String?) throws {
-        var state = lastDeployed()
+    public func recordDeployed(_ target: DeployTarget, only: String?) throws {
+        var state = lastDeployed(target)
         for service in ir.services where only == nil || service.name == only { state[service.name] = service.codeHash }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(state).write(to: URL(fileURLWithPath: statePath))
+        try encoder.encode(state).write(to: URL(fileURLWithPath: statePath(target)))
     }
 
     /// The image: a build stage with the Swift toolchain builds dyninka-host and the app library

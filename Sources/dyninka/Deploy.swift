@@ -98,14 +98,14 @@ extension DyninkaCommand {
                         note("error: applying failed (status \(status)); nothing was recorded as deployed")
                         throw ExitCode(1)
                     }
-                    try deployer.recordDeployed(only: only)
+                    try deployer.recordDeployed(detection.target, only: only)
                 } else {
                     note("no \(detection.target.rawValue) reachable from here; apply with:\n  \(result.applyCommand)")
                 }
             } else {
                 note("apply with: \(result.applyCommand)   (or pass --apply)")
                 // The written files are the deployment of record when they are applied by hand.
-                try deployer.recordDeployed(only: only)
+                try deployer.recordDeployed(detection.target, only: only)
             }
         }
 

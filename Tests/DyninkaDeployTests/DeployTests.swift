@@ -133,7 +133,7 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         let first = Deployer(ir: before, settings: settings(before, autoscale: false), output: out, packageDirectory: "/pkg", sourceRoot: packageRoot)
         let initial = try first.write(target: .kubernetes, only: nil)
         #expect(initial.changed == ["get", "filterTemperature", "map", "movingAvg"])
-        try first.recordDeployed(only: nil)
+        try first.recordDeployed(.kubernetes, only: nil)
 
         let after = try ir("SmartBuilding") { $0.replacingOccurrences(of: "Temperature(value: value)", with: "Temperature(value: value + 0)") }
         let second = Deployer(ir: after, settings: settings(after, autoscale: false), output: out, packageDirectory: "/pkg", sourceRoot: packageRoot)
