@@ -71,34 +71,21 @@ extension DyninkaHostCommand {
             flags["log-level"] = logLevel
             flags["max-in-flight"] = maxInFlight.map(String.init)
             if exitWithParent { flags["exit-with-parent"] = "true" }
-            do {
+            runHost(label: role.rawValue) {
                 let configuration = try HostConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
-                let host: ServiceHost
                 switch role {
                 case .gateway:
                     var peers = PeerMap()
-                    do { try peers.add(list: functions.joined(separator: ",")) } catch { throw HostStartupError(error.description) }
-                    host = try ServiceHost(configuration: configuration, table: nil, role: .gateway(functions: peers))
+                    do throws(PeerError) { try peers.add(list: functions.joined(separator: ",")) } catch { throw HostStartupError(error.description) }
+                    return try ServiceHost(configuration: configuration, table: nil, role: .gateway(functions: peers))
                 case .function:
-                    host = try ServiceHost(configuration: configuration, table: try ServiceTable(path: configuration.appPath), role: .function)
+                    return try ServiceHost(configuration: configuration, table: try ServiceTable(path: configuration.appPath), role: .function)
                 case .orchestrator:
                     guard let address = PeerAddress(parsing: gateway!) else { throw HostStartupError("--gateway must be HOST:PORT") }
-                    host = try ServiceHost(configuration: configuration, table: try ServiceTable(path: configuration.appPath),
+                    return try ServiceHost(configuration: configuration, table: try ServiceTable(path: configuration.appPath),
                                            role: .orchestrator(gateway: address))
                 }
-                try host.bind()
-                FileHandle.standardOutput.write(Data("dyninka-host: \(role.rawValue) \(configuration.service) on http://\(host.boundAddress)\n".utf8))
-                try host.run()
-            } catch let error as HostStartupError {
-                fail(error.description)
-            } catch let error as TableLoadError {
-                fail(error.description)
             }
-        }
-
-        private func fail(_ message: String) -> Never {
-            FileHandle.standardError.write(Data("dyninka-host: error: \(message)\n".utf8))
-            Foundation.exit(2)
         }
     }
 }

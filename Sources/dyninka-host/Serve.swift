@@ -80,24 +80,10 @@ extension DyninkaHostCommand {
             if accessLog { flags["access-log"] = "true" }
             if exitWithParent { flags["exit-with-parent"] = "true" }
             flags["log-level"] = logLevel
-            do {
+            runHost(label: "serving") {
                 let configuration = try HostConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
-                let table = try ServiceTable(path: configuration.appPath)
-                let host = try ServiceHost(configuration: configuration, table: table)
-                try host.bind()
-                // One line on stdout for whoever started us (tests, `dyninka run`) to learn the port.
-                FileHandle.standardOutput.write(Data("dyninka-host: serving \(configuration.service) on http://\(host.boundAddress)\n".utf8))
-                try host.run()
-            } catch let error as HostStartupError {
-                fail(error.description)
-            } catch let error as TableLoadError {
-                fail(error.description)
+                return try ServiceHost(configuration: configuration, table: try ServiceTable(path: configuration.appPath))
             }
-        }
-
-        private func fail(_ message: String) -> Never {
-            FileHandle.standardError.write(Data("dyninka-host: error: \(message)\n".utf8))
-            Foundation.exit(2)
         }
     }
 }
