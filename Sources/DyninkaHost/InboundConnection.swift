@@ -13,6 +13,9 @@ final class InboundConnection: HTTPParserDelegate, Expiring {
     private var receivedAny = false
     /// The current request allows another one on this connection.
     private var requestKeepAlive = false
+    /// "METHOD target" and start time of the request being answered, for the access log.
+    private var requestLine = ""
+    private var requestStarted: UInt64 = 0
     private(set) var busy = false
     private var readingStopped = false
     /// The client closed its sending side while a request ran: answer, then close.
@@ -99,6 +102,10 @@ final class InboundConnection: HTTPParserDelegate, Expiring {
         let head = self.head!
         let body = self.body
         requestKeepAlive = head.keepAlive
+        if host.configuration.accessLog {
+            requestLine = "\(head.method) \(head.target)"
+            requestStarted = EventLoop.nanoseconds()
+        }
         self.head = nil
         self.body = nil
         host.dispatch(head, body: body, on: self)
@@ -135,6 +142,13 @@ final class InboundConnection: HTTPParserDelegate, Expiring {
                  fields: (ByteBuffer) -> Void) {
         guard !closed else { return }
         let keepAlive = requestKeepAlive && !forceClose && !host.draining && !peerClosed
+        if host.configuration.accessLog {
+            let micros = requestStarted == 0 ? 0 : (EventLoop.nanoseconds() - requestStarted) / 1000
+            let peer = handle.remoteAddress?.description ?? "-"
+            host.log.info("\(peer) \"\(requestLine.isEmpty ? "-" : requestLine)\" \(status) \(body.count) \(micros)us")
+            requestLine = ""
+            requestStarted = 0
+        }
         let head = HTTPWriter.responseHead(status: status, contentLength: body.count, keepAlive: keepAlive, fields: fields)
         handle.write(head.bytes, body, owners: (head, owner)) { [self] error in
             if error != nil || !keepAlive { close() } else { next() }

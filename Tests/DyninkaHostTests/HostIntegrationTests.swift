@@ -184,6 +184,17 @@ func freePort() -> Int {
         #expect(metrics.contains("# TYPE dyninka_function_duration_seconds histogram"))
     }
 
+    @Test func theAccessLogHasALinePerRequest() throws {
+        let host = try HostProcess(service: "map", arguments: ["--access-log", "--log-level", "info"])
+        _ = try host.client.post(temperature, route: "")
+        _ = try host.client.get("/healthz")
+        host.signal(SIGTERM)
+        #expect(host.waitForExit() == 0)
+        let log = host.standardError()
+        #expect(log.contains("\"POST /\" 200 "), "\(log)")
+        #expect(log.contains("\"GET /healthz\" 200 3 "))
+    }
+
     @Test func keepAliveClientsGetSeveralAnswersOnOneConnection() throws {
         let host = try HostProcess(service: "map")
         let client = host.client

@@ -68,6 +68,11 @@ final class HostProcess: @unchecked Sendable {
 
     func signal(_ number: Int32) { kill(process.processIdentifier, number) }
 
+    /// What the host wrote to standard error so far (read after it exited).
+    func standardError() -> String {
+        String(decoding: stderrPipe.fileHandleForReading.availableData, as: UTF8.self)
+    }
+
     /// Waits for exit; returns the exit status, or nil on timeout.
     func waitForExit(timeout: Double = 10) -> Int32? {
         let deadline = Date().addingTimeInterval(timeout)
