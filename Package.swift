@@ -69,6 +69,7 @@ let package = Package(
         .target(name: "DyninkaFixture", dependencies: ["DyninkaRuntime"],
                 path: "Tests/Fixtures/DyninkaFixture", swiftSettings: strict),
         .testTarget(name: "DyninkaHTTPTests", dependencies: ["DyninkaHTTP"], swiftSettings: strict),
+        .testTarget(name: "DyninkaRuntimeTests", dependencies: ["DyninkaRuntime"], swiftSettings: strict),
         .testTarget(name: "DyninkaHostTests", dependencies: ["DyninkaHost"], swiftSettings: strict),
         .testTarget(name: "DyninkaCompilerTests", dependencies: ["DyninkaCompiler"],
                     exclude: ["Golden"], swiftSettings: strict),

@@ -19,9 +19,13 @@ enum Coding {
         guard bytes.length > 0, let data = bytes.data else {
             throw DecodingFailure(message: "\(what) is empty; expected JSON for \(T.self)")
         }
-        let view = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: data), count: bytes.length, deallocator: .none)
         do {
-            return try decoder.decode(T.self, from: view)
+            do {
+                return try FastJSON.decode(T.self, from: UnsafeBufferPointer(start: data, count: bytes.length))
+            } catch is FastJSON.Unsupported {
+                let view = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: data), count: bytes.length, deallocator: .none)
+                return try decoder.decode(T.self, from: view)
+            }
         } catch let error as DecodingError {
             throw DecodingFailure(message: "\(what) does not decode as \(T.self): \(describe(error))")
         }
@@ -29,6 +33,7 @@ enum Coding {
 
     static func encode<T: Encodable>(_ value: T) throws -> (UnsafeMutablePointer<UInt8>?, Int) {
         if let raw = value as? RawJSON { return copy(raw.bytes) }
+        if let bytes = try? FastJSON.encode(value) { return copy(bytes) }
         let data = try encoder.encode(value)
         let count = data.count
         let bytes = malloc(max(count, 1))!.assumingMemoryBound(to: UInt8.self)
