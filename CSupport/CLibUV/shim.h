@@ -40,4 +40,14 @@ static inline int dyn_reuseport_socket(int family) {
     return fd;
 }
 
+/// TCP_DEFER_ACCEPT: wake the accept only once the client's first bytes are in, saving a loop
+/// iteration per connection (every hop sends its request right after connecting).
+static inline int dyn_tcp_defer_accept(uv_tcp_t *h) {
+    uv_os_fd_t fd;
+    int r = uv_fileno((uv_handle_t *)h, &fd);
+    if (r != 0) return r;
+    int seconds = 1;
+    return setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds) == 0 ? 0 : UV_EINVAL;
+}
+
 #endif

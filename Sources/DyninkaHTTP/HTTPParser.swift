@@ -61,7 +61,9 @@ package final class HTTPParser {
     package let maxHeaderBytes: Int
     /// The most bytes the body may take.
     package let maxBodyBytes: Int
-    package weak var delegate: HTTPParserDelegate?
+    /// Receives the message parts. Not retained: the delegate owns the parser and outlives it
+    /// (a weak reference cost an atomic load on every callback).
+    package unowned(unsafe) var delegate: HTTPParserDelegate?
 
     // Heap-allocated: llhttp keeps pointers to both, and callbacks read the parser while
     // llhttp_execute runs (an inout Swift property would be an exclusivity violation).

@@ -19,7 +19,8 @@ enum HopOutcome {
 /// One outbound request to a peer service: connect, send, collect the whole response.
 /// Keep-alive-free: one connection per hop, closed once the response is in.
 final class HopClient: HTTPParserDelegate, Expiring {
-    private unowned let host: ServiceHost
+    // The host outlives every request and connection it serves.
+    private unowned(unsafe) let host: ServiceHost
     private let target: HopTarget
     /// The service being called (named in failures).
     var service: String { target.service }

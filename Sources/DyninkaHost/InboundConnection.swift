@@ -3,7 +3,8 @@ import DyninkaLoop
 
 /// A client connection: parses requests one at a time and writes their responses.
 final class InboundConnection: HTTPParserDelegate, Expiring {
-    private unowned let host: ServiceHost
+    // The host outlives every request and connection it serves.
+    private unowned(unsafe) let host: ServiceHost
     private let handle: TCPHandle
     private let parser: HTTPParser
     private var head: HTTPHead?

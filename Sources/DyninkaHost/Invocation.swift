@@ -46,7 +46,8 @@ private var emptyBody: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: ni
 /// One request to this host's service: gather the arguments (fan-in), run the function, then
 /// answer or forward the output along the route and relay what comes back.
 final class Invocation {
-    private unowned let host: ServiceHost
+    // The host outlives every request and connection it serves.
+    private unowned(unsafe) let host: ServiceHost
     private let connection: InboundConnection
     private let plan: RoutePlan
     private let prepared: [PreparedArgument]

@@ -5,7 +5,8 @@ import DyninkaLoop
 /// through the gateway in turn (dependencies first), feeding each output to the next, and
 /// stops at the first drop or error, relaying it unchanged (the paper's Listing 4).
 final class Orchestration {
-    private unowned let host: ServiceHost
+    // The host outlives every request and connection it serves.
+    private unowned(unsafe) let host: ServiceHost
     private let connection: InboundConnection
     private let gateway: PeerAddress
     private let started: UInt64

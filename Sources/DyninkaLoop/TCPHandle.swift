@@ -54,6 +54,7 @@ package final class TCPHandle {
             try uvCheck(uv_tcp_bind(server.raw, dyn_sockaddr(&storage), 0), "bind \(address)")
             // Accepted sockets inherit TCP_NODELAY from the listener: one setsockopt, not one per connection.
             uv_tcp_nodelay(server.raw, 1)
+            _ = dyn_tcp_defer_accept(server.raw)
             server.onConnection = onConnection
             try uvCheck(uv_listen(dyn_tcp_stream(server.raw), backlog) { stream, status in
                 let server = TCPHandle.from(stream!.pointee.data)

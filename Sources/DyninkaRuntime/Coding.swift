@@ -32,7 +32,7 @@ enum Coding {
     }
 
     static func encode<T: Encodable>(_ value: T) throws -> (UnsafeMutablePointer<UInt8>?, Int) {
-        if let raw = value as? RawJSON { return copy(raw.bytes) }
+        if T.self == RawJSON.self, let raw = value as? RawJSON { return copy(raw.bytes) }
         if let bytes = try? FastJSON.encode(value) { return copy(bytes) }
         let data = try encoder.encode(value)
         let count = data.count
