@@ -37,7 +37,9 @@ let package = Package(
         // The host, one module per layer.
         .target(name: "DyninkaLoop", dependencies: ["CLibUV"], swiftSettings: hostSettings),
         .target(name: "DyninkaHTTP", dependencies: ["CLLHTTP"], swiftSettings: hostSettings),
-        .target(name: "DyninkaHost", dependencies: ["DyninkaLoop", "DyninkaHTTP", "CDyninkaABI"],
+        // Route syntax (Swift call chains): parsed and printed the same way by host and compiler.
+        .target(name: "DyninkaRoute", swiftSettings: hostSettings),
+        .target(name: "DyninkaHost", dependencies: ["DyninkaLoop", "DyninkaHTTP", "DyninkaRoute", "CDyninkaABI"],
                 swiftSettings: hostSettings),
         .executableTarget(name: "dyninka-host", dependencies: [
             "DyninkaHost", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -57,6 +59,7 @@ let package = Package(
 
         // The compiler: one Swift file in, IR, checks, a generated app package and its library out.
         .target(name: "DyninkaCompiler", dependencies: [
+            "DyninkaRoute",
             .product(name: "SwiftSyntax", package: "swift-syntax"),
             .product(name: "SwiftParser", package: "swift-syntax"),
         ], swiftSettings: strict),
@@ -70,8 +73,8 @@ let package = Package(
                 path: "Tests/Fixtures/DyninkaFixture", swiftSettings: strict),
         .testTarget(name: "DyninkaHTTPTests", dependencies: ["DyninkaHTTP"], swiftSettings: strict),
         .testTarget(name: "DyninkaRuntimeTests", dependencies: ["DyninkaRuntime"], swiftSettings: strict),
-        .testTarget(name: "DyninkaHostTests", dependencies: ["DyninkaHost"], swiftSettings: strict),
-        .testTarget(name: "DyninkaCompilerTests", dependencies: ["DyninkaCompiler"],
+        .testTarget(name: "DyninkaHostTests", dependencies: ["DyninkaHost", "DyninkaRoute"], swiftSettings: strict),
+        .testTarget(name: "DyninkaCompilerTests", dependencies: ["DyninkaCompiler", "DyninkaRoute"],
                     exclude: ["Golden"], swiftSettings: strict),
         .testTarget(name: "DyninkaDeployTests", dependencies: ["DyninkaDeploy", "DyninkaCompiler"],
                     exclude: ["Golden"], swiftSettings: strict),

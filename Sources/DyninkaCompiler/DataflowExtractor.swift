@@ -1,3 +1,4 @@
+import DyninkaRoute
 import SwiftSyntax
 
 /// Finds the chains of service calls in main and checks that their types line up.
@@ -164,21 +165,8 @@ struct DataflowExtractor {
         return nil
     }
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += "\\u{\(String(scalar.value, radix: 16))}"
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    /// A Swift string literal, escaped exactly as the host's route parser reads it back.
+    static func quote(_ s: String) -> String { RouteLiteral.swiftQuote(s) }
 }
 
 /// Finds the outermost calls in main that involve a service.

@@ -1,5 +1,6 @@
 import DyninkaHTTP
 import DyninkaLoop
+import DyninkaRoute
 
 /// Gateway mode's orchestrating function for one request: calls each step of main's chain
 /// through the gateway in turn (dependencies first), feeding each output to the next, and

@@ -1,3 +1,4 @@
+import DyninkaRoute
 /// How the host produces one argument of a call.
 package enum ArgumentPlan: Sendable {
     /// A constant: these JSON bytes.

@@ -1,4 +1,5 @@
 import DyninkaHTTP
+import DyninkaRoute
 
 /// The kinds of failure a client can receive, each with its HTTP status (DESIGN.md, wire protocol).
 package enum FailureKind: String, Sendable, CaseIterable {

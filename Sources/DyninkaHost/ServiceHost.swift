@@ -2,6 +2,7 @@ import DyninkaHTTP
 import DyninkaLoop
 #if canImport(Glibc)
 import Glibc
+import DyninkaRoute
 #endif
 
 /// What a host process does.

@@ -1,6 +1,7 @@
 import CDyninkaABI
 #if canImport(Glibc)
 import Glibc
+import DyninkaRoute
 #endif
 
 /// An explicit parameter of a service, read from the table.

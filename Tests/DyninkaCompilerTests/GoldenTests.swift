@@ -1,4 +1,5 @@
 import DyninkaCompiler
+import DyninkaRoute
 import Foundation
 import Testing
 
@@ -60,6 +61,23 @@ func analyze(example: String) throws -> Analysis {
         #expect(assess.defaultRoute == "alert()")
         #expect(ir.service("validate")?.defaultRoute == "assess(weather: weather(), threshold: 26.0).alert()")
         #expect(ir.service("validate")?.isThrowing == true)
+    }
+
+    @Test(arguments: ["SmartBuilding", "BuildingAlerts"])
+    func printedRoutesAreWhatTheHostParses(_ example: String) throws {
+        let ir = try analyze(example: example).ir
+        for service in ir.services {
+            let chain = try RouteParser().parseChain(service.defaultRoute)
+            #expect(chain.source == service.defaultRoute, "\(service.name)")
+            for parameter in service.parameters {
+                if let argument = parameter.defaultArgument {
+                    #expect(try RouteParser().parseArguments(argument).count == 1, "\(service.name).\(parameter.label)")
+                }
+            }
+        }
+        let quoted = "a \"b\" \\ \u{0} \u{7f} ☀️"
+        let parsed = try RouteParser().parseChain("f(s: \(RouteLiteral.swiftQuote(quoted)))")
+        #expect(parsed.calls[0].arguments[0].value == .literal(.string(quoted)))
     }
 
     @Test func generatedAppKeepsLineNumbers() throws {

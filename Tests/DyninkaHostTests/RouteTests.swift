@@ -1,3 +1,4 @@
+import DyninkaRoute
 import Testing
 @testable import DyninkaHost
 

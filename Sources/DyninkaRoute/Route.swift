@@ -31,7 +31,7 @@ package enum RouteLiteral: Equatable, Sendable {
 
 extension RouteLiteral {
     /// `s` as a Swift string literal, with the escapes the route parser reads back.
-    static func swiftQuote(_ s: String) -> String {
+    package static func swiftQuote(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {
@@ -59,6 +59,11 @@ package indirect enum RouteValue: Equatable, Sendable {
 package struct RouteArgument: Equatable, Sendable {
     package var label: String?
     package var value: RouteValue
+
+    package init(label: String?, value: RouteValue) {
+        self.label = label
+        self.value = value
+    }
 }
 
 /// One service call in a route: `name(label: value, ...)`.
@@ -67,6 +72,12 @@ package struct RouteCall: Equatable, Sendable {
     package var arguments: [RouteArgument]
     /// Written with `?.` before it (optional chaining). Cosmetic: nil always stops a chain.
     package var optionalChained: Bool
+
+    package init(name: String, arguments: [RouteArgument], optionalChained: Bool) {
+        self.name = name
+        self.arguments = arguments
+        self.optionalChained = optionalChained
+    }
 
     /// The argument list as Swift source, without parentheses ("" when there are none).
     package var argumentsSource: String {
