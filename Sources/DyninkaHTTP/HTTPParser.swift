@@ -134,7 +134,12 @@ package final class HTTPParser {
     /// Starts over for a new connection.
     package func reset() {
         completed = false
-        llhttp_reset(parser)
+        headerBytes = 0
+        bodyBytes = 0
+        limitError = nil
+        delegate = nil
+        // A fresh state for the same kind (llhttp_reset would keep a paused or failed state).
+        llhttp_init(parser, kind == .request ? HTTP_REQUEST : HTTP_RESPONSE, Self.settings)
     }
 
     private func outcome(_ result: llhttp_errno_t, start: UnsafePointer<CChar>?) -> HTTPFeedResult {

@@ -103,7 +103,7 @@ final class HopClient: HTTPParserDelegate, Expiring {
         self.handle = handle
         connected = true
         deadline = EventLoop.nanoseconds() + UInt64(responseTimeout) * 1_000_000
-        let parser = HTTPParser(kind: .response, maxHeaderBytes: 64 * 1024, maxBodyBytes: host.configuration.maxBodyBytes)
+        let parser = host.takeParser(request: false)
         parser.delegate = self
         self.parser = parser
         handle.startReading { [self] event in read(event) }
@@ -167,6 +167,7 @@ final class HopClient: HTTPParserDelegate, Expiring {
         host.untrack(self)
         handle?.close()
         handle = nil
+        if let parser { host.returnParser(parser) }
         parser = nil
         completion(outcome)
     }

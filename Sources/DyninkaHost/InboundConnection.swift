@@ -27,8 +27,7 @@ final class InboundConnection: HTTPParserDelegate, Expiring {
     init(host: ServiceHost, handle: TCPHandle) {
         self.host = host
         self.handle = handle
-        parser = HTTPParser(kind: .request, maxHeaderBytes: host.configuration.maxHeaderBytes,
-                            maxBodyBytes: host.configuration.maxBodyBytes)
+        parser = host.takeParser(request: true)
         parser.delegate = self
     }
 
@@ -189,6 +188,7 @@ final class InboundConnection: HTTPParserDelegate, Expiring {
         deadline = 0
         host.untrack(self)
         handle.close()
+        host.returnParser(parser)
         host.connectionClosed(self)
     }
 }

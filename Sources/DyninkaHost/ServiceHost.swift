@@ -45,6 +45,30 @@ package final class ServiceHost {
     /// Prepared routes by header text: under load the same few routes repeat.
     private var routeCache: [String: Result<RoutePlan, RouteError>] = [:]
     private var argumentCache: [String: Result<[PreparedArgument], RouteError>] = [:]
+    /// Idle parsers, reused by connections and hops (a parser is five allocations).
+    private var idleRequestParsers: [HTTPParser] = []
+    private var idleResponseParsers: [HTTPParser] = []
+
+    /// A parser for requests (`request` true) or responses, fresh or reused.
+    func takeParser(request: Bool) -> HTTPParser {
+        if request {
+            return idleRequestParsers.popLast()
+                ?? HTTPParser(kind: .request, maxHeaderBytes: configuration.maxHeaderBytes, maxBodyBytes: configuration.maxBodyBytes)
+        }
+        return idleResponseParsers.popLast()
+            ?? HTTPParser(kind: .response, maxHeaderBytes: 64 * 1024, maxBodyBytes: configuration.maxBodyBytes)
+    }
+
+    /// Gives a parser back once its owner is done with it (never from inside its own callbacks).
+    func returnParser(_ parser: HTTPParser) {
+        parser.reset()
+        if parser.kind == .request {
+            if idleRequestParsers.count < 256 { idleRequestParsers.append(parser) }
+        } else if idleResponseParsers.count < 256 {
+            idleResponseParsers.append(parser)
+        }
+    }
+
     /// Gateway mode: one prepared target per function name.
     var gatewayTargets: [String: HopTarget] = [:]
     private var server: TCPHandle?
