@@ -18,9 +18,12 @@ extension DyninkaHostCommand {
                 topology differs. `dyninka run APP.swift --gateway` starts all of it.
 
                 Example:
-                  dyninka-host gateway-mode function --app libApp.so --service map --port 9003
-                  dyninka-host gateway-mode gateway --port 9000 --functions map=127.0.0.1:9003,orchestrator=127.0.0.1:9009
-                  dyninka-host gateway-mode orchestrator --app libApp.so --port 9009 --gateway 127.0.0.1:9000
+                  dyninka-host gateway-mode function --app libApp.so --service map \\
+                      --port 9003
+                  dyninka-host gateway-mode gateway --port 9000 \\
+                      --functions map=127.0.0.1:9003,orchestrator=127.0.0.1:9009
+                  dyninka-host gateway-mode orchestrator --app libApp.so --port 9009 \\
+                      --gateway 127.0.0.1:9000
                 """)
 
         enum Role: String, ExpressibleByArgument, CaseIterable { case gateway, function, orchestrator }

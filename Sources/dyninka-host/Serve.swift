@@ -9,7 +9,7 @@ extension DyninkaHostCommand {
             abstract: "Serve one service of an app library.",
             discussion: """
                 Example (the paper's chain, one process per service):
-                  dyninka-host serve --app .build/debug/libDyninkaFixture.so --service map --port 8083 \\
+                  dyninka-host serve --app libApp.so --service map --port 8083 \\
                       --peers movingAvg=127.0.0.1:8084
 
                 Every option can also come from a DYNINKA_* environment variable (see the README); \

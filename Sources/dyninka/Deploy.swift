@@ -17,8 +17,9 @@ extension DyninkaCommand {
                 since the last deployment, and --apply applies only those.
 
                 Examples:
-                  dyninka deploy examples/SmartBuilding/App.swift --target kubernetes --image registry.example/smart-building:1
-                  dyninka deploy examples/SmartBuilding/App.swift --only map --apply
+                  dyninka deploy App.swift --target kubernetes \\
+                      --image registry.example/smart-building:1
+                  dyninka deploy App.swift --only map --apply
                 """)
 
         @Argument(help: "The app's Swift file.")

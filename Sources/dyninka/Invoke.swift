@@ -9,7 +9,8 @@ extension DyninkaCommand {
             abstract: "Send one request to a running service and print the answer.",
             discussion: """
                 Example (a custom route from filterTemperature on):
-                  dyninka invoke http://127.0.0.1:8082 --data '{"variable":"Temperature","value":21}' \\
+                  dyninka invoke http://127.0.0.1:8082 \\
+                      --data '{"variable":"Temperature","value":21}' \\
                       --route 'map().movingAvg()'
                 """)
 
