@@ -10,12 +10,13 @@ extension DyninkaHostCommand {
             abstract: "Run one process of the gateway topology (the comparison with point to point).",
             discussion: """
                 Roles:
-                  gateway       proxies POST /function/NAME to the instance of NAME (--functions)
-                  function      runs one service (--app, --service) and never forwards
-                  orchestrator  runs main's chain (--app) by calling each step through --gateway
+                  gateway       proxies POST /function/NAME to NAME's instance
+                  function      runs one service and never forwards
+                  orchestrator  runs main's chain, each step through the gateway
 
-                Same services, table, payloads and keep-alive policy as point to point: only the
-                topology differs. `dyninka run APP.swift --gateway` starts all of it.
+                Same services, table, payloads and keep-alive policy as point to \
+                point: only the topology differs. `dyninka run APP.swift --gateway` \
+                starts all of it.
 
                 Example:
                   dyninka-host gateway-mode function --app libApp.so --service map \\
