@@ -20,7 +20,11 @@ public enum Fetch {
     /// GETs `url` and decodes its JSON body as `type`.
     public static func json<T: Decodable>(_ type: T.Type, from url: String, timeout: Double = 5) throws -> T {
         let body = try bytes(from: url, timeout: timeout)
-        return try JSONDecoder().decode(type, from: Data(body))
+        do {
+            return try body.withUnsafeBufferPointer { try FastJSON.decode(type, from: $0) }
+        } catch is FastJSON.Unsupported {
+            return try JSONDecoder().decode(type, from: Data(body))
+        }
     }
 
     /// GETs `url` and returns its body.
