@@ -64,7 +64,7 @@ let package = Package(
             .product(name: "SwiftParser", package: "swift-syntax"),
         ], swiftSettings: strict),
         // Where apps run: local processes now, Kubernetes and Marathon from the same IR.
-        .target(name: "DyninkaDeploy", dependencies: ["DyninkaCompiler"], swiftSettings: strict),
+        .target(name: "DyninkaDeploy", dependencies: ["DyninkaCompiler", "DyninkaRoute"], swiftSettings: strict),
         .executableTarget(name: "dyninka", dependencies: [
             "DyninkaCompiler", "DyninkaDeploy", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),

@@ -1,3 +1,5 @@
+import DyninkaRoute
+
 /// A small ordered document tree, written as YAML (Kubernetes manifests) or JSON (Marathon).
 public indirect enum Doc: Equatable, Sendable {
     case map([(String, Doc)])
@@ -104,20 +106,8 @@ public indirect enum Doc: Equatable, Sendable {
         }
     }
 
-    static func json(string s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
+    /// A JSON string literal (the same escaping the host uses for its error bodies).
+    static func json(string s: String) -> String { JSONText.quote(s) }
 }
 
 import Foundation

@@ -57,13 +57,7 @@ package final class Metrics {
     /// The Prometheus text exposition.
     package func render() -> String {
         var out = ""
-        out += "# HELP dyninka_requests_total Requests answered, by service and HTTP status.\n"
-        out += "# TYPE dyninka_requests_total counter\n"
-        for (name, s) in services.sorted(by: { $0.key < $1.key }) {
-            for (status, count) in s.responses.sorted(by: { $0.key < $1.key }) {
-                out += "dyninka_requests_total{service=\"\(name)\",code=\"\(status)\"} \(count)\n"
-            }
-        }
+        counter(&out, "dyninka_requests_total", "Requests answered, by service and HTTP status.", label: "service")
         out += "# HELP dyninka_errors_total Failures that happened in this service, by kind (relayed ones are not counted).\n"
         out += "# TYPE dyninka_errors_total counter\n"
         for (name, s) in services.sorted(by: { $0.key < $1.key }) {
@@ -74,25 +68,9 @@ package final class Metrics {
         histogram(&out, "dyninka_request_duration_seconds", "Time from request to response, downstream included.", \.duration)
         histogram(&out, "dyninka_function_duration_seconds", "Time inside the service function.", \.function)
         if openFaaSNames {
-            out += "# HELP gateway_function_invocation_total Invocations by function and status (OpenFaaS names).\n"
-            out += "# TYPE gateway_function_invocation_total counter\n"
-            for (name, s) in services.sorted(by: { $0.key < $1.key }) {
-                for (status, count) in s.responses.sorted(by: { $0.key < $1.key }) {
-                    out += "gateway_function_invocation_total{function_name=\"\(name)\",code=\"\(status)\"} \(count)\n"
-                }
-            }
-            out += "# HELP gateway_functions_seconds Function call duration through the gateway (OpenFaaS names).\n"
-            out += "# TYPE gateway_functions_seconds histogram\n"
-            for (name, s) in services.sorted(by: { $0.key < $1.key }) {
-                var cumulative = 0
-                for (i, bound) in Metrics.bounds.enumerated() {
-                    cumulative += s.duration.buckets[i]
-                    out += "gateway_functions_seconds_bucket{function_name=\"\(name)\",le=\"\(bound)\"} \(cumulative)\n"
-                }
-                out += "gateway_functions_seconds_bucket{function_name=\"\(name)\",le=\"+Inf\"} \(s.duration.count)\n"
-                out += "gateway_functions_seconds_sum{function_name=\"\(name)\"} \(s.duration.sum)\n"
-                out += "gateway_functions_seconds_count{function_name=\"\(name)\"} \(s.duration.count)\n"
-            }
+            counter(&out, "gateway_function_invocation_total", "Invocations by function and status (OpenFaaS names).", label: "function_name")
+            histogram(&out, "gateway_functions_seconds", "Function call duration through the gateway (OpenFaaS names).", \.duration,
+                      label: "function_name")
         }
         out += "# HELP dyninka_in_flight_requests Requests being processed.\n# TYPE dyninka_in_flight_requests gauge\n"
         out += "dyninka_in_flight_requests \(inFlight)\n"
@@ -103,18 +81,29 @@ package final class Metrics {
         return out
     }
 
-    private func histogram(_ out: inout String, _ name: String, _ help: String, _ path: KeyPath<PerService, Histogram>) {
+    /// Responses by status, one counter family, with the service under `label`.
+    private func counter(_ out: inout String, _ name: String, _ help: String, label: String) {
+        out += "# HELP \(name) \(help)\n# TYPE \(name) counter\n"
+        for (service, s) in services.sorted(by: { $0.key < $1.key }) {
+            for (status, count) in s.responses.sorted(by: { $0.key < $1.key }) {
+                out += "\(name){\(label)=\"\(service)\",code=\"\(status)\"} \(count)\n"
+            }
+        }
+    }
+
+    private func histogram(_ out: inout String, _ name: String, _ help: String, _ path: KeyPath<PerService, Histogram>,
+                           label: String = "service") {
         out += "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
         for (service, s) in services.sorted(by: { $0.key < $1.key }) {
             let h = s[keyPath: path]
             var cumulative = 0
             for (i, bound) in Metrics.bounds.enumerated() {
                 cumulative += h.buckets[i]
-                out += "\(name)_bucket{service=\"\(service)\",le=\"\(bound)\"} \(cumulative)\n"
+                out += "\(name)_bucket{\(label)=\"\(service)\",le=\"\(bound)\"} \(cumulative)\n"
             }
-            out += "\(name)_bucket{service=\"\(service)\",le=\"+Inf\"} \(h.count)\n"
-            out += "\(name)_sum{service=\"\(service)\"} \(h.sum)\n"
-            out += "\(name)_count{service=\"\(service)\"} \(h.count)\n"
+            out += "\(name)_bucket{\(label)=\"\(service)\",le=\"+Inf\"} \(h.count)\n"
+            out += "\(name)_sum{\(label)=\"\(service)\"} \(h.sum)\n"
+            out += "\(name)_count{\(label)=\"\(service)\"} \(h.count)\n"
         }
     }
 }

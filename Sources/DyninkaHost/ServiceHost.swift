@@ -69,6 +69,9 @@ package final class ServiceHost {
         }
     }
 
+    /// "/NAME": the service's own path, built once rather than per request.
+    private lazy var servicePath = "/\(configuration.service)"
+
     /// Gateway mode: one prepared target per function name.
     var gatewayTargets: [String: HopTarget] = [:]
     private var server: TCPHandle?
@@ -248,7 +251,8 @@ package final class ServiceHost {
                 service: configuration.service, kind: .overloaded,
                 message: "'\(configuration.service)' has \(metrics.inFlight) requests in flight (limit \(configuration.maxInFlight)); retry after 1 s"))
         }
-        let path = head.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.target
+        let target = head.target
+        let path = target.firstIndex(of: "?").map { String(target[..<$0]) } ?? target
         switch (head.method, path) {
         case ("GET", "/healthz"):
             text(200, "ok\n", on: connection)
@@ -259,7 +263,7 @@ package final class ServiceHost {
         case ("POST", _) where path.hasPrefix("/function/"):
             guard case .gateway(let functions) = role else { fallthrough }
             proxy(String(path.dropFirst("/function/".count)), functions: functions, head: head, body: body, on: connection, started: started)
-        case ("POST", "/"), ("POST", "/\(configuration.service)"):
+        case ("POST", "/"), ("POST", servicePath):
             switch role {
             case .service, .function: invoke(head, body: body, on: connection, started: started)
             case .orchestrator(let gateway): orchestrate(body: body, gateway: gateway, on: connection, started: started)
@@ -268,7 +272,7 @@ package final class ServiceHost {
             }
         case ("GET", "/") where service != nil:
             text(200, describe(), on: connection, type: "application/json")
-        case (_, "/"), (_, "/\(configuration.service)"):
+        case (_, "/"), (_, servicePath):
             reject(ServiceFailure(service: configuration.service, kind: .badInput,
                                   message: "method \(head.method) is not allowed; POST the input as JSON", status: 405), on: connection)
         default:
