@@ -61,7 +61,7 @@ class Topology:
         args = [f"{debug_bin}/dyninka", "run", APP, "--base-port", "0", "--host-binary", f"{release_bin}/dyninka-host"]
         if gateway:
             args.append("--gateway")
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True, preexec_fn=hop_bench.pin_servers)
         self.urls = {}
         deadline = time.time() + 300
         while time.time() < deadline:
@@ -146,7 +146,7 @@ def plot(results, workers, path_prefix):
     written = []
     for key, label, name in (("rps", "requests / s", "throughput"), ("mean_ms", "mean latency (ms)", "latency")):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for topology in ("p2p", "gateway", "nginx4"):
+        for topology in ("p2p", "gateway", "nginx4x1"):
             ys = [results[(topology, w)][key] for w in workers if (topology, w) in results]
             if ys:
                 ax.plot(workers[:len(ys)], ys, marker="o", label=topology)
@@ -173,7 +173,9 @@ def main():
     ap.add_argument("--more", action="store_true", help="also 100 and 200 workers")
     ap.add_argument("--samples", type=int, default=300, help="requests sampled for the Server-Timing split")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--no-pin", action="store_true", help="let hey share the CPUs with the servers")
     args = ap.parse_args()
+    hop_bench.PIN["on"] = hop_bench.PIN["on"] and not args.no_pin
     os.environ["PATH"] += ":/usr/sbin"
     if args.no_build:
         release = sh("swift build -c release --show-bin-path", True).strip()
@@ -193,10 +195,11 @@ def main():
     emit()
     emit(f"Machine: {hop_bench.machine()}. Command: `python3 bench/gateway_bench.py --duration {args.duration:g} "
          f"--workers {','.join(map(str, workers))}`. Load: hey -disable-keepalive, POST to the entry "
-         f"({args.duration:g} s per run; the paper used 10 minutes), on the same 2 cores as the servers, no pinning. "
+         f"({args.duration:g} s per run; the paper used 10 minutes); {hop_bench.pinning_note()}. "
          "Hosts: release dyninka-host; the app library built by `dyninka build` (release). Every request makes "
          "the full default dataflow: get (reads the next sensor row) -> filterTemperature (drops non-temperature "
-         "rows: 204) -> map -> movingAvg. CPU is utime+stime per request from /proc; RSS is VmHWM.")
+         "rows: 204) -> map -> movingAvg. CPU is utime+stime per request from /proc (hey's own apart); RSS is VmHWM. "
+         "nginx4x1: four one-worker nginx processes chained by proxy_pass, the no-processing reference.")
     emit()
     results = {}
     topologies = [("p2p", False), ("gateway", True)]
@@ -220,34 +223,35 @@ def main():
         finally:
             topo.stop()
         rows.append((name, split, rss))
-    ng = hop_bench.Nginx(tmp)
+    ng = hop_bench.Nginx(tmp, separate=True)
     try:
         for w in workers:
+            print(f"... nginx4x1, {w} workers, {args.duration:g} s", file=sys.stderr, flush=True)
             before = ng.cpu()
             r = hop_bench.hey(f"http://127.0.0.1:{ng.ports[0]}/", w, duration=args.duration, body="{}")
             after = ng.cpu()
             done = max(r["ok"] + r["errors"], 1)
             r["cpu_us"] = {k: (after[k] - before[k]) / done * 1e6 for k in after}
             r["error_rate"] = r["errors"] / done * 100
-            results[("nginx4", w)] = r
+            results[("nginx4x1", w)] = r
     finally:
         ng.stop()
 
     emit("## Throughput, latency, errors (the paper's Tables 2-5)")
     emit()
-    emit("| topology | workers | req/s | mean ms | p50 ms | p99 ms | errors | error rate | CPU us/req, all processes | user us/req |")
-    emit("|---|---|---|---|---|---|---|---|---|---|")
-    for topology in ("p2p", "gateway", "nginx4"):
+    emit("| topology | workers | req/s | mean ms | p50 ms | p99 ms | errors | error rate | CPU us/req, all processes | user us/req | hey us/req |")
+    emit("|---|---|---|---|---|---|---|---|---|---|---|")
+    for topology in ("p2p", "gateway", "nginx4x1"):
         for w in workers:
             r = results[(topology, w)]
             emit(f"| {topology} | {w} | {r['rps']:.0f} | {r['mean_ms']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                  f"{r['errors']} | {r['error_rate']:.2f}% | {sum(r['cpu_us'].values()):.0f} | "
-                 f"{r.get('user_us', 0):.0f} |")
+                 f"{r.get('user_us', 0):.0f} | {r['hey_us']:.0f} |")
     emit()
-    emit("| workers | p2p / gateway throughput | p2p / gateway mean latency | p2p / nginx4 throughput |")
+    emit("| workers | p2p / gateway throughput | p2p / gateway mean latency | p2p / nginx4x1 throughput |")
     emit("|---|---|---|---|")
     for w in workers:
-        p, g, n = results[("p2p", w)], results[("gateway", w)], results[("nginx4", w)]
+        p, g, n = results[("p2p", w)], results[("gateway", w)], results[("nginx4x1", w)]
         emit(f"| {w} | {p['rps'] / max(g['rps'], 1):.2f}x | {p['mean_ms'] / max(g['mean_ms'], 1e-9):.2f}x | "
              f"{p['rps'] / max(n['rps'], 1):.2f}x |")
     emit()

@@ -22,6 +22,7 @@ import datetime
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -33,6 +34,34 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK = os.sysconf("SC_CLK_TCK")
+
+# CPU pinning. hey burns up to a core at high rates; on a small machine it would otherwise take CPU
+# from the servers it measures, differently for each topology. With pinning (the default when there
+# are at least 2 CPUs) hey runs on CPU 0 and every server process on the other CPUs, as if the load
+# came from another machine. --no-pin turns it off.
+PIN = {"on": (os.cpu_count() or 1) >= 2}
+
+
+def client_cpus():
+    return {0}
+
+
+def server_cpus():
+    return set(range(1, os.cpu_count() or 1))
+
+
+def pin_servers():
+    """preexec_fn for server processes (their children inherit the affinity)."""
+    if PIN["on"]:
+        os.sched_setaffinity(0, server_cpus())
+
+
+def pinning_note():
+    if PIN["on"]:
+        cpus = sorted(server_cpus())
+        return (f"hey pinned to CPU 0, every server process to CPU{'s' if len(cpus) > 1 else ''} "
+                f"{','.join(map(str, cpus))} (taskset / sched_setaffinity)")
+    return "hey shares the CPUs with the servers (no pinning)"
 
 
 def sh(cmd, **kw):
@@ -97,7 +126,7 @@ class Hosts:
             self.procs[s] = subprocess.Popen(
                 [os.path.join(bin_dir, "dyninka-host"), "serve", "--app", os.path.join(bin_dir, "libDyninkaFixture.so"),
                  "--service", s, "--port", str(port), "--peers", peers, "--log-level", "error"],
-                env=env, stdout=subprocess.DEVNULL)
+                env=env, stdout=subprocess.DEVNULL, preexec_fn=pin_servers)
         for port in self.ports.values():
             wait_http(port)
         self.tmp = tmp
@@ -134,45 +163,65 @@ class Hosts:
 
 
 class Nginx:
-    def __init__(self, tmp, hops=4):
+    """A 4-hop nginx proxy chain. `separate=False`: one nginx with a worker per CPU serving all four
+    servers (a request may stay in one process through every hop). `separate=True`: four nginx
+    instances with one worker each, one process per hop like the dyninka chain."""
+
+    def __init__(self, tmp, hops=4, separate=False):
         self.ports = [free_port() for _ in range(hops)]
-        conf = os.path.join(tmp, "nginx.conf")
         servers = []
         for a, b in zip(self.ports, self.ports[1:]):
             servers.append(f"server {{ listen 127.0.0.1:{a}; location / {{ proxy_pass http://127.0.0.1:{b}; }} }}")
         servers.append(f"server {{ listen 127.0.0.1:{self.ports[-1]}; location / {{ default_type application/json; "
                        f"return 200 '{{\"count\":1,\"average\":20}}'; }} }}")
-        with open(conf, "w") as f:
-            f.write(f"""worker_processes {os.cpu_count()}; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/nginx-error.log error;
+        groups = [[s] for s in servers] if separate else [servers]
+        self.procs = []
+        for i, group in enumerate(groups):
+            d = os.path.join(tmp, f"nginx{i}{'s' if separate else ''}")
+            os.makedirs(d, exist_ok=True)
+            conf = os.path.join(d, "nginx.conf")
+            workers = 1 if separate else os.cpu_count()
+            with open(conf, "w") as f:
+                f.write(f"""worker_processes {workers}; daemon off; pid {d}/nginx.pid; error_log {d}/nginx-error.log error;
 events {{ worker_connections 8192; }}
-http {{ access_log off; client_body_temp_path {tmp}/cb; proxy_temp_path {tmp}/pt; fastcgi_temp_path {tmp}/ft;
-uwsgi_temp_path {tmp}/ut; scgi_temp_path {tmp}/st; proxy_http_version 1.0;
-{chr(10).join(servers)}
+http {{ access_log off; client_body_temp_path {d}/cb; proxy_temp_path {d}/pt; fastcgi_temp_path {d}/ft;
+uwsgi_temp_path {d}/ut; scgi_temp_path {d}/st; proxy_http_version 1.0;
+{chr(10).join(group)}
 }}
 """)
-        self.proc = subprocess.Popen(["nginx", "-p", tmp, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_http(self.ports[0], "/")
+            self.procs.append(subprocess.Popen(["nginx", "-p", d, "-c", conf], stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.PIPE, preexec_fn=pin_servers))
+        for port in self.ports:
+            wait_http(port, "/")
+
+    def pids(self):
+        return [p for proc in self.procs for p in [proc.pid] + children(proc.pid)]
 
     def cpu(self):
-        return {"nginx": sum(cpu_seconds(p) for p in [self.proc.pid] + children(self.proc.pid))}
+        return {"nginx": sum(cpu_seconds(p) for p in self.pids())}
 
     def user(self):
-        return sum(cpu_seconds(p, True) for p in [self.proc.pid] + children(self.proc.pid))
+        return sum(cpu_seconds(p, True) for p in self.pids())
 
     def stop(self):
-        self.proc.send_signal(signal.SIGQUIT)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        for proc in self.procs:
+            proc.send_signal(signal.SIGQUIT)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def hey(url, workers, duration=None, count=None, headers=(), body="{}"):
-    cmd = ["hey", "-c", str(workers), "-disable-keepalive", "-m", "POST", "-T", "application/json", "-d", body]
+    cmd = (["taskset", "-c", ",".join(map(str, sorted(client_cpus())))] if PIN["on"] else []) + ["hey", "-c", str(workers), "-disable-keepalive", "-m", "POST", "-T", "application/json", "-d", body]
     cmd += ["-z", f"{duration}s"] if duration else ["-n", str(count)]
     for h in headers:
         cmd += ["-H", h]
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd + [url], capture_output=True, text=True).stdout
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    hey_cpu = usage1.ru_utime + usage1.ru_stime - usage0.ru_utime - usage0.ru_stime
     def num(pattern, default=0.0):
         m = re.search(pattern, out)
         return float(m.group(1)) if m else default
@@ -184,7 +233,7 @@ def hey(url, workers, duration=None, count=None, headers=(), body="{}"):
         "rps": num(r"Requests/sec:\s+([\d.]+)"), "mean_ms": num(r"Average:\s+([\d.]+) secs") * 1000,
         "p50_ms": num(r"50%+ in ([\d.]+) secs") * 1000, "p99_ms": num(r"99%+ in ([\d.]+) secs") * 1000,
         "ok": ok, "errors": conn_errors + sum(n for c, n in codes.items() if not 200 <= c < 300),
-        "codes": codes, "raw": out,
+        "codes": codes, "raw": out, "hey_us": hey_cpu / max(conn_errors + sum(codes.values()), 1) * 1e6,
     }
 
 
@@ -215,7 +264,9 @@ def main():
     ap.add_argument("--sizes", default="1024,16384,65536,262144,1048576", help="response sizes for the sweep")
     ap.add_argument("--sweep-requests", type=int, default=2000, help="requests per size in the sweep")
     ap.add_argument("--no-build", action="store_true", help="use the existing release build")
+    ap.add_argument("--no-pin", action="store_true", help="let hey share the CPUs with the servers")
     args = ap.parse_args()
+    PIN["on"] = PIN["on"] and not args.no_pin
     for tool in ("hey", "nginx"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             raise SystemExit(f"{tool} is missing: run scripts/bootstrap --with-bench")
@@ -236,23 +287,27 @@ def main():
     emit()
     emit(f"Machine: {machine()}. Command: `python3 bench/hop_bench.py --duration {args.duration:g} "
          f"--workers {args.workers} --sizes {args.sizes}`. Load: hey -disable-keepalive, POST, "
-         f"{args.duration:g} s per run; the load generator shares the 2 cores (no pinning). CPU per request is "
-         f"utime+stime of each server process from /proc divided by the requests answered.")
+         f"{args.duration:g} s per run; {pinning_note()}. CPU per request is "
+         f"utime+stime of each server process from /proc divided by the requests answered; hey's own CPU per "
+         f"request is shown apart. nginx4: one nginx, a worker per CPU, serving all four hops; nginx4x1: four "
+         f"nginx processes with one worker each, one per hop like the dyninka chain.")
     emit()
     emit("## Throughput and latency")
     emit()
-    emit("| topology | workers | req/s | mean ms | p99 ms | errors | server CPU us/req (per process) | total us/req | us/hop | user us/hop | kernel us/hop |")
-    emit("|---|---|---|---|---|---|---|---|---|---|---|")
+    emit("| topology | workers | req/s | mean ms | p99 ms | errors | server CPU us/req (per process) | total us/req | us/hop | user us/hop | kernel us/hop | hey us/req |")
+    emit("|---|---|---|---|---|---|---|---|---|---|---|---|")
     results = {}
     chain = Hosts(bin_dir, ["get", "map", "scale", "movingAvg"], tmp=tmp)
     echo = Hosts(bin_dir, ["echo"], tmp=tmp)
     nginx = Nginx(tmp)
+    nginx_x1 = Nginx(tmp, separate=True)
     route = ("Dyninka-Route: map().scale(by: 1.0).movingAvg()",)
     try:
         for w in workers:
             runs = [
                 ("chain4", chain, f"http://127.0.0.1:{chain.ports['get']}/", route, "{}", 4),
                 ("nginx4", nginx, f"http://127.0.0.1:{nginx.ports[0]}/", (), "{}", 4),
+                ("nginx4x1", nginx_x1, f"http://127.0.0.1:{nginx_x1.ports[0]}/", (), "{}", 4),
                 ("echo1", echo, f"http://127.0.0.1:{echo.ports['echo']}/", ("Dyninka-Route: ",), '{"value":1}', 1),
             ]
             for name, target, url, headers, body, hops in runs:
@@ -261,7 +316,8 @@ def main():
                 total = sum(r["cpu_us"].values())
                 per = ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us"].items())
                 emit(f"| {name} | {w} | {r['rps']:.0f} | {r['mean_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {per} | "
-                     f"{total:.0f} | {total / hops:.1f} | {r['user_us'] / hops:.1f} | {(total - r['user_us']) / hops:.1f} |")
+                     f"{total:.0f} | {total / hops:.1f} | {r['user_us'] / hops:.1f} | {(total - r['user_us']) / hops:.1f} | "
+                     f"{r['hey_us']:.0f} |")
                 if r["errors"]:
                     print(r["raw"][-800:], file=sys.stderr)
                 time.sleep(1)
@@ -269,9 +325,11 @@ def main():
         chain.stop()
         echo.stop()
         nginx.stop()
+        nginx_x1.stop()
     emit()
-    emit("Ratio chain4 / nginx4 throughput: " + ", ".join(
-        f"{w} workers {results[('chain4', w)]['rps'] / max(results[('nginx4', w)]['rps'], 1):.2f}x" for w in workers))
+    for ref in ("nginx4", "nginx4x1"):
+        emit(f"Ratio chain4 / {ref} throughput: " + ", ".join(
+            f"{w} workers {results[('chain4', w)]['rps'] / max(results[(ref, w)]['rps'], 1):.2f}x" for w in workers))
     emit()
     emit("## Payload sweep: hopA -> hopB -> blob, the SIZE-byte response relayed back through hopB and hopA")
     emit()

@@ -194,7 +194,7 @@ def main():
             peers = ",".join(f"{s}=127.0.0.1:{p}" for s, p in hosts.ports.items())
             replacement = subprocess.Popen([f"{release}/dyninka-host", "serve", "--app", f"{release}/libDyninkaFixture.so",
                                             "--service", "scale", "--port", str(hosts.ports["scale"]), "--peers", peers,
-                                            "--log-level", "error"], stdout=subprocess.DEVNULL)
+                                            "--log-level", "error"], stdout=subprocess.DEVNULL, preexec_fn=hop_bench.pin_servers)
             hop_bench.wait_http(hosts.ports["scale"])
             time.sleep(0.5)
             hosts.procs["scale"].send_signal(signal.SIGTERM)

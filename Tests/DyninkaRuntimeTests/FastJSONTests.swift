@@ -100,4 +100,50 @@ func fastDecode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
         #expect(throws: (any Error).self) { try fastDecode([UInt8].self, Array("[256]".utf8)) }
         #expect(throws: (any Error).self) { try fastDecode([Int].self, Array("[1.5]".utf8)) }
     }
+
+    @Test(arguments: ["01", "1.", ".5", "1e", "1e+", "+1", "--1", "0x10", "1.e3", "-.5"])
+    func numbersFollowTheJSONGrammar(_ text: String) {
+        #expect(throws: (any Error).self) { try fastDecode([Double].self, Array("[\(text)]".utf8)) }
+    }
+
+    @Test func doublesParseExactlyAsSwiftParsesThem() throws {
+        // The fast path (at most 15 digits, exponent within 22) and the fallback must both agree
+        // with Double(String) bit for bit.
+        var generator = SystemRandomNumberGenerator()
+        var texts = ["0", "-0", "0.1", "21.37", "1e22", "1e23", "9007199254740993", "123456789012345.6", "0.000001234",
+                     "1.7976931348623157e308", "5e-324", "2.2250738585072014e-308", "-12.5E-3", "100e-2"]
+        for _ in 0..<2000 {
+            let digits = String((0..<Int.random(in: 1...19, using: &generator)).map { _ in "0123456789".randomElement(using: &generator)! })
+            let point = Int.random(in: 0...digits.count, using: &generator)
+            var text = point == digits.count ? digits : String(digits.prefix(point)) + "." + digits.dropFirst(point)
+            if text.hasPrefix(".") { text = "0" + text }
+            while text.count > 1, text.hasPrefix("0"), !text.hasPrefix("0.") { text.removeFirst() }
+            if Bool.random(using: &generator) { text += "e\(Int.random(in: -30...30, using: &generator))" }
+            texts.append(Bool.random(using: &generator) ? "-" + text : text)
+        }
+        let decoded = try fastDecode([Double].self, Array("[\(texts.joined(separator: ","))]".utf8))
+        for (text, value) in zip(texts, decoded) {
+            #expect(value.bitPattern == Double(text)!.bitPattern, "\(text)")
+        }
+    }
+
+    @Test func integersAtTheLimits() throws {
+        #expect(try fastDecode([Int64].self, Array("[-9223372036854775808, 9223372036854775807, -0]".utf8)) == [.min, .max, 0])
+        #expect(try fastDecode([UInt64].self, Array("[18446744073709551615]".utf8)) == [.max])
+        #expect(throws: (any Error).self) { try fastDecode([Int64].self, Array("[9223372036854775808]".utf8)) }
+        #expect(throws: (any Error).self) { try fastDecode([UInt].self, Array("[-1]".utf8)) }
+        #expect(throws: (any Error).self) { try fastDecode([Int8].self, Array("[-129]".utf8)) }
+    }
+
+    @Test func keysWithEscapesLargeObjectsAndNulls() throws {
+        struct K: Codable, Equatable { var quoted: String; var opt: Double?; var n: Int? }
+        let k = try fastDecode(K.self, Array(#"{"n":null,"qu\u006fted":"a\"b","opt":null}"#.utf8))
+        #expect(k == K(quoted: "a\"b", opt: nil, n: nil))
+        var big: [String: Int] = [:]
+        for i in 0..<100 { big["key\(i)"] = i }
+        #expect(try fastDecode([String: Int].self, try fast(big)) == big)
+        let duplicate = try fastDecode([String: Int].self, Array(#"{"a":1,"b":2}"#.utf8))
+        #expect(duplicate == ["a": 1, "b": 2])
+        #expect(throws: DecodingError.self) { try fastDecode(K.self, Array(#"{"quoted":null}"#.utf8)) }
+    }
 }

@@ -68,45 +68,72 @@ def main():
     asyncio.run(serve(rows, args.port))
 
 
-def response(status, body, kind=b"application/json"):
+def response(status, body, kind=b"application/json", close=False):
     return (b"HTTP/1.1 " + status + b"\r\nContent-Type: " + kind + b"\r\nContent-Length: " + str(len(body)).encode()
-            + b"\r\n\r\n" + body)
+            + (b"\r\nConnection: close" if close else b"") + b"\r\n\r\n" + body)
+
+
+class SensorProtocol(asyncio.Protocol):
+    """A minimal HTTP/1.1 server (keep-alive, GET, no request body) as a protocol callback rather than
+    a coroutine per connection: the sensor is a simulated device and must stay cheap enough not to be
+    what a load test measures. Responses for /next are built once, at start-up."""
+
+    def __init__(self, state):
+        self.state = state
+        self.pending = b""
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        data = self.pending + data if self.pending else data
+        out = []
+        start = 0
+        while True:
+            end = data.find(b"\r\n\r\n", start)
+            if end < 0:
+                break
+            head = data[start:end]
+            start = end + 4
+            close = b"connection: close" in head.lower()
+            out.append(self.answer(head, close))
+            if close:
+                self.transport.write(b"".join(out))
+                self.transport.close()
+                return
+        if len(data) - start > 65536:
+            self.transport.write(response(b"431 Request Header Fields Too Large", b'{"error":"head too large"}', close=True))
+            self.transport.close()
+            return
+        self.pending = data[start:]
+        if out:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def answer(self, head, close):
+        line = head.split(b"\r\n", 1)[0].split(b" ")
+        path = line[1] if len(line) > 1 else b""
+        state = self.state
+        if path == b"/next" and not close:
+            out = state["responses"][state["next"] % len(state["responses"])]
+            state["next"] += 1
+            return out
+        if path == b"/next":
+            row = state["rows"][state["next"] % len(state["rows"])]
+            state["next"] += 1
+            return response(b"200 OK", row, close=True)
+        if path == b"/reset":
+            state["next"] = 0
+            return response(b"200 OK", b"reset\n", b"text/plain", close)
+        if path == b"/healthz":
+            return response(b"200 OK", b"ok\n", b"text/plain", close)
+        return response(b"404 Not Found", b'{"error":"GET /next, /reset or /healthz"}', close=close)
 
 
 async def serve(rows, port):
-    """A minimal HTTP/1.1 server (keep-alive, GET only): cheap enough not to be what a load test measures."""
-    state = {"next": 0}
-
-    async def handle(reader, writer):
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                request_line = head.split(b"\r\n", 1)[0].split(b" ")
-                path = request_line[1] if len(request_line) > 1 else b""
-                if path == b"/next":
-                    row = rows[state["next"] % len(rows)]
-                    state["next"] += 1
-                    out = response(b"200 OK", row)
-                elif path == b"/reset":
-                    state["next"] = 0
-                    out = response(b"200 OK", b"reset\n", b"text/plain")
-                elif path == b"/healthz":
-                    out = response(b"200 OK", b"ok\n", b"text/plain")
-                else:
-                    out = response(b"404 Not Found", b'{"error":"GET /next, /reset or /healthz"}')
-                close = b"connection: close" in head.lower()
-                if close:
-                    out = out.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
-                writer.write(out)
-                await writer.drain()
-                if close:
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    state = {"next": 0, "rows": rows, "responses": [response(b"200 OK", row) for row in rows]}
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SensorProtocol(state), "127.0.0.1", port, backlog=1024)
     async with server:
         await server.serve_forever()
 
