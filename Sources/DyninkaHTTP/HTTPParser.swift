@@ -73,15 +73,15 @@ package final class HTTPParser {
         let settings = UnsafeMutablePointer<llhttp_settings_t>.allocate(capacity: 1)
         settings.initialize(to: llhttp_settings_t())
         llhttp_settings_init(settings)
-        settings.pointee.on_message_begin = { p in HTTPParser.from(p).messageBegin() }
-        settings.pointee.on_url = { p, at, length in HTTPParser.from(p).url(at, length) }
-        settings.pointee.on_status = { p, _, length in HTTPParser.from(p).countHeader(length) }
-        settings.pointee.on_header_field = { p, at, length in HTTPParser.from(p).field(at, length) }
-        settings.pointee.on_header_value = { p, at, length in HTTPParser.from(p).value(at, length) }
-        settings.pointee.on_header_value_complete = { p in HTTPParser.from(p).valueComplete() }
-        settings.pointee.on_headers_complete = { p in HTTPParser.from(p).headersComplete() }
-        settings.pointee.on_body = { p, at, length in HTTPParser.from(p).body(at, length) }
-        settings.pointee.on_message_complete = { p in HTTPParser.from(p).messageComplete() }
+        settings.pointee.on_message_begin = { p in HTTPParser.with(p) { $0.messageBegin() } }
+        settings.pointee.on_url = { p, at, length in HTTPParser.with(p) { $0.url(at, length) } }
+        settings.pointee.on_status = { p, _, length in HTTPParser.with(p) { $0.countHeader(length) } }
+        settings.pointee.on_header_field = { p, at, length in HTTPParser.with(p) { $0.field(at, length) } }
+        settings.pointee.on_header_value = { p, at, length in HTTPParser.with(p) { $0.value(at, length) } }
+        settings.pointee.on_header_value_complete = { p in HTTPParser.with(p) { $0.valueComplete() } }
+        settings.pointee.on_headers_complete = { p in HTTPParser.with(p) { $0.headersComplete() } }
+        settings.pointee.on_body = { p, at, length in HTTPParser.with(p) { $0.body(at, length) } }
+        settings.pointee.on_message_complete = { p in HTTPParser.with(p) { $0.messageComplete() } }
         return settings
     }()
     /// Header bytes of the message being parsed; handed to a head without copying.
@@ -158,8 +158,11 @@ package final class HTTPParser {
         }
     }
 
-    private static func from(_ p: UnsafeMutablePointer<llhttp_t>?) -> HTTPParser {
-        Unmanaged<HTTPParser>.fromOpaque(p!.pointee.data!).takeUnretainedValue()
+    /// Runs a callback on the parser that `feed` or `finish` stored in llhttp's data pointer; the
+    /// caller holds the parser for the whole execute, so no retain and release per callback.
+    @inline(__always)
+    private static func with(_ p: UnsafeMutablePointer<llhttp_t>?, _ body: (HTTPParser) -> Int32) -> Int32 {
+        Unmanaged<HTTPParser>.fromOpaque(p!.pointee.data!)._withUnsafeGuaranteedRef(body)
     }
 
     // MARK: llhttp callbacks (0 continues, anything else stops)

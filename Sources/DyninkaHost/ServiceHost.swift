@@ -252,7 +252,12 @@ package final class ServiceHost {
                 message: "'\(configuration.service)' has \(metrics.inFlight) requests in flight (limit \(configuration.maxInFlight)); retry after 1 s"))
         }
         let target = head.target
-        let path = target.firstIndex(of: "?").map { String(target[..<$0]) } ?? target
+        // The path without a query, found on the UTF-8 bytes (Character iteration costs more).
+        let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(target[..<$0]) } ?? target
+        // The hop path first: one method and one path comparison.
+        if case .service = role, head.method == "POST", path == servicePath || path == "/" {
+            return invoke(head, body: body, on: connection, started: started)
+        }
         switch (head.method, path) {
         case ("GET", "/healthz"):
             text(200, "ok\n", on: connection)

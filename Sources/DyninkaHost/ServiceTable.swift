@@ -14,22 +14,39 @@ package struct ServiceParameter: Sendable, Equatable {
     package var defaultArgument: RouteValue?
 }
 
-/// One service of a loaded table, in Swift terms.
-package struct ServiceDescriptor: @unchecked Sendable {
-    // `entry` is a C function pointer: safe to share.
-    package var name: String
+/// One service of a loaded table, in Swift terms. A class: the hop path reads it per request,
+/// and copying a struct of this many references would retain each of them every time.
+package final class ServiceDescriptor: @unchecked Sendable {
+    // Immutable; `entry` is a C function pointer: safe to share.
+    package let name: String
     /// Type of the implicit input; nil for a global function (it can only start a chain).
-    package var inputType: String?
-    package var outputType: String
-    package var outputOptional: Bool
-    package var isAsync: Bool
-    package var isThrowing: Bool
-    package var parameters: [ServiceParameter]
-    package var placedState: [String]
-    package var placement: String
+    package let inputType: String?
+    package let outputType: String
+    package let outputOptional: Bool
+    package let isAsync: Bool
+    package let isThrowing: Bool
+    package let parameters: [ServiceParameter]
+    package let placedState: [String]
+    package let placement: String
     /// What follows this service in main's chain.
-    package var defaultRoute: RouteChain
+    package let defaultRoute: RouteChain
     let entry: dyninka_entry_fn?
+
+    init(name: String, inputType: String?, outputType: String, outputOptional: Bool, isAsync: Bool, isThrowing: Bool,
+         parameters: [ServiceParameter], placedState: [String], placement: String, defaultRoute: RouteChain,
+         entry: dyninka_entry_fn?) {
+        self.name = name
+        self.inputType = inputType
+        self.outputType = outputType
+        self.outputOptional = outputOptional
+        self.isAsync = isAsync
+        self.isThrowing = isThrowing
+        self.parameters = parameters
+        self.placedState = placedState
+        self.placement = placement
+        self.defaultRoute = defaultRoute
+        self.entry = entry
+    }
 }
 
 /// Why a table could not be loaded; printed at startup, the process then exits non-zero.
