@@ -21,9 +21,11 @@ package enum HTTPWriter {
 
     /// A response head whose fields are written by `fields` straight into the buffer, then
     /// Content-Length and Connection. `fields` appends complete lines ("Name: value\r\n").
+    /// With `into`, the head replaces that buffer's contents (a reused scratch buffer).
     package static func responseHead(status: Int, contentLength: Int, keepAlive: Bool, capacity: Int = 256,
-                                     fields: (ByteBuffer) -> Void) -> ByteBuffer {
-        let buffer = ByteBuffer(capacity: capacity)
+                                     into reused: ByteBuffer? = nil, fields: (ByteBuffer) -> Void) -> ByteBuffer {
+        let buffer = reused ?? ByteBuffer(capacity: capacity)
+        buffer.removeAll()
         buffer.append("HTTP/1.1 ")
         buffer.append(decimal: status)
         buffer.append(" ")

@@ -18,7 +18,7 @@ enum HopOutcome {
 
 /// One outbound request to a peer service: connect, send, collect the whole response.
 /// Keep-alive-free: one connection per hop, closed once the response is in.
-final class HopClient: HTTPParserDelegate, Expiring {
+final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     // The host outlives every request and connection it serves.
     private unowned(unsafe) let host: ServiceHost
     private let target: HopTarget
@@ -38,12 +38,13 @@ final class HopClient: HTTPParserDelegate, Expiring {
     /// The response timeout for this hop: the host's, or less when the request's deadline is nearer.
     var responseTimeout: Int = 0
     private var retryTimer: LoopTimer?
+    private var socketAddress: SocketAddress?
+    /// Header lines for this request only (the remaining deadline), added to the target's head.
+    private let extraHead: ByteBuffer?
 
-    private let head: ByteBuffer
-
-    init(host: ServiceHost, target: HopTarget, address: PeerAddress, head: ByteBuffer, body: UnsafeRawBufferPointer, owner: AnyObject?,
-         completion: @escaping (HopOutcome) -> Void) {
-        self.head = head
+    init(host: ServiceHost, target: HopTarget, address: PeerAddress, extraHead: ByteBuffer?, body: UnsafeRawBufferPointer,
+         owner: AnyObject?, completion: @escaping (HopOutcome) -> Void) {
+        self.extraHead = extraHead
         self.host = host
         self.target = target
         self.address = address
@@ -70,47 +71,63 @@ final class HopClient: HTTPParserDelegate, Expiring {
     }
 
     private func connect(_ socketAddress: SocketAddress) {
-        TCPHandle.connect(loop: host.loop, to: socketAddress) { [self] result in
-            switch result {
-            case .failure(let error):
-                // A refused connection may be a service restarting on its port: try again for a
-                // short while (the retry window), then give up with 502.
-                let elapsed = (EventLoop.nanoseconds() - started) / 1_000_000
-                if error.isConnectionRefused, completion != nil, elapsed + 25 < UInt64(host.configuration.connectRetry),
-                   let timer = try? LoopTimer(loop: host.loop) {
-                    retryTimer = timer
-                    timer.start(after: 25) { [self] in
-                        timer.close()
-                        retryTimer = nil
-                        guard completion != nil else { return }
-                        connect(socketAddress)
-                    }
-                    return
-                }
-                fail(.unreachable, "cannot reach service '\(service)' at \(address) (\(error.reason)); is `dyninka-host serve --service \(service)` running?")
-            case .success(let handle):
-                connected(handle)
-            }
+        self.socketAddress = socketAddress
+        do {
+            // Reading starts with the connect: one epoll registration for both.
+            handle = try TCPHandle.connect(loop: host.loop, to: socketAddress, delegate: self, reading: true)
+        } catch {
+            connectFailed(error)
         }
     }
 
-    private func connected(_ handle: TCPHandle) {
-        guard completion != nil else {
-            // Timed out while connecting: the caller has its answer already.
-            handle.close()
+    func handleConnected(_ error: LoopError?) {
+        if let error {
+            handle = nil
+            return connectFailed(error)
+        }
+        established()
+    }
+
+    private func connectFailed(_ error: LoopError) {
+        guard completion != nil else { return }
+        // A refused connection may be a service restarting on its port: try again for a short
+        // while (the retry window), then give up with 502.
+        let elapsed = (EventLoop.nanoseconds() - started) / 1_000_000
+        if error.isConnectionRefused, let socketAddress, elapsed + 25 < UInt64(host.configuration.connectRetry),
+           let timer = try? LoopTimer(loop: host.loop) {
+            retryTimer = timer
+            timer.start(after: 25) { [self] in
+                timer.close()
+                retryTimer = nil
+                guard completion != nil else { return }
+                connect(socketAddress)
+            }
             return
         }
-        self.handle = handle
+        fail(.unreachable, "cannot reach service '\(service)' at \(address) (\(error.reason)); is `dyninka-host serve --service \(service)` running?")
+    }
+
+    private func established() {
+        guard completion != nil, let handle else { return }
         connected = true
         deadline = EventLoop.nanoseconds() + UInt64(responseTimeout) * 1_000_000
         let parser = host.takeParser(request: false)
         parser.delegate = self
         self.parser = parser
-        handle.startReading { [self] event in read(event) }
-        handle.write(head.bytes, body, owners: (head, owner)) { [self] error in
-            if let error { fail(.unreachable, "connection to service '\(service)' at \(address) failed while sending (\(error.reason))") }
-        }
+        // The head goes out of the host's scratch buffer; the write copies what it cannot send at once.
+        target.writeHead(contentLength: body.count, extra: extraHead, into: host.scratch)
+        if case .failed(let error) = handle.write(host.scratch.bytes, body, owners: (nil, owner)) { sendFailed(error) }
     }
+
+    func handleWriteDone(_ error: LoopError?) {
+        if let error { sendFailed(error) }
+    }
+
+    private func sendFailed(_ error: LoopError) {
+        fail(.unreachable, "connection to service '\(service)' at \(address) failed while sending (\(error.reason))")
+    }
+
+    func handleRead(_ event: ReadEvent) { read(event) }
 
     private func read(_ event: ReadEvent) {
         guard let parser, completion != nil else { return }

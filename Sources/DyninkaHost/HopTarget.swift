@@ -35,16 +35,15 @@ final class HopTarget {
         headPrefix = head
     }
 
-    /// The complete request head for a body of `length` bytes, with `extra` header lines
-    /// (complete "Name: value\r\n" lines) when given.
-    func head(contentLength length: Int, extra: ((ByteBuffer) -> Void)? = nil) -> ByteBuffer {
-        let head = ByteBuffer(capacity: headPrefix.count + 64)
-        head.append(headPrefix.bytes)
-        extra?(head)
-        head.append("Content-Length: ")
-        head.append(decimal: length)
-        head.append("\r\n\r\n")
-        return head
+    /// Writes the complete request head for a body of `length` bytes into `buffer` (replacing its
+    /// contents), with `extra` header lines (complete "Name: value\r\n" lines) when given.
+    func writeHead(contentLength length: Int, extra: ByteBuffer?, into buffer: ByteBuffer) {
+        buffer.removeAll()
+        buffer.append(headPrefix.bytes)
+        if let extra { buffer.append(extra.bytes) }
+        buffer.append("Content-Length: ")
+        buffer.append(decimal: length)
+        buffer.append("\r\n\r\n")
     }
 }
 

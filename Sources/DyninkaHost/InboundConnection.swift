@@ -2,7 +2,7 @@ import DyninkaHTTP
 import DyninkaLoop
 
 /// A client connection: parses requests one at a time and writes their responses.
-final class InboundConnection: HTTPParserDelegate, Expiring {
+final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     // The host outlives every request and connection it serves.
     private unowned(unsafe) let host: ServiceHost
     private let handle: TCPHandle
@@ -22,6 +22,8 @@ final class InboundConnection: HTTPParserDelegate, Expiring {
     /// The client closed its sending side while a request ran: answer, then close.
     private var peerClosed = false
     private var closed = false
+    /// The response being written lets the connection carry another request.
+    private var responseKeepAlive = false
     private(set) var deadline: UInt64 = 0
 
     init(host: ServiceHost, handle: TCPHandle) {
@@ -34,8 +36,10 @@ final class InboundConnection: HTTPParserDelegate, Expiring {
     func start() {
         armRequestTimeout()
         host.track(self)
-        handle.startReading { [self] event in read(event) }
+        handle.startReading(self)
     }
+
+    func handleRead(_ event: ReadEvent) { read(event) }
 
     /// Whether the connection waits for a request with nothing received (safe to close when draining).
     var idle: Bool { !busy && !receivedAny }
@@ -149,10 +153,19 @@ final class InboundConnection: HTTPParserDelegate, Expiring {
             requestLine = ""
             requestStarted = 0
         }
-        let head = HTTPWriter.responseHead(status: status, contentLength: body.count, keepAlive: keepAlive, fields: fields)
-        handle.write(head.bytes, body, owners: (head, owner)) { [self] error in
-            if error != nil || !keepAlive { close() } else { next() }
+        // The head goes out of the host's scratch buffer; the write copies what it cannot send at once.
+        let head = HTTPWriter.responseHead(status: status, contentLength: body.count, keepAlive: keepAlive,
+                                           into: host.scratch, fields: fields)
+        responseKeepAlive = keepAlive
+        switch handle.write(head.bytes, body, owners: (nil, owner)) {
+        case .done: handleWriteDone(nil)
+        case .pending: break
+        case .failed(let error): handleWriteDone(error)
         }
+    }
+
+    func handleWriteDone(_ error: LoopError?) {
+        if error != nil || !responseKeepAlive { close() } else { next() }
     }
 
     /// Writes a failure as the wire protocol's JSON error body.
@@ -178,7 +191,7 @@ final class InboundConnection: HTTPParserDelegate, Expiring {
         }
         if !busy && !closed && readingStopped {
             readingStopped = false
-            handle.startReading { [self] event in read(event) }
+            handle.startReading(self)
         }
     }
 

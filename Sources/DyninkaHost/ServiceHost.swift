@@ -30,6 +30,9 @@ package final class ServiceHost {
     /// The service run here (for the orchestrator: main's entry service); nil for the gateway.
     let service: ServiceDescriptor!
     let loop: EventLoop
+    /// A head being written: filled and handed to a write in one go (the write copies what the
+    /// kernel does not take at once), so no buffer is allocated per message.
+    let scratch = ByteBuffer(capacity: 2048)
     let wakeup: LoopWakeup
     let log: Log
     package let metrics = Metrics()
@@ -431,7 +434,12 @@ package final class ServiceHost {
                 service: target.service, kind: .unreachable,
                 message: "no address for service '\(target.service)'; pass --peers \(target.service)=HOST:PORT or add it to the placement file")))
         }
-        let client = HopClient(host: self, target: target, address: address, head: target.head(contentLength: body.count, extra: extra),
+        var extraHead: ByteBuffer?
+        if let extra {
+            extraHead = ByteBuffer(capacity: 64)
+            extra(extraHead!)
+        }
+        let client = HopClient(host: self, target: target, address: address, extraHead: extraHead,
                                body: body, owner: owner, completion: completion)
         if let responseTimeout { client.responseTimeout = max(1, min(responseTimeout, configuration.responseTimeout)) }
         client.start()

@@ -7,14 +7,41 @@ package enum ReadEvent {
     case failed(LoopError)
 }
 
+/// What happened to a write.
+package enum WriteStatus {
+    /// The kernel took every byte before `write` returned; nothing more will be reported.
+    case done
+    /// Part is still queued; the delegate's `handleWriteDone` reports the end.
+    case pending
+    /// The write could not be started.
+    case failed(LoopError)
+}
+
+/// Receives what a connection reports. Methods instead of closures: the hop path makes two
+/// connections per request, and a closure context per callback is an allocation and a retain each.
+package protocol TCPHandleDelegate: AnyObject {
+    /// Bytes (valid only during the call), the peer's end, or a read failure.
+    func handleRead(_ event: ReadEvent)
+    /// A connection started with `connect` is established (nil) or failed; after a failure the
+    /// handle is already closed.
+    func handleConnected(_ error: LoopError?)
+    /// A write that returned `.pending` finished (nil) or failed.
+    func handleWriteDone(_ error: LoopError?)
+}
+
+extension TCPHandleDelegate {
+    package func handleConnected(_ error: LoopError?) {}
+    package func handleWriteDone(_ error: LoopError?) {}
+}
+
 /// A libuv TCP handle: a listening server or a connection.
 ///
 /// The handle keeps itself alive from creation until its close callback has run, as libuv
-/// requires; call `close()` exactly when done with it.
+/// requires; call `close()` exactly when done with it. It holds its delegate until then.
 package final class TCPHandle {
     package let loop: EventLoop
     let raw: UnsafeMutablePointer<uv_tcp_t>
-    private var onRead: ((ReadEvent) -> Void)?
+    private var delegate: (any TCPHandleDelegate)?
     private var onConnection: ((TCPHandle) -> Void)?
     private var onClose: (() -> Void)?
     package private(set) var isClosing = false
@@ -34,6 +61,13 @@ package final class TCPHandle {
 
     static func from(_ pointer: UnsafeMutableRawPointer?) -> TCPHandle {
         Unmanaged<TCPHandle>.fromOpaque(pointer!).takeUnretainedValue()
+    }
+
+    /// Runs `body` on the handle stored in a libuv handle's data pointer, without a retain:
+    /// the handle holds itself until its close callback.
+    @inline(__always)
+    static func with<R>(_ pointer: UnsafeMutableRawPointer?, _ body: (TCPHandle) -> R) -> R {
+        Unmanaged<TCPHandle>.fromOpaque(pointer!)._withUnsafeGuaranteedRef(body)
     }
 
     // MARK: Server
@@ -95,67 +129,62 @@ package final class TCPHandle {
 
     // MARK: Client
 
-    /// Connects to `address`; the completion runs on the loop with the connection or the error.
-    package static func connect(loop: EventLoop, to address: SocketAddress,
-                                completion: @escaping (Result<TCPHandle, LoopError>) -> Void) {
-        let handle: TCPHandle
-        do { handle = try TCPHandle(loop: loop) } catch { return completion(.failure(error)) }
-        let request = ConnectRequest(handle: handle, address: address, completion: completion)
-        let raw = UnsafeMutablePointer<uv_connect_t>.allocate(capacity: 1)
-        raw.pointee.data = Unmanaged.passRetained(request).toOpaque()
+    /// Starts connecting to `address` and returns the handle at once; `delegate.handleConnected`
+    /// reports the outcome on the loop. With `reading`, reads are delivered to the delegate as
+    /// soon as the connection has data (one epoll registration for connecting and reading).
+    package static func connect(loop: EventLoop, to address: SocketAddress, delegate: any TCPHandleDelegate,
+                                reading: Bool) throws(LoopError) -> TCPHandle {
+        let handle = try TCPHandle(loop: loop)
+        handle.delegate = delegate
+        let request = UnsafeMutablePointer<uv_connect_t>.allocate(capacity: 1)
         var storage = address.storage
-        let result = uv_tcp_connect(raw, handle.raw, dyn_sockaddr(&storage)) { raw, status in
-            let request = Unmanaged<ConnectRequest>.fromOpaque(raw!.pointee.data!).takeRetainedValue()
-            raw!.deallocate()
-            if status < 0 {
-                request.handle.close()
-                request.completion(.failure(LoopError(code: status, operation: "connect \(request.address)")))
-            } else {
-                // No TCP_NODELAY: a hop writes its whole request in one writev, so Nagle never waits.
-                request.completion(.success(request.handle))
+        // No TCP_NODELAY: a hop writes its whole request in one writev, so Nagle never waits.
+        let result = uv_tcp_connect(request, handle.raw, dyn_sockaddr(&storage)) { request, status in
+            let stream = request!.pointee.handle
+            request!.deallocate()
+            TCPHandle.with(stream!.pointee.data) { handle in
+                guard !handle.isClosing, let delegate = handle.delegate else { return }
+                if status < 0 {
+                    handle.close()
+                    delegate.handleConnected(LoopError(code: status, operation: "connect"))
+                } else {
+                    delegate.handleConnected(nil)
+                }
             }
         }
         if result < 0 {
-            Unmanaged<ConnectRequest>.fromOpaque(raw.pointee.data!).release()
-            raw.deallocate()
+            request.deallocate()
             handle.close()
-            completion(.failure(LoopError(code: result, operation: "connect \(address)")))
+            throw LoopError(code: result, operation: "connect \(address)")
         }
-    }
-
-    private final class ConnectRequest {
-        let handle: TCPHandle
-        let address: SocketAddress
-        let completion: (Result<TCPHandle, LoopError>) -> Void
-        init(handle: TCPHandle, address: SocketAddress, completion: @escaping (Result<TCPHandle, LoopError>) -> Void) {
-            self.handle = handle
-            self.address = address
-            self.completion = completion
-        }
+        if reading { handle.startReading(delegate) }
+        return handle
     }
 
     // MARK: Reading
 
-    /// Starts delivering reads. The bytes of `.data` are valid only during the callback.
-    package func startReading(_ callback: @escaping (ReadEvent) -> Void) {
+    /// Starts delivering reads to `delegate` (held until the handle closes). The bytes of `.data`
+    /// are valid only during the call.
+    package func startReading(_ delegate: any TCPHandleDelegate) {
         guard !isClosing else { return }
-        onRead = callback
+        self.delegate = delegate
         let result = uv_read_start(dyn_tcp_stream(raw), { handle, _, buf in
             let loop = EventLoop.from(handle!.pointee.loop)
             buf!.pointee.base = loop.readBuffer.assumingMemoryBound(to: CChar.self)
             buf!.pointee.len = EventLoop.readBufferSize
         }, { stream, count, _ in
-            let handle = TCPHandle.from(stream!.pointee.data)
-            guard let callback = handle.onRead else { return }
-            if count > 0 {
-                callback(.data(UnsafeRawBufferPointer(start: handle.loop.readBuffer, count: count)))
-            } else if count == Int(UV_EOF.rawValue) {
-                callback(.end)
-            } else if count < 0 {
-                callback(.failed(LoopError(code: Int32(count), operation: "read")))
+            TCPHandle.with(stream!.pointee.data) { handle in
+                guard let delegate = handle.delegate else { return }
+                if count > 0 {
+                    delegate.handleRead(.data(UnsafeRawBufferPointer(start: handle.loop.readBuffer, count: count)))
+                } else if count == Int(UV_EOF.rawValue) {
+                    delegate.handleRead(.end)
+                } else if count < 0 {
+                    delegate.handleRead(.failed(LoopError(code: Int32(count), operation: "read")))
+                }
             }
         })
-        if result < 0 { callback(.failed(LoopError(code: result, operation: "uv_read_start"))) }
+        if result < 0 { delegate.handleRead(.failed(LoopError(code: result, operation: "uv_read_start"))) }
     }
 
     /// Stops delivering reads until `startReading` is called again.
@@ -166,15 +195,14 @@ package final class TCPHandle {
 
     // MARK: Writing
 
-    /// Writes `head` then `body`. The owners are kept alive until the bytes are no longer
-    /// needed. The completion runs on the loop; when the kernel takes everything at once (the
-    /// usual case for small messages) it runs before `write` returns.
+    /// Writes `head` then `body`. When the kernel takes everything at once (the usual case for
+    /// small messages) the result is `.done`. Otherwise the rest is queued and the delegate's
+    /// `handleWriteDone` reports the end; `owners` are then kept alive until it does. A nil head
+    /// owner means the head bytes are borrowed for this call only (a scratch buffer): what is not
+    /// written at once is copied.
     package func write(_ head: UnsafeRawBufferPointer, _ body: UnsafeRawBufferPointer,
-                       owners: (AnyObject?, AnyObject?), completion: ((LoopError?) -> Void)? = nil) {
-        guard !isClosing else {
-            completion?(LoopError(code: UV_ECANCELED.rawValue, operation: "write"))
-            return
-        }
+                       owners: (AnyObject?, AnyObject?)) -> WriteStatus {
+        guard !isClosing else { return .failed(LoopError(code: UV_ECANCELED.rawValue, operation: "write")) }
         var bufs = (uv_buf_init(UnsafeMutablePointer(mutating: head.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(head.count)),
                     uv_buf_init(UnsafeMutablePointer(mutating: body.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(body.count)))
         let count: UInt32 = body.count > 0 ? 2 : 1
@@ -182,46 +210,51 @@ package final class TCPHandle {
         let written = withUnsafeMutableBytes(of: &bufs) {
             Int(uv_try_write(dyn_tcp_stream(self.raw), $0.baseAddress!.assumingMemoryBound(to: uv_buf_t.self), count))
         }
-        if written == total {
-            completion?(nil)
-            return
-        }
+        if written == total { return .done }
         // The rest goes through uv_write, which keeps the buffers until its callback.
+        let request = WriteRequest(owners: owners, handle: self)
         var skip = max(written, 0)
         if skip >= head.count {
             skip -= head.count
             bufs.0 = uv_buf_init(bufs.1.base.advanced(by: skip), UInt32(body.count - skip))
             bufs.1 = uv_buf_init(nil, 0)
         } else {
-            bufs.0 = uv_buf_init(bufs.0.base.advanced(by: skip), UInt32(head.count - skip))
+            let rest = UnsafeRawBufferPointer(rebasing: head[skip...])
+            if owners.0 == nil {
+                request.headCopy = UnsafeMutableRawBufferPointer.allocate(byteCount: rest.count, alignment: 1)
+                request.headCopy!.copyMemory(from: rest)
+                bufs.0 = uv_buf_init(request.headCopy!.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(rest.count))
+            } else {
+                bufs.0 = uv_buf_init(bufs.0.base.advanced(by: skip), UInt32(rest.count))
+            }
         }
         let remaining: UInt32 = bufs.1.len > 0 ? 2 : 1
-        let request = WriteRequest(owners: owners, completion: completion, handle: self)
         let raw = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
         raw.pointee.data = Unmanaged.passRetained(request).toOpaque()
         let result = withUnsafeMutableBytes(of: &bufs) {
             uv_write(raw, dyn_tcp_stream(self.raw), $0.baseAddress!.assumingMemoryBound(to: uv_buf_t.self), remaining) { raw, status in
                 let request = Unmanaged<WriteRequest>.fromOpaque(raw!.pointee.data!).takeRetainedValue()
                 raw!.deallocate()
-                request.completion?(status < 0 ? LoopError(code: status, operation: "write") : nil)
+                request.handle.delegate?.handleWriteDone(status < 0 ? LoopError(code: status, operation: "write") : nil)
             }
         }
         if result < 0 {
             Unmanaged<WriteRequest>.fromOpaque(raw.pointee.data!).release()
             raw.deallocate()
-            completion?(LoopError(code: result, operation: "write"))
+            return .failed(LoopError(code: result, operation: "write"))
         }
+        return .pending
     }
 
     private final class WriteRequest {
         let owners: (AnyObject?, AnyObject?)
-        let completion: ((LoopError?) -> Void)?
         let handle: TCPHandle
-        init(owners: (AnyObject?, AnyObject?), completion: ((LoopError?) -> Void)?, handle: TCPHandle) {
+        var headCopy: UnsafeMutableRawBufferPointer?
+        init(owners: (AnyObject?, AnyObject?), handle: TCPHandle) {
             self.owners = owners
-            self.completion = completion
             self.handle = handle
         }
+        deinit { headCopy?.deallocate() }
     }
 
     // MARK: Closing
@@ -238,7 +271,7 @@ package final class TCPHandle {
         self.onClose = onClose
         uv_close(dyn_tcp_handle(raw)) { handle in
             let this = Unmanaged<TCPHandle>.fromOpaque(handle!.pointee.data!).takeRetainedValue()
-            this.onRead = nil
+            this.delegate = nil
             this.onConnection = nil
             let callback = this.onClose
             this.onClose = nil
