@@ -6,6 +6,8 @@ protocol Expiring: AnyObject {
     /// Monotonic nanoseconds after which `expire()` is called; 0 means none.
     var deadline: UInt64 { get }
     func expire()
+    /// Where the host's list of deadlines holds this object; -1 when it is not in it.
+    var trackSlot: Int { get set }
 }
 
 /// What came back from a next hop.
@@ -33,6 +35,7 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     private var responseHead: HTTPHead?
     private var responseBody: ByteBuffer?
     private(set) var deadline: UInt64 = 0
+    var trackSlot = -1
     private var connected = false
     private var started: UInt64 = 0
     /// The response timeout for this hop: the host's, or less when the request's deadline is nearer.

@@ -25,6 +25,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     /// The response being written lets the connection carry another request.
     private var responseKeepAlive = false
     private(set) var deadline: UInt64 = 0
+    var trackSlot = -1
 
     init(host: ServiceHost, handle: TCPHandle) {
         self.host = host

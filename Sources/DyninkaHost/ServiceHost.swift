@@ -80,8 +80,11 @@ package final class ServiceHost {
     private var server: TCPHandle?
     private var sweepTimer: LoopTimer?
     private var signals: [SignalWatcher] = []
-    private var tracked: [ObjectIdentifier: Expiring] = [:]
-    private var connections: [ObjectIdentifier: InboundConnection] = [:]
+    /// Everything with a deadline: open client connections and hops in progress. Each member
+    /// knows its index (`trackSlot`), so adding and removing cost no hashing.
+    private var tracked: [any Expiring] = []
+    /// The open client connections (a snapshot; closing one changes `tracked`).
+    private var connections: [InboundConnection] { tracked.compactMap { $0 as? InboundConnection } }
     private(set) var draining = false
     private var exitTimer: LoopTimer?
     /// Services the default route calls that have no address (each such request answers 502).
@@ -221,22 +224,35 @@ package final class ServiceHost {
 
     private func accepted(_ handle: TCPHandle) {
         let connection = InboundConnection(host: self, handle: handle)
-        connections[ObjectIdentifier(connection)] = connection
         metrics.connections += 1
         connection.start()
     }
 
     func connectionClosed(_ connection: InboundConnection) {
-        if connections.removeValue(forKey: ObjectIdentifier(connection)) != nil { metrics.connections -= 1 }
+        metrics.connections -= 1
         if draining { checkDrained() }
     }
 
-    func track(_ item: Expiring) { tracked[ObjectIdentifier(item)] = item }
-    func untrack(_ item: Expiring) { tracked.removeValue(forKey: ObjectIdentifier(item)) }
+    func track(_ item: any Expiring) {
+        guard item.trackSlot < 0 else { return }
+        item.trackSlot = tracked.count
+        tracked.append(item)
+    }
+
+    func untrack(_ item: any Expiring) {
+        let slot = item.trackSlot
+        guard slot >= 0, slot < tracked.count, tracked[slot] === item else { return }
+        let last = tracked.removeLast()
+        if slot < tracked.count {
+            tracked[slot] = last
+            last.trackSlot = slot
+        }
+        item.trackSlot = -1
+    }
 
     private func sweepDeadlines() {
         let now = EventLoop.nanoseconds()
-        for item in tracked.values where item.deadline != 0 && item.deadline <= now {
+        for item in tracked where item.deadline != 0 && item.deadline <= now {
             item.expire()
         }
     }
@@ -461,7 +477,7 @@ package final class ServiceHost {
         let stopAccepting = { [unowned self] in
             server?.close()
             server = nil
-            for connection in connections.values where connection.idle { connection.close() }
+            for connection in connections where connection.idle { connection.close() }
             checkDrained()
         }
         do {
@@ -484,14 +500,18 @@ package final class ServiceHost {
 
     private func checkDrained() {
         guard draining, server == nil, metrics.inFlight == 0 else { return }
-        for connection in connections.values where !connection.busy { connection.close() }
-        if connections.isEmpty { shutdown() }
+        for connection in connections where !connection.busy { connection.close() }
+        if metrics.connections == 0 { shutdown() }
     }
 
+    private var stopped = false
+
     private func shutdown() {
+        guard !stopped else { return }
+        stopped = true
         server?.close()
         server = nil
-        for connection in connections.values { connection.close() }
+        for connection in connections { connection.close() }
         sweepTimer?.close()
         exitTimer?.close()
         for signal in signals { signal.close() }
