@@ -31,6 +31,13 @@ package struct HTTPHead {
         return storage.string(field.value..<field.end)
     }
 
+    /// The raw bytes of the first field named `name`, or nil; valid while the head is alive.
+    package func valueBytes(of name: StaticString) -> UnsafeRawBufferPointer? {
+        guard let index = index(of: name) else { return nil }
+        let field = fields[index]
+        return UnsafeRawBufferPointer(rebasing: storage.bytes[field.value..<field.end])
+    }
+
     /// Appends the raw bytes of the first field named `name` to `buffer`; false when absent.
     /// Relaying a value this way never makes a String of it.
     @discardableResult

@@ -1,8 +1,8 @@
 import DyninkaHTTP
 import DyninkaLoop
+import DyninkaRoute
 #if canImport(Glibc)
 import Glibc
-import DyninkaRoute
 #endif
 
 /// What a host process does.
@@ -318,7 +318,7 @@ package final class ServiceHost {
                 }
                 arguments = try defaultArguments.get()
             } else {
-                if let text = head.value(of: "dyninka-route") { plan = try routePlan(text) } else { plan = defaultPlan }
+                if let bytes = head.valueBytes(of: "dyninka-route") { plan = try routePlan(bytes) } else { plan = defaultPlan }
                 if let text = head.value(of: "dyninka-args") { arguments = try preparedArguments(text) } else { arguments = try defaultArguments.get() }
             }
         } catch {
@@ -384,6 +384,23 @@ package final class ServiceHost {
                 return .dependency(target(chain.steps[0], rest: chain.chain.rest), optional: optional)
             }
         }
+    }
+
+    /// The last Dyninka-Route value planned, as bytes, and its plan: most traffic repeats one
+    /// route, and comparing bytes costs less than making a String of them and hashing it.
+    private let lastRoute = ByteBuffer(capacity: 128)
+    private var lastRoutePlan: RoutePlan?
+
+    private func routePlan(_ bytes: UnsafeRawBufferPointer) throws(RouteError) -> RoutePlan {
+        if let lastRoutePlan, bytes.count == lastRoute.count,
+           bytes.count == 0 || memcmp(bytes.baseAddress!, lastRoute.base!, bytes.count) == 0 {
+            return lastRoutePlan
+        }
+        let plan = try routePlan(String(decoding: bytes, as: UTF8.self))
+        lastRoute.removeAll()
+        lastRoute.append(bytes)
+        lastRoutePlan = plan
+        return plan
     }
 
     private func routePlan(_ text: String) throws(RouteError) -> RoutePlan {

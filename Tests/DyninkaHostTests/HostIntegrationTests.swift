@@ -101,6 +101,18 @@ func freePort() -> Int {
         // Nothing ran: movingAvg's state is untouched by the refused request.
         let count = try cluster["movingAvg"].client.post(#"{"value":0}"#).json()?["count"] as? Int
         #expect(count == 2)
+        // Alternating routes: each request takes its own route (the host remembers the last
+        // route's plan by its bytes), the refused one is refused again.
+        func services(_ route: String) throws -> [String] {
+            let response = try cluster["map"].client.post(temperature, route: route)
+            let timing = response.headers["server-timing"] ?? ""
+            return timing.split(separator: ",").map { String($0.split(separator: ";")[0]).trimmingCharacters(in: .whitespaces) }
+        }
+        for _ in 0..<2 {
+            #expect(try services("scale(by: 3).movingAvg()") == ["map", "scale", "movingAvg"])
+            #expect(try services("scale(by: 2).calibrate().movingAvg()") == ["map", "scale", "calibrate", "movingAvg"])
+            #expect(try cluster["map"].client.post(temperature, route: "movingAvg().scale(by: 2)").status == 400)
+        }
     }
 
     @Test func fanInCallsTheDependencyAndPassesItsResult() throws {
