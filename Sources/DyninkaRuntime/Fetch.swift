@@ -19,30 +19,44 @@ public enum Fetch {
 
     /// GETs `url` and decodes its JSON body as `type`.
     public static func json<T: Decodable>(_ type: T.Type, from url: String, timeout: Double = 5) throws -> T {
-        let body = try bytes(from: url, timeout: timeout)
-        do {
-            return try body.withUnsafeBufferPointer { try FastJSON.decode(type, from: $0) }
-        } catch is FastJSON.Unsupported {
-            return try JSONDecoder().decode(type, from: Data(body))
+        try get(url, timeout: timeout) { body in
+            do {
+                return try FastJSON.decode(type, from: body)
+            } catch is FastJSON.Unsupported {
+                return try JSONDecoder().decode(type, from: Data(buffer: body))
+            }
         }
     }
 
     /// GETs `url` and returns its body.
     public static func bytes(from url: String, timeout: Double = 5) throws -> [UInt8] {
+        try get(url, timeout: timeout) { Array($0) }
+    }
+
+    /// GETs `url` and hands the body to `read` (the bytes are valid only during the call).
+    static func get<R>(_ url: String, timeout: Double, _ read: (UnsafeBufferPointer<UInt8>) throws -> R) throws -> R {
         let target = try targets.target(url)
         // A pooled connection may have been closed by the server meanwhile: retry once on a new one.
         if let fd = pool.take(target.key) {
-            if let body = try? exchange(fd, target, timeout: timeout) { return body }
+            var failed = false
+            let result = try exchange(fd, target, timeout: timeout, reusedConnectionFailed: &failed, read)
+            if !failed, let result { return result }
         }
         let fd = try connect(target, timeout: timeout)
-        return try exchange(fd, target, timeout: timeout)
+        var failed = false
+        guard let result = try exchange(fd, target, timeout: timeout, reusedConnectionFailed: &failed, read) else {
+            throw Failure(description: "\(target.key) closed the connection before answering")
+        }
+        return result
     }
 
     struct Target: Sendable {
         var host: String
         var port: Int
         var path: String
-        var key: String { "\(host):\(port)" }
+        var key: String
+        /// The whole GET request, built once.
+        var request: [UInt8] = []
 
         init(_ url: String) throws {
             guard url.hasPrefix("http://") else { throw Failure(description: "only http:// URLs are supported, got '\(url)'") }
@@ -58,6 +72,8 @@ public enum Fetch {
                 port = 80
             }
             guard !host.isEmpty else { throw Failure(description: "no host in '\(url)'") }
+            key = "\(host):\(port)"
+            request = Array("GET \(path) HTTP/1.1\r\nHost: \(key)\r\nAccept: application/json\r\n\r\n".utf8)
         }
     }
 
@@ -90,21 +106,6 @@ public enum Fetch {
 
     static let targets = Targets()
 
-    /// Where "\r\n\r\n" ends in `data` (memchr from one CR to the next).
-    static func headEnd(_ data: [UInt8]) -> Int? {
-        data.withUnsafeBytes { raw -> Int? in
-            guard let base = raw.baseAddress else { return nil }
-            var offset = 0
-            while offset + 4 <= raw.count {
-                guard let cr = memchr(base + offset, 13, raw.count - offset) else { return nil }
-                let at = base.distance(to: UnsafeRawPointer(cr))
-                if at + 4 <= raw.count && raw[at + 1] == 10 && raw[at + 2] == 13 && raw[at + 3] == 10 { return at + 4 }
-                offset = at + 1
-            }
-            return nil
-        }
-    }
-
     static func connect(_ target: Target, timeout: Double) throws -> Int32 {
         var hints = addrinfo()
         hints.ai_family = AF_INET
@@ -130,45 +131,126 @@ public enum Fetch {
     }
 
     /// One request and response on `fd`; the connection goes back to the pool when reusable.
-    static func exchange(_ fd: Int32, _ target: Target, timeout: Double) throws -> [UInt8] {
-        let request = Array("GET \(target.path) HTTP/1.1\r\nHost: \(target.key)\r\nAccept: application/json\r\n\r\n".utf8)
-        var sent = 0
-        while sent < request.count {
-            let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { close(fd); throw Failure(description: "sending to \(target.key) failed") }
-            sent += n
+    /// Returns nil (with `reusedConnectionFailed`) when nothing came back at all: a pooled
+    /// connection the server had closed; the caller retries on a new one.
+    static func exchange<R>(_ fd: Int32, _ target: Target, timeout: Double, reusedConnectionFailed: inout Bool,
+                            _ read: (UnsafeBufferPointer<UInt8>) throws -> R) throws -> R? {
+        let sent = target.request.withUnsafeBytes { request -> Bool in
+            var offset = 0
+            while offset < request.count {
+                let n = send(fd, request.baseAddress! + offset, request.count - offset, Int32(MSG_NOSIGNAL))
+                guard n > 0 else { return false }
+                offset += n
+            }
+            return true
         }
-        var data: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 16384)
-        var headEnd: Int?
-        var contentLength: Int?
-        var keepAlive = true
-        var status = 0
+        guard sent else {
+            close(fd)
+            reusedConnectionFailed = true
+            return nil
+        }
+        var buffer = Response()
+        defer { buffer.release() }
         while true {
-            if let end = headEnd, let length = contentLength, data.count >= end + length { break }
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if let head = buffer.head, let length = head.contentLength, buffer.count >= head.end + length { break }
+            buffer.reserve(16384)
+            let n = recv(fd, buffer.base + buffer.count, buffer.capacity - buffer.count, 0)
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                close(fd)
+                throw Failure(description: "GET http://\(target.key)\(target.path) got no answer within \(timeout) s")
+            }
             if n <= 0 {
                 close(fd)
-                if headEnd != nil && contentLength == nil { keepAlive = false; break }
+                if let head = buffer.head, head.contentLength == nil { break }  // body ends with the connection
+                if buffer.count == 0 { reusedConnectionFailed = true; return nil }
                 throw Failure(description: "\(target.key) closed the connection before answering")
             }
-            data.append(contentsOf: buffer[0..<n])
-            if headEnd == nil, let end = Self.headEnd(data) {
-                headEnd = end
-                let head = String(decoding: data[..<(end - 4)], as: UTF8.self).lowercased()
-                let lines = head.split(separator: "\r\n")
-                status = Int(lines.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
-                for line in lines.dropFirst() {
-                    if line.hasPrefix("content-length:") { contentLength = Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces)) }
-                    if line.hasPrefix("connection:") && line.contains("close") { keepAlive = false }
-                }
+            buffer.count += n
+            if buffer.head == nil { buffer.parseHead() }
+        }
+        let head = buffer.head!
+        let bodyCount = min(head.contentLength ?? Int.max, buffer.count - head.end)
+        let body = UnsafeBufferPointer(start: buffer.base + head.end, count: bodyCount)
+        if head.contentLength != nil {
+            if head.keepAlive { pool.put(fd, target.key) } else { close(fd) }
+        }
+        guard head.status == 200 else {
+            throw Failure(description: "GET http://\(target.key)\(target.path) answered \(head.status): \(String(decoding: body.prefix(200), as: UTF8.self))")
+        }
+        return try read(body)
+    }
+
+    /// A response being received: bytes in one malloc'd block, and its head once complete.
+    struct Response {
+        struct Head {
+            var end: Int
+            var status: Int
+            var contentLength: Int?
+            var keepAlive: Bool
+        }
+
+        var base = UnsafeMutablePointer<UInt8>.allocate(capacity: 4096)
+        var capacity = 4096
+        var count = 0
+        var head: Head?
+
+        /// Makes room for at least `free` more bytes.
+        mutating func reserve(_ free: Int) {
+            guard capacity - count < free / 4 else { return }
+            let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: max(capacity * 2, count + free))
+            grown.update(from: base, count: count)
+            base.deallocate()
+            base = grown
+            capacity = max(capacity * 2, count + free)
+        }
+
+        func release() { base.deallocate() }
+
+        /// Parses the status line and the fields that matter once "\r\n\r\n" has arrived.
+        mutating func parseHead() {
+            let bytes = UnsafeBufferPointer(start: base, count: count)
+            guard count >= 4, let end = Fetch.headEnd(bytes) else { return }
+            var parsed = Head(end: end, status: 0, contentLength: nil, keepAlive: true)
+            // "HTTP/1.1 200 ..."
+            if end > 12 {
+                parsed.status = (0..<3).reduce(0) { $0 * 10 + Int(bytes[9 + $1] &- 48) }
+                if bytes[7] == UInt8(ascii: "0") { parsed.keepAlive = false }  // HTTP/1.0
             }
+            var line = 0
+            while line < end - 2 {
+                var next = line
+                while next < end - 1, !(bytes[next] == 13 && bytes[next + 1] == 10) { next += 1 }
+                let text = UnsafeBufferPointer(rebasing: bytes[line..<next])
+                if Fetch.hasPrefix(text, "content-length:") {
+                    var value = 0
+                    var digits = 0
+                    for c in text.dropFirst(15) where c >= 48 && c <= 57 { value = value &* 10 &+ Int(c - 48); digits += 1 }
+                    if digits > 0 && digits < 19 { parsed.contentLength = value }
+                } else if Fetch.hasPrefix(text, "connection:") {
+                    let value = String(decoding: text.dropFirst(11), as: UTF8.self).lowercased()
+                    if value.contains("close") { parsed.keepAlive = false }
+                    if value.contains("keep-alive") { parsed.keepAlive = true }
+                }
+                line = next + 2
+            }
+            head = parsed
         }
-        let body = Array(data[headEnd!...].prefix(contentLength ?? Int.max))
-        if keepAlive && contentLength != nil { pool.put(fd, target.key) } else if contentLength != nil { close(fd) }
-        guard status == 200 else {
-            throw Failure(description: "GET http://\(target.key)\(target.path) answered \(status): \(String(decoding: body.prefix(200), as: UTF8.self))")
+    }
+
+    /// Where "\r\n\r\n" ends in `bytes`.
+    static func headEnd(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard bytes.count >= 4 else { return nil }
+        for i in 0...(bytes.count - 4) where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
+            return i + 4
         }
-        return body
+        return nil
+    }
+
+    /// ASCII case-insensitive prefix test; `prefix` is lowercase.
+    static func hasPrefix(_ text: UnsafeBufferPointer<UInt8>, _ prefix: StaticString) -> Bool {
+        let count = prefix.utf8CodeUnitCount
+        guard text.count >= count else { return false }
+        for i in 0..<count where text[i] | 0x20 != prefix.utf8Start[i] { return false }
+        return true
     }
 }
