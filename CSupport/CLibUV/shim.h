@@ -3,6 +3,7 @@
 #define DYNINKA_CLIBUV_SHIM_H
 
 #include <uv.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -48,6 +49,22 @@ static inline int dyn_tcp_defer_accept(uv_tcp_t *h) {
     if (r != 0) return r;
     int seconds = 1;
     return setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds) == 0 ? 0 : UV_EINVAL;
+}
+
+/// Starts a non-blocking TCP connect and returns the socket, or a negative errno. The connect
+/// may still be in progress when this returns; on loopback the handshake usually completes
+/// inside the call, so a write right after it succeeds (libuv's own connect would wait for a
+/// writable event and ask SO_ERROR first: a loop iteration and two syscalls per connection).
+static inline int dyn_tcp_connect_start(const struct sockaddr_storage *address) {
+    socklen_t length = address->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int fd = socket(address->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    if (connect(fd, (const struct sockaddr *)address, length) != 0 && errno != EINPROGRESS) {
+        int error = errno;
+        close(fd);
+        return -error;
+    }
+    return fd;
 }
 
 #endif

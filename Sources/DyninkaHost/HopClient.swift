@@ -75,20 +75,55 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     private func connect(_ socketAddress: SocketAddress) {
         self.socketAddress = socketAddress
+        let handle: TCPHandle
         do {
-            // Reading starts with the connect: one epoll registration for both.
-            handle = try TCPHandle.connect(loop: host.loop, to: socketAddress, delegate: self, reading: true)
+            handle = try TCPHandle.connect(loop: host.loop, to: socketAddress, delegate: self)
         } catch {
-            connectFailed(error)
+            return connectFailed(error)
+        }
+        self.handle = handle
+        if parser == nil {
+            let parser = host.takeParser(request: false)
+            parser.delegate = self
+            self.parser = parser
+        }
+        // The request goes out at once: on loopback the connection is usually established by
+        // now; otherwise the write waits for it. The head comes from the host's scratch buffer
+        // (the write copies what it cannot send at once).
+        target.writeHead(contentLength: body.count, extra: extraHead, into: host.scratch)
+        switch handle.write(host.scratch.bytes, body, owners: (nil, owner)) {
+        case .done:
+            established()
+        case .pending:
+            // Still connecting, or a body larger than the socket buffer on an established connection.
+            if handle.remoteAddress != nil { established() }
+        case .failed(let error):
+            connectionFailed(error)
         }
     }
 
-    func handleConnected(_ error: LoopError?) {
-        if let error {
-            handle = nil
-            return connectFailed(error)
+    /// The connection is up: from now on the response timeout applies.
+    private func established() {
+        guard !connected else { return }
+        connected = true
+        deadline = EventLoop.nanoseconds() + UInt64(responseTimeout) * 1_000_000
+    }
+
+    func handleWriteDone(_ error: LoopError?) {
+        if let error { connectionFailed(error) } else { established() }
+    }
+
+    /// The connection failed before a response: refused and never established means the service
+    /// may be restarting (retried within the window); anything else is a failed send.
+    private func connectionFailed(_ error: LoopError) {
+        guard completion != nil else { return }
+        handle?.close()
+        handle = nil
+        if connected {
+            fail(.unreachable, "connection to service '\(service)' at \(address) failed while sending (\(error.reason))")
+        } else {
+            connectFailed(error)
         }
-        established()
     }
 
     private func connectFailed(_ error: LoopError) {
@@ -110,26 +145,6 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         fail(.unreachable, "cannot reach service '\(service)' at \(address) (\(error.reason)); is `dyninka-host serve --service \(service)` running?")
     }
 
-    private func established() {
-        guard completion != nil, let handle else { return }
-        connected = true
-        deadline = EventLoop.nanoseconds() + UInt64(responseTimeout) * 1_000_000
-        let parser = host.takeParser(request: false)
-        parser.delegate = self
-        self.parser = parser
-        // The head goes out of the host's scratch buffer; the write copies what it cannot send at once.
-        target.writeHead(contentLength: body.count, extra: extraHead, into: host.scratch)
-        if case .failed(let error) = handle.write(host.scratch.bytes, body, owners: (nil, owner)) { sendFailed(error) }
-    }
-
-    func handleWriteDone(_ error: LoopError?) {
-        if let error { sendFailed(error) }
-    }
-
-    private func sendFailed(_ error: LoopError) {
-        fail(.unreachable, "connection to service '\(service)' at \(address) failed while sending (\(error.reason))")
-    }
-
     func handleRead(_ event: ReadEvent) { read(event) }
 
     private func read(_ event: ReadEvent) {
@@ -139,6 +154,7 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         case .data(let bytes): result = parser.feed(bytes)
         case .end: result = parser.finish()
         case .failed(let error):
+            guard connected else { return connectionFailed(error) }
             return fail(.unreachable, "service '\(service)' at \(address) reset the connection (\(error.reason))")
         }
         switch result {

@@ -1,4 +1,7 @@
 import CLibUV
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What a read produced. The bytes are only valid during the callback.
 package enum ReadEvent {
@@ -22,15 +25,11 @@ package enum WriteStatus {
 package protocol TCPHandleDelegate: AnyObject {
     /// Bytes (valid only during the call), the peer's end, or a read failure.
     func handleRead(_ event: ReadEvent)
-    /// A connection started with `connect` is established (nil) or failed; after a failure the
-    /// handle is already closed.
-    func handleConnected(_ error: LoopError?)
     /// A write that returned `.pending` finished (nil) or failed.
     func handleWriteDone(_ error: LoopError?)
 }
 
 extension TCPHandleDelegate {
-    package func handleConnected(_ error: LoopError?) {}
     package func handleWriteDone(_ error: LoopError?) {}
 }
 
@@ -129,35 +128,24 @@ package final class TCPHandle {
 
     // MARK: Client
 
-    /// Starts connecting to `address` and returns the handle at once; `delegate.handleConnected`
-    /// reports the outcome on the loop. With `reading`, reads are delivered to the delegate as
-    /// soon as the connection has data (one epoll registration for connecting and reading).
-    package static func connect(loop: EventLoop, to address: SocketAddress, delegate: any TCPHandleDelegate,
-                                reading: Bool) throws(LoopError) -> TCPHandle {
+    /// Starts connecting to `address` and returns the handle at once, reading into `delegate`.
+    /// Write the request right away: when the connection is not established yet, the write is
+    /// queued until it is. A refused or failed connection shows as a write or read failure
+    /// (ECONNREFUSED, ETIMEDOUT, ...), never as a separate event.
+    package static func connect(loop: EventLoop, to address: SocketAddress, delegate: any TCPHandleDelegate) throws(LoopError) -> TCPHandle {
         let handle = try TCPHandle(loop: loop)
-        handle.delegate = delegate
-        let request = UnsafeMutablePointer<uv_connect_t>.allocate(capacity: 1)
         var storage = address.storage
-        // No TCP_NODELAY: a hop writes its whole request in one writev, so Nagle never waits.
-        let result = uv_tcp_connect(request, handle.raw, dyn_sockaddr(&storage)) { request, status in
-            let stream = request!.pointee.handle
-            request!.deallocate()
-            TCPHandle.with(stream!.pointee.data) { handle in
-                guard !handle.isClosing, let delegate = handle.delegate else { return }
-                if status < 0 {
-                    handle.close()
-                    delegate.handleConnected(LoopError(code: status, operation: "connect"))
-                } else {
-                    delegate.handleConnected(nil)
-                }
-            }
-        }
-        if result < 0 {
-            request.deallocate()
+        let fd = dyn_tcp_connect_start(&storage)
+        do {
+            try uvCheck(fd, "connect \(address)")
+            let opened = uv_tcp_open(handle.raw, fd)
+            if opened < 0 { Glibc.close(fd) }
+            try uvCheck(opened, "uv_tcp_open")
+        } catch {
             handle.close()
-            throw LoopError(code: result, operation: "connect \(address)")
+            throw error
         }
-        if reading { handle.startReading(delegate) }
+        handle.startReading(delegate)
         return handle
     }
 
@@ -211,6 +199,9 @@ package final class TCPHandle {
             Int(uv_try_write(dyn_tcp_stream(self.raw), $0.baseAddress!.assumingMemoryBound(to: uv_buf_t.self), count))
         }
         if written == total { return .done }
+        if written < 0 && written != Int(UV_EAGAIN.rawValue) {
+            return .failed(LoopError(code: Int32(written), operation: "write"))
+        }
         // The rest goes through uv_write, which keeps the buffers until its callback.
         let request = WriteRequest(owners: owners, handle: self)
         var skip = max(written, 0)
