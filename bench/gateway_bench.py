@@ -174,6 +174,7 @@ def main():
     ap.add_argument("--samples", type=int, default=300, help="requests sampled for the Server-Timing split")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--no-pin", action="store_true", help="let hey share the CPUs with the servers")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per worker count; rows show the median (default 3)")
     args = ap.parse_args()
     hop_bench.PIN["on"] = hop_bench.PIN["on"] and not args.no_pin
     os.environ["PATH"] += ":/usr/sbin"
@@ -194,48 +195,52 @@ def main():
     emit(f"# Point to point vs gateway: the smart-building app, {started:%Y-%m-%d %H:%M} UTC")
     emit()
     emit(f"Machine: {hop_bench.machine()}. Command: `python3 bench/gateway_bench.py --duration {args.duration:g} "
-         f"--workers {','.join(map(str, workers))}`. Load: hey -disable-keepalive, POST to the entry "
-         f"({args.duration:g} s per run; the paper used 10 minutes); {hop_bench.pinning_note()}. "
+         f"--workers {','.join(map(str, workers))} --rounds {args.rounds}`. Load: hey -disable-keepalive, POST to the entry "
+         f"({args.duration:g} s per run, the paper used 10 minutes; {args.rounds} interleaved rounds per worker count, "
+         f"each row the median round, errors summed over all rounds); {hop_bench.pinning_note()}. "
          "Hosts: release dyninka-host; the app library built by `dyninka build` (release). Every request makes "
          "the full default dataflow: get (reads the next sensor row) -> filterTemperature (drops non-temperature "
          "rows: 204) -> map -> movingAvg. CPU is utime+stime per request from /proc (hey's own apart); RSS is VmHWM. "
          "nginx4x1: four one-worker nginx processes chained by proxy_pass, the no-processing reference.")
     emit()
     results = {}
-    topologies = [("p2p", False), ("gateway", True)]
+    # Both topologies and the nginx reference run side by side (idle ones cost nothing) and
+    # every worker count interleaves them, round after round: drift on the machine (other load,
+    # the TIME_WAIT table filling) then affects all alike. Each row is the median round.
+    topos = {"p2p": Topology(debug, release, False)}
     rows = []
-    for name, gw in topologies:
-        topo = Topology(debug, release, gw)
-        try:
-            for w in workers:
-                print(f"... {name}, {w} workers, {args.duration:g} s", file=sys.stderr, flush=True)
-                before, user0 = topo.cpu(), topo.user()
-                r = hop_bench.hey(f"http://127.0.0.1:{topo.port}{topo.path}", w, duration=args.duration, body="")
-                after, user1 = topo.cpu(), topo.user()
-                done = max(r["ok"] + r["errors"], 1)
-                r["cpu_us"] = {k: (after[k] - before[k]) / done * 1e6 for k in after}
-                r["user_us"] = (user1 - user0) / done * 1e6
-                r["error_rate"] = r["errors"] / done * 100
-                results[(name, w)] = r
-                time.sleep(1)
-            split = timings(topo.port, topo.path, args.samples)
-            rss = topo.rss()
-        finally:
-            topo.stop()
-        rows.append((name, split, rss))
-    ng = hop_bench.Nginx(tmp, separate=True)
+    ng = None
     try:
+        topos["gateway"] = Topology(debug, release, True)
+        ng = hop_bench.Nginx(tmp, separate=True)
+        targets = [(name, topo, f"http://127.0.0.1:{topo.port}{topo.path}", "") for name, topo in topos.items()]
+        targets.append(("nginx4x1", ng, f"http://127.0.0.1:{ng.ports[0]}/", "{}"))
         for w in workers:
-            print(f"... nginx4x1, {w} workers, {args.duration:g} s", file=sys.stderr, flush=True)
-            before = ng.cpu()
-            r = hop_bench.hey(f"http://127.0.0.1:{ng.ports[0]}/", w, duration=args.duration, body="{}")
-            after = ng.cpu()
-            done = max(r["ok"] + r["errors"], 1)
-            r["cpu_us"] = {k: (after[k] - before[k]) / done * 1e6 for k in after}
-            r["error_rate"] = r["errors"] / done * 100
-            results[("nginx4x1", w)] = r
+            rounds = {name: [] for name, *_ in targets}
+            for round_ in range(args.rounds):
+                for name, target, url, body in targets:
+                    print(f"... {name}, {w} workers, {args.duration:g} s, round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
+                    before = target.cpu()
+                    user0 = target.user()
+                    r = hop_bench.hey(url, w, duration=args.duration, body=body)
+                    after = target.cpu()
+                    user1 = target.user()
+                    done = max(r["ok"] + r["errors"], 1)
+                    r["cpu_us"] = {k: (after[k] - before[k]) / done * 1e6 for k in after}
+                    r["user_us"] = (user1 - user0) / done * 1e6 if name != "nginx4x1" else 0
+                    rounds[name].append(r)
+                    time.sleep(1)
+            for name in rounds:
+                r = hop_bench.median_run(rounds[name])
+                r["error_rate"] = r["errors"] / max(sum(x["ok"] + x["errors"] for x in rounds[name]), 1) * 100
+                results[(name, w)] = r
+        for name, topo in topos.items():
+            rows.append((name, timings(topo.port, topo.path, args.samples), topo.rss()))
     finally:
-        ng.stop()
+        if ng:
+            ng.stop()
+        for topo in topos.values():
+            topo.stop()
 
     emit("## Throughput, latency, errors (the paper's Tables 2-5)")
     emit()
@@ -255,11 +260,17 @@ def main():
         emit(f"| {w} | {p['rps'] / max(g['rps'], 1):.2f}x | {p['mean_ms'] / max(g['mean_ms'], 1e-9):.2f}x | "
              f"{p['rps'] / max(n['rps'], 1):.2f}x |")
     emit()
-    emit(f"## CPU per request of each process, {workers[-1]} workers (us)")
+    emit("Requests/s of every round (p2p | gateway): " + "; ".join(
+        f"{w} workers " + " | ".join(" ".join(f"{x:.0f}" for x in results[(t, w)]["all_rps"]) for t in ("p2p", "gateway"))
+        for w in workers))
     emit()
-    for topology in ("p2p", "gateway"):
-        r = results[(topology, workers[-1])]
-        emit(f"- {topology}: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["cpu_us"].items())))
+    emit("## CPU per request of each process (us)")
+    emit()
+    for w in workers:
+        for topology in ("p2p", "gateway"):
+            r = results[(topology, w)]
+            emit(f"- {w} workers, {topology}: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["cpu_us"].items()))
+                 + f"; hey {r['hey_us']:.0f}")
     emit()
     emit("## Peak RSS of each process (MiB)")
     emit()

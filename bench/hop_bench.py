@@ -247,6 +247,15 @@ def measure(target, url, workers, duration, headers=(), body="{}"):
     return result
 
 
+def median_run(runs):
+    """The run with the median throughput, its error count replaced by the sum over all runs."""
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    chosen = dict(ordered[len(ordered) // 2])
+    chosen["errors"] = sum(r["errors"] for r in runs)
+    chosen["all_rps"] = [r["rps"] for r in runs]
+    return chosen
+
+
 def machine():
     model = "unknown CPU"
     try:
@@ -265,6 +274,7 @@ def main():
     ap.add_argument("--sweep-requests", type=int, default=2000, help="requests per size in the sweep")
     ap.add_argument("--no-build", action="store_true", help="use the existing release build")
     ap.add_argument("--no-pin", action="store_true", help="let hey share the CPUs with the servers")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per worker count; rows show the median (default 3)")
     args = ap.parse_args()
     PIN["on"] = PIN["on"] and not args.no_pin
     for tool in ("hey", "nginx"):
@@ -286,8 +296,9 @@ def main():
     emit(f"# Hop path benchmark, {started:%Y-%m-%d %H:%M} UTC")
     emit()
     emit(f"Machine: {machine()}. Command: `python3 bench/hop_bench.py --duration {args.duration:g} "
-         f"--workers {args.workers} --sizes {args.sizes}`. Load: hey -disable-keepalive, POST, "
-         f"{args.duration:g} s per run; {pinning_note()}. CPU per request is "
+         f"--workers {args.workers} --sizes {args.sizes} --rounds {args.rounds}`. Load: hey -disable-keepalive, POST, "
+         f"{args.duration:g} s per run, {args.rounds} interleaved rounds per worker count, each row the median round "
+         f"(errors summed over all rounds); {pinning_note()}. CPU per request is "
          f"utime+stime of each server process from /proc divided by the requests answered; hey's own CPU per "
          f"request is shown apart. nginx4: one nginx, a worker per CPU, serving all four hops; nginx4x1: four "
          f"nginx processes with one worker each, one per hop like the dyninka chain.")
@@ -310,8 +321,16 @@ def main():
                 ("nginx4x1", nginx_x1, f"http://127.0.0.1:{nginx_x1.ports[0]}/", (), "{}", 4),
                 ("echo1", echo, f"http://127.0.0.1:{echo.ports['echo']}/", ("Dyninka-Route: ",), '{"value":1}', 1),
             ]
+            # Rounds interleave the topologies, so that drift on the machine (other load, the
+            # TIME_WAIT table filling up) affects all alike; each row is the median round.
+            rounds = {name: [] for name, *_ in runs}
+            for round_ in range(args.rounds):
+                for name, target, url, headers, body, hops in runs:
+                    print(f"... {name}, {w} workers, round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
+                    rounds[name].append(measure(target, url, w, args.duration, headers, body))
+                    time.sleep(1)
             for name, target, url, headers, body, hops in runs:
-                r = measure(target, url, w, args.duration, headers, body)
+                r = median_run(rounds[name])
                 results[(name, w)] = r
                 total = sum(r["cpu_us"].values())
                 per = ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us"].items())
@@ -320,7 +339,6 @@ def main():
                      f"{r['hey_us']:.0f} |")
                 if r["errors"]:
                     print(r["raw"][-800:], file=sys.stderr)
-                time.sleep(1)
     finally:
         chain.stop()
         echo.stop()
@@ -330,6 +348,10 @@ def main():
     for ref in ("nginx4", "nginx4x1"):
         emit(f"Ratio chain4 / {ref} throughput: " + ", ".join(
             f"{w} workers {results[('chain4', w)]['rps'] / max(results[(ref, w)]['rps'], 1):.2f}x" for w in workers))
+    emit()
+    emit("Requests/s of every round (chain4 | nginx4 | nginx4x1): " + "; ".join(
+        f"{w} workers " + " | ".join(" ".join(f"{x:.0f}" for x in results[(t, w)]["all_rps"]) for t in ("chain4", "nginx4", "nginx4x1"))
+        for w in workers))
     emit()
     emit("## Payload sweep: hopA -> hopB -> blob, the SIZE-byte response relayed back through hopB and hopA")
     emit()
