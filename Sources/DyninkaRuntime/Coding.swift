@@ -33,7 +33,7 @@ enum Coding {
 
     static func encode<T: Encodable>(_ value: T) throws -> (UnsafeMutablePointer<UInt8>?, Int) {
         if T.self == RawJSON.self, let raw = value as? RawJSON { return copy(raw.bytes) }
-        if let bytes = try? FastJSON.encode(value) { return copy(bytes) }
+        if let (bytes, count) = try? FastJSON.encodeMalloced(value) { return (bytes, count) }
         let data = try encoder.encode(value)
         let count = data.count
         let bytes = malloc(max(count, 1))!.assumingMemoryBound(to: UInt8.self)

@@ -220,15 +220,11 @@ extension FastJSON {
 
     // MARK: Values from the tape
 
-    /// The parsed document: the caller's bytes (valid for the whole decode) and their tape.
-    final class Document {
+    /// The parsed document: the caller's bytes (valid for the whole decode) and their tape. A
+    /// struct: containers share the tape's storage, and no object is allocated for the document.
+    struct Document {
         let bytes: UnsafeBufferPointer<UInt8>
         let tape: [Token]
-
-        init(bytes: UnsafeBufferPointer<UInt8>, tape: [Token]) {
-            self.bytes = bytes
-            self.tape = tape
-        }
 
         func mismatch<T>(_ type: T.Type, _ path: [CodingKey], _ at: Int) -> DecodingError {
             let found: String

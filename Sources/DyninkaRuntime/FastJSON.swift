@@ -19,21 +19,74 @@ enum FastJSON {
 
     /// Encodes `value` as compact JSON; throws Unsupported when Foundation must do it.
     static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        let (bytes, count) = try encodeMalloced(value)
+        defer { free(bytes) }
+        return Array(UnsafeBufferPointer(start: bytes, count: count))
+    }
+
+    /// Encodes `value` into a malloc'd block the caller frees (what crosses the table boundary).
+    static func encodeMalloced<T: Encodable>(_ value: T) throws -> (UnsafeMutablePointer<UInt8>, Int) {
         if needsFoundation(T.self) { throw Unsupported() }
         let writer = Writer()
         try writer.write(value)
         guard writer.complete else { throw Unsupported() }
-        return writer.out
+        return writer.out.take()
+    }
+
+    /// Output bytes in one malloc'd block, grown with realloc and handed over without a copy.
+    struct Output {
+        private(set) var base: UnsafeMutablePointer<UInt8>
+        private(set) var count = 0
+        private var capacity: Int
+
+        init(capacity: Int) {
+            self.capacity = capacity
+            base = malloc(capacity)!.assumingMemoryBound(to: UInt8.self)
+        }
+
+        mutating func grow(_ more: Int) {
+            capacity = max(capacity * 2, count + more)
+            base = realloc(base, capacity)!.assumingMemoryBound(to: UInt8.self)
+        }
+
+        @inline(__always) mutating func append(_ byte: UInt8) {
+            if count == capacity { grow(1) }
+            base[count] = byte
+            count += 1
+        }
+
+        mutating func append(contentsOf bytes: UnsafeBufferPointer<UInt8>) {
+            guard bytes.count > 0 else { return }
+            if count + bytes.count > capacity { grow(bytes.count) }
+            (base + count).update(from: bytes.baseAddress!, count: bytes.count)
+            count += bytes.count
+        }
+
+        mutating func append(contentsOf bytes: [UInt8]) {
+            bytes.withUnsafeBufferPointer { append(contentsOf: $0) }
+        }
+
+        /// Gives the block away; this output is empty (and owns a fresh small block) afterwards.
+        mutating func take() -> (UnsafeMutablePointer<UInt8>, Int) {
+            let taken = (base, count)
+            capacity = 16
+            count = 0
+            base = malloc(capacity)!.assumingMemoryBound(to: UInt8.self)
+            return taken
+        }
+
+        func release() { free(base) }
     }
 
     /// Writes JSON as values are encoded; supports one container per value, in order.
     final class Writer {
-        var out: [UInt8] = []
-        /// Open containers: whether each still awaits its first element.
-        var first: [Bool] = []
+        var out = Output(capacity: 256)
+        /// Open containers, and for each (one bit per depth) whether it still awaits its first element.
+        var depth = 0
+        var awaitingFirst: UInt64 = 0
         var complete = true
 
-        init() { out.reserveCapacity(128) }
+        deinit { out.release() }
 
         func write<T: Encodable>(_ value: T) throws {
             // Type equality, not `as?`: a dynamic cast per value costs more than writing it.
@@ -53,10 +106,10 @@ enum FastJSON {
             if T.self == UInt8.self { decimal(Int(unsafeBitCast(value, to: UInt8.self))); return }
             if FastJSON.needsFoundation(T.self) { throw Unsupported() }
             let start = out.count
-            let depth = first.count
+            let depth = self.depth
             try value.encode(to: ValueEncoder(writer: self))
             // A value that opened no container and wrote nothing: Foundation writes {}.
-            if out.count == start && first.count == depth { literal("{}") }
+            if out.count == start && self.depth == depth { literal("{}") }
         }
 
         func literal(_ text: StaticString) {
@@ -124,17 +177,22 @@ enum FastJSON {
             out.append(UInt8(ascii: "\""))
         }
 
-        func open(_ bracket: UInt8) {
+        func open(_ bracket: UInt8) throws {
+            // Deeper than the bit stack: Foundation's coder takes over.
+            guard depth < 64 else { complete = false; throw Unsupported() }
             out.append(bracket)
-            first.append(true)
+            awaitingFirst |= 1 << UInt64(depth)
+            depth += 1
         }
 
         func separator() {
-            if first.last == true { first[first.count - 1] = false } else { out.append(UInt8(ascii: ",")) }
+            let bit: UInt64 = 1 << UInt64(depth - 1)
+            if awaitingFirst & bit != 0 { awaitingFirst &= ~bit } else { out.append(UInt8(ascii: ",")) }
         }
 
         func close(_ bracket: UInt8) {
-            first.removeLast()
+            depth -= 1
+            awaitingFirst &= ~(1 << UInt64(depth))
             out.append(bracket)
         }
     }
@@ -160,23 +218,23 @@ enum FastJSON {
     final class ContainerBox {
         let writer: Writer
         let closing: UInt8
+        /// The writer's depth inside this container; 0 when it could not be opened.
         let depth: Int
 
         init(writer: Writer, bracket: UInt8) {
             self.writer = writer
             closing = bracket == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
-            writer.open(bracket)
-            depth = writer.first.count
+            depth = (try? writer.open(bracket)) != nil ? writer.depth : 0
         }
 
         /// Elements may only be written while this is the innermost open container.
         func element() throws {
-            guard writer.first.count == depth else { writer.complete = false; throw Unsupported() }
+            guard depth > 0, writer.depth == depth else { writer.complete = false; throw Unsupported() }
             writer.separator()
         }
 
         deinit {
-            if writer.first.count == depth { writer.close(closing) } else { writer.complete = false }
+            if depth > 0 && writer.depth == depth { writer.close(closing) } else { writer.complete = false }
         }
     }
 

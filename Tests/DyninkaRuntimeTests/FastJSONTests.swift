@@ -146,4 +146,22 @@ func fastDecode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
         #expect(duplicate == ["a": 1, "b": 2])
         #expect(throws: DecodingError.self) { try fastDecode(K.self, Array(#"{"quoted":null}"#.utf8)) }
     }
+
+    @Test func deepValuesAreLeftToFoundation() throws {
+        final class Deep: Codable {
+            let next: Deep?
+            let n: Int
+            init(next: Deep?, n: Int) { self.next = next; self.n = n }
+        }
+        var deep = Deep(next: nil, n: 0)
+        for i in 1...70 { deep = Deep(next: deep, n: i) }
+        #expect(throws: FastJSON.Unsupported.self) { try fast(deep) }
+        let (bytes, count) = try Coding.encode(deep)
+        defer { free(bytes) }
+        let back = try JSONDecoder().decode(Deep.self, from: Data(bytes: bytes!, count: count))
+        #expect(back.n == 70 && back.next?.n == 69)
+        var shallow = Deep(next: nil, n: 0)
+        for i in 1...60 { shallow = Deep(next: shallow, n: i) }
+        #expect(try fastDecode(Deep.self, try fast(shallow)).n == 60)
+    }
 }
