@@ -182,6 +182,11 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     }
 
     func expire() {
+        // A request still being written when the connect deadline passes may be a large body on
+        // an established connection: then the response deadline applies from now on.
+        if !connected, let handle, handle.remoteAddress != nil {
+            return established()
+        }
         if connected {
             fail(.timeout, "service '\(service)' at \(address) did not answer within \(responseTimeout) ms")
         } else {

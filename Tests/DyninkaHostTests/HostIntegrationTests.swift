@@ -6,10 +6,9 @@ import Glibc
 
 let temperature = #"{"sensor":"s","variable":"Temperature","value":30}"#
 
-/// A port nobody listens on right now.
-func freePort() -> Int {
+/// A TCP socket bound to a free port of 127.0.0.1 (not listening yet), and the port.
+func boundSocket() -> (fd: Int32, port: Int) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -20,7 +19,14 @@ func freePort() -> Int {
             _ = getsockname(fd, $0, &length)
         }
     }
-    return Int(UInt16(bigEndian: address.sin_port))
+    return (fd, Int(UInt16(bigEndian: address.sin_port)))
+}
+
+/// A port nobody listens on right now.
+func freePort() -> Int {
+    let (fd, port) = boundSocket()
+    close(fd)
+    return port
 }
 
 /// Real dyninka-host processes on 127.0.0.1 serving the fixture table.
@@ -86,6 +92,25 @@ func freePort() -> Int {
         #expect(response.status == 504)
         #expect(response.error?.service == "slow")
         #expect(response.error?.kind == "timeout")
+    }
+
+    @Test func aBodyStillBeingSentWhenTheConnectDeadlinePassesGetsTheResponseDeadline() throws {
+        // A peer that never accepts or reads: the kernel completes the handshake (backlog), then
+        // the socket buffers fill and the write waits. The connection is up, so the 504 must come
+        // from the response timeout, not claim the peer did not accept a connection.
+        let (stuck, port) = boundSocket()
+        defer { close(stuck) }
+        #expect(listen(stuck, 4) == 0)
+        let host = try HostProcess(service: "echo", peers: ["echo": port],
+                                   arguments: ["--connect-timeout", "100", "--response-timeout", "800",
+                                               "--max-body-bytes", String(32 << 20)])
+        let body = "\"" + String(repeating: "x", count: 24 << 20) + "\""
+        let started = Date()
+        let response = try host.client.post(body, route: "echo()")
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(response.status == 504, "\(response.status) \(response.error?.message ?? "")")
+        #expect(response.error?.message.contains("did not answer within 800 ms") == true, "\(response.error?.message ?? "")")
+        #expect(elapsed > 0.7 && elapsed < 5, "\(elapsed)")
     }
 
     @Test func customRoutesRunAndMistypedOnesAreRefusedBeforeAnyWork() throws {
