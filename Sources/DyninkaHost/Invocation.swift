@@ -24,21 +24,10 @@ final class LibraryBytes: @unchecked Sendable {
     var text: String { String(decoding: bytes, as: UTF8.self) }
 }
 
-/// The context handed to a service entry: finds its way back to the loop from any thread.
-private final class CallContext: @unchecked Sendable {
-    // Created and consumed on the loop; only `loopThread` and `wakeup` are read elsewhere.
-    let invocation: Invocation
-    let loopThread: pthread_t
-    let wakeup: LoopWakeup
-    let release: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?
-
-    init(invocation: Invocation, loopThread: pthread_t, wakeup: LoopWakeup,
-         release: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?) {
-        self.invocation = invocation
-        self.loopThread = loopThread
-        self.wakeup = wakeup
-        self.release = release
-    }
+/// Carries a loop-owned object through a completion submitted from another thread; only the
+/// loop touches what it carries.
+private struct LoopBound<Value>: @unchecked Sendable {
+    let value: Value
 }
 
 private var emptyBody: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
@@ -61,6 +50,10 @@ final class Invocation {
     private var functionStarted: UInt64 = 0
     private var finished = false
     private var callArguments: UnsafeMutablePointer<dyninka_bytes>?
+    // Read by a completion on another thread; immutable.
+    private let loopThread: pthread_t
+    private let wakeup: LoopWakeup
+    private let releaseOutput: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?
     /// When the client's time budget (Dyninka-Deadline) runs out; nil without one.
     var deadline: UInt64?
 
@@ -94,6 +87,9 @@ final class Invocation {
         self.input = input
         self.started = started
         self.arguments = Array(repeating: nil, count: arguments.count)
+        loopThread = host.loopThread
+        wakeup = host.wakeup
+        releaseOutput = host.table.freeBytes
     }
 
     deinit { callArguments?.deallocate() }
@@ -163,19 +159,19 @@ final class Invocation {
             callArguments = array
         }
         let inputBytes = input?.bytes
-        let context = CallContext(invocation: self, loopThread: host.loopThread, wakeup: host.wakeup,
-                                  release: host.table.freeBytes)
+        // The invocation itself is the call's context (retained until the completion).
         var call = dyninka_call(
             input: dyninka_bytes(data: inputBytes?.baseAddress?.assumingMemoryBound(to: UInt8.self), length: inputBytes?.count ?? 0),
             arguments: callArguments.map { UnsafePointer($0) }, argument_count: count,
-            context: Unmanaged.passRetained(context).toOpaque(),
+            context: Unmanaged.passRetained(self).toOpaque(),
             complete: { context, status, data, length in
-                let context = Unmanaged<CallContext>.fromOpaque(context!).takeRetainedValue()
-                let output = LibraryBytes(data: data, count: length, release: context.release)
-                if pthread_equal(pthread_self(), context.loopThread) != 0 {
-                    context.invocation.functionDone(status, output)
+                let invocation = Unmanaged<Invocation>.fromOpaque(context!).takeRetainedValue()
+                let output = LibraryBytes(data: data, count: length, release: invocation.releaseOutput)
+                if pthread_equal(pthread_self(), invocation.loopThread) != 0 {
+                    invocation.functionDone(status, output)
                 } else {
-                    context.wakeup.submit { context.invocation.functionDone(status, output) }
+                    let bound = LoopBound(value: invocation)
+                    invocation.wakeup.submit { bound.value.functionDone(status, output) }
                 }
             })
         functionStarted = EventLoop.nanoseconds()
