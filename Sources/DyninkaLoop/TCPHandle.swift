@@ -131,7 +131,8 @@ package final class TCPHandle {
     /// Starts connecting to `address` and returns the handle at once, reading into `delegate`.
     /// Write the request right away: when the connection is not established yet, the write is
     /// queued until it is. A refused or failed connection shows as a write or read failure
-    /// (ECONNREFUSED, ETIMEDOUT, ...), never as a separate event.
+    /// (ECONNREFUSED, ETIMEDOUT, ...), never as a separate event. No TCP_NODELAY: a hop writes
+    /// its whole request in one writev, so Nagle never waits.
     package static func connect(loop: EventLoop, to address: SocketAddress, delegate: any TCPHandleDelegate) throws(LoopError) -> TCPHandle {
         let handle = try TCPHandle(loop: loop)
         var storage = address.storage
