@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-# Run: python3 bench/gateway_bench.py [--duration 10] [--workers 1,5,10,50] [--more] [--no-build]
+# Run: python3 bench/gateway_bench.py [--duration 10] [--workers 1,5,10,50] [--more] [--rounds 3] [--no-pin] [--no-build]
 """The paper's experiment on our code: the smart-building app point to point vs an OpenFaaS-like
 gateway topology, same services, table, payloads and keep-alive policy (none), driven by hey.
 
 For each topology and worker count: throughput, mean / p50 / p99 latency, error rate (non-2xx
 answers and connection errors), CPU time per request of every process (utime+stime from /proc),
 peak RSS (VmHWM); the overhead split of the paper's Figure 11 from Server-Timing (time inside the
-functions vs the whole request); and an nginx 4-hop proxy chain as the no-processing reference.
+functions vs the whole request); and an nginx 4-hop proxy chain (four one-worker nginx processes)
+as the no-processing reference. Both topologies and nginx run side by side, interleaved in --rounds
+rounds per worker count (each row the median round); hey is pinned to CPU 0 and the servers to the
+other CPUs unless --no-pin.
 Writes bench/results/DATE-HOST-gateway.md and PNG plots of throughput and latency against workers.
 Nothing here runs in the test suite.
 """

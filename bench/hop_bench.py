@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-# Run: python3 bench/hop_bench.py [--duration 5] [--workers 1,5,10,50] [--sizes 1024,16384,65536,262144,1048576]
+# Run: python3 bench/hop_bench.py [--duration 5] [--workers 1,5,10,50] [--rounds 3] [--no-pin]
+#        [--sizes 1024,16384,65536,262144,1048576] [--no-build]
 """The hop path under keep-alive-free load, measured against nginx in the same run.
 
 Topologies, each driven by hey -disable-keepalive at every worker count:
@@ -7,7 +8,11 @@ Topologies, each driven by hey -disable-keepalive at every worker count:
           POST get  (Dyninka-Route: map().scale(by: 1.0).movingAvg())
   echo1   one dyninka-host running `echo` (RawJSON in, RawJSON out, no hop)
   nginx4  nginx, the no-processing reference: three proxy_pass hops (upstream HTTP/1.0) and a
-          fourth server returning a fixed JSON body
+          fourth server returning a fixed JSON body, in one nginx with a worker per CPU
+  nginx4x1  the same chain as four one-worker nginx processes, one per hop like chain4
+
+hey runs pinned to CPU 0 and the servers to the other CPUs (--no-pin: no pinning); the
+topologies are interleaved in --rounds rounds and each row is the median round.
 
 For each run: requests/s, mean / p99 latency, errors (connection errors and non-2xx), and the CPU
 time per request of every server process (utime+stime from /proc, which the load generator does
