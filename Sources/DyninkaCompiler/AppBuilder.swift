@@ -76,12 +76,7 @@ public struct AppBuilder: Sendable {
             }
         }
         let fm = FileManager.default
-        for (relative, content) in files {
-            let path = "\(package)/\(relative)"
-            if (try? String(contentsOfFile: path, encoding: .utf8)) == content { continue }
-            try fm.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try content.write(toFile: path, atomically: true, encoding: .utf8)
-        }
+        try Self.sync(files, into: package)
         let stamp = FNV.hex(files.keys.sorted().map { $0 + "\0" + files[$0]! }.joined(separator: "\0"))
         let library = "\(out)/lib\(ir.name).so"
         let irPath = "\(out)/\(ir.name).ir.json"
@@ -104,6 +99,31 @@ public struct AppBuilder: Sendable {
         try stamp.write(toFile: stampPath, atomically: true, encoding: .utf8)
         return BuildResult(library: library, irPath: irPath, ir: ir, warnings: analysis.warnings, rebuilt: true,
                            packageDirectory: package)
+    }
+
+    /// Makes `package` hold exactly `files` (relative path to content): writes what differs and
+    /// removes source files (.swift, .h, .c) no longer generated, such as a runtime file that a
+    /// newer dyninka renamed; a stale copy would otherwise break or silently join the next build.
+    /// Returns the paths it removed.
+    @discardableResult
+    public static func sync(_ files: [String: String], into package: String) throws -> [String] {
+        let fm = FileManager.default
+        for (relative, content) in files {
+            let path = "\(package)/\(relative)"
+            if (try? String(contentsOfFile: path, encoding: .utf8)) == content { continue }
+            try fm.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try content.write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        var removed: [String] = []
+        for folder in ["Sources", "Runtime"] {
+            guard let enumerator = fm.enumerator(atPath: "\(package)/\(folder)") else { continue }
+            for case let relative as String in enumerator
+            where [".swift", ".h", ".c"].contains(where: relative.hasSuffix) && files["\(folder)/\(relative)"] == nil {
+                try fm.removeItem(atPath: "\(package)/\(folder)/\(relative)")
+                removed.append("\(folder)/\(relative)")
+            }
+        }
+        return removed.sorted()
     }
 
     private func runtimeFiles(_ folder: String) throws -> [String] {
