@@ -38,6 +38,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         armRequestTimeout()
         host.track(self)
         handle.startReading(self)
+        handle.readAvailable()
     }
 
     func handleRead(_ event: ReadEvent) { read(event) }

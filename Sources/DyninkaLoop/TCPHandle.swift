@@ -176,6 +176,23 @@ package final class TCPHandle {
         if result < 0 { delegate.handleRead(.failed(LoopError(code: result, operation: "uv_read_start"))) }
     }
 
+    /// Reads what has already arrived, now, without waiting for the loop to report it (a
+    /// listener with TCP_DEFER_ACCEPT hands over connections whose request is in). Delivers to
+    /// the delegate like a read; does nothing when no byte is there yet.
+    package func readAvailable() {
+        guard !isClosing, let delegate else { return }
+        var fd: uv_os_fd_t = -1
+        guard uv_fileno(dyn_tcp_handle(raw), &fd) == 0 else { return }
+        let count = recv(fd, loop.readBuffer, EventLoop.readBufferSize, Int32(MSG_DONTWAIT))
+        if count > 0 {
+            delegate.handleRead(.data(UnsafeRawBufferPointer(start: loop.readBuffer, count: count)))
+        } else if count == 0 {
+            delegate.handleRead(.end)
+        } else if errno != EAGAIN && errno != EWOULDBLOCK {
+            delegate.handleRead(.failed(LoopError(code: -errno, operation: "read")))
+        }
+    }
+
     /// Stops delivering reads until `startReading` is called again.
     package func stopReading() {
         guard !isClosing else { return }
