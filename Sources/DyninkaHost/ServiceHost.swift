@@ -1,3 +1,4 @@
+import CDyninkaABI
 import DyninkaHTTP
 import DyninkaLoop
 import DyninkaRoute
@@ -74,6 +75,11 @@ package final class ServiceHost {
 
     /// "/NAME": the service's own path, built once rather than per request.
     private lazy var servicePath = "/\(configuration.service)"
+
+    /// HTTP exchanges the app library makes on this loop (Fetch in async services).
+    private(set) lazy var exchanges = ExchangeClient(host: self)
+    /// What this host lends the app library; allocated once, kept for the process's life.
+    private var lent: UnsafeMutablePointer<dyninka_host>?
 
     /// Gateway mode: one prepared target per function name.
     var gatewayTargets: [String: HopTarget] = [:]
@@ -201,6 +207,7 @@ package final class ServiceHost {
         } catch {
             throw HostStartupError("cannot set up signals and timers: \(error)")
         }
+        lendLoop()
         if !missingPeers.isEmpty {
             log.warning("no address for \(missingPeers.map { "'\($0)'" }.joined(separator: ", ")), which '\(service.name)' calls by default: such requests will get 502; pass --peers \(missingPeers.map { "\($0)=HOST:PORT" }.joined(separator: ",")) or --placement FILE")
         }
@@ -218,6 +225,28 @@ package final class ServiceHost {
         wakeup.close()
         loop.close()
         log.info("stopped")
+    }
+
+    /// Lends the loop to the app library (ABI 2): async services then run on this thread, and
+    /// their fetches go through `exchanges`. Called once, on the loop thread, before serving.
+    private func lendLoop() {
+        guard let table, let attach = table.attachHost, lent == nil else { return }
+        let lent = UnsafeMutablePointer<dyninka_host>.allocate(capacity: 1)
+        lent.initialize(to: dyninka_host(
+            context: Unmanaged.passUnretained(self).toOpaque(),
+            wake: { context in
+                let host = Unmanaged<ServiceHost>.fromOpaque(context!).takeUnretainedValue()
+                let runJobs = host.table.runJobs
+                host.wakeup.submit { runJobs?() }
+            },
+            exchange: { context, name, port, request, length, timeout, exchangeContext, done in
+                let host = Unmanaged<ServiceHost>.fromOpaque(context!).takeUnretainedValue()
+                host.exchanges.start(host: String(cString: name!), port: Int(port),
+                                     request: UnsafeRawBufferPointer(start: request, count: length),
+                                     timeout: Int(timeout), context: exchangeContext, done: done!)
+            }))
+        self.lent = lent
+        attach(lent)
     }
 
     // MARK: Connections
@@ -529,6 +558,7 @@ package final class ServiceHost {
         server?.close()
         server = nil
         for connection in connections { connection.close() }
+        if lent != nil { exchanges.closeIdle() }
         sweepTimer?.close()
         exitTimer?.close()
         for signal in signals { signal.close() }

@@ -63,6 +63,10 @@ package final class ServiceTable: @unchecked Sendable {
     package let services: [ServiceDescriptor]
     private let byName: [String: Int]
     let freeBytes: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?
+    /// Lends the host's loop to the library (ABI 2).
+    let attachHost: (@convention(c) (UnsafePointer<dyninka_host>?) -> Void)?
+    /// Runs what the library queued for the loop thread.
+    let runJobs: (@convention(c) () -> Void)?
 
     /// Loads `path` and reads its table, checking the ABI version and every default route.
     package init(path: String) throws(TableLoadError) {
@@ -130,6 +134,8 @@ package final class ServiceTable: @unchecked Sendable {
         self.services = services
         self.byName = byName
         self.freeBytes = table.pointee.free_bytes
+        self.attachHost = table.pointee.attach_host
+        self.runJobs = table.pointee.run_jobs
         // Every default route must type-check: a broken table fails at startup, not per request.
         let checker = RouteChecker(table: self)
         for service in services {

@@ -5,32 +5,100 @@ import Glibc
 #endif
 
 /// A small HTTP/1.1 GET client for services that read from an endpoint (a sensor feed, a
-/// config service): plain `http://`, keep-alive connections reused per host, no thread hops.
-/// Much cheaper than URLSession on Linux (which goes through libcurl), and the same code works
-/// when the app runs as a local program.
+/// config service): plain `http://`, keep-alive connections reused per host. Much cheaper than
+/// URLSession on Linux (which goes through libcurl), and the same code works when the app runs
+/// as a local program.
 ///
-/// Calls block the calling thread for the exchange (fine for loopback and LAN endpoints; use
-/// URLSession for slow or remote ones).
+/// Two forms of each call:
+/// - `try await Fetch.json(...)` (in async services): under dyninka-host the exchange runs on
+///   the host's event loop and the service's task waits without holding a thread; the loop
+///   serves other requests meanwhile. In a local program it is the blocking exchange.
+/// - `try Fetch.json(...)` (synchronous): blocks the calling thread for the exchange. In a
+///   synchronous service that thread is the host's loop: use it only for fast loopback endpoints.
 public enum Fetch {
     /// A GET that did not produce a 200 with a body.
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public var description: String
     }
 
-    /// GETs `url` and decodes its JSON body as `type`.
+    /// GETs `url` and decodes its JSON body as `type`, blocking the calling thread.
     public static func json<T: Decodable>(_ type: T.Type, from url: String, timeout: Double = 5) throws -> T {
-        try get(url, timeout: timeout) { body in
-            do {
-                return try FastJSON.decode(type, from: body)
-            } catch is FastJSON.Unsupported {
-                return try JSONDecoder().decode(type, from: Data(buffer: body))
-            }
+        try get(url, timeout: timeout) { try decode(type, $0) }
+    }
+
+    /// GETs `url` and returns its body, blocking the calling thread.
+    public static func bytes(from url: String, timeout: Double = 5) throws -> [UInt8] {
+        try get(url, timeout: timeout) { Array($0) }
+    }
+
+    /// GETs `url` and decodes its JSON body as `type`; on the host's loop under dyninka-host.
+    public static func json<T: Decodable & Sendable>(_ type: T.Type, from url: String, timeout: Double = 5) async throws -> T {
+        guard let loop = HostLoop.current else { return try get(url, timeout: timeout) { try decode(type, $0) } }
+        return try await get(url, timeout: timeout, on: loop) { try decode(type, $0) }
+    }
+
+    /// GETs `url` and returns its body; on the host's loop under dyninka-host.
+    public static func bytes(from url: String, timeout: Double = 5) async throws -> [UInt8] {
+        guard let loop = HostLoop.current else { return try get(url, timeout: timeout) { Array($0) } }
+        return try await get(url, timeout: timeout, on: loop) { Array($0) }
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ body: UnsafeBufferPointer<UInt8>) throws -> T {
+        do {
+            return try FastJSON.decode(type, from: body)
+        } catch is FastJSON.Unsupported {
+            return try JSONDecoder().decode(type, from: Data(buffer: body))
         }
     }
 
-    /// GETs `url` and returns its body.
-    public static func bytes(from url: String, timeout: Double = 5) throws -> [UInt8] {
-        try get(url, timeout: timeout) { Array($0) }
+    /// One GET through the host's `exchange`; `read` runs on the loop thread while the body is valid.
+    static func get<R: Sendable>(_ url: String, timeout: Double, on loop: HostLoop,
+                                 _ read: @escaping (UnsafeBufferPointer<UInt8>) throws -> R) async throws -> R {
+        let target = try targets.target(url)
+        return try await withUnsafeThrowingContinuation { continuation in
+            let exchange = LoopExchange(target: target) { status, body in
+                guard status > 0 else {
+                    return continuation.resume(throwing: Failure(description: "GET \(url): \(String(decoding: body, as: UTF8.self))"))
+                }
+                guard status == 200 else {
+                    return continuation.resume(throwing: Failure(description: "GET \(url) answered \(status): \(String(decoding: body.prefix(200), as: UTF8.self))"))
+                }
+                continuation.resume(with: Result { try read(body) })
+            }
+            loop.perform { exchange.start(on: loop, timeout: timeout) }
+        }
+    }
+
+    /// An exchange handed to the host: owns the request bytes until the host is done with them.
+    final class LoopExchange {
+        private let host: UnsafeMutablePointer<CChar>
+        private let port: Int32
+        private let request: UnsafeMutableRawBufferPointer
+        private let finish: (Int32, UnsafeBufferPointer<UInt8>) -> Void
+
+        init(target: Target, finish: @escaping (Int32, UnsafeBufferPointer<UInt8>) -> Void) {
+            host = strdup(target.host)
+            port = Int32(clamping: target.port)
+            let request = UnsafeMutableRawBufferPointer.allocate(byteCount: target.request.count, alignment: 1)
+            target.request.withUnsafeBytes { request.copyMemory(from: $0) }
+            self.request = request
+            self.finish = finish
+        }
+
+        deinit {
+            free(host)
+            request.deallocate()
+        }
+
+        func start(on loop: HostLoop, timeout: Double) {
+            loop.exchange(host: host, port: port, request: UnsafeRawBufferPointer(request), timeout: timeout,
+                          context: Unmanaged.passRetained(self).toOpaque()) { context, status, data, length in
+                let exchange = Unmanaged<LoopExchange>.fromOpaque(context!).takeRetainedValue()
+                let body = UnsafeBufferPointer(start: data, count: length)
+                guard let loop = HostLoop.current else { return exchange.finish(status, body) }
+                loop.inCallback { exchange.finish(status, body) }
+            }
+        }
     }
 
     /// GETs `url` and hands the body to `read` (the bytes are valid only during the call).

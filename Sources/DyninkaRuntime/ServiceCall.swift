@@ -44,7 +44,8 @@ public enum ServiceCall {
     }
 
     /// Runs an async service: inputs are decoded now, on the host's loop (they are only valid
-    /// until completion), and the function runs on Swift's concurrency pool, completing from there.
+    /// until completion). The function runs as a task on the host's loop when the host lends it
+    /// (ABI 2), otherwise on Swift's concurrency pool, completing from there.
     public static func runAsync<Inputs: Sendable, Output: Encodable & Sendable>(
         _ call: UnsafePointer<dyninka_call>?,
         decode: (CallInputs) throws -> Inputs,
@@ -60,13 +61,22 @@ public enum ServiceCall {
             return complete(call.pointee, DYNINKA_STATUS_BAD_INPUT, message: describe(error))
         }
         let completion = Completion(context: call.pointee.context, complete: call.pointee.complete)
-        Task {
+        @Sendable func run() async {
             do {
                 let output = try await body(inputs)
                 completion.finish(output)
             } catch {
                 completion.fail(describe(error))
             }
+        }
+        // Under a host that lends its loop, the task runs there: it starts before `entry`
+        // returns and runs until it first waits (for example on a Fetch, also on the loop).
+        guard let loop = HostLoop.current else {
+            Task { await run() }
+            return
+        }
+        loop.inCallback {
+            Task(executorPreference: loop) { await run() }
         }
     }
 

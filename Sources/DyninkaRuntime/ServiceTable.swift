@@ -79,7 +79,9 @@ public final class ServiceTable: @unchecked Sendable {
             abi_version: DYNINKA_ABI_VERSION, table_size: UInt32(MemoryLayout<dyninka_table>.size),
             app_name: strdup(appName), entry_service: strdup(entryService),
             services: cServices, service_count: services.count,
-            free_bytes: { free($0) })
+            free_bytes: { free($0) },
+            attach_host: { HostLoop.attach($0) },
+            run_jobs: { HostLoop.runJobs() })
     }
 
     /// The table to return from the exported `dyninka_service_table` symbol.

@@ -23,9 +23,9 @@ struct Average: Codable { var average: Double }
 let sensor = (ProcessInfo.processInfo.environment["SENSOR_URL"] ?? "http://127.0.0.1:8079") + "/next"
 
 /// Fetches the next row from the sensor endpoint.
-/// Async: the host runs it off its event loop, so the fetch never blocks other requests.
+/// Async: under dyninka-host the fetch runs on the host's event loop and never blocks other requests.
 @Service func get() async throws -> Reading {
-    try Fetch.json(Reading.self, from: sensor)
+    try await Fetch.json(Reading.self, from: sensor)
 }
 
 extension Reading {

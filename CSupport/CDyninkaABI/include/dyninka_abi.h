@@ -12,6 +12,12 @@
 //
 // Threads: `entry` is called on the host's loop thread. A synchronous service completes before
 // `entry` returns; an asynchronous one may complete later from any thread, exactly once.
+//
+// The host's loop (version 2): before the first entry, the host lends the library its event
+// loop through `attach_host`. The library then runs async services as tasks on the loop thread
+// (jobs queued from other threads are run when the host calls `run_jobs` after `wake`), and its
+// HTTP fetches go through the host's non-blocking `exchange`. A library may ignore the host and
+// complete from its own threads, as in version 1.
 #ifndef DYNINKA_ABI_H
 #define DYNINKA_ABI_H
 
@@ -23,7 +29,7 @@ extern "C" {
 #endif
 
 /// Bumped on every incompatible change of the structures below.
-#define DYNINKA_ABI_VERSION 1u
+#define DYNINKA_ABI_VERSION 2u
 
 /// Name of the symbol an app library exports (type: dyninka_table_fn).
 #define DYNINKA_TABLE_SYMBOL "dyninka_service_table"
@@ -96,6 +102,25 @@ typedef struct dyninka_service {
     dyninka_entry_fn entry;
 } dyninka_service;
 
+/// How an exchange ended: `status` is the HTTP status (> 0) and the bytes are the response body;
+/// or `status` is -1 and the bytes are a UTF-8 message saying what failed. The bytes belong to
+/// the host and are valid only during the call. Called once, on the loop thread.
+typedef void (*dyninka_exchange_done_fn)(void *context, int32_t status, const uint8_t *data, size_t length);
+
+/// What the host lends an app library (ABI 2). Lives as long as the library is loaded.
+typedef struct dyninka_host {
+    /// Passed back to `wake` and `exchange`.
+    void *context;
+    /// Asks the host to call the table's `run_jobs` soon on its loop thread. Safe from any thread.
+    void (*wake)(void *context);
+    /// Sends `request` (a complete HTTP/1.1 request, head and body) to `host`:`port` on the loop,
+    /// reusing a kept-alive connection to that origin when there is one, and calls `done` with the
+    /// response. Loop thread only. `request` must stay valid until `done` is called (a request on
+    /// a kept-alive connection the server had closed meanwhile is sent again, once, on a new one).
+    void (*exchange)(void *context, const char *host, int32_t port, const uint8_t *request, size_t length,
+                     uint32_t timeout_ms, void *exchange_context, dyninka_exchange_done_fn done);
+} dyninka_host;
+
 /// The table an app library exports.
 typedef struct dyninka_table {
     uint32_t abi_version;
@@ -108,6 +133,10 @@ typedef struct dyninka_table {
     size_t service_count;
     /// Releases bytes the library passed to a dyninka_complete_fn.
     void (*free_bytes)(uint8_t *data);
+    /// Called once on the loop thread before any entry. The pointer stays valid for the library's life.
+    void (*attach_host)(const dyninka_host *host);
+    /// Runs what the library queued for the loop thread; the host calls it on its loop after `wake`.
+    void (*run_jobs)(void);
 } dyninka_table;
 
 typedef const dyninka_table *(*dyninka_table_fn)(void);

@@ -24,19 +24,22 @@ final class HostProcess: @unchecked Sendable {
 
     /// Starts the host and waits until it prints the address it serves on.
     convenience init(service: String, peers: [String: Int] = [:], port: Int = 0, arguments: [String] = [],
-                     app: String = BuildProducts.fixture) throws {
+                     app: String = BuildProducts.fixture, environment: [String: String] = [:]) throws {
         var args = ["serve", "--app", app, "--service", service, "--port", String(port), "--log-level", "warning"]
         if !peers.isEmpty {
             args += ["--peers", peers.map { "\($0.key)=127.0.0.1:\($0.value)" }.sorted().joined(separator: ",")]
         }
-        try self.init(name: service, commandLine: args + arguments)
+        try self.init(name: service, commandLine: args + arguments, environment: environment)
     }
 
     /// Starts `dyninka-host` with exactly `commandLine` (which must print the usual address line).
-    init(name: String, commandLine: [String]) throws {
+    init(name: String, commandLine: [String], environment: [String: String] = [:]) throws {
         self.service = name
         process.executableURL = URL(fileURLWithPath: BuildProducts.host)
         process.arguments = commandLine
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardOutput = stdoutPipe
         process.standardError = stderrPipe
         try process.run()

@@ -5,6 +5,7 @@
 //   calibrate      async                        weather / alert(conditions:)   fan-in
 //   scale(by:)     a literal argument           slow(ms:)  async, sleeps (for timeouts)
 //   echo           RawJSON pass-through         hopA / hopB / blob   payload-size sweep
+//   describe       async, fetches GET FIXTURE_FETCH_URL (a host's description) through the host's loop
 import DyninkaRuntime
 import Foundation
 import Synchronization
@@ -16,6 +17,9 @@ struct Weather: Codable, Sendable { var condition: String; var outside: Double }
 struct Alert: Codable, Sendable { var level: String; var average: Double; var condition: String }
 struct BlobRequest: Codable, Sendable { var size: Int }
 struct Blob: Codable, Sendable { var data: String }
+
+/// What a dyninka-host answers to GET / (the fields describe reads).
+struct HostDescription: Codable, Sendable { var app: String; var service: String }
 
 struct FixtureError: Error, CustomStringConvertible { var description: String }
 
@@ -56,6 +60,18 @@ extension Temperature {
     }
 }
 
+/// Fetches FIXTURE_FETCH_URL (timeout FIXTURE_FETCH_TIMEOUT seconds, default 2), twice in a row
+/// on purpose: the second GET reuses the kept-alive connection of the first.
+func describe() async throws -> HostDescription {
+    let environment = ProcessInfo.processInfo.environment
+    let url = environment["FIXTURE_FETCH_URL"] ?? "http://127.0.0.1:1/"
+    let timeout = Double(environment["FIXTURE_FETCH_TIMEOUT"] ?? "") ?? 2
+    let first = try await Fetch.json(HostDescription.self, from: url, timeout: timeout)
+    let second = try await Fetch.json(HostDescription.self, from: url, timeout: timeout)
+    guard first.service == second.service else { throw FixtureError(description: "two fetches disagree") }
+    return second
+}
+
 func weather() -> Weather { Weather(condition: "sunny", outside: 31) }
 
 extension Average {
@@ -94,6 +110,8 @@ let table = ServiceTable(appName: "Fixture", entryService: "get", services: [
                   parameters: [ParameterExport(label: "ms", type: "Int")],
                   entry: { ServiceCall.runAsync($0, decode: { (try $0.input(Temperature.self), try $0.argument(0, Int.self, label: "ms")) }) {
                       try await $0.0.slow(ms: $0.1) } }),
+    ServiceExport(name: "describe", outputType: "HostDescription", isAsync: true, isThrowing: true,
+                  entry: { ServiceCall.runAsync($0, decode: { _ in () }) { _ in try await describe() } }),
     ServiceExport(name: "weather", outputType: "Weather", entry: { ServiceCall.run($0) { _ in weather() } }),
     ServiceExport(name: "alert", inputType: "Average", outputType: "Alert",
                   parameters: [ParameterExport(label: "conditions", type: "Weather", defaultArgument: "weather()")],

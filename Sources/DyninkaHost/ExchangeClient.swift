@@ -1,0 +1,214 @@
+import CDyninkaABI
+import DyninkaHTTP
+import DyninkaLoop
+
+/// One HTTP exchange the app library asked for (ABI 2 `exchange`).
+struct ExchangeRequest {
+    let key: String
+    let request: UnsafeRawBufferPointer
+    let timeout: Int
+    let context: UnsafeMutableRawPointer?
+    let done: dyninka_exchange_done_fn
+    /// Sent again once already (on a new connection, after a kept-alive one failed).
+    var retried = false
+}
+
+/// The HTTP client the host lends the app library: exchanges on the loop, never blocking it,
+/// with keep-alive connections pooled per origin (host:port). Async services use it through
+/// `Fetch`; their task waits on the loop while the loop serves other requests.
+final class ExchangeClient {
+    // The host outlives every exchange.
+    unowned(unsafe) let host: ServiceHost
+    /// Idle kept-alive connections by origin.
+    private var idle: [String: [ExchangeConnection]] = [:]
+    /// Resolved origins: services fetch the same few endpoints over and over.
+    private var addresses: [String: SocketAddress] = [:]
+    /// Idle connections kept per origin at most.
+    static let maxIdle = 64
+
+    init(host: ServiceHost) { self.host = host }
+
+    /// Starts an exchange; `done` is called exactly once, on the loop.
+    func start(host name: String, port: Int, request: UnsafeRawBufferPointer, timeout: Int,
+               context: UnsafeMutableRawPointer?, done: @escaping dyninka_exchange_done_fn) {
+        let key = "\(name):\(port)"
+        let exchange = ExchangeRequest(key: key, request: request, timeout: timeout, context: context, done: done)
+        if let connection = idle[key]?.popLast() {
+            return connection.send(exchange, reused: true)
+        }
+        if let address = addresses[key] {
+            return open(address, exchange)
+        }
+        Resolver.resolve(loop: host.loop, host: name, port: port) { [self] result in
+            switch result {
+            case .success(let address):
+                if addresses.count < 1024 { addresses[key] = address }
+                open(address, exchange)
+            case .failure(let error):
+                finish(exchange, failure: "cannot resolve '\(name)' (\(error.reason))")
+            }
+        }
+    }
+
+    /// Sends on a new connection.
+    func open(_ address: SocketAddress, _ exchange: ExchangeRequest) {
+        let connection = ExchangeConnection(client: self, key: exchange.key, address: address)
+        do {
+            try connection.connect(loop: host.loop)
+        } catch {
+            return finish(exchange, failure: "cannot connect (\(error.reason)); is the endpoint up?")
+        }
+        connection.send(exchange, reused: false)
+    }
+
+    /// A connection whose response is complete and which may carry another exchange.
+    func keep(_ connection: ExchangeConnection) {
+        guard !host.draining, (idle[connection.key]?.count ?? 0) < Self.maxIdle else { return connection.close() }
+        idle[connection.key, default: []].append(connection)
+    }
+
+    /// An idle connection the server closed.
+    func forget(_ connection: ExchangeConnection) {
+        idle[connection.key]?.removeAll { $0 === connection }
+    }
+
+    /// Closes every idle connection (when the host drains).
+    func closeIdle() {
+        let all = idle.values.joined()
+        idle = [:]
+        for connection in all { connection.close() }
+    }
+
+    func finish(_ exchange: ExchangeRequest, status: Int32, body: UnsafeRawBufferPointer) {
+        exchange.done(exchange.context, status, body.baseAddress?.assumingMemoryBound(to: UInt8.self), body.count)
+    }
+
+    func finish(_ exchange: ExchangeRequest, failure message: String) {
+        host.log.warning("fetch from \(exchange.key) failed: \(message)")
+        var message = message
+        message.withUTF8 { finish(exchange, status: -1, body: UnsafeRawBufferPointer($0)) }
+    }
+}
+
+/// A connection to one origin, carrying one exchange at a time and kept alive between them.
+final class ExchangeConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
+    private unowned(unsafe) let client: ExchangeClient
+    let key: String
+    private let address: SocketAddress
+    private var handle: TCPHandle?
+    private let parser: HTTPParser
+    private var exchange: ExchangeRequest?
+    private var reused = false
+    /// The connection was established (a request went out on it).
+    private var connected = false
+    private var receivedBytes = false
+    private var status = 0
+    private var keepAlive = false
+    private let body = ByteBuffer(capacity: 4096)
+    private(set) var deadline: UInt64 = 0
+    var trackSlot = -1
+
+    init(client: ExchangeClient, key: String, address: SocketAddress) {
+        self.client = client
+        self.key = key
+        self.address = address
+        parser = HTTPParser(kind: .response, maxHeaderBytes: 64 * 1024, maxBodyBytes: client.host.configuration.maxBodyBytes)
+    }
+
+    func connect(loop: EventLoop) throws(LoopError) {
+        handle = try TCPHandle.connect(loop: loop, to: address, delegate: self)
+    }
+
+    func send(_ exchange: ExchangeRequest, reused: Bool) {
+        guard let handle else { return client.open(address, exchange) }
+        self.exchange = exchange
+        self.reused = reused
+        receivedBytes = false
+        body.removeAll()
+        parser.reset()
+        parser.delegate = self
+        deadline = EventLoop.nanoseconds() + UInt64(exchange.timeout) * 1_000_000
+        client.host.track(self)
+        // The request bytes stay valid until `done`; a partial write copies nothing we own.
+        switch handle.write(exchange.request, UnsafeRawBufferPointer(start: nil, count: 0), owners: (nil, nil)) {
+        case .done: connected = true
+        case .pending: break
+        case .failed(let error): writeFailed(error)
+        }
+    }
+
+    func handleWriteDone(_ error: LoopError?) {
+        if let error { writeFailed(error) } else { connected = true }
+    }
+
+    private func writeFailed(_ error: LoopError) {
+        failed(connected ? "sending failed (\(error.reason))" : "cannot connect (\(error.reason)); is the endpoint up?")
+    }
+
+    func handleRead(_ event: ReadEvent) {
+        guard exchange != nil else {
+            // Idle: the server closed (or sent something unasked for); this connection is done.
+            client.forget(self)
+            return close()
+        }
+        let result: HTTPFeedResult
+        switch event {
+        case .data(let bytes):
+            receivedBytes = true
+            result = parser.feed(bytes)
+        case .end:
+            result = parser.finish()
+        case .failed(let error):
+            return connected ? failed("the connection failed (\(error.reason))") : writeFailed(error)
+        }
+        switch result {
+        case .needMore:
+            if case .end = event { failed("the server closed the connection before answering") }
+        case .messageComplete:
+            complete(endsConnection: { if case .end = event { return true } else { return false } }())
+        case .failed(let error):
+            failed("invalid response (\(error))")
+        }
+    }
+
+    func parserHead(_ head: HTTPHead) {
+        status = head.status
+        keepAlive = head.keepAlive
+        if let length = head.contentLength { body.reserve(length) }
+    }
+
+    func parserBody(_ bytes: UnsafeRawBufferPointer) { body.append(bytes) }
+
+    func expire() {
+        guard let exchange else { return }
+        failed("no answer within \(exchange.timeout) ms", retry: false)
+    }
+
+    private func complete(endsConnection: Bool) {
+        guard let exchange else { return }
+        self.exchange = nil
+        client.host.untrack(self)
+        // Back to the pool first: `done` may start the next exchange to the same origin.
+        if keepAlive && !endsConnection { client.keep(self) } else { close() }
+        client.finish(exchange, status: Int32(status), body: body.bytes)
+    }
+
+    /// Ends the exchange in progress with an error, or sends it again on a new connection when
+    /// this kept-alive one failed before any answer (the server may have closed it meanwhile).
+    private func failed(_ reason: String, retry: Bool = true) {
+        guard var exchange else { return }
+        self.exchange = nil
+        client.host.untrack(self)
+        close()
+        if retry && reused && !receivedBytes && !exchange.retried {
+            exchange.retried = true
+            return client.open(address, exchange)
+        }
+        client.finish(exchange, failure: reason)
+    }
+
+    func close() {
+        handle?.close()
+        handle = nil
+    }
+}
