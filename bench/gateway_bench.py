@@ -178,7 +178,11 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--no-pin", action="store_true", help="let hey share the CPUs with the servers")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per worker count; rows show the median (default 3)")
+    ap.add_argument("--sensor-delay-ms", type=float, default=0,
+                    help="the sensor answers this much later, like a remote feed (default 0: loopback speed)")
     args = ap.parse_args()
+    if args.sensor_delay_ms > 0:
+        os.environ["SENSOR_DELAY_MS"] = f"{args.sensor_delay_ms:g}"  # sensor.py reads it; dyninka run passes it on
     hop_bench.PIN["on"] = hop_bench.PIN["on"] and not args.no_pin
     os.environ["PATH"] += ":/usr/sbin"
     if args.no_build:
@@ -198,11 +202,13 @@ def main():
     emit(f"# Point to point vs gateway: the smart-building app, {started:%Y-%m-%d %H:%M} UTC")
     emit()
     emit(f"Machine: {hop_bench.machine()}. Command: `python3 bench/gateway_bench.py --duration {args.duration:g} "
-         f"--workers {','.join(map(str, workers))} --rounds {args.rounds}`. Load: hey -disable-keepalive, POST to the entry "
+         f"--workers {','.join(map(str, workers))} --rounds {args.rounds}"
+         f"{f' --sensor-delay-ms {args.sensor_delay_ms:g}' if args.sensor_delay_ms > 0 else ''}`. Load: hey -disable-keepalive, POST to the entry "
          f"({args.duration:g} s per run, the paper used 10 minutes; {args.rounds} interleaved rounds per worker count, "
          f"each row the median round, errors summed over all rounds); {hop_bench.pinning_note()}. "
          "Hosts: release dyninka-host; the app library built by `dyninka build` (release). Every request makes "
-         "the full default dataflow: get (reads the next sensor row) -> filterTemperature (drops non-temperature "
+         "the full default dataflow: get (reads the next sensor row"
+         f"{f', which answers {args.sensor_delay_ms:g} ms late' if args.sensor_delay_ms > 0 else ''}) -> filterTemperature (drops non-temperature "
          "rows: 204) -> map -> movingAvg. CPU is utime+stime per request from /proc (hey's own apart); RSS is VmHWM. "
          "nginx4x1: four one-worker nginx processes chained by proxy_pass, the no-processing reference.")
     emit()

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-# Run: python3 sensor.py --port 8079 [--data data/readings.csv] [--rows 50000]
+# Run: python3 sensor.py --port 8079 [--data data/readings.csv] [--rows 50000] [--delay-ms N]
 #      python3 sensor.py --generate data/readings.csv
 """The building's sensor endpoint: serves one reading per GET /next, in order, from a dataset of
 Urban Observatory style rows (sensor, variable, units, timestamp, value, location).
 
 The dataset is generated deterministically (same rows on every machine, seed 2016) when the file
-is missing; it is not committed. GET /reset starts again from the first row; GET /healthz answers ok.
+is missing; it is not committed. GET /reset starts again from the first row; GET /healthz answers ok. --delay-ms (or SENSOR_DELAY_MS)
+answers every request that much later, like a remote feed over a WAN.
 """
 import argparse
 import asyncio
@@ -57,6 +58,8 @@ def main():
     ap.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "readings.csv"))
     ap.add_argument("--rows", type=int, default=50000)
     ap.add_argument("--generate", metavar="PATH", help="only write the dataset to PATH")
+    ap.add_argument("--delay-ms", type=float, default=float(os.environ.get("SENSOR_DELAY_MS", "0") or 0),
+                    help="answer each request this many milliseconds later (a remote feed; default 0)")
     args = ap.parse_args()
     if args.generate:
         generate(args.generate, args.rows)
@@ -71,8 +74,9 @@ def main():
         run, loop_name = uvloop.run, "uvloop"
     except ImportError:
         run, loop_name = asyncio.run, "asyncio"
-    print(f"sensor: {len(rows)} rows on http://127.0.0.1:{args.port}/next ({loop_name})", flush=True)
-    run(serve(rows, args.port))
+    delay = f", answers delayed {args.delay_ms:g} ms" if args.delay_ms > 0 else ""
+    print(f"sensor: {len(rows)} rows on http://127.0.0.1:{args.port}/next ({loop_name}{delay})", flush=True)
+    run(serve(rows, args.port, args.delay_ms / 1000))
 
 
 def response(status, body, kind=b"application/json", close=False):
@@ -85,8 +89,9 @@ class SensorProtocol(asyncio.Protocol):
     a coroutine per connection: the sensor is a simulated device and must stay cheap enough not to be
     what a load test measures. Responses for /next are built once, at start-up."""
 
-    def __init__(self, state):
+    def __init__(self, state, delay):
         self.state = state
+        self.delay = delay
         self.pending = b""
         self.transport = None
 
@@ -106,8 +111,7 @@ class SensorProtocol(asyncio.Protocol):
             close = b"connection: close" in head.lower()
             out.append(self.answer(head, close))
             if close:
-                self.transport.write(b"".join(out))
-                self.transport.close()
+                self.send(b"".join(out), close=True)
                 return
         if len(data) - start > 65536:
             self.transport.write(response(b"431 Request Header Fields Too Large", b'{"error":"head too large"}', close=True))
@@ -115,7 +119,20 @@ class SensorProtocol(asyncio.Protocol):
             return
         self.pending = data[start:]
         if out:
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self.send(out[0] if len(out) == 1 else b"".join(out))
+
+    def send(self, payload, close=False):
+        if self.delay > 0:
+            asyncio.get_running_loop().call_later(self.delay, self.write, payload, close)
+        else:
+            self.write(payload, close)
+
+    def write(self, payload, close):
+        if self.transport.is_closing():
+            return
+        self.transport.write(payload)
+        if close:
+            self.transport.close()
 
     def answer(self, head, close):
         line = head.split(b"\r\n", 1)[0].split(b" ")
@@ -137,10 +154,10 @@ class SensorProtocol(asyncio.Protocol):
         return response(b"404 Not Found", b'{"error":"GET /next, /reset or /healthz"}', close=close)
 
 
-async def serve(rows, port):
+async def serve(rows, port, delay):
     state = {"next": 0, "rows": rows, "responses": [response(b"200 OK", row) for row in rows]}
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SensorProtocol(state), "127.0.0.1", port, backlog=1024)
+    server = await loop.create_server(lambda: SensorProtocol(state, delay), "127.0.0.1", port, backlog=1024)
     async with server:
         await server.serve_forever()
 
