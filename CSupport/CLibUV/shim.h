@@ -14,6 +14,8 @@ static inline uv_stream_t *dyn_tcp_stream(uv_tcp_t *h) { return (uv_stream_t *)h
 static inline uv_handle_t *dyn_timer_handle(uv_timer_t *h) { return (uv_handle_t *)h; }
 static inline uv_handle_t *dyn_async_handle(uv_async_t *h) { return (uv_handle_t *)h; }
 static inline uv_handle_t *dyn_signal_handle(uv_signal_t *h) { return (uv_handle_t *)h; }
+static inline uv_handle_t *dyn_check_handle(uv_check_t *h) { return (uv_handle_t *)h; }
+static inline uv_handle_t *dyn_prepare_handle(uv_prepare_t *h) { return (uv_handle_t *)h; }
 static inline const struct sockaddr *dyn_sockaddr(const struct sockaddr_storage *s) {
     return (const struct sockaddr *)s;
 }

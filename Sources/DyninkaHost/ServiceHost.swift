@@ -80,6 +80,12 @@ package final class ServiceHost {
     private(set) lazy var exchanges = ExchangeClient(host: self)
     /// What this host lends the app library; allocated once, kept for the process's life.
     private var lent: UnsafeMutablePointer<dyninka_host>?
+    /// Hops queued while the loop handles a burst of events; they start together after it.
+    private var queuedHops: [HopClient] = []
+    private var startingHops: [HopClient] = []
+    /// The app library asked (from the loop thread) to run its queued jobs.
+    private var jobsQueued = false
+    private var phaseHook: LoopPhaseHook?
 
     /// Gateway mode: one prepared target per function name.
     var gatewayTargets: [String: HopTarget] = [:]
@@ -204,6 +210,7 @@ package final class ServiceHost {
                 }
             }
             sweepTimer = sweep
+            phaseHook = try LoopPhaseHook(loop: loop) { [unowned self] in startQueued() }
         } catch {
             throw HostStartupError("cannot set up signals and timers: \(error)")
         }
@@ -236,6 +243,11 @@ package final class ServiceHost {
             context: Unmanaged.passUnretained(self).toOpaque(),
             wake: { context in
                 let host = Unmanaged<ServiceHost>.fromOpaque(context!).takeUnretainedValue()
+                // From the loop itself: after this burst of events, with no system call.
+                if pthread_equal(pthread_self(), host.loopThread) != 0 && host.phaseHook != nil {
+                    host.jobsQueued = true
+                    return
+                }
                 let runJobs = host.table.runJobs
                 host.wakeup.submit { runJobs?() }
             },
@@ -504,7 +516,23 @@ package final class ServiceHost {
         let client = HopClient(host: self, target: target, address: address, extraHead: extraHead,
                                body: body, owner: owner, completion: completion)
         if let responseTimeout { client.responseTimeout = max(1, min(responseTimeout, configuration.responseTimeout)) }
-        client.start()
+        if phaseHook == nil { return client.start() }
+        queuedHops.append(client)
+    }
+
+    /// Runs at the end of each loop iteration: starts the hops and the library's jobs queued while
+    /// the loop handled this iteration's events. Under load, a burst of requests then reaches the
+    /// next hop together (one wake-up of that process) rather than one by one.
+    private func startQueued() {
+        while !queuedHops.isEmpty || jobsQueued {
+            if jobsQueued {
+                jobsQueued = false
+                table.runJobs?()
+            }
+            swap(&queuedHops, &startingHops)
+            for hop in startingHops { hop.start() }
+            startingHops.removeAll(keepingCapacity: true)
+        }
     }
 
     // MARK: Draining
@@ -560,6 +588,7 @@ package final class ServiceHost {
         for connection in connections { connection.close() }
         if lent != nil { exchanges.closeIdle() }
         sweepTimer?.close()
+        phaseHook?.close()
         exitTimer?.close()
         for signal in signals { signal.close() }
         signals.removeAll()

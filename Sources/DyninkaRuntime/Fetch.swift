@@ -65,7 +65,7 @@ public enum Fetch {
                 }
                 continuation.resume(with: Result { try read(body) })
             }
-            loop.perform { exchange.start(on: loop, timeout: timeout) }
+            loop.performLater { exchange.start(on: loop, timeout: timeout) }
         }
     }
 

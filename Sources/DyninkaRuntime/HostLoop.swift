@@ -44,7 +44,10 @@ final class HostLoop: TaskExecutor, @unchecked Sendable {
 
     /// The table's `run_jobs`.
     static func runJobs() {
-        current?.inCallback {}
+        guard let loop = current else { return }
+        var held: [() -> Void] = []
+        swap(&held, &loop.later)
+        loop.inCallback { for body in held { body() } }
     }
 
     var isLoopThread: Bool { pthread_equal(pthread_self(), thread) != 0 }
@@ -69,6 +72,17 @@ final class HostLoop: TaskExecutor, @unchecked Sendable {
             return queue.count == 1
         }
         if wasEmpty { host.wake?(host.context) }
+    }
+
+    /// Work held until the host runs `run_jobs` after this iteration's events (batched sends: a
+    /// burst of requests reaches an endpoint together, one wake-up of it instead of one each).
+    private var later: [() -> Void] = []
+
+    /// Runs `body` on the loop thread once the loop has handled the I/O it is handling now.
+    func performLater(_ body: @escaping () -> Void) {
+        guard isLoopThread, depth > 0 else { return perform(body) }
+        later.append(body)
+        if later.count == 1 { host.wake?(host.context) }
     }
 
     /// Runs `body` as a call from the host into the library, then every job it made runnable.

@@ -111,7 +111,8 @@ typedef void (*dyninka_exchange_done_fn)(void *context, int32_t status, const ui
 typedef struct dyninka_host {
     /// Passed back to `wake` and `exchange`.
     void *context;
-    /// Asks the host to call the table's `run_jobs` soon on its loop thread. Safe from any thread.
+    /// Asks the host to call the table's `run_jobs` soon on its loop thread. Safe from any thread;
+    /// called on the loop thread, the host runs the jobs once it has handled the current events.
     void (*wake)(void *context);
     /// Sends `request` (a complete HTTP/1.1 request, head and body) to `host`:`port` on the loop,
     /// reusing a kept-alive connection to that origin when there is one, and calls `done` with the
