@@ -21,7 +21,9 @@ final class ExchangeClient {
     unowned(unsafe) let host: ServiceHost
     /// Idle kept-alive connections by origin.
     private var idle: [String: [ExchangeConnection]] = [:]
-    /// Resolved origins: services fetch the same few endpoints over and over.
+    /// Resolved origins: services fetch the same few endpoints over and over. An address that
+    /// refuses or fails a connection is dropped, so the next exchange resolves the name again
+    /// (a Kubernetes pod or a DNS record that moved).
     private var addresses: [String: SocketAddress] = [:]
     /// Idle connections kept per origin at most.
     static let maxIdle = 64
@@ -39,7 +41,16 @@ final class ExchangeClient {
         if let address = addresses[key] {
             return open(address, exchange)
         }
+        // The exchange's timeout covers the name lookup too (a DNS server may not answer).
+        let lookup = PendingLookup(deadline: EventLoop.nanoseconds() + UInt64(timeout) * 1_000_000)
+        lookup.onTimeout = { [self, unowned lookup] in
+            host.untrack(lookup)
+            finish(exchange, failure: "cannot resolve '\(name)' within \(timeout) ms")
+        }
+        host.track(lookup)
         Resolver.resolve(loop: host.loop, host: name, port: port) { [self] result in
+            guard lookup.end() else { return }
+            host.untrack(lookup)
             switch result {
             case .success(let address):
                 if addresses.count < 1024 { addresses[key] = address }
@@ -56,9 +67,15 @@ final class ExchangeClient {
         do {
             try connection.connect(loop: host.loop)
         } catch {
+            addresses[exchange.key] = nil
             return finish(exchange, failure: "cannot connect (\(error.reason)); is the endpoint up?")
         }
         connection.send(exchange, reused: false)
+    }
+
+    /// A new connection to `key` failed: resolve its name again next time.
+    func connectFailed(_ key: String) {
+        addresses[key] = nil
     }
 
     /// A connection whose response is complete and which may carry another exchange.
@@ -87,6 +104,32 @@ final class ExchangeClient {
         host.log.warning("fetch from \(exchange.key) failed: \(message)")
         var message = message
         message.withUTF8 { finish(exchange, status: -1, body: UnsafeRawBufferPointer($0)) }
+    }
+}
+
+/// A name lookup for an exchange, ended by its answer or by the exchange's deadline, whichever
+/// comes first.
+final class PendingLookup: Expiring {
+    private(set) var deadline: UInt64
+    var trackSlot = -1
+    /// Called once if the deadline passes first.
+    var onTimeout: (() -> Void)?
+
+    init(deadline: UInt64) { self.deadline = deadline }
+
+    /// Ends the lookup; false when it had already ended (timed out).
+    func end() -> Bool {
+        guard onTimeout != nil else { return false }
+        onTimeout = nil
+        deadline = 0
+        return true
+    }
+
+    func expire() {
+        guard let onTimeout else { return }
+        self.onTimeout = nil
+        deadline = 0
+        onTimeout()
     }
 }
 
@@ -142,7 +185,9 @@ final class ExchangeConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring 
     }
 
     private func writeFailed(_ error: LoopError) {
-        failed(connected ? "sending failed (\(error.reason))" : "cannot connect (\(error.reason)); is the endpoint up?")
+        if connected { return failed("sending failed (\(error.reason))") }
+        client.connectFailed(key)
+        failed("cannot connect (\(error.reason)); is the endpoint up?")
     }
 
     func handleRead(_ event: ReadEvent) {

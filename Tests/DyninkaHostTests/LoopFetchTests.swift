@@ -88,6 +88,19 @@ final class ScriptedEndpoint: @unchecked Sendable {
         #expect(try openConnections(endpoint) == 2)
     }
 
+    @Test func aHostNameIsResolvedAndAnUnknownOneFailsSayingSo() throws {
+        let endpoint = try HostProcess(service: "echo")
+        let named = try HostProcess(service: "describe", environment: ["FIXTURE_FETCH_URL": "http://localhost:\(endpoint.port)/"])
+        let response = try named.client.post()
+        #expect(response.status == 200, "\(response)")
+        #expect(response.json()?["service"] as? String == "echo")
+
+        let unknown = try HostProcess(service: "describe", environment: ["FIXTURE_FETCH_URL": "http://no-such-host.invalid:80/"])
+        let failed = try unknown.client.post()
+        #expect(failed.status == 500)
+        #expect(failed.error?.message.contains("cannot resolve 'no-such-host.invalid'") == true, "\(failed)")
+    }
+
     @Test func aPooledConnectionToARestartedEndpointIsReplaced() throws {
         var endpoint = try HostProcess(service: "echo")
         let port = endpoint.port
