@@ -1,68 +1,9 @@
 import Foundation
-import Synchronization
 import Testing
+import DyninkaTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// An endpoint on 127.0.0.1 that answers the requests it receives (counted over all connections)
-/// as `answer` says: a JSON body kept alive, or nothing at all and the connection closed.
-final class ScriptedEndpoint: @unchecked Sendable {
-    let port: Int
-    private let listener: Int32
-    private let counts = Mutex<(requests: Int, connections: Int)>((0, 0))
-    private let answer: @Sendable (Int) -> String?
-
-    var requests: Int { counts.withLock { $0.requests } }
-    var connections: Int { counts.withLock { $0.connections } }
-
-    /// `answer(i)` is the JSON body for request i, or nil to close its connection unanswered.
-    init(_ answer: @escaping @Sendable (Int) -> String?) {
-        self.answer = answer
-        let (fd, port) = boundSocket()
-        listen(fd, 16)
-        listener = fd
-        self.port = port
-        Thread { [self] in
-            while true {
-                let client = accept(listener, nil, nil)
-                guard client >= 0 else { return }
-                counts.withLock { $0.connections += 1 }
-                Thread { [self] in serve(client) }.start()
-            }
-        }.start()
-    }
-
-    deinit { shutdown(listener, Int32(SHUT_RDWR)); close(listener) }
-
-    private func serve(_ fd: Int32) {
-        var pending: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = recv(fd, &buffer, buffer.count, 0)
-            guard n > 0 else { close(fd); return }
-            pending += buffer[0..<n]
-            while let end = Self.headEnd(pending) {
-                pending.removeFirst(end)
-                let index = counts.withLock { counts -> Int in
-                    counts.requests += 1
-                    return counts.requests - 1
-                }
-                guard let body = answer(index) else { close(fd); return }
-                let response = Array("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
-                _ = response.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            }
-        }
-    }
-
-    private static func headEnd(_ bytes: [UInt8]) -> Int? {
-        guard bytes.count >= 4 else { return nil }
-        for i in 0...(bytes.count - 4) where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
-            return i + 4
-        }
-        return nil
-    }
-}
 
 /// Async services under a host that lends its loop (ABI 2): the fixture's `describe` fetches an
 /// endpoint twice with `try await Fetch.json`, through the host's non-blocking exchange.
@@ -116,8 +57,8 @@ final class ScriptedEndpoint: @unchecked Sendable {
     @Test func aKeptAliveConnectionClosedUnansweredIsRetriedOnceOnANewOne() throws {
         // describe GETs twice: the first answer keeps the connection; the second request on it
         // is met with a close and nothing else, so it must go out again on a new connection.
-        let endpoint = ScriptedEndpoint { index in
-            index == 1 ? nil : #"{"app":"Scripted","service":"endpoint"}"#
+        let endpoint = try ScriptedServer { index in
+            index == 1 ? .init(chunks: [], close: true) : .init(chunks: [ok(#"{"app":"Scripted","service":"endpoint"}"#)])
         }
         let describe = try HostProcess(service: "describe", environment: ["FIXTURE_FETCH_URL": "http://127.0.0.1:\(endpoint.port)/"])
         let response = try describe.client.post()
@@ -127,7 +68,9 @@ final class ScriptedEndpoint: @unchecked Sendable {
         #expect(endpoint.connections == 2)
 
         // A second failure in a row is not retried again: it fails the service, saying so.
-        let failing = ScriptedEndpoint { index in index == 0 ? #"{"app":"a","service":"s"}"# : nil }
+        let failing = try ScriptedServer { index in
+            index == 0 ? .init(chunks: [ok(#"{"app":"a","service":"s"}"#)]) : .init(chunks: [], close: true)
+        }
         let strict = try HostProcess(service: "describe", environment: ["FIXTURE_FETCH_URL": "http://127.0.0.1:\(failing.port)/"])
         let failed = try strict.client.post()
         #expect(failed.status == 500)
