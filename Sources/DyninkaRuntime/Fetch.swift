@@ -32,7 +32,7 @@ public enum Fetch {
     }
 
     /// GETs `url` and decodes its JSON body as `type`; on the host's loop under dyninka-host.
-    public static func json<T: Decodable & Sendable>(_ type: T.Type, from url: String, timeout: Double = 5) async throws -> T {
+    public static func json<T: Decodable>(_ type: T.Type, from url: String, timeout: Double = 5) async throws -> T {
         guard let loop = HostLoop.current else { return try get(url, timeout: timeout) { try decode(type, $0) } }
         return try await get(url, timeout: timeout, on: loop) { try decode(type, $0) }
     }
@@ -52,7 +52,7 @@ public enum Fetch {
     }
 
     /// One GET through the host's `exchange`; `read` runs on the loop thread while the body is valid.
-    static func get<R: Sendable>(_ url: String, timeout: Double, on loop: HostLoop,
+    static func get<R>(_ url: String, timeout: Double, on loop: HostLoop,
                                  _ read: @escaping (UnsafeBufferPointer<UInt8>) throws -> R) async throws -> R {
         let target = try targets.target(url)
         return try await withUnsafeThrowingContinuation { continuation in
@@ -63,7 +63,10 @@ public enum Fetch {
                 guard status == 200 else {
                     return continuation.resume(throwing: Failure(description: "GET \(url) answered \(status): \(String(decoding: body.prefix(200), as: UTF8.self))"))
                 }
-                continuation.resume(with: Result { try read(body) })
+                // A value decoded just now, referenced from nowhere else: handing it to the
+                // waiting task is safe even when its type is not Sendable.
+                nonisolated(unsafe) let result = Result { try read(body) }
+                continuation.resume(with: result)
             }
             loop.performLater { exchange.start(on: loop, timeout: timeout) }
         }
