@@ -72,29 +72,20 @@ public enum Fetch {
         }
     }
 
-    /// An exchange handed to the host: owns the request bytes until the host is done with them.
+    /// An exchange handed to the host: keeps the request bytes alive until the host is done with them.
     final class LoopExchange {
-        private let host: UnsafeMutablePointer<CChar>
+        private let wire: Wire
         private let port: Int32
-        private let request: UnsafeMutableRawBufferPointer
         private let finish: (Int32, UnsafeBufferPointer<UInt8>) -> Void
 
         init(target: Target, finish: @escaping (Int32, UnsafeBufferPointer<UInt8>) -> Void) {
-            host = strdup(target.host)
+            wire = target.wire
             port = Int32(clamping: target.port)
-            let request = UnsafeMutableRawBufferPointer.allocate(byteCount: target.request.count, alignment: 1)
-            target.request.withUnsafeBytes { request.copyMemory(from: $0) }
-            self.request = request
             self.finish = finish
         }
 
-        deinit {
-            free(host)
-            request.deallocate()
-        }
-
         func start(on loop: HostLoop, timeout: Double) {
-            loop.exchange(host: host, port: port, request: UnsafeRawBufferPointer(request), timeout: timeout,
+            loop.exchange(host: wire.host, port: port, request: UnsafeRawBufferPointer(wire.request), timeout: timeout,
                           context: Unmanaged.passRetained(self).toOpaque()) { context, status, data, length in
                 let exchange = Unmanaged<LoopExchange>.fromOpaque(context!).takeRetainedValue()
                 let body = UnsafeBufferPointer(start: data, count: length)
@@ -128,6 +119,9 @@ public enum Fetch {
         var key: String
         /// The whole GET request, built once.
         var request: [UInt8] = []
+        /// The host name and the request as C memory, for the host's `exchange`: built once per
+        /// URL, not per fetch.
+        var wire: Wire
 
         init(_ url: String) throws {
             guard url.hasPrefix("http://") else { throw Failure(description: "only http:// URLs are supported, got '\(url)'") }
@@ -145,6 +139,26 @@ public enum Fetch {
             guard !host.isEmpty else { throw Failure(description: "no host in '\(url)'") }
             key = "\(host):\(port)"
             request = Array("GET \(path) HTTP/1.1\r\nHost: \(key)\r\nAccept: application/json\r\n\r\n".utf8)
+            wire = Wire(host: host, request: request)
+        }
+    }
+
+    /// C copies of a target's host name and request; immutable, freed with the last reference.
+    final class Wire: @unchecked Sendable {
+        // Written once in init, only read afterwards.
+        let host: UnsafeMutablePointer<CChar>
+        let request: UnsafeMutableRawBufferPointer
+
+        init(host: String, request: [UInt8]) {
+            self.host = strdup(host)
+            let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: request.count, alignment: 1)
+            request.withUnsafeBytes { bytes.copyMemory(from: $0) }
+            self.request = bytes
+        }
+
+        deinit {
+            free(host)
+            request.deallocate()
         }
     }
 

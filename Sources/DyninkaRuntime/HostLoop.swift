@@ -17,6 +17,8 @@ final class HostLoop: TaskExecutor, @unchecked Sendable {
     private let host: dyninka_host
     private let thread: pthread_t
     private var local: [Work] = []
+    /// The batch `drain` is running (kept to reuse its storage).
+    private var running: [Work] = []
     private var depth = 0
     private let remote = Mutex<[Work]>([])
 
@@ -45,9 +47,11 @@ final class HostLoop: TaskExecutor, @unchecked Sendable {
     /// The table's `run_jobs`.
     static func runJobs() {
         guard let loop = current else { return }
-        var held: [() -> Void] = []
-        swap(&held, &loop.later)
-        loop.inCallback { for body in held { body() } }
+        swap(&loop.later, &loop.laterRunning)
+        loop.inCallback {
+            for body in loop.laterRunning { body() }
+            loop.laterRunning.removeAll(keepingCapacity: true)
+        }
     }
 
     var isLoopThread: Bool { pthread_equal(pthread_self(), thread) != 0 }
@@ -77,6 +81,7 @@ final class HostLoop: TaskExecutor, @unchecked Sendable {
     /// Work held until the host runs `run_jobs` after this iteration's events (batched sends: a
     /// burst of requests reaches an endpoint together, one wake-up of it instead of one each).
     private var later: [() -> Void] = []
+    private var laterRunning: [() -> Void] = []
 
     /// Runs `body` on the loop thread once the loop has handled the I/O it is handling now.
     func performLater(_ body: @escaping () -> Void) {
@@ -96,21 +101,19 @@ final class HostLoop: TaskExecutor, @unchecked Sendable {
     private func drain() {
         let executor = asUnownedTaskExecutor()
         while true {
+            // Swapping arrays hands over the work without copying or allocating.
             if local.isEmpty {
-                local = remote.withLock { queue in
-                    defer { queue.removeAll(keepingCapacity: true) }
-                    return queue
-                }
+                remote.withLock { swap(&$0, &local) }
                 if local.isEmpty { return }
             }
-            let batch = local
-            local.removeAll(keepingCapacity: true)
-            for work in batch {
+            swap(&local, &running)
+            for work in running {
                 switch work {
                 case .job(let job): job.runSynchronously(on: executor)
                 case .call(let body): body()
                 }
             }
+            running.removeAll(keepingCapacity: true)
         }
     }
 
