@@ -64,6 +64,23 @@ package final class ByteBuffer {
     /// Forgets the contents but keeps the storage.
     package func removeAll() { count = 0 }
 
+    /// Drops the first `n` bytes, moving the rest to the front (one memmove).
+    package func removeFirst(_ n: Int) {
+        let n = min(max(n, 0), count)
+        guard n > 0 else { return }
+        if n < count { memmove(base!, base! + n, count - n) }
+        count -= n
+    }
+
+    /// Gives the storage back when it grew beyond `limit` bytes (a connection that once held a
+    /// large body should not keep that much for its idle life).
+    package func shrink(ifLargerThan limit: Int) {
+        guard capacity > limit, count == 0 else { return }
+        free(base)
+        base = nil
+        capacity = 0
+    }
+
     /// The contents decoded as UTF-8 (for tests, logs and small values).
     package var string: String { String(decoding: bytes, as: UTF8.self) }
 

@@ -1,5 +1,6 @@
 import DyninkaHTTP
 import DyninkaLoop
+import DyninkaRoute
 
 /// A next hop prepared once per route and reused by every request that takes it: where the
 /// service listens and the request head up to Content-Length, with the rest of the route.
@@ -68,9 +69,15 @@ final class RoutePlan {
     let route: CheckedRoute
     /// The first step's target (with the rest of the route), or nil when the route is empty.
     let next: HopTarget?
+    /// How many times the request runs each service: this one (once), then the route's calls,
+    /// dependencies included.
+    let visits: [String: Int]
+    /// Whether the route stays within the host's limits together with main's arguments.
+    var withDefaultArguments: Result<Void, RouteError> = .success(())
 
-    init(route: CheckedRoute, next: HopTarget?) {
+    init(route: CheckedRoute, next: HopTarget?, visits: [String: Int]) {
         self.route = route
         self.next = next
+        self.visits = visits
     }
 }

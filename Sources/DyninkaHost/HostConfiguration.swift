@@ -11,12 +11,18 @@ package struct HostConfiguration: Sendable {
     package var port = 8080
     /// Where each other service listens, by name: the only way names become addresses.
     package var peers = PeerMap()
-    /// How long to wait for a next hop to accept a connection before answering 502.
+    /// How long to wait for a next hop to accept a connection before answering 504 `timeout`.
     package var connectTimeout = 2_000
     /// How long to wait for a next hop's complete response before answering 504.
     package var responseTimeout = 30_000
     /// How long a client may take to send a complete request before it gets 408.
     package var requestTimeout = 10_000
+    /// How long a response may wait for its client to read it before the connection is closed.
+    package var writeTimeout = 10_000
+    /// Most bytes of requests and responses held in memory at once, host-wide (request bodies,
+    /// bytes a client sent ahead, responses the client has not read yet); beyond it requests get
+    /// 503 `overloaded` with Retry-After.
+    package var maxBufferedBytes = 256 * 1024 * 1024
     /// Largest request line plus header fields accepted (431 beyond).
     package var maxHeaderBytes = 16 * 1024
     /// Largest request or relayed response body accepted (413 beyond).
@@ -27,8 +33,16 @@ package struct HostConfiguration: Sendable {
     /// After a next hop refused the connection, keep trying this long (ms) before answering 502:
     /// rides over a service restarting on its port without letting a dead one stall callers.
     package var connectRetry = 250
-    /// Most service calls one route may make, nested arguments included (400 bad-route beyond).
+    /// Most service calls one request may make, route and arguments together, nested arguments
+    /// included (400 bad-route beyond).
     package var maxHops = 64
+    /// Most times one request may run any one service, this one included (400 bad-route
+    /// beyond): a route that revisits a service holds one of its in-flight slots per visit, so
+    /// this bounds what one request can take of a host.
+    package var maxVisits = 4
+    /// Accept only the route and arguments of main's dataflow: clients cannot choose what runs
+    /// (for a service exposed to untrusted clients). Dyninka-Deadline still applies.
+    package var fixedRoutes = false
     /// After SIGTERM, keep accepting for this long while /readyz answers 503, so that load
     /// balancers stop sending first (Kubernetes sets it; 0 stops accepting at once).
     package var drainDelay = 0

@@ -2,6 +2,12 @@ import DyninkaHTTP
 import DyninkaLoop
 
 /// A client connection: parses requests one at a time and writes their responses.
+///
+/// Its life is a loop of three states: reading a request (the request timeout applies), busy with
+/// it (no timeout here: the hop and function timeouts apply), and writing the response (the write
+/// timeout applies). Bytes a pipelining client sends ahead wait in `held`, within a bound, and are
+/// parsed in a loop once the response before them is written: never by recursion, never copied
+/// again per request.
 final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     // The host outlives every request and connection it serves.
     private unowned(unsafe) let host: ServiceHost
@@ -9,21 +15,32 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     private let parser: HTTPParser
     private var head: HTTPHead?
     private var body: ByteBuffer?
-    /// Bytes that arrived after a complete request (a pipelining client); parsed after answering.
-    private var leftover: ByteBuffer?
+    /// Bytes received but not parsed yet (sent ahead by a pipelining client), from `heldStart` on.
+    private var held: ByteBuffer?
+    private var heldStart = 0
     private var receivedAny = false
     /// The current request allows another one on this connection.
     private var requestKeepAlive = false
+    /// The current request is HEAD: its response has the head of a GET and no body.
+    private var requestIsHead = false
     /// "METHOD target" and start time of the request being answered, for the access log.
     private var requestLine = ""
     private var requestStarted: UInt64 = 0
     private(set) var busy = false
+    /// A response is being written and the kernel has not taken all of it yet.
+    private var writing = false
     private var readingStopped = false
-    /// The client closed its sending side while a request ran: answer, then close.
+    /// The client closed its sending side: answer what is in, then close.
     private var peerClosed = false
     private var closed = false
+    /// Inside `pump`: a response completed while parsing continues in the loop, not by recursion.
+    private var pumping = false
     /// The response being written lets the connection carry another request.
     private var responseKeepAlive = false
+    /// This request holds one of the host's in-flight slots until its response is written.
+    private var holdsSlot = false
+    /// Bytes this connection counts against the host's --max-buffered-bytes now.
+    private var charged = 0
     private(set) var deadline: UInt64 = 0
     var trackSlot = -1
 
@@ -50,48 +67,93 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         deadline = EventLoop.nanoseconds() + UInt64(host.configuration.requestTimeout) * 1_000_000
     }
 
-    /// Most bytes held from a client while its request is being answered before reading pauses.
-    private static let maxHeldBytes = 64 * 1024
+    /// Most bytes held from a client ahead of the request being answered; reading pauses beyond
+    /// it (TCP then pushes back on the client) and resumes once they are parsed.
+    static let maxHeldBytes = 64 * 1024
 
     private func read(_ event: ReadEvent) {
         guard !closed else { return }
-        if busy {
-            // Reading stays on while a request runs (stopping and restarting costs two epoll_ctl
-            // calls per request); what arrives meanwhile waits in `leftover`, within a bound.
-            if case .end = event { peerClosed = true }
-            if case .data(let bytes) = event {
-                let held = leftover ?? ByteBuffer(capacity: bytes.count)
-                held.append(bytes)
-                leftover = held
-                if held.count > Self.maxHeldBytes { handle.stopReading(); readingStopped = true }
-            }
-            return
-        }
         switch event {
         case .data(let bytes):
             receivedAny = true
-            process(bytes)
-        case .end:
-            switch parser.finish() {
-            case .messageComplete: dispatch()
-            default: close()
+            if busy || held != nil {
+                hold(bytes)
+            } else {
+                parse(bytes)
+                pump()
             }
+        case .end:
+            peerClosed = true
+            if !busy { pump() }
         case .failed:
             close()
         }
     }
 
-    private func process(_ bytes: UnsafeRawBufferPointer) {
-        switch parser.feed(bytes) {
+    /// Keeps bytes that arrived ahead of their turn, within the bound.
+    private func hold(_ bytes: UnsafeRawBufferPointer) {
+        let buffer = held ?? ByteBuffer(capacity: min(max(bytes.count, 1024), Self.maxHeldBytes))
+        if heldStart > 0, heldStart * 2 >= buffer.count {
+            charge(-heldStart)
+            buffer.removeFirst(heldStart)
+            heldStart = 0
+        }
+        buffer.append(bytes)
+        held = buffer
+        charge(bytes.count)
+        if buffer.count - heldStart >= Self.maxHeldBytes, !readingStopped {
+            handle.stopReading()
+            readingStopped = true
+        }
+    }
+
+    /// Parses what is held, request after request, until one is in progress or nothing is left.
+    private func pump() {
+        guard !pumping else { return }
+        pumping = true
+        defer { pumping = false }
+        while !busy, !closed, let buffer = held {
+            let pending = buffer.count - heldStart
+            if pending == 0 {
+                charge(-buffer.count)
+                held = nil
+                heldStart = 0
+                break
+            }
+            let consumed = parse(UnsafeRawBufferPointer(rebasing: buffer.bytes[heldStart...]))
+            heldStart += consumed
+        }
+        if !busy, !closed, readingStopped {
+            readingStopped = false
+            handle.startReading(self)
+        }
+        if !busy, !closed, peerClosed, held == nil {
+            // The client is done sending: a request that ends with the connection is answered,
+            // anything else (nothing, or half a request) closes.
+            if case .messageComplete = parser.finish() { dispatch() } else { close() }
+        }
+    }
+
+    /// Feeds bytes to the parser; dispatches a complete request. Bytes after a complete request
+    /// are kept for later when they are not already in `held`. Returns the bytes consumed.
+    @discardableResult
+    private func parse(_ bytes: UnsafeRawBufferPointer) -> Int {
+        let result = parser.feed(bytes)
+        if let declared = refusedBody {
+            // Refused from inside the parser's callback; answered now that the parser returned.
+            refusedBody = nil
+            overloaded(declared: declared)
+            return bytes.count
+        }
+        switch result {
         case .needMore:
-            break
+            return bytes.count
         case .messageComplete(let consumed):
-            if consumed < bytes.count {
-                let rest = ByteBuffer(capacity: bytes.count - consumed)
-                rest.append(UnsafeRawBufferPointer(rebasing: bytes[consumed...]))
-                leftover = rest
+            if consumed < bytes.count, held == nil {
+                hold(UnsafeRawBufferPointer(rebasing: bytes[consumed...]))
             }
             dispatch()
+            return held == nil ? bytes.count : consumed
         case .failed(let error):
             busy = true
             deadline = 0
@@ -99,6 +161,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
                                          message: "\(error)", status: error.status)
             host.metrics.recordFailure(service: host.configuration.service, kind: .badInput)
             respond(failure: failure, forceClose: true)
+            return bytes.count
         }
     }
 
@@ -108,6 +171,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         let head = self.head!
         let body = self.body
         requestKeepAlive = head.keepAlive
+        requestIsHead = head.method == "HEAD"
         if host.configuration.accessLog {
             requestLine = "\(head.method) \(head.target)"
             requestStarted = EventLoop.nanoseconds()
@@ -119,16 +183,63 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     func parserHead(_ head: HTTPHead) {
         self.head = head
-        if let length = head.contentLength, length > 0 { body = ByteBuffer(capacity: length) }
+        declaredBody = false
+        if let length = head.contentLength, length > 0 {
+            // The whole declared body counts from now on, before a byte of it arrives.
+            guard host.reserveBuffer(length) else { return refuse(length) }
+            charged += length
+            declaredBody = true
+            body = ByteBuffer(capacity: length)
+        }
     }
 
     func parserBody(_ bytes: UnsafeRawBufferPointer) {
+        guard refusedBody == nil else { return }
+        if !declaredBody {
+            // A chunked body counts as it grows.
+            guard host.reserveBuffer(bytes.count) else { return refuse(-1) }
+            charged += bytes.count
+        }
         if body == nil { body = ByteBuffer(capacity: max(bytes.count, 1024)) }
         body!.append(bytes)
     }
 
+    /// The body of the request being parsed does not fit (-1: a chunked body); set inside the
+    /// parser's callbacks and answered by `parse` once the parser returns.
+    private var refusedBody: Int?
+    private var declaredBody = false
+
+    private func refuse(_ declared: Int) {
+        if refusedBody == nil { refusedBody = declared }
+    }
+
+    /// Too many bytes buffered host-wide: 503 with Retry-After, and the connection closes (the
+    /// rest of the body is not read).
+    private func overloaded(declared: Int) {
+        busy = true
+        deadline = 0
+        head = nil
+        body = nil
+        requestKeepAlive = false
+        requestIsHead = false
+        host.metrics.recordFailure(service: host.configuration.service, kind: .overloaded)
+        host.metrics.record(service: host.configuration.service, status: 503, seconds: 0)
+        let size = declared >= 0 ? "a \(declared)-byte body" : "this body"
+        respond(failure: ServiceFailure(
+            service: host.configuration.service, kind: .overloaded,
+            message: "'\(host.configuration.service)' holds \(host.bufferedBytes) bytes of requests and responses (limit \(host.configuration.maxBufferedBytes), --max-buffered-bytes); \(size) does not fit now; retry after 1 s"),
+            forceClose: true)
+    }
+
     func expire() {
-        guard !busy, !closed else { return }
+        guard !closed else { return }
+        if writing {
+            host.metrics.writeTimeouts += 1
+            host.log.warning("closing a client connection: its client read no response for \(host.configuration.writeTimeout) ms (--write-timeout)")
+            handle.setResetOnClose()
+            return close()
+        }
+        guard !busy else { return }
         if !receivedAny {
             close()
             return
@@ -141,13 +252,42 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
                                         status: 408), forceClose: true)
     }
 
+    // MARK: In-flight slots and buffered bytes
+
+    /// Takes one of the host's in-flight slots for the request being answered; it is given back
+    /// once the response is written (or the connection is gone), not when the answer is known.
+    func claimSlot() {
+        guard !holdsSlot else { return }
+        holdsSlot = true
+        host.metrics.inFlight += 1
+    }
+
+    private func releaseSlot() {
+        guard holdsSlot else { return }
+        holdsSlot = false
+        host.metrics.inFlight -= 1
+        host.invocationFinished()
+    }
+
+    private func charge(_ bytes: Int) {
+        charged += bytes
+        host.bufferedBytes += bytes
+    }
+
+    /// Gives back what the finished request's body counted.
+    private func releaseCharges(keeping held: Int) {
+        host.bufferedBytes -= charged - held
+        charged = held
+    }
+
     // MARK: Responding
 
     /// Writes a response; `fields` appends header lines, `owner` keeps the body alive until written.
     func respond(status: Int, body: UnsafeRawBufferPointer, owner: AnyObject?, forceClose: Bool = false,
                  fields: (ByteBuffer) -> Void) {
-        guard !closed else { return }
-        let keepAlive = requestKeepAlive && !forceClose && !host.draining && !peerClosed
+        guard !closed, !writing else { return }
+        // A client that closed its sending side still gets the answers to what it sent ahead.
+        let keepAlive = requestKeepAlive && !forceClose && !host.draining && !(peerClosed && held == nil)
         if host.configuration.accessLog {
             let micros = requestStarted == 0 ? 0 : (EventLoop.nanoseconds() - requestStarted) / 1000
             let peer = handle.remoteAddress?.description ?? "-"
@@ -155,18 +295,32 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             requestLine = ""
             requestStarted = 0
         }
+        // The request body is no longer needed (the function ran); only held bytes stay counted.
+        releaseCharges(keeping: held.map { $0.count } ?? 0)
         // The head goes out of the host's scratch buffer; the write copies what it cannot send at once.
         let head = HTTPWriter.responseHead(status: status, contentLength: body.count, keepAlive: keepAlive,
                                            into: host.scratch, fields: fields)
+        let sent = requestIsHead ? UnsafeRawBufferPointer(start: nil, count: 0) : body
         responseKeepAlive = keepAlive
-        switch handle.write(head.bytes, body, owners: (nil, owner)) {
-        case .done: handleWriteDone(nil)
-        case .pending: break
-        case .failed(let error): handleWriteDone(error)
+        switch handle.write(head.bytes, sent, owners: (nil, owner)) {
+        case .done:
+            handleWriteDone(nil)
+        case .pending:
+            writing = true
+            charge(sent.count)
+            deadline = EventLoop.nanoseconds() + UInt64(host.configuration.writeTimeout) * 1_000_000
+        case .failed(let error):
+            handleWriteDone(error)
         }
     }
 
     func handleWriteDone(_ error: LoopError?) {
+        if writing {
+            writing = false
+            releaseCharges(keeping: held.map { $0.count } ?? 0)
+            deadline = 0
+        }
+        releaseSlot()
         if error != nil || !responseKeepAlive { close() } else { next() }
     }
 
@@ -183,27 +337,23 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     private func next() {
         guard !closed else { return }
         busy = false
-        receivedAny = false
+        receivedAny = held != nil
         parser.resume()
         armRequestTimeout()
-        if let pending = leftover {
-            leftover = nil
-            receivedAny = true
-            process(pending.bytes)
-        }
-        if !busy && !closed && readingStopped {
-            readingStopped = false
-            handle.startReading(self)
-        }
+        pump()
     }
 
     func close() {
         guard !closed else { return }
         closed = true
         deadline = 0
+        writing = false
         host.untrack(self)
         handle.close()
+        held = nil
+        releaseCharges(keeping: 0)
         host.returnParser(parser)
+        releaseSlot()
         host.connectionClosed(self)
     }
 }

@@ -59,7 +59,10 @@ final class Invocation {
 
     /// Milliseconds left before the deadline (nil without one); 0 or less means it passed.
     private var remaining: Int? {
-        deadline.map { Int((Int64(bitPattern: $0) - Int64(bitPattern: EventLoop.nanoseconds())) / 1_000_000) }
+        deadline.map { deadline in
+            let now = EventLoop.nanoseconds()
+            return deadline > now ? Int((deadline - now) / 1_000_000) : 0
+        }
     }
 
     /// Writes the remaining budget for the next hop.
@@ -97,8 +100,9 @@ final class Invocation {
     private var service: ServiceDescriptor { host.service }
 
     func start() {
-        host.metrics.inFlight += 1
         for (index, argument) in prepared.enumerated() {
+            // A dependency that failed at once (no address) already answered: start nothing more.
+            if finished { return }
             switch argument {
             case .constant(let bytes):
                 arguments[index] = Slice(owner: bytes, bytes: bytes.bytes)
@@ -113,7 +117,7 @@ final class Invocation {
                 }
             }
         }
-        if pendingDependencies == 0 { callFunction() }
+        if pendingDependencies == 0, !finished { callFunction() }
     }
 
     // MARK: Fan-in
@@ -145,6 +149,8 @@ final class Invocation {
     // MARK: The function
 
     private func callFunction() {
+        // Never with a missing argument: a failed dependency has answered the client already.
+        guard !finished else { return }
         if deadlinePassed(before: "'\(service.name)' ran") { return }
         guard let entry = service.entry else {
             return finish(failure: ServiceFailure(service: service.name, kind: .function, message: "service has no entry point"), own: true)
@@ -227,7 +233,6 @@ final class Invocation {
         guard !finished else { return }
         finished = true
         let now = EventLoop.nanoseconds()
-        host.metrics.inFlight -= 1
         host.metrics.record(service: service.name, status: status, seconds: Double(now - started) / 1e9)
         connection.respond(status: status, body: body, owner: owner) { head in
             if contentType {
@@ -261,6 +266,5 @@ final class Invocation {
             }
             head.append("\r\n")
         }
-        host.invocationFinished()
     }
 }

@@ -45,6 +45,10 @@ package final class Metrics {
     package var connections = 0
     /// Connections to next hops that failed (refused, reset, timed out).
     package var hopFailures = 0
+    /// Bytes of requests and responses held in memory now (see --max-buffered-bytes).
+    package var bufferedBytes = 0
+    /// Client connections closed because their client did not read its response in time.
+    package var writeTimeouts = 0
 
     /// Also expose OpenFaaS's gateway metric names (gateway mode's gateway).
     package var openFaaSNames = false
@@ -79,7 +83,7 @@ package final class Metrics {
         out += "# TYPE dyninka_errors_total counter\n"
         for (name, s) in services.sorted(by: { $0.key < $1.key }) {
             for kind in FailureKind.allCases {
-                out += "dyninka_errors_total{service=\"\(name)\",kind=\"\(kind.rawValue)\"} \(s.failures[kind] ?? 0)\n"
+                out += "dyninka_errors_total{service=\"\(Self.escape(name))\",kind=\"\(kind.rawValue)\"} \(s.failures[kind] ?? 0)\n"
             }
         }
         histogram(&out, "dyninka_request_duration_seconds", "Time from request to response, downstream included.", \.duration)
@@ -95,6 +99,27 @@ package final class Metrics {
         out += "dyninka_open_connections \(connections)\n"
         out += "# HELP dyninka_hop_failures_total Next-hop connections that failed.\n# TYPE dyninka_hop_failures_total counter\n"
         out += "dyninka_hop_failures_total \(hopFailures)\n"
+        out += "# HELP dyninka_buffered_bytes Bytes of requests and responses held in memory.\n# TYPE dyninka_buffered_bytes gauge\n"
+        out += "dyninka_buffered_bytes \(bufferedBytes)\n"
+        out += "# HELP dyninka_write_timeouts_total Client connections closed because the client read no response in time.\n"
+        out += "# TYPE dyninka_write_timeouts_total counter\n"
+        out += "dyninka_write_timeouts_total \(writeTimeouts)\n"
+        return out
+    }
+
+    /// A label value as the Prometheus text format requires: backslash, double quote and line
+    /// feed escaped, so no value can end its label or its line.
+    package static func escape(_ value: String) -> String {
+        guard value.utf8.contains(where: { $0 == 92 || $0 == 34 || $0 == 10 }) else { return value }
+        var out = ""
+        for character in value.unicodeScalars {
+            switch character {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.unicodeScalars.append(character)
+            }
+        }
         return out
     }
 
@@ -103,7 +128,7 @@ package final class Metrics {
         out += "# HELP \(name) \(help)\n# TYPE \(name) counter\n"
         for (service, s) in services.sorted(by: { $0.key < $1.key }) {
             for (status, count) in s.responses.sorted(by: { $0.key < $1.key }) {
-                out += "\(name){\(label)=\"\(service)\",code=\"\(status)\"} \(count)\n"
+                out += "\(name){\(label)=\"\(Self.escape(service))\",code=\"\(status)\"} \(count)\n"
             }
         }
     }
@@ -111,7 +136,8 @@ package final class Metrics {
     private func histogram(_ out: inout String, _ name: String, _ help: String, _ path: KeyPath<PerService, Histogram>,
                            label: String = "service") {
         out += "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
-        for (service, s) in services.sorted(by: { $0.key < $1.key }) {
+        for (key, s) in services.sorted(by: { $0.key < $1.key }) {
+            let service = Self.escape(key)
             let h = s[keyPath: path]
             var cumulative = 0
             for (i, bound) in Metrics.bounds.enumerated() {

@@ -30,9 +30,7 @@ final class Orchestration {
     }
 
     func start(steps: [CheckedStep], input: Slice?) {
-        host.metrics.inFlight += 1
         run(steps[...], input: input) { [self] outcome in
-            host.metrics.inFlight -= 1
             let name = host.configuration.service
             let timing = (name, started, UInt64(0))
             switch outcome {
@@ -56,7 +54,6 @@ final class Orchestration {
                 host.metrics.record(service: name, status: failure.status, seconds: host.seconds(since: started))
                 host.respond(failure: failure, timing: timing, downstream: responses, on: connection)
             }
-            host.invocationFinished()
         }
     }
 

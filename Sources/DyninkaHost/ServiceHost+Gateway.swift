@@ -7,13 +7,13 @@ extension ServiceHost {
     func proxy(_ name: String, functions: PeerMap, head: HTTPHead, body: ByteBuffer?, on connection: InboundConnection,
                started: UInt64) {
         guard let address = functions.address(of: name) else {
-            metrics.recordFailure(service: name, kind: .badRoute)
+            // Counted under the gateway's own name: a name from a request never makes a series.
+            metrics.recordFailure(service: configuration.service, kind: .badRoute)
             return connection.respond(failure: ServiceFailure(
                 service: configuration.service, kind: .badRoute, status: 404,
                 message: "no function '\(name)' behind this gateway; it has \(functions.addresses.keys.sorted().joined(separator: ", "))"))
         }
         let target = gatewayTarget(name, address: address)
-        metrics.inFlight += 1
         let bytes = body?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
         let passOn = head.has("dyninka-parts") || head.has("dyninka-deadline") ? head : nil
         sendHop(target, body: bytes, owner: body, extra: passOn.map { request in { line in
@@ -28,7 +28,6 @@ extension ServiceHost {
                 line.append("\r\n")
             }
         } }) { [self] outcome in
-            metrics.inFlight -= 1
             switch outcome {
             case .failed(let failure):
                 metrics.recordFailure(service: name, kind: failure.kind)
@@ -38,7 +37,6 @@ extension ServiceHost {
                 metrics.record(service: name, status: response.status, seconds: seconds(since: started))
                 relay(response, answer, timing: (configuration.service, started, 0), downstream: [response], on: connection)
             }
-            invocationFinished()
         }
     }
 

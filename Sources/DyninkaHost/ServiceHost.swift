@@ -48,7 +48,7 @@ package final class ServiceHost {
     private(set) var defaultArguments: Result<[PreparedArgument], RouteError> = .success([])
     /// Prepared routes by header text: under load the same few routes repeat.
     private var routeCache: [String: Result<RoutePlan, RouteError>] = [:]
-    private var argumentCache: [String: Result<[PreparedArgument], RouteError>] = [:]
+    private var argumentCache: [String: Result<(prepared: [PreparedArgument], visits: [String: Int]), RouteError>] = [:]
     /// Idle parsers, reused by connections and hops (a parser is five allocations).
     private var idleRequestParsers: [HTTPParser] = []
     private var idleResponseParsers: [HTTPParser] = []
@@ -86,6 +86,19 @@ package final class ServiceHost {
     /// The app library asked (from the loop thread) to run its queued jobs.
     private var jobsQueued = false
     private var phaseHook: LoopPhaseHook?
+
+    /// Bytes of requests and responses held in memory now (bodies being received or waiting for
+    /// their turn, responses the kernel has not taken); bounded by --max-buffered-bytes.
+    var bufferedBytes = 0 {
+        didSet { metrics.bufferedBytes = bufferedBytes }
+    }
+
+    /// Counts `bytes` more against --max-buffered-bytes; false (and nothing counted) when they do not fit.
+    func reserveBuffer(_ bytes: Int) -> Bool {
+        guard bytes <= configuration.maxBufferedBytes - bufferedBytes else { return false }
+        bufferedBytes += bytes
+        return true
+    }
 
     /// Gateway mode: one prepared target per function name.
     var gatewayTargets: [String: HopTarget] = [:]
@@ -303,13 +316,16 @@ package final class ServiceHost {
     func dispatch(_ head: HTTPHead, body: ByteBuffer?, on connection: InboundConnection) {
         let started = EventLoop.nanoseconds()
         // Past the limit, answer at once (and cheaply) rather than queue or drop: callers relay
-        // the 503 and its Retry-After.
-        if head.method == "POST", metrics.inFlight >= configuration.maxInFlight {
-            metrics.recordFailure(service: configuration.service, kind: .overloaded)
-            metrics.record(service: configuration.service, status: 503, seconds: 0)
-            return connection.respond(failure: ServiceFailure(
-                service: configuration.service, kind: .overloaded,
-                message: "'\(configuration.service)' has \(metrics.inFlight) requests in flight (limit \(configuration.maxInFlight)); retry after 1 s"))
+        // the 503 and its Retry-After. A request holds its slot until its response is written.
+        if head.method == "POST" {
+            guard metrics.inFlight < configuration.maxInFlight else {
+                metrics.recordFailure(service: configuration.service, kind: .overloaded)
+                metrics.record(service: configuration.service, status: 503, seconds: 0)
+                return connection.respond(failure: ServiceFailure(
+                    service: configuration.service, kind: .overloaded,
+                    message: "'\(configuration.service)' has \(metrics.inFlight) requests in flight (limit \(configuration.maxInFlight)); retry after 1 s"))
+            }
+            connection.claimSlot()
         }
         let target = head.target
         // The path without a query, found on the UTF-8 bytes (Character iteration costs more).
@@ -318,7 +334,9 @@ package final class ServiceHost {
         if case .service = role, head.method == "POST", path == servicePath || path == "/" {
             return invoke(head, body: body, on: connection, started: started)
         }
-        switch (head.method, path) {
+        // HEAD is answered like GET, without the body (the connection leaves it out).
+        let method = head.method == "HEAD" ? "GET" : head.method
+        switch (method, path) {
         case ("GET", "/healthz"):
             text(200, "ok\n", on: connection)
         case ("GET", "/readyz"):
@@ -359,8 +377,18 @@ package final class ServiceHost {
                 }
                 arguments = try defaultArguments.get()
             } else {
-                if let bytes = head.valueBytes(of: "dyninka-route") { plan = try routePlan(bytes) } else { plan = defaultPlan }
-                if let text = head.value(of: "dyninka-args") { arguments = try preparedArguments(text) } else { arguments = try defaultArguments.get() }
+                let routeBytes = head.valueBytes(of: "dyninka-route")
+                let argumentText = head.value(of: "dyninka-args")
+                if let routeBytes { plan = try routePlan(routeBytes) } else { plan = defaultPlan }
+                if let argumentText {
+                    let custom = try preparedArguments(argumentText)
+                    arguments = custom.prepared
+                    try checkLimits(plan, arguments: custom.visits)
+                } else {
+                    arguments = try defaultArguments.get()
+                    try plan.withDefaultArguments.get()
+                }
+                if configuration.fixedRoutes { try checkFixed(plan, arguments: argumentText) }
             }
         } catch {
             metrics.recordFailure(service: service.name, kind: .badRoute)
@@ -368,45 +396,142 @@ package final class ServiceHost {
             log.debug("refused route: \(error.message)")
             return connection.respond(failure: ServiceFailure(service: service.name, kind: .badRoute, message: error.message))
         }
+        var deadline: UInt64?
+        if head.has("dyninka-deadline") {
+            switch Self.deadline(head.values(of: "dyninka-deadline"), from: started) {
+            case .success(let value): deadline = value
+            case .failure(let failure):
+                metrics.recordFailure(service: service.name, kind: .badInput)
+                metrics.record(service: service.name, status: 400, seconds: seconds(since: started))
+                return connection.respond(failure: ServiceFailure(service: service.name, kind: .badInput, message: failure.message))
+            }
+        }
         let invocation = Invocation(host: self, connection: connection, plan: plan, arguments: arguments,
                                     input: body.map { Slice(owner: $0, bytes: $0.bytes) }, started: started)
-        if let budget = head.value(of: "dyninka-deadline") {
-            guard let milliseconds = Int(budget.trimmingCharacters(in: .whitespaces)), milliseconds >= 0 else {
-                return connection.respond(failure: ServiceFailure(service: service.name, kind: .badInput,
-                                                                  message: "Dyninka-Deadline must be the milliseconds left, got '\(budget)'"))
-            }
-            invocation.deadline = started + UInt64(milliseconds) * 1_000_000
-        }
+        invocation.deadline = deadline
         invocation.start()
+    }
+
+    /// The longest budget a Dyninka-Deadline may give (a day); longer ones are cut to it.
+    static let longestDeadline = 86_400_000
+
+    /// The deadline (monotonic nanoseconds) that Dyninka-Deadline values give for a request that
+    /// arrived at `started`: exactly one field of ASCII digits (milliseconds left), spaces around
+    /// it allowed; anything else is refused, budgets beyond a day are cut to a day.
+    static func deadline(_ values: [String], from started: UInt64) -> Result<UInt64, RouteError> {
+        guard values.count == 1 else {
+            return .failure(RouteError("Dyninka-Deadline must be given once, got \(values.count) values"))
+        }
+        let text = values[0].utf8.drop { $0 == 32 || $0 == 9 }.reversed().drop { $0 == 32 || $0 == 9 }.reversed()
+        guard !text.isEmpty, text.allSatisfy({ (48...57).contains($0) }) else {
+            let shown = values[0].count > 40 ? values[0].prefix(40) + "..." : Substring(values[0])
+            return .failure(RouteError("Dyninka-Deadline must be the milliseconds left as a whole number (for example 2000), got '\(shown)'"))
+        }
+        var milliseconds = 0
+        for digit in text {
+            milliseconds = milliseconds * 10 + Int(digit - 48)
+            if milliseconds >= longestDeadline { milliseconds = longestDeadline; break }
+        }
+        return .success(started + UInt64(milliseconds) * 1_000_000)
     }
 
     /// A function instance's request whose body is the input followed by each argument, with
     /// their byte lengths in Dyninka-Parts ("120,45,30"): sliced, never parsed.
     private func invokeWithParts(_ text: String, body: ByteBuffer?, on connection: InboundConnection, started: UInt64) {
-        let lengths = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         let total = body?.count ?? 0
-        guard !lengths.isEmpty, lengths.allSatisfy({ ($0 ?? -1) >= 0 }), lengths.reduce(0, { $0 + $1! }) == total,
-              lengths.count == service.parameters.count + 1 else {
+        guard let lengths = Self.parts(text, count: service.parameters.count + 1, total: total) else {
             metrics.recordFailure(service: service.name, kind: .badInput)
+            metrics.record(service: service.name, status: 400, seconds: seconds(since: started))
+            let shown = text.count > 80 ? text.prefix(80) + "..." : Substring(text)
             return connection.respond(failure: ServiceFailure(
                 service: service.name, kind: .badInput,
-                message: "Dyninka-Parts '\(text)' must give \(service.parameters.count + 1) byte lengths (input, then each argument) adding up to the body's \(total) bytes"))
+                message: "Dyninka-Parts '\(shown)' must give \(service.parameters.count + 1) byte lengths (input, then each argument) adding up to the body's \(total) bytes"))
         }
         var slices: [Slice] = []
         var offset = 0
         let bytes = body?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
         for length in lengths {
-            slices.append(Slice(owner: body, bytes: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + length!])))
-            offset += length!
+            slices.append(Slice(owner: body, bytes: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + length])))
+            offset += length
         }
         Invocation(host: self, connection: connection, plan: defaultPlan, arguments: slices.dropFirst().map { .given($0) },
                    input: slices[0], started: started).start()
     }
 
-    /// The next hop of `route` (which follows this service), prepared.
+    /// The byte lengths of a Dyninka-Parts value: exactly `count` whole numbers, each within the
+    /// body, adding up to `total`; nil otherwise. The count is checked before anything is summed,
+    /// and the sum can never overflow.
+    static func parts(_ text: String, count: Int, total: Int) -> [Int]? {
+        let items = text.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false)
+        guard items.count == count else { return nil }
+        var lengths: [Int] = []
+        lengths.reserveCapacity(count)
+        var sum = 0
+        for item in items {
+            let digits = item.drop { $0 == 32 }.reversed().drop { $0 == 32 }
+            guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ (48...57).contains($0) }) else { return nil }
+            let length = digits.reversed().reduce(0) { $0 * 10 + Int($1 - 48) }
+            sum += length
+            guard length <= total, sum <= total else { return nil }
+            lengths.append(length)
+        }
+        return sum == total ? lengths : nil
+    }
+
+    /// The next hop of `route` (which follows this service), prepared, with the services it
+    /// visits counted (this one included) and checked together with main's arguments.
     private func plan(_ route: CheckedRoute) -> RoutePlan {
-        guard let first = route.steps.first else { return RoutePlan(route: route, next: nil) }
-        return RoutePlan(route: route, next: target(first, rest: route.chain.rest))
+        var visits = [service.name: 1]
+        Self.countVisits(route, into: &visits)
+        let plan = RoutePlan(route: route, next: route.steps.first.map { target($0, rest: route.chain.rest) }, visits: visits)
+        var defaults: [String: Int] = [:]
+        if case .success(let plans) = defaultPlans { Self.countVisits(plans, into: &defaults) }
+        do throws(RouteError) { try checkLimits(plan, arguments: defaults) } catch { plan.withDefaultArguments = .failure(error) }
+        return plan
+    }
+
+    static func countVisits(_ route: CheckedRoute, into visits: inout [String: Int]) {
+        for step in route.steps {
+            visits[step.service.name, default: 0] += 1
+            countVisits(step.arguments, into: &visits)
+        }
+    }
+
+    static func countVisits(_ plans: [ArgumentPlan], into visits: inout [String: Int]) {
+        for case .chain(let chain, _) in plans { countVisits(chain, into: &visits) }
+    }
+
+    /// The limits on one request: --max-hops service calls in all (route and arguments together)
+    /// and --max-visits calls of any one service, this one included, so that no request holds
+    /// more than a few of a host's in-flight slots.
+    private func checkLimits(_ plan: RoutePlan, arguments: [String: Int]) throws(RouteError) {
+        var visits = plan.visits
+        var calls = plan.visits.values.reduce(0, +) - 1
+        for (name, count) in arguments {
+            visits[name, default: 0] += count
+            calls += count
+        }
+        guard calls <= configuration.maxHops else {
+            throw RouteError("the route and the arguments make \(calls) service calls together; the limit is \(configuration.maxHops) (--max-hops)")
+        }
+        if let (name, count) = visits.max(by: { $0.value < $1.value }), count > configuration.maxVisits {
+            throw RouteError("the request would run '\(name)' \(count) times; a request may run a service at most \(configuration.maxVisits) times (--max-visits)")
+        }
+    }
+
+    /// With --fixed-routes: only the route and arguments of main's dataflow (what this service's
+    /// callers send) are accepted.
+    private func checkFixed(_ plan: RoutePlan, arguments: String?) throws(RouteError) {
+        guard plan === defaultPlan || plan.route.chain == defaultRoute.chain else {
+            throw RouteError("'\(service.name)' takes only the route of main's dataflow ('\(defaultRoute.chain.source)'); custom routes are turned off here (--fixed-routes)")
+        }
+        if let arguments {
+            let given = try parser.parseArguments(arguments)
+            let main = service.parameters.compactMap { p in p.defaultArgument.map { RouteArgument(label: p.label, value: $0) } }
+            guard given == main else {
+                throw RouteError("'\(service.name)' takes only main's arguments; custom arguments are turned off here (--fixed-routes)")
+            }
+        }
     }
 
     private func target(_ step: CheckedStep, rest: RouteChain) -> HopTarget {
@@ -453,20 +578,23 @@ package final class ServiceHost {
         return try result.get()
     }
 
-    private func preparedArguments(_ text: String) throws(RouteError) -> [PreparedArgument] {
+    /// Dyninka-Args checked and prepared, with the services its dependencies visit.
+    private func preparedArguments(_ text: String) throws(RouteError) -> (prepared: [PreparedArgument], visits: [String: Int]) {
         if let cached = argumentCache[text] { return try cached.get() }
-        let result: Result<[PreparedArgument], RouteError>
+        let result: Result<(prepared: [PreparedArgument], visits: [String: Int]), RouteError>
         do throws(RouteError) {
             let arguments = try parser.parseArguments(text)
-            let plans = try checker.checkArguments(arguments, of: service)
             let hops = arguments.reduce(0) { total, arg in
                 if case .chain(let chain) = arg.value { return total + chain.callCount }
                 return total
             }
             guard hops <= configuration.maxHops else {
-                throw RouteError("arguments make \(hops) service calls; the limit is \(configuration.maxHops)")
+                throw RouteError("arguments make \(hops) service calls; the limit is \(configuration.maxHops) (--max-hops)")
             }
-            result = .success(prepare(plans))
+            let plans = try checker.checkArguments(arguments, of: service)
+            var visits: [String: Int] = [:]
+            Self.countVisits(plans, into: &visits)
+            result = .success((prepare(plans), visits))
         } catch { result = .failure(error) }
         if argumentCache.count >= 256 { argumentCache.removeAll(keepingCapacity: true) }
         argumentCache[text] = result

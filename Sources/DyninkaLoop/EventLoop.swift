@@ -48,6 +48,9 @@ package final class EventLoop {
     /// Monotonic nanoseconds, for measuring durations.
     package static func nanoseconds() -> UInt64 { uv_hrtime() }
 
+    /// Monotonic time in seconds (the same clock as `nanoseconds`).
+    package static func seconds() -> Double { Double(uv_hrtime()) / 1e9 }
+
     /// Closes the loop once every handle is closed; pending close callbacks run first.
     package func close() {
         guard !closed else { return }

@@ -31,18 +31,26 @@ extension DyninkaHostCommand {
         var placement: String?
         @Option(help: "Address pattern for services not listed, e.g. '{name}.default.svc.cluster.local:8080' (env DYNINKA_PEER_TEMPLATE).")
         var peerTemplate: String?
-        @Option(help: "Milliseconds to wait for a next hop to accept a connection before 502 (default 2000).")
+        @Option(help: "Milliseconds to wait for a next hop to accept a connection before 504 timeout (default 2000).")
         var connectTimeout: Int?
         @Option(help: "Milliseconds to wait for a next hop's response before 504 (default 30000).")
         var responseTimeout: Int?
         @Option(help: "Milliseconds a client has to send a complete request before 408 (default 10000).")
         var requestTimeout: Int?
+        @Option(help: "Milliseconds a response may wait for its client to read it; then the connection closes (default 10000).")
+        var writeTimeout: Int?
+        @Option(help: "Most bytes of requests and responses held at once, host-wide; beyond it 503 overloaded (default 268435456).")
+        var maxBufferedBytes: Int?
         @Option(help: "Largest request line and header section in bytes; 431 beyond (default 16384).")
         var maxHeaderBytes: Int?
-        @Option(help: "Largest request or relayed response body in bytes; 413 beyond (default 8388608).")
+        @Option(help: "Largest request body in bytes, 413 beyond; a larger relayed response answers 502 (default 8388608).")
         var maxBodyBytes: Int?
-        @Option(help: "Most service calls one route may make; 400 bad-route beyond (default 64).")
+        @Option(help: "Most service calls one request may make, route and arguments together; 400 bad-route beyond (default 64).")
         var maxHops: Int?
+        @Option(help: "Most times one request may run any one service; 400 bad-route beyond (default 4).")
+        var maxVisits: Int?
+        @Flag(help: "Accept only main's route and arguments: clients cannot choose what runs (env DYNINKA_FIXED_ROUTES).")
+        var fixedRoutes = false
         @Option(help: "Most requests processed at once; beyond it 503 overloaded with Retry-After (default 512).")
         var maxInFlight: Int?
         @Option(help: "Milliseconds to keep retrying a next hop that refused the connection, before 502 (default 250).")
@@ -70,6 +78,10 @@ extension DyninkaHostCommand {
             flags["connect-timeout"] = connectTimeout.map(String.init)
             flags["response-timeout"] = responseTimeout.map(String.init)
             flags["request-timeout"] = requestTimeout.map(String.init)
+            flags["write-timeout"] = writeTimeout.map(String.init)
+            flags["max-buffered-bytes"] = maxBufferedBytes.map(String.init)
+            flags["max-visits"] = maxVisits.map(String.init)
+            if fixedRoutes { flags["fixed-routes"] = "true" }
             flags["max-header-bytes"] = maxHeaderBytes.map(String.init)
             flags["max-body-bytes"] = maxBodyBytes.map(String.init)
             flags["max-hops"] = maxHops.map(String.init)

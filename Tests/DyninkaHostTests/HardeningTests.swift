@@ -1,0 +1,307 @@
+import DyninkaRoute
+import Foundation
+import Testing
+@testable import DyninkaHost
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Resident memory of a process, in KiB (from /proc).
+func residentKiB(_ pid: Int32) -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
+    return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+}
+
+/// The value of one metric line (`name{labels} value`) on /metrics; nil when absent.
+func metric(_ host: HostProcess, _ series: String) throws -> Double? {
+    let text = try host.client.get("/metrics").text
+    guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(series + " ") }) else { return nil }
+    return Double(line.split(separator: " ").last ?? "")
+}
+
+/// Units of the request checks that do not need a process.
+@Suite struct RequestLimitUnitTests {
+    @Test func deadlinesAreDigitsOnceAndCutToADay() throws {
+        let started: UInt64 = 5_000_000_000
+        #expect(try ServiceHost.deadline(["250"], from: started).get() == started + 250_000_000)
+        #expect(try ServiceHost.deadline(["  250\t"], from: started).get() == started + 250_000_000)
+        let day = UInt64(ServiceHost.longestDeadline) * 1_000_000
+        // Values that overflowed UInt64 (and ones that went negative as Int64) are cut to a day.
+        for huge in ["99999999999999", "9300000000000", "18000000000000", String(repeating: "9", count: 400)] {
+            #expect(try ServiceHost.deadline([huge], from: started).get() == started + day, "\(huge)")
+        }
+        for bad in ["-5", "soon", "", "  ", "1 2", "+3", "3.5", "１２", "0x10"] {
+            #expect(throws: RouteError.self, "\(bad)") { try ServiceHost.deadline([bad], from: started).get() }
+        }
+        #expect(throws: RouteError.self) { try ServiceHost.deadline(["10", "20"], from: started).get() }
+    }
+
+    @Test func partsAreCheckedBeforeTheyAreSummed() {
+        #expect(ServiceHost.parts("3,4", count: 2, total: 7) == [3, 4])
+        #expect(ServiceHost.parts(" 3 , 4 ", count: 2, total: 7) == [3, 4])
+        #expect(ServiceHost.parts("0,7", count: 2, total: 7) == [0, 7])
+        #expect(ServiceHost.parts("9223372036854775807,9223372036854775807", count: 2, total: 7) == nil)
+        #expect(ServiceHost.parts("99999999999999999999,1", count: 2, total: 7) == nil)
+        #expect(ServiceHost.parts("3,4,0", count: 2, total: 7) == nil, "count checked first")
+        #expect(ServiceHost.parts("3", count: 2, total: 7) == nil)
+        #expect(ServiceHost.parts("3,", count: 2, total: 7) == nil)
+        #expect(ServiceHost.parts("-1,8", count: 2, total: 7) == nil)
+        #expect(ServiceHost.parts("2,4", count: 2, total: 7) == nil, "must add up to the body")
+        #expect(ServiceHost.parts(String(repeating: "1,", count: 100_000) + "1", count: 2, total: 7) == nil)
+    }
+
+    @Test func labelValuesAreEscaped() {
+        #expect(Metrics.escape("map") == "map")
+        #expect(Metrics.escape(#"a"b\c"# + "\nd") == #"a\"b\\c\nd"#)
+    }
+}
+
+/// Hostile requests against real hosts: each gets its documented answer, the host keeps serving.
+@Suite(.serialized) struct HardeningTests {
+    @Test func deadlineHeadersOutOfRangeNeverKillTheHost() throws {
+        let host = try HostProcess(service: "map")
+        for huge in ["99999999999999", "9300000000000", "18446744073709551615", String(repeating: "9", count: 300)] {
+            let answer = try host.client.post(temperature, route: "", extra: [("Dyninka-Deadline", huge)])
+            #expect(answer.status == 200, "\(huge): \(answer)")
+        }
+        for bad in ["-1", "soon", "1 2", "", "\u{e9}"] {
+            let answer = try host.client.post(temperature, route: "", extra: [("Dyninka-Deadline", bad)])
+            #expect(answer.status == 400, "'\(bad)': \(answer)")
+            #expect(answer.error?.kind == "bad-input")
+        }
+        let twice = try host.client.post(temperature, route: "", extra: [("Dyninka-Deadline", "100"), ("Dyninka-Deadline", "200")])
+        #expect(twice.status == 400)
+        #expect(host.process.isRunning)
+        #expect(try host.client.post(temperature, route: "").status == 200)
+    }
+
+    @Test func partsThatOverflowAreRefused() throws {
+        let topology = try GatewayTopology(["map"])
+        let function = topology.functions["map"]!
+        for parts in ["9223372036854775807,9223372036854775807", "9223372036854775807", "1,2,3", "-5", ""] {
+            let answer = try function.client.post(temperature, extra: [("Dyninka-Parts", parts)])
+            #expect(answer.status == 400, "'\(parts)': \(answer)")
+            #expect(answer.error?.kind == "bad-input")
+        }
+        #expect(function.process.isRunning)
+        let good = try function.client.post(temperature, extra: [("Dyninka-Parts", String(temperature.utf8.count))])
+        #expect(good.status == 200, "\(good)")
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInALoopWithBoundedMemory() throws {
+        let host = try HostProcess(service: "slow")
+        let client = host.client
+        let fd = try client.connect()
+        defer { close(fd) }
+        let before = residentKiB(host.process.processIdentifier)
+        let post = "POST / HTTP/1.1\r\nDyninka-Route: \r\nDyninka-Args: ms: 1500\r\nContent-Length: \(temperature.utf8.count)\r\n\r\n\(temperature)"
+        let gets = String(repeating: "GET /healthz HTTP/1.1\r\n\r\n", count: 7_000)
+        // The reader runs beside the writer: the host stops reading beyond its bound, so the
+        // client must read for the host to go on.
+        let reader = ResponseCounter(fd: fd, expected: 7_001)
+        let thread = Thread { reader.run() }
+        thread.start()
+        try client.send(fd, Array((post + gets).utf8))
+        let peak = reader.wait(timeout: 30, pid: host.process.processIdentifier)
+        #expect(reader.responses == 7_001, "\(reader.responses) responses")
+        #expect(reader.firstStatus == 200)
+        #expect(host.process.isRunning)
+        #expect(peak - before < 16 * 1024, "RSS grew from \(before) to \(peak) KiB")
+        #expect(try client.get("/healthz").status == 200)
+    }
+
+    @Test func clientsThatDoNotReadAreClosedAndFreeTheirSlot() throws {
+        let host = try HostProcess(service: "blob", arguments: ["--write-timeout", "400", "--max-in-flight", "1"])
+        let big = #"{"size":8000000}"#
+        let request = "POST / HTTP/1.1\r\nConnection: close\r\nDyninka-Route: \r\nContent-Length: \(big.utf8.count)\r\n\r\n\(big)"
+        let fd = try host.client.connect()
+        var small: Int32 = 4096
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        try host.client.send(fd, Array(request.utf8))
+        usleep(150_000)
+        // The response is still being written to a client that reads nothing: its slot is taken.
+        let busy = try host.client.post(#"{"size":20}"#, route: "")
+        #expect(busy.status == 503, "\(busy)")
+        #expect(busy.error?.kind == "overloaded")
+        #expect(try metric(host, "dyninka_buffered_bytes") ?? 0 > 1_000_000)
+        usleep(600_000)
+        #expect(try metric(host, "dyninka_write_timeouts_total") == 1)
+        #expect(try metric(host, "dyninka_buffered_bytes") == 0)
+        #expect(try host.client.post(#"{"size":20}"#, route: "").status == 200)
+        close(fd)
+    }
+
+    @Test func bodiesBeyondTheHostWideBoundAreRefused() throws {
+        let host = try HostProcess(service: "echo", arguments: ["--max-buffered-bytes", "65536"])
+        let declared = "POST / HTTP/1.1\r\nDyninka-Route: \r\nContent-Length: 100000\r\n\r\n{"
+        let refused = try host.client.exchange(Array(declared.utf8))
+        #expect(refused.status == 503, "\(refused)")
+        #expect(refused.headers["retry-after"] == "1")
+        #expect(refused.error?.message.contains("--max-buffered-bytes") == true)
+        #expect(refused.error?.message.contains("limit 65536") == true)
+        let chunk = String(repeating: "x", count: 40_000)
+        let chunked = "POST / HTTP/1.1\r\nDyninka-Route: \r\nTransfer-Encoding: chunked\r\n\r\n"
+            + "\(String(40_002, radix: 16))\r\n\"\(chunk)\"\r\n" + "\(String(40_000, radix: 16))\r\n\(chunk)\r\n0\r\n\r\n"
+        #expect(try host.client.exchange(Array(chunked.utf8)).status == 503)
+        #expect(try metric(host, "dyninka_buffered_bytes") == 0)
+        #expect(try host.client.post(#"{"fits":true}"#, route: "").status == 200)
+    }
+
+    @Test func revisitingRoutesCannotTakeEveryInFlightSlot() throws {
+        let port = freePort()
+        let host = try HostProcess(service: "slow", peers: ["slow": port], port: port)
+        let client = host.client
+        func route(visits: Int) -> String {
+            (Array(repeating: "slow(ms: 0)", count: visits - 2) + ["slow(ms: 2500)"]).joined(separator: ".")
+        }
+        func hostile(visits: Int) -> String {
+            "POST / HTTP/1.1\r\nConnection: close\r\nDyninka-Args: ms: 0\r\nDyninka-Route: \(route(visits: visits))\r\nContent-Length: \(temperature.utf8.count)\r\n\r\n\(temperature)"
+        }
+        // 50 requests that would run 'slow' 12 times each (600 slots, more than the 512 there are).
+        let refused = try (0..<50).map { _ in try client.exchange(Array(hostile(visits: 12).utf8)) }
+        #expect(refused.allSatisfy { $0.status == 400 && $0.error?.kind == "bad-route" }, "\(refused[0])")
+        #expect(refused[0].error?.message.contains("at most 4 times") == true, "\(refused[0])")
+        // 50 requests within the limit (4 visits each) hold 200 slots: a normal client still gets in.
+        let open = try (0..<50).map { _ in
+            let fd = try client.connect()
+            try client.send(fd, Array(hostile(visits: 4).utf8))
+            return fd
+        }
+        usleep(300_000)
+        let normal = try client.post(temperature, route: "", arguments: "ms: 1")
+        #expect(normal.status == 200, "\(normal)")
+        #expect(try metric(host, "dyninka_in_flight_requests") ?? 0 >= 150)
+        for fd in open {
+            #expect(try client.readResponse(fd).status == 200)
+            close(fd)
+        }
+    }
+
+    @Test func maxHopsCountsTheRouteAndTheArgumentsTogether() throws {
+        let cluster = try HostCluster(["weather", "echo", "alert"], arguments: ["alert": ["--max-hops", "2"]])
+        let alert = cluster["alert"]
+        let average = #"{"average":20,"count":1}"#
+        // Two calls in the route and one in the arguments: each alone is within 2, together not.
+        let over = try alert.client.post(average, route: "echo().echo()", arguments: "conditions: weather()")
+        #expect(over.status == 400, "\(over)")
+        #expect(over.error?.message.contains("make 3 service calls together") == true, "\(over)")
+        let within = try alert.client.post(average, route: "echo()", arguments: "conditions: weather()")
+        #expect(within.status == 200, "\(within)")
+    }
+
+    @Test func aFailedDependencyStopsTheRequest() throws {
+        // No address for weather: the dependency fails before the function could run.
+        let alert = try HostProcess(service: "alert")
+        let answer = try alert.client.post(#"{"average":20,"count":1}"#, route: "")
+        #expect(answer.status == 502)
+        #expect(answer.error?.service == "weather")
+        usleep(100_000)
+        #expect(try metric(alert, #"dyninka_function_duration_seconds_count{service="alert"}"#) == 0)
+    }
+
+    @Test func headGetsTheHeadWithoutTheBody() throws {
+        let host = try HostProcess(service: "map")
+        let head = try host.client.exchange(Array("HEAD /healthz HTTP/1.1\r\nConnection: close\r\n\r\n".utf8))
+        #expect(head.status == 200)
+        #expect(head.headers["content-length"] == "3")
+        #expect(head.body.isEmpty)
+        let describe = try host.client.exchange(Array("HEAD / HTTP/1.1\r\nConnection: close\r\n\r\n".utf8))
+        #expect(describe.status == 200)
+        #expect(describe.body.isEmpty)
+        #expect(Int(describe.headers["content-length"] ?? "") ?? 0 > 10)
+    }
+
+    @Test func gatewayMetricsOnlyNameKnownFunctions() throws {
+        let topology = try GatewayTopology(["map"])
+        let gateway = topology.gateway
+        for name in [#"x"}"#, "evil\\", "a%22b", "nope"] {
+            #expect(try gateway.client.post(temperature, path: "/function/\(name)").status == 404)
+        }
+        let metrics = try gateway.client.get("/metrics").text
+        #expect(!metrics.contains("nope"))
+        #expect(!metrics.contains("evil"))
+        #expect(!metrics.contains(#"x"}"#))
+        // Every sample line still parses: name{labels} value.
+        for line in metrics.split(separator: "\n") where !line.hasPrefix("#") {
+            #expect(line.range(of: #"^[a-z_]+(\{[a-z_]+="[^"\\]*"(,[a-z_]+="[^"\\]*")*\})? [0-9.e+-]+$"#, options: .regularExpression) != nil,
+                    "\(line)")
+        }
+    }
+
+    @Test func fixedRoutesAcceptOnlyMainsDataflow() throws {
+        let cluster = try HostCluster(["movingAvg", "map"], arguments: ["map": ["--fixed-routes"]])
+        let map = cluster["map"]
+        #expect(try map.client.post(temperature).status == 200)
+        #expect(try map.client.post(temperature, route: "movingAvg()").status == 200, "what filterTemperature sends")
+        let custom = try map.client.post(temperature, route: "")
+        #expect(custom.status == 400)
+        #expect(custom.error?.message.contains("--fixed-routes") == true)
+        #expect(try map.client.post(temperature, route: "movingAvg()", arguments: "x: 1").status == 400)
+    }
+
+    @Test func repeatedWarningsAreRateLimited() throws {
+        let host = try HostProcess(service: "explode")
+        let reading = #"{"sensor":"s","variable":"Temperature","value":30}"#
+        for _ in 0..<200 { _ = try host.client.post(reading, route: "") }
+        host.signal(SIGTERM)
+        _ = host.waitForExit()
+        let lines = host.standardError().split(separator: "\n").filter { $0.contains("exploded") }
+        #expect(lines.count == 1, "\(lines.count) lines")
+    }
+}
+
+/// Reads responses from a pipelining connection (Content-Length framed) and counts them, while
+/// sampling a process's resident memory.
+final class ResponseCounter: @unchecked Sendable {
+    let fd: Int32
+    let expected: Int
+    private let lock = NSLock()
+    private var count = 0
+    private var first = 0
+    private var done = false
+
+    init(fd: Int32, expected: Int) {
+        self.fd = fd
+        self.expected = expected
+    }
+
+    var responses: Int { lock.withLock { count } }
+    var firstStatus: Int { lock.withLock { first } }
+
+    func run() {
+        var pending: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let separator = Array("\r\n\r\n".utf8)
+        loop: while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            pending.append(contentsOf: buffer[0..<n])
+            var start = 0
+            while let end = pending[start...].firstRange(of: separator) {
+                guard let head = RawHTTP.parse(Array(pending[start..<end.upperBound])),
+                      let length = Int(head.headers["content-length"] ?? "0") else { break loop }
+                guard end.upperBound + length <= pending.count else { break }
+                start = end.upperBound + length
+                lock.withLock {
+                    if count == 0 { first = head.status }
+                    count += 1
+                }
+            }
+            pending.removeFirst(start)
+            if responses >= expected { break }
+        }
+        lock.withLock { done = true }
+    }
+
+    /// Waits until every response came or `timeout` passed; returns the peak RSS seen (KiB).
+    func wait(timeout: Double, pid: Int32) -> Int {
+        let deadline = Date().addingTimeInterval(timeout)
+        var peak = 0
+        while Date() < deadline, !lock.withLock({ done }) {
+            peak = max(peak, residentKiB(pid))
+            usleep(5_000)
+        }
+        return max(peak, residentKiB(pid))
+    }
+}
