@@ -41,7 +41,10 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     /// The response timeout for this hop: the host's, or less when the request's deadline is nearer.
     var responseTimeout: Int = 0
     private var retryTimer: LoopTimer?
-    private var socketAddress: SocketAddress?
+    /// Where the peer may listen: one numeric address, or every address its name resolved to,
+    /// tried in order until one accepts.
+    private var candidates: [SocketAddress] = []
+    private var candidate = 0
     /// Header lines for this request only (the remaining deadline), added to the target's head.
     private let extraHead: ByteBuffer?
 
@@ -61,20 +64,25 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         if responseTimeout == 0 { responseTimeout = host.configuration.responseTimeout }
         deadline = started + UInt64(min(host.configuration.connectTimeout, responseTimeout)) * 1_000_000
         host.track(self)
-        if let numeric = target.socketAddress { return connect(numeric) }
-        Resolver.resolve(loop: host.loop, host: address.host, port: address.port) { [self] result in
+        if let numeric = target.socketAddress {
+            candidates = [numeric]
+            return connect(numeric)
+        }
+        // A name: its addresses come from the host's cache (no lookup per hop).
+        host.names.addresses(of: address.host, port: address.port) { [self] result in
             guard completion != nil else { return }
             switch result {
             case .failure(let error):
                 fail(.unreachable, "cannot resolve '\(address.host)' for service '\(service)' (\(error.reason)); check --peers or the placement file")
-            case .success(let socketAddress):
-                connect(socketAddress)
+            case .success(let addresses):
+                candidates = addresses
+                candidate = 0
+                connect(addresses[0])
             }
         }
     }
 
     private func connect(_ socketAddress: SocketAddress) {
-        self.socketAddress = socketAddress
         let handle: TCPHandle
         do {
             handle = try TCPHandle.connect(loop: host.loop, to: socketAddress, delegate: self)
@@ -128,21 +136,29 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     private func connectFailed(_ error: LoopError) {
         guard completion != nil else { return }
+        // A name may have several addresses (localhost: ::1, then 127.0.0.1): try the next one.
+        if candidate + 1 < candidates.count {
+            candidate += 1
+            return connect(candidates[candidate])
+        }
+        if target.socketAddress == nil { host.names.invalidate(address.host, port: address.port) }
         // A refused connection may be a service restarting on its port: try again for a short
         // while (the retry window), then give up with 502.
         let elapsed = (EventLoop.nanoseconds() - started) / 1_000_000
-        if error.isConnectionRefused, let socketAddress, elapsed + 25 < UInt64(host.configuration.connectRetry),
+        if error.isConnectionRefused, !candidates.isEmpty, elapsed + 25 < UInt64(host.configuration.connectRetry),
            let timer = try? LoopTimer(loop: host.loop) {
             retryTimer = timer
             timer.start(after: 25) { [self] in
                 timer.close()
                 retryTimer = nil
                 guard completion != nil else { return }
-                connect(socketAddress)
+                candidate = 0
+                connect(candidates[0])
             }
             return
         }
-        fail(.unreachable, "cannot reach service '\(service)' at \(address) (\(error.reason)); is `dyninka-host serve --service \(service)` running?")
+        let tried = candidates.count > 1 ? " (tried \(candidates.map(\.description).joined(separator: ", ")))" : ""
+        fail(.unreachable, "cannot reach service '\(service)' at \(address)\(tried) (\(error.reason)); is `dyninka-host serve --service \(service)` running?")
     }
 
     func handleRead(_ event: ReadEvent) { read(event) }
@@ -156,6 +172,11 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         case .failed(let error):
             guard connected else { return connectionFailed(error) }
             return fail(.unreachable, "service '\(service)' at \(address) reset the connection (\(error.reason))")
+        }
+        if refused {
+            return finish(.failed(ServiceFailure(
+                service: host.configuration.service, kind: .overloaded,
+                message: "'\(host.configuration.service)' holds \(host.bufferedBytes) bytes of requests and responses (limit \(host.configuration.maxBufferedBytes), --max-buffered-bytes); the answer of '\(service)' does not fit now; retry after 1 s")))
         }
         switch result {
         case .needMore:
@@ -174,12 +195,27 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     func parserHead(_ head: HTTPHead) {
         responseHead = head
-        responseBody = ByteBuffer(capacity: head.contentLength ?? 4096)
+        let declared = head.contentLength ?? 0
+        // The declared body counts against --max-buffered-bytes while it is collected.
+        if declared > 0, !host.reserveBuffer(declared) { return refused = true }
+        charged = declared
+        responseBody = ByteBuffer(capacity: declared > 0 ? declared : 4096)
     }
 
     func parserBody(_ bytes: UnsafeRawBufferPointer) {
-        responseBody?.append(bytes)
+        guard !refused, let body = responseBody else { return }
+        if body.count + bytes.count > charged {
+            // A body without Content-Length counts as it grows.
+            guard host.reserveBuffer(bytes.count) else { return refused = true }
+            charged += bytes.count
+        }
+        body.append(bytes)
     }
+
+    /// Bytes of the response counted against --max-buffered-bytes.
+    private var charged = 0
+    /// The response does not fit in --max-buffered-bytes now.
+    private var refused = false
 
     func expire() {
         // A request still being written when the connect deadline passes may be a large body on
@@ -206,6 +242,8 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         retryTimer?.close()
         retryTimer = nil
         host.untrack(self)
+        host.bufferedBytes -= charged
+        charged = 0
         handle?.close()
         handle = nil
         if let parser { host.returnParser(parser) }

@@ -7,6 +7,7 @@ extension HostConfiguration {
         ("DYNINKA_RESPONSE_TIMEOUT_MS", "--response-timeout"), ("DYNINKA_REQUEST_TIMEOUT_MS", "--request-timeout"),
         ("DYNINKA_WRITE_TIMEOUT_MS", "--write-timeout"), ("DYNINKA_MAX_BUFFERED_BYTES", "--max-buffered-bytes"),
         ("DYNINKA_MAX_VISITS", "--max-visits"), ("DYNINKA_FIXED_ROUTES", "--fixed-routes"),
+        ("DYNINKA_NAME_TTL_MS", "--name-ttl"),
         ("DYNINKA_MAX_HEADER_BYTES", "--max-header-bytes"), ("DYNINKA_MAX_BODY_BYTES", "--max-body-bytes"),
         ("DYNINKA_MAX_HOPS", "--max-hops"), ("DYNINKA_MAX_IN_FLIGHT", "--max-in-flight"),
         ("DYNINKA_CONNECT_RETRY_MS", "--connect-retry"), ("DYNINKA_DRAIN_DELAY_MS", "--drain-delay"),
@@ -52,6 +53,7 @@ extension HostConfiguration {
         if let v = try integer("write-timeout", 1...3_600_000) { c.writeTimeout = v }
         if let v = try integer("max-buffered-bytes", 65_536...(1 << 40)) { c.maxBufferedBytes = v }
         if let v = try integer("max-visits", 1...1024) { c.maxVisits = v }
+        if let v = try integer("name-ttl", 0...3_600_000) { c.nameTTL = v }
         if let v = value("fixed-routes") { c.fixedRoutes = ["1", "true", "yes", "on"].contains(v.lowercased()) }
         if let v = try integer("max-header-bytes", 1024...1_048_576) { c.maxHeaderBytes = v }
         if let v = try integer("max-body-bytes", 1...1_073_741_824) { c.maxBodyBytes = v }

@@ -17,6 +17,9 @@ package struct HostConfiguration: Sendable {
     package var responseTimeout = 30_000
     /// How long a client may take to send a complete request before it gets 408.
     package var requestTimeout = 10_000
+    /// How long the addresses a peer's name resolved to are used before it is looked up again
+    /// (a failed connection looks it up again at once).
+    package var nameTTL = 10_000
     /// How long a response may wait for its client to read it before the connection is closed.
     package var writeTimeout = 10_000
     /// Most bytes of requests and responses held in memory at once, host-wide (request bodies,

@@ -53,7 +53,8 @@ package struct Log: Sendable {
         var note = ""
         if limited {
             guard let held = limiter.admit(text, at: now) else { return }
-            if held > 0 { note = " (\(held) similar line\(held == 1 ? "" : "s") held back since the last one)" }
+            if held.repeats > 0 { note = " (repeated \(held.repeats) more time\(held.repeats == 1 ? "" : "s") since it was last written)" }
+            if held.others > 0 { note += " (\(held.others) other line\(held.others == 1 ? "" : "s") held back: more than \(limiter.burst) a second)" }
         }
         let dropped = limiter.takeDropped()
         if dropped > 0 { note += " (\(dropped) log line\(dropped == 1 ? "" : "s") dropped: standard error was not writable)" }
@@ -81,7 +82,7 @@ private final class LogLimiter: @unchecked Sendable {
     // Guarded by `lock`: the loop thread logs, and so may the threads the app library uses.
     private let lock = NSLock()
     private let repeatWindow: Double
-    private let burst: Int
+    let burst: Int
     /// For each recent message: when it was last written, and how often it was held back since.
     private var recent: [String: (last: Double, held: Int)] = [:]
     private var second = 0.0
@@ -97,9 +98,9 @@ private final class LogLimiter: @unchecked Sendable {
         self.burst = burst
     }
 
-    /// Whether `message` may be written now: nil when held back, else how many lines were held
-    /// back since (this message's repeats and the budget's).
-    func admit(_ message: String, at now: Double) -> Int? {
+    /// Whether `message` may be written now: nil when held back, else how many of its repeats
+    /// and how many other lines (over the budget) were held back since.
+    func admit(_ message: String, at now: Double) -> (repeats: Int, others: Int)? {
         lock.lock()
         defer { lock.unlock() }
         if now - second >= 1 {
@@ -118,7 +119,7 @@ private final class LogLimiter: @unchecked Sendable {
             return nil
         }
         linesThisSecond += 1
-        let held = entry.held + heldByBudget
+        let held = (repeats: entry.held, others: heldByBudget)
         heldByBudget = 0
         if recent.count >= 1024 { recent.removeAll(keepingCapacity: true) }
         recent[message] = (last: now, held: 0)

@@ -49,6 +49,8 @@ package final class Metrics {
     package var bufferedBytes = 0
     /// Client connections closed because their client did not read its response in time.
     package var writeTimeouts = 0
+    /// Name lookups of peers given by name (few: resolved addresses are kept for --name-ttl).
+    package var nameLookups = 0
 
     /// Also expose OpenFaaS's gateway metric names (gateway mode's gateway).
     package var openFaaSNames = false
@@ -104,6 +106,8 @@ package final class Metrics {
         out += "# HELP dyninka_write_timeouts_total Client connections closed because the client read no response in time.\n"
         out += "# TYPE dyninka_write_timeouts_total counter\n"
         out += "dyninka_write_timeouts_total \(writeTimeouts)\n"
+        out += "# HELP dyninka_name_lookups_total Lookups of peers given by name.\n# TYPE dyninka_name_lookups_total counter\n"
+        out += "dyninka_name_lookups_total \(nameLookups)\n"
         return out
     }
 

@@ -76,6 +76,9 @@ package final class ServiceHost {
     /// "/NAME": the service's own path, built once rather than per request.
     private lazy var servicePath = "/\(configuration.service)"
 
+    /// Addresses of peers given by name, resolved once per --name-ttl rather than per hop.
+    private(set) lazy var names = NameCache(loop: loop, ttlMilliseconds: configuration.nameTTL)
+
     /// HTTP exchanges the app library makes on this loop (Fetch in async services).
     private(set) lazy var exchanges = ExchangeClient(host: self)
     /// What this host lends the app library; allocated once, kept for the process's life.
@@ -342,6 +345,7 @@ package final class ServiceHost {
         case ("GET", "/readyz"):
             text(draining ? 503 : 200, draining ? "draining\n" : "ready\n", on: connection)
         case ("GET", "/metrics"):
+            metrics.nameLookups = names.lookups
             text(200, metrics.render(), on: connection, type: "text/plain; version=0.0.4")
         case ("POST", _) where path.hasPrefix("/function/"):
             guard case .gateway(let functions) = role else { fallthrough }

@@ -53,6 +53,8 @@ extension DyninkaHostCommand {
         var fixedRoutes = false
         @Option(help: "Most requests processed at once; beyond it 503 overloaded with Retry-After (default 512).")
         var maxInFlight: Int?
+        @Option(help: "Milliseconds a peer's resolved addresses are used before its name is looked up again (default 10000).")
+        var nameTtl: Int?
         @Option(help: "Milliseconds to keep retrying a next hop that refused the connection, before 502 (default 250).")
         var connectRetry: Int?
         @Option(help: "Milliseconds to keep accepting after SIGTERM while /readyz answers 503 (default 0).")
@@ -81,6 +83,7 @@ extension DyninkaHostCommand {
             flags["write-timeout"] = writeTimeout.map(String.init)
             flags["max-buffered-bytes"] = maxBufferedBytes.map(String.init)
             flags["max-visits"] = maxVisits.map(String.init)
+            flags["name-ttl"] = nameTtl.map(String.init)
             if fixedRoutes { flags["fixed-routes"] = "true" }
             flags["max-header-bytes"] = maxHeaderBytes.map(String.init)
             flags["max-body-bytes"] = maxBodyBytes.map(String.init)

@@ -305,3 +305,87 @@ final class ResponseCounter: @unchecked Sendable {
         return max(peak, residentKiB(pid))
     }
 }
+
+/// Peers given by name, as the generated Kubernetes manifests give them.
+@Suite(.serialized) struct NamedPeerTests {
+    /// Whether this process may make a mount namespace (root, with unshare): then a test can give
+    /// one host its own /etc/hosts.
+    static let canUnshare = geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare")
+
+    @Test func aNamedPeerIsLookedUpOnceNotPerHop() throws {
+        let movingAvg = try HostProcess(service: "movingAvg")
+        let map = try HostProcess(name: "map", commandLine: [
+            "serve", "--app", BuildProducts.fixture, "--service", "map", "--port", "0", "--log-level", "warning",
+            "--peers", "movingAvg=localhost:\(movingAvg.port)"])
+        for _ in 0..<20 {
+            #expect(try map.client.post(temperature).status == 200)
+        }
+        #expect(try metric(map, "dyninka_name_lookups_total") == 1)
+    }
+
+    @Test(.enabled(if: NamedPeerTests.canUnshare, "needs root and unshare (a mount namespace for /etc/hosts)"))
+    func everyAddressOfANameIsTriedAndAFailureLooksItUpAgain() throws {
+        // The callee listens on 127.0.0.3 only; the caller's /etc/hosts gives the name two
+        // addresses, and the system puts 127.0.0.1 (where nothing listens on that port) first.
+        let movingAvg = try HostProcess(name: "movingAvg", commandLine: [
+            "serve", "--app", BuildProducts.fixture, "--service", "movingAvg", "--host", "127.0.0.3", "--port", "0",
+            "--log-level", "warning"])
+        let hosts = FileManager.default.temporaryDirectory.appendingPathComponent("dyninka-hosts-\(getpid())")
+        try "127.0.0.3 avg-twice\n127.0.0.1 avg-twice\n".write(to: hosts, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: hosts) }
+        let map = try HostProcess(name: "map", commandLine: [
+            "serve", "--app", BuildProducts.fixture, "--service", "map", "--port", "0", "--log-level", "warning",
+            "--peers", "movingAvg=avg-twice:\(movingAvg.port)", "--connect-retry", "0"],
+            launcher: ["/usr/bin/unshare", "-m", "sh", "-c", "mount --bind \(hosts.path) /etc/hosts && exec \"$@\"", "sh"])
+        for _ in 0..<5 {
+            let answer = try map.client.post(temperature)
+            #expect(answer.status == 200, "\(answer)")
+        }
+        #expect(try metric(map, "dyninka_name_lookups_total") == 1)
+        // The callee goes away: the failure names both addresses, and the name is looked up again.
+        movingAvg.stop()
+        let down = try map.client.post(temperature)
+        #expect(down.status == 502)
+        #expect(down.error?.message.contains("127.0.0.3") == true, "\(down)")
+        #expect(down.error?.message.contains("127.0.0.1") == true, "\(down)")
+        _ = try map.client.post(temperature)
+        #expect(try metric(map, "dyninka_name_lookups_total") == 2)
+    }
+}
+
+@Suite struct LogTests {
+    @Test func aFullStandardErrorDropsLinesInsteadOfBlocking() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        // Fill the pipe: nobody reads it.
+        _ = fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK)
+        let junk = [UInt8](repeating: 65, count: 4096)
+        while write(fds[1], junk, junk.count) > 0 {}
+        _ = fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) & ~O_NONBLOCK)
+        let log = Log(service: "t", level: .info, descriptor: fds[1])
+        let started = Date()
+        for i in 0..<1_000 { log.info("line \(i)") }
+        #expect(Date().timeIntervalSince(started) < 1)
+        #expect(log.suppressed.dropped == 1_000)
+    }
+
+    @Test func identicalWarningsAreWrittenOncePerWindowAndCounted() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let log = Log(service: "t", level: .info, descriptor: fds[1], repeatWindow: 0.2, burst: 5)
+        for _ in 0..<100 { log.warning("same") }
+        // Different lines: only `burst` a second.
+        for i in 0..<20 { log.warning("other \(i)") }
+        usleep(1_100_000)
+        log.warning("same")
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let n = read(fds[0], &buffer, buffer.count)
+        let lines = String(decoding: buffer[0..<max(n, 0)], as: UTF8.self).split(separator: "\n")
+        #expect(lines.count == 6, "\(lines)")
+        #expect(lines.last?.contains("repeated 99 more times") == true, "\(lines.last ?? "")")
+        #expect(lines.last?.contains("16 other lines held back") == true, "\(lines.last ?? "")")
+        #expect(log.suppressed.limited == 99 + 16)
+    }
+}

@@ -32,11 +32,18 @@ final class HostProcess: @unchecked Sendable {
         try self.init(name: service, commandLine: args + arguments, environment: environment)
     }
 
-    /// Starts `dyninka-host` with exactly `commandLine` (which must print the usual address line).
-    init(name: String, commandLine: [String], environment: [String: String] = [:]) throws {
+    /// Starts `dyninka-host` with exactly `commandLine` (which must print the usual address line),
+    /// through `launcher` when given (for example `unshare -m sh -c ...`, which must exec the host
+    /// given as its last arguments).
+    init(name: String, commandLine: [String], environment: [String: String] = [:], launcher: [String] = []) throws {
         self.service = name
-        process.executableURL = URL(fileURLWithPath: BuildProducts.host)
-        process.arguments = commandLine
+        if launcher.isEmpty {
+            process.executableURL = URL(fileURLWithPath: BuildProducts.host)
+            process.arguments = commandLine
+        } else {
+            process.executableURL = URL(fileURLWithPath: launcher[0])
+            process.arguments = Array(launcher.dropFirst()) + [BuildProducts.host] + commandLine
+        }
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
@@ -44,7 +51,8 @@ final class HostProcess: @unchecked Sendable {
         process.standardError = stderrPipe
         try process.run()
         let line = try Self.readLine(stdoutPipe.fileHandleForReading, timeout: 10)
-        guard let range = line.range(of: "127.0.0.1:"), let parsed = Int(line[range.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)) else {
+        guard let colon = line.lastIndex(of: ":"), line.contains("127.0.0."),
+              let parsed = Int(line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)) else {
             process.terminate()
             let errors = String(decoding: stderrPipe.fileHandleForReading.availableData, as: UTF8.self)
             throw HostProcessError.didNotStart("\(name): '\(line)' \(errors)")
