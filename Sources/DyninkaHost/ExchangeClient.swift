@@ -197,9 +197,11 @@ final class ExchangeConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring 
             return close()
         }
         let result: HTTPFeedResult
+        var received = 0
         switch event {
         case .data(let bytes):
             receivedBytes = true
+            received = bytes.count
             result = parser.feed(bytes)
         case .end:
             result = parser.finish()
@@ -209,8 +211,12 @@ final class ExchangeConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring 
         switch result {
         case .needMore:
             if case .end = event { failed("the server closed the connection before answering") }
-        case .messageComplete:
-            complete(endsConnection: { if case .end = event { return true } else { return false } }())
+        case .messageComplete(let consumed):
+            // Bytes after the response were never asked for (a misbehaving endpoint): the
+            // connection is not reused, or the next fetch would read them as its answer.
+            let ended: Bool
+            if case .end = event { ended = true } else { ended = consumed < received }
+            complete(endsConnection: ended)
         case .failed(let error):
             failed("invalid response (\(error))")
         }

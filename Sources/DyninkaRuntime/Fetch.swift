@@ -21,6 +21,9 @@ public enum Fetch {
         public var description: String
     }
 
+    /// The largest response body a fetch reads (8 MiB); a larger one fails the fetch.
+    public static let maxBodyBytes = 8 * 1024 * 1024
+
     /// GETs `url` and decodes its JSON body as `type`, blocking the calling thread.
     public static func json<T: Decodable>(_ type: T.Type, from url: String, timeout: Double = 5) throws -> T {
         try get(url, timeout: timeout) { try decode(type, $0) }
@@ -99,7 +102,7 @@ public enum Fetch {
     static func get<R>(_ url: String, timeout: Double, _ read: (UnsafeBufferPointer<UInt8>) throws -> R) throws -> R {
         let target = try targets.target(url)
         // A pooled connection may have been closed by the server meanwhile: retry once on a new one.
-        if let fd = pool.take(target.key) {
+        if let fd = pool.take(target.key), quiet(fd) {
             var failed = false
             let result = try exchange(fd, target, timeout: timeout, reusedConnectionFailed: &failed, read)
             if !failed, let result { return result }
@@ -125,6 +128,10 @@ public enum Fetch {
 
         init(_ url: String) throws {
             guard url.hasPrefix("http://") else { throw Failure(description: "only http:// URLs are supported, got '\(url)'") }
+            // A control character or a space would end the request line early or add a header.
+            guard !url.utf8.contains(where: { $0 <= 32 || $0 == 127 }) else {
+                throw Failure(description: "the URL '\(url.debugDescription.dropFirst().dropLast())' contains a space or a control character (CR, LF, ...); percent-encode them")
+            }
             let rest = url.dropFirst(7)
             let slash = rest.firstIndex(of: "/") ?? rest.endIndex
             let authority = rest[..<slash]
@@ -252,12 +259,23 @@ public enum Fetch {
             }
             buffer.count += n
             if buffer.head == nil { buffer.parseHead() }
+            if buffer.count - (buffer.head?.end ?? 0) > maxBodyBytes + 1 || (buffer.head?.contentLength ?? 0) > maxBodyBytes {
+                close(fd)
+                throw Failure(description: "GET http://\(target.key)\(target.path): the body is larger than \(maxBodyBytes) bytes")
+            }
+            if buffer.head == nil, buffer.count > 64 * 1024 {
+                close(fd)
+                throw Failure(description: "GET http://\(target.key)\(target.path): no complete response head in 64 KiB")
+            }
         }
         let head = buffer.head!
         let bodyCount = min(head.contentLength ?? Int.max, buffer.count - head.end)
         let body = UnsafeBufferPointer(start: buffer.base + head.end, count: bodyCount)
         if head.contentLength != nil {
-            if head.keepAlive { pool.put(fd, target.key) } else { close(fd) }
+            // Bytes beyond the response were never asked for: a connection carrying them is not
+            // reused, or the next fetch would read them as its answer.
+            let extra = buffer.count > head.end + bodyCount
+            if head.keepAlive && !extra { pool.put(fd, target.key) } else { close(fd) }
         }
         guard head.status == 200 else {
             throw Failure(description: "GET http://\(target.key)\(target.path) answered \(head.status): \(String(decoding: body.prefix(200), as: UTF8.self))")
@@ -320,6 +338,15 @@ public enum Fetch {
             }
             head = parsed
         }
+    }
+
+    /// Whether an idle pooled connection has nothing to read: bytes (a stale answer sent after
+    /// the last one) or the server's close make it unusable, and it is closed here.
+    static func quiet(_ fd: Int32) -> Bool {
+        var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        if poll(&ready, 1, 0) == 0 { return true }
+        close(fd)
+        return false
     }
 
     /// Where "\r\n\r\n" ends in `bytes`.

@@ -36,7 +36,17 @@ import Glibc
         #expect(response.status == 200, "\(response)")
         #expect(response.json()?["service"] as? String == "echo")
 
-        let unknown = try HostProcess(service: "describe", environment: ["FIXTURE_FETCH_URL": "http://no-such-host.invalid:80/"])
+        // An unknown name, looked up in /etc/hosts only (a mount namespace gives the host an
+        // nsswitch.conf without DNS): no query leaves the machine.
+        guard NamedPeerTests.canUnshare else { return }
+        let nsswitch = FileManager.default.temporaryDirectory.appendingPathComponent("dyninka-nsswitch-\(getpid())")
+        try "hosts: files\n".write(to: nsswitch, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: nsswitch) }
+        let unknown = try HostProcess(
+            name: "describe",
+            commandLine: ["serve", "--app", BuildProducts.fixture, "--service", "describe", "--port", "0", "--log-level", "warning"],
+            environment: ["FIXTURE_FETCH_URL": "http://no-such-host.invalid:80/"],
+            launcher: ["/usr/bin/unshare", "-m", "sh", "-c", "mount --bind \(nsswitch.path) /etc/nsswitch.conf && exec \"$@\"", "sh"])
         let failed = try unknown.client.post()
         #expect(failed.status == 500)
         #expect(failed.error?.message.contains("cannot resolve 'no-such-host.invalid'") == true, "\(failed)")
@@ -52,6 +62,19 @@ import Glibc
         let response = try describe.client.post()
         #expect(response.status == 200, "\(response)")
         #expect(response.json()?["service"] as? String == "echo")
+    }
+
+    @Test func aConnectionWithBytesAfterTheResponseIsNotReused() throws {
+        // The first answer comes with a second, unasked-for one glued to it.
+        let answer = ok(#"{"app":"Scripted","service":"endpoint"}"#)
+        let endpoint = try ScriptedServer { index in
+            index == 0 ? .init(chunks: [answer + ok(#"{"app":"Stale","service":"stale"}"#)]) : .init(chunks: [answer])
+        }
+        let describe = try HostProcess(service: "describe", environment: ["FIXTURE_FETCH_URL": "http://127.0.0.1:\(endpoint.port)/"])
+        let response = try describe.client.post()
+        #expect(response.status == 200, "\(response)")
+        #expect(response.json()?["app"] as? String == "Scripted")
+        #expect(endpoint.connections == 2)
     }
 
     @Test func aKeptAliveConnectionClosedUnansweredIsRetriedOnceOnANewOne() throws {

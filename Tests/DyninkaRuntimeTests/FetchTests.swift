@@ -49,6 +49,36 @@ import Glibc
         #expect(server.requests == 2, "one GET per call: the retry only happens when nothing came back")
     }
 
+    @Test func bytesAfterAResponseAreNeverTheNextAnswer() throws {
+        // The endpoint sends a second, unasked-for response after the first (same read or later).
+        let server = try ScriptedServer { i in
+            i == 0 ? .init(chunks: [ok(#"{"value":0}"#), ok(#"{"value":99}"#)]) : .init(chunks: [ok(#"{"value":\#(i)}"#)])
+        }
+        let url = "http://127.0.0.1:\(server.port)/"
+        #expect(try Fetch.json(Reading.self, from: url) == Reading(value: 0))
+        usleep(20_000)
+        #expect(try Fetch.json(Reading.self, from: url) == Reading(value: 1))
+        let glued = try ScriptedServer { i in
+            i == 0 ? .init(chunks: [ok(#"{"value":0}"#) + ok(#"{"value":99}"#)]) : .init(chunks: [ok(#"{"value":\#(i)}"#)])
+        }
+        let gluedURL = "http://127.0.0.1:\(glued.port)/"
+        #expect(try Fetch.json(Reading.self, from: gluedURL) == Reading(value: 0))
+        #expect(try Fetch.json(Reading.self, from: gluedURL) == Reading(value: 1))
+        #expect(glued.connections == 2)
+    }
+
+    @Test func urlsWithControlCharactersAndHugeBodiesAreRefused() throws {
+        #expect { _ = try Fetch.bytes(from: "http://127.0.0.1:1/x\r\nX-Evil: 1") } throws: { "\($0)".contains("control character") }
+        #expect { _ = try Fetch.bytes(from: "http://127.0.0.1:1/a b") } throws: { "\($0)".contains("space") }
+        let declared = try ScriptedServer { _ in .init(chunks: ["HTTP/1.1 200 OK\r\nContent-Length: 900000000\r\n\r\n{"]) }
+        #expect { _ = try Fetch.bytes(from: "http://127.0.0.1:\(declared.port)/") } throws: { "\($0)".contains("larger than") }
+        let endless = String(repeating: "x", count: 1 << 20)
+        let untilClose = try ScriptedServer { _ in
+            .init(chunks: ["HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"] + Array(repeating: endless, count: 10), close: true)
+        }
+        #expect { _ = try Fetch.bytes(from: "http://127.0.0.1:\(untilClose.port)/") } throws: { "\($0)".contains("larger than") }
+    }
+
     @Test func failuresSayWhatHappened() throws {
         let server = try ScriptedServer { _ in .init(chunks: ["HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy"]) }
         #expect {
