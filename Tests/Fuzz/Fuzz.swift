@@ -1,4 +1,4 @@
-// libFuzzer target over the HTTP layer and the route parser (built by bench/fuzz.sh, not by
+// libFuzzer target over the HTTP layer and the route parser (built by scripts/fuzz, not by
 // SwiftPM). The first byte picks the target; the rest is the input. Properties checked:
 //  - the HTTP parsers never crash, and a request fed whole or split gives the same result;
 //  - a route that parses prints back to source that parses to the same chain.
@@ -8,7 +8,13 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     guard size > 1 else { return 0 }
     let bytes = UnsafeRawBufferPointer(start: data + 1, count: size - 1)
     switch data[0] % 4 {
-    case 0: fuzzRequest(bytes, split: Int(data[0]) % max(bytes.count, 1))
+    case 0:
+        // Two more bytes give where the request is split: every offset of an input up to 64 KiB
+        // can be chosen (the selector byte alone only reached multiples of 4 below 256).
+        guard size > 3 else { return 0 }
+        let request = UnsafeRawBufferPointer(start: data + 3, count: size - 3)
+        let choice = Int(data[1]) << 8 | Int(data[2])
+        fuzzRequest(request, split: choice % (request.count + 1))
     case 1: fuzzResponse(bytes)
     case 2: fuzzRoute(String(decoding: bytes, as: UTF8.self))
     default: fuzzArguments(String(decoding: bytes, as: UTF8.self))
