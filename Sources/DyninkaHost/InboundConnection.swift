@@ -157,6 +157,9 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         case .failed(let error):
             busy = true
             deadline = 0
+            // The request was not understood: nothing of it (HEAD, keep-alive) applies.
+            requestIsHead = false
+            requestKeepAlive = false
             let failure = ServiceFailure(service: host.configuration.service, kind: .badInput,
                                          message: "\(error)", status: error.status)
             host.metrics.recordFailure(service: host.configuration.service, kind: .badInput)
@@ -246,6 +249,8 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         }
         busy = true
         deadline = 0
+        requestIsHead = false
+        requestKeepAlive = false
         host.metrics.recordFailure(service: host.configuration.service, kind: .badInput)
         respond(failure: ServiceFailure(service: host.configuration.service, kind: .badInput,
                                         message: "request not received within \(host.configuration.requestTimeout) ms",
