@@ -324,9 +324,10 @@ package final class ServiceHost {
             guard metrics.inFlight < configuration.maxInFlight else {
                 metrics.recordFailure(service: configuration.service, kind: .overloaded)
                 metrics.record(service: configuration.service, status: 503, seconds: 0)
-                return connection.respond(failure: ServiceFailure(
+                return respond(failure: ServiceFailure(
                     service: configuration.service, kind: .overloaded,
-                    message: "'\(configuration.service)' has \(metrics.inFlight) requests in flight (limit \(configuration.maxInFlight)); retry after 1 s"))
+                    message: "'\(configuration.service)' has \(metrics.inFlight) requests in flight (limit \(configuration.maxInFlight)); retry after 1 s"),
+                    timing: (configuration.service, started, 0), downstream: [], on: connection)
             }
             connection.claimSlot()
         }
@@ -398,7 +399,8 @@ package final class ServiceHost {
             metrics.recordFailure(service: service.name, kind: .badRoute)
             metrics.record(service: service.name, status: 400, seconds: Double(EventLoop.nanoseconds() - started) / 1e9)
             log.debug("refused route: \(error.message)")
-            return connection.respond(failure: ServiceFailure(service: service.name, kind: .badRoute, message: error.message))
+            return respond(failure: ServiceFailure(service: service.name, kind: .badRoute, message: error.message),
+                           timing: (service.name, started, 0), downstream: [], on: connection)
         }
         var deadline: UInt64?
         if head.has("dyninka-deadline") {
@@ -407,7 +409,8 @@ package final class ServiceHost {
             case .failure(let failure):
                 metrics.recordFailure(service: service.name, kind: .badInput)
                 metrics.record(service: service.name, status: 400, seconds: seconds(since: started))
-                return connection.respond(failure: ServiceFailure(service: service.name, kind: .badInput, message: failure.message))
+                return respond(failure: ServiceFailure(service: service.name, kind: .badInput, message: failure.message),
+                               timing: (service.name, started, 0), downstream: [], on: connection)
             }
         }
         let invocation = Invocation(host: self, connection: connection, plan: plan, arguments: arguments,
@@ -447,9 +450,10 @@ package final class ServiceHost {
             metrics.recordFailure(service: service.name, kind: .badInput)
             metrics.record(service: service.name, status: 400, seconds: seconds(since: started))
             let shown = text.count > 80 ? text.prefix(80) + "..." : Substring(text)
-            return connection.respond(failure: ServiceFailure(
+            return respond(failure: ServiceFailure(
                 service: service.name, kind: .badInput,
-                message: "Dyninka-Parts '\(shown)' must give \(service.parameters.count + 1) byte lengths (input, then each argument) adding up to the body's \(total) bytes"))
+                message: "Dyninka-Parts '\(shown)' must give \(service.parameters.count + 1) byte lengths (input, then each argument) adding up to the body's \(total) bytes"),
+                timing: (service.name, started, 0), downstream: [], on: connection)
         }
         var slices: [Slice] = []
         var offset = 0

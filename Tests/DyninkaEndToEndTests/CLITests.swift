@@ -151,9 +151,15 @@ func hostPID(service: String, port: Int) -> Int32? {
         kill(pid, SIGKILL)
         usleep(20_000)
         let down = try BlockingHTTP.request(port: entry, method: "POST", body: #"{"room":"1.001","celsius":27}"#)
-        if down.status != 200 {
-            #expect(down.status == 502)
+        if down.status == 200 {
+            // The restart won the race: the answer must then come from a new weather process.
+            #expect(down.text.contains("31.5 °C outside"), "\(down.text)")
+            let restarted = hostPID(service: "weather", port: weatherPort)
+            #expect(restarted != nil && restarted != pid, "weather answered, so a new process must serve it")
+        } else {
+            #expect(down.status == 502, "\(down.status) \(down.text)")
             #expect(down.text.contains(#""service":"weather""#))
+            #expect(down.text.contains(#""kind":"unreachable""#))
         }
         var recovered = false
         for _ in 0..<100 where !recovered {
@@ -161,6 +167,8 @@ func hostPID(service: String, port: Int) -> Int32? {
             recovered = (try? BlockingHTTP.request(port: entry, method: "POST", body: #"{"room":"1.001","celsius":27}"#).status) == 200
         }
         #expect(recovered, "weather was restarted and the chain recovered")
+        let restarted = hostPID(service: "weather", port: weatherPort)
+        #expect(restarted != nil && restarted != pid, "a new weather process serves after the kill")
         #expect(app.stop() == 0)
         #expect(hostPID(service: "validate", port: app.port("validate")) == nil, "children stop with dyninka run")
     }

@@ -69,6 +69,7 @@ func metric(_ host: HostProcess, _ series: String) throws -> Double? {
             let answer = try host.client.post(temperature, route: "", extra: [("Dyninka-Deadline", bad)])
             #expect(answer.status == 400, "'\(bad)': \(answer)")
             #expect(answer.error?.kind == "bad-input")
+            #expect(answer.headers["server-timing"]?.hasPrefix("map;dur=") == true, "\(answer.headers)")
         }
         let twice = try host.client.post(temperature, route: "", extra: [("Dyninka-Deadline", "100"), ("Dyninka-Deadline", "200")])
         #expect(twice.status == 400)
