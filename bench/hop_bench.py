@@ -6,6 +6,8 @@
 Topologies, each driven by hey -disable-keepalive at every worker count:
   chain4  four dyninka-host processes of the fixture table; every request makes all four hops:
           POST get  (Dyninka-Route: map().scale(by: 1.0).movingAvg())
+  chain4n the same chain with its peers given by name (localhost:PORT, as Kubernetes manifests
+          give them as DNS names): the host resolves a name once per --name-ttl, not per hop
   echo1   one dyninka-host running `echo` (RawJSON in, RawJSON out, no hop)
   nginx4  nginx, the no-processing reference: three proxy_pass hops (upstream HTTP/1.0) and a
           fourth server returning a fixed JSON body, in one nginx with a worker per CPU
@@ -119,9 +121,9 @@ def free_port():
 class Hosts:
     """dyninka-host processes for some services of the fixture table."""
 
-    def __init__(self, bin_dir, services, preload=None, tmp=None):
+    def __init__(self, bin_dir, services, preload=None, tmp=None, peer_host="127.0.0.1"):
         self.ports = {s: free_port() for s in services}
-        peers = ",".join(f"{s}=127.0.0.1:{p}" for s, p in self.ports.items())
+        peers = ",".join(f"{s}={peer_host}:{p}" for s, p in self.ports.items())
         self.procs = {}
         for s, port in self.ports.items():
             env = dict(os.environ)
@@ -280,7 +282,10 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="use the existing release build")
     ap.add_argument("--no-pin", action="store_true", help="let hey share the CPUs with the servers")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per worker count; rows show the median (default 3)")
+    ap.add_argument("--only", default="chain4,chain4n,nginx4,nginx4x1,echo1", help="topologies to run (default all)")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the payload-size sweep")
     args = ap.parse_args()
+    only = set(args.only.split(","))
     PIN["on"] = PIN["on"] and not args.no_pin
     for tool in ("hey", "nginx"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -314,6 +319,7 @@ def main():
     emit("|---|---|---|---|---|---|---|---|---|---|---|---|")
     results = {}
     chain = Hosts(bin_dir, ["get", "map", "scale", "movingAvg"], tmp=tmp)
+    named = Hosts(bin_dir, ["get", "map", "scale", "movingAvg"], tmp=tmp, peer_host="localhost")
     echo = Hosts(bin_dir, ["echo"], tmp=tmp)
     nginx = Nginx(tmp)
     nginx_x1 = Nginx(tmp, separate=True)
@@ -322,10 +328,12 @@ def main():
         for w in workers:
             runs = [
                 ("chain4", chain, f"http://127.0.0.1:{chain.ports['get']}/", route, "{}", 4),
+                ("chain4n", named, f"http://127.0.0.1:{named.ports['get']}/", route, "{}", 4),
                 ("nginx4", nginx, f"http://127.0.0.1:{nginx.ports[0]}/", (), "{}", 4),
                 ("nginx4x1", nginx_x1, f"http://127.0.0.1:{nginx_x1.ports[0]}/", (), "{}", 4),
                 ("echo1", echo, f"http://127.0.0.1:{echo.ports['echo']}/", ("Dyninka-Route: ",), '{"value":1}', 1),
             ]
+            runs = [run for run in runs if run[0] in only]
             # Rounds interleave the topologies, so that drift on the machine (other load, the
             # TIME_WAIT table filling up) affects all alike; each row is the median round.
             rounds = {name: [] for name, *_ in runs}
@@ -346,18 +354,23 @@ def main():
                     print(r["raw"][-800:], file=sys.stderr)
     finally:
         chain.stop()
+        named.stop()
         echo.stop()
         nginx.stop()
         nginx_x1.stop()
     emit()
-    for ref in ("nginx4", "nginx4x1"):
-        emit(f"Ratio chain4 / {ref} throughput: " + ", ".join(
-            f"{w} workers {results[('chain4', w)]['rps'] / max(results[(ref, w)]['rps'], 1):.2f}x" for w in workers))
+    for ref in ("nginx4", "nginx4x1", "chain4n"):
+        if ref in only and "chain4" in only:
+            emit(f"Ratio chain4 / {ref} throughput: " + ", ".join(
+                f"{w} workers {results[('chain4', w)]['rps'] / max(results[(ref, w)]['rps'], 1):.2f}x" for w in workers))
     emit()
-    emit("Requests/s of every round (chain4 | nginx4 | nginx4x1): " + "; ".join(
-        f"{w} workers " + " | ".join(" ".join(f"{x:.0f}" for x in results[(t, w)]["all_rps"]) for t in ("chain4", "nginx4", "nginx4x1"))
+    shown = [t for t in ("chain4", "chain4n", "nginx4", "nginx4x1") if t in only]
+    emit(f"Requests/s of every round ({' | '.join(shown)}): " + "; ".join(
+        f"{w} workers " + " | ".join(" ".join(f"{x:.0f}" for x in results[(t, w)]["all_rps"]) for t in shown)
         for w in workers))
     emit()
+    if args.no_sweep:
+        return finish(lines, started, tmp)
     emit("## Payload sweep: hopA -> hopB -> blob, the SIZE-byte response relayed back through hopB and hopA")
     emit()
     emit(f"Up to {args.sweep_requests} requests per size (at most 128 MiB relayed per size), hey -c 10 -disable-keepalive. "
@@ -380,6 +393,10 @@ def main():
             emit(f"| {size} | {r['rps']:.0f} | {r['errors']} | {cpu} | {allocs} |")
     finally:
         sweep.stop()
+    finish(lines, started, tmp)
+
+
+def finish(lines, started, tmp):
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     path = os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-{platform.node()}-hops.md")
     with open(path, "w") as f:

@@ -36,6 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gateway_bench  # noqa: E402
+from host_fuzz import rss_mib  # noqa: E402
 import hop_bench  # noqa: E402
 
 ROOT = hop_bench.ROOT
@@ -48,15 +49,6 @@ def fds(pid):
         return 0
 
 
-def rss_mib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except FileNotFoundError:
-        pass
-    return 0.0
 
 
 class Load:

@@ -95,19 +95,18 @@ package final class Metrics {
             histogram(&out, "gateway_functions_seconds", "Function call duration through the gateway (OpenFaaS names).", \.duration,
                       label: "function_name")
         }
-        out += "# HELP dyninka_in_flight_requests Requests being processed.\n# TYPE dyninka_in_flight_requests gauge\n"
-        out += "dyninka_in_flight_requests \(inFlight)\n"
-        out += "# HELP dyninka_open_connections Open client connections.\n# TYPE dyninka_open_connections gauge\n"
-        out += "dyninka_open_connections \(connections)\n"
-        out += "# HELP dyninka_hop_failures_total Next-hop connections that failed.\n# TYPE dyninka_hop_failures_total counter\n"
-        out += "dyninka_hop_failures_total \(hopFailures)\n"
-        out += "# HELP dyninka_buffered_bytes Bytes of requests and responses held in memory.\n# TYPE dyninka_buffered_bytes gauge\n"
-        out += "dyninka_buffered_bytes \(bufferedBytes)\n"
-        out += "# HELP dyninka_write_timeouts_total Client connections closed because the client read no response in time.\n"
-        out += "# TYPE dyninka_write_timeouts_total counter\n"
-        out += "dyninka_write_timeouts_total \(writeTimeouts)\n"
-        out += "# HELP dyninka_name_lookups_total Lookups of peers given by name.\n# TYPE dyninka_name_lookups_total counter\n"
-        out += "dyninka_name_lookups_total \(nameLookups)\n"
+        let single: [(String, String, String, Int)] = [
+            ("dyninka_in_flight_requests", "gauge", "Requests in flight, until their response is written.", inFlight),
+            ("dyninka_open_connections", "gauge", "Open client connections.", connections),
+            ("dyninka_hop_failures_total", "counter", "Next-hop connections that failed.", hopFailures),
+            ("dyninka_buffered_bytes", "gauge", "Bytes of requests and responses held in memory.", bufferedBytes),
+            ("dyninka_write_timeouts_total", "counter", "Client connections closed because the client read no response in time.",
+             writeTimeouts),
+            ("dyninka_name_lookups_total", "counter", "Lookups of peers given by name.", nameLookups),
+        ]
+        for (name, type, help, value) in single {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
+        }
         return out
     }
 

@@ -48,37 +48,9 @@ package enum Resolver {
         }
     }
 
-    /// Resolves `host` to its first IPv4/IPv6 address; numeric addresses complete at once.
+    /// Resolves `host` to its first address (the one the system prefers).
     package static func resolve(loop: EventLoop, host: String, port: Int,
                                 completion: @escaping (Result<SocketAddress, LoopError>) -> Void) {
-        if let numeric = try? SocketAddress(ip: host, port: port) {
-            return completion(.success(numeric))
-        }
-        final class Box {
-            let completion: (Result<SocketAddress, LoopError>) -> Void
-            let host: String
-            init(_ c: @escaping (Result<SocketAddress, LoopError>) -> Void, host: String) { completion = c; self.host = host }
-        }
-        let request = UnsafeMutablePointer<uv_getaddrinfo_t>.allocate(capacity: 1)
-        request.pointee.data = Unmanaged.passRetained(Box(completion, host: host)).toOpaque()
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        let result = uv_getaddrinfo(loop.raw, request, { request, status, info in
-            let box = Unmanaged<Box>.fromOpaque(request!.pointee.data!).takeRetainedValue()
-            request!.deallocate()
-            defer { if let info { uv_freeaddrinfo(info) } }
-            guard status == 0, let info, let address = info.pointee.ai_addr,
-                  let socketAddress = SocketAddress(address) else {
-                return box.completion(.failure(LoopError(code: status == 0 ? UV_EAI_NONAME.rawValue : status,
-                                                         operation: "resolve '\(box.host)'")))
-            }
-            box.completion(.success(socketAddress))
-        }, host, String(port), &hints)
-        if result < 0 {
-            Unmanaged<Box>.fromOpaque(request.pointee.data!).release()
-            request.deallocate()
-            completion(.failure(LoopError(code: result, operation: "resolve '\(host)'")))
-        }
+        resolveAll(loop: loop, host: host, port: port) { completion($0.map { $0[0] }) }
     }
 }
