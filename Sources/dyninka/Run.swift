@@ -39,7 +39,7 @@ extension DyninkaCommand {
         var gateway = false
         @Option(help: "Output folder of the build (default: .dyninka/APP beside the file).")
         var out: String?
-        @Option(help: "The dyninka-host binary (default: beside dyninka, or $DYNINKA_HOST_BIN).")
+        @Option(help: "The dyninka-host binary (default: $DYNINKA_HOST_BIN, else a release build of this checkout's host, built on first use).")
         var hostBinary: String?
 
         func validate() throws {
@@ -54,11 +54,12 @@ extension DyninkaCommand {
             let settings = try AppSettings.load(directory: appDirectory)
             if local { return try runLocal(appDirectory: appDirectory, settings: settings) }
             let build = try buildApp(file: file, out: out)
-            let host = hostBinary ?? ProcessInfo.processInfo.environment["DYNINKA_HOST_BIN"]
-                ?? LocalProgram.executableDirectory + "/dyninka-host"
-            guard FileManager.default.isExecutableFile(atPath: host) else {
-                throw ValidationError("dyninka-host not found at \(host); build it (swift build --product dyninka-host) or pass --host-binary")
+            let host: String
+            do { host = try HostBinary.locate(explicit: hostBinary) } catch {
+                note("error: \(error)")
+                throw ExitCode(1)
             }
+            note("services run on \(host)")
             let runner = LocalRunner(ir: build.ir, library: build.library, hostBinary: host, basePort: basePort, appDirectory: appDirectory,
                                      settings: settings, topology: gateway ? .gateway : .pointToPoint) { note($0) }
             do {
