@@ -176,11 +176,13 @@ class Nginx:
 
     def __init__(self, tmp, hops=4, separate=False):
         self.ports = [free_port() for _ in range(hops)]
-        servers = []
-        for a, b in zip(self.ports, self.ports[1:]):
-            servers.append(f"server {{ listen 127.0.0.1:{a}; location / {{ proxy_pass http://127.0.0.1:{b}; }} }}")
-        servers.append(f"server {{ listen 127.0.0.1:{self.ports[-1]}; location / {{ default_type application/json; "
-                       f"return 200 '{{\"count\":1,\"average\":20}}'; }} }}")
+        # The configuration comes from configs/nginx (templates filled in here).
+        def template(name):
+            with open(os.path.join(ROOT, "configs", "nginx", name)) as f:
+                return f.read()
+        hop, last, chain = template("hop.conf"), template("last-hop.conf"), template("proxy-chain.conf")
+        servers = [hop.format(port=a, next=b).rstrip("\n") for a, b in zip(self.ports, self.ports[1:])]
+        servers.append(last.format(port=self.ports[-1]).rstrip("\n"))
         groups = [[s] for s in servers] if separate else [servers]
         self.procs = []
         for i, group in enumerate(groups):
@@ -189,13 +191,7 @@ class Nginx:
             conf = os.path.join(d, "nginx.conf")
             workers = 1 if separate else os.cpu_count()
             with open(conf, "w") as f:
-                f.write(f"""worker_processes {workers}; daemon off; pid {d}/nginx.pid; error_log {d}/nginx-error.log error;
-events {{ worker_connections 8192; }}
-http {{ access_log off; client_body_temp_path {d}/cb; proxy_temp_path {d}/pt; fastcgi_temp_path {d}/ft;
-uwsgi_temp_path {d}/ut; scgi_temp_path {d}/st; proxy_http_version 1.0;
-{chr(10).join(group)}
-}}
-""")
+                f.write(chain.format(workers=workers, dir=d, servers="\n".join(group)))
             self.procs.append(subprocess.Popen(["nginx", "-p", d, "-c", conf], stdout=subprocess.DEVNULL,
                                                stderr=subprocess.PIPE, preexec_fn=pin_servers))
         for port in self.ports:
