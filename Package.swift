@@ -71,7 +71,9 @@ let package = Package(
 
         .target(name: "DyninkaFixture", dependencies: ["DyninkaRuntime"],
                 path: "Tests/Fixtures/DyninkaFixture", swiftSettings: strict),
+        .testTarget(name: "DyninkaLoopTests", dependencies: ["DyninkaLoop"], swiftSettings: strict),
         .testTarget(name: "DyninkaHTTPTests", dependencies: ["DyninkaHTTP"], swiftSettings: strict),
+        .testTarget(name: "DyninkaRouteTests", dependencies: ["DyninkaRoute"], swiftSettings: strict),
         .target(name: "DyninkaTestSupport", path: "Tests/Support/DyninkaTestSupport", swiftSettings: strict),
         .testTarget(name: "DyninkaRuntimeTests", dependencies: ["DyninkaRuntime", "DyninkaTestSupport"], swiftSettings: strict),
         .testTarget(name: "DyninkaHostTests", dependencies: ["DyninkaHost", "DyninkaRoute", "DyninkaTestSupport"],

@@ -51,6 +51,18 @@ package final class EventLoop {
     /// Monotonic time in seconds (the same clock as `nanoseconds`).
     package static func seconds() -> Double { Double(uv_hrtime()) / 1e9 }
 
+    /// Handles the loop still has (open or closing): 0 once everything made on it is closed and
+    /// its close callback has run. For tests that check nothing leaks.
+    package var handleCount: Int {
+        var count = 0
+        withUnsafeMutablePointer(to: &count) { pointer in
+            uv_walk(raw, { _, argument in
+                argument!.assumingMemoryBound(to: Int.self).pointee += 1
+            }, pointer)
+        }
+        return count
+    }
+
     /// Closes the loop once every handle is closed; pending close callbacks run first.
     package func close() {
         guard !closed else { return }

@@ -124,6 +124,7 @@ func hostPID(service: String, port: Int) -> Int32? {
         }
         #expect(gatewayAverages == localAverages)
         #expect(distributed.stdout.contains("entry http://127.0.0.1:"))
+        #expect(distributed.stderr.contains("services run on \(root)/.build-release-host/release/dyninka-host"), "\(distributed.stderr)")
         #expect(distributed.stdout.contains("failed 0"))
     }
 

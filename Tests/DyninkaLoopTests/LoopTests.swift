@@ -1,0 +1,110 @@
+import DyninkaLoop
+import Testing
+
+/// Collects what a connection reports.
+final class Recorder: TCPHandleDelegate {
+    var received: [UInt8] = []
+    var ended = false
+    var failure: LoopError?
+    var onData: ((Recorder) -> Void)?
+
+    func handleRead(_ event: ReadEvent) {
+        switch event {
+        case .data(let bytes):
+            received += bytes
+            onData?(self)
+        case .end: ended = true
+        case .failed(let error): failure = error
+        }
+    }
+}
+
+/// The loop layer alone: every handle made on a loop is gone once closed, and the objects behind
+/// them are freed.
+@Suite struct LoopTests {
+    /// Runs the loop until `done` or 2 s have passed.
+    func run(_ loop: EventLoop, until done: () -> Bool) {
+        let deadline = EventLoop.nanoseconds() + 2_000_000_000
+        while !done() && EventLoop.nanoseconds() < deadline { loop.runOnce() }
+    }
+
+    @Test func aConnectionAndItsServerLeaveNoHandleBehind() throws {
+        let loop = try EventLoop()
+        weak var weakServer: TCPHandle?
+        weak var weakClient: TCPHandle?
+        weak var weakAccepted: TCPHandle?
+        let serverSide = Recorder()
+        let clientSide = Recorder()
+        do {
+            var accepted: TCPHandle?
+            let server = try TCPHandle.listen(loop: loop, on: try SocketAddress(ip: "127.0.0.1", port: 0)) { handle in
+                accepted = handle
+                handle.startReading(serverSide)
+            }
+            weakServer = server
+            let port = try #require(server.localAddress?.port)
+            let client = try TCPHandle.connect(loop: loop, to: try SocketAddress(ip: "127.0.0.1", port: port), delegate: clientSide)
+            weakClient = client
+            let message = Array("ping".utf8)
+            _ = message.withUnsafeBytes { client.write($0, UnsafeRawBufferPointer(start: nil, count: 0), owners: (nil, nil)) }
+            run(loop) { serverSide.received.count == 4 }
+            #expect(serverSide.received == message)
+            let answer = Array("pong".utf8)
+            _ = answer.withUnsafeBytes { accepted!.write($0, UnsafeRawBufferPointer(start: nil, count: 0), owners: (nil, nil)) }
+            run(loop) { clientSide.received.count == 4 }
+            #expect(clientSide.received == answer)
+            weakAccepted = accepted
+            client.close()
+            run(loop) { serverSide.ended }
+            #expect(serverSide.ended, "the server side sees the client's close")
+            accepted!.close()
+            server.close()
+            accepted = nil
+        }
+        run(loop) { loop.handleCount == 0 }
+        #expect(loop.handleCount == 0)
+        #expect(weakServer == nil && weakClient == nil && weakAccepted == nil, "handles are freed after their close callback")
+        loop.close()
+    }
+
+    @Test func timersAndWakeupsAreGoneOnceClosed() throws {
+        let loop = try EventLoop()
+        let timer = try LoopTimer(loop: loop)
+        var fired = 0
+        timer.start(after: 1, repeat: 1) { fired += 1 }
+        let wakeup = try LoopWakeup(loop: loop)
+        run(loop) { fired >= 3 }
+        #expect(fired >= 3)
+        #expect(loop.handleCount >= 2)
+        timer.close()
+        wakeup.close()
+        run(loop) { loop.handleCount == 0 }
+        #expect(loop.handleCount == 0)
+        loop.close()
+    }
+
+    @Test func aRefusedConnectionIsReportedAndFreed() throws {
+        let loop = try EventLoop()
+        // A port nobody listens on: bind one, note it, close it.
+        let probe = try TCPHandle.listen(loop: loop, on: try SocketAddress(ip: "127.0.0.1", port: 0)) { _ in }
+        let port = try #require(probe.localAddress?.port)
+        probe.close()
+        run(loop) { loop.handleCount == 0 }
+        let recorder = Recorder()
+        weak var weakClient: TCPHandle?
+        do {
+            let client = try TCPHandle.connect(loop: loop, to: try SocketAddress(ip: "127.0.0.1", port: port), delegate: recorder)
+            weakClient = client
+            let bytes = Array("x".utf8)
+            let status = bytes.withUnsafeBytes { client.write($0, UnsafeRawBufferPointer(start: nil, count: 0), owners: (nil, nil)) }
+            if case .failed(let error) = status { recorder.failure = error }
+            run(loop) { recorder.failure != nil }
+            #expect(recorder.failure?.isConnectionRefused == true, "\(String(describing: recorder.failure))")
+            client.close()
+        }
+        run(loop) { loop.handleCount == 0 }
+        #expect(loop.handleCount == 0)
+        #expect(weakClient == nil)
+        loop.close()
+    }
+}
