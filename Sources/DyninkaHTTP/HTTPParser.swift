@@ -199,7 +199,8 @@ package final class HTTPParser {
     }
 
     private func field(_ at: UnsafePointer<CChar>?, _ length: Int) -> Int32 {
-        if countHeader(length + 4) != 0 { return -1 }
+        // ": " and CRLF count once per field, not once per piece of a name cut by a read.
+        if countHeader(length + (startNewField ? 4 : 0)) != 0 { return -1 }
         if startNewField {
             let start = storage.count
             fields.append((start, start, start))

@@ -38,6 +38,25 @@ let request = Array("POST /path?q=1 HTTP/1.1\r\nHost: a\r\nDyninka-Route: map().
         }
     }
 
+    @Test func theHeaderLimitDoesNotDependOnHowTheBytesArrive() {
+        // A head that fits its limit exactly when whole must fit when fed byte by byte too
+        // (a field name cut by a read once counted its ": " and CRLF again).
+        let head = Array("GET / HTTP/1.1\r\nX-Long-Field-Name: v\r\nAnother-Long-Field: w\r\n\r\n".utf8)
+        let whole = HTTPParser(kind: .request, maxHeaderBytes: 1024)
+        let wholeResult = feed(whole, [head]).last
+        guard case .messageComplete = wholeResult else { Issue.record("whole: \(String(describing: wholeResult))"); return }
+        // The smallest limit the whole head passes.
+        var limit = 1
+        while true {
+            let parser = HTTPParser(kind: .request, maxHeaderBytes: limit)
+            if case .messageComplete = feed(parser, [head]).last { break }
+            limit += 1
+        }
+        let bytewise = HTTPParser(kind: .request, maxHeaderBytes: limit)
+        let results = feed(bytewise, head.map { [$0] })
+        #expect(results.last == .messageComplete(consumed: 1), "at the limit \(limit), byte by byte: \(String(describing: results.last))")
+    }
+
     @Test func responseSplitAtEveryPositionParsesTheSame() {
         let response = Array("HTTP/1.1 502 Bad Gateway\r\nServer-Timing: a;dur=1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello".utf8)
         for split in 0...response.count {
