@@ -453,6 +453,19 @@ def valid_requests(topologies):
     return failures
 
 
+def check_hosts(topologies, stats, args):
+    """Every host alive and under the RSS bound, and valid requests answered; what failed."""
+    failures = []
+    for key, host in topologies.hosts.items():
+        if not host.alive():
+            failures.append(f"{key} exited (status {host.proc.returncode}) after {stats.requests} requests; its last log lines:\n{host.tail()}")
+        elif host.sample() > args.rss_limit_mib:
+            failures.append(f"{key} RSS {host.sample():.0f} MiB is above {args.rss_limit_mib:.0f} MiB")
+    if not failures:
+        failures += [f"a valid request failed after {stats.requests} requests: {f}" for f in valid_requests(topologies)]
+    return failures
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", required=True, help="folder with dyninka-host and libDyninkaFixture.so")
@@ -472,26 +485,30 @@ def main():
     started = time.monotonic()
     until = started + args.seconds if args.seconds > 0 else float("inf")
     failures = []
-    batches = 0
     try:
-        while stats.requests < args.requests and time.monotonic() < until and not failures:
-            budget = {"left": min(args.batch, args.requests - stats.requests), "until": until}
+        async def session():
+            # Workers run without a barrier (a batch that waited for its slowest exchange would
+            # idle most of the time); the monitor checks the hosts every --batch requests.
+            budget = {"left": args.requests, "until": until}
             gen = Generator(rng)
-
-            async def batch():
-                await asyncio.gather(*(worker(topologies, gen, random.Random(rng.random()), stats, budget) for _ in range(args.workers)))
-            asyncio.run(batch())
-            batches += 1
-            time.sleep(0.05)
-            for key, host in topologies.hosts.items():
-                if not host.alive():
-                    failures.append(f"{key} exited (status {host.proc.returncode}) after {stats.requests} requests; its last log lines:\n{host.tail()}")
-                elif host.sample() > args.rss_limit_mib:
-                    failures.append(f"{key} RSS {host.sample():.0f} MiB is above {args.rss_limit_mib:.0f} MiB")
+            workers = [asyncio.create_task(worker(topologies, gen, random.Random(rng.random()), stats, budget))
+                       for _ in range(args.workers)]
+            checked = 0
+            while any(not w.done() for w in workers):
+                await asyncio.sleep(0.2)
+                if stats.requests - checked < args.batch and any(not w.done() for w in workers):
+                    continue
+                checked = stats.requests
+                failures.extend(await asyncio.to_thread(check_hosts, topologies, stats, args))
+                if failures:
+                    budget["left"] = 0
+                    break
+                if checked // args.batch % 20 == 0:
+                    print(f"host_fuzz: {stats.requests} requests, {time.monotonic() - started:.0f} s", flush=True)
+            await asyncio.gather(*workers, return_exceptions=True)
             if not failures:
-                failures += [f"a valid request failed after {stats.requests} requests: {f}" for f in valid_requests(topologies)]
-            if batches % 20 == 0:
-                print(f"host_fuzz: {stats.requests} requests, {time.monotonic() - started:.0f} s", flush=True)
+                failures.extend(await asyncio.to_thread(check_hosts, topologies, stats, args))
+        asyncio.run(session())
     finally:
         topologies.stop()
     elapsed = time.monotonic() - started
