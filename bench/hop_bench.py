@@ -302,7 +302,8 @@ def main():
     emit(f"# Hop path benchmark, {started:%Y-%m-%d %H:%M} UTC")
     emit()
     emit(f"Machine: {machine()}. Command: `python3 bench/hop_bench.py --duration {args.duration:g} "
-         f"--workers {args.workers} --sizes {args.sizes} --rounds {args.rounds}`. Load: hey -disable-keepalive, POST, "
+         f"--workers {args.workers} --sizes {args.sizes} --rounds {args.rounds} --only {args.only}"
+         f"{' --no-sweep' if args.no_sweep else ''}`. Load: hey -disable-keepalive, POST, "
          f"{args.duration:g} s per run, {args.rounds} interleaved rounds per worker count, each row the median round "
          f"(errors summed over all rounds); {pinning_note()}. CPU per request is "
          f"utime+stime of each server process from /proc divided by the requests answered; hey's own CPU per "

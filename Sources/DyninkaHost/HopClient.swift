@@ -69,7 +69,15 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             return connect(numeric)
         }
         // A name: its addresses come from the host's cache (no lookup per hop).
-        host.names.addresses(of: address.host, port: address.port) { [self] result in
+        let entry = target.nameEntry ?? host.names.entry(address.host, port: address.port)
+        target.nameEntry = entry
+        if let known = host.names.fresh(entry) {
+            // The usual case: resolved a moment ago; no closure, no copy.
+            candidates = known
+            candidate = 0
+            return connect(known[0])
+        }
+        host.names.addresses(of: entry) { [self] result in
             guard completion != nil else { return }
             switch result {
             case .failure(let error):
@@ -141,7 +149,7 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             candidate += 1
             return connect(candidates[candidate])
         }
-        if target.socketAddress == nil { host.names.invalidate(address.host, port: address.port) }
+        if let entry = target.nameEntry { host.names.invalidate(entry) }
         // A refused connection may be a service restarting on its port: try again for a short
         // while (the retry window), then give up with 502.
         let elapsed = (EventLoop.nanoseconds() - started) / 1_000_000

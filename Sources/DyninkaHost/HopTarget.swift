@@ -13,6 +13,8 @@ final class HopTarget {
     let socketAddress: SocketAddress?
     /// "POST / HTTP/1.1 ... Dyninka-Route: ...\r\nContent-Length: " (immutable after init).
     let headPrefix: ByteBuffer
+    /// The host's cache entry for a name (set on the first hop; nil for numeric addresses).
+    var nameEntry: NameCache.Entry?
 
     convenience init(service: String, address: PeerAddress?, route: String, arguments: String) {
         var fields = [("Dyninka-Route", route)]

@@ -5,12 +5,20 @@ import DyninkaLoop
 /// needed, again after `ttl` or after a connection to it failed, and lookups of the same name at
 /// the same time share one. Loop thread only.
 final class NameCache {
-    private struct Entry {
-        var addresses: [SocketAddress] = []
-        /// Monotonic nanoseconds after which the addresses are looked up again; 0: never resolved.
-        var expires: UInt64 = 0
+    /// One name's addresses; a hop target keeps its entry, so a hop makes no string or hash.
+    final class Entry {
+        let host: String
+        let port: Int
+        fileprivate(set) var addresses: [SocketAddress] = []
+        /// Monotonic nanoseconds after which the addresses are looked up again; 0: not resolved.
+        fileprivate(set) var expires: UInt64 = 0
         /// Callers waiting for the lookup in progress; nil when none is in progress.
-        var waiting: [(Result<[SocketAddress], LoopError>) -> Void]?
+        fileprivate var waiting: [(Result<[SocketAddress], LoopError>) -> Void]?
+
+        fileprivate init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
     }
 
     private let loop: EventLoop
@@ -24,25 +32,34 @@ final class NameCache {
         ttl = UInt64(ttlMilliseconds) * 1_000_000
     }
 
-    private static func key(_ host: String, _ port: Int) -> String { "\(host):\(port)" }
+    /// The entry of `host:port`, made on first use and shared by everyone asking.
+    func entry(_ host: String, port: Int) -> Entry {
+        let key = "\(host):\(port)"
+        if let entry = entries[key] { return entry }
+        let entry = Entry(host: host, port: port)
+        entries[key] = entry
+        return entry
+    }
 
-    /// Calls `completion` with every address of `host` (at once when they are known and fresh).
-    func addresses(of host: String, port: Int, completion: @escaping (Result<[SocketAddress], LoopError>) -> Void) {
-        let key = Self.key(host, port)
-        var entry = entries[key] ?? Entry()
+    /// The entry's addresses when they are known and fresh; nil when a lookup is due.
+    @inline(__always)
+    func fresh(_ entry: Entry) -> [SocketAddress]? {
+        !entry.addresses.isEmpty && EventLoop.nanoseconds() < entry.expires ? entry.addresses : nil
+    }
+
+    /// Calls `completion` with every address of the entry's name (at once when they are known
+    /// and fresh).
+    func addresses(of entry: Entry, completion: @escaping (Result<[SocketAddress], LoopError>) -> Void) {
         if !entry.addresses.isEmpty, EventLoop.nanoseconds() < entry.expires {
             return completion(.success(entry.addresses))
         }
         if entry.waiting != nil {
             entry.waiting!.append(completion)
-            entries[key] = entry
             return
         }
         entry.waiting = [completion]
-        entries[key] = entry
         lookups += 1
-        Resolver.resolveAll(loop: loop, host: host, port: port) { [self] result in
-            var entry = entries[key] ?? Entry()
+        Resolver.resolveAll(loop: loop, host: entry.host, port: entry.port) { [ttl] result in
             let waiting = entry.waiting ?? []
             entry.waiting = nil
             switch result {
@@ -54,16 +71,14 @@ final class NameCache {
                 entry.addresses = []
                 entry.expires = 0
             }
-            entries[key] = entry
             for callback in waiting { callback(result) }
         }
     }
 
-    /// Forgets what `host` resolved to, so the next hop looks it up again (its connection failed).
-    func invalidate(_ host: String, port: Int) {
-        let key = Self.key(host, port)
-        guard var entry = entries[key], entry.waiting == nil else { return }
+    /// Forgets what the entry's name resolved to, so the next hop looks it up again (its
+    /// connection failed).
+    func invalidate(_ entry: Entry) {
+        guard entry.waiting == nil else { return }
         entry.expires = 0
-        entries[key] = entry
     }
 }
