@@ -41,8 +41,8 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     /// The response timeout for this hop: the host's, or less when the request's deadline is nearer.
     var responseTimeout: Int = 0
     private var retryTimer: LoopTimer?
-    /// Where the peer may listen: one numeric address, or every address its name resolved to,
-    /// tried in order until one accepts.
+    /// Every address the peer's name resolved to, tried in order until one accepts; empty for a
+    /// numeric address (no array per hop).
     private var candidates: [SocketAddress] = []
     private var candidate = 0
     /// Header lines for this request only (the remaining deadline), added to the target's head.
@@ -64,10 +64,7 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         if responseTimeout == 0 { responseTimeout = host.configuration.responseTimeout }
         deadline = started + UInt64(min(host.configuration.connectTimeout, responseTimeout)) * 1_000_000
         host.track(self)
-        if let numeric = target.socketAddress {
-            candidates = [numeric]
-            return connect(numeric)
-        }
+        if let numeric = target.socketAddress { return connect(numeric) }
         // A name: its addresses come from the host's cache (no lookup per hop).
         let entry = target.nameEntry ?? host.names.entry(address.host, port: address.port)
         target.nameEntry = entry
@@ -153,15 +150,15 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         // A refused connection may be a service restarting on its port: try again for a short
         // while (the retry window), then give up with 502.
         let elapsed = (EventLoop.nanoseconds() - started) / 1_000_000
-        if error.isConnectionRefused, !candidates.isEmpty, elapsed + 25 < UInt64(host.configuration.connectRetry),
-           let timer = try? LoopTimer(loop: host.loop) {
+        if error.isConnectionRefused, let first = candidates.first ?? target.socketAddress,
+           elapsed + 25 < UInt64(host.configuration.connectRetry), let timer = try? LoopTimer(loop: host.loop) {
             retryTimer = timer
             timer.start(after: 25) { [self] in
                 timer.close()
                 retryTimer = nil
                 guard completion != nil else { return }
                 candidate = 0
-                connect(candidates[0])
+                connect(first)
             }
             return
         }
