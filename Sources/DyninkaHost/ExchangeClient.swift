@@ -1,4 +1,3 @@
-import CDyninkaABI
 import DyninkaHTTP
 import DyninkaLoop
 
@@ -7,8 +6,7 @@ struct ExchangeRequest {
     let key: String
     let request: UnsafeRawBufferPointer
     let timeout: Int
-    let context: UnsafeMutableRawPointer?
-    let done: dyninka_exchange_done_fn
+    let done: ExchangeDone
     /// Sent again once already (on a new connection, after a kept-alive one failed).
     var retried = false
 }
@@ -31,10 +29,9 @@ final class ExchangeClient {
     init(host: ServiceHost) { self.host = host }
 
     /// Starts an exchange; `done` is called exactly once, on the loop.
-    func start(host name: String, port: Int, request: UnsafeRawBufferPointer, timeout: Int,
-               context: UnsafeMutableRawPointer?, done: @escaping dyninka_exchange_done_fn) {
+    func start(host name: String, port: Int, request: UnsafeRawBufferPointer, timeout: Int, done: ExchangeDone) {
         let key = "\(name):\(port)"
-        let exchange = ExchangeRequest(key: key, request: request, timeout: timeout, context: context, done: done)
+        let exchange = ExchangeRequest(key: key, request: request, timeout: timeout, done: done)
         if let connection = idle[key]?.popLast() {
             return connection.send(exchange, reused: true)
         }
@@ -97,7 +94,7 @@ final class ExchangeClient {
     }
 
     func finish(_ exchange: ExchangeRequest, status: Int32, body: UnsafeRawBufferPointer) {
-        exchange.done(exchange.context, status, body.baseAddress?.assumingMemoryBound(to: UInt8.self), body.count)
+        exchange.done(status: status, body: body)
     }
 
     func finish(_ exchange: ExchangeRequest, failure message: String) {

@@ -1,40 +1,14 @@
-import CDyninkaABI
 import DyninkaHTTP
 import DyninkaLoop
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Output bytes owned by the app library, released through its table when the write is done.
-final class LibraryBytes: @unchecked Sendable {
-    // Moved from the completing thread to the loop once; only the loop touches it afterwards.
-    let data: UnsafeMutablePointer<UInt8>?
-    let count: Int
-    let release: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?
-
-    init(data: UnsafeMutablePointer<UInt8>?, count: Int, release: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?) {
-        self.data = data
-        self.count = count
-        self.release = release
-    }
-
-    deinit { if let data { release?(data) } }
-
-    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: data, count: count) }
-    var text: String { String(decoding: bytes, as: UTF8.self) }
-}
-
-/// Carries a loop-owned object through a completion submitted from another thread; only the
-/// loop touches what it carries.
-private struct LoopBound<Value>: @unchecked Sendable {
-    let value: Value
-}
-
 private var emptyBody: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
 
 /// One request to this host's service: gather the arguments (fan-in), run the function, then
 /// answer or forward the output along the route and relay what comes back.
-final class Invocation {
+final class Invocation: FunctionCaller {
     // The host outlives every request and connection it serves.
     private unowned(unsafe) let host: ServiceHost
     private let connection: InboundConnection
@@ -49,11 +23,6 @@ final class Invocation {
     private var functionNanoseconds: UInt64 = 0
     private var functionStarted: UInt64 = 0
     private var finished = false
-    private var callArguments: UnsafeMutablePointer<dyninka_bytes>?
-    // Read by a completion on another thread; immutable.
-    private let loopThread: pthread_t
-    private let wakeup: LoopWakeup
-    private let releaseOutput: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?
     /// When the client's time budget (Dyninka-Deadline) runs out; nil without one.
     var deadline: UInt64?
 
@@ -90,12 +59,8 @@ final class Invocation {
         self.input = input
         self.started = started
         self.arguments = Array(repeating: nil, count: arguments.count)
-        loopThread = host.loopThread
-        wakeup = host.wakeup
-        releaseOutput = host.table.freeBytes
+        super.init(loopThread: host.loopThread, wakeup: host.wakeup, table: host.table)
     }
-
-    deinit { callArguments?.deallocate() }
 
     private var service: ServiceDescriptor { host.service }
 
@@ -152,43 +117,18 @@ final class Invocation {
         // Never with a missing argument: a failed dependency has answered the client already.
         guard !finished else { return }
         if deadlinePassed(before: "'\(service.name)' ran") { return }
-        guard let entry = service.entry else {
-            return finish(failure: ServiceFailure(service: service.name, kind: .function, message: "service has no entry point"), own: true)
-        }
-        let count = arguments.count
-        if count > 0 {
-            let array = UnsafeMutablePointer<dyninka_bytes>.allocate(capacity: count)
-            for (i, argument) in arguments.enumerated() {
-                let bytes = argument?.bytes
-                array[i] = dyninka_bytes(data: bytes?.baseAddress?.assumingMemoryBound(to: UInt8.self), length: bytes?.count ?? 0)
-            }
-            callArguments = array
-        }
-        let inputBytes = input?.bytes
-        // The invocation itself is the call's context (retained until the completion).
-        var call = dyninka_call(
-            input: dyninka_bytes(data: inputBytes?.baseAddress?.assumingMemoryBound(to: UInt8.self), length: inputBytes?.count ?? 0),
-            arguments: callArguments.map { UnsafePointer($0) }, argument_count: count,
-            context: Unmanaged.passRetained(self).toOpaque(),
-            complete: { context, status, data, length in
-                let invocation = Unmanaged<Invocation>.fromOpaque(context!).takeRetainedValue()
-                let output = LibraryBytes(data: data, count: length, release: invocation.releaseOutput)
-                if pthread_equal(pthread_self(), invocation.loopThread) != 0 {
-                    invocation.functionDone(status, output)
-                } else {
-                    let bound = LoopBound(value: invocation)
-                    invocation.wakeup.submit { bound.value.functionDone(status, output) }
-                }
-            })
         functionStarted = EventLoop.nanoseconds()
-        entry(&call)
+        let called = call(service, input: input?.bytes, count: arguments.count) { arguments[$0]?.bytes }
+        if !called {
+            finish(failure: ServiceFailure(service: service.name, kind: .function, message: "service has no entry point"), own: true)
+        }
     }
 
-    private func functionDone(_ status: Int32, _ output: LibraryBytes) {
+    override func functionDone(_ result: FunctionResult, _ output: LibraryBytes) {
         functionNanoseconds = EventLoop.nanoseconds() - functionStarted
         host.metrics.recordFunction(service: service.name, seconds: Double(functionNanoseconds) / 1e9)
-        switch dyninka_status(UInt32(status)) {
-        case DYNINKA_STATUS_OK:
+        switch result {
+        case .value:
             guard let next = plan.next else {
                 return complete(status: 200, body: output.bytes, owner: output, downstream: nil, contentType: true)
             }
@@ -200,11 +140,11 @@ final class Invocation {
                 case .response(let head, let body): relay(head, body)
                 }
             }
-        case DYNINKA_STATUS_NIL:
+        case .dropped:
             finishDropped()
-        case DYNINKA_STATUS_BAD_INPUT:
+        case .badInput:
             finish(failure: ServiceFailure(service: service.name, kind: .badInput, message: output.text), own: true)
-        default:
+        case .threw:
             finish(failure: ServiceFailure(service: service.name, kind: .function, message: output.text), own: true)
         }
     }

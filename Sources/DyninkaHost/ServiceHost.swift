@@ -1,4 +1,3 @@
-import CDyninkaABI
 import DyninkaHTTP
 import DyninkaLoop
 import DyninkaRoute
@@ -81,8 +80,8 @@ package final class ServiceHost {
 
     /// HTTP exchanges the app library makes on this loop (Fetch in async services).
     private(set) lazy var exchanges = ExchangeClient(host: self)
-    /// What this host lends the app library; allocated once, kept for the process's life.
-    private var lent: UnsafeMutablePointer<dyninka_host>?
+    /// What this host lends the app library (nil when it takes nothing); kept for the process's life.
+    private var lender: LoopLender?
     /// Hops queued while the loop handles a burst of events; they start together after it.
     private var queuedHops: [HopClient] = []
     private var startingHops: [HopClient] = []
@@ -253,28 +252,21 @@ package final class ServiceHost {
     /// Lends the loop to the app library (ABI 2): async services then run on this thread, and
     /// their fetches go through `exchanges`. Called once, on the loop thread, before serving.
     private func lendLoop() {
-        guard let table, let attach = table.attachHost, lent == nil else { return }
-        let lent = UnsafeMutablePointer<dyninka_host>.allocate(capacity: 1)
-        lent.initialize(to: dyninka_host(
-            context: Unmanaged.passUnretained(self).toOpaque(),
-            wake: { context in
-                let host = Unmanaged<ServiceHost>.fromOpaque(context!).takeUnretainedValue()
+        guard let table, lender == nil else { return }
+        let lender = LoopLender(
+            wake: { [unowned self] in
                 // From the loop itself: after this burst of events, with no system call.
-                if pthread_equal(pthread_self(), host.loopThread) != 0 && host.phaseHook != nil {
-                    host.jobsQueued = true
+                if pthread_equal(pthread_self(), loopThread) != 0 && phaseHook != nil {
+                    jobsQueued = true
                     return
                 }
-                let runJobs = host.table.runJobs
-                host.wakeup.submit { runJobs?() }
+                let runJobs = table.runJobs
+                wakeup.submit { runJobs?() }
             },
-            exchange: { context, name, port, request, length, timeout, exchangeContext, done in
-                let host = Unmanaged<ServiceHost>.fromOpaque(context!).takeUnretainedValue()
-                host.exchanges.start(host: String(cString: name!), port: Int(port),
-                                     request: UnsafeRawBufferPointer(start: request, count: length),
-                                     timeout: Int(timeout), context: exchangeContext, done: done!)
-            }))
-        self.lent = lent
-        attach(lent)
+            exchange: { [unowned self] name, port, request, timeout, done in
+                exchanges.start(host: name, port: port, request: request, timeout: timeout, done: done)
+            })
+        if table.lend(lender) { self.lender = lender }
     }
 
     // MARK: Connections
@@ -722,7 +714,7 @@ package final class ServiceHost {
         server?.close()
         server = nil
         for connection in connections { connection.close() }
-        if lent != nil { exchanges.closeIdle() }
+        if lender != nil { exchanges.closeIdle() }
         sweepTimer?.close()
         phaseHook?.close()
         exitTimer?.close()

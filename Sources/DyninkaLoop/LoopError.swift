@@ -1,4 +1,4 @@
-import CLibUV
+internal import CLibUV
 
 /// An error reported by the event loop layer, carrying libuv's error code and the operation.
 package struct LoopError: Error, CustomStringConvertible, Sendable {

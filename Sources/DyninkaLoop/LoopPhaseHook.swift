@@ -1,4 +1,4 @@
-import CLibUV
+internal import CLibUV
 
 /// Runs a closure at the end of every loop iteration: once the I/O callbacks of the iteration
 /// have run (libuv's check phase) and again just before the loop waits for I/O (the prepare

@@ -1,4 +1,4 @@
-import CLibUV
+internal import CLibUV
 
 /// A libuv timer. Lives until `close()` has completed.
 package final class LoopTimer {

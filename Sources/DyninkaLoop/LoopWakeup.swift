@@ -1,4 +1,4 @@
-import CLibUV
+internal import CLibUV
 import Synchronization
 
 /// Runs work on the loop, submitted from any thread (libuv's uv_async_t plus a locked queue).

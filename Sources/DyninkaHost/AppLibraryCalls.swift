@@ -1,0 +1,152 @@
+import CDyninkaABI
+import DyninkaLoop
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The C boundary with the app library, in one place with ServiceTable.swift (which loads it):
+// calling a service function with a Swift completion, and lending the host's loop. Nothing else
+// in the host imports CDyninkaABI.
+
+/// Output bytes owned by the app library, released through its table when the write is done.
+final class LibraryBytes: @unchecked Sendable {
+    // Moved from the completing thread to the loop once; only the loop touches it afterwards.
+    let data: UnsafeMutablePointer<UInt8>?
+    let count: Int
+    let release: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?
+
+    init(data: UnsafeMutablePointer<UInt8>?, count: Int, release: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?) {
+        self.data = data
+        self.count = count
+        self.release = release
+    }
+
+    deinit { if let data { release?(data) } }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: data, count: count) }
+    var text: String { String(decoding: bytes, as: UTF8.self) }
+}
+
+/// How a service function ended.
+enum FunctionResult {
+    /// It returned a value: the output is its JSON.
+    case value
+    /// It returned nil: the item is dropped.
+    case dropped
+    /// Its input or an argument did not decode: the output says why.
+    case badInput
+    /// It threw: the output is the error's description.
+    case threw
+}
+
+/// Carries a loop-owned object through a completion submitted from another thread; only the
+/// loop touches what it carries.
+private struct LoopBound<Value>: @unchecked Sendable {
+    let value: Value
+}
+
+/// Calls service functions and receives their results on the loop thread. The caller itself is
+/// the call's context across the C boundary (retained until the completion): no allocation per
+/// call beyond the argument array of a service that has arguments.
+class FunctionCaller {
+    // Read by a completion on another thread; immutable.
+    private let loopThread: pthread_t
+    private let wakeup: LoopWakeup
+    private let releaseOutput: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?
+    private var argumentArray: UnsafeMutablePointer<dyninka_bytes>?
+
+    init(loopThread: pthread_t, wakeup: LoopWakeup, table: ServiceTable) {
+        self.loopThread = loopThread
+        self.wakeup = wakeup
+        releaseOutput = table.freeBytes
+    }
+
+    deinit { argumentArray?.deallocate() }
+
+    /// The function's result, on the loop thread; subclasses override it.
+    func functionDone(_ result: FunctionResult, _ output: LibraryBytes) {}
+
+    /// Calls `service`'s function with `input` and `count` arguments (`argument(i)`, nil for an
+    /// absent one); false when the service has no entry point. The bytes must stay valid until
+    /// `functionDone`.
+    final func call(_ service: ServiceDescriptor, input: UnsafeRawBufferPointer?, count: Int,
+                    argument: (Int) -> UnsafeRawBufferPointer?) -> Bool {
+        guard let entry = service.entry else { return false }
+        if count > 0 {
+            let array = UnsafeMutablePointer<dyninka_bytes>.allocate(capacity: count)
+            for i in 0..<count {
+                let bytes = argument(i)
+                array[i] = dyninka_bytes(data: bytes?.baseAddress?.assumingMemoryBound(to: UInt8.self), length: bytes?.count ?? 0)
+            }
+            argumentArray = array
+        }
+        var call = dyninka_call(
+            input: dyninka_bytes(data: input?.baseAddress?.assumingMemoryBound(to: UInt8.self), length: input?.count ?? 0),
+            arguments: argumentArray.map { UnsafePointer($0) }, argument_count: count,
+            context: Unmanaged.passRetained(self).toOpaque(),
+            complete: { context, status, data, length in
+                let caller = Unmanaged<FunctionCaller>.fromOpaque(context!).takeRetainedValue()
+                let output = LibraryBytes(data: data, count: length, release: caller.releaseOutput)
+                let result: FunctionResult
+                switch dyninka_status(UInt32(status)) {
+                case DYNINKA_STATUS_OK: result = .value
+                case DYNINKA_STATUS_NIL: result = .dropped
+                case DYNINKA_STATUS_BAD_INPUT: result = .badInput
+                default: result = .threw
+                }
+                if pthread_equal(pthread_self(), caller.loopThread) != 0 {
+                    caller.functionDone(result, output)
+                } else {
+                    let bound = LoopBound(value: caller)
+                    caller.wakeup.submit { bound.value.functionDone(result, output) }
+                }
+            })
+        entry(&call)
+        return true
+    }
+}
+
+/// The completion of an exchange the library asked for: called exactly once, on the loop, with
+/// the status (negative: failed, the body says why) and the body.
+struct ExchangeDone {
+    fileprivate let context: UnsafeMutableRawPointer?
+    fileprivate let done: dyninka_exchange_done_fn
+
+    func callAsFunction(status: Int32, body: UnsafeRawBufferPointer) {
+        done(context, status, body.baseAddress?.assumingMemoryBound(to: UInt8.self), body.count)
+    }
+}
+
+/// What the host lends the app library (ABI 2): a way to wake the loop for the library's queued
+/// jobs, and HTTP exchanges on the loop. Made once and kept for the process's life.
+final class LoopLender {
+    let wake: () -> Void
+    let exchange: (_ host: String, _ port: Int, _ request: UnsafeRawBufferPointer, _ timeout: Int, _ done: ExchangeDone) -> Void
+
+    init(wake: @escaping () -> Void,
+         exchange: @escaping (_ host: String, _ port: Int, _ request: UnsafeRawBufferPointer, _ timeout: Int, _ done: ExchangeDone) -> Void) {
+        self.wake = wake
+        self.exchange = exchange
+    }
+}
+
+extension ServiceTable {
+    /// Lends the loop to the library, when it takes one: its async services then run on the
+    /// loop thread and fetch through `lender.exchange`. Returns false for a library without ABI 2.
+    func lend(_ lender: LoopLender) -> Bool {
+        guard let attachHost else { return false }
+        let lent = UnsafeMutablePointer<dyninka_host>.allocate(capacity: 1)
+        lent.initialize(to: dyninka_host(
+            context: Unmanaged.passRetained(lender).toOpaque(),
+            wake: { context in
+                Unmanaged<LoopLender>.fromOpaque(context!).takeUnretainedValue().wake()
+            },
+            exchange: { context, name, port, request, length, timeout, exchangeContext, done in
+                let lender = Unmanaged<LoopLender>.fromOpaque(context!).takeUnretainedValue()
+                lender.exchange(String(cString: name!), Int(port), UnsafeRawBufferPointer(start: request, count: length),
+                                Int(timeout), ExchangeDone(context: exchangeContext, done: done!))
+            }))
+        attachHost(lent)
+        return true
+    }
+}
