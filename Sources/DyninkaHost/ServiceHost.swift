@@ -363,6 +363,18 @@ package final class ServiceHost {
     }
 
     private func invoke(_ head: HTTPHead, body: ByteBuffer?, on connection: InboundConnection, started: UInt64) {
+        // The client's budget, checked first: it applies to every role (a gateway passes it on).
+        var deadline: UInt64?
+        if head.has("dyninka-deadline") {
+            switch Self.deadline(head.values(of: "dyninka-deadline"), from: started) {
+            case .success(let value): deadline = value
+            case .failure(let failure):
+                metrics.recordFailure(service: service.name, kind: .badInput)
+                metrics.record(service: service.name, status: 400, seconds: seconds(since: started))
+                return respond(failure: ServiceFailure(service: service.name, kind: .badInput, message: failure.message),
+                               timing: (service.name, started, 0), downstream: [], on: connection)
+            }
+        }
         let plan: RoutePlan
         let arguments: [PreparedArgument]
         do throws(RouteError) {
@@ -370,7 +382,7 @@ package final class ServiceHost {
                 // A function instance answers; it never forwards, whatever the request says.
                 plan = defaultPlan
                 if let parts = head.value(of: "dyninka-parts") {
-                    return invokeWithParts(parts, body: body, on: connection, started: started)
+                    return invokeWithParts(parts, body: body, on: connection, started: started, deadline: deadline)
                 }
                 arguments = try defaultArguments.get()
             } else {
@@ -393,17 +405,6 @@ package final class ServiceHost {
             log.debug("refused route: \(error.message)")
             return respond(failure: ServiceFailure(service: service.name, kind: .badRoute, message: error.message),
                            timing: (service.name, started, 0), downstream: [], on: connection)
-        }
-        var deadline: UInt64?
-        if head.has("dyninka-deadline") {
-            switch Self.deadline(head.values(of: "dyninka-deadline"), from: started) {
-            case .success(let value): deadline = value
-            case .failure(let failure):
-                metrics.recordFailure(service: service.name, kind: .badInput)
-                metrics.record(service: service.name, status: 400, seconds: seconds(since: started))
-                return respond(failure: ServiceFailure(service: service.name, kind: .badInput, message: failure.message),
-                               timing: (service.name, started, 0), downstream: [], on: connection)
-            }
         }
         let invocation = Invocation(host: self, connection: connection, plan: plan, arguments: arguments,
                                     input: body.map { Slice(owner: $0, bytes: $0.bytes) }, started: started)
@@ -436,7 +437,8 @@ package final class ServiceHost {
 
     /// A function instance's request whose body is the input followed by each argument, with
     /// their byte lengths in Dyninka-Parts ("120,45,30"): sliced, never parsed.
-    private func invokeWithParts(_ text: String, body: ByteBuffer?, on connection: InboundConnection, started: UInt64) {
+    private func invokeWithParts(_ text: String, body: ByteBuffer?, on connection: InboundConnection, started: UInt64,
+                                 deadline: UInt64?) {
         let total = body?.count ?? 0
         guard let lengths = Self.parts(text, count: service.parameters.count + 1, total: total) else {
             metrics.recordFailure(service: service.name, kind: .badInput)
@@ -454,8 +456,10 @@ package final class ServiceHost {
             slices.append(Slice(owner: body, bytes: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + length])))
             offset += length
         }
-        Invocation(host: self, connection: connection, plan: defaultPlan, arguments: slices.dropFirst().map { .given($0) },
-                   input: slices[0], started: started).start()
+        let invocation = Invocation(host: self, connection: connection, plan: defaultPlan, arguments: slices.dropFirst().map { .given($0) },
+                                    input: slices[0], started: started)
+        invocation.deadline = deadline
+        invocation.start()
     }
 
     /// The byte lengths of a Dyninka-Parts value: exactly `count` whole numbers, each within the

@@ -88,6 +88,11 @@ func metric(_ host: HostProcess, _ series: String) throws -> Double? {
         #expect(function.process.isRunning)
         let good = try function.client.post(temperature, extra: [("Dyninka-Parts", String(temperature.utf8.count))])
         #expect(good.status == 200, "\(good)")
+        // The budget the gateway passes on applies to a function instance too.
+        let late = try function.client.post(temperature, extra: [("Dyninka-Parts", String(temperature.utf8.count)),
+                                                                 ("Dyninka-Deadline", "0")])
+        #expect(late.status == 504, "\(late)")
+        #expect(late.error?.kind == "timeout")
     }
 
     @Test func pipelinedRequestsAreAnsweredInALoopWithBoundedMemory() throws {
