@@ -329,13 +329,9 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         if error != nil || !responseKeepAlive { close() } else { next() }
     }
 
-    /// Writes a failure as the wire protocol's JSON error body.
+    /// Writes a failure of the host itself (not of a service's request): no Server-Timing.
     func respond(failure: ServiceFailure, forceClose: Bool = false) {
-        let body = failure.body
-        respond(status: failure.status, body: body.bytes, owner: body, forceClose: forceClose) { head in
-            head.append("Content-Type: application/json\r\n")
-            if failure.kind == .overloaded { head.append("Retry-After: 1\r\n") }
-        }
+        send(failure, timing: nil, forceClose: forceClose)
     }
 
     /// Gets ready for the next request on a keep-alive connection.

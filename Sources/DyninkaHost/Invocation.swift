@@ -130,7 +130,7 @@ final class Invocation: FunctionCaller {
         switch result {
         case .value:
             guard let next = plan.next else {
-                return complete(status: 200, body: output.bytes, owner: output, downstream: nil, contentType: true)
+                return complete(200, json: true, body: output.bytes, owner: output)
             }
             if deadlinePassed(before: "forwarding to '\(next.service)'") { return }
             host.sendHop(next, body: output.bytes, owner: output, extra: deadline == nil ? nil : passDeadline,
@@ -153,58 +153,30 @@ final class Invocation: FunctionCaller {
 
     /// Passes a downstream response back as it came: status, body bytes, error body included.
     private func relay(_ head: HTTPHead, _ body: ByteBuffer) {
-        complete(status: head.status, body: body.bytes, owner: body, downstream: head, contentType: false)
+        complete(head.status, relayed: head, body: body.bytes, owner: body)
     }
 
     private func finishDropped() {
-        complete(status: 204, body: emptyBody, owner: nil, downstream: nil, contentType: false)
+        complete(204, body: emptyBody, owner: nil)
     }
 
     private func finish(failure: ServiceFailure, own: Bool) {
         if own { host.log.warning("\(failure)") }
         host.metrics.recordFailure(service: service.name, kind: failure.kind)
         let body = failure.body
-        complete(status: failure.status, body: body.bytes, owner: body, downstream: nil, contentType: true,
-                 retryAfter: failure.kind == .overloaded)
+        complete(failure.status, json: true, retryAfter: failure.kind == .overloaded, body: body.bytes, owner: body)
     }
 
-    private func complete(status: Int, body: UnsafeRawBufferPointer, owner: AnyObject?, downstream: HTTPHead?,
-                          contentType: Bool, retryAfter: Bool = false) {
+    /// Answers once: this hop's Server-Timing first, then what the dependencies and the next hop
+    /// reported.
+    private func complete(_ status: Int, relayed: HTTPHead? = nil, json: Bool = false, retryAfter: Bool = false,
+                          body: UnsafeRawBufferPointer, owner: AnyObject?) {
         guard !finished else { return }
         finished = true
-        let now = EventLoop.nanoseconds()
-        host.metrics.record(service: service.name, status: status, seconds: Double(now - started) / 1e9)
-        connection.respond(status: status, body: body, owner: owner) { head in
-            if contentType {
-                head.append("Content-Type: application/json\r\n")
-            } else if let downstream, downstream.has("content-type") {
-                head.append("Content-Type: ")
-                downstream.appendValue(of: "content-type", to: head)
-                head.append("\r\n")
-            }
-            if retryAfter {
-                head.append("Retry-After: 1\r\n")
-            } else if let downstream, downstream.has("retry-after") {
-                head.append("Retry-After: ")
-                downstream.appendValue(of: "retry-after", to: head)
-                head.append("\r\n")
-            }
-            // This hop first, then what the dependencies and the next hops reported.
-            head.append("Server-Timing: ")
-            head.append(service.name)
-            head.append(";dur=")
-            HTTPWriter.appendMilliseconds(nanoseconds: now - started, to: head)
-            head.append(";fn=")
-            HTTPWriter.appendMilliseconds(nanoseconds: functionNanoseconds, to: head)
-            for dependency in dependencyHeads where dependency.has("server-timing") {
-                head.append(", ")
-                dependency.appendValue(of: "server-timing", to: head)
-            }
-            if let downstream, downstream.has("server-timing") {
-                head.append(", ")
-                downstream.appendValue(of: "server-timing", to: head)
-            }
-            head.append("\r\n")
-        }
+        host.metrics.record(service: service.name, status: status, seconds: Double(EventLoop.nanoseconds() - started) / 1e9)
+        connection.send(Answer(status: status, relayed: relayed, json: json, retryAfter: retryAfter,
+                               timing: HopTiming(name: service.name, started: started, function: functionNanoseconds),
+                               earlier: dependencyHeads),
+                        body: body, owner: owner)
     }
 }

@@ -32,27 +32,24 @@ final class Orchestration {
     func start(steps: [CheckedStep], input: Slice?) {
         run(steps[...], input: input) { [self] outcome in
             let name = host.configuration.service
-            let timing = (name, started, UInt64(0))
+            let timing = HopTiming(name: name, started: started)
             switch outcome {
             case .value(let output):
                 let bytes = output?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
                 host.metrics.record(service: name, status: 200, seconds: host.seconds(since: started))
-                connection.respond(status: 200, body: bytes, owner: output?.owner) { head in
-                    head.append("Content-Type: application/json\r\n")
-                    host.appendServerTiming(timing, downstream: responses, to: head)
-                }
+                connection.send(Answer(status: 200, json: true, timing: timing, earlier: responses), body: bytes, owner: output?.owner)
             case .dropped:
                 host.metrics.record(service: name, status: 204, seconds: host.seconds(since: started))
-                connection.respond(status: 204, body: UnsafeRawBufferPointer(start: nil, count: 0), owner: nil) { head in
-                    host.appendServerTiming(timing, downstream: responses, to: head)
-                }
+                connection.send(Answer(status: 204, timing: timing, earlier: responses),
+                                body: UnsafeRawBufferPointer(start: nil, count: 0), owner: nil)
             case .relay(let head, let body):
                 host.metrics.record(service: name, status: head.status, seconds: host.seconds(since: started))
-                host.relay(head, body, timing: timing, downstream: responses, on: connection)
+                connection.send(Answer(status: head.status, relayed: head, timing: timing, earlier: responses, relayedIsLastEarlier: true),
+                                body: body.bytes, owner: body)
             case .failed(let failure):
                 host.metrics.recordFailure(service: name, kind: failure.kind)
                 host.metrics.record(service: name, status: failure.status, seconds: host.seconds(since: started))
-                host.respond(failure: failure, timing: timing, downstream: responses, on: connection)
+                connection.send(failure, timing: timing, earlier: responses)
             }
         }
     }
@@ -135,7 +132,8 @@ extension ServiceHost {
         switch defaultPlansResult {
         case .success(let plans): entryArguments = plans
         case .failure(let error):
-            return connection.respond(failure: ServiceFailure(service: configuration.service, kind: .badRoute, message: error.message))
+            return connection.send(ServiceFailure(service: configuration.service, kind: .badRoute, message: error.message),
+                                   timing: HopTiming(name: configuration.service, started: started))
         }
         let entry = CheckedStep(service: service, call: RouteCall(name: service.name, arguments: [], optionalChained: false),
                                 arguments: entryArguments)

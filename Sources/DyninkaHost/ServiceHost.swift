@@ -316,10 +316,10 @@ package final class ServiceHost {
             guard metrics.inFlight < configuration.maxInFlight else {
                 metrics.recordFailure(service: configuration.service, kind: .overloaded)
                 metrics.record(service: configuration.service, status: 503, seconds: 0)
-                return respond(failure: ServiceFailure(
+                return connection.send(ServiceFailure(
                     service: configuration.service, kind: .overloaded,
                     message: "'\(configuration.service)' has \(metrics.inFlight) requests in flight (limit \(configuration.maxInFlight)); retry after 1 s"),
-                    timing: (configuration.service, started, 0), downstream: [], on: connection)
+                    timing: HopTiming(name: configuration.service, started: started))
             }
             connection.claimSlot()
         }
@@ -371,8 +371,8 @@ package final class ServiceHost {
             case .failure(let failure):
                 metrics.recordFailure(service: service.name, kind: .badInput)
                 metrics.record(service: service.name, status: 400, seconds: seconds(since: started))
-                return respond(failure: ServiceFailure(service: service.name, kind: .badInput, message: failure.message),
-                               timing: (service.name, started, 0), downstream: [], on: connection)
+                return connection.send(ServiceFailure(service: service.name, kind: .badInput, message: failure.message),
+                               timing: HopTiming(name: service.name, started: started))
             }
         }
         let plan: RoutePlan
@@ -403,8 +403,8 @@ package final class ServiceHost {
             metrics.recordFailure(service: service.name, kind: .badRoute)
             metrics.record(service: service.name, status: 400, seconds: Double(EventLoop.nanoseconds() - started) / 1e9)
             log.debug("refused route: \(error.message)")
-            return respond(failure: ServiceFailure(service: service.name, kind: .badRoute, message: error.message),
-                           timing: (service.name, started, 0), downstream: [], on: connection)
+            return connection.send(ServiceFailure(service: service.name, kind: .badRoute, message: error.message),
+                           timing: HopTiming(name: service.name, started: started))
         }
         let invocation = Invocation(host: self, connection: connection, plan: plan, arguments: arguments,
                                     input: body.map { Slice(owner: $0, bytes: $0.bytes) }, started: started)
@@ -444,10 +444,10 @@ package final class ServiceHost {
             metrics.recordFailure(service: service.name, kind: .badInput)
             metrics.record(service: service.name, status: 400, seconds: seconds(since: started))
             let shown = text.count > 80 ? text.prefix(80) + "..." : Substring(text)
-            return respond(failure: ServiceFailure(
+            return connection.send(ServiceFailure(
                 service: service.name, kind: .badInput,
                 message: "Dyninka-Parts '\(shown)' must give \(service.parameters.count + 1) byte lengths (input, then each argument) adding up to the body's \(total) bytes"),
-                timing: (service.name, started, 0), downstream: [], on: connection)
+                timing: HopTiming(name: service.name, started: started))
         }
         var slices: [Slice] = []
         var offset = 0

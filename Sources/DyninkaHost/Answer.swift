@@ -1,0 +1,95 @@
+import DyninkaHTTP
+import DyninkaLoop
+
+/// This hop's entry in Server-Timing: the service or role, when its request arrived, and the
+/// time spent in its function (0 when it ran none).
+struct HopTiming {
+    var name: String
+    var started: UInt64
+    var function: UInt64 = 0
+}
+
+/// Everything an answer says besides its body; `InboundConnection.send` is the one place that
+/// turns it into a response head, so every role answers alike.
+struct Answer {
+    var status: Int
+    /// A downstream response passed on: its Content-Type, Retry-After and Server-Timing go along.
+    var relayed: HTTPHead?
+    /// Our own JSON body (a result or a failure): Content-Type application/json.
+    var json = false
+    /// Ask the client to come back in a second (503 overloaded).
+    var retryAfter = false
+    /// This hop's Server-Timing entry; nil for the host's own answers (health, metrics, refusals
+    /// of requests that are not HTTP), which carry no Server-Timing.
+    var timing: HopTiming?
+    /// Responses of earlier calls (dependencies, orchestrated steps) whose Server-Timing follows
+    /// this hop's entry, before the relayed response's.
+    var earlier: [HTTPHead] = []
+    /// `relayed` is the last of `earlier` (its Server-Timing is not written twice).
+    var relayedIsLastEarlier = false
+
+    init(status: Int, relayed: HTTPHead? = nil, json: Bool = false, retryAfter: Bool = false, timing: HopTiming? = nil,
+         earlier: [HTTPHead] = [], relayedIsLastEarlier: Bool = false) {
+        self.status = status
+        self.relayed = relayed
+        self.json = json
+        self.retryAfter = retryAfter
+        self.timing = timing
+        self.earlier = earlier
+        self.relayedIsLastEarlier = relayedIsLastEarlier
+    }
+
+    /// The answer carrying `failure` as this hop's own JSON error.
+    init(failure: ServiceFailure, timing: HopTiming?, earlier: [HTTPHead] = []) {
+        self.init(status: failure.status, json: true, retryAfter: failure.kind == .overloaded, timing: timing, earlier: earlier)
+    }
+
+    /// Appends the header lines ("Name: value\r\n") of this answer.
+    @inline(__always)
+    func appendFields(to head: ByteBuffer) {
+        if json {
+            head.append("Content-Type: application/json\r\n")
+        } else if let relayed, relayed.has("content-type") {
+            head.append("Content-Type: ")
+            relayed.appendValue(of: "content-type", to: head)
+            head.append("\r\n")
+        }
+        if retryAfter {
+            head.append("Retry-After: 1\r\n")
+        } else if let relayed, relayed.has("retry-after") {
+            head.append("Retry-After: ")
+            relayed.appendValue(of: "retry-after", to: head)
+            head.append("\r\n")
+        }
+        guard let timing else { return }
+        head.append("Server-Timing: ")
+        head.append(timing.name)
+        head.append(";dur=")
+        HTTPWriter.appendMilliseconds(nanoseconds: EventLoop.nanoseconds() - timing.started, to: head)
+        head.append(";fn=")
+        HTTPWriter.appendMilliseconds(nanoseconds: timing.function, to: head)
+        for response in earlier where response.has("server-timing") {
+            head.append(", ")
+            response.appendValue(of: "server-timing", to: head)
+        }
+        if let relayed, !relayedIsLastEarlier, relayed.has("server-timing") {
+            head.append(", ")
+            relayed.appendValue(of: "server-timing", to: head)
+        }
+        head.append("\r\n")
+    }
+}
+
+extension InboundConnection {
+    /// Answers with `body` (kept alive by `owner` until written).
+    @inline(__always)
+    func send(_ answer: Answer, body: UnsafeRawBufferPointer, owner: AnyObject?, forceClose: Bool = false) {
+        respond(status: answer.status, body: body, owner: owner, forceClose: forceClose) { answer.appendFields(to: $0) }
+    }
+
+    /// Answers with `failure`'s JSON error body.
+    func send(_ failure: ServiceFailure, timing: HopTiming?, earlier: [HTTPHead] = [], forceClose: Bool = false) {
+        let body = failure.body
+        send(Answer(failure: failure, timing: timing, earlier: earlier), body: body.bytes, owner: body, forceClose: forceClose)
+    }
+}
