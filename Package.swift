@@ -64,7 +64,7 @@ let package = Package(
             .product(name: "SwiftParser", package: "swift-syntax"),
         ], swiftSettings: strict),
         // Where apps run: local processes now, Kubernetes and Marathon from the same IR.
-        .target(name: "DyninkaDeploy", dependencies: ["DyninkaCompiler", "DyninkaRoute"], swiftSettings: strict),
+        .target(name: "DyninkaDeploy", dependencies: ["DyninkaCompiler", "DyninkaRoute", "DyninkaHTTP"], swiftSettings: strict),
         .executableTarget(name: "dyninka", dependencies: [
             "DyninkaCompiler", "DyninkaDeploy", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(name: "DyninkaRouteTests", dependencies: ["DyninkaRoute"], swiftSettings: strict),
         .target(name: "DyninkaTestSupport", path: "Tests/Support/DyninkaTestSupport", swiftSettings: strict),
         .testTarget(name: "DyninkaRuntimeTests", dependencies: ["DyninkaRuntime", "DyninkaTestSupport"], swiftSettings: strict),
-        .testTarget(name: "DyninkaHostTests", dependencies: ["DyninkaHost", "DyninkaRoute", "DyninkaTestSupport"],
+        .testTarget(name: "DyninkaHostTests", dependencies: ["DyninkaHost", "DyninkaHTTP", "DyninkaRoute", "DyninkaTestSupport"],
                     swiftSettings: strict),
         .testTarget(name: "DyninkaCompilerTests", dependencies: ["DyninkaCompiler", "DyninkaRoute"],
                     exclude: ["Golden"], swiftSettings: strict),

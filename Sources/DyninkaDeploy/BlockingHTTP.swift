@@ -1,3 +1,4 @@
+import DyninkaHTTP
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -57,16 +58,7 @@ public enum BlockingHTTP {
     }
 
     static func parse(_ data: [UInt8]) -> HTTPReply? {
-        guard let end = data.firstRange(of: Array("\r\n\r\n".utf8)) else { return nil }
-        var lines = String(decoding: data[..<end.lowerBound], as: UTF8.self).components(separatedBy: "\r\n")
-        let statusLine = lines.removeFirst().split(separator: " ")
-        guard statusLine.count >= 2, let status = Int(statusLine[1]) else { return nil }
-        var headers: [String: String] = [:]
-        for line in lines {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        }
-        return HTTPReply(status: status, headers: headers, body: Array(data[end.upperBound...]))
+        HTTPMessage.response(data).map { HTTPReply(status: $0.status, headers: $0.headers, body: $0.body) }
     }
 
     /// A port no one listens on right now (the kernel's choice).

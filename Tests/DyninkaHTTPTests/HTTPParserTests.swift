@@ -186,3 +186,21 @@ let request = Array("POST /path?q=1 HTTP/1.1\r\nHost: a\r\nDyninka-Route: map().
         #expect(buffer.string == String(value))
     }
 }
+
+@Suite struct HTTPMessageTests {
+    @Test func wholeResponsesParseAndTruncatedOnesDoNot() throws {
+        let whole = Array("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}".utf8)
+        let message = try #require(HTTPMessage.response(whole))
+        #expect(message.status == 200)
+        #expect(message.headers["content-type"] == "application/json")
+        #expect(message.body == Array("{}".utf8))
+        // A body that ends with the connection.
+        let untilClose = HTTPMessage.response(Array("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabc".utf8))
+        #expect(untilClose?.body == Array("abc".utf8))
+        // Cut short: not a response, unless only the head is wanted.
+        let cut = Array("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc".utf8)
+        #expect(HTTPMessage.response(cut) == nil)
+        #expect(HTTPMessage.response(cut, headOnly: true)?.status == 200)
+        #expect(HTTPMessage.response(Array("garbage\r\n\r\n".utf8)) == nil)
+    }
+}

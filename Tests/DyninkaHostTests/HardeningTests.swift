@@ -285,7 +285,7 @@ final class ResponseCounter: @unchecked Sendable {
             pending.append(contentsOf: buffer[0..<n])
             var start = 0
             while let end = pending[start...].firstRange(of: separator) {
-                guard let head = RawHTTP.parse(Array(pending[start..<end.upperBound])),
+                guard let head = RawHTTP.parse(Array(pending[start..<end.upperBound]), headOnly: true),
                       let length = Int(head.headers["content-length"] ?? "0") else { break loop }
                 guard end.upperBound + length <= pending.count else { break }
                 start = end.upperBound + length

@@ -1,3 +1,4 @@
+import DyninkaHTTP
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -84,18 +85,12 @@ struct RawHTTP {
         return response
     }
 
-    static func parse(_ data: [UInt8]) -> TestResponse? {
-        guard let end = data.firstRange(of: Array("\r\n\r\n".utf8)) else { return nil }
-        let head = String(decoding: data[..<end.lowerBound], as: UTF8.self)
-        var lines = head.components(separatedBy: "\r\n")
-        let statusLine = lines.removeFirst().split(separator: " ")
-        guard statusLine.count >= 2, let status = Int(statusLine[1]) else { return nil }
-        var headers: [String: String] = [:]
-        for line in lines {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        }
-        return TestResponse(status: status, headers: headers, body: Array(data[end.upperBound...]))
+    /// Parses a whole response with the host's own HTTP engine; with `headOnly`, the head is
+    /// enough. A response that is only a head (the answer to HEAD) is taken as it is.
+    static func parse(_ data: [UInt8], headOnly: Bool = false) -> TestResponse? {
+        let onlyHead = headOnly || data.suffix(4) == [13, 10, 13, 10]
+        return (HTTPMessage.response(data) ?? (onlyHead ? HTTPMessage.response(data, headOnly: true) : nil))
+            .map { TestResponse(status: $0.status, headers: $0.headers, body: $0.body) }
     }
 
     /// POSTs JSON to the service with optional route and argument headers.
