@@ -25,18 +25,15 @@ struct Answer {
     /// Responses of earlier calls (dependencies, orchestrated steps) whose Server-Timing follows
     /// this hop's entry, before the relayed response's.
     var earlier: [HTTPHead] = []
-    /// `relayed` is the last of `earlier` (its Server-Timing is not written twice).
-    var relayedIsLastEarlier = false
 
     init(status: Int, relayed: HTTPHead? = nil, json: Bool = false, retryAfter: Bool = false, timing: HopTiming? = nil,
-         earlier: [HTTPHead] = [], relayedIsLastEarlier: Bool = false) {
+         earlier: [HTTPHead] = []) {
         self.status = status
         self.relayed = relayed
         self.json = json
         self.retryAfter = retryAfter
         self.timing = timing
         self.earlier = earlier
-        self.relayedIsLastEarlier = relayedIsLastEarlier
     }
 
     /// The answer carrying `failure` as this hop's own JSON error.
@@ -49,17 +46,13 @@ struct Answer {
     func appendFields(to head: ByteBuffer) {
         if json {
             head.append("Content-Type: application/json\r\n")
-        } else if let relayed, relayed.has("content-type") {
-            head.append("Content-Type: ")
-            relayed.appendValue(of: "content-type", to: head)
-            head.append("\r\n")
+        } else {
+            passOn("content-type", as: "Content-Type: ", to: head)
         }
         if retryAfter {
             head.append("Retry-After: 1\r\n")
-        } else if let relayed, relayed.has("retry-after") {
-            head.append("Retry-After: ")
-            relayed.appendValue(of: "retry-after", to: head)
-            head.append("\r\n")
+        } else {
+            passOn("retry-after", as: "Retry-After: ", to: head)
         }
         guard let timing else { return }
         head.append("Server-Timing: ")
@@ -72,10 +65,20 @@ struct Answer {
             head.append(", ")
             response.appendValue(of: "server-timing", to: head)
         }
-        if let relayed, !relayedIsLastEarlier, relayed.has("server-timing") {
+        if let relayed, relayed.has("server-timing") {
             head.append(", ")
             relayed.appendValue(of: "server-timing", to: head)
         }
+        head.append("\r\n")
+    }
+}
+
+extension Answer {
+    /// Copies the relayed response's field `name` as the line `line` (with its own name).
+    private func passOn(_ name: StaticString, as line: StaticString, to head: ByteBuffer) {
+        guard let relayed, relayed.has(name) else { return }
+        head.append(line)
+        relayed.appendValue(of: name, to: head)
         head.append("\r\n")
     }
 }

@@ -7,6 +7,8 @@ struct ExchangeRequest {
     let request: UnsafeRawBufferPointer
     let timeout: Int
     let done: ExchangeDone
+    /// The origin's name in the host's name cache (looked up again after a failed connect).
+    let name: NameCache.Entry
     /// Sent again once already (on a new connection, after a kept-alive one failed).
     var retried = false
 }
@@ -17,12 +19,9 @@ struct ExchangeRequest {
 final class ExchangeClient {
     // The host outlives every exchange.
     unowned(unsafe) let host: ServiceHost
-    /// Idle kept-alive connections by origin.
+    /// Idle kept-alive connections by origin. Origins resolve through the host's name cache, as
+    /// peers do: a failed connection looks the name up again (a pod or a DNS record that moved).
     private var idle: [String: [ExchangeConnection]] = [:]
-    /// Resolved origins: services fetch the same few endpoints over and over. An address that
-    /// refuses or fails a connection is dropped, so the next exchange resolves the name again
-    /// (a Kubernetes pod or a DNS record that moved).
-    private var addresses: [String: SocketAddress] = [:]
     /// Idle connections kept per origin at most.
     static let maxIdle = 64
 
@@ -31,12 +30,13 @@ final class ExchangeClient {
     /// Starts an exchange; `done` is called exactly once, on the loop.
     func start(host name: String, port: Int, request: UnsafeRawBufferPointer, timeout: Int, done: ExchangeDone) {
         let key = "\(name):\(port)"
-        let exchange = ExchangeRequest(key: key, request: request, timeout: timeout, done: done)
+        let entry = host.names.entry(name, port: port)
+        let exchange = ExchangeRequest(key: key, request: request, timeout: timeout, done: done, name: entry)
         if let connection = idle[key]?.popLast() {
             return connection.send(exchange, reused: true)
         }
-        if let address = addresses[key] {
-            return open(address, exchange)
+        if let known = host.names.fresh(entry) {
+            return open(known[0], exchange)
         }
         // The exchange's timeout covers the name lookup too (a DNS server may not answer).
         let lookup = PendingLookup(deadline: EventLoop.nanoseconds() + UInt64(timeout) * 1_000_000)
@@ -45,13 +45,12 @@ final class ExchangeClient {
             finish(exchange, failure: "cannot resolve '\(name)' within \(timeout) ms")
         }
         host.track(lookup)
-        Resolver.resolve(loop: host.loop, host: name, port: port) { [self] result in
+        host.names.addresses(of: entry) { [self] result in
             guard lookup.end() else { return }
             host.untrack(lookup)
             switch result {
-            case .success(let address):
-                if addresses.count < 1024 { addresses[key] = address }
-                open(address, exchange)
+            case .success(let addresses):
+                open(addresses[0], exchange)
             case .failure(let error):
                 finish(exchange, failure: "cannot resolve '\(name)' (\(error.reason))")
             }
@@ -64,15 +63,15 @@ final class ExchangeClient {
         do {
             try connection.connect(loop: host.loop)
         } catch {
-            addresses[exchange.key] = nil
+            host.names.invalidate(exchange.name)
             return finish(exchange, failure: "cannot connect (\(error.reason)); is the endpoint up?")
         }
         connection.send(exchange, reused: false)
     }
 
-    /// A new connection to `key` failed: resolve its name again next time.
-    func connectFailed(_ key: String) {
-        addresses[key] = nil
+    /// A new connection to `name` failed: resolve it again next time.
+    func connectFailed(_ name: NameCache.Entry) {
+        host.names.invalidate(name)
     }
 
     /// A connection whose response is complete and which may carry another exchange.
@@ -183,7 +182,7 @@ final class ExchangeConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring 
 
     private func writeFailed(_ error: LoopError) {
         if connected { return failed("sending failed (\(error.reason))") }
-        client.connectFailed(key)
+        if let exchange { client.connectFailed(exchange.name) }
         failed("cannot connect (\(error.reason)); is the endpoint up?")
     }
 

@@ -74,6 +74,10 @@ final class RoutePlan {
     /// How many times the request runs each service: this one (once), then the route's calls,
     /// dependencies included.
     let visits: [String: Int]
+    /// Service calls the route makes (this service not counted).
+    let calls: Int
+    /// The service the route runs most often, and how often.
+    let mostVisited: (name: String, count: Int)
     /// Whether the route stays within the host's limits together with main's arguments.
     var withDefaultArguments: Result<Void, RouteError> = .success(())
 
@@ -81,5 +85,7 @@ final class RoutePlan {
         self.route = route
         self.next = next
         self.visits = visits
+        calls = visits.values.reduce(0, +) - 1
+        mostVisited = visits.max { $0.value < $1.value }.map { ($0.key, $0.value) } ?? ("", 0)
     }
 }

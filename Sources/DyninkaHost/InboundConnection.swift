@@ -189,8 +189,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         declaredBody = false
         if let length = head.contentLength, length > 0 {
             // The whole declared body counts from now on, before a byte of it arrives.
-            guard host.reserveBuffer(length) else { return refuse(length) }
-            charged += length
+            guard reserve(length) else { return refuse(length) }
             declaredBody = true
             body = ByteBuffer(capacity: length)
         }
@@ -200,8 +199,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         guard refusedBody == nil else { return }
         if !declaredBody {
             // A chunked body counts as it grows.
-            guard host.reserveBuffer(bytes.count) else { return refuse(-1) }
-            charged += bytes.count
+            guard reserve(bytes.count) else { return refuse(-1) }
         }
         if body == nil { body = ByteBuffer(capacity: max(bytes.count, 1024)) }
         body!.append(bytes)
@@ -279,10 +277,18 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         host.bufferedBytes += bytes
     }
 
-    /// Gives back what the finished request's body counted.
-    private func releaseCharges(keeping held: Int) {
-        host.bufferedBytes -= charged - held
-        charged = held
+    /// Counts `bytes` if they fit within --max-buffered-bytes.
+    private func reserve(_ bytes: Int) -> Bool {
+        guard host.reserveBuffer(bytes) else { return false }
+        charged += bytes
+        return true
+    }
+
+    /// Gives back everything counted but the bytes still held (the request body, a written response).
+    private func releaseAllButHeld() {
+        let kept = held?.count ?? 0
+        host.bufferedBytes -= charged - kept
+        charged = kept
     }
 
     // MARK: Responding
@@ -301,7 +307,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             requestStarted = 0
         }
         // The request body is no longer needed (the function ran); only held bytes stay counted.
-        releaseCharges(keeping: held.map { $0.count } ?? 0)
+        releaseAllButHeld()
         // The head goes out of the host's scratch buffer; the write copies what it cannot send at once.
         let head = HTTPWriter.responseHead(status: status, contentLength: body.count, keepAlive: keepAlive,
                                            into: host.scratch, fields: fields)
@@ -322,7 +328,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     func handleWriteDone(_ error: LoopError?) {
         if writing {
             writing = false
-            releaseCharges(keeping: held.map { $0.count } ?? 0)
+            releaseAllButHeld()
             deadline = 0
         }
         releaseSlot()
@@ -352,7 +358,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         host.untrack(self)
         handle.close()
         held = nil
-        releaseCharges(keeping: 0)
+        releaseAllButHeld()
         host.returnParser(parser)
         releaseSlot()
         host.connectionClosed(self)

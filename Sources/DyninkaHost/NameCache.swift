@@ -32,10 +32,12 @@ final class NameCache {
         ttl = UInt64(ttlMilliseconds) * 1_000_000
     }
 
-    /// The entry of `host:port`, made on first use and shared by everyone asking.
+    /// The entry of `host:port`, made on first use and shared by everyone asking. At most 1,024
+    /// names are kept (an app may fetch URLs made from its input); hop targets keep their own.
     func entry(_ host: String, port: Int) -> Entry {
         let key = "\(host):\(port)"
         if let entry = entries[key] { return entry }
+        if entries.count >= 1024 { entries = entries.filter { $0.value.waiting != nil } }
         let entry = Entry(host: host, port: port)
         entries[key] = entry
         return entry

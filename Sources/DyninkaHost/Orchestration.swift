@@ -44,7 +44,7 @@ final class Orchestration {
                                 body: UnsafeRawBufferPointer(start: nil, count: 0), owner: nil)
             case .relay(let head, let body):
                 host.metrics.record(service: name, status: head.status, seconds: host.seconds(since: started))
-                connection.send(Answer(status: head.status, relayed: head, timing: timing, earlier: responses, relayedIsLastEarlier: true),
+                connection.send(Answer(status: head.status, relayed: head, timing: timing, earlier: responses),
                                 body: body.bytes, owner: body)
             case .failed(let failure):
                 host.metrics.recordFailure(service: name, kind: failure.kind)
@@ -67,10 +67,14 @@ final class Orchestration {
                     case .failed(let failure):
                         completion(.failed(failure))
                     case .response(let head, let body):
-                        responses.append(head)
+                        // A relayed answer brings its own Server-Timing; the others are kept for it.
                         switch head.status {
-                        case 200: run(steps.dropFirst(), input: Slice(owner: body, bytes: body.bytes), completion: completion)
-                        case 204: completion(.dropped)
+                        case 200:
+                            responses.append(head)
+                            run(steps.dropFirst(), input: Slice(owner: body, bytes: body.bytes), completion: completion)
+                        case 204:
+                            responses.append(head)
+                            completion(.dropped)
                         default: completion(.relay(head, body))
                         }
                     }

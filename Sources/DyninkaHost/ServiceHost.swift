@@ -91,9 +91,7 @@ package final class ServiceHost {
 
     /// Bytes of requests and responses held in memory now (bodies being received or waiting for
     /// their turn, responses the kernel has not taken); bounded by --max-buffered-bytes.
-    var bufferedBytes = 0 {
-        didSet { metrics.bufferedBytes = bufferedBytes }
-    }
+    var bufferedBytes = 0
 
     /// Counts `bytes` more against --max-buffered-bytes; false (and nothing counted) when they do not fit.
     func reserveBuffer(_ bytes: Int) -> Bool {
@@ -339,6 +337,7 @@ package final class ServiceHost {
             text(draining ? 503 : 200, draining ? "draining\n" : "ready\n", on: connection)
         case ("GET", "/metrics"):
             metrics.nameLookups = names.lookups
+            metrics.bufferedBytes = bufferedBytes
             text(200, metrics.render(), on: connection, type: "text/plain; version=0.0.4")
         case ("POST", _) where path.hasPrefix("/function/"):
             guard case .gateway(let functions) = role else { fallthrough }
@@ -508,18 +507,20 @@ package final class ServiceHost {
     /// The limits on one request: --max-hops service calls in all (route and arguments together)
     /// and --max-visits calls of any one service, this one included, so that no request holds
     /// more than a few of a host's in-flight slots.
+    /// Nothing is copied or allocated: the plan knows its own counts, the arguments add theirs.
     private func checkLimits(_ plan: RoutePlan, arguments: [String: Int]) throws(RouteError) {
-        var visits = plan.visits
-        var calls = plan.visits.values.reduce(0, +) - 1
+        var calls = plan.calls
+        var most = plan.mostVisited
         for (name, count) in arguments {
-            visits[name, default: 0] += count
             calls += count
+            let total = (plan.visits[name] ?? 0) + count
+            if total > most.count { most = (name, total) }
         }
         guard calls <= configuration.maxHops else {
             throw RouteError("the route and the arguments make \(calls) service calls together; the limit is \(configuration.maxHops) (--max-hops)")
         }
-        if let (name, count) = visits.max(by: { $0.value < $1.value }), count > configuration.maxVisits {
-            throw RouteError("the request would run '\(name)' \(count) times; a request may run a service at most \(configuration.maxVisits) times (--max-visits)")
+        if most.count > configuration.maxVisits {
+            throw RouteError("the request would run '\(most.name)' \(most.count) times; a request may run a service at most \(configuration.maxVisits) times (--max-visits)")
         }
     }
 

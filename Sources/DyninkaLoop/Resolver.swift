@@ -47,10 +47,4 @@ package enum Resolver {
             completion(.failure(LoopError(code: result, operation: "resolve '\(host)'")))
         }
     }
-
-    /// Resolves `host` to its first address (the one the system prefers).
-    package static func resolve(loop: EventLoop, host: String, port: Int,
-                                completion: @escaping (Result<SocketAddress, LoopError>) -> Void) {
-        resolveAll(loop: loop, host: host, port: port) { completion($0.map { $0[0] }) }
-    }
 }
