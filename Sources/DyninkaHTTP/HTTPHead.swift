@@ -15,11 +15,11 @@ package struct HTTPHead {
     package internal(set) var versionMinor = 1
 
     /// Header bytes: name then value, one field after another.
-    let storage: ByteBuffer
+    let storage: ByteStore
     /// For each field: where the name starts, where the value starts, where the value ends.
     var fields: [(name: Int, value: Int, end: Int)] = []
 
-    init(storage: ByteBuffer) { self.storage = storage }
+    init(storage: ByteStore) { self.storage = storage }
 
     /// Number of header fields.
     package var fieldCount: Int { fields.count }
@@ -41,7 +41,7 @@ package struct HTTPHead {
     /// Appends the raw bytes of the first field named `name` to `buffer`; false when absent.
     /// Relaying a value this way never makes a String of it.
     @discardableResult
-    package func appendValue(of name: StaticString, to buffer: ByteBuffer) -> Bool {
+    package func appendValue(of name: StaticString, to buffer: ByteStore) -> Bool {
         guard let index = index(of: name) else { return false }
         let field = fields[index]
         buffer.append(UnsafeRawBufferPointer(rebasing: storage.bytes[field.value..<field.end]))

@@ -85,7 +85,7 @@ package final class HTTPParser {
         return settings
     }()
     /// Header bytes of the message being parsed; handed to a head without copying.
-    private var storage = ByteBuffer(capacity: 512)
+    private var storage = ByteStore(capacity: 512)
     private var fields: [(name: Int, value: Int, end: Int)] = []
     private var headerBytes = 0
     private var bodyBytes = 0
@@ -93,7 +93,7 @@ package final class HTTPParser {
     private var startNewField = true
     private var limitError: HTTPParseError?
     private var completed = false
-    private lazy var url = ByteBuffer(capacity: 64)
+    private lazy var url = ByteStore(capacity: 64)
 
     package init(kind: Kind, maxHeaderBytes: Int = 16 * 1024, maxBodyBytes: Int = 8 * 1024 * 1024) {
         self.kind = kind
@@ -177,7 +177,7 @@ package final class HTTPParser {
         if isKnownUniquelyReferenced(&storage) {
             storage.removeAll()
         } else {
-            storage = ByteBuffer(capacity: 512)
+            storage = ByteStore(capacity: 512)
         }
         fields.removeAll(keepingCapacity: true)
         return 0

@@ -23,8 +23,8 @@ package enum HTTPWriter {
     /// Content-Length and Connection. `fields` appends complete lines ("Name: value\r\n").
     /// With `into`, the head replaces that buffer's contents (a reused scratch buffer).
     package static func responseHead(status: Int, contentLength: Int, keepAlive: Bool, capacity: Int = 256,
-                                     into reused: ByteBuffer? = nil, fields: (ByteBuffer) -> Void) -> ByteBuffer {
-        let buffer = reused ?? ByteBuffer(capacity: capacity)
+                                     into reused: ByteStore? = nil, fields: (ByteStore) -> Void) -> ByteStore {
+        let buffer = reused ?? ByteStore(capacity: capacity)
         buffer.removeAll()
         buffer.append("HTTP/1.1 ")
         buffer.append(decimal: status)
@@ -39,7 +39,7 @@ package enum HTTPWriter {
     }
 
     /// Appends a duration in milliseconds with three decimals ("1.234"), without Foundation.
-    package static func appendMilliseconds(nanoseconds: UInt64, to buffer: ByteBuffer) {
+    package static func appendMilliseconds(nanoseconds: UInt64, to buffer: ByteStore) {
         let micros = Int((nanoseconds + 500) / 1000)
         buffer.append(decimal: micros / 1000)
         let fraction = micros % 1000
@@ -49,7 +49,7 @@ package enum HTTPWriter {
 
     /// A response head: status line, the given fields, Content-Length and Connection.
     package static func responseHead(status: Int, fields: [(String, String)], contentLength: Int,
-                                     keepAlive: Bool, into buffer: ByteBuffer = ByteBuffer(capacity: 256)) -> ByteBuffer {
+                                     keepAlive: Bool, into buffer: ByteStore = ByteStore(capacity: 256)) -> ByteStore {
         buffer.append("HTTP/1.1 ")
         buffer.append(decimal: status)
         buffer.append(" ")
@@ -66,7 +66,7 @@ package enum HTTPWriter {
 
     /// A request head: request line, Host, the given fields, Content-Length, Connection: close.
     package static func requestHead(method: String, target: String, host: String, fields: [(String, String)],
-                                    contentLength: Int, into buffer: ByteBuffer = ByteBuffer(capacity: 256)) -> ByteBuffer {
+                                    contentLength: Int, into buffer: ByteStore = ByteStore(capacity: 256)) -> ByteStore {
         buffer.append(method)
         buffer.append(" ")
         buffer.append(target)
@@ -83,7 +83,7 @@ package enum HTTPWriter {
     }
 
     /// Appends one field; CR and LF in the value are replaced so a value can never split the head.
-    package static func appendField(_ name: String, _ value: String, to buffer: ByteBuffer) {
+    package static func appendField(_ name: String, _ value: String, to buffer: ByteStore) {
         buffer.append(name)
         buffer.append(": ")
         if value.utf8.contains(where: { $0 == 13 || $0 == 10 }) {

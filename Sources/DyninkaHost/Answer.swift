@@ -43,7 +43,7 @@ struct Answer {
 
     /// Appends the header lines ("Name: value\r\n") of this answer.
     @inline(__always)
-    func appendFields(to head: ByteBuffer) {
+    func appendFields(to head: ByteStore) {
         if json {
             head.append("Content-Type: application/json\r\n")
         } else {
@@ -75,7 +75,7 @@ struct Answer {
 
 extension Answer {
     /// Copies the relayed response's field `name` as the line `line` (with its own name).
-    private func passOn(_ name: StaticString, as line: StaticString, to head: ByteBuffer) {
+    private func passOn(_ name: StaticString, as line: StaticString, to head: ByteStore) {
         guard let relayed, relayed.has(name) else { return }
         head.append(line)
         relayed.appendValue(of: name, to: head)
@@ -84,15 +84,15 @@ extension Answer {
 }
 
 extension InboundConnection {
-    /// Answers with `body` (kept alive by `owner` until written).
+    /// Answers with `body` (kept alive by its owner until written).
     @inline(__always)
-    func send(_ answer: Answer, body: UnsafeRawBufferPointer, owner: AnyObject?, forceClose: Bool = false) {
-        respond(status: answer.status, body: body, owner: owner, forceClose: forceClose) { answer.appendFields(to: $0) }
+    func send(_ answer: Answer, body: OwnedBytes, forceClose: Bool = false) {
+        respond(status: answer.status, body: body, forceClose: forceClose) { answer.appendFields(to: $0) }
     }
 
     /// Answers with `failure`'s JSON error body.
     func send(_ failure: ServiceFailure, timing: HopTiming?, earlier: [HTTPHead] = [], forceClose: Bool = false) {
         let body = failure.body
-        send(Answer(failure: failure, timing: timing, earlier: earlier), body: body.bytes, owner: body, forceClose: forceClose)
+        send(Answer(failure: failure, timing: timing, earlier: earlier), body: body.owned, forceClose: forceClose)
     }
 }

@@ -8,8 +8,9 @@ import Glibc
 // calling a service function with a Swift completion, and lending the host's loop. Nothing else
 // in the host imports CDyninkaABI.
 
-/// Output bytes owned by the app library, released through its table when the write is done.
-final class LibraryBytes: @unchecked Sendable {
+/// A function's output in the app library's memory, released through its table once the last
+/// `OwnedBytes` of it is gone (the answer or the next hop's request is written).
+final class LibraryOutput: @unchecked Sendable {
     // Moved from the completing thread to the loop once; only the loop touches it afterwards.
     let data: UnsafeMutablePointer<UInt8>?
     let count: Int
@@ -24,6 +25,8 @@ final class LibraryBytes: @unchecked Sendable {
     deinit { if let data { release?(data) } }
 
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: data, count: count) }
+    /// The output, kept alive by this object (no copy).
+    var owned: OwnedBytes { OwnedBytes(bytes, owner: self) }
     var text: String { String(decoding: bytes, as: UTF8.self) }
 }
 
@@ -64,7 +67,7 @@ class FunctionCaller {
     deinit { argumentArray?.deallocate() }
 
     /// The function's result, on the loop thread; subclasses override it.
-    func functionDone(_ result: FunctionResult, _ output: LibraryBytes) {}
+    func functionDone(_ result: FunctionResult, _ output: LibraryOutput) {}
 
     /// Calls `service`'s function with `input` and `count` arguments (`argument(i)`, nil for an
     /// absent one); false when the service has no entry point. The bytes must stay valid until
@@ -86,7 +89,7 @@ class FunctionCaller {
             context: Unmanaged.passRetained(self).toOpaque(),
             complete: { context, status, data, length in
                 let caller = Unmanaged<FunctionCaller>.fromOpaque(context!).takeRetainedValue()
-                let output = LibraryBytes(data: data, count: length, release: caller.releaseOutput)
+                let output = LibraryOutput(data: data, count: length, release: caller.releaseOutput)
                 let result: FunctionResult
                 switch dyninka_status(UInt32(status)) {
                 case DYNINKA_STATUS_OK: result = .value

@@ -143,7 +143,7 @@ final class ExchangeConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring 
     private var receivedBytes = false
     private var status = 0
     private var keepAlive = false
-    private let body = ByteBuffer(capacity: 4096)
+    private let body = ByteStore(capacity: 4096)
     private(set) var deadline: UInt64 = 0
     var trackSlot = -1
 
@@ -168,8 +168,8 @@ final class ExchangeConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring 
         parser.delegate = self
         deadline = EventLoop.nanoseconds() + UInt64(exchange.timeout) * 1_000_000
         client.host.track(self)
-        // The request bytes stay valid until `done`; a partial write copies nothing we own.
-        switch handle.write(exchange.request, UnsafeRawBufferPointer(start: nil, count: 0), owners: (nil, nil)) {
+        // The request is borrowed: what the kernel does not take at once is copied.
+        switch handle.write(exchange.request) {
         case .done: connected = true
         case .pending: break
         case .failed(let error): writeFailed(error)

@@ -13,12 +13,19 @@ protocol Expiring: AnyObject {
 /// What came back from a next hop.
 enum HopOutcome {
     /// A complete response, any status; the body is held as bytes, never parsed.
-    case response(HTTPHead, ByteBuffer)
+    case response(HTTPHead, OwnedBytes)
+    /// A hop sent with `relayTo`: the response's head is in and its body streams to that
+    /// connection as it arrives. Answer with `connection.relay(_:from:)` now.
+    case relaying(HTTPHead, HopClient)
     /// No usable response: the failure names the hop's service.
     case failed(ServiceFailure)
 }
 
-/// One outbound request to a peer service: connect, send, collect the whole response.
+/// One outbound request to a peer service: connect, send, then either collect the whole
+/// response (a dependency's value, an orchestrated step) or relay it cut-through to the client
+/// connection named at the start (the next hop's answer): each piece of the body goes from the
+/// read block it arrived in to the client's socket, never into a buffer of ours, and reading
+/// from the peer pauses while the client's socket is full.
 /// Keep-alive-free: one connection per hop, closed once the response is in.
 final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     // The host outlives every request and connection it serves.
@@ -27,13 +34,18 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     /// The service being called (named in failures).
     var service: String { target.service }
     let address: PeerAddress
-    private let body: UnsafeRawBufferPointer
-    private let owner: AnyObject?
+    private let body: OwnedBytes
     private var completion: ((HopOutcome) -> Void)?
+    /// Where the response streams when it is relayed cut-through; nil: collect it.
+    private let relayTo: InboundConnection?
+    /// The connection the body streams to, once its head is answered.
+    private var sink: InboundConnection?
+    /// Reading from the peer is paused until the client's socket takes what it was given.
+    private var paused = false
     private var handle: TCPHandle?
     private var parser: HTTPParser?
     private var responseHead: HTTPHead?
-    private var responseBody: ByteBuffer?
+    private var responseBody: ByteStore?
     private(set) var deadline: UInt64 = 0
     var trackSlot = -1
     private var connected = false
@@ -46,16 +58,16 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     private var candidates: [SocketAddress] = []
     private var candidate = 0
     /// Header lines for this request only (the remaining deadline), added to the target's head.
-    private let extraHead: ByteBuffer?
+    private let extraHead: ByteStore?
 
-    init(host: ServiceHost, target: HopTarget, address: PeerAddress, extraHead: ByteBuffer?, body: UnsafeRawBufferPointer,
-         owner: AnyObject?, completion: @escaping (HopOutcome) -> Void) {
+    init(host: ServiceHost, target: HopTarget, address: PeerAddress, extraHead: ByteStore?, body: OwnedBytes,
+         relayTo: InboundConnection?, completion: @escaping (HopOutcome) -> Void) {
         self.extraHead = extraHead
         self.host = host
         self.target = target
         self.address = address
         self.body = body
-        self.owner = owner
+        self.relayTo = relayTo
         self.completion = completion
     }
 
@@ -104,7 +116,7 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         // now; otherwise the write waits for it. The head comes from the host's scratch buffer
         // (the write copies what it cannot send at once).
         target.writeHead(contentLength: body.count, extra: extraHead, into: host.scratch)
-        switch handle.write(host.scratch.bytes, body, owners: (nil, owner)) {
+        switch handle.write(host.scratch.bytes, body) {
         case .done:
             established()
         case .pending:
@@ -169,14 +181,26 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     func handleRead(_ event: ReadEvent) { read(event) }
 
     private func read(_ event: ReadEvent) {
-        guard let parser, completion != nil else { return }
+        guard let parser, completion != nil || sink != nil else { return }
         let result: HTTPFeedResult
         switch event {
-        case .data(let bytes): result = parser.feed(bytes)
-        case .end: result = parser.finish()
+        case .data(let bytes):
+            if sink != nil { deadline = EventLoop.nanoseconds() + UInt64(responseTimeout) * 1_000_000 }
+            feeding = true
+            result = parser.feed(bytes)
+            feeding = false
+        case .end:
+            feeding = true
+            result = parser.finish()
+            feeding = false
         case .failed(let error):
             guard connected else { return connectionFailed(error) }
             return fail(.unreachable, "service '\(service)' at \(address) reset the connection (\(error.reason))")
+        }
+        if completion == nil, sink == nil {
+            // Relaying stopped inside the parser's callbacks (the client went away, or nobody
+            // took the relay): let go now that the parser has returned.
+            return release()
         }
         if refused {
             return finish(.failed(ServiceFailure(
@@ -192,22 +216,45 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             // Everything the peer sent is read: close with RST, so neither side keeps a
             // TIME_WAIT entry or exchanges FINs (keep-alive-free load would exhaust ports).
             handle?.setResetOnClose()
-            finish(.response(responseHead!, responseBody ?? ByteBuffer()))
+            if let sink {
+                release()
+                sink.relayEnded()
+            } else if completion != nil {
+                finish(.response(responseHead!, responseBody.map { OwnedBytes($0.bytes, owner: $0) } ?? .empty))
+            }
         case .failed(let error):
             fail(.unreachable, "service '\(service)' at \(address) sent an invalid response (\(error))")
         }
     }
 
     func parserHead(_ head: HTTPHead) {
+        // A body whose length is declared streams through; anything else (chunked, or ended by
+        // the peer's close: not what a Dyninka host sends) is collected and answered whole.
+        if relayTo != nil, let completion, head.contentLength != nil {
+            // The completion answers with `connection.relay(_:from:)`, which attaches the sink.
+            self.completion = nil
+            completion(.relaying(head, self))
+            return
+        }
         responseHead = head
         let declared = head.contentLength ?? 0
         // The declared body counts against --max-buffered-bytes while it is collected.
         if declared > 0, !host.reserveBuffer(declared) { return refused = true }
         charged = declared
-        responseBody = ByteBuffer(capacity: declared > 0 ? declared : 4096)
+        responseBody = ByteStore(capacity: declared > 0 ? declared : 4096)
     }
 
     func parserBody(_ bytes: UnsafeRawBufferPointer) {
+        if let sink {
+            // Cut-through: the piece stays in the read block it arrived in until the client's
+            // socket has taken it; meanwhile the loop reads into another block.
+            if !sink.relayPiece(host.loop.readBlock.own(bytes)), !paused, let handle {
+                paused = true
+                handle.stopReading()
+                deadline = 0
+            }
+            return
+        }
         guard !refused, let body = responseBody else { return }
         if body.count + bytes.count > charged {
             // A body without Content-Length counts as it grows.
@@ -216,6 +263,32 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         }
         body.append(bytes)
     }
+
+    /// The connection this hop was sent for takes the body from now on.
+    func attach(_ connection: InboundConnection) {
+        guard connection === relayTo, parser != nil else { return }
+        sink = connection
+    }
+
+    /// The client's socket took everything relayed so far: read on.
+    func resumeRelay() {
+        guard paused, sink != nil, let handle else { return }
+        paused = false
+        deadline = EventLoop.nanoseconds() + UInt64(responseTimeout) * 1_000_000
+        handle.startReading(self)
+    }
+
+    /// The client connection is gone: stop relaying and drop the peer's connection.
+    func abortRelay() {
+        guard sink != nil else { return }
+        sink = nil
+        handle?.setResetOnClose()
+        // Never return the parser from inside its own callbacks: `read` lets go once it returns.
+        if !feeding { release() }
+    }
+
+    /// Inside the parser's feed: releasing waits until it returns.
+    private var feeding = false
 
     /// Bytes of the response counted against --max-buffered-bytes.
     private var charged = 0
@@ -238,12 +311,26 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     private func fail(_ kind: FailureKind, _ message: String) {
         host.metrics.hopFailures += 1
         host.log.warning(message)
+        if let sink {
+            // The head is answered already: the client's connection can only be cut short.
+            handle?.setResetOnClose()
+            release()
+            return sink.relayBroken()
+        }
         finish(.failed(ServiceFailure(service: service, kind: kind, message: message)))
     }
 
     private func finish(_ outcome: HopOutcome) {
         guard let completion else { return }
         self.completion = nil
+        release()
+        completion(outcome)
+    }
+
+    /// Lets go of everything the hop holds: timers, its deadline, counted bytes, the connection
+    /// and the parser.
+    private func release() {
+        sink = nil
         retryTimer?.close()
         retryTimer = nil
         host.untrack(self)
@@ -253,6 +340,5 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         handle = nil
         if let parser { host.returnParser(parser) }
         parser = nil
-        completion(outcome)
     }
 }

@@ -12,7 +12,7 @@ final class HopTarget {
     /// The address when it is numeric, so no per-request parsing or resolution is needed.
     let socketAddress: SocketAddress?
     /// "POST / HTTP/1.1 ... Dyninka-Route: ...\r\nContent-Length: " (immutable after init).
-    let headPrefix: ByteBuffer
+    let headPrefix: ByteStore
     /// The host's cache entry for a name (set on the first hop; nil for numeric addresses).
     var nameEntry: NameCache.Entry?
 
@@ -27,7 +27,7 @@ final class HopTarget {
         self.service = service
         self.address = address
         socketAddress = address.flatMap { try? SocketAddress(ip: $0.host, port: $0.port) }
-        let head = ByteBuffer(capacity: 160)
+        let head = ByteStore(capacity: 160)
         head.append("POST ")
         head.append(path)
         head.append(" HTTP/1.1\r\nHost: ")
@@ -40,7 +40,7 @@ final class HopTarget {
 
     /// Writes the complete request head for a body of `length` bytes into `buffer` (replacing its
     /// contents), with `extra` header lines (complete "Name: value\r\n" lines) when given.
-    func writeHead(contentLength length: Int, extra: ByteBuffer?, into buffer: ByteBuffer) {
+    func writeHead(contentLength length: Int, extra: ByteStore?, into buffer: ByteStore) {
         buffer.removeAll()
         buffer.append(headPrefix.bytes)
         if let extra { buffer.append(extra.bytes) }
@@ -50,18 +50,17 @@ final class HopTarget {
     }
 }
 
-/// Bytes inside a buffer that `owner` keeps alive.
-struct Slice {
-    let owner: AnyObject?
-    let bytes: UnsafeRawBufferPointer
+extension ByteStore {
+    /// The bytes written so far, kept alive by this store (no copy).
+    var owned: OwnedBytes { OwnedBytes(bytes, owner: self) }
 }
 
 /// How one explicit argument of a call is produced, with everything prepared.
 enum PreparedArgument {
     /// Bytes that came with the request (gateway mode's Dyninka-Parts).
-    case given(Slice)
+    case given(OwnedBytes)
     /// Constant JSON bytes, shared by every request.
-    case constant(ByteBuffer)
+    case constant(ByteStore)
     /// A dependency called before the function runs (fan-in); nil results become `null` when optional.
     case dependency(HopTarget, optional: Bool)
 }

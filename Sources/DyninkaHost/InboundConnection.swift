@@ -14,9 +14,14 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     private let handle: TCPHandle
     private let parser: HTTPParser
     private var head: HTTPHead?
-    private var body: ByteBuffer?
+    /// The request body being collected from several reads (or a chunked body).
+    private var body: ByteStore?
+    /// The request body when it arrived whole in one read: it stays in that read block.
+    private var bodyInBlock: OwnedBytes?
+    /// Bytes being parsed come straight from the loop's read block (not from `held`).
+    private var parsingReadBlock = false
     /// Bytes received but not parsed yet (sent ahead by a pipelining client), from `heldStart` on.
-    private var held: ByteBuffer?
+    private var held: ByteStore?
     private var heldStart = 0
     private var receivedAny = false
     /// The current request allows another one on this connection.
@@ -79,7 +84,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             if busy || held != nil {
                 hold(bytes)
             } else {
-                parse(bytes)
+                parse(bytes, inReadBlock: true)
                 pump()
             }
         case .end:
@@ -92,7 +97,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     /// Keeps bytes that arrived ahead of their turn, within the bound.
     private func hold(_ bytes: UnsafeRawBufferPointer) {
-        let buffer = held ?? ByteBuffer(capacity: min(max(bytes.count, 1024), Self.maxHeldBytes))
+        let buffer = held ?? ByteStore(capacity: min(max(bytes.count, 1024), Self.maxHeldBytes))
         if heldStart > 0, heldStart * 2 >= buffer.count {
             charge(-heldStart)
             buffer.removeFirst(heldStart)
@@ -137,8 +142,13 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     /// Feeds bytes to the parser; dispatches a complete request. Bytes after a complete request
     /// are kept for later when they are not already in `held`. Returns the bytes consumed.
     @discardableResult
-    private func parse(_ bytes: UnsafeRawBufferPointer) -> Int {
+    private func parse(_ bytes: UnsafeRawBufferPointer, inReadBlock: Bool = false) -> Int {
+        // A function may answer at once, and the next request be parsed from `held` inside
+        // this call: the flag holds for this call's bytes only.
+        let outer = parsingReadBlock
+        parsingReadBlock = inReadBlock
         let result = parser.feed(bytes)
+        parsingReadBlock = outer
         if let declared = refusedBody {
             // Refused from inside the parser's callback; answered now that the parser returned.
             refusedBody = nil
@@ -172,7 +182,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         busy = true
         deadline = 0
         let head = self.head!
-        let body = self.body
+        let body = bodyInBlock ?? self.body?.owned
         requestKeepAlive = head.keepAlive
         requestIsHead = head.method == "HEAD"
         if host.configuration.accessLog {
@@ -181,6 +191,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         }
         self.head = nil
         self.body = nil
+        bodyInBlock = nil
         host.dispatch(head, body: body, on: self)
     }
 
@@ -191,9 +202,12 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             // The whole declared body counts from now on, before a byte of it arrives.
             guard reserve(length) else { return refuse(length) }
             declaredBody = true
-            body = ByteBuffer(capacity: length)
+            declaredLength = length
         }
     }
+
+    /// The Content-Length of the request being parsed.
+    private var declaredLength = 0
 
     func parserBody(_ bytes: UnsafeRawBufferPointer) {
         guard refusedBody == nil else { return }
@@ -201,7 +215,14 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             // A chunked body counts as it grows.
             guard reserve(bytes.count) else { return refuse(-1) }
         }
-        if body == nil { body = ByteBuffer(capacity: max(bytes.count, 1024)) }
+        if body == nil {
+            if declaredBody, bytes.count == declaredLength, parsingReadBlock {
+                // The whole body in one read: the function gets it where it arrived, no copy.
+                bodyInBlock = host.loop.readBlock.own(bytes)
+                return
+            }
+            body = ByteStore(capacity: declaredBody ? declaredLength : max(bytes.count, 1024))
+        }
         body!.append(bytes)
     }
 
@@ -221,6 +242,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         deadline = 0
         head = nil
         body = nil
+        bodyInBlock = nil
         requestKeepAlive = false
         requestIsHead = false
         host.metrics.recordFailure(service: host.configuration.service, kind: .overloaded)
@@ -293,46 +315,132 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     // MARK: Responding
 
-    /// Writes a response; `fields` appends header lines, `owner` keeps the body alive until written.
-    func respond(status: Int, body: UnsafeRawBufferPointer, owner: AnyObject?, forceClose: Bool = false,
-                 fields: (ByteBuffer) -> Void) {
-        guard !closed, !writing else { return }
+    /// Writes a response; `fields` appends header lines, `body`'s owner keeps it alive until written.
+    func respond(status: Int, body: OwnedBytes, forceClose: Bool = false, fields: (ByteStore) -> Void) {
+        guard !closed, !writing, relaySource == nil else { return }
+        let head = composeHead(status: status, contentLength: body.count, forceClose: forceClose, fields: fields)
+        let sent = requestIsHead ? .empty : body
+        finishAfterWrite = true
+        write(head.bytes, sent)
+    }
+
+    /// Starts the response head in the host's scratch buffer (the write copies what the kernel
+    /// does not take at once); logs the request when the access log is on.
+    private func composeHead(status: Int, contentLength: Int, forceClose: Bool, fields: (ByteStore) -> Void) -> ByteStore {
         // A client that closed its sending side still gets the answers to what it sent ahead.
         let keepAlive = requestKeepAlive && !forceClose && !host.draining && !(peerClosed && held == nil)
         if host.configuration.accessLog {
             let micros = requestStarted == 0 ? 0 : (EventLoop.nanoseconds() - requestStarted) / 1000
             let peer = handle.remoteAddress?.description ?? "-"
-            host.log.info("\(peer) \"\(requestLine.isEmpty ? "-" : requestLine)\" \(status) \(body.count) \(micros)us")
+            host.log.info("\(peer) \"\(requestLine.isEmpty ? "-" : requestLine)\" \(status) \(contentLength) \(micros)us")
             requestLine = ""
             requestStarted = 0
         }
         // The request body is no longer needed (the function ran); only held bytes stay counted.
         releaseAllButHeld()
-        // The head goes out of the host's scratch buffer; the write copies what it cannot send at once.
-        let head = HTTPWriter.responseHead(status: status, contentLength: body.count, keepAlive: keepAlive,
-                                           into: host.scratch, fields: fields)
-        let sent = requestIsHead ? UnsafeRawBufferPointer(start: nil, count: 0) : body
         responseKeepAlive = keepAlive
-        switch handle.write(head.bytes, sent, owners: (nil, owner)) {
+        return HTTPWriter.responseHead(status: status, contentLength: contentLength, keepAlive: keepAlive,
+                                       into: host.scratch, fields: fields)
+    }
+
+    /// Writes bytes of the response; the connection counts what the kernel has not taken yet.
+    private func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes) {
+        switch handle.write(head, body) {
         case .done:
-            handleWriteDone(nil)
+            if queuedWrites == 0 { written(nil) }
         case .pending:
+            queuedWrites += 1
             writing = true
-            charge(sent.count)
+            charge(body.count)
             deadline = EventLoop.nanoseconds() + UInt64(host.configuration.writeTimeout) * 1_000_000
         case .failed(let error):
-            handleWriteDone(error)
+            written(error)
         }
     }
 
     func handleWriteDone(_ error: LoopError?) {
-        if writing {
+        queuedWrites -= 1
+        if queuedWrites == 0 || error != nil { written(error) }
+    }
+
+    /// Everything written so far is with the kernel (or a write failed).
+    private func written(_ error: LoopError?) {
+        if writing, queuedWrites == 0 || error != nil {
             writing = false
             releaseAllButHeld()
             deadline = 0
         }
+        if error != nil { return close() }
+        if let source = relaySource {
+            // Relaying: the response ends with the peer's body; until then read on.
+            return source.resumeRelay()
+        }
+        guard finishAfterWrite else { return }
+        finishAfterWrite = false
         releaseSlot()
-        if error != nil || !responseKeepAlive { close() } else { next() }
+        if !responseKeepAlive { close() } else { next() }
+    }
+
+    /// The response is complete once the bytes written so far are with the kernel.
+    private var finishAfterWrite = false
+    /// Writes the kernel has not finished yet (uv_write requests in flight).
+    private var queuedWrites = 0
+
+    // MARK: Relaying
+
+    /// The hop whose response streams to this connection, while it does.
+    private var relaySource: HopClient?
+    /// The answer for a relayed response, written together with its first piece of body.
+    private var relayAnswer: Answer?
+    private var relayLength = 0
+
+    /// Answers with a next hop's response as it arrives: `answer` (with the relayed head) goes
+    /// out together with the first piece of the body, in one write; the pieces follow as
+    /// `hop` reads them, and reading pauses while this client's socket is full.
+    func relay(_ answer: Answer, from hop: HopClient) {
+        guard !closed, !writing, relaySource == nil, let length = answer.relayed?.contentLength else { return }
+        relaySource = hop
+        relayAnswer = answer
+        relayLength = length
+        hop.attach(self)
+        if length == 0 { relayEnded() }
+    }
+
+    /// A piece of the relayed body, kept alive by its read block until written; false when the
+    /// kernel did not take all of it (the hop then pauses until `resumeRelay`).
+    func relayPiece(_ piece: OwnedBytes) -> Bool {
+        guard !closed, relaySource != nil else { return true }
+        if let answer = relayAnswer {
+            relayAnswer = nil
+            let head = composeHead(status: answer.status, contentLength: relayLength, forceClose: false) { answer.appendFields(to: $0) }
+            write(head.bytes, requestIsHead ? .empty : piece)
+        } else if !requestIsHead {
+            write(UnsafeRawBufferPointer(start: nil, count: 0), piece)
+        }
+        return !writing
+    }
+
+    /// The relayed body is complete: the response ends once the kernel has it all.
+    func relayEnded() {
+        guard !closed, relaySource != nil else { return }
+        relaySource = nil
+        finishAfterWrite = true
+        if let answer = relayAnswer {
+            // No body came (Content-Length: 0): the head goes alone.
+            relayAnswer = nil
+            let head = composeHead(status: answer.status, contentLength: 0, forceClose: false) { answer.appendFields(to: $0) }
+            return write(head.bytes, .empty)
+        }
+        if !writing { written(nil) }
+    }
+
+    /// The next hop failed after its head was relayed: the client's response can only be cut
+    /// short (it sees fewer bytes than Content-Length said). The hop logged why.
+    func relayBroken() {
+        relaySource = nil
+        relayAnswer = nil
+        handle.setResetOnClose()
+        close()
     }
 
     /// Writes a failure of the host itself (not of a service's request): no Server-Timing.
@@ -356,6 +464,9 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         deadline = 0
         writing = false
         host.untrack(self)
+        relaySource?.abortRelay()
+        relaySource = nil
+        relayAnswer = nil
         handle.close()
         held = nil
         releaseAllButHeld()

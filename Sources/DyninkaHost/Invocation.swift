@@ -4,8 +4,6 @@ import DyninkaLoop
 import Glibc
 #endif
 
-private var emptyBody: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
-
 /// One request to this host's service: gather the arguments (fan-in), run the function, then
 /// answer or forward the output along the route and relay what comes back.
 final class Invocation: FunctionCaller {
@@ -14,9 +12,9 @@ final class Invocation: FunctionCaller {
     private let connection: InboundConnection
     private let plan: RoutePlan
     private let prepared: [PreparedArgument]
-    private let input: Slice?
+    private let input: OwnedBytes?
     private let started: UInt64
-    private var arguments: [Slice?]
+    private var arguments: [OwnedBytes?]
     private var pendingDependencies = 0
     /// Heads of dependency responses, whose Server-Timing values are passed on.
     private var dependencyHeads: [HTTPHead] = []
@@ -35,7 +33,7 @@ final class Invocation: FunctionCaller {
     }
 
     /// Writes the remaining budget for the next hop.
-    private func passDeadline(_ head: ByteBuffer) {
+    private func passDeadline(_ head: ByteStore) {
         guard let remaining else { return }
         head.append("Dyninka-Deadline: ")
         head.append(decimal: max(remaining, 0))
@@ -51,7 +49,7 @@ final class Invocation: FunctionCaller {
     }
 
     init(host: ServiceHost, connection: InboundConnection, plan: RoutePlan, arguments: [PreparedArgument],
-         input: Slice?, started: UInt64) {
+         input: OwnedBytes?, started: UInt64) {
         self.host = host
         self.connection = connection
         self.plan = plan
@@ -70,13 +68,13 @@ final class Invocation: FunctionCaller {
             if finished { return }
             switch argument {
             case .constant(let bytes):
-                arguments[index] = Slice(owner: bytes, bytes: bytes.bytes)
+                arguments[index] = bytes.owned
             case .given(let slice):
                 arguments[index] = slice
             case .dependency(let target, let optional):
                 if deadlinePassed(before: "calling '\(target.service)'") { return }
                 pendingDependencies += 1
-                host.sendHop(target, body: emptyBody, owner: nil, extra: deadline == nil ? nil : passDeadline,
+                host.sendHop(target, body: .empty, extra: deadline == nil ? nil : passDeadline,
                              responseTimeout: remaining) { [self] outcome in
                     dependencyDone(index, outcome, optional: optional)
                 }
@@ -97,16 +95,16 @@ final class Invocation: FunctionCaller {
             dependencyHeads.append(head)
             switch head.status {
             case 200:
-                arguments[index] = Slice(owner: body, bytes: body.bytes)
+                arguments[index] = body
             case 204 where optional:
-                let null = ByteBuffer(capacity: 4)
-                null.append("null")
-                arguments[index] = Slice(owner: null, bytes: null.bytes)
+                arguments[index] = Self.null
             case 204:
                 return finishDropped()
             default:
                 return relay(head, body)
             }
+        case .relaying:
+            preconditionFailure("dependencies are collected, never relayed")
         }
         if pendingDependencies == 0 { callFunction() }
     }
@@ -124,20 +122,22 @@ final class Invocation: FunctionCaller {
         }
     }
 
-    override func functionDone(_ result: FunctionResult, _ output: LibraryBytes) {
+    override func functionDone(_ result: FunctionResult, _ output: LibraryOutput) {
         functionNanoseconds = EventLoop.nanoseconds() - functionStarted
         host.metrics.recordFunction(service: service.name, seconds: Double(functionNanoseconds) / 1e9)
         switch result {
         case .value:
             guard let next = plan.next else {
-                return complete(200, json: true, body: output.bytes, owner: output)
+                return complete(200, json: true, body: output.owned)
             }
             if deadlinePassed(before: "forwarding to '\(next.service)'") { return }
-            host.sendHop(next, body: output.bytes, owner: output, extra: deadline == nil ? nil : passDeadline,
+            // The next hop's answer streams back to the client as it arrives (cut-through).
+            host.sendHop(next, body: output.owned, relayTo: connection, extra: deadline == nil ? nil : passDeadline,
                          responseTimeout: remaining) { [self] outcome in
                 switch outcome {
                 case .failed(let failure): finish(failure: failure, own: false)
                 case .response(let head, let body): relay(head, body)
+                case .relaying(let head, let hop): relay(head, from: hop)
                 }
             }
         case .dropped:
@@ -152,31 +152,50 @@ final class Invocation: FunctionCaller {
     // MARK: Answering
 
     /// Passes a downstream response back as it came: status, body bytes, error body included.
-    private func relay(_ head: HTTPHead, _ body: ByteBuffer) {
-        complete(head.status, relayed: head, body: body.bytes, owner: body)
+    private func relay(_ head: HTTPHead, _ body: OwnedBytes) {
+        complete(head.status, relayed: head, body: body)
+    }
+
+    /// Passes the next hop's response back while its body streams through.
+    private func relay(_ head: HTTPHead, from hop: HopClient) {
+        guard let answer = answer(head.status, relayed: head) else { return }
+        connection.relay(answer, from: hop)
     }
 
     private func finishDropped() {
-        complete(204, body: emptyBody, owner: nil)
+        complete(204, body: .empty)
     }
 
     private func finish(failure: ServiceFailure, own: Bool) {
         if own { host.log.warning("\(failure)") }
         host.metrics.recordFailure(service: service.name, kind: failure.kind)
         let body = failure.body
-        complete(failure.status, json: true, retryAfter: failure.kind == .overloaded, body: body.bytes, owner: body)
+        complete(failure.status, json: true, retryAfter: failure.kind == .overloaded, body: body.owned)
     }
 
     /// Answers once: this hop's Server-Timing first, then what the dependencies and the next hop
     /// reported.
     private func complete(_ status: Int, relayed: HTTPHead? = nil, json: Bool = false, retryAfter: Bool = false,
-                          body: UnsafeRawBufferPointer, owner: AnyObject?) {
-        guard !finished else { return }
+                          body: OwnedBytes) {
+        guard let answer = answer(status, relayed: relayed, json: json, retryAfter: retryAfter) else { return }
+        connection.send(answer, body: body)
+    }
+
+    /// The one answer of this request (nil once answered), counted in the metrics.
+    private func answer(_ status: Int, relayed: HTTPHead?, json: Bool = false, retryAfter: Bool = false) -> Answer? {
+        guard !finished else { return nil }
         finished = true
         host.metrics.record(service: service.name, status: status, seconds: Double(EventLoop.nanoseconds() - started) / 1e9)
-        connection.send(Answer(status: status, relayed: relayed, json: json, retryAfter: retryAfter,
-                               timing: HopTiming(name: service.name, started: started, function: functionNanoseconds),
-                               earlier: dependencyHeads),
-                        body: body, owner: owner)
+        return Answer(status: status, relayed: relayed, json: json, retryAfter: retryAfter,
+                      timing: HopTiming(name: service.name, started: started, function: functionNanoseconds),
+                      earlier: dependencyHeads)
     }
+
+    /// `null`, the value of an optional dependency that dropped its item.
+    // Never mutated; read on the loop thread only.
+    nonisolated(unsafe) private static let null: OwnedBytes = {
+        let store = ByteStore(capacity: 4)
+        store.append("null")
+        return store.owned
+    }()
 }

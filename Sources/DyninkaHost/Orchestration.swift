@@ -16,9 +16,9 @@ final class Orchestration {
 
     /// How a chain ended.
     enum Outcome {
-        case value(Slice?)
+        case value(OwnedBytes?)
         case dropped
-        case relay(HTTPHead, ByteBuffer)
+        case relay(HTTPHead, OwnedBytes)
         case failed(ServiceFailure)
     }
 
@@ -29,23 +29,20 @@ final class Orchestration {
         self.started = started
     }
 
-    func start(steps: [CheckedStep], input: Slice?) {
+    func start(steps: [CheckedStep], input: OwnedBytes?) {
         run(steps[...], input: input) { [self] outcome in
             let name = host.configuration.service
             let timing = HopTiming(name: name, started: started)
             switch outcome {
             case .value(let output):
-                let bytes = output?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
                 host.metrics.record(service: name, status: 200, seconds: host.seconds(since: started))
-                connection.send(Answer(status: 200, json: true, timing: timing, earlier: responses), body: bytes, owner: output?.owner)
+                connection.send(Answer(status: 200, json: true, timing: timing, earlier: responses), body: output ?? .empty)
             case .dropped:
                 host.metrics.record(service: name, status: 204, seconds: host.seconds(since: started))
-                connection.send(Answer(status: 204, timing: timing, earlier: responses),
-                                body: UnsafeRawBufferPointer(start: nil, count: 0), owner: nil)
+                connection.send(Answer(status: 204, timing: timing, earlier: responses), body: .empty)
             case .relay(let head, let body):
                 host.metrics.record(service: name, status: head.status, seconds: host.seconds(since: started))
-                connection.send(Answer(status: head.status, relayed: head, timing: timing, earlier: responses),
-                                body: body.bytes, owner: body)
+                connection.send(Answer(status: head.status, relayed: head, timing: timing, earlier: responses), body: body)
             case .failed(let failure):
                 host.metrics.recordFailure(service: name, kind: failure.kind)
                 host.metrics.record(service: name, status: failure.status, seconds: host.seconds(since: started))
@@ -55,7 +52,7 @@ final class Orchestration {
     }
 
     /// Runs `steps` one after another, starting from `input`.
-    private func run(_ steps: ArraySlice<CheckedStep>, input: Slice?, completion: @escaping (Outcome) -> Void) {
+    private func run(_ steps: ArraySlice<CheckedStep>, input: OwnedBytes?, completion: @escaping (Outcome) -> Void) {
         guard let step = steps.first else { return completion(.value(input)) }
         gather(step.arguments[...], collected: []) { [self] gathered in
             switch gathered {
@@ -71,12 +68,14 @@ final class Orchestration {
                         switch head.status {
                         case 200:
                             responses.append(head)
-                            run(steps.dropFirst(), input: Slice(owner: body, bytes: body.bytes), completion: completion)
+                            run(steps.dropFirst(), input: body, completion: completion)
                         case 204:
                             responses.append(head)
                             completion(.dropped)
                         default: completion(.relay(head, body))
                         }
+                    case .relaying:
+                        preconditionFailure("orchestrated steps are collected, never relayed")
                     }
                 }
             }
@@ -84,18 +83,18 @@ final class Orchestration {
     }
 
     private enum Gathered {
-        case success([Slice])
+        case success([OwnedBytes])
         case failure(Outcome)
     }
 
     /// Produces the explicit arguments in order: constants as they are, dependencies by running them.
-    private func gather(_ plans: ArraySlice<ArgumentPlan>, collected: [Slice], completion: @escaping (Gathered) -> Void) {
+    private func gather(_ plans: ArraySlice<ArgumentPlan>, collected: [OwnedBytes], completion: @escaping (Gathered) -> Void) {
         guard let plan = plans.first else { return completion(.success(collected)) }
         switch plan {
         case .constant(let json):
-            let bytes = ByteBuffer(capacity: json.utf8.count)
+            let bytes = ByteStore(capacity: json.utf8.count)
             bytes.append(json)
-            gather(plans.dropFirst(), collected: collected + [Slice(owner: bytes, bytes: bytes.bytes)], completion: completion)
+            gather(plans.dropFirst(), collected: collected + [bytes.owned], completion: completion)
         case .chain(let route, let optional):
             run(route.steps[...], input: nil) { [self] outcome in
                 switch outcome {
@@ -103,9 +102,9 @@ final class Orchestration {
                     gather(plans.dropFirst(), collected: collected + [value], completion: completion)
                 case .value(nil), .dropped:
                     guard optional else { return completion(.failure(.dropped)) }
-                    let null = ByteBuffer(capacity: 4)
+                    let null = ByteStore(capacity: 4)
                     null.append("null")
-                    gather(plans.dropFirst(), collected: collected + [Slice(owner: null, bytes: null.bytes)], completion: completion)
+                    gather(plans.dropFirst(), collected: collected + [null.owned], completion: completion)
                 default:
                     completion(.failure(outcome))
                 }
@@ -115,13 +114,13 @@ final class Orchestration {
 
     /// One step through the gateway: the body is the input then each argument, their lengths in
     /// Dyninka-Parts, so the function instance slices them without parsing.
-    private func call(_ function: String, input: Slice?, arguments: [Slice], completion: @escaping (HopOutcome) -> Void) {
+    private func call(_ function: String, input: OwnedBytes?, arguments: [OwnedBytes], completion: @escaping (HopOutcome) -> Void) {
         let parts = [input?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)] + arguments.map(\.bytes)
-        let body = ByteBuffer(capacity: max(parts.reduce(0) { $0 + $1.count }, 1))
+        let body = ByteStore(capacity: max(parts.reduce(0) { $0 + $1.count }, 1))
         for part in parts { body.append(part) }
         let lengths = parts.map { String($0.count) }.joined(separator: ",")
         let target = host.orchestratorTarget(function, gateway: gateway)
-        host.sendHop(target, body: body.bytes, owner: body, extra: { head in
+        host.sendHop(target, body: body.owned, extra: { head in
             head.append("Dyninka-Parts: ")
             head.append(lengths)
             head.append("\r\n")
@@ -131,7 +130,7 @@ final class Orchestration {
 
 extension ServiceHost {
     /// The orchestrator's request: main's chain from the entry service, through the gateway.
-    func orchestrate(body: ByteBuffer?, gateway: PeerAddress, on connection: InboundConnection, started: UInt64) {
+    func orchestrate(body: OwnedBytes?, gateway: PeerAddress, on connection: InboundConnection, started: UInt64) {
         let entryArguments: [ArgumentPlan]
         switch defaultPlansResult {
         case .success(let plans): entryArguments = plans
@@ -141,7 +140,7 @@ extension ServiceHost {
         }
         let entry = CheckedStep(service: service, call: RouteCall(name: service.name, arguments: [], optionalChained: false),
                                 arguments: entryArguments)
-        let input = service.inputType == nil ? nil : body.map { Slice(owner: $0, bytes: $0.bytes) }
+        let input = service.inputType == nil ? nil : body
         Orchestration(host: self, connection: connection, gateway: gateway, started: started)
             .start(steps: [entry] + defaultRoute.steps, input: input)
     }

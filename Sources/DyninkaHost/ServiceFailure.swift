@@ -47,8 +47,8 @@ package struct ServiceFailure: Error, Sendable, CustomStringConvertible {
     }
 
     /// The JSON body.
-    package var body: ByteBuffer {
-        let buffer = ByteBuffer(capacity: 96 + message.utf8.count)
+    package var body: ByteStore {
+        let buffer = ByteStore(capacity: 96 + message.utf8.count)
         buffer.append("{\"error\":{\"service\":")
         buffer.append(JSONText.quote(service))
         buffer.append(",\"kind\":\"")

@@ -4,7 +4,7 @@ import DyninkaLoop
 extension ServiceHost {
     /// Gateway mode: passes `POST /function/NAME` to NAME's instance and its answer back, as
     /// bytes (the same pass-through as a point-to-point hop).
-    func proxy(_ name: String, functions: PeerMap, head: HTTPHead, body: ByteBuffer?, on connection: InboundConnection,
+    func proxy(_ name: String, functions: PeerMap, head: HTTPHead, body: OwnedBytes?, on connection: InboundConnection,
                started: UInt64) {
         guard let address = functions.address(of: name) else {
             // Counted under the gateway's own name: a name from a request never makes a series.
@@ -15,9 +15,8 @@ extension ServiceHost {
                 timing: HopTiming(name: configuration.service, started: started))
         }
         let target = gatewayTarget(name, address: address)
-        let bytes = body?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
         let passOn = head.has("dyninka-parts") || head.has("dyninka-deadline") ? head : nil
-        sendHop(target, body: bytes, owner: body, extra: passOn.map { request in { line in
+        sendHop(target, body: body ?? .empty, relayTo: connection, extra: passOn.map { request in { line in
             if request.has("dyninka-parts") {
                 line.append("Dyninka-Parts: ")
                 request.appendValue(of: "dyninka-parts", to: line)
@@ -37,7 +36,11 @@ extension ServiceHost {
             case .response(let response, let answer):
                 metrics.record(service: name, status: response.status, seconds: seconds(since: started))
                 connection.send(Answer(status: response.status, relayed: response, timing: HopTiming(name: configuration.service, started: started)),
-                                body: answer.bytes, owner: answer)
+                                body: answer)
+            case .relaying(let response, let hop):
+                metrics.record(service: name, status: response.status, seconds: seconds(since: started))
+                connection.relay(Answer(status: response.status, relayed: response, timing: HopTiming(name: configuration.service, started: started)),
+                                 from: hop)
             }
         }
     }

@@ -32,7 +32,7 @@ package final class ServiceHost {
     let loop: EventLoop
     /// A head being written: filled and handed to a write in one go (the write copies what the
     /// kernel does not take at once), so no buffer is allocated per message.
-    let scratch = ByteBuffer(capacity: 2048)
+    let scratch = ByteStore(capacity: 2048)
     let wakeup: LoopWakeup
     let log: Log
     package let metrics = Metrics()
@@ -306,7 +306,7 @@ package final class ServiceHost {
 
     // MARK: Requests
 
-    func dispatch(_ head: HTTPHead, body: ByteBuffer?, on connection: InboundConnection) {
+    func dispatch(_ head: HTTPHead, body: OwnedBytes?, on connection: InboundConnection) {
         let started = EventLoop.nanoseconds()
         // Past the limit, answer at once (and cheaply) rather than queue or drop: callers relay
         // the 503 and its Retry-After. A request holds its slot until its response is written.
@@ -361,7 +361,7 @@ package final class ServiceHost {
         }
     }
 
-    private func invoke(_ head: HTTPHead, body: ByteBuffer?, on connection: InboundConnection, started: UInt64) {
+    private func invoke(_ head: HTTPHead, body: OwnedBytes?, on connection: InboundConnection, started: UInt64) {
         // The client's budget, checked first: it applies to every role (a gateway passes it on).
         var deadline: UInt64?
         if head.has("dyninka-deadline") {
@@ -406,7 +406,7 @@ package final class ServiceHost {
                            timing: HopTiming(name: service.name, started: started))
         }
         let invocation = Invocation(host: self, connection: connection, plan: plan, arguments: arguments,
-                                    input: body.map { Slice(owner: $0, bytes: $0.bytes) }, started: started)
+                                    input: body, started: started)
         invocation.deadline = deadline
         invocation.start()
     }
@@ -436,7 +436,7 @@ package final class ServiceHost {
 
     /// A function instance's request whose body is the input followed by each argument, with
     /// their byte lengths in Dyninka-Parts ("120,45,30"): sliced, never parsed.
-    private func invokeWithParts(_ text: String, body: ByteBuffer?, on connection: InboundConnection, started: UInt64,
+    private func invokeWithParts(_ text: String, body: OwnedBytes?, on connection: InboundConnection, started: UInt64,
                                  deadline: UInt64?) {
         let total = body?.count ?? 0
         guard let lengths = Self.parts(text, count: service.parameters.count + 1, total: total) else {
@@ -448,11 +448,11 @@ package final class ServiceHost {
                 message: "Dyninka-Parts '\(shown)' must give \(service.parameters.count + 1) byte lengths (input, then each argument) adding up to the body's \(total) bytes"),
                 timing: HopTiming(name: service.name, started: started))
         }
-        var slices: [Slice] = []
+        var slices: [OwnedBytes] = []
         var offset = 0
-        let bytes = body?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
+        let bytes = body ?? .empty
         for length in lengths {
-            slices.append(Slice(owner: body, bytes: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + length])))
+            slices.append(bytes[offset..<offset + length])
             offset += length
         }
         let invocation = Invocation(host: self, connection: connection, plan: defaultPlan, arguments: slices.dropFirst().map { .given($0) },
@@ -548,7 +548,7 @@ package final class ServiceHost {
         plans.map { plan in
             switch plan {
             case .constant(let json):
-                let bytes = ByteBuffer(capacity: json.utf8.count)
+                let bytes = ByteStore(capacity: json.utf8.count)
                 bytes.append(json)
                 return .constant(bytes)
             case .chain(let chain, let optional):
@@ -559,7 +559,7 @@ package final class ServiceHost {
 
     /// The last Dyninka-Route value planned, as bytes, and its plan: most traffic repeats one
     /// route, and comparing bytes costs less than making a String of them and hashing it.
-    private let lastRoute = ByteBuffer(capacity: 128)
+    private let lastRoute = ByteStore(capacity: 128)
     private var lastRoutePlan: RoutePlan?
 
     private func routePlan(_ bytes: UnsafeRawBufferPointer) throws(RouteError) -> RoutePlan {
@@ -607,9 +607,9 @@ package final class ServiceHost {
     }
 
     private func text(_ status: Int, _ text: String, on connection: InboundConnection, type: String = "text/plain") {
-        let body = ByteBuffer(capacity: text.utf8.count)
+        let body = ByteStore(capacity: text.utf8.count)
         body.append(text)
-        connection.respond(status: status, body: body.bytes, owner: body) { head in
+        connection.respond(status: status, body: body.owned) { head in
             head.append("Content-Type: ")
             head.append(type)
             head.append("\r\n")
@@ -633,21 +633,21 @@ package final class ServiceHost {
     // MARK: Hops
 
     /// Sends `body` to the target's service; names resolve only through the peers.
-    func sendHop(_ target: HopTarget, body: UnsafeRawBufferPointer, owner: AnyObject?,
-                 extra: ((ByteBuffer) -> Void)? = nil, responseTimeout: Int? = nil, completion: @escaping (HopOutcome) -> Void) {
+    func sendHop(_ target: HopTarget, body: OwnedBytes, relayTo connection: InboundConnection? = nil,
+                 extra: ((ByteStore) -> Void)? = nil, responseTimeout: Int? = nil, completion: @escaping (HopOutcome) -> Void) {
         guard let address = target.address else {
             metrics.hopFailures += 1
             return completion(.failed(ServiceFailure(
                 service: target.service, kind: .unreachable,
                 message: "no address for service '\(target.service)'; pass --peers \(target.service)=HOST:PORT or add it to the placement file")))
         }
-        var extraHead: ByteBuffer?
+        var extraHead: ByteStore?
         if let extra {
-            extraHead = ByteBuffer(capacity: 64)
+            extraHead = ByteStore(capacity: 64)
             extra(extraHead!)
         }
         let client = HopClient(host: self, target: target, address: address, extraHead: extraHead,
-                               body: body, owner: owner, completion: completion)
+                               body: body, relayTo: connection, completion: completion)
         if let responseTimeout { client.responseTimeout = max(1, min(responseTimeout, configuration.responseTimeout)) }
         if phaseHook == nil { return client.start() }
         queuedHops.append(client)

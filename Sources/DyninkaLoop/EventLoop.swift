@@ -6,18 +6,20 @@ import Glibc
 /// One libuv loop. Not thread-safe: everything but `LoopWakeup.wake()` runs on the loop's thread.
 package final class EventLoop {
     let raw: UnsafeMutablePointer<uv_loop_t>
-    /// Reads are handled synchronously in the read callback, so one buffer serves every socket.
-    let readBuffer: UnsafeMutableRawPointer
-    static let readBufferSize = 64 * 1024
+    /// The block the next read goes into. Reads are handled synchronously in the read callback,
+    /// so one block serves every socket until somebody keeps bytes of it (a request body handed
+    /// to a function, a relayed piece the kernel has not taken yet): then the next read goes into
+    /// another block, and the kept one is reused once its last holder lets go.
+    package private(set) var readBlock = ReadBlock()
+    /// Blocks some holder still kept when the loop moved on; reused once free again.
+    private var heldBlocks: [ReadBlock] = []
     private var closed = false
 
     package init() throws(LoopError) {
         raw = .allocate(capacity: 1)
-        readBuffer = .allocate(byteCount: Self.readBufferSize, alignment: 16)
         let result = uv_loop_init(raw)
         if result < 0 {
             raw.deallocate()
-            readBuffer.deallocate()
             throw LoopError(code: result, operation: "uv_loop_init")
         }
         raw.pointee.data = Unmanaged.passUnretained(self).toOpaque()
@@ -26,8 +28,54 @@ package final class EventLoop {
     deinit {
         if !closed { close() }
         raw.deallocate()
-        readBuffer.deallocate()
     }
+
+    /// The block to read into now: the current one unless something still holds it. No
+    /// allocation while nothing is kept; otherwise a free block from earlier, or a new one.
+    @inline(__always)
+    func blockForRead() -> ReadBlock {
+        if isKnownUniquelyReferenced(&readBlock) { return readBlock }
+        return switchBlock()
+    }
+
+    private func switchBlock() -> ReadBlock {
+        var index = 0
+        while index < heldBlocks.count {
+            if isKnownUniquelyReferenced(&heldBlocks[index]) {
+                swap(&readBlock, &heldBlocks[index])
+                // Keep a few free blocks for the next burst; give the rest back.
+                if heldBlocks.count > Self.spareBlocks { trimFreeBlocks() }
+                return readBlock
+            }
+            index += 1
+        }
+        heldBlocks.append(readBlock)
+        readBlock = ReadBlock()
+        blocksMade += 1
+        return readBlock
+    }
+
+    private func trimFreeBlocks() {
+        var free = 0
+        var index = heldBlocks.count - 1
+        while index >= 0 {
+            if isKnownUniquelyReferenced(&heldBlocks[index]) {
+                free += 1
+                if free > Self.spareBlocks { heldBlocks.remove(at: index) }
+            }
+            index -= 1
+        }
+    }
+
+    /// Free blocks kept for reuse beyond the current one.
+    static let spareBlocks = 16
+
+    /// Read blocks made since the loop started (the first included): how often held bytes made
+    /// the loop read into a new block. For tests and metrics.
+    package private(set) var blocksMade = 1
+
+    /// Read blocks the loop has now (current, held and free).
+    package var blockCount: Int { 1 + heldBlocks.count }
 
     /// Runs until `stop()` is called or nothing is left to do.
     package func run() {

@@ -3,7 +3,8 @@ internal import CLibUV
 import Glibc
 #endif
 
-/// What a read produced. The bytes are only valid during the callback.
+/// What a read produced. The bytes are only valid during the callback, unless kept as
+/// `loop.readBlock.own(bytes)`.
 package enum ReadEvent {
     case data(UnsafeRawBufferPointer)
     case end
@@ -159,13 +160,14 @@ package final class TCPHandle {
         self.delegate = delegate
         let result = uv_read_start(dyn_tcp_stream(raw), { handle, _, buf in
             let loop = EventLoop.from(handle!.pointee.loop)
-            buf!.pointee.base = loop.readBuffer.assumingMemoryBound(to: CChar.self)
-            buf!.pointee.len = EventLoop.readBufferSize
-        }, { stream, count, _ in
+            buf!.pointee.base = loop.blockForRead().base.assumingMemoryBound(to: CChar.self)
+            buf!.pointee.len = ReadBlock.size
+        }, { stream, count, buf in
             TCPHandle.with(stream!.pointee.data) { handle in
                 guard let delegate = handle.delegate else { return }
                 if count > 0 {
-                    delegate.handleRead(.data(UnsafeRawBufferPointer(start: handle.loop.readBuffer, count: count)))
+                    // The bytes are in the loop's current read block (`loop.readBlock`).
+                    delegate.handleRead(.data(UnsafeRawBufferPointer(start: buf!.pointee.base, count: count)))
                 } else if count == Int(UV_EOF.rawValue) {
                     delegate.handleRead(.end)
                 } else if count < 0 {
@@ -183,9 +185,10 @@ package final class TCPHandle {
         guard !isClosing, let delegate else { return }
         var fd: uv_os_fd_t = -1
         guard uv_fileno(dyn_tcp_handle(raw), &fd) == 0 else { return }
-        let count = recv(fd, loop.readBuffer, EventLoop.readBufferSize, Int32(MSG_DONTWAIT))
+        let block = loop.blockForRead()
+        let count = recv(fd, block.base, ReadBlock.size, Int32(MSG_DONTWAIT))
         if count > 0 {
-            delegate.handleRead(.data(UnsafeRawBufferPointer(start: loop.readBuffer, count: count)))
+            delegate.handleRead(.data(UnsafeRawBufferPointer(start: block.base, count: count)))
         } else if count == 0 {
             delegate.handleRead(.end)
         } else if errno != EAGAIN && errno != EWOULDBLOCK {
@@ -203,16 +206,16 @@ package final class TCPHandle {
 
     /// Writes `head` then `body`. When the kernel takes everything at once (the usual case for
     /// small messages) the result is `.done`. Otherwise the rest is queued and the delegate's
-    /// `handleWriteDone` reports the end; `owners` are then kept alive until it does. A nil head
-    /// owner means the head bytes are borrowed for this call only (a scratch buffer): what is not
-    /// written at once is copied.
-    package func write(_ head: UnsafeRawBufferPointer, _ body: UnsafeRawBufferPointer,
-                       owners: (AnyObject?, AnyObject?)) -> WriteStatus {
+    /// `handleWriteDone` reports the end; `body`'s owner is kept until it does. The head is
+    /// borrowed for this call only (a scratch buffer): what of it is not written at once is copied.
+    package func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes) -> WriteStatus {
         guard !isClosing else { return .failed(LoopError(code: UV_ECANCELED.rawValue, operation: "write")) }
+        let bodyBytes = body.bytes
         var bufs = (uv_buf_init(UnsafeMutablePointer(mutating: head.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(head.count)),
-                    uv_buf_init(UnsafeMutablePointer(mutating: body.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(body.count)))
-        let count: UInt32 = body.count > 0 ? 2 : 1
-        let total = head.count + body.count
+                    uv_buf_init(UnsafeMutablePointer(mutating: bodyBytes.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(bodyBytes.count)))
+        if head.count == 0 { swap(&bufs.0, &bufs.1) }
+        let count: UInt32 = head.count > 0 && bodyBytes.count > 0 ? 2 : 1
+        let total = head.count + bodyBytes.count
         let written = withUnsafeMutableBytes(of: &bufs) {
             Int(uv_try_write(dyn_tcp_stream(self.raw), $0.baseAddress!.assumingMemoryBound(to: uv_buf_t.self), count))
         }
@@ -221,21 +224,18 @@ package final class TCPHandle {
             return .failed(LoopError(code: Int32(written), operation: "write"))
         }
         // The rest goes through uv_write, which keeps the buffers until its callback.
-        let request = WriteRequest(owners: owners, handle: self)
+        let request = WriteRequest(owner: body.owner, handle: self)
         var skip = max(written, 0)
         if skip >= head.count {
             skip -= head.count
-            bufs.0 = uv_buf_init(bufs.1.base.advanced(by: skip), UInt32(body.count - skip))
+            bufs.0 = uv_buf_init(UnsafeMutablePointer(mutating: bodyBytes.baseAddress?.assumingMemoryBound(to: CChar.self))?.advanced(by: skip),
+                                 UInt32(bodyBytes.count - skip))
             bufs.1 = uv_buf_init(nil, 0)
         } else {
             let rest = UnsafeRawBufferPointer(rebasing: head[skip...])
-            if owners.0 == nil {
-                request.headCopy = UnsafeMutableRawBufferPointer.allocate(byteCount: rest.count, alignment: 1)
-                request.headCopy!.copyMemory(from: rest)
-                bufs.0 = uv_buf_init(request.headCopy!.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(rest.count))
-            } else {
-                bufs.0 = uv_buf_init(bufs.0.base.advanced(by: skip), UInt32(rest.count))
-            }
+            request.headCopy = UnsafeMutableRawBufferPointer.allocate(byteCount: rest.count, alignment: 1)
+            request.headCopy!.copyMemory(from: rest)
+            bufs.0 = uv_buf_init(request.headCopy!.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(rest.count))
         }
         let remaining: UInt32 = bufs.1.len > 0 ? 2 : 1
         let raw = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
@@ -255,12 +255,18 @@ package final class TCPHandle {
         return .pending
     }
 
+    /// Writes a head with no body.
+    package func write(_ head: UnsafeRawBufferPointer) -> WriteStatus { write(head, .empty) }
+
+    /// Whether bytes of earlier writes still wait for the kernel.
+    package var hasQueuedWrites: Bool { dyn_tcp_stream(raw).pointee.write_queue_size > 0 }
+
     private final class WriteRequest {
-        let owners: (AnyObject?, AnyObject?)
+        let owner: AnyObject?
         let handle: TCPHandle
         var headCopy: UnsafeMutableRawBufferPointer?
-        init(owners: (AnyObject?, AnyObject?), handle: TCPHandle) {
-            self.owners = owners
+        init(owner: AnyObject?, handle: TCPHandle) {
+            self.owner = owner
             self.handle = handle
         }
         deinit { headCopy?.deallocate() }

@@ -181,7 +181,7 @@ let request = Array("POST /path?q=1 HTTP/1.1\r\nHost: a\r\nDyninka-Route: map().
 
     @Test(arguments: [0, 7, -42, 1_048_576, Int.max, Int.min + 1])
     func decimalsAreWrittenExactly(_ value: Int) {
-        let buffer = ByteBuffer()
+        let buffer = ByteStore()
         buffer.append(decimal: value)
         #expect(buffer.string == String(value))
     }

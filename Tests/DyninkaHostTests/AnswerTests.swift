@@ -19,7 +19,7 @@ import Testing
     }
 
     func fields(_ answer: Answer) -> String {
-        let buffer = ByteBuffer()
+        let buffer = ByteStore()
         answer.appendFields(to: buffer)
         return buffer.string
     }

@@ -46,11 +46,11 @@ final class Recorder: TCPHandleDelegate {
             let client = try TCPHandle.connect(loop: loop, to: try SocketAddress(ip: "127.0.0.1", port: port), delegate: clientSide)
             weakClient = client
             let message = Array("ping".utf8)
-            _ = message.withUnsafeBytes { client.write($0, UnsafeRawBufferPointer(start: nil, count: 0), owners: (nil, nil)) }
+            _ = message.withUnsafeBytes { client.write($0) }
             run(loop) { serverSide.received.count == 4 }
             #expect(serverSide.received == message)
             let answer = Array("pong".utf8)
-            _ = answer.withUnsafeBytes { accepted!.write($0, UnsafeRawBufferPointer(start: nil, count: 0), owners: (nil, nil)) }
+            _ = answer.withUnsafeBytes { accepted!.write($0) }
             run(loop) { clientSide.received.count == 4 }
             #expect(clientSide.received == answer)
             weakAccepted = accepted
@@ -96,7 +96,7 @@ final class Recorder: TCPHandleDelegate {
             let client = try TCPHandle.connect(loop: loop, to: try SocketAddress(ip: "127.0.0.1", port: port), delegate: recorder)
             weakClient = client
             let bytes = Array("x".utf8)
-            let status = bytes.withUnsafeBytes { client.write($0, UnsafeRawBufferPointer(start: nil, count: 0), owners: (nil, nil)) }
+            let status = bytes.withUnsafeBytes { client.write($0) }
             if case .failed(let error) = status { recorder.failure = error }
             run(loop) { recorder.failure != nil }
             #expect(recorder.failure?.isConnectionRefused == true, "\(String(describing: recorder.failure))")

@@ -2,11 +2,12 @@
 import Glibc
 #endif
 
-/// A growable run of bytes in one heap block, appended with memcpy.
-///
-/// Used for message heads we write and bodies we hold while relaying; its storage is stable
-/// until the next append, so a write can refer to it while the buffer is kept alive.
-package final class ByteBuffer {
+/// A growable run of bytes in one heap block, appended with memcpy: where the host composes
+/// what it writes (message heads, its own JSON answers) and collects what it must have whole
+/// (a dependency's response, a chunked body). Its storage is stable until the next append, so a
+/// write can refer to it while the store is kept alive (as the owner of `OwnedBytes`). Bytes
+/// that only pass through never go into one.
+package final class ByteStore {
     package private(set) var base: UnsafeMutableRawPointer?
     package private(set) var count = 0
     package private(set) var capacity = 0

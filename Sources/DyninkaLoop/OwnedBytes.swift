@@ -1,0 +1,54 @@
+/// Bytes that something keeps alive: a view plus its owner.
+///
+/// The one way the host passes bytes it does not copy: a request body inside the read block it
+/// arrived in, a function's output in the app library's memory, a relayed piece of a response, a
+/// head being written. Holding the value holds the owner (one retain); the bytes stay valid as
+/// long as it is held. A nil owner means the bytes are static or borrowed for one call only.
+package struct OwnedBytes {
+    /// What keeps `bytes` valid; nil for static bytes or bytes borrowed for the current call.
+    package let owner: AnyObject?
+    /// The bytes.
+    package let bytes: UnsafeRawBufferPointer
+
+    package init(_ bytes: UnsafeRawBufferPointer, owner: AnyObject?) {
+        self.owner = owner
+        self.bytes = bytes
+    }
+
+    /// No bytes.
+    package static var empty: OwnedBytes { OwnedBytes(UnsafeRawBufferPointer(start: nil, count: 0), owner: nil) }
+
+    /// Number of bytes.
+    package var count: Int { bytes.count }
+
+    /// The bytes from `range`, kept alive by the same owner.
+    package subscript(range: Range<Int>) -> OwnedBytes {
+        OwnedBytes(UnsafeRawBufferPointer(rebasing: bytes[range]), owner: owner)
+    }
+}
+
+/// A block the loop reads sockets into (64 KiB). Bytes read into it are valid during the read
+/// callback; whoever keeps an `OwnedBytes` of it keeps them valid longer, and the loop reads into
+/// another block meanwhile.
+package final class ReadBlock {
+    /// Bytes per block: what one read may return.
+    package static let size = 64 * 1024
+    package let base: UnsafeMutableRawPointer
+
+    init() { base = .allocate(byteCount: Self.size, alignment: 16) }
+
+    deinit { base.deallocate() }
+
+    /// Whether `bytes` lie inside this block.
+    package func contains(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let start = bytes.baseAddress else { return false }
+        return start >= UnsafeRawPointer(base) && start + bytes.count <= UnsafeRawPointer(base) + Self.size
+    }
+
+    /// `bytes` (inside this block) as bytes this block keeps alive.
+    @inline(__always)
+    package func own(_ bytes: UnsafeRawBufferPointer) -> OwnedBytes {
+        assert(contains(bytes), "bytes outside the read block")
+        return OwnedBytes(bytes, owner: self)
+    }
+}
