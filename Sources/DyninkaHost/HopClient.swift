@@ -233,6 +233,7 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         if relayTo != nil, let completion, head.contentLength != nil {
             // The completion answers with `connection.relay(_:from:)`, which attaches the sink.
             self.completion = nil
+            relayLength = head.contentLength ?? 0
             completion(.relaying(head, self))
             return
         }
@@ -246,6 +247,7 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     func parserBody(_ bytes: UnsafeRawBufferPointer) {
         if let sink {
+            relayedBytes += bytes.count
             // Cut-through: the piece stays in the read block it arrived in until the client's
             // socket has taken it; meanwhile the loop reads into another block.
             if !sink.relayPiece(host.loop.readBlock.own(bytes)), !paused, let handle {
@@ -289,6 +291,9 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     /// Inside the parser's feed: releasing waits until it returns.
     private var feeding = false
+    /// Body bytes relayed so far, and how many the head declared (for a failure's message).
+    private var relayedBytes = 0
+    private var relayLength = 0
 
     /// Bytes of the response counted against --max-buffered-bytes.
     private var charged = 0
@@ -310,13 +315,14 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     private func fail(_ kind: FailureKind, _ message: String) {
         host.metrics.hopFailures += 1
-        host.log.warning(message)
         if let sink {
+            host.log.warning("\(message); the response relayed to the client is cut short after \(relayedBytes) of \(relayLength) body bytes")
             // The head is answered already: the client's connection can only be cut short.
             handle?.setResetOnClose()
             release()
             return sink.relayBroken()
         }
+        host.log.warning(message)
         finish(.failed(ServiceFailure(service: service, kind: kind, message: message)))
     }
 

@@ -51,6 +51,9 @@ package final class Metrics {
     package var writeTimeouts = 0
     /// Name lookups of peers given by name (few: resolved addresses are kept for --name-ttl).
     package var nameLookups = 0
+    /// Read blocks the loop has now (64 KiB each): one, plus one per request body or relayed
+    /// piece still held; set when /metrics is read.
+    package var readBlocks = 0
 
     /// Also expose OpenFaaS's gateway metric names (gateway mode's gateway).
     package var openFaaSNames = false
@@ -103,6 +106,7 @@ package final class Metrics {
             ("dyninka_write_timeouts_total", "counter", "Client connections closed because the client read no response in time.",
              writeTimeouts),
             ("dyninka_name_lookups_total", "counter", "Lookups of peers given by name.", nameLookups),
+            ("dyninka_read_blocks", "gauge", "64 KiB blocks the loop reads into (held bodies and relayed pieces keep theirs).", readBlocks),
         ]
         for (name, type, help, value) in single {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"

@@ -338,6 +338,7 @@ package final class ServiceHost {
         case ("GET", "/metrics"):
             metrics.nameLookups = names.lookups
             metrics.bufferedBytes = bufferedBytes
+            metrics.readBlocks = loop.blockCount
             text(200, metrics.render(), on: connection, type: "text/plain; version=0.0.4")
         case ("POST", _) where path.hasPrefix("/function/"):
             guard case .gateway(let functions) = role else { fallthrough }

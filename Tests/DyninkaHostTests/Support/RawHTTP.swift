@@ -32,8 +32,13 @@ struct RawHTTP {
     var port: Int
     var timeout: Double = 10
 
-    func connect() throws -> Int32 {
+    /// Connects; `receiveBuffer` (SO_RCVBUF) is set before the connection is made, as a small
+    /// buffer set afterwards can stall the transfer (the window was announced already).
+    func connect(receiveBuffer: Int32? = nil) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = UInt16(port).bigEndian
