@@ -20,7 +20,7 @@ For each run: requests/s, mean / p99 latency, errors (connection errors and non-
 time per request of every server process (utime+stime from /proc, which the load generator does
 not distort). Then a payload-size sweep: hopA -> hopB -> blob returns a SIZE-byte body that hopB
 and hopA relay back; it reports CPU and heap allocations per request per host (allocations
-counted by bench/malloc_count.c through LD_PRELOAD), showing that relaying does not grow with size.
+counted by bench/copy_count.c through LD_PRELOAD), showing that relaying does not grow with size.
 
 Results go to bench/results/DATE-HOST-hops.md. Nothing here runs in the test suite.
 """
@@ -81,9 +81,14 @@ def build():
         sh(f"swift build -c release --product {product} >/dev/null")
     bin_dir = subprocess.run("swift build -c release --show-bin-path", shell=True, cwd=ROOT, check=True,
                              capture_output=True, text=True).stdout.strip()
-    lib = os.path.join(tempfile.gettempdir(), "dyninka-bench-malloc_count.so")
-    sh(f"gcc -O2 -shared -fPIC -o {lib} bench/malloc_count.c")
-    return bin_dir, lib
+    return bin_dir, build_counter()
+
+
+def build_counter():
+    """bench/copy_count.c as an LD_PRELOAD library (allocations and bytes copied, by size)."""
+    lib = os.path.join(tempfile.gettempdir(), "dyninka-bench-copy_count.so")
+    sh(f"gcc -O2 -shared -fPIC -o {lib} bench/copy_count.c -ldl")
+    return lib
 
 
 def cpu_seconds(pid, user_only=False):
@@ -121,7 +126,7 @@ def free_port():
 class Hosts:
     """dyninka-host processes for some services of the fixture table."""
 
-    def __init__(self, bin_dir, services, preload=None, tmp=None, peer_host="127.0.0.1"):
+    def __init__(self, bin_dir, services, preload=None, tmp=None, peer_host="127.0.0.1", extra=()):
         self.ports = {s: free_port() for s in services}
         peers = ",".join(f"{s}={peer_host}:{p}" for s, p in self.ports.items())
         self.procs = {}
@@ -129,10 +134,10 @@ class Hosts:
             env = dict(os.environ)
             if preload:
                 env["LD_PRELOAD"] = preload
-                env["MALLOC_COUNT_FILE"] = os.path.join(tmp, f"{s}.allocs")
+                env["COPY_COUNT_FILE"] = os.path.join(tmp, f"{s}.counts")
             self.procs[s] = subprocess.Popen(
                 [os.path.join(bin_dir, "dyninka-host"), "serve", "--app", os.path.join(bin_dir, "libDyninkaFixture.so"),
-                 "--service", s, "--port", str(port), "--peers", peers, "--log-level", "error"],
+                 "--service", s, "--port", str(port), "--peers", peers, "--log-level", "error", *extra],
                 env=env, stdout=subprocess.DEVNULL, preexec_fn=pin_servers)
         for port in self.ports.values():
             wait_http(port)
@@ -144,10 +149,11 @@ class Hosts:
     def user(self):
         return sum(cpu_seconds(p.pid, True) for p in self.procs.values())
 
-    def allocations(self):
+    def counters(self):
+        """What bench/copy_count.c counted in each process so far: {service: {name: value}}."""
         counts = {}
         for s, p in self.procs.items():
-            path = os.path.join(self.tmp, f"{s}.allocs")
+            path = os.path.join(self.tmp, f"{s}.counts")
             if os.path.exists(path):
                 os.remove(path)
             p.send_signal(signal.SIGUSR2)
@@ -156,8 +162,11 @@ class Hosts:
                     break
                 time.sleep(0.01)
             with open(path) as f:
-                counts[s] = int(f.read().strip())
+                counts[s] = {k: int(v) for k, v in (line.split() for line in f if line.strip())}
         return counts
+
+    def allocations(self):
+        return {s: c["allocations"] for s, c in self.counters().items()}
 
     def stop(self):
         for p in self.procs.values():
@@ -289,7 +298,7 @@ def main():
     os.environ["PATH"] += ":/usr/sbin"
     bin_dir, counter = build() if not args.no_build else (
         subprocess.run("swift build -c release --show-bin-path", shell=True, cwd=ROOT, capture_output=True, text=True).stdout.strip(),
-        os.path.join(tempfile.gettempdir(), "dyninka-bench-malloc_count.so"))
+        build_counter())
     workers = [int(w) for w in args.workers.split(",")]
     tmp = tempfile.mkdtemp(prefix="dyninka-bench-")
     started = datetime.datetime.now(datetime.timezone.utc)

@@ -186,6 +186,9 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         switch event {
         case .data(let bytes):
             if sink != nil { deadline = EventLoop.nanoseconds() + UInt64(responseTimeout) * 1_000_000 }
+            // A read that filled its block is followed at once by another one (libuv reads on
+            // while reads come back full): pieces wait for it and go out together.
+            moreFollows = bytes.count == ReadBlock.size
             feeding = true
             result = parser.feed(bytes)
             feeding = false
@@ -250,7 +253,7 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             relayedBytes += bytes.count
             // Cut-through: the piece stays in the read block it arrived in until the client's
             // socket has taken it; meanwhile the loop reads into another block.
-            if !sink.relayPiece(host.loop.readBlock.own(bytes)), !paused, let handle {
+            if !sink.relayPiece(host.loop.readBlock.own(bytes), moreFollows: moreFollows), !paused, let handle {
                 paused = true
                 handle.stopReading()
                 deadline = 0
@@ -264,6 +267,21 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             charged += bytes.count
         }
         body.append(bytes)
+    }
+
+    /// The last read filled its block: another read follows in this loop iteration.
+    private var moreFollows = false
+
+    func handleReadDrained() {
+        // The next read came back empty: what waits for it goes out now.
+        if moreFollows, let sink {
+            moreFollows = false
+            if !sink.flushRelay(), !paused, let handle {
+                paused = true
+                handle.stopReading()
+                deadline = 0
+            }
+        }
     }
 
     /// The connection this hop was sent for takes the body from now on.

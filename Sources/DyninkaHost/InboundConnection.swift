@@ -345,13 +345,22 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     /// Writes bytes of the response; the connection counts what the kernel has not taken yet.
     private func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes) {
-        switch handle.write(head, body) {
+        track(handle.write(head, body), bytes: body.count)
+    }
+
+    private func write(_ head: UnsafeRawBufferPointer, pieces: [OwnedBytes]) {
+        if pieces.count <= 1 { return write(head, pieces.first ?? .empty) }
+        track(handle.write(head, pieces: pieces), bytes: pieces.reduce(0) { $0 + $1.count })
+    }
+
+    private func track(_ status: WriteStatus, bytes: Int) {
+        switch status {
         case .done:
             if queuedWrites == 0 { written(nil) }
         case .pending:
             queuedWrites += 1
             writing = true
-            charge(body.count)
+            charge(bytes)
             deadline = EventLoop.nanoseconds() + UInt64(host.configuration.writeTimeout) * 1_000_000
         case .failed(let error):
             written(error)
@@ -406,32 +415,50 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         if length == 0 { relayEnded() }
     }
 
-    /// A piece of the relayed body, kept alive by its read block until written; false when the
-    /// kernel did not take all of it (the hop then pauses until `resumeRelay`).
-    func relayPiece(_ piece: OwnedBytes) -> Bool {
+    /// A piece of the relayed body, kept alive by its read block until written. When
+    /// `moreFollows`, it waits (a few at most) to go out with the next pieces in one write.
+    /// Returns false when the kernel did not take everything (the hop then pauses until
+    /// `resumeRelay`).
+    func relayPiece(_ piece: OwnedBytes, moreFollows: Bool) -> Bool {
         guard !closed, relaySource != nil else { return true }
+        if !requestIsHead { relayQueue.append(piece) }
+        if moreFollows && relayQueue.count < Self.piecesPerWrite { return true }
+        return flushRelay()
+    }
+
+    /// Writes the relayed head (the first time) and the pieces waiting; false when the kernel
+    /// did not take everything.
+    @discardableResult
+    func flushRelay() -> Bool {
+        guard !closed else { return true }
         if let answer = relayAnswer {
             relayAnswer = nil
             let head = composeHead(status: answer.status, contentLength: relayLength, forceClose: false) { answer.appendFields(to: $0) }
-            write(head.bytes, requestIsHead ? .empty : piece)
-        } else if !requestIsHead {
-            write(UnsafeRawBufferPointer(start: nil, count: 0), piece)
+            write(head.bytes, pieces: relayQueue)
+        } else if !relayQueue.isEmpty {
+            write(UnsafeRawBufferPointer(start: nil, count: 0), pieces: relayQueue)
         }
+        relayQueue.removeAll(keepingCapacity: true)
         return !writing
     }
+
+    /// Relayed pieces waiting to go out together (each keeps its read block).
+    private var relayQueue: [OwnedBytes] = []
+    /// Most pieces (64 KiB each) one write carries; also the most read blocks one relay holds
+    /// before its write.
+    static let piecesPerWrite = 4
 
     /// The relayed body is complete: the response ends once the kernel has it all.
     func relayEnded() {
         guard !closed, relaySource != nil else { return }
         relaySource = nil
         finishAfterWrite = true
-        if let answer = relayAnswer {
-            // No body came (Content-Length: 0): the head goes alone.
-            relayAnswer = nil
-            let head = composeHead(status: answer.status, contentLength: 0, forceClose: false) { answer.appendFields(to: $0) }
-            return write(head.bytes, .empty)
+        if relayAnswer != nil || !relayQueue.isEmpty {
+            // The head (with no body, for Content-Length: 0) or the last pieces still wait.
+            flushRelay()
+        } else if !writing {
+            written(nil)
         }
-        if !writing { written(nil) }
     }
 
     /// The next hop failed after its head was relayed: the client's response can only be cut
@@ -439,6 +466,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     func relayBroken() {
         relaySource = nil
         relayAnswer = nil
+        relayQueue.removeAll()
         handle.setResetOnClose()
         close()
     }
@@ -467,6 +495,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         relaySource?.abortRelay()
         relaySource = nil
         relayAnswer = nil
+        relayQueue.removeAll()
         handle.close()
         held = nil
         releaseAllButHeld()

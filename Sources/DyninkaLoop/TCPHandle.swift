@@ -28,10 +28,14 @@ package protocol TCPHandleDelegate: AnyObject {
     func handleRead(_ event: ReadEvent)
     /// A write that returned `.pending` finished (nil) or failed.
     func handleWriteDone(_ error: LoopError?)
+    /// Nothing more to read for now (the socket would block): whatever waits for more bytes of
+    /// this loop iteration can go on.
+    func handleReadDrained()
 }
 
 extension TCPHandleDelegate {
     package func handleWriteDone(_ error: LoopError?) {}
+    package func handleReadDrained() {}
 }
 
 /// A libuv TCP handle: a listening server or a connection.
@@ -172,6 +176,9 @@ package final class TCPHandle {
                     delegate.handleRead(.end)
                 } else if count < 0 {
                     delegate.handleRead(.failed(LoopError(code: Int32(count), operation: "read")))
+                } else {
+                    // libuv reports "would block" as a read of 0 bytes.
+                    delegate.handleReadDrained()
                 }
             }
         })
@@ -209,43 +216,79 @@ package final class TCPHandle {
     /// `handleWriteDone` reports the end; `body`'s owner is kept until it does. The head is
     /// borrowed for this call only (a scratch buffer): what of it is not written at once is copied.
     package func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes) -> WriteStatus {
-        guard !isClosing else { return .failed(LoopError(code: UV_ECANCELED.rawValue, operation: "write")) }
-        let bodyBytes = body.bytes
-        var bufs = (uv_buf_init(UnsafeMutablePointer(mutating: head.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(head.count)),
-                    uv_buf_init(UnsafeMutablePointer(mutating: bodyBytes.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(bodyBytes.count)))
-        if head.count == 0 { swap(&bufs.0, &bufs.1) }
-        let count: UInt32 = head.count > 0 && bodyBytes.count > 0 ? 2 : 1
-        let total = head.count + bodyBytes.count
-        let written = withUnsafeMutableBytes(of: &bufs) {
-            Int(uv_try_write(dyn_tcp_stream(self.raw), $0.baseAddress!.assumingMemoryBound(to: uv_buf_t.self), count))
+        var bufs = (Self.buf(head), Self.buf(body.bytes))
+        return withUnsafeMutableBytes(of: &bufs) { raw in
+            let bufs = raw.bindMemory(to: uv_buf_t.self)
+            return write(bufs, headCount: head.count, owner: body.owner)
         }
+    }
+
+    /// Writes `head` then every piece, in one system call when the kernel takes them; like
+    /// `write(_:_:)`, with every piece's owner kept until the write is done.
+    package func write(_ head: UnsafeRawBufferPointer, pieces: [OwnedBytes]) -> WriteStatus {
+        withUnsafeTemporaryAllocation(of: uv_buf_t.self, capacity: pieces.count + 1) { bufs in
+            bufs[0] = Self.buf(head)
+            for (index, piece) in pieces.enumerated() { bufs[index + 1] = Self.buf(piece.bytes) }
+            return write(bufs, headCount: head.count, owner: pieces.count == 1 ? pieces[0].owner : pieces as AnyObject)
+        }
+    }
+
+    @inline(__always)
+    private static func buf(_ bytes: UnsafeRawBufferPointer) -> uv_buf_t {
+        uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(bytes.count))
+    }
+
+    /// Writes `bufs` (the first is the borrowed head); empty buffers are left out.
+    private func write(_ all: UnsafeMutableBufferPointer<uv_buf_t>, headCount: Int, owner: AnyObject?) -> WriteStatus {
+        guard !isClosing else { return .failed(LoopError(code: UV_ECANCELED.rawValue, operation: "write")) }
+        // Leave out empty buffers (a head-only write, a body-only write).
+        var count = 0
+        var total = 0
+        for index in all.indices where all[index].len > 0 {
+            all[count] = all[index]
+            total += Int(all[index].len)
+            count += 1
+        }
+        if count == 0 { return .done }
+        let headIsFirst = headCount > 0
+        let bufs = UnsafeMutableBufferPointer(rebasing: all[..<count])
+        let written = Int(uv_try_write(dyn_tcp_stream(raw), bufs.baseAddress, UInt32(count)))
         if written == total { return .done }
         if written < 0 && written != Int(UV_EAGAIN.rawValue) {
             return .failed(LoopError(code: Int32(written), operation: "write"))
         }
         // The rest goes through uv_write, which keeps the buffers until its callback.
-        let request = WriteRequest(owner: body.owner, handle: self)
+        let request = WriteRequest(owner: owner, handle: self)
         var skip = max(written, 0)
-        if skip >= head.count {
-            skip -= head.count
-            bufs.0 = uv_buf_init(UnsafeMutablePointer(mutating: bodyBytes.baseAddress?.assumingMemoryBound(to: CChar.self))?.advanced(by: skip),
-                                 UInt32(bodyBytes.count - skip))
-            bufs.1 = uv_buf_init(nil, 0)
-        } else {
-            let rest = UnsafeRawBufferPointer(rebasing: head[skip...])
-            request.headCopy = UnsafeMutableRawBufferPointer.allocate(byteCount: rest.count, alignment: 1)
-            request.headCopy!.copyMemory(from: rest)
-            bufs.0 = uv_buf_init(request.headCopy!.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(rest.count))
+        var first = 0
+        while first < count, skip >= Int(bufs[first].len) {
+            skip -= Int(bufs[first].len)
+            first += 1
         }
-        let remaining: UInt32 = bufs.1.len > 0 ? 2 : 1
+        if skip > 0 {
+            let rest = Int(bufs[first].len) - skip
+            if first == 0 && headIsFirst {
+                // The head is borrowed: what is left of it is copied.
+                let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: rest, alignment: 1)
+                copy.copyMemory(from: UnsafeRawBufferPointer(start: bufs[0].base.advanced(by: skip), count: rest))
+                request.headCopy = copy
+                bufs[0] = uv_buf_init(copy.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(rest))
+            } else {
+                bufs[first] = uv_buf_init(bufs[first].base.advanced(by: skip), UInt32(rest))
+            }
+        } else if first == 0 && headIsFirst {
+            // Nothing was written: the head is copied all the same (its buffer is reused at once).
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: headCount, alignment: 1)
+            copy.copyMemory(from: UnsafeRawBufferPointer(start: bufs[0].base, count: headCount))
+            request.headCopy = copy
+            bufs[0] = uv_buf_init(copy.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(headCount))
+        }
         let raw = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
         raw.pointee.data = Unmanaged.passRetained(request).toOpaque()
-        let result = withUnsafeMutableBytes(of: &bufs) {
-            uv_write(raw, dyn_tcp_stream(self.raw), $0.baseAddress!.assumingMemoryBound(to: uv_buf_t.self), remaining) { raw, status in
-                let request = Unmanaged<WriteRequest>.fromOpaque(raw!.pointee.data!).takeRetainedValue()
-                raw!.deallocate()
-                request.handle.delegate?.handleWriteDone(status < 0 ? LoopError(code: status, operation: "write") : nil)
-            }
+        let result = uv_write(raw, dyn_tcp_stream(self.raw), bufs.baseAddress! + first, UInt32(count - first)) { raw, status in
+            let request = Unmanaged<WriteRequest>.fromOpaque(raw!.pointee.data!).takeRetainedValue()
+            raw!.deallocate()
+            request.handle.delegate?.handleWriteDone(status < 0 ? LoopError(code: status, operation: "write") : nil)
         }
         if result < 0 {
             Unmanaged<WriteRequest>.fromOpaque(raw.pointee.data!).release()
