@@ -8,6 +8,7 @@ Topologies, each driven by hey -disable-keepalive at every worker count:
           POST get  (Dyninka-Route: map().scale(by: 1.0).movingAvg())
   chain4n the same chain with its peers given by name (localhost:PORT, as Kubernetes manifests
           give them as DNS names): the host resolves a name once per --name-ttl, not per hop
+  chain4-old  with --old DIR: chain4 on an older build, for an A/B in the same run
   echo1   one dyninka-host running `echo` (RawJSON in, RawJSON out, no hop)
   nginx4  nginx, the no-processing reference: three proxy_pass hops (upstream HTTP/1.0) and a
           fourth server returning a fixed JSON body, in one nginx with a worker per CPU
@@ -289,8 +290,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per worker count; rows show the median (default 3)")
     ap.add_argument("--only", default="chain4,chain4n,nginx4,nginx4x1,echo1", help="topologies to run (default all)")
     ap.add_argument("--no-sweep", action="store_true", help="skip the payload-size sweep")
+    ap.add_argument("--old", help="folder with an older release dyninka-host and libDyninkaFixture.so: adds chain4-old, "
+                    "the same chain on that build, interleaved with the others (an A/B in one run)")
     args = ap.parse_args()
-    only = set(args.only.split(","))
+    only = set(args.only.split(",")) | ({"chain4-old"} if args.old else set())
     PIN["on"] = PIN["on"] and not args.no_pin
     for tool in ("hey", "nginx"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -312,7 +315,7 @@ def main():
     emit()
     emit(f"Machine: {machine()}. Command: `python3 bench/hop_bench.py --duration {args.duration:g} "
          f"--workers {args.workers} --sizes {args.sizes} --rounds {args.rounds} --only {args.only}"
-         f"{' --no-sweep' if args.no_sweep else ''}`. Load: hey -disable-keepalive, POST, "
+         f"{' --no-sweep' if args.no_sweep else ''}{' --old ' + args.old if args.old else ''}`. Load: hey -disable-keepalive, POST, "
          f"{args.duration:g} s per run, {args.rounds} interleaved rounds per worker count, each row the median round "
          f"(errors summed over all rounds); {pinning_note()}. CPU per request is "
          f"utime+stime of each server process from /proc divided by the requests answered; hey's own CPU per "
@@ -327,6 +330,7 @@ def main():
     chain = Hosts(bin_dir, ["get", "map", "scale", "movingAvg"], tmp=tmp)
     named = Hosts(bin_dir, ["get", "map", "scale", "movingAvg"], tmp=tmp, peer_host="localhost")
     echo = Hosts(bin_dir, ["echo"], tmp=tmp)
+    old = Hosts(args.old, ["get", "map", "scale", "movingAvg"], tmp=tmp) if args.old else None
     nginx = Nginx(tmp)
     nginx_x1 = Nginx(tmp, separate=True)
     route = ("Dyninka-Route: map().scale(by: 1.0).movingAvg()",)
@@ -335,6 +339,7 @@ def main():
             runs = [
                 ("chain4", chain, f"http://127.0.0.1:{chain.ports['get']}/", route, "{}", 4),
                 ("chain4n", named, f"http://127.0.0.1:{named.ports['get']}/", route, "{}", 4),
+                ("chain4-old", old, f"http://127.0.0.1:{old.ports['get']}/" if old else "", route, "{}", 4),
                 ("nginx4", nginx, f"http://127.0.0.1:{nginx.ports[0]}/", (), "{}", 4),
                 ("nginx4x1", nginx_x1, f"http://127.0.0.1:{nginx_x1.ports[0]}/", (), "{}", 4),
                 ("echo1", echo, f"http://127.0.0.1:{echo.ports['echo']}/", ("Dyninka-Route: ",), '{"value":1}', 1),
@@ -362,15 +367,17 @@ def main():
         chain.stop()
         named.stop()
         echo.stop()
+        if old:
+            old.stop()
         nginx.stop()
         nginx_x1.stop()
     emit()
-    for ref in ("nginx4", "nginx4x1", "chain4n"):
+    for ref in ("nginx4", "nginx4x1", "chain4n", "chain4-old"):
         if ref in only and "chain4" in only:
             emit(f"Ratio chain4 / {ref} throughput: " + ", ".join(
                 f"{w} workers {results[('chain4', w)]['rps'] / max(results[(ref, w)]['rps'], 1):.2f}x" for w in workers))
     emit()
-    shown = [t for t in ("chain4", "chain4n", "nginx4", "nginx4x1") if t in only]
+    shown = [t for t in ("chain4", "chain4n", "chain4-old", "nginx4", "nginx4x1") if t in only]
     emit(f"Requests/s of every round ({' | '.join(shown)}): " + "; ".join(
         f"{w} workers " + " | ".join(" ".join(f"{x:.0f}" for x in results[(t, w)]["all_rps"]) for t in shown)
         for w in workers))

@@ -24,31 +24,31 @@ func metric(_ host: HostProcess, _ series: String) throws -> Double? {
 @Suite struct RequestLimitUnitTests {
     @Test func deadlinesAreDigitsOnceAndCutToADay() throws {
         let started: UInt64 = 5_000_000_000
-        #expect(try ServiceHost.deadline(["250"], from: started).get() == started + 250_000_000)
-        #expect(try ServiceHost.deadline(["  250\t"], from: started).get() == started + 250_000_000)
-        let day = UInt64(ServiceHost.longestDeadline) * 1_000_000
+        #expect(try AppService.deadline(["250"], from: started).get() == started + 250_000_000)
+        #expect(try AppService.deadline(["  250\t"], from: started).get() == started + 250_000_000)
+        let day = UInt64(AppService.longestDeadline) * 1_000_000
         // Values that overflowed UInt64 (and ones that went negative as Int64) are cut to a day.
         for huge in ["99999999999999", "9300000000000", "18000000000000", String(repeating: "9", count: 400)] {
-            #expect(try ServiceHost.deadline([huge], from: started).get() == started + day, "\(huge)")
+            #expect(try AppService.deadline([huge], from: started).get() == started + day, "\(huge)")
         }
         for bad in ["-5", "soon", "", "  ", "1 2", "+3", "3.5", "１２", "0x10"] {
-            #expect(throws: RouteError.self, "\(bad)") { try ServiceHost.deadline([bad], from: started).get() }
+            #expect(throws: RouteError.self, "\(bad)") { try AppService.deadline([bad], from: started).get() }
         }
-        #expect(throws: RouteError.self) { try ServiceHost.deadline(["10", "20"], from: started).get() }
+        #expect(throws: RouteError.self) { try AppService.deadline(["10", "20"], from: started).get() }
     }
 
     @Test func partsAreCheckedBeforeTheyAreSummed() {
-        #expect(ServiceHost.parts("3,4", count: 2, total: 7) == [3, 4])
-        #expect(ServiceHost.parts(" 3 , 4 ", count: 2, total: 7) == [3, 4])
-        #expect(ServiceHost.parts("0,7", count: 2, total: 7) == [0, 7])
-        #expect(ServiceHost.parts("9223372036854775807,9223372036854775807", count: 2, total: 7) == nil)
-        #expect(ServiceHost.parts("99999999999999999999,1", count: 2, total: 7) == nil)
-        #expect(ServiceHost.parts("3,4,0", count: 2, total: 7) == nil, "count checked first")
-        #expect(ServiceHost.parts("3", count: 2, total: 7) == nil)
-        #expect(ServiceHost.parts("3,", count: 2, total: 7) == nil)
-        #expect(ServiceHost.parts("-1,8", count: 2, total: 7) == nil)
-        #expect(ServiceHost.parts("2,4", count: 2, total: 7) == nil, "must add up to the body")
-        #expect(ServiceHost.parts(String(repeating: "1,", count: 100_000) + "1", count: 2, total: 7) == nil)
+        #expect(AppService.parts("3,4", count: 2, total: 7) == [3, 4])
+        #expect(AppService.parts(" 3 , 4 ", count: 2, total: 7) == [3, 4])
+        #expect(AppService.parts("0,7", count: 2, total: 7) == [0, 7])
+        #expect(AppService.parts("9223372036854775807,9223372036854775807", count: 2, total: 7) == nil)
+        #expect(AppService.parts("99999999999999999999,1", count: 2, total: 7) == nil)
+        #expect(AppService.parts("3,4,0", count: 2, total: 7) == nil, "count checked first")
+        #expect(AppService.parts("3", count: 2, total: 7) == nil)
+        #expect(AppService.parts("3,", count: 2, total: 7) == nil)
+        #expect(AppService.parts("-1,8", count: 2, total: 7) == nil)
+        #expect(AppService.parts("2,4", count: 2, total: 7) == nil, "must add up to the body")
+        #expect(AppService.parts(String(repeating: "1,", count: 100_000) + "1", count: 2, total: 7) == nil)
     }
 
     @Test func labelValuesAreEscaped() {

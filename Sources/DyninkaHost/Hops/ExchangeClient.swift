@@ -17,37 +17,37 @@ struct ExchangeRequest {
 /// with keep-alive connections pooled per origin (host:port). Async services use it through
 /// `Fetch`; their task waits on the loop while the loop serves other requests.
 final class ExchangeClient {
-    // The host outlives every exchange.
-    unowned(unsafe) let host: ServiceHost
+    // The context outlives every exchange.
+    unowned(unsafe) let context: HostContext
     /// Idle kept-alive connections by origin. Origins resolve through the host's name cache, as
     /// peers do: a failed connection looks the name up again (a pod or a DNS record that moved).
     private var idle: [String: [ExchangeConnection]] = [:]
     /// Idle connections kept per origin at most.
     static let maxIdle = 64
 
-    init(host: ServiceHost) { self.host = host }
+    init(context: HostContext) { self.context = context }
 
     /// Starts an exchange; `done` is called exactly once, on the loop.
     func start(host name: String, port: Int, request: UnsafeRawBufferPointer, timeout: Int, done: ExchangeDone) {
         let key = "\(name):\(port)"
-        let entry = host.names.entry(name, port: port)
+        let entry = context.names.entry(name, port: port)
         let exchange = ExchangeRequest(key: key, request: request, timeout: timeout, done: done, name: entry)
         if let connection = idle[key]?.popLast() {
             return connection.send(exchange, reused: true)
         }
-        if let known = host.names.fresh(entry) {
+        if let known = context.names.fresh(entry) {
             return open(known[0], exchange)
         }
         // The exchange's timeout covers the name lookup too (a DNS server may not answer).
         let lookup = PendingLookup(deadline: EventLoop.nanoseconds() + UInt64(timeout) * 1_000_000)
         lookup.onTimeout = { [self, unowned lookup] in
-            host.untrack(lookup)
+            context.untrack(lookup)
             finish(exchange, failure: "cannot resolve '\(name)' within \(timeout) ms")
         }
-        host.track(lookup)
-        host.names.addresses(of: entry) { [self] result in
+        context.track(lookup)
+        context.names.addresses(of: entry) { [self] result in
             guard lookup.end() else { return }
-            host.untrack(lookup)
+            context.untrack(lookup)
             switch result {
             case .success(let addresses):
                 open(addresses[0], exchange)
@@ -61,9 +61,9 @@ final class ExchangeClient {
     func open(_ address: SocketAddress, _ exchange: ExchangeRequest) {
         let connection = ExchangeConnection(client: self, key: exchange.key, address: address)
         do {
-            try connection.connect(loop: host.loop)
+            try connection.connect(loop: context.loop)
         } catch {
-            host.names.invalidate(exchange.name)
+            context.names.invalidate(exchange.name)
             return finish(exchange, failure: "cannot connect (\(error.reason)); is the endpoint up?")
         }
         connection.send(exchange, reused: false)
@@ -71,12 +71,12 @@ final class ExchangeClient {
 
     /// A new connection to `name` failed: resolve it again next time.
     func connectFailed(_ name: NameCache.Entry) {
-        host.names.invalidate(name)
+        context.names.invalidate(name)
     }
 
     /// A connection whose response is complete and which may carry another exchange.
     func keep(_ connection: ExchangeConnection) {
-        guard !host.draining, (idle[connection.key]?.count ?? 0) < Self.maxIdle else { return connection.close() }
+        guard !context.draining, (idle[connection.key]?.count ?? 0) < Self.maxIdle else { return connection.close() }
         idle[connection.key, default: []].append(connection)
     }
 
@@ -97,7 +97,7 @@ final class ExchangeClient {
     }
 
     func finish(_ exchange: ExchangeRequest, failure message: String) {
-        host.log.warning("fetch from \(exchange.key) failed: \(message)")
+        context.log.warning("fetch from \(exchange.key) failed: \(message)")
         var message = message
         message.withUTF8 { finish(exchange, status: -1, body: UnsafeRawBufferPointer($0)) }
     }
@@ -151,7 +151,7 @@ final class ExchangeConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring 
         self.client = client
         self.key = key
         self.address = address
-        parser = HTTPParser(kind: .response, maxHeaderBytes: 64 * 1024, maxBodyBytes: client.host.configuration.maxBodyBytes)
+        parser = HTTPParser(kind: .response, maxHeaderBytes: 64 * 1024, maxBodyBytes: client.context.configuration.maxBodyBytes)
     }
 
     func connect(loop: EventLoop) throws(LoopError) {
@@ -167,7 +167,7 @@ final class ExchangeConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring 
         parser.reset()
         parser.delegate = self
         deadline = EventLoop.nanoseconds() + UInt64(exchange.timeout) * 1_000_000
-        client.host.track(self)
+        client.context.track(self)
         // The request is borrowed: what the kernel does not take at once is copied.
         switch handle.write(exchange.request) {
         case .done: connected = true
@@ -234,7 +234,7 @@ final class ExchangeConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring 
     private func complete(endsConnection: Bool) {
         guard let exchange else { return }
         self.exchange = nil
-        client.host.untrack(self)
+        client.context.untrack(self)
         // Back to the pool first: `done` may start the next exchange to the same origin.
         if keepAlive && !endsConnection { client.keep(self) } else { close() }
         client.finish(exchange, status: Int32(status), body: body.bytes)
@@ -245,7 +245,7 @@ final class ExchangeConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring 
     private func failed(_ reason: String, retry: Bool = true) {
         guard var exchange else { return }
         self.exchange = nil
-        client.host.untrack(self)
+        client.context.untrack(self)
         close()
         if retry && reused && !receivedBytes && !exchange.retried {
             exchange.retried = true

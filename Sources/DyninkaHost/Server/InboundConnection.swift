@@ -9,8 +9,9 @@ import DyninkaLoop
 /// parsed in a loop once the response before them is written: never by recursion, never copied
 /// again per request.
 final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
-    // The host outlives every request and connection it serves.
-    private unowned(unsafe) let host: ServiceHost
+    // The server and its context outlive every connection.
+    private unowned(unsafe) let server: ServiceHost
+    private unowned(unsafe) let context: HostContext
     private let handle: TCPHandle
     private let parser: HTTPParser
     private var head: HTTPHead?
@@ -49,16 +50,17 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     private(set) var deadline: UInt64 = 0
     var trackSlot = -1
 
-    init(host: ServiceHost, handle: TCPHandle) {
-        self.host = host
+    init(server: ServiceHost, handle: TCPHandle) {
+        self.server = server
+        context = server.context
         self.handle = handle
-        parser = host.takeParser(request: true)
+        parser = context.takeParser(request: true)
         parser.delegate = self
     }
 
     func start() {
         armRequestTimeout()
-        host.track(self)
+        context.track(self)
         handle.startReading(self)
         handle.readAvailable()
     }
@@ -69,7 +71,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     var idle: Bool { !busy && !receivedAny }
 
     private func armRequestTimeout() {
-        deadline = EventLoop.nanoseconds() + UInt64(host.configuration.requestTimeout) * 1_000_000
+        deadline = EventLoop.nanoseconds() + UInt64(context.configuration.requestTimeout) * 1_000_000
     }
 
     /// Most bytes held from a client ahead of the request being answered; reading pauses beyond
@@ -170,9 +172,9 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             // The request was not understood: nothing of it (HEAD, keep-alive) applies.
             requestIsHead = false
             requestKeepAlive = false
-            let failure = ServiceFailure(service: host.configuration.service, kind: .badInput,
+            let failure = ServiceFailure(service: context.configuration.service, kind: .badInput,
                                          message: "\(error)", status: error.status)
-            host.metrics.recordFailure(service: host.configuration.service, kind: .badInput)
+            context.metrics.recordFailure(service: context.configuration.service, kind: .badInput)
             respond(failure: failure, forceClose: true)
             return bytes.count
         }
@@ -185,14 +187,14 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         let body = bodyInBlock ?? self.body?.owned
         requestKeepAlive = head.keepAlive
         requestIsHead = head.method == "HEAD"
-        if host.configuration.accessLog {
+        if context.configuration.accessLog {
             requestLine = "\(head.method) \(head.target)"
             requestStarted = EventLoop.nanoseconds()
         }
         self.head = nil
         self.body = nil
         bodyInBlock = nil
-        host.dispatch(head, body: body, on: self)
+        server.dispatch(head, body: body, on: self)
     }
 
     func parserHead(_ head: HTTPHead) {
@@ -218,7 +220,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         if body == nil {
             if declaredBody, bytes.count == declaredLength, parsingReadBlock {
                 // The whole body in one read: the function gets it where it arrived, no copy.
-                bodyInBlock = host.loop.readBlock.own(bytes)
+                bodyInBlock = context.loop.readBlock.own(bytes)
                 return
             }
             body = ByteStore(capacity: declaredBody ? declaredLength : max(bytes.count, 1024))
@@ -245,20 +247,20 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         bodyInBlock = nil
         requestKeepAlive = false
         requestIsHead = false
-        host.metrics.recordFailure(service: host.configuration.service, kind: .overloaded)
-        host.metrics.record(service: host.configuration.service, status: 503, seconds: 0)
+        context.metrics.recordFailure(service: context.configuration.service, kind: .overloaded)
+        context.metrics.record(service: context.configuration.service, status: 503, seconds: 0)
         let size = declared >= 0 ? "a \(declared)-byte body" : "this body"
         respond(failure: ServiceFailure(
-            service: host.configuration.service, kind: .overloaded,
-            message: "'\(host.configuration.service)' holds \(host.bufferedBytes) bytes of requests and responses (limit \(host.configuration.maxBufferedBytes), --max-buffered-bytes); \(size) does not fit now; retry after 1 s"),
+            service: context.configuration.service, kind: .overloaded,
+            message: context.overloadMessage(size)),
             forceClose: true)
     }
 
     func expire() {
         guard !closed else { return }
         if writing {
-            host.metrics.writeTimeouts += 1
-            host.log.warning("closing a client connection: its client read no response for \(host.configuration.writeTimeout) ms (--write-timeout)")
+            context.metrics.writeTimeouts += 1
+            context.log.warning("closing a client connection: its client read no response for \(context.configuration.writeTimeout) ms (--write-timeout)")
             handle.setResetOnClose()
             return close()
         }
@@ -271,9 +273,9 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         deadline = 0
         requestIsHead = false
         requestKeepAlive = false
-        host.metrics.recordFailure(service: host.configuration.service, kind: .badInput)
-        respond(failure: ServiceFailure(service: host.configuration.service, kind: .badInput,
-                                        message: "request not received within \(host.configuration.requestTimeout) ms",
+        context.metrics.recordFailure(service: context.configuration.service, kind: .badInput)
+        respond(failure: ServiceFailure(service: context.configuration.service, kind: .badInput,
+                                        message: "request not received within \(context.configuration.requestTimeout) ms",
                                         status: 408), forceClose: true)
     }
 
@@ -284,24 +286,24 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     func claimSlot() {
         guard !holdsSlot else { return }
         holdsSlot = true
-        host.metrics.inFlight += 1
+        context.metrics.inFlight += 1
     }
 
     private func releaseSlot() {
         guard holdsSlot else { return }
         holdsSlot = false
-        host.metrics.inFlight -= 1
-        host.invocationFinished()
+        context.metrics.inFlight -= 1
+        server.requestFinished()
     }
 
     private func charge(_ bytes: Int) {
         charged += bytes
-        host.bufferedBytes += bytes
+        context.bufferedBytes += bytes
     }
 
     /// Counts `bytes` if they fit within --max-buffered-bytes.
     private func reserve(_ bytes: Int) -> Bool {
-        guard host.reserveBuffer(bytes) else { return false }
+        guard context.reserveBuffer(bytes) else { return false }
         charged += bytes
         return true
     }
@@ -309,7 +311,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     /// Gives back everything counted but the bytes still held (the request body, a written response).
     private func releaseAllButHeld() {
         let kept = held?.count ?? 0
-        host.bufferedBytes -= charged - kept
+        context.bufferedBytes -= charged - kept
         charged = kept
     }
 
@@ -328,11 +330,11 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     /// does not take at once); logs the request when the access log is on.
     private func composeHead(status: Int, contentLength: Int, forceClose: Bool, fields: (ByteStore) -> Void) -> ByteStore {
         // A client that closed its sending side still gets the answers to what it sent ahead.
-        let keepAlive = requestKeepAlive && !forceClose && !host.draining && !(peerClosed && held == nil)
-        if host.configuration.accessLog {
+        let keepAlive = requestKeepAlive && !forceClose && !context.draining && !(peerClosed && held == nil)
+        if context.configuration.accessLog {
             let micros = requestStarted == 0 ? 0 : (EventLoop.nanoseconds() - requestStarted) / 1000
             let peer = handle.remoteAddress?.description ?? "-"
-            host.log.info("\(peer) \"\(requestLine.isEmpty ? "-" : requestLine)\" \(status) \(contentLength) \(micros)us")
+            context.log.info("\(peer) \"\(requestLine.isEmpty ? "-" : requestLine)\" \(status) \(contentLength) \(micros)us")
             requestLine = ""
             requestStarted = 0
         }
@@ -340,7 +342,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         releaseAllButHeld()
         responseKeepAlive = keepAlive
         return HTTPWriter.responseHead(status: status, contentLength: contentLength, keepAlive: keepAlive,
-                                       into: host.scratch, fields: fields)
+                                       into: context.scratch, fields: fields)
     }
 
     /// Writes bytes of the response; the connection counts what the kernel has not taken yet.
@@ -361,7 +363,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             queuedWrites += 1
             writing = true
             charge(bytes)
-            deadline = EventLoop.nanoseconds() + UInt64(host.configuration.writeTimeout) * 1_000_000
+            deadline = EventLoop.nanoseconds() + UInt64(context.configuration.writeTimeout) * 1_000_000
         case .failed(let error):
             written(error)
         }
@@ -491,7 +493,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         closed = true
         deadline = 0
         writing = false
-        host.untrack(self)
+        context.untrack(self)
         relaySource?.abortRelay()
         relaySource = nil
         relayAnswer = nil
@@ -499,8 +501,8 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         handle.close()
         held = nil
         releaseAllButHeld()
-        host.returnParser(parser)
+        context.returnParser(parser)
         releaseSlot()
-        host.connectionClosed(self)
+        server.connectionClosed(self)
     }
 }

@@ -28,8 +28,8 @@ enum HopOutcome {
 /// from the peer pauses while the client's socket is full.
 /// Keep-alive-free: one connection per hop, closed once the response is in.
 final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
-    // The host outlives every request and connection it serves.
-    private unowned(unsafe) let host: ServiceHost
+    // The context outlives every request.
+    private unowned(unsafe) let context: HostContext
     private let target: HopTarget
     /// The service being called (named in failures).
     var service: String { target.service }
@@ -60,10 +60,10 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     /// Header lines for this request only (the remaining deadline), added to the target's head.
     private let extraHead: ByteStore?
 
-    init(host: ServiceHost, target: HopTarget, address: PeerAddress, extraHead: ByteStore?, body: OwnedBytes,
+    init(context: HostContext, target: HopTarget, address: PeerAddress, extraHead: ByteStore?, body: OwnedBytes,
          relayTo: InboundConnection?, completion: @escaping (HopOutcome) -> Void) {
         self.extraHead = extraHead
-        self.host = host
+        self.context = context
         self.target = target
         self.address = address
         self.body = body
@@ -73,20 +73,20 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     func start() {
         started = EventLoop.nanoseconds()
-        if responseTimeout == 0 { responseTimeout = host.configuration.responseTimeout }
-        deadline = started + UInt64(min(host.configuration.connectTimeout, responseTimeout)) * 1_000_000
-        host.track(self)
+        if responseTimeout == 0 { responseTimeout = context.configuration.responseTimeout }
+        deadline = started + UInt64(min(context.configuration.connectTimeout, responseTimeout)) * 1_000_000
+        context.track(self)
         if let numeric = target.socketAddress { return connect(numeric) }
         // A name: its addresses come from the host's cache (no lookup per hop).
-        let entry = target.nameEntry ?? host.names.entry(address.host, port: address.port)
+        let entry = target.nameEntry ?? context.names.entry(address.host, port: address.port)
         target.nameEntry = entry
-        if let known = host.names.fresh(entry) {
+        if let known = context.names.fresh(entry) {
             // The usual case: resolved a moment ago; no closure, no copy.
             candidates = known
             candidate = 0
             return connect(known[0])
         }
-        host.names.addresses(of: entry) { [self] result in
+        context.names.addresses(of: entry) { [self] result in
             guard completion != nil else { return }
             switch result {
             case .failure(let error):
@@ -102,21 +102,21 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     private func connect(_ socketAddress: SocketAddress) {
         let handle: TCPHandle
         do {
-            handle = try TCPHandle.connect(loop: host.loop, to: socketAddress, delegate: self)
+            handle = try TCPHandle.connect(loop: context.loop, to: socketAddress, delegate: self)
         } catch {
             return connectFailed(error)
         }
         self.handle = handle
         if parser == nil {
-            let parser = host.takeParser(request: false)
+            let parser = context.takeParser(request: false)
             parser.delegate = self
             self.parser = parser
         }
         // The request goes out at once: on loopback the connection is usually established by
         // now; otherwise the write waits for it. The head comes from the host's scratch buffer
         // (the write copies what it cannot send at once).
-        target.writeHead(contentLength: body.count, extra: extraHead, into: host.scratch)
-        switch handle.write(host.scratch.bytes, body) {
+        target.writeHead(contentLength: body.count, extra: extraHead, into: context.scratch)
+        switch handle.write(context.scratch.bytes, body) {
         case .done:
             established()
         case .pending:
@@ -158,12 +158,12 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             candidate += 1
             return connect(candidates[candidate])
         }
-        if let entry = target.nameEntry { host.names.invalidate(entry) }
+        if let entry = target.nameEntry { context.names.invalidate(entry) }
         // A refused connection may be a service restarting on its port: try again for a short
         // while (the retry window), then give up with 502.
         let elapsed = (EventLoop.nanoseconds() - started) / 1_000_000
         if error.isConnectionRefused, let first = candidates.first ?? target.socketAddress,
-           elapsed + 25 < UInt64(host.configuration.connectRetry), let timer = try? LoopTimer(loop: host.loop) {
+           elapsed + 25 < UInt64(context.configuration.connectRetry), let timer = try? LoopTimer(loop: context.loop) {
             retryTimer = timer
             timer.start(after: 25) { [self] in
                 timer.close()
@@ -207,8 +207,8 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         }
         if refused {
             return finish(.failed(ServiceFailure(
-                service: host.configuration.service, kind: .overloaded,
-                message: "'\(host.configuration.service)' holds \(host.bufferedBytes) bytes of requests and responses (limit \(host.configuration.maxBufferedBytes), --max-buffered-bytes); the answer of '\(service)' does not fit now; retry after 1 s")))
+                service: context.configuration.service, kind: .overloaded,
+                message: context.overloadMessage("the answer of '\(service)'"))))
         }
         switch result {
         case .needMore:
@@ -243,7 +243,7 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         responseHead = head
         let declared = head.contentLength ?? 0
         // The declared body counts against --max-buffered-bytes while it is collected.
-        if declared > 0, !host.reserveBuffer(declared) { return refused = true }
+        if declared > 0, !context.reserveBuffer(declared) { return refused = true }
         charged = declared
         responseBody = ByteStore(capacity: declared > 0 ? declared : 4096)
     }
@@ -253,7 +253,7 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             relayedBytes += bytes.count
             // Cut-through: the piece stays in the read block it arrived in until the client's
             // socket has taken it; meanwhile the loop reads into another block.
-            if !sink.relayPiece(host.loop.readBlock.own(bytes), moreFollows: moreFollows), !paused, let handle {
+            if !sink.relayPiece(context.loop.readBlock.own(bytes), moreFollows: moreFollows), !paused, let handle {
                 paused = true
                 handle.stopReading()
                 deadline = 0
@@ -263,7 +263,7 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         guard !refused, let body = responseBody else { return }
         if body.count + bytes.count > charged {
             // A body without Content-Length counts as it grows.
-            guard host.reserveBuffer(bytes.count) else { return refused = true }
+            guard context.reserveBuffer(bytes.count) else { return refused = true }
             charged += bytes.count
         }
         body.append(bytes)
@@ -327,20 +327,20 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         if connected {
             fail(.timeout, "service '\(service)' at \(address) did not answer within \(responseTimeout) ms")
         } else {
-            fail(.timeout, "service '\(service)' at \(address) did not accept a connection within \(host.configuration.connectTimeout) ms")
+            fail(.timeout, "service '\(service)' at \(address) did not accept a connection within \(context.configuration.connectTimeout) ms")
         }
     }
 
     private func fail(_ kind: FailureKind, _ message: String) {
-        host.metrics.hopFailures += 1
+        context.metrics.hopFailures += 1
         if let sink {
-            host.log.warning("\(message); the response relayed to the client is cut short after \(relayedBytes) of \(relayLength) body bytes")
+            context.log.warning("\(message); the response relayed to the client is cut short after \(relayedBytes) of \(relayLength) body bytes")
             // The head is answered already: the client's connection can only be cut short.
             handle?.setResetOnClose()
             release()
             return sink.relayBroken()
         }
-        host.log.warning(message)
+        context.log.warning(message)
         finish(.failed(ServiceFailure(service: service, kind: kind, message: message)))
     }
 
@@ -357,12 +357,12 @@ final class HopClient: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         sink = nil
         retryTimer?.close()
         retryTimer = nil
-        host.untrack(self)
-        host.bufferedBytes -= charged
+        context.untrack(self)
+        context.bufferedBytes -= charged
         charged = 0
         handle?.close()
         handle = nil
-        if let parser { host.returnParser(parser) }
+        if let parser { context.returnParser(parser) }
         parser = nil
     }
 }

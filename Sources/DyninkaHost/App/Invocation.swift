@@ -7,8 +7,9 @@ import Glibc
 /// One request to this host's service: gather the arguments (fan-in), run the function, then
 /// answer or forward the output along the route and relay what comes back.
 final class Invocation: FunctionCaller {
-    // The host outlives every request and connection it serves.
-    private unowned(unsafe) let host: ServiceHost
+    // The context outlives every request.
+    private unowned(unsafe) let context: HostContext
+    private let app: AppService
     private let connection: InboundConnection
     private let plan: RoutePlan
     private let prepared: [PreparedArgument]
@@ -48,19 +49,20 @@ final class Invocation: FunctionCaller {
         return true
     }
 
-    init(host: ServiceHost, connection: InboundConnection, plan: RoutePlan, arguments: [PreparedArgument],
+    init(context: HostContext, app: AppService, connection: InboundConnection, plan: RoutePlan, arguments: [PreparedArgument],
          input: OwnedBytes?, started: UInt64) {
-        self.host = host
+        self.context = context
+        self.app = app
         self.connection = connection
         self.plan = plan
         self.prepared = arguments
         self.input = input
         self.started = started
         self.arguments = Array(repeating: nil, count: arguments.count)
-        super.init(loopThread: host.loopThread, wakeup: host.wakeup, table: host.table)
+        super.init(loopThread: context.loopThread, wakeup: context.wakeup, table: app.table)
     }
 
-    private var service: ServiceDescriptor { host.service }
+    private var service: ServiceDescriptor { app.service }
 
     func start() {
         for (index, argument) in prepared.enumerated() {
@@ -74,7 +76,7 @@ final class Invocation: FunctionCaller {
             case .dependency(let target, let optional):
                 if deadlinePassed(before: "calling '\(target.service)'") { return }
                 pendingDependencies += 1
-                host.sendHop(target, body: .empty, extra: deadline == nil ? nil : passDeadline,
+                context.sendHop(target, body: .empty, extra: deadline == nil ? nil : passDeadline,
                              responseTimeout: remaining) { [self] outcome in
                     dependencyDone(index, outcome, optional: optional)
                 }
@@ -124,7 +126,7 @@ final class Invocation: FunctionCaller {
 
     override func functionDone(_ result: FunctionResult, _ output: LibraryOutput) {
         functionNanoseconds = EventLoop.nanoseconds() - functionStarted
-        host.metrics.recordFunction(service: service.name, seconds: Double(functionNanoseconds) / 1e9)
+        context.metrics.recordFunction(service: service.name, seconds: Double(functionNanoseconds) / 1e9)
         switch result {
         case .value:
             guard let next = plan.next else {
@@ -132,7 +134,7 @@ final class Invocation: FunctionCaller {
             }
             if deadlinePassed(before: "forwarding to '\(next.service)'") { return }
             // The next hop's answer streams back to the client as it arrives (cut-through).
-            host.sendHop(next, body: output.owned, relayTo: connection, extra: deadline == nil ? nil : passDeadline,
+            context.sendHop(next, body: output.owned, relayTo: connection, extra: deadline == nil ? nil : passDeadline,
                          responseTimeout: remaining) { [self] outcome in
                 switch outcome {
                 case .failed(let failure): finish(failure: failure, own: false)
@@ -167,8 +169,8 @@ final class Invocation: FunctionCaller {
     }
 
     private func finish(failure: ServiceFailure, own: Bool) {
-        if own { host.log.warning("\(failure)") }
-        host.metrics.recordFailure(service: service.name, kind: failure.kind)
+        if own { context.log.warning("\(failure)") }
+        context.metrics.recordFailure(service: service.name, kind: failure.kind)
         let body = failure.body
         complete(failure.status, json: true, retryAfter: failure.kind == .overloaded, body: body.owned)
     }
@@ -185,7 +187,7 @@ final class Invocation: FunctionCaller {
     private func answer(_ status: Int, relayed: HTTPHead?, json: Bool = false, retryAfter: Bool = false) -> Answer? {
         guard !finished else { return nil }
         finished = true
-        host.metrics.record(service: service.name, status: status, seconds: Double(EventLoop.nanoseconds() - started) / 1e9)
+        context.metrics.record(service: service.name, status: status, seconds: Double(EventLoop.nanoseconds() - started) / 1e9)
         return Answer(status: status, relayed: relayed, json: json, retryAfter: retryAfter,
                       timing: HopTiming(name: service.name, started: started, function: functionNanoseconds),
                       earlier: dependencyHeads)

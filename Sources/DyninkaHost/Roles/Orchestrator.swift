@@ -6,10 +6,10 @@ import DyninkaRoute
 /// through the gateway in turn (dependencies first), feeding each output to the next, and
 /// stops at the first drop or error, relaying it unchanged (the paper's Listing 4).
 final class Orchestration {
-    // The host outlives every request and connection it serves.
-    private unowned(unsafe) let host: ServiceHost
+    // The context and the responder outlive every request.
+    private unowned(unsafe) let context: HostContext
+    private unowned(unsafe) let responder: OrchestratorResponder
     private let connection: InboundConnection
-    private let gateway: PeerAddress
     private let started: UInt64
     /// Every response seen, for Server-Timing.
     private var responses: [HTTPHead] = []
@@ -22,30 +22,30 @@ final class Orchestration {
         case failed(ServiceFailure)
     }
 
-    init(host: ServiceHost, connection: InboundConnection, gateway: PeerAddress, started: UInt64) {
-        self.host = host
+    init(context: HostContext, responder: OrchestratorResponder, connection: InboundConnection, started: UInt64) {
+        self.context = context
+        self.responder = responder
         self.connection = connection
-        self.gateway = gateway
         self.started = started
     }
 
     func start(steps: [CheckedStep], input: OwnedBytes?) {
         run(steps[...], input: input) { [self] outcome in
-            let name = host.configuration.service
+            let name = context.configuration.service
             let timing = HopTiming(name: name, started: started)
             switch outcome {
             case .value(let output):
-                host.metrics.record(service: name, status: 200, seconds: host.seconds(since: started))
+                context.metrics.record(service: name, status: 200, seconds: context.seconds(since: started))
                 connection.send(Answer(status: 200, json: true, timing: timing, earlier: responses), body: output ?? .empty)
             case .dropped:
-                host.metrics.record(service: name, status: 204, seconds: host.seconds(since: started))
+                context.metrics.record(service: name, status: 204, seconds: context.seconds(since: started))
                 connection.send(Answer(status: 204, timing: timing, earlier: responses), body: .empty)
             case .relay(let head, let body):
-                host.metrics.record(service: name, status: head.status, seconds: host.seconds(since: started))
+                context.metrics.record(service: name, status: head.status, seconds: context.seconds(since: started))
                 connection.send(Answer(status: head.status, relayed: head, timing: timing, earlier: responses), body: body)
             case .failed(let failure):
-                host.metrics.recordFailure(service: name, kind: failure.kind)
-                host.metrics.record(service: name, status: failure.status, seconds: host.seconds(since: started))
+                context.metrics.recordFailure(service: name, kind: failure.kind)
+                context.metrics.record(service: name, status: failure.status, seconds: context.seconds(since: started))
                 connection.send(failure, timing: timing, earlier: responses)
             }
         }
@@ -119,8 +119,7 @@ final class Orchestration {
         let body = ByteStore(capacity: max(parts.reduce(0) { $0 + $1.count }, 1))
         for part in parts { body.append(part) }
         let lengths = parts.map { String($0.count) }.joined(separator: ",")
-        let target = host.orchestratorTarget(function, gateway: gateway)
-        host.sendHop(target, body: body.owned, extra: { head in
+        context.sendHop(responder.target(function), body: body.owned, extra: { head in
             head.append("Dyninka-Parts: ")
             head.append(lengths)
             head.append("\r\n")
@@ -128,28 +127,57 @@ final class Orchestration {
     }
 }
 
-extension ServiceHost {
-    /// The orchestrator's request: main's chain from the entry service, through the gateway.
-    func orchestrate(body: OwnedBytes?, gateway: PeerAddress, on connection: InboundConnection, started: UInt64) {
-        let entryArguments: [ArgumentPlan]
-        switch defaultPlansResult {
-        case .success(let plans): entryArguments = plans
-        case .failure(let error):
-            return connection.send(ServiceFailure(service: configuration.service, kind: .badRoute, message: error.message),
-                                   timing: HopTiming(name: configuration.service, started: started))
-        }
-        let entry = CheckedStep(service: service, call: RouteCall(name: service.name, arguments: [], optionalChained: false),
-                                arguments: entryArguments)
-        let input = service.inputType == nil ? nil : body
-        Orchestration(host: self, connection: connection, gateway: gateway, started: started)
-            .start(steps: [entry] + defaultRoute.steps, input: input)
+/// Gateway mode's orchestrating function: runs main's chain from the entry service, calling each
+/// step through the gateway in turn (the paper's Listing 4).
+final class OrchestratorResponder: Responder {
+    private unowned(unsafe) let context: HostContext
+    private let app: AppService
+    private let gateway: PeerAddress
+    private let servicePath: String
+    /// The gateway's URL for each function, prepared once per name.
+    private var targets: [String: HopTarget] = [:]
+
+    init(context: HostContext, app: AppService, gateway: PeerAddress) {
+        self.context = context
+        self.app = app
+        self.gateway = gateway
+        servicePath = "/\(context.configuration.service)"
     }
 
-    /// The gateway's URL for a function, prepared once per name.
-    func orchestratorTarget(_ function: String, gateway: PeerAddress) -> HopTarget {
-        if let target = gatewayTargets[function] { return target }
+    func serves(_ path: String) -> Bool { path == "/" || path == servicePath }
+
+    func describe() -> String? { app.describe() }
+
+    func startLine(address: String) -> String {
+        "orchestrator of \(app.table.appName) on http://\(address), calling \(app.service.name)()\(app.defaultRoute.chain.isEmpty ? "" : "." + app.defaultRoute.chain.source) through the gateway at \(gateway)"
+    }
+
+    func respond(to request: Request, on connection: InboundConnection) {
+        let own = context.configuration.service
+        guard serves(request.path) else {
+            return connection.refuse(ServiceFailure(service: own, kind: .badRoute, message: noSuchPath(request.path, service: own), status: 404),
+                                     counted: own, started: request.started, context: context)
+        }
+        let entryArguments: [ArgumentPlan]
+        switch app.defaultPlans {
+        case .success(let plans): entryArguments = plans
+        case .failure(let error):
+            return connection.send(ServiceFailure(service: own, kind: .badRoute, message: error.message),
+                                   timing: HopTiming(name: own, started: request.started))
+        }
+        let service = app.service
+        let entry = CheckedStep(service: service, call: RouteCall(name: service.name, arguments: [], optionalChained: false),
+                                arguments: entryArguments)
+        let input = service.inputType == nil ? nil : request.body
+        Orchestration(context: context, responder: self, connection: connection, started: request.started)
+            .start(steps: [entry] + app.defaultRoute.steps, input: input)
+    }
+
+    /// The gateway's URL for a function.
+    func target(_ function: String) -> HopTarget {
+        if let target = targets[function] { return target }
         let target = HopTarget(service: function, address: gateway, path: "/function/\(function)", fields: [])
-        gatewayTargets[function] = target
+        targets[function] = target
         return target
     }
 }

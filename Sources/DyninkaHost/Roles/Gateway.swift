@@ -1,0 +1,83 @@
+import DyninkaHTTP
+import DyninkaLoop
+
+/// Gateway mode's central gateway: passes `POST /function/NAME` to NAME's instance and streams
+/// its answer back (the same cut-through relay as a point-to-point hop).
+final class GatewayResponder: Responder {
+    private unowned(unsafe) let context: HostContext
+    private let functions: PeerMap
+    /// One prepared target per function name.
+    private var targets: [String: HopTarget] = [:]
+
+    init(context: HostContext, functions: PeerMap) {
+        self.context = context
+        self.functions = functions
+        // Also expose OpenFaaS's gateway metric names.
+        context.metrics.openFaaSNames = true
+    }
+
+    func serves(_ path: String) -> Bool { path.hasPrefix("/function/") }
+
+    func startLine(address: String) -> String {
+        "gateway on http://\(address) for \(functions.addresses.keys.sorted().joined(separator: ", "))"
+    }
+
+    func respond(to request: Request, on connection: InboundConnection) {
+        let own = context.configuration.service
+        guard serves(request.path) else {
+            return refuse(ServiceFailure(service: own, kind: .badRoute, message: "the gateway proxies POST /function/NAME", status: 404),
+                          request, on: connection)
+        }
+        let name = String(request.path.dropFirst("/function/".count))
+        guard let address = functions.address(of: name) else {
+            // Counted under the gateway's own name: a name from a request never makes a series.
+            return refuse(ServiceFailure(
+                service: own, kind: .badRoute, status: 404,
+                message: "no function '\(name)' behind this gateway; it has \(functions.addresses.keys.sorted().joined(separator: ", "))"),
+                request, on: connection)
+        }
+        let head = request.head
+        let started = request.started
+        let passOn = head.has("dyninka-parts") || head.has("dyninka-deadline") ? head : nil
+        context.sendHop(target(name, address: address), body: request.body ?? .empty, relayTo: connection, extra: passOn.map { request in { line in
+            if request.has("dyninka-parts") {
+                line.append("Dyninka-Parts: ")
+                request.appendValue(of: "dyninka-parts", to: line)
+                line.append("\r\n")
+            }
+            if request.has("dyninka-deadline") {
+                line.append("Dyninka-Deadline: ")
+                request.appendValue(of: "dyninka-deadline", to: line)
+                line.append("\r\n")
+            }
+        } }) { [context] outcome in
+            let timing = HopTiming(name: own, started: started)
+            switch outcome {
+            case .failed(let failure):
+                context.metrics.recordFailure(service: name, kind: failure.kind)
+                context.metrics.record(service: name, status: failure.status, seconds: context.seconds(since: started))
+                connection.send(failure, timing: timing)
+            case .response(let response, let answer):
+                context.metrics.record(service: name, status: response.status, seconds: context.seconds(since: started))
+                connection.send(Answer(status: response.status, relayed: response, timing: timing), body: answer)
+            case .relaying(let response, let hop):
+                context.metrics.record(service: name, status: response.status, seconds: context.seconds(since: started))
+                connection.relay(Answer(status: response.status, relayed: response, timing: timing), from: hop)
+            }
+        }
+    }
+
+    /// A failure of the gateway itself: counted as a failure under its own name only (its
+    /// request series are per function, and a name from a request never makes a series).
+    private func refuse(_ failure: ServiceFailure, _ request: Request, on connection: InboundConnection) {
+        context.metrics.recordFailure(service: context.configuration.service, kind: failure.kind)
+        connection.send(failure, timing: HopTiming(name: context.configuration.service, started: request.started))
+    }
+
+    private func target(_ name: String, address: PeerAddress) -> HopTarget {
+        if let target = targets[name] { return target }
+        let target = HopTarget(service: name, address: address, path: "/", fields: [])
+        targets[name] = target
+        return target
+    }
+}

@@ -1,0 +1,192 @@
+import DyninkaHTTP
+import DyninkaLoop
+import DyninkaRoute
+
+/// A request the server hands to its role: the parsed head, the body (kept alive by its owner),
+/// the path without a query, and when it arrived.
+struct Request {
+    let head: HTTPHead
+    let body: OwnedBytes?
+    let path: String
+    let started: UInt64
+}
+
+/// What a host does with the requests its server does not answer itself (health, readiness,
+/// metrics): one responder per role, chosen once at start (point to point, function instance,
+/// gateway, orchestrator). The server holds the request's in-flight slot; the responder answers
+/// exactly once on the connection.
+protocol Responder: AnyObject {
+    /// Answers a POST to any path (refusing the paths it does not serve).
+    func respond(to request: Request, on connection: InboundConnection)
+    /// Whether `path` names what this host runs: other methods there get 405, not 404.
+    func serves(_ path: String) -> Bool
+    /// What GET / answers (JSON); nil: 404.
+    func describe() -> String?
+    /// The line logged when serving starts at `address`.
+    func startLine(address: String) -> String
+    /// Warnings worth saying once at start (missing peers).
+    var startWarnings: [String] { get }
+}
+
+extension Responder {
+    var startWarnings: [String] { [] }
+    func describe() -> String? { nil }
+}
+
+extension InboundConnection {
+    /// Answers `failure` as this hop's own error, counted in the metrics under `service`.
+    func refuse(_ failure: ServiceFailure, counted service: String, started: UInt64, context: HostContext) {
+        context.metrics.recordFailure(service: service, kind: failure.kind)
+        context.metrics.record(service: service, status: failure.status, seconds: context.seconds(since: started))
+        send(failure, timing: HopTiming(name: service, started: started))
+    }
+}
+
+/// Point to point (the default role): run the service, forward its output along the route the
+/// request carries (or main's), and relay what comes back.
+final class PointToPointResponder: Responder {
+    private unowned(unsafe) let context: HostContext
+    private let app: AppService
+    /// "/NAME": the service's own path, built once rather than per request.
+    private let servicePath: String
+
+    init(context: HostContext, app: AppService) {
+        self.context = context
+        self.app = app
+        servicePath = "/\(app.service.name)"
+    }
+
+    func serves(_ path: String) -> Bool { path == "/" || path == servicePath }
+
+    func describe() -> String? { app.describe() }
+
+    func startLine(address: String) -> String {
+        "serving '\(app.service.name)' of \(app.table.appName) on http://\(address) (route after it: \(app.defaultRoute.chain.isEmpty ? "none" : app.defaultRoute.chain.source))"
+    }
+
+    var startWarnings: [String] {
+        let missing = app.missingPeers
+        guard !missing.isEmpty else { return [] }
+        return ["no address for \(missing.map { "'\($0)'" }.joined(separator: ", ")), which '\(app.service.name)' calls by default: such requests will get 502; pass --peers \(missing.map { "\($0)=HOST:PORT" }.joined(separator: ",")) or --placement FILE"]
+    }
+
+    func respond(to request: Request, on connection: InboundConnection) {
+        let name = app.service.name
+        guard serves(request.path) else {
+            return connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: noSuchPath(request.path, service: name), status: 404),
+                                     counted: name, started: request.started, context: context)
+        }
+        let head = request.head
+        let deadline: UInt64?
+        switch clientDeadline(head, started: request.started) {
+        case .success(let value): deadline = value
+        case .failure(let failure):
+            return connection.refuse(ServiceFailure(service: name, kind: .badInput, message: failure.message),
+                                     counted: name, started: request.started, context: context)
+        }
+        let plan: RoutePlan
+        let arguments: [PreparedArgument]
+        do throws(RouteError) {
+            let routeBytes = head.valueBytes(of: "dyninka-route")
+            let argumentText = head.value(of: "dyninka-args")
+            if let routeBytes { plan = try app.routePlan(routeBytes) } else { plan = app.defaultPlan }
+            if let argumentText {
+                let custom = try app.preparedArguments(argumentText)
+                arguments = custom.prepared
+                try app.checkLimits(plan, arguments: custom.visits)
+            } else {
+                arguments = try app.defaultArguments.get()
+                try plan.withDefaultArguments.get()
+            }
+            if context.configuration.fixedRoutes { try app.checkFixed(plan, arguments: argumentText) }
+        } catch {
+            context.log.debug("refused route: \(error.message)")
+            return connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: error.message),
+                                     counted: name, started: request.started, context: context)
+        }
+        let invocation = Invocation(context: context, app: app, connection: connection, plan: plan, arguments: arguments,
+                                    input: request.body, started: request.started)
+        invocation.deadline = deadline
+        invocation.start()
+    }
+}
+
+/// Gateway mode's function instance: run the service and answer; never forward, whatever the
+/// request says. Explicit arguments come with the input in the body, their lengths in
+/// Dyninka-Parts.
+final class FunctionInstanceResponder: Responder {
+    private unowned(unsafe) let context: HostContext
+    private let app: AppService
+    private let servicePath: String
+
+    init(context: HostContext, app: AppService) {
+        self.context = context
+        self.app = app
+        servicePath = "/\(app.service.name)"
+    }
+
+    func serves(_ path: String) -> Bool { path == "/" || path == servicePath }
+
+    func describe() -> String? { app.describe() }
+
+    func startLine(address: String) -> String {
+        "function instance of '\(app.service.name)' (\(app.table.appName)) on http://\(address); it never forwards"
+    }
+
+    func respond(to request: Request, on connection: InboundConnection) {
+        let name = app.service.name
+        guard serves(request.path) else {
+            return connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: noSuchPath(request.path, service: name), status: 404),
+                                     counted: name, started: request.started, context: context)
+        }
+        let deadline: UInt64?
+        switch clientDeadline(request.head, started: request.started) {
+        case .success(let value): deadline = value
+        case .failure(let failure):
+            return connection.refuse(ServiceFailure(service: name, kind: .badInput, message: failure.message),
+                                     counted: name, started: request.started, context: context)
+        }
+        let input: OwnedBytes?
+        let arguments: [PreparedArgument]
+        if let text = request.head.value(of: "dyninka-parts") {
+            let body = request.body ?? .empty
+            guard let lengths = AppService.parts(text, count: app.service.parameters.count + 1, total: body.count) else {
+                let shown = text.count > 80 ? text.prefix(80) + "..." : Substring(text)
+                return connection.refuse(ServiceFailure(
+                    service: name, kind: .badInput,
+                    message: "Dyninka-Parts '\(shown)' must give \(app.service.parameters.count + 1) byte lengths (input, then each argument) adding up to the body's \(body.count) bytes"),
+                    counted: name, started: request.started, context: context)
+            }
+            // Sliced, never parsed: each part is a view of the body.
+            var slices: [OwnedBytes] = []
+            var offset = 0
+            for length in lengths {
+                slices.append(body[offset..<offset + length])
+                offset += length
+            }
+            input = slices[0]
+            arguments = slices.dropFirst().map { .given($0) }
+        } else {
+            do throws(RouteError) { arguments = try app.defaultArguments.get() } catch {
+                return connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: error.message),
+                                         counted: name, started: request.started, context: context)
+            }
+            input = request.body
+        }
+        let invocation = Invocation(context: context, app: app, connection: connection, plan: app.defaultPlan, arguments: arguments,
+                                    input: input, started: request.started)
+        invocation.deadline = deadline
+        invocation.start()
+    }
+}
+
+/// The client's budget (Dyninka-Deadline), checked first: it applies to every role.
+func clientDeadline(_ head: HTTPHead, started: UInt64) -> Result<UInt64?, RouteError> {
+    guard head.has("dyninka-deadline") else { return .success(nil) }
+    return AppService.deadline(head.values(of: "dyninka-deadline"), from: started).map { $0 }
+}
+
+/// The message of a 404 for a POST to a path the service does not serve.
+func noSuchPath(_ path: String, service: String) -> String {
+    "no such path '\(path)'; POST / runs '\(service)', GET /healthz, /readyz, /metrics"
+}

@@ -1,0 +1,173 @@
+import DyninkaHTTP
+import DyninkaLoop
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What every request and connection of one host shares, on its loop: the configuration, log
+/// and metrics, pools (parsers, the scratch head buffer), the deadlines the sweep enforces, the
+/// bound on buffered bytes, the name cache, and the start of hops. Per-request objects hold this
+/// context, never the server or the role.
+///
+/// Not thread-safe: everything here runs on the loop's thread.
+final class HostContext {
+    let configuration: HostConfiguration
+    let loop: EventLoop
+    let wakeup: LoopWakeup
+    let log: Log
+    let metrics: Metrics
+    /// The thread running the loop (set when serving starts).
+    var loopThread = pthread_self()
+    /// A head being written: filled and handed to a write in one go (the write copies what the
+    /// kernel does not take at once), so no buffer is allocated per message.
+    let scratch = ByteStore(capacity: 2048)
+    /// The host is draining: answers close their connections, pooled connections are not kept.
+    var draining = false
+
+    init(configuration: HostConfiguration, log: Log, metrics: Metrics) throws(HostStartupError) {
+        self.configuration = configuration
+        self.log = log
+        self.metrics = metrics
+        do {
+            loop = try EventLoop()
+            wakeup = try LoopWakeup(loop: loop)
+        } catch {
+            throw HostStartupError("cannot start the event loop: \(error)")
+        }
+    }
+
+    // MARK: Parsers
+
+    /// Idle parsers, reused by connections and hops (a parser is five allocations).
+    private var idleRequestParsers: [HTTPParser] = []
+    private var idleResponseParsers: [HTTPParser] = []
+
+    /// A parser for requests (`request` true) or responses, fresh or reused.
+    func takeParser(request: Bool) -> HTTPParser {
+        if request {
+            return idleRequestParsers.popLast()
+                ?? HTTPParser(kind: .request, maxHeaderBytes: configuration.maxHeaderBytes, maxBodyBytes: configuration.maxBodyBytes)
+        }
+        return idleResponseParsers.popLast()
+            ?? HTTPParser(kind: .response, maxHeaderBytes: 64 * 1024, maxBodyBytes: configuration.maxBodyBytes)
+    }
+
+    /// Gives a parser back once its owner is done with it (never from inside its own callbacks).
+    func returnParser(_ parser: HTTPParser) {
+        parser.reset()
+        if parser.kind == .request {
+            if idleRequestParsers.count < 256 { idleRequestParsers.append(parser) }
+        } else if idleResponseParsers.count < 256 {
+            idleResponseParsers.append(parser)
+        }
+    }
+
+    // MARK: Deadlines
+
+    /// Everything with a deadline: open client connections and hops in progress. Each member
+    /// knows its index (`trackSlot`), so adding and removing cost no hashing.
+    private(set) var tracked: [any Expiring] = []
+
+    func track(_ item: any Expiring) {
+        guard item.trackSlot < 0 else { return }
+        item.trackSlot = tracked.count
+        tracked.append(item)
+    }
+
+    func untrack(_ item: any Expiring) {
+        let slot = item.trackSlot
+        guard slot >= 0, slot < tracked.count, tracked[slot] === item else { return }
+        let last = tracked.removeLast()
+        if slot < tracked.count {
+            tracked[slot] = last
+            last.trackSlot = slot
+        }
+        item.trackSlot = -1
+    }
+
+    /// Expires whatever is past its deadline (the sweep timer calls this).
+    func sweepDeadlines() {
+        let now = EventLoop.nanoseconds()
+        for item in tracked where item.deadline != 0 && item.deadline <= now {
+            item.expire()
+        }
+    }
+
+    // MARK: Buffered bytes
+
+    /// Bytes of requests and responses held in memory now (bodies being received or waiting for
+    /// their turn, responses the kernel has not taken); bounded by --max-buffered-bytes.
+    var bufferedBytes = 0
+
+    /// Counts `bytes` more against --max-buffered-bytes; false (and nothing counted) when they do not fit.
+    func reserveBuffer(_ bytes: Int) -> Bool {
+        guard bytes <= configuration.maxBufferedBytes - bufferedBytes else { return false }
+        bufferedBytes += bytes
+        return true
+    }
+
+    /// The message of a 503 for bytes that do not fit: what is held, the limit, what did not fit.
+    func overloadMessage(_ what: String) -> String {
+        "'\(configuration.service)' holds \(bufferedBytes) bytes of requests and responses (limit \(configuration.maxBufferedBytes), --max-buffered-bytes); \(what) does not fit now; retry after 1 s"
+    }
+
+    // MARK: Names and exchanges
+
+    /// Addresses of peers given by name, resolved once per --name-ttl rather than per hop.
+    private(set) lazy var names = NameCache(loop: loop, ttlMilliseconds: configuration.nameTTL)
+
+    /// HTTP exchanges the app library makes on this loop (Fetch in async services).
+    private(set) lazy var exchanges = ExchangeClient(context: self)
+
+    // MARK: Hops
+
+    /// Hops queued while the loop handles a burst of events; they start together after it.
+    private var queuedHops: [HopClient] = []
+    private var startingHops: [HopClient] = []
+    /// Hops wait for the end of the loop iteration (set once the loop's phase hook runs).
+    var batchesHops = false
+    /// The app library asked (from the loop thread) to run its queued jobs.
+    var jobsQueued = false
+    /// Runs the app library's queued jobs (ABI 2); nil without a library that has jobs.
+    var runJobs: (() -> Void)?
+
+    /// Sends `body` to the target's service; names resolve only through the peers. With
+    /// `relayTo`, the response streams to that connection (`HopOutcome.relaying`).
+    func sendHop(_ target: HopTarget, body: OwnedBytes, relayTo connection: InboundConnection? = nil,
+                 extra: ((ByteStore) -> Void)? = nil, responseTimeout: Int? = nil, completion: @escaping (HopOutcome) -> Void) {
+        guard let address = target.address else {
+            metrics.hopFailures += 1
+            return completion(.failed(ServiceFailure(
+                service: target.service, kind: .unreachable,
+                message: "no address for service '\(target.service)'; pass --peers \(target.service)=HOST:PORT or add it to the placement file")))
+        }
+        var extraHead: ByteStore?
+        if let extra {
+            extraHead = ByteStore(capacity: 64)
+            extra(extraHead!)
+        }
+        let client = HopClient(context: self, target: target, address: address, extraHead: extraHead,
+                               body: body, relayTo: connection, completion: completion)
+        if let responseTimeout { client.responseTimeout = max(1, min(responseTimeout, configuration.responseTimeout)) }
+        if !batchesHops { return client.start() }
+        queuedHops.append(client)
+    }
+
+    /// Runs at the end of each loop iteration: starts the hops and the library's jobs queued while
+    /// the loop handled this iteration's events. Under load, a burst of requests then reaches the
+    /// next hop together (one wake-up of that process) rather than one by one.
+    func startQueued() {
+        while !queuedHops.isEmpty || jobsQueued {
+            if jobsQueued {
+                jobsQueued = false
+                runJobs?()
+            }
+            swap(&queuedHops, &startingHops)
+            for hop in startingHops { hop.start() }
+            startingHops.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// Seconds since `started` (monotonic nanoseconds), for the metrics.
+    func seconds(since started: UInt64) -> Double { Double(EventLoop.nanoseconds() - started) / 1e9 }
+}

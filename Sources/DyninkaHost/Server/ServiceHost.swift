@@ -1,0 +1,300 @@
+import DyninkaHTTP
+import DyninkaLoop
+import DyninkaRoute
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a host process does.
+package enum HostRole: Sendable {
+    /// Point to point: run the service, forward along the route, relay the answer.
+    case service
+    /// Gateway mode's function instance: run the service and answer; never forward. Explicit
+    /// arguments come with the input in the body, split by the Dyninka-Parts header.
+    case function
+    /// Gateway mode's central gateway: proxy `/function/NAME` to the instance of NAME.
+    case gateway(functions: PeerMap)
+    /// Gateway mode's orchestrating function: run main's chain by calling each step through
+    /// the gateway in turn (the paper's Listing 4).
+    case orchestrator(gateway: PeerAddress)
+}
+
+/// A dyninka-host process: a small server that listens, tracks its connections, answers health,
+/// readiness and metrics, drains on SIGTERM / SIGINT, and hands every other request to the one
+/// responder its role installs (see HostRole and Roles/).
+package final class ServiceHost {
+    package let configuration: HostConfiguration
+    package let role: HostRole
+    /// The app's table; nil only for the gateway, which routes by name alone.
+    package let table: ServiceTable?
+    package let metrics = Metrics()
+    /// What requests and connections share: loop, log, metrics, pools, deadlines, hops.
+    let context: HostContext
+    /// The role's answer to every request the server does not answer itself.
+    private let responder: any Responder
+    private var loop: EventLoop { context.loop }
+    private var log: Log { context.log }
+    /// What this host lends the app library (nil when it takes nothing); kept for the process's life.
+    private var lender: LoopLender?
+    private var phaseHook: LoopPhaseHook?
+    private var server: TCPHandle?
+    private var sweepTimer: LoopTimer?
+    private var signals: [SignalWatcher] = []
+    /// The open client connections (a snapshot; closing one changes the tracked list).
+    private var connections: [InboundConnection] { context.tracked.compactMap { $0 as? InboundConnection } }
+    private var draining: Bool { context.draining }
+    private var exitTimer: LoopTimer?
+    /// Services the default route calls that have no address (each such request answers 502).
+    package private(set) var missingPeers: [String] = []
+    /// The address actually bound (port resolved when 0 was asked for).
+    package private(set) var boundAddress: String = ""
+
+    /// Loads nothing itself: pass the table loaded from `configuration.appPath` (none for the gateway).
+    package init(configuration: HostConfiguration, table: ServiceTable?, role: HostRole = .service) throws(HostStartupError) {
+        self.configuration = configuration
+        self.role = role
+        self.table = table
+        context = try HostContext(configuration: configuration, log: Log(service: configuration.service, level: configuration.logLevel),
+                                  metrics: metrics)
+        if case .gateway(let functions) = role {
+            responder = GatewayResponder(context: context, functions: functions)
+            return
+        }
+        guard let table else { throw HostStartupError("no app library: pass --app PATH") }
+        switch role {
+        case .service:
+            let app = try AppService(table: table, name: configuration.service, configuration: configuration, forwards: true)
+            // Every service this one may forward to by default should have an address; say so now
+            // rather than at the first request (a host may still be run alone, for a test or a custom route).
+            missingPeers = app.missingPeers
+            responder = PointToPointResponder(context: context, app: app)
+        case .function:
+            let app = try AppService(table: table, name: configuration.service, configuration: configuration, forwards: false)
+            responder = FunctionInstanceResponder(context: context, app: app)
+        case .orchestrator(let gateway):
+            let app = try AppService(table: table, name: table.entryService, configuration: configuration, forwards: true)
+            responder = OrchestratorResponder(context: context, app: app, gateway: gateway)
+        case .gateway:
+            preconditionFailure("the gateway was handled above")
+        }
+    }
+
+    /// Binds the listening socket; after this, `boundAddress` is known.
+    package func bind() throws(HostStartupError) {
+        let address: SocketAddress
+        do { address = try SocketAddress(ip: configuration.host, port: configuration.port) } catch {
+            throw HostStartupError("--host '\(configuration.host)' is not a numeric IP address (for example 127.0.0.1 or 0.0.0.0)")
+        }
+        do {
+            server = try TCPHandle.listen(loop: loop, on: address, reusePort: true) { [unowned self] handle in accepted(handle) }
+        } catch {
+            let hint = error.isAddressInUse ? "; another process listens there (pick another --port, or 0 for any free port)" : ""
+            throw HostStartupError("cannot listen on \(address): \(error.reason)\(hint)")
+        }
+        boundAddress = server?.localAddress?.description ?? address.description
+    }
+
+    /// Serves until SIGTERM or SIGINT has drained the host. Call `bind()` first.
+    package func run() throws(HostStartupError) {
+        if server == nil { try bind() }
+        context.loopThread = pthread_self()
+        do {
+            for signal in [SIGTERM, SIGINT] {
+                signals.append(try SignalWatcher(loop: loop, signal: signal) { [unowned self] number in
+                    beginDrain(signal: number)
+                })
+            }
+            let sweep = try LoopTimer(loop: loop)
+            let parent = getppid()
+            var ticks = 0
+            sweep.start(after: 50, repeat: 50) { [unowned self] in
+                context.sweepDeadlines()
+                ticks += 1
+                // Once a second: a supervisor that died (even by SIGKILL) must not leave us running.
+                if configuration.exitWithParent, ticks % 20 == 0, getppid() != parent, !draining {
+                    log.warning("parent process \(parent) is gone: draining and exiting")
+                    beginDrain(signal: SIGTERM)
+                }
+            }
+            sweepTimer = sweep
+            phaseHook = try LoopPhaseHook(loop: loop) { [unowned self] in context.startQueued() }
+            context.batchesHops = true
+        } catch {
+            throw HostStartupError("cannot set up signals and timers: \(error)")
+        }
+        lendLoop()
+        for warning in responder.startWarnings { log.warning(warning) }
+        log.info(responder.startLine(address: boundAddress))
+        loop.run()
+        context.wakeup.close()
+        loop.close()
+        log.info("stopped")
+    }
+
+    /// Lends the loop to the app library (ABI 2): async services then run on this thread, and
+    /// their fetches go through the context's exchanges. Called once, on the loop thread, before serving.
+    private func lendLoop() {
+        guard let table, lender == nil else { return }
+        let context = context
+        let lender = LoopLender(
+            wake: { [unowned context] in
+                // From the loop itself: after this burst of events, with no system call.
+                if pthread_equal(pthread_self(), context.loopThread) != 0 && context.batchesHops {
+                    context.jobsQueued = true
+                    return
+                }
+                let runJobs = table.runJobs
+                context.wakeup.submit { runJobs?() }
+            },
+            exchange: { [unowned context] name, port, request, timeout, done in
+                context.exchanges.start(host: name, port: port, request: request, timeout: timeout, done: done)
+            })
+        if table.lend(lender) {
+            self.lender = lender
+            context.runJobs = table.runJobs
+        }
+    }
+
+    // MARK: Connections
+
+    private func accepted(_ handle: TCPHandle) {
+        let connection = InboundConnection(server: self, handle: handle)
+        metrics.connections += 1
+        connection.start()
+    }
+
+    func connectionClosed(_ connection: InboundConnection) {
+        metrics.connections -= 1
+        if draining { checkDrained() }
+    }
+
+    // MARK: Requests
+
+    /// Every request: POSTs go to the role's responder (within --max-in-flight); the server
+    /// answers health, readiness, metrics and the description itself.
+    func dispatch(_ head: HTTPHead, body: OwnedBytes?, on connection: InboundConnection) {
+        let started = EventLoop.nanoseconds()
+        let target = head.target
+        // The path without a query, found on the UTF-8 bytes (Character iteration costs more).
+        let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(target[..<$0]) } ?? target
+        if head.method == "POST" {
+            // Past the limit, answer at once (and cheaply) rather than queue or drop: callers relay
+            // the 503 and its Retry-After. A request holds its slot until its response is written.
+            guard metrics.inFlight < configuration.maxInFlight else {
+                metrics.recordFailure(service: configuration.service, kind: .overloaded)
+                metrics.record(service: configuration.service, status: 503, seconds: 0)
+                return connection.send(ServiceFailure(
+                    service: configuration.service, kind: .overloaded,
+                    message: "'\(configuration.service)' has \(metrics.inFlight) requests in flight (limit \(configuration.maxInFlight)); retry after 1 s"),
+                    timing: HopTiming(name: configuration.service, started: started))
+            }
+            connection.claimSlot()
+            return responder.respond(to: Request(head: head, body: body, path: path, started: started), on: connection)
+        }
+        // HEAD is answered like GET, without the body (the connection leaves it out).
+        let method = head.method == "HEAD" ? "GET" : head.method
+        switch (method, path) {
+        case ("GET", "/healthz"):
+            text(200, "ok\n", on: connection)
+        case ("GET", "/readyz"):
+            text(draining ? 503 : 200, draining ? "draining\n" : "ready\n", on: connection)
+        case ("GET", "/metrics"):
+            metrics.nameLookups = context.names.lookups
+            metrics.bufferedBytes = context.bufferedBytes
+            metrics.readBlocks = loop.blockCount
+            text(200, metrics.render(), on: connection, type: "text/plain; version=0.0.4")
+        case ("GET", "/"):
+            guard let description = responder.describe() else { fallthrough }
+            text(200, description, on: connection, type: "application/json")
+        case (_, _) where responder.serves(path):
+            reject(ServiceFailure(service: configuration.service, kind: .badInput,
+                                  message: "method \(head.method) is not allowed; POST the input as JSON", status: 405), on: connection)
+        default:
+            reject(ServiceFailure(service: configuration.service, kind: .badRoute,
+                                  message: noSuchPath(path, service: configuration.service), status: 404),
+                   on: connection)
+        }
+    }
+
+    private func text(_ status: Int, _ text: String, on connection: InboundConnection, type: String = "text/plain") {
+        let body = ByteStore(capacity: text.utf8.count)
+        body.append(text)
+        connection.respond(status: status, body: body.owned) { head in
+            head.append("Content-Type: ")
+            head.append(type)
+            head.append("\r\n")
+        }
+    }
+
+    private func reject(_ failure: ServiceFailure, on connection: InboundConnection) {
+        metrics.recordFailure(service: configuration.service, kind: failure.kind)
+        connection.respond(failure: failure)
+    }
+
+    // MARK: Draining
+
+    /// A request's response is written (or its connection is gone).
+    func requestFinished() {
+        if draining { checkDrained() }
+    }
+
+    private func beginDrain(signal: Int32) {
+        if draining {
+            log.warning("second signal: exiting without waiting for \(metrics.inFlight) request(s)")
+            return shutdown()
+        }
+        context.draining = true
+        log.info("signal \(signal): draining (readyz answers 503, \(metrics.inFlight) request(s) in flight)")
+        let stopAccepting = { [unowned self] in
+            server?.close()
+            server = nil
+            for connection in connections where connection.idle { connection.close() }
+            checkDrained()
+        }
+        do {
+            let timer = try LoopTimer(loop: loop)
+            timer.start(after: UInt64(configuration.drainDelay + configuration.drainTimeout)) { [unowned self] in
+                log.warning("drain timeout: exiting with \(metrics.inFlight) request(s) in flight")
+                shutdown()
+            }
+            exitTimer = timer
+            if configuration.drainDelay > 0 {
+                let delay = try LoopTimer(loop: loop)
+                delay.start(after: UInt64(configuration.drainDelay)) { delay.close(); stopAccepting() }
+            } else {
+                stopAccepting()
+            }
+        } catch {
+            shutdown()
+        }
+    }
+
+    private func checkDrained() {
+        guard draining, server == nil, metrics.inFlight == 0 else { return }
+        for connection in connections where !connection.busy { connection.close() }
+        if metrics.connections == 0 { shutdown() }
+    }
+
+    private var stopped = false
+
+    private func shutdown() {
+        guard !stopped else { return }
+        stopped = true
+        server?.close()
+        server = nil
+        for connection in connections { connection.close() }
+        if lender != nil { context.exchanges.closeIdle() }
+        sweepTimer?.close()
+        phaseHook?.close()
+        exitTimer?.close()
+        for signal in signals { signal.close() }
+        signals.removeAll()
+        loop.stop()
+    }
+}
+
+/// A host that cannot start; the message says what to change.
+package struct HostStartupError: Error, CustomStringConvertible {
+    package var description: String
+    package init(_ description: String) { self.description = description }
+}
