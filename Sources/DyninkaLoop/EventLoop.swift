@@ -33,7 +33,7 @@ package final class EventLoop {
     /// The block to read into now: the current one unless something still holds it. No
     /// allocation while nothing is kept; otherwise a free block from earlier, or a new one.
     @inline(__always)
-    func blockForRead() -> ReadBlock {
+    package func blockForRead() -> ReadBlock {
         if isKnownUniquelyReferenced(&readBlock) { return readBlock }
         return switchBlock()
     }

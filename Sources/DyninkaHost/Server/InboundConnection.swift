@@ -12,7 +12,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     // The server and its context outlive every connection.
     private unowned(unsafe) let server: ServiceHost
     private unowned(unsafe) let context: HostContext
-    private let handle: TCPHandle
+    private let handle: any ByteStream
     private let parser: HTTPParser
     private var head: HTTPHead?
     /// The request body being collected from several reads (or a chunked body).
@@ -50,7 +50,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     private(set) var deadline: UInt64 = 0
     var trackSlot = -1
 
-    init(server: ServiceHost, handle: TCPHandle) {
+    init(server: ServiceHost, handle: any ByteStream) {
         self.server = server
         context = server.context
         self.handle = handle
@@ -498,7 +498,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         relaySource = nil
         relayAnswer = nil
         relayQueue.removeAll()
-        handle.close()
+        handle.close(nil)
         held = nil
         releaseAllButHeld()
         context.returnParser(parser)

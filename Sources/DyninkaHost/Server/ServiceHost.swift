@@ -157,11 +157,33 @@ package final class ServiceHost {
 
     // MARK: Connections
 
-    private func accepted(_ handle: TCPHandle) {
+    private func accepted(_ handle: any ByteStream) {
         let connection = InboundConnection(server: self, handle: handle)
         metrics.connections += 1
         connection.start()
     }
+
+    // MARK: In process (tests)
+
+    /// Gets the host ready to serve streams given by `serve(_:)` on the calling thread, without
+    /// a listening socket or signals: tests drive it with `runOnce()`. The loop is not lent to
+    /// the app library (a library takes the first loop lent to it for the process's life), so
+    /// async services run on Swift's executors and complete through the loop's wakeup.
+    package func startInProcess() {
+        context.loopThread = pthread_self()
+    }
+
+    /// Serves `stream` as if it had just been accepted.
+    package func serve(_ stream: any ByteStream) { accepted(stream) }
+
+    /// Runs one iteration of the loop without waiting, then the hops and jobs it queued.
+    package func runOnce() {
+        loop.runOnce()
+        context.startQueued()
+    }
+
+    /// The loop the host runs on (an in-process test reads into its blocks).
+    package var eventLoop: EventLoop { loop }
 
     func connectionClosed(_ connection: InboundConnection) {
         metrics.connections -= 1
