@@ -21,7 +21,7 @@ final class ExchangeClient {
     unowned(unsafe) let context: HostContext
     /// Idle kept-alive connections by origin. Origins resolve through the host's name cache, as
     /// peers do: a failed connection looks the name up again (a pod or a DNS record that moved).
-    private var idle: [String: [ExchangeConnection]] = [:]
+    private var idle: [String: [ClientConnection]] = [:]
     /// Idle connections kept per origin at most.
     static let maxIdle = 64
 
@@ -33,7 +33,7 @@ final class ExchangeClient {
         let entry = context.names.entry(name, port: port)
         let exchange = ExchangeRequest(key: key, request: request, timeout: timeout, done: done, name: entry)
         if let connection = idle[key]?.popLast() {
-            return connection.send(exchange, reused: true)
+            return Exchange(client: self, exchange: exchange, connection: connection).sendAgain()
         }
         if let known = context.names.fresh(entry) {
             return open(known[0], exchange)
@@ -59,14 +59,9 @@ final class ExchangeClient {
 
     /// Sends on a new connection.
     func open(_ address: SocketAddress, _ exchange: ExchangeRequest) {
-        let connection = ExchangeConnection(client: self, key: exchange.key, address: address)
-        do {
-            try connection.connect(loop: context.loop)
-        } catch {
-            context.names.invalidate(exchange.name)
-            return finish(exchange, failure: "cannot connect (\(error.reason)); is the endpoint up?")
-        }
-        connection.send(exchange, reused: false)
+        let connection = ClientConnection(context: context, options: ClientOptions(keepAlive: true))
+        connection.closedWhileIdle = { [unowned self] connection in forget(connection, key: exchange.key) }
+        Exchange(client: self, exchange: exchange, connection: connection).send(to: [address])
     }
 
     /// A new connection to `name` failed: resolve it again next time.
@@ -75,14 +70,14 @@ final class ExchangeClient {
     }
 
     /// A connection whose response is complete and which may carry another exchange.
-    func keep(_ connection: ExchangeConnection) {
-        guard !context.draining, (idle[connection.key]?.count ?? 0) < Self.maxIdle else { return connection.close() }
-        idle[connection.key, default: []].append(connection)
+    func keep(_ connection: ClientConnection, key: String) {
+        guard !context.draining, (idle[key]?.count ?? 0) < Self.maxIdle else { return connection.close() }
+        idle[key, default: []].append(connection)
     }
 
     /// An idle connection the server closed.
-    func forget(_ connection: ExchangeConnection) {
-        idle[connection.key]?.removeAll { $0 === connection }
+    private func forget(_ connection: ClientConnection, key: String) {
+        idle[key]?.removeAll { $0 === connection }
     }
 
     /// Closes every idle connection (when the host drains).
@@ -129,133 +124,66 @@ final class PendingLookup: Expiring {
     }
 }
 
-/// A connection to one origin, carrying one exchange at a time and kept alive between them.
-final class ExchangeConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
+/// One exchange on a client connection (new, or kept alive from an earlier exchange with the
+/// same origin); the response is collected whole for the library.
+final class Exchange: ClientConnectionUser {
     private unowned(unsafe) let client: ExchangeClient
-    let key: String
-    private let address: SocketAddress
-    private var handle: TCPHandle?
-    private let parser: HTTPParser
-    private var exchange: ExchangeRequest?
-    private var reused = false
-    /// The connection was established (a request went out on it).
-    private var connected = false
-    private var receivedBytes = false
+    private var exchange: ExchangeRequest
+    private let connection: ClientConnection
     private var status = 0
-    private var keepAlive = false
     private let body = ByteStore(capacity: 4096)
-    private(set) var deadline: UInt64 = 0
-    var trackSlot = -1
 
-    init(client: ExchangeClient, key: String, address: SocketAddress) {
+    init(client: ExchangeClient, exchange: ExchangeRequest, connection: ClientConnection) {
         self.client = client
-        self.key = key
-        self.address = address
-        parser = HTTPParser(kind: .response, maxHeaderBytes: 64 * 1024, maxBodyBytes: client.context.configuration.maxBodyBytes)
-    }
-
-    func connect(loop: EventLoop) throws(LoopError) {
-        handle = try TCPHandle.connect(loop: loop, to: address, delegate: self)
-    }
-
-    func send(_ exchange: ExchangeRequest, reused: Bool) {
-        guard let handle else { return client.open(address, exchange) }
         self.exchange = exchange
-        self.reused = reused
-        receivedBytes = false
-        body.removeAll()
-        parser.reset()
-        parser.delegate = self
-        deadline = EventLoop.nanoseconds() + UInt64(exchange.timeout) * 1_000_000
-        client.context.track(self)
-        // The request is borrowed: what the kernel does not take at once is copied.
-        switch handle.write(exchange.request) {
-        case .done: connected = true
-        case .pending: break
-        case .failed(let error): writeFailed(error)
-        }
+        self.connection = connection
     }
 
-    func handleWriteDone(_ error: LoopError?) {
-        if let error { writeFailed(error) } else { connected = true }
+    func send(to addresses: [SocketAddress]) {
+        connection.send(to: addresses, user: self, connectTimeout: exchange.timeout, responseTimeout: exchange.timeout)
     }
 
-    private func writeFailed(_ error: LoopError) {
-        if connected { return failed("sending failed (\(error.reason))") }
-        if let exchange { client.connectFailed(exchange.name) }
-        failed("cannot connect (\(error.reason)); is the endpoint up?")
+    func sendAgain() {
+        connection.sendAgain(user: self, responseTimeout: exchange.timeout)
     }
 
-    func handleRead(_ event: ReadEvent) {
-        guard exchange != nil else {
-            // Idle: the server closed (or sent something unasked for); this connection is done.
-            client.forget(self)
-            return close()
-        }
-        let result: HTTPFeedResult
-        var received = 0
-        switch event {
-        case .data(let bytes):
-            receivedBytes = true
-            received = bytes.count
-            result = parser.feed(bytes)
-        case .end:
-            result = parser.finish()
-        case .failed(let error):
-            return connected ? failed("the connection failed (\(error.reason))") : writeFailed(error)
-        }
-        switch result {
-        case .needMore:
-            if case .end = event { failed("the server closed the connection before answering") }
-        case .messageComplete(let consumed):
-            // Bytes after the response were never asked for (a misbehaving endpoint): the
-            // connection is not reused, or the next fetch would read them as its answer.
-            let ended: Bool
-            if case .end = event { ended = true } else { ended = consumed < received }
-            complete(endsConnection: ended)
-        case .failed(let error):
-            failed("invalid response (\(error))")
-        }
-    }
+    /// The request is borrowed from the library (valid until `done`); what the kernel does not
+    /// take at once is copied.
+    func requestHead(into scratch: ByteStore) -> UnsafeRawBufferPointer { exchange.request }
+    var requestBody: OwnedBytes { .empty }
 
-    func parserHead(_ head: HTTPHead) {
+    func responseHead(_ head: HTTPHead) {
         status = head.status
-        keepAlive = head.keepAlive
+        body.removeAll()
         if let length = head.contentLength { body.reserve(length) }
     }
 
-    func parserBody(_ bytes: UnsafeRawBufferPointer) { body.append(bytes) }
+    func responseBody(_ bytes: UnsafeRawBufferPointer, moreFollows: Bool) { body.append(bytes) }
 
-    func expire() {
-        guard let exchange else { return }
-        failed("no answer within \(exchange.timeout) ms", retry: false)
-    }
-
-    private func complete(endsConnection: Bool) {
-        guard let exchange else { return }
-        self.exchange = nil
-        client.context.untrack(self)
+    func responseComplete(kept: Bool) {
         // Back to the pool first: `done` may start the next exchange to the same origin.
-        if keepAlive && !endsConnection { client.keep(self) } else { close() }
+        if kept { client.keep(connection, key: exchange.key) }
         client.finish(exchange, status: Int32(status), body: body.bytes)
     }
 
-    /// Ends the exchange in progress with an error, or sends it again on a new connection when
-    /// this kept-alive one failed before any answer (the server may have closed it meanwhile).
-    private func failed(_ reason: String, retry: Bool = true) {
-        guard var exchange else { return }
-        self.exchange = nil
-        client.context.untrack(self)
-        close()
-        if retry && reused && !receivedBytes && !exchange.retried {
+    func requestFailed(_ failure: ClientFailure, retryable: Bool) {
+        // A kept-alive connection that failed before any answer may have been closed by the
+        // server meanwhile: send once more on a new connection.
+        if retryable, !exchange.retried, let address = connection.address {
             exchange.retried = true
             return client.open(address, exchange)
         }
+        let reason: String
+        switch failure {
+        case .connect(let error):
+            client.connectFailed(exchange.name)
+            reason = "cannot connect (\(error.reason)); is the endpoint up?"
+        case .send(let error): reason = "sending failed (\(error.reason))"
+        case .reset(let error): reason = "the connection failed (\(error.reason))"
+        case .closedEarly: reason = "the server closed the connection before answering"
+        case .invalid(let error): reason = "invalid response (\(error))"
+        case .connectTimeout(let milliseconds), .responseTimeout(let milliseconds): reason = "no answer within \(milliseconds) ms"
+        }
         client.finish(exchange, failure: reason)
-    }
-
-    func close() {
-        handle?.close()
-        handle = nil
     }
 }

@@ -11,6 +11,8 @@ final class HopTarget {
     let address: PeerAddress?
     /// The address when it is numeric, so no per-request parsing or resolution is needed.
     let socketAddress: SocketAddress?
+    /// `socketAddress` as the list a client connection tries (made once, not per hop).
+    let numericAddresses: [SocketAddress]?
     /// "POST / HTTP/1.1 ... Dyninka-Route: ...\r\nContent-Length: " (immutable after init).
     let headPrefix: ByteStore
     /// The host's cache entry for a name (set on the first hop; nil for numeric addresses).
@@ -27,6 +29,7 @@ final class HopTarget {
         self.service = service
         self.address = address
         socketAddress = address.flatMap { try? SocketAddress(ip: $0.host, port: $0.port) }
+        numericAddresses = socketAddress.map { [$0] }
         let head = ByteStore(capacity: 160)
         head.append("POST ")
         head.append(path)
