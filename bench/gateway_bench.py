@@ -180,6 +180,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per worker count; rows show the median (default 3)")
     ap.add_argument("--sensor-delay-ms", type=float, default=0,
                     help="the sensor answers this much later, like a remote feed (default 0: loopback speed)")
+    ap.add_argument("--old", help="folder with an older release dyninka-host: adds p2p-old and gateway-old, the same "
+                    "topologies on that host binary, interleaved with the others (an A/B in one run)")
     args = ap.parse_args()
     if args.sensor_delay_ms > 0:
         os.environ["SENSOR_DELAY_MS"] = f"{args.sensor_delay_ms:g}"  # sensor.py reads it; dyninka run passes it on
@@ -203,7 +205,8 @@ def main():
     emit()
     emit(f"Machine: {hop_bench.machine()}. Command: `python3 bench/gateway_bench.py --duration {args.duration:g} "
          f"--workers {','.join(map(str, workers))} --rounds {args.rounds}"
-         f"{f' --sensor-delay-ms {args.sensor_delay_ms:g}' if args.sensor_delay_ms > 0 else ''}`. Load: hey -disable-keepalive, POST to the entry "
+         f"{f' --sensor-delay-ms {args.sensor_delay_ms:g}' if args.sensor_delay_ms > 0 else ''}"
+         f"{f' --old {args.old}' if args.old else ''}`. Load: hey -disable-keepalive, POST to the entry "
          f"({args.duration:g} s per run, the paper used 10 minutes; {args.rounds} interleaved rounds per worker count, "
          f"each row the median round, errors summed over all rounds); {hop_bench.pinning_note()}. "
          "Hosts: release dyninka-host; the app library built by `dyninka build` (release). Every request makes "
@@ -221,6 +224,9 @@ def main():
     ng = None
     try:
         topos["gateway"] = Topology(debug, release, True)
+        if args.old:
+            topos["p2p-old"] = Topology(debug, args.old, False)
+            topos["gateway-old"] = Topology(debug, args.old, True)
         ng = hop_bench.Nginx(tmp, separate=True)
         targets = [(name, topo, f"http://127.0.0.1:{topo.port}{topo.path}", "") for name, topo in topos.items()]
         targets.append(("nginx4x1", ng, f"http://127.0.0.1:{ng.ports[0]}/", "{}"))
@@ -255,7 +261,8 @@ def main():
     emit()
     emit("| topology | workers | req/s | mean ms | p50 ms | p99 ms | errors | error rate | CPU us/req, all processes | user us/req | hey us/req |")
     emit("|---|---|---|---|---|---|---|---|---|---|---|")
-    for topology in ("p2p", "gateway", "nginx4x1"):
+    shown = ["p2p", "gateway"] + (["p2p-old", "gateway-old"] if args.old else []) + ["nginx4x1"]
+    for topology in shown:
         for w in workers:
             r = results[(topology, w)]
             emit(f"| {topology} | {w} | {r['rps']:.0f} | {r['mean_ms']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
@@ -269,6 +276,15 @@ def main():
         emit(f"| {w} | {p['rps'] / max(g['rps'], 1):.2f}x | {p['mean_ms'] / max(g['mean_ms'], 1e-9):.2f}x | "
              f"{p['rps'] / max(n['rps'], 1):.2f}x |")
     emit()
+    if args.old:
+        emit("| workers | p2p new / old throughput | gateway new / old throughput | p2p-old / gateway-old throughput | CPU us/req p2p new / old | CPU us/req gateway new / old |")
+        emit("|---|---|---|---|---|---|")
+        for w in workers:
+            p, g, po, go = (results[(t, w)] for t in ("p2p", "gateway", "p2p-old", "gateway-old"))
+            emit(f"| {w} | {p['rps'] / max(po['rps'], 1):.2f}x | {g['rps'] / max(go['rps'], 1):.2f}x | "
+                 f"{po['rps'] / max(go['rps'], 1):.2f}x | {sum(p['cpu_us'].values()):.0f} / {sum(po['cpu_us'].values()):.0f} | "
+                 f"{sum(g['cpu_us'].values()):.0f} / {sum(go['cpu_us'].values()):.0f} |")
+        emit()
     emit("Requests/s of every round (p2p | gateway): " + "; ".join(
         f"{w} workers " + " | ".join(" ".join(f"{x:.0f}" for x in results[(t, w)]["all_rps"]) for t in ("p2p", "gateway"))
         for w in workers))

@@ -250,7 +250,9 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
         if user == nil { return release(reset: true) }
         switch result {
         case .needMore:
-            if case .end = event { fail(.closedEarly) }
+            if case .end = event { return fail(.closedEarly) }
+            // Nothing more follows at once: what waits for more bytes of this read goes out.
+            if !moreFollows { user?.readDrained() }
         case .messageComplete(let consumed):
             // Bytes after the response were never asked for: the connection is not reused, or
             // the next request would read them as its answer.

@@ -88,14 +88,9 @@ final class HopClient: ClientConnectionUser {
 
     private func send(to addresses: [SocketAddress]) {
         candidates = addresses
-        let connection = ClientConnection(context: context, options: Self.options(context.configuration))
+        let connection = ClientConnection(context: context, options: context.hopOptions)
         self.connection = connection
-        connection.send(to: addresses, user: self, connectTimeout: context.configuration.connectTimeout, responseTimeout: responseTimeout)
-    }
-
-    /// Keep-alive-free, closed with RST, refused connections retried within --connect-retry.
-    private static func options(_ configuration: HostConfiguration) -> ClientOptions {
-        ClientOptions(keepAlive: false, resetOnClose: true, retryRefused: configuration.connectRetry)
+        connection.send(to: addresses, user: self, connectTimeout: context.hopConnectTimeout, responseTimeout: responseTimeout)
     }
 
     func requestHead(into scratch: ByteStore) -> UnsafeRawBufferPointer {

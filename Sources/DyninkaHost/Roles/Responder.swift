@@ -76,9 +76,8 @@ final class PointToPointResponder: Responder {
             return connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: noSuchPath(request.path, service: name), status: 404),
                                      counted: name, started: request.started, context: context)
         }
-        let head = request.head
         let deadline: UInt64?
-        switch clientDeadline(head, started: request.started) {
+        switch clientDeadline(request.head, started: request.started) {
         case .success(let value): deadline = value
         case .failure(let failure):
             return connection.refuse(ServiceFailure(service: name, kind: .badInput, message: failure.message),
@@ -87,8 +86,8 @@ final class PointToPointResponder: Responder {
         let plan: RoutePlan
         let arguments: [PreparedArgument]
         do throws(RouteError) {
-            let routeBytes = head.valueBytes(of: "dyninka-route")
-            let argumentText = head.value(of: "dyninka-args")
+            let routeBytes = request.head.valueBytes(of: "dyninka-route")
+            let argumentText = request.head.value(of: "dyninka-args")
             if let routeBytes { plan = try app.routePlan(routeBytes) } else { plan = app.defaultPlan }
             if let argumentText {
                 let custom = try app.preparedArguments(argumentText)

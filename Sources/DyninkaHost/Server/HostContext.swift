@@ -24,8 +24,16 @@ final class HostContext {
     /// The host is draining: answers close their connections, pooled connections are not kept.
     var draining = false
 
+    /// How hops connect: keep-alive-free, closed with RST, refused connections retried within
+    /// --connect-retry (read once, not per hop).
+    let hopOptions: ClientOptions
+    /// --connect-timeout.
+    let hopConnectTimeout: Int
+
     init(configuration: HostConfiguration, log: Log, metrics: Metrics) throws(HostStartupError) {
         self.configuration = configuration
+        hopOptions = ClientOptions(keepAlive: false, resetOnClose: true, retryRefused: configuration.connectRetry)
+        hopConnectTimeout = configuration.connectTimeout
         self.log = log
         self.metrics = metrics
         do {

@@ -401,9 +401,11 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     /// The hop whose response streams to this connection, while it does.
     private var relaySource: HopClient?
-    /// The answer for a relayed response, written together with its first piece of body.
-    private var relayAnswer: Answer?
-    private var relayLength = 0
+    /// The relayed answer's head waits in the host's scratch buffer for the first piece of body,
+    /// to go out with it in one write. It never waits past the hop's read callback (pieces that
+    /// wait for the next read are at most `piecesPerWrite`, all read in one go), so nothing else
+    /// writes the scratch buffer meanwhile.
+    private var headInScratch = false
 
     /// Answers with a next hop's response as it arrives: `answer` (with the relayed head) goes
     /// out together with the first piece of the body, in one write; the pieces follow as
@@ -411,8 +413,8 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     func relay(_ answer: Answer, from hop: HopClient) {
         guard !closed, !writing, relaySource == nil, let length = answer.relayed?.contentLength else { return }
         relaySource = hop
-        relayAnswer = answer
-        relayLength = length
+        _ = composeHead(status: answer.status, contentLength: length, forceClose: false) { answer.appendFields(to: $0) }
+        headInScratch = true
         hop.attach(self)
         if length == 0 { relayEnded() }
     }
@@ -423,24 +425,31 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     /// `resumeRelay`).
     func relayPiece(_ piece: OwnedBytes, moreFollows: Bool) -> Bool {
         guard !closed, relaySource != nil else { return true }
-        if !requestIsHead { relayQueue.append(piece) }
-        if moreFollows && relayQueue.count < Self.piecesPerWrite { return true }
-        return flushRelay()
+        if requestIsHead { return flushRelay() }
+        if moreFollows && relayQueue.count + 1 < Self.piecesPerWrite {
+            relayQueue.append(piece)
+            return true
+        }
+        guard relayQueue.isEmpty else {
+            relayQueue.append(piece)
+            return flushRelay()
+        }
+        // The usual case: one piece (the whole body of a small answer), with the head.
+        write(headInScratch ? context.scratch.bytes : UnsafeRawBufferPointer(start: nil, count: 0), piece)
+        headInScratch = false
+        return !writing
     }
 
-    /// Writes the relayed head (the first time) and the pieces waiting; false when the kernel
-    /// did not take everything.
+    /// Writes the relayed head (when it still waits) and the pieces waiting; false when the
+    /// kernel did not take everything.
     @discardableResult
     func flushRelay() -> Bool {
         guard !closed else { return true }
-        if let answer = relayAnswer {
-            relayAnswer = nil
-            let head = composeHead(status: answer.status, contentLength: relayLength, forceClose: false) { answer.appendFields(to: $0) }
-            write(head.bytes, pieces: relayQueue)
-        } else if !relayQueue.isEmpty {
-            write(UnsafeRawBufferPointer(start: nil, count: 0), pieces: relayQueue)
+        if headInScratch || !relayQueue.isEmpty {
+            write(headInScratch ? context.scratch.bytes : UnsafeRawBufferPointer(start: nil, count: 0), pieces: relayQueue)
+            headInScratch = false
+            relayQueue.removeAll(keepingCapacity: true)
         }
-        relayQueue.removeAll(keepingCapacity: true)
         return !writing
     }
 
@@ -455,7 +464,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         guard !closed, relaySource != nil else { return }
         relaySource = nil
         finishAfterWrite = true
-        if relayAnswer != nil || !relayQueue.isEmpty {
+        if headInScratch || !relayQueue.isEmpty {
             // The head (with no body, for Content-Length: 0) or the last pieces still wait.
             flushRelay()
         } else if !writing {
@@ -467,7 +476,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     /// short (it sees fewer bytes than Content-Length said). The hop logged why.
     func relayBroken() {
         relaySource = nil
-        relayAnswer = nil
+        headInScratch = false
         relayQueue.removeAll()
         handle.setResetOnClose()
         close()
@@ -496,7 +505,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         context.untrack(self)
         relaySource?.abortRelay()
         relaySource = nil
-        relayAnswer = nil
+        headInScratch = false
         relayQueue.removeAll()
         handle.close(nil)
         held = nil
