@@ -9,8 +9,6 @@ package protocol ByteStream: AnyObject {
     func stopReading()
     /// Writes `head` (borrowed for this call) then `body` (kept alive by its owner until done).
     func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes) -> WriteStatus
-    /// Writes `head` then every piece.
-    func write(_ head: UnsafeRawBufferPointer, pieces: [OwnedBytes]) -> WriteStatus
     /// Makes the close send RST instead of FIN.
     func setResetOnClose()
     /// Closes the stream; `onClose` runs once it is closed.

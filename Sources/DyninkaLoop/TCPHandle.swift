@@ -28,14 +28,10 @@ package protocol TCPHandleDelegate: AnyObject {
     func handleRead(_ event: ReadEvent)
     /// A write that returned `.pending` finished (nil) or failed.
     func handleWriteDone(_ error: LoopError?)
-    /// Nothing more to read for now (the socket would block): whatever waits for more bytes of
-    /// this loop iteration can go on.
-    func handleReadDrained()
 }
 
 extension TCPHandleDelegate {
     package func handleWriteDone(_ error: LoopError?) {}
-    package func handleReadDrained() {}
 }
 
 /// A libuv TCP handle: a listening server or a connection.
@@ -176,9 +172,6 @@ package final class TCPHandle {
                     delegate.handleRead(.end)
                 } else if count < 0 {
                     delegate.handleRead(.failed(LoopError(code: Int32(count), operation: "read")))
-                } else {
-                    // libuv reports "would block" as a read of 0 bytes.
-                    delegate.handleReadDrained()
                 }
             }
         })
@@ -220,16 +213,6 @@ package final class TCPHandle {
         return withUnsafeMutableBytes(of: &bufs) { raw in
             let bufs = raw.bindMemory(to: uv_buf_t.self)
             return write(bufs, headCount: head.count, owner: body.owner)
-        }
-    }
-
-    /// Writes `head` then every piece, in one system call when the kernel takes them; like
-    /// `write(_:_:)`, with every piece's owner kept until the write is done.
-    package func write(_ head: UnsafeRawBufferPointer, pieces: [OwnedBytes]) -> WriteStatus {
-        withUnsafeTemporaryAllocation(of: uv_buf_t.self, capacity: pieces.count + 1) { bufs in
-            bufs[0] = Self.buf(head)
-            for (index, piece) in pieces.enumerated() { bufs[index + 1] = Self.buf(piece.bytes) }
-            return write(bufs, headCount: head.count, owner: pieces.count == 1 ? pieces[0].owner : pieces as AnyObject)
         }
     }
 

@@ -29,20 +29,20 @@ protocol ClientConnectionUser: AnyObject {
     var requestBody: OwnedBytes { get }
     /// The response's head arrived; the body follows.
     func responseHead(_ head: HTTPHead)
-    /// A piece of the body, valid during the call unless kept through the loop's read block;
-    /// `moreFollows`: the read filled its block, so another read follows at once.
-    func responseBody(_ bytes: UnsafeRawBufferPointer, moreFollows: Bool)
+    /// A piece of the body, valid during the call unless kept through the loop's read block.
+    func responseBody(_ bytes: UnsafeRawBufferPointer)
     /// The response is complete; the connection is closed, or back with its owner when `kept`.
     func responseComplete(kept: Bool)
     /// No complete response. `retryable`: a kept-alive connection failed before a byte came
     /// back (the server may have closed it meanwhile), so the request may be sent again.
     func requestFailed(_ failure: ClientFailure, retryable: Bool)
-    /// The last read found nothing more for now.
-    func readDrained()
+    /// A read was parsed and the response is not complete yet: whatever waits for more
+    /// bytes of this read goes out now.
+    func readConsumed()
 }
 
 extension ClientConnectionUser {
-    func readDrained() {}
+    func readConsumed() {}
 }
 
 /// How a client connection behaves.
@@ -235,7 +235,6 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
         case .data(let bytes):
             receivedBytes = true
             received = bytes.count
-            moreFollows = bytes.count == ReadBlock.size
             feeding = true
             result = parser.feed(bytes)
             feeding = false
@@ -251,8 +250,7 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
         switch result {
         case .needMore:
             if case .end = event { return fail(.closedEarly) }
-            // Nothing more follows at once: what waits for more bytes of this read goes out.
-            if !moreFollows { user?.readDrained() }
+            user?.readConsumed()
         case .messageComplete(let consumed):
             // Bytes after the response were never asked for: the connection is not reused, or
             // the next request would read them as its answer.
@@ -264,22 +262,13 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
         }
     }
 
-    /// The last read filled its block.
-    private var moreFollows = false
-
-    func handleReadDrained() {
-        guard moreFollows, let user else { return }
-        moreFollows = false
-        user.readDrained()
-    }
-
     func parserHead(_ head: HTTPHead) {
         keepAliveAnswer = head.keepAlive
         user?.responseHead(head)
     }
 
     func parserBody(_ bytes: UnsafeRawBufferPointer) {
-        user?.responseBody(bytes, moreFollows: moreFollows)
+        user?.responseBody(bytes)
     }
 
     private func complete(keep: Bool) {

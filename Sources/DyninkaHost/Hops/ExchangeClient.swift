@@ -158,7 +158,7 @@ final class Exchange: ClientConnectionUser {
         if let length = head.contentLength { body.reserve(length) }
     }
 
-    func responseBody(_ bytes: UnsafeRawBufferPointer, moreFollows: Bool) { body.append(bytes) }
+    func responseBody(_ bytes: UnsafeRawBufferPointer) { body.append(bytes) }
 
     func responseComplete(kept: Bool) {
         // Back to the pool first: `done` may start the next exchange to the same origin.

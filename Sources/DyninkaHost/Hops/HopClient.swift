@@ -120,13 +120,13 @@ final class HopClient: ClientConnectionUser {
         responseBody = ByteStore(capacity: declared > 0 ? declared : 4096)
     }
 
-    func responseBody(_ bytes: UnsafeRawBufferPointer, moreFollows: Bool) {
+    func responseBody(_ bytes: UnsafeRawBufferPointer) {
         if let sink {
             relayedBytes += bytes.count
             connection?.madeProgress()
             // Cut-through: the piece stays in the read block it arrived in until the client's
             // socket has taken it; meanwhile the loop reads into another block.
-            if !sink.relayPiece(context.loop.readBlock.own(bytes), moreFollows: moreFollows) { connection?.pause() }
+            if !sink.relayPiece(context.loop.readBlock.own(bytes)) { connection?.pause() }
             return
         }
         guard !refused, let body = responseBody else { return }
@@ -138,8 +138,8 @@ final class HopClient: ClientConnectionUser {
         body.append(bytes)
     }
 
-    func readDrained() {
-        // The next read came back empty: relayed pieces waiting for it go out now.
+    func readConsumed() {
+        // A read ended before the body: a relayed head still waiting goes out now.
         if let sink, !sink.flushRelay() { connection?.pause() }
     }
 

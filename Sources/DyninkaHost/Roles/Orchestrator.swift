@@ -129,24 +129,15 @@ final class Orchestration {
 
 /// Gateway mode's orchestrating function: runs main's chain from the entry service, calling each
 /// step through the gateway in turn (the paper's Listing 4).
-final class OrchestratorResponder: Responder {
-    private unowned(unsafe) let context: HostContext
-    private let app: AppService
+final class OrchestratorResponder: ServiceResponder, Responder {
     private let gateway: PeerAddress
-    private let servicePath: String
     /// The gateway's URL for each function, prepared once per name.
     private var targets: [String: HopTarget] = [:]
 
     init(context: HostContext, app: AppService, gateway: PeerAddress) {
-        self.context = context
-        self.app = app
         self.gateway = gateway
-        servicePath = "/\(context.configuration.service)"
+        super.init(context: context, app: app, name: context.configuration.service)
     }
-
-    func serves(_ path: String) -> Bool { path == "/" || path == servicePath }
-
-    func describe() -> String? { app.describe() }
 
     func startLine(address: String) -> String {
         "orchestrator of \(app.table.appName) on http://\(address), calling \(app.service.name)()\(app.defaultRoute.chain.isEmpty ? "" : "." + app.defaultRoute.chain.source) through the gateway at \(gateway)"

@@ -42,23 +42,57 @@ extension InboundConnection {
     }
 }
 
-/// Point to point (the default role): run the service, forward its output along the route the
-/// request carries (or main's), and relay what comes back.
-final class PointToPointResponder: Responder {
-    private unowned(unsafe) let context: HostContext
-    private let app: AppService
+/// What the responders that run the app's service share: its path, its description, and the
+/// checks every request passes first (the path, then the client's deadline).
+class ServiceResponder {
+    unowned(unsafe) let context: HostContext
+    let app: AppService
     /// "/NAME": the service's own path, built once rather than per request.
-    private let servicePath: String
+    let servicePath: String
 
-    init(context: HostContext, app: AppService) {
+    init(context: HostContext, app: AppService, name: String) {
         self.context = context
         self.app = app
-        servicePath = "/\(app.service.name)"
+        servicePath = "/\(name)"
     }
 
     func serves(_ path: String) -> Bool { path == "/" || path == servicePath }
 
     func describe() -> String? { app.describe() }
+
+    /// Whether a request may go on.
+    enum Admission {
+        /// Refused (and answered): another path, or a bad Dyninka-Deadline.
+        case refused
+        /// Admitted, with the client's deadline (nil: none).
+        case admitted(deadline: UInt64?)
+    }
+
+    /// Answers a request for a path this service does not serve, or with a bad deadline.
+    func admit(_ request: Request, on connection: InboundConnection) -> Admission {
+        let name = context.configuration.service
+        guard serves(request.path) else {
+            connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: noSuchPath(request.path, service: name), status: 404),
+                              counted: name, started: request.started, context: context)
+            return .refused
+        }
+        switch clientDeadline(request.head, started: request.started) {
+        case .success(let deadline):
+            return .admitted(deadline: deadline)
+        case .failure(let failure):
+            connection.refuse(ServiceFailure(service: name, kind: .badInput, message: failure.message),
+                              counted: name, started: request.started, context: context)
+            return .refused
+        }
+    }
+}
+
+/// Point to point (the default role): run the service, forward its output along the route the
+/// request carries (or main's), and relay what comes back.
+final class PointToPointResponder: ServiceResponder, Responder {
+    init(context: HostContext, app: AppService) {
+        super.init(context: context, app: app, name: app.service.name)
+    }
 
     func startLine(address: String) -> String {
         "serving '\(app.service.name)' of \(app.table.appName) on http://\(address) (route after it: \(app.defaultRoute.chain.isEmpty ? "none" : app.defaultRoute.chain.source))"
@@ -71,18 +105,7 @@ final class PointToPointResponder: Responder {
     }
 
     func respond(to request: Request, on connection: InboundConnection) {
-        let name = app.service.name
-        guard serves(request.path) else {
-            return connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: noSuchPath(request.path, service: name), status: 404),
-                                     counted: name, started: request.started, context: context)
-        }
-        let deadline: UInt64?
-        switch clientDeadline(request.head, started: request.started) {
-        case .success(let value): deadline = value
-        case .failure(let failure):
-            return connection.refuse(ServiceFailure(service: name, kind: .badInput, message: failure.message),
-                                     counted: name, started: request.started, context: context)
-        }
+        guard case .admitted(let deadline) = admit(request, on: connection) else { return }
         let plan: RoutePlan
         let arguments: [PreparedArgument]
         do throws(RouteError) {
@@ -100,6 +123,7 @@ final class PointToPointResponder: Responder {
             if context.configuration.fixedRoutes { try app.checkFixed(plan, arguments: argumentText) }
         } catch {
             context.log.debug("refused route: \(error.message)")
+            let name = app.service.name
             return connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: error.message),
                                      counted: name, started: request.started, context: context)
         }
@@ -113,38 +137,18 @@ final class PointToPointResponder: Responder {
 /// Gateway mode's function instance: run the service and answer; never forward, whatever the
 /// request says. Explicit arguments come with the input in the body, their lengths in
 /// Dyninka-Parts.
-final class FunctionInstanceResponder: Responder {
-    private unowned(unsafe) let context: HostContext
-    private let app: AppService
-    private let servicePath: String
-
+final class FunctionInstanceResponder: ServiceResponder, Responder {
     init(context: HostContext, app: AppService) {
-        self.context = context
-        self.app = app
-        servicePath = "/\(app.service.name)"
+        super.init(context: context, app: app, name: app.service.name)
     }
-
-    func serves(_ path: String) -> Bool { path == "/" || path == servicePath }
-
-    func describe() -> String? { app.describe() }
 
     func startLine(address: String) -> String {
         "function instance of '\(app.service.name)' (\(app.table.appName)) on http://\(address); it never forwards"
     }
 
     func respond(to request: Request, on connection: InboundConnection) {
+        guard case .admitted(let deadline) = admit(request, on: connection) else { return }
         let name = app.service.name
-        guard serves(request.path) else {
-            return connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: noSuchPath(request.path, service: name), status: 404),
-                                     counted: name, started: request.started, context: context)
-        }
-        let deadline: UInt64?
-        switch clientDeadline(request.head, started: request.started) {
-        case .success(let value): deadline = value
-        case .failure(let failure):
-            return connection.refuse(ServiceFailure(service: name, kind: .badInput, message: failure.message),
-                                     counted: name, started: request.started, context: context)
-        }
         let input: OwnedBytes?
         let arguments: [PreparedArgument]
         if let text = request.head.value(of: "dyninka-parts") {

@@ -350,11 +350,6 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         track(handle.write(head, body), bytes: body.count)
     }
 
-    private func write(_ head: UnsafeRawBufferPointer, pieces: [OwnedBytes]) {
-        if pieces.count <= 1 { return write(head, pieces.first ?? .empty) }
-        track(handle.write(head, pieces: pieces), bytes: pieces.reduce(0) { $0 + $1.count })
-    }
-
     private func track(_ status: WriteStatus, bytes: Int) {
         switch status {
         case .done:
@@ -402,9 +397,8 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     /// The hop whose response streams to this connection, while it does.
     private var relaySource: HopClient?
     /// The relayed answer's head waits in the host's scratch buffer for the first piece of body,
-    /// to go out with it in one write. It never waits past the hop's read callback (pieces that
-    /// wait for the next read are at most `piecesPerWrite`, all read in one go), so nothing else
-    /// writes the scratch buffer meanwhile.
+    /// to go out with it in one write. It never waits past the hop's read callback (the hop
+    /// flushes it when a read ends before the body), so nothing else writes the buffer meanwhile.
     private var headInScratch = false
 
     /// Answers with a next hop's response as it arrives: `answer` (with the relayed head) goes
@@ -419,53 +413,35 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         if length == 0 { relayEnded() }
     }
 
-    /// A piece of the relayed body, kept alive by its read block until written. When
-    /// `moreFollows`, it waits (a few at most) to go out with the next pieces in one write.
-    /// Returns false when the kernel did not take everything (the hop then pauses until
-    /// `resumeRelay`).
-    func relayPiece(_ piece: OwnedBytes, moreFollows: Bool) -> Bool {
+    /// A piece of the relayed body, kept alive by its read block until written (with the head,
+    /// the first time). Returns false when the kernel did not take everything: the hop then
+    /// pauses until `resumeRelay`.
+    func relayPiece(_ piece: OwnedBytes) -> Bool {
         guard !closed, relaySource != nil else { return true }
         if requestIsHead { return flushRelay() }
-        if moreFollows && relayQueue.count + 1 < Self.piecesPerWrite {
-            relayQueue.append(piece)
-            return true
-        }
-        guard relayQueue.isEmpty else {
-            relayQueue.append(piece)
-            return flushRelay()
-        }
-        // The usual case: one piece (the whole body of a small answer), with the head.
         write(headInScratch ? context.scratch.bytes : UnsafeRawBufferPointer(start: nil, count: 0), piece)
         headInScratch = false
         return !writing
     }
 
-    /// Writes the relayed head (when it still waits) and the pieces waiting; false when the
-    /// kernel did not take everything.
+    /// Writes the relayed head if it still waits; false when the kernel did not take everything.
     @discardableResult
     func flushRelay() -> Bool {
         guard !closed else { return true }
-        if headInScratch || !relayQueue.isEmpty {
-            write(headInScratch ? context.scratch.bytes : UnsafeRawBufferPointer(start: nil, count: 0), pieces: relayQueue)
+        if headInScratch {
             headInScratch = false
-            relayQueue.removeAll(keepingCapacity: true)
+            write(context.scratch.bytes, .empty)
         }
         return !writing
     }
-
-    /// Relayed pieces waiting to go out together (each keeps its read block).
-    private var relayQueue: [OwnedBytes] = []
-    /// Most pieces (64 KiB each) one write carries; also the most read blocks one relay holds
-    /// before its write.
-    static let piecesPerWrite = 4
 
     /// The relayed body is complete: the response ends once the kernel has it all.
     func relayEnded() {
         guard !closed, relaySource != nil else { return }
         relaySource = nil
         finishAfterWrite = true
-        if headInScratch || !relayQueue.isEmpty {
-            // The head (with no body, for Content-Length: 0) or the last pieces still wait.
+        if headInScratch {
+            // The head of an answer with no body (Content-Length: 0) still waits.
             flushRelay()
         } else if !writing {
             written(nil)
@@ -477,7 +453,6 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     func relayBroken() {
         relaySource = nil
         headInScratch = false
-        relayQueue.removeAll()
         handle.setResetOnClose()
         close()
     }
@@ -506,7 +481,6 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         relaySource?.abortRelay()
         relaySource = nil
         headInScratch = false
-        relayQueue.removeAll()
         handle.close(nil)
         held = nil
         releaseAllButHeld()

@@ -60,15 +60,11 @@ final class MemoryStream: ByteStream {
     func stopReading() { reading = false }
 
     func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes) -> WriteStatus {
-        write(head, pieces: [body])
-    }
-
-    func write(_ head: UnsafeRawBufferPointer, pieces: [OwnedBytes]) -> WriteStatus {
         guard !closed else { return .failed(LoopError(code: -125, operation: "write")) }
         written += head
-        for piece in pieces { written += piece.bytes }
+        written += body.bytes
         guard holdWrites else { return .done }
-        pending.append(pieces.first?.owner)
+        pending.append(body.owner)
         return .pending
     }
 
