@@ -9,14 +9,15 @@ package final class EventLoop {
     /// The block the next read goes into. Reads are handled synchronously in the read callback,
     /// so one block serves every socket until somebody keeps bytes of it (a request body handed
     /// to a function, a relayed piece the kernel has not taken yet): then the next read goes into
-    /// another block, and the kept one is reused once its last holder lets go.
-    package private(set) var readBlock = ReadBlock()
-    /// Blocks some holder still kept when the loop moved on; reused once free again.
-    private var heldBlocks: [ReadBlock] = []
+    /// another block, and the kept one's memory comes back to the pool once its last holder lets go.
+    package private(set) var readBlock: ReadBlock
+    /// Memory of blocks nobody holds, ready for the next switch.
+    let blockPool = ReadBlockPool()
     private var closed = false
 
     package init() throws(LoopError) {
         raw = .allocate(capacity: 1)
+        readBlock = ReadBlock(pool: blockPool)
         let result = uv_loop_init(raw)
         if result < 0 {
             raw.deallocate()
@@ -30,52 +31,21 @@ package final class EventLoop {
         raw.deallocate()
     }
 
-    /// The block to read into now: the current one unless something still holds it. No
-    /// allocation while nothing is kept; otherwise a free block from earlier, or a new one.
+    /// The block to read into now: the current one unless something still holds it (then a new
+    /// block on memory from the pool: no scan of the held ones, whatever their number).
     @inline(__always)
     package func blockForRead() -> ReadBlock {
         if isKnownUniquelyReferenced(&readBlock) { return readBlock }
-        return switchBlock()
-    }
-
-    private func switchBlock() -> ReadBlock {
-        var index = 0
-        while index < heldBlocks.count {
-            if isKnownUniquelyReferenced(&heldBlocks[index]) {
-                swap(&readBlock, &heldBlocks[index])
-                // Keep a few free blocks for the next burst; give the rest back.
-                if heldBlocks.count > Self.spareBlocks { trimFreeBlocks() }
-                return readBlock
-            }
-            index += 1
-        }
-        heldBlocks.append(readBlock)
-        readBlock = ReadBlock()
-        blocksMade += 1
+        readBlock = ReadBlock(pool: blockPool)
         return readBlock
     }
 
-    private func trimFreeBlocks() {
-        var free = 0
-        var index = heldBlocks.count - 1
-        while index >= 0 {
-            if isKnownUniquelyReferenced(&heldBlocks[index]) {
-                free += 1
-                if free > Self.spareBlocks { heldBlocks.remove(at: index) }
-            }
-            index -= 1
-        }
-    }
-
-    /// Free blocks kept for reuse beyond the current one.
-    static let spareBlocks = 16
-
     /// Read blocks made since the loop started (the first included): how often held bytes made
     /// the loop read into a new block. For tests and metrics.
-    package private(set) var blocksMade = 1
+    package var blocksMade: Int { blockPool.made }
 
-    /// Read blocks the loop has now (current, held and free).
-    package var blockCount: Int { 1 + heldBlocks.count }
+    /// Read blocks the loop has now: the current one, those still held, and free memory kept.
+    package var blockCount: Int { blockPool.live + blockPool.free.count }
 
     /// Runs until `stop()` is called or nothing is left to do.
     package func run() {

@@ -29,15 +29,20 @@ package struct OwnedBytes {
 
 /// A block the loop reads sockets into (64 KiB). Bytes read into it are valid during the read
 /// callback; whoever keeps an `OwnedBytes` of it keeps them valid longer, and the loop reads into
-/// another block meanwhile.
+/// another block meanwhile. When the last holder lets go, the memory returns to the loop's pool.
+/// Held and let go on the loop's thread only.
 package final class ReadBlock {
     /// Bytes per block: what one read may return.
     package static let size = 64 * 1024
     package let base: UnsafeMutableRawPointer
+    private let pool: ReadBlockPool
 
-    init() { base = .allocate(byteCount: Self.size, alignment: 16) }
+    init(pool: ReadBlockPool) {
+        self.pool = pool
+        base = pool.take()
+    }
 
-    deinit { base.deallocate() }
+    deinit { pool.give(base) }
 
     /// Whether `bytes` lie inside this block.
     package func contains(_ bytes: UnsafeRawBufferPointer) -> Bool {
@@ -51,4 +56,30 @@ package final class ReadBlock {
         assert(contains(bytes), "bytes outside the read block")
         return OwnedBytes(bytes, owner: self)
     }
+}
+
+/// The memory of read blocks: taken for a new block, given back when the block is gone, and
+/// kept (a few) for the next one rather than freed.
+final class ReadBlockPool {
+    /// Free block memory kept for reuse.
+    private(set) var free: [UnsafeMutableRawPointer] = []
+    /// Blocks alive now (current and held).
+    private(set) var live = 0
+    /// Blocks made since the start.
+    private(set) var made = 0
+    /// Free memory kept at most (16 blocks, 1 MiB).
+    static let spare = 16
+
+    func take() -> UnsafeMutableRawPointer {
+        live += 1
+        made += 1
+        return free.popLast() ?? .allocate(byteCount: ReadBlock.size, alignment: 16)
+    }
+
+    func give(_ base: UnsafeMutableRawPointer) {
+        live -= 1
+        if free.count < Self.spare { free.append(base) } else { base.deallocate() }
+    }
+
+    deinit { for base in free { base.deallocate() } }
 }

@@ -88,8 +88,10 @@ class FunctionCaller {
             arguments: argumentArray.map { UnsafePointer($0) }, argument_count: count,
             context: Unmanaged.passRetained(self).toOpaque(),
             complete: { context, status, data, length in
-                let caller = Unmanaged<FunctionCaller>.fromOpaque(context!).takeRetainedValue()
-                let output = LibraryOutput(data: data, count: length, release: caller.releaseOutput)
+                // The call's +1 on the caller is given up on the loop thread only: the caller
+                // (an Invocation) holds bytes of the loop's read blocks, which go back to the
+                // loop's pool when it is gone.
+                let unmanaged = Unmanaged<FunctionCaller>.fromOpaque(context!)
                 let result: FunctionResult
                 switch dyninka_status(UInt32(status)) {
                 case DYNINKA_STATUS_OK: result = .value
@@ -97,11 +99,15 @@ class FunctionCaller {
                 case DYNINKA_STATUS_BAD_INPUT: result = .badInput
                 default: result = .threw
                 }
-                if pthread_equal(pthread_self(), caller.loopThread) != 0 {
-                    caller.functionDone(result, output)
+                let (release, onLoop, wakeup) = unmanaged._withUnsafeGuaranteedRef { caller in
+                    (caller.releaseOutput, pthread_equal(pthread_self(), caller.loopThread) != 0, caller.wakeup)
+                }
+                let output = LibraryOutput(data: data, count: length, release: release)
+                if onLoop {
+                    unmanaged.takeRetainedValue().functionDone(result, output)
                 } else {
-                    let bound = LoopBound(value: caller)
-                    caller.wakeup.submit { bound.value.functionDone(result, output) }
+                    let bound = LoopBound(value: unmanaged)
+                    wakeup.submit { bound.value.takeRetainedValue().functionDone(result, output) }
                 }
             })
         entry(&call)
