@@ -36,7 +36,22 @@ package final class EventLoop {
     @inline(__always)
     package func blockForRead() -> ReadBlock {
         if isKnownUniquelyReferenced(&readBlock) { return readBlock }
-        readBlock = ReadBlock(pool: blockPool)
+        return switchBlock()
+    }
+
+    /// The block held before the current one: when few requests are in flight it is free again
+    /// by the next switch, and the two take turns with no allocation.
+    private var previousBlock: ReadBlock?
+
+    private func switchBlock() -> ReadBlock {
+        if previousBlock != nil, isKnownUniquelyReferenced(&previousBlock!) {
+            swap(&readBlock, &previousBlock!)
+        } else {
+            // Still held too (many requests in flight): a new block; the one held longest goes
+            // back to the pool once its holders let go.
+            previousBlock = readBlock
+            readBlock = ReadBlock(pool: blockPool)
+        }
         return readBlock
     }
 
