@@ -209,69 +209,44 @@ package final class TCPHandle {
     /// `handleWriteDone` reports the end; `body`'s owner is kept until it does. The head is
     /// borrowed for this call only (a scratch buffer): what of it is not written at once is copied.
     package func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes) -> WriteStatus {
-        var bufs = (Self.buf(head), Self.buf(body.bytes))
-        return withUnsafeMutableBytes(of: &bufs) { raw in
-            let bufs = raw.bindMemory(to: uv_buf_t.self)
-            return write(bufs, headCount: head.count, owner: body.owner)
-        }
-    }
-
-    @inline(__always)
-    private static func buf(_ bytes: UnsafeRawBufferPointer) -> uv_buf_t {
-        uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(bytes.count))
-    }
-
-    /// Writes `bufs` (the first is the borrowed head); empty buffers are left out.
-    private func write(_ all: UnsafeMutableBufferPointer<uv_buf_t>, headCount: Int, owner: AnyObject?) -> WriteStatus {
         guard !isClosing else { return .failed(LoopError(code: UV_ECANCELED.rawValue, operation: "write")) }
-        // Leave out empty buffers (a head-only write, a body-only write).
-        var count = 0
-        var total = 0
-        for index in all.indices where all[index].len > 0 {
-            all[count] = all[index]
-            total += Int(all[index].len)
-            count += 1
+        let bodyBytes = body.bytes
+        let total = head.count + bodyBytes.count
+        guard total > 0 else { return .done }
+        // One or two buffers: the head, then the body; an empty one is left out.
+        var bufs = (Self.buf(head), Self.buf(bodyBytes))
+        if head.count == 0 { bufs.0 = bufs.1 }
+        let count: UInt32 = head.count > 0 && bodyBytes.count > 0 ? 2 : 1
+        let written = withUnsafeMutableBytes(of: &bufs) {
+            Int(uv_try_write(dyn_tcp_stream(self.raw), $0.baseAddress!.assumingMemoryBound(to: uv_buf_t.self), count))
         }
-        if count == 0 { return .done }
-        let headIsFirst = headCount > 0
-        let bufs = UnsafeMutableBufferPointer(rebasing: all[..<count])
-        let written = Int(uv_try_write(dyn_tcp_stream(raw), bufs.baseAddress, UInt32(count)))
         if written == total { return .done }
         if written < 0 && written != Int(UV_EAGAIN.rawValue) {
             return .failed(LoopError(code: Int32(written), operation: "write"))
         }
         // The rest goes through uv_write, which keeps the buffers until its callback.
-        let request = WriteRequest(owner: owner, handle: self)
-        var skip = max(written, 0)
-        var first = 0
-        while first < count, skip >= Int(bufs[first].len) {
-            skip -= Int(bufs[first].len)
-            first += 1
-        }
-        if skip > 0 {
-            let rest = Int(bufs[first].len) - skip
-            if first == 0 && headIsFirst {
-                // The head is borrowed: what is left of it is copied.
-                let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: rest, alignment: 1)
-                copy.copyMemory(from: UnsafeRawBufferPointer(start: bufs[0].base.advanced(by: skip), count: rest))
-                request.headCopy = copy
-                bufs[0] = uv_buf_init(copy.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(rest))
-            } else {
-                bufs[first] = uv_buf_init(bufs[first].base.advanced(by: skip), UInt32(rest))
-            }
-        } else if first == 0 && headIsFirst {
-            // Nothing was written: the head is copied all the same (its buffer is reused at once).
-            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: headCount, alignment: 1)
-            copy.copyMemory(from: UnsafeRawBufferPointer(start: bufs[0].base, count: headCount))
+        let request = WriteRequest(owner: body.owner, handle: self)
+        let skip = max(written, 0)
+        var remaining = count
+        if skip < head.count {
+            // The head is borrowed: what the kernel did not take of it is copied.
+            let rest = UnsafeRawBufferPointer(rebasing: head[skip...])
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: rest.count, alignment: 1)
+            copy.copyMemory(from: rest)
             request.headCopy = copy
-            bufs[0] = uv_buf_init(copy.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(headCount))
+            bufs.0 = Self.buf(UnsafeRawBufferPointer(copy))
+        } else {
+            bufs.0 = Self.buf(UnsafeRawBufferPointer(rebasing: bodyBytes[(skip - head.count)...]))
+            remaining = 1
         }
         let raw = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
         raw.pointee.data = Unmanaged.passRetained(request).toOpaque()
-        let result = uv_write(raw, dyn_tcp_stream(self.raw), bufs.baseAddress! + first, UInt32(count - first)) { raw, status in
-            let request = Unmanaged<WriteRequest>.fromOpaque(raw!.pointee.data!).takeRetainedValue()
-            raw!.deallocate()
-            request.handle.delegate?.handleWriteDone(status < 0 ? LoopError(code: status, operation: "write") : nil)
+        let result = withUnsafeMutableBytes(of: &bufs) {
+            uv_write(raw, dyn_tcp_stream(self.raw), $0.baseAddress!.assumingMemoryBound(to: uv_buf_t.self), remaining) { raw, status in
+                let request = Unmanaged<WriteRequest>.fromOpaque(raw!.pointee.data!).takeRetainedValue()
+                raw!.deallocate()
+                request.handle.delegate?.handleWriteDone(status < 0 ? LoopError(code: status, operation: "write") : nil)
+            }
         }
         if result < 0 {
             Unmanaged<WriteRequest>.fromOpaque(raw.pointee.data!).release()
@@ -281,11 +256,13 @@ package final class TCPHandle {
         return .pending
     }
 
+    @inline(__always)
+    private static func buf(_ bytes: UnsafeRawBufferPointer) -> uv_buf_t {
+        uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(bytes.count))
+    }
+
     /// Writes a head with no body.
     package func write(_ head: UnsafeRawBufferPointer) -> WriteStatus { write(head, .empty) }
-
-    /// Whether bytes of earlier writes still wait for the kernel.
-    package var hasQueuedWrites: Bool { dyn_tcp_stream(raw).pointee.write_queue_size > 0 }
 
     private final class WriteRequest {
         let owner: AnyObject?

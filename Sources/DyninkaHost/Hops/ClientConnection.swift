@@ -70,7 +70,8 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
     private var user: (any ClientConnectionUser)?
     private var handle: TCPHandle?
     private var parser: HTTPParser?
-    private var addresses: [SocketAddress] = []
+    /// The addresses this connection tries (a name may have several), in order.
+    private(set) var addresses: [SocketAddress] = []
     private var candidate = 0
     private var retryTimer: LoopTimer?
     private var started: UInt64 = 0

@@ -51,8 +51,6 @@ final class HopClient: ClientConnectionUser {
     private var charged = 0
     /// The response does not fit in --max-buffered-bytes now.
     private var refused = false
-    /// The addresses tried (a name may have several), for a failure's message.
-    private var candidates: [SocketAddress] = []
     /// Body bytes relayed so far, and how many the head declared (for a failure's message).
     private var relayedBytes = 0
     private var relayLength = 0
@@ -87,7 +85,6 @@ final class HopClient: ClientConnectionUser {
     }
 
     private func send(to addresses: [SocketAddress]) {
-        candidates = addresses
         let connection = ClientConnection(context: context, options: context.hopOptions)
         self.connection = connection
         connection.send(to: addresses, user: self, connectTimeout: context.hopConnectTimeout, responseTimeout: responseTimeout)
@@ -187,6 +184,7 @@ final class HopClient: ClientConnectionUser {
     // MARK: Failures
 
     func requestFailed(_ failure: ClientFailure, retryable: Bool) {
+        let candidates = connection?.addresses ?? []
         connection = nil
         switch failure {
         case .connect(let error):

@@ -10,8 +10,8 @@ final class HopTarget {
     /// Where it listens; nil when the placement has no address for it (the hop answers 502).
     let address: PeerAddress?
     /// The address when it is numeric, so no per-request parsing or resolution is needed.
-    let socketAddress: SocketAddress?
-    /// `socketAddress` as the list a client connection tries (made once, not per hop).
+    /// The peer's numeric address as the list a client connection tries (made once, not per
+    /// hop); nil for a name, resolved through the host's cache.
     let numericAddresses: [SocketAddress]?
     /// "POST / HTTP/1.1 ... Dyninka-Route: ...\r\nContent-Length: " (immutable after init).
     let headPrefix: ByteStore
@@ -28,8 +28,7 @@ final class HopTarget {
     init(service: String, address: PeerAddress?, path: String, fields: [(String, String)]) {
         self.service = service
         self.address = address
-        socketAddress = address.flatMap { try? SocketAddress(ip: $0.host, port: $0.port) }
-        numericAddresses = socketAddress.map { [$0] }
+        numericAddresses = address.flatMap { try? SocketAddress(ip: $0.host, port: $0.port) }.map { [$0] }
         let head = ByteStore(capacity: 160)
         head.append("POST ")
         head.append(path)

@@ -98,6 +98,8 @@ final class PointToPointResponder: ServiceResponder, Responder {
         "serving '\(app.service.name)' of \(app.table.appName) on http://\(address) (route after it: \(app.defaultRoute.chain.isEmpty ? "none" : app.defaultRoute.chain.source))"
     }
 
+    /// Every service this one may forward to by default should have an address: say so at start
+    /// rather than at the first request (a host may still run alone, for a test or a custom route).
     var startWarnings: [String] {
         let missing = app.missingPeers
         guard !missing.isEmpty else { return [] }

@@ -199,17 +199,18 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     func parserHead(_ head: HTTPHead) {
         self.head = head
-        declaredBody = false
+        declaredLength = 0
         if let length = head.contentLength, length > 0 {
             // The whole declared body counts from now on, before a byte of it arrives.
             guard reserve(length) else { return refuse(length) }
-            declaredBody = true
             declaredLength = length
         }
     }
 
-    /// The Content-Length of the request being parsed.
+    /// The Content-Length of the request being parsed, counted against --max-buffered-bytes in
+    /// full; 0 for none (no body, or a chunked one counted as it grows).
     private var declaredLength = 0
+    private var declaredBody: Bool { declaredLength > 0 }
 
     func parserBody(_ bytes: UnsafeRawBufferPointer) {
         guard refusedBody == nil else { return }
@@ -231,7 +232,6 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     /// The body of the request being parsed does not fit (-1: a chunked body); set inside the
     /// parser's callbacks and answered by `parse` once the parser returns.
     private var refusedBody: Int?
-    private var declaredBody = false
 
     private func refuse(_ declared: Int) {
         if refusedBody == nil { refusedBody = declared }

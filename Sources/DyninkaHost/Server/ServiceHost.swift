@@ -44,8 +44,6 @@ package final class ServiceHost {
     private var connections: [InboundConnection] { context.tracked.compactMap { $0 as? InboundConnection } }
     private var draining: Bool { context.draining }
     private var exitTimer: LoopTimer?
-    /// Services the default route calls that have no address (each such request answers 502).
-    package private(set) var missingPeers: [String] = []
     /// The address actually bound (port resolved when 0 was asked for).
     package private(set) var boundAddress: String = ""
 
@@ -64,9 +62,6 @@ package final class ServiceHost {
         switch role {
         case .service:
             let app = try AppService(table: table, name: configuration.service, configuration: configuration, forwards: true)
-            // Every service this one may forward to by default should have an address; say so now
-            // rather than at the first request (a host may still be run alone, for a test or a custom route).
-            missingPeers = app.missingPeers
             responder = PointToPointResponder(context: context, app: app)
         case .function:
             let app = try AppService(table: table, name: configuration.service, configuration: configuration, forwards: false)
