@@ -14,6 +14,10 @@ public struct DeploymentResult: Sendable {
     public var applyCommand: String
     /// The command that builds the image.
     public var buildCommand: String
+    /// Kubernetes: the hash of what was generated for each service (`dyninka.io/spec-hash`).
+    public var specHashes: [String: String] = [:]
+    /// Kubernetes: the manifest file of each service, as a path.
+    public var manifests: [String: String] = [:]
 }
 
 /// Writes an app's deployment for Kubernetes or Marathon, and remembers (per target) what it deployed so
@@ -36,9 +40,10 @@ public struct Deployer: Sendable {
     }
 
     /// Each target keeps its own record: deploying to Marathon says nothing about Kubernetes.
+    /// (A Kubernetes deploy with --apply asks the cluster instead: what runs there is the record.)
     func statePath(_ target: DeployTarget) -> String { output + "/deployed-\(target.rawValue).json" }
 
-    /// Code hashes of the last deployment to `target`, by service.
+    /// Code hashes of the last deployment to `target` written without a cluster, by service.
     public func lastDeployed(_ target: DeployTarget) -> [String: String] {
         guard let data = FileManager.default.contents(atPath: statePath(target)),
               let state = try? JSONDecoder().decode([String: String].self, from: data) else { return [:] }
@@ -59,14 +64,27 @@ public struct Deployer: Sendable {
         var files: [String] = []
         var notes: [String] = []
         var applyCommand = ""
+        var specHashes: [String: String] = [:]
+        var manifests: [String: String] = [:]
         switch target {
         case .kubernetes:
+            if settings.autoscale != nil {
+                for service in selected where !KubernetesManifests.scalable(service) {
+                    let state = service.placedState.joined(separator: ", ")
+                    if only != nil {
+                        throw DeployFailure("--autoscale: '\(service.name)' owns @Placed state (\(state)), which lives in one process: more replicas would each count on their own. Deploy it without --autoscale")
+                    }
+                    notes.append("no autoscaler for '\(service.name)': it owns @Placed state (\(state)), which lives in one process, so it keeps one replica")
+                }
+            }
             let folder = output + "/kubernetes"
             try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            for (service, yaml) in try KubernetesManifests.generate(ir, settings: settings) where only == nil || service == only {
+            for (service, yaml, specHash) in try KubernetesManifests.generate(ir, settings: settings) where only == nil || service == only {
                 let name = "kubernetes/\(ObjectNames.dns(service)).yaml"
                 try yaml.write(toFile: output + "/" + name, atomically: true, encoding: .utf8)
                 files.append(name)
+                specHashes[service] = specHash
+                manifests[service] = output + "/" + name
             }
             let paths = changed.map { "-f \(output)/kubernetes/\(ObjectNames.dns($0)).yaml" }
             applyCommand = changed.isEmpty ? "" : "kubectl apply \(paths.joined(separator: " "))"
@@ -85,7 +103,7 @@ public struct Deployer: Sendable {
         files.append("Containerfile")
         let buildCommand = "docker build -f \(output)/Containerfile --build-context app=\(packageDirectory) -t \(settings.image) \(sourceRoot)"
         return DeploymentResult(target: target, files: files, changed: changed, unchanged: unchanged, notes: notes,
-                                applyCommand: applyCommand, buildCommand: buildCommand)
+                                applyCommand: applyCommand, buildCommand: buildCommand, specHashes: specHashes, manifests: manifests)
     }
 
     /// Records the hashes as deployed (after a successful apply, or when the files are the deployment).

@@ -76,15 +76,28 @@ public struct ObjectNames: Sendable {
 public enum KubernetesManifests {
     /// The annotation that carries a service's code hash: a changed hash rolls that service only.
     public static let hashAnnotation = "dyninka.io/code-hash"
+    /// The annotation on a Deployment that carries the hash of everything generated for its
+    /// service (Deployment, Service, HPA): a deploy compares it with the live one to find what
+    /// changed on the server.
+    public static let specHashAnnotation = "dyninka.io/spec-hash"
+    /// The pod template annotation with the service's default route (what follows it in main's
+    /// chain): an edit of main that changes it rolls the service.
+    public static let routeAnnotation = "dyninka.io/route"
 
-    /// One YAML document list per service, keyed by service name.
-    public static func generate(_ ir: AppIR, settings: DeploySettings) throws(DeployFailure) -> [(service: String, yaml: String)] {
+    /// One YAML document list per service, keyed by service name, with its spec hash.
+    public static func generate(_ ir: AppIR, settings: DeploySettings) throws(DeployFailure) -> [(service: String, yaml: String, specHash: String)] {
         let names = try ObjectNames(ir)
         return ir.services.map { service in
-            let documents = objects(service, ir: ir, names: names, settings: settings)
-            return (service.name, documents.map(\.yaml).joined(separator: "---\n"))
+            let unhashed = objects(service, ir: ir, names: names, settings: settings, specHash: nil)
+            let specHash = FNV.hex(unhashed.map(\.yaml).joined(separator: "---\n"))
+            let documents = objects(service, ir: ir, names: names, settings: settings, specHash: specHash)
+            return (service.name, documents.map(\.yaml).joined(separator: "---\n"), specHash)
         }
     }
+
+    /// Whether `--autoscale` may scale this service out: not when it owns @Placed state, which
+    /// lives in one process.
+    public static func scalable(_ service: ServiceIR) -> Bool { service.placedState.isEmpty }
 
     static func labels(_ service: ServiceIR, names: ObjectNames) -> Doc {
         .map([
@@ -96,14 +109,17 @@ public enum KubernetesManifests {
         ])
     }
 
-    static func metadata(_ name: String, _ service: ServiceIR, names: ObjectNames, settings: DeploySettings) -> Doc {
+    static func metadata(_ name: String, _ service: ServiceIR, names: ObjectNames, settings: DeploySettings,
+                         annotations: [(String, Doc)] = []) -> Doc {
         var pairs: [(String, Doc)] = [("name", .string(name))]
         if let namespace = settings.namespace { pairs.append(("namespace", .string(namespace))) }
         pairs.append(("labels", labels(service, names: names)))
+        if !annotations.isEmpty { pairs.append(("annotations", .map(annotations))) }
         return .map(pairs)
     }
 
-    static func objects(_ service: ServiceIR, ir: AppIR, names: ObjectNames, settings: DeploySettings) -> [Doc] {
+    static func objects(_ service: ServiceIR, ir: AppIR, names: ObjectNames, settings: DeploySettings, specHash: String?) -> [Doc] {
+        let autoscaled = settings.autoscale != nil && scalable(service)
         let name = names[service.name]
         let selector: Doc = .map([("app.kubernetes.io/instance", .string(name))])
         // Peers by DNS: each service's Service is named APP-SERVICE, in the same namespace.
@@ -147,23 +163,28 @@ public enum KubernetesManifests {
             }
         }
         podSpec.append(("containers", .list([container])))
-        let deployment: Doc = .map([
-            ("apiVersion", .string("apps/v1")),
-            ("kind", .string("Deployment")),
-            ("metadata", metadata(name, service, names: names, settings: settings)),
-            ("spec", .map([
-                ("replicas", .int(1)),
+        // An autoscaled Deployment leaves its replica count to the HPA: applying a count would
+        // undo the HPA's scaling at every deploy.
+        var deploymentSpec: [(String, Doc)] = autoscaled ? [] : [("replicas", .int(1))]
+        deploymentSpec += [
                 ("selector", .map([("matchLabels", selector)])),
                 ("strategy", .map([("type", .string("RollingUpdate")),
                                    ("rollingUpdate", .map([("maxUnavailable", .int(0)), ("maxSurge", .int(1))]))])),
                 ("template", .map([
                     ("metadata", .map([
                         ("labels", labels(service, names: names)),
-                        ("annotations", .map([(hashAnnotation, .string(service.codeHash)), ("dyninka.io/service", .string(service.name))])),
+                        ("annotations", .map([(hashAnnotation, .string(service.codeHash)), ("dyninka.io/service", .string(service.name)),
+                                              (routeAnnotation, .string(service.defaultRoute))])),
                     ])),
                     ("spec", .map(podSpec)),
                 ])),
-            ])),
+        ]
+        let deployment: Doc = .map([
+            ("apiVersion", .string("apps/v1")),
+            ("kind", .string("Deployment")),
+            ("metadata", metadata(name, service, names: names, settings: settings,
+                                  annotations: specHash.map { [(specHashAnnotation, .string($0))] } ?? [])),
+            ("spec", .map(deploymentSpec)),
         ])
         let kubeService: Doc = .map([
             ("apiVersion", .string("v1")),
@@ -177,7 +198,7 @@ public enum KubernetesManifests {
         ])
         var documents = [deployment, kubeService]
         // State placed on a service lives in one process: only stateless services scale out.
-        if let autoscale = settings.autoscale, service.placedState.isEmpty {
+        if let autoscale = settings.autoscale, autoscaled {
             documents.append(.map([
                 ("apiVersion", .string("autoscaling/v2")),
                 ("kind", .string("HorizontalPodAutoscaler")),

@@ -14,12 +14,17 @@ extension DyninkaCommand {
                 otherwise this machine (`dyninka run`). Files go to --out: per service a Deployment \
                 and a Service (and with --autoscale an HPA), or a Marathon group, and a Containerfile. \
                 Each service carries a hash of its code: the command lists which services changed \
-                since the last deployment, and --apply applies only those.
+                since the last deployment, and --apply applies only those. On Kubernetes, --apply asks \
+                the cluster what runs there (per context and namespace), creates the namespace if \
+                needed, has the server check the objects (dry run) before applying them, and waits \
+                for the rollout; --delete removes what deploys of the app created.
 
                 Examples:
                   dyninka deploy App.swift --target kubernetes \\
                       --image registry.example/smart-building:1
                   dyninka deploy App.swift --only map --apply
+                  dyninka deploy App.swift --apply --namespace fog --autoscale 1:4
+                  dyninka deploy App.swift --delete --namespace fog
                 """)
 
         @Argument(help: "The app's Swift file.")
@@ -38,8 +43,14 @@ extension DyninkaCommand {
         var environment: [String] = []
         @Option(help: "Deploy only this service.")
         var only: String?
-        @Flag(help: "Apply the changed services (kubectl, or Marathon's REST API) when the target is reachable.")
+        @Flag(help: "Apply the changed services (Kubernetes: checked by a server-side dry run, applied, and waited for until rolled out; Marathon: its REST API).")
         var apply = false
+        @Flag(help: "Remove what deploys of this app created in the namespace (Kubernetes: its Deployments, Services and HPAs, found by label; the namespace too when a deploy created it and it is empty).")
+        var delete = false
+        @Option(help: "Kubernetes: the kubeconfig context to use (default: the current one).")
+        var context: String?
+        @Option(help: "Seconds to wait for the rollout (or, with --delete, for the app's pods to stop).")
+        var timeout = 180
 
         func validate() throws {
             guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("no such file: \(file)") }
@@ -51,6 +62,8 @@ extension DyninkaCommand {
                 guard parts.count == 2, parts[0] >= 1, parts[1] >= parts[0] else { throw ValidationError("--autoscale must be MIN:MAX, e.g. 1:5") }
             }
             for item in environment where !item.contains("=") { throw ValidationError("--env must be NAME=VALUE, got '\(item)'") }
+            if delete && apply { throw ValidationError("--delete removes the app: it cannot be combined with --apply") }
+            guard timeout > 0 else { throw ValidationError("--timeout must be a positive number of seconds") }
         }
 
         func run() throws {
@@ -65,6 +78,7 @@ extension DyninkaCommand {
                 note("this machine: run the app with `dyninka run \(file)` (it starts one dyninka-host per service)")
                 return
             }
+            if delete { return try remove(detection.target) }
             let build = try buildApp(file: file, out: nil)
             var settings = DeploySettings(image: image ?? "dyninka/\(ObjectNames.dns(build.ir.name)):latest",
                                           libraryPath: "/app/lib\(build.ir.name).so")
@@ -86,23 +100,26 @@ extension DyninkaCommand {
                 throw ExitCode(1)
             }
             for file in result.files { say("\(output)/\(file)") }
-            note("changed since the last deployment: \(result.changed.isEmpty ? "none" : result.changed.joined(separator: ", "))")
-            if !result.unchanged.isEmpty { note("unchanged (not rolled): \(result.unchanged.joined(separator: ", "))") }
             for line in result.notes { note("note: \(line)") }
             note("build the image: \(result.buildCommand)")
+            if apply && detection.target == .kubernetes {
+                return try applyToKubernetes(result, ir: build.ir, deployer: deployer)
+            }
+            note("changed since the last deployment: \(result.changed.isEmpty ? "none" : result.changed.joined(separator: ", "))")
+            if !result.unchanged.isEmpty { note("unchanged (not rolled): \(result.unchanged.joined(separator: ", "))") }
             guard !result.applyCommand.isEmpty else { return }
             if apply {
-                if reachable(detection.target) {
-                    note("applying: \(result.applyCommand)")
-                    let status = shell(result.applyCommand)
-                    guard status == 0 else {
-                        note("error: applying failed (status \(status)); nothing was recorded as deployed")
-                        throw ExitCode(1)
-                    }
-                    try deployer.recordDeployed(detection.target, only: only)
-                } else {
-                    note("no \(detection.target.rawValue) reachable from here; apply with:\n  \(result.applyCommand)")
+                guard reachable(detection.target) else {
+                    note("error: no \(detection.target.rawValue) reachable at $MARATHON_URL; apply with:\n  \(result.applyCommand)")
+                    throw ExitCode(1)
                 }
+                note("applying: \(result.applyCommand)")
+                let status = shell(result.applyCommand)
+                guard status == 0 else {
+                    note("error: applying failed (status \(status)); nothing was recorded as deployed")
+                    throw ExitCode(1)
+                }
+                try deployer.recordDeployed(detection.target, only: only)
             } else {
                 note("apply with: \(result.applyCommand)   (or pass --apply)")
                 // The written files are the deployment of record when they are applied by hand.
@@ -110,9 +127,136 @@ extension DyninkaCommand {
             }
         }
 
+        /// `--apply` on Kubernetes: the cluster is the record of what runs. Services whose
+        /// generated objects differ from the live ones (by spec hash) are checked by a server-side
+        /// dry run, applied, and waited for; a summary lists every Deployment of the app.
+        private func applyToKubernetes(_ result: DeploymentResult, ir: AppIR, deployer: Deployer) throws {
+            let app = ObjectNames.dns(ir.name)
+            do {
+                let cluster = try KubernetesCluster.connect(try Kubectl(context: context), namespace: namespace)
+                note("cluster: \(cluster.place), Kubernetes \(cluster.version)")
+                if try cluster.ensureNamespace(app: app) { note("created namespace '\(cluster.namespace)'") }
+                let live = try cluster.deployments(app: app)
+                let selected = ir.services.map(\.name).filter { only == nil || $0 == only }
+                let changed = selected.filter { live[$0]?.specHash != result.specHashes[$0] }
+                let unchanged = selected.filter { !changed.contains($0) }
+                note("changed on the cluster: \(changed.isEmpty ? "none" : changed.joined(separator: ", "))")
+                if !unchanged.isEmpty { note("unchanged (not applied, not rolled): \(unchanged.joined(separator: ", "))") }
+                if !changed.isEmpty {
+                    let files = changed.compactMap { result.manifests[$0] }
+                    note("checking \(files.count) manifest\(files.count == 1 ? "" : "s") with the server (dry run, strict field validation)")
+                    _ = try cluster.apply(files: files, dryRun: true)
+                    for line in try cluster.apply(files: files, dryRun: false) { note("  \(line)") }
+                    note("waiting for \(changed.count) deployment\(changed.count == 1 ? "" : "s") to roll out (up to \(timeout) s)")
+                    do {
+                        _ = try cluster.waitForRollout(app: app, services: changed, timeout: timeout) { note("  \($0)") }
+                    } catch let failure as KubernetesCluster.RolloutFailure {
+                        note("error: \(failure)")
+                        note("the applied objects stay; fix the cause and deploy again, or remove the app with --delete")
+                        throw ExitCode(1)
+                    }
+                }
+                try summarize(cluster, app: app, ir: ir, changed: changed)
+            } catch let failure as KubectlFailure {
+                note("error: \(explain(failure))")
+                if failure.kind == .unreachable || failure.kind == .notInstalled {
+                    note("the files are written; apply them later with:\n  kubectl apply --server-side -f \(deployer.output)/kubernetes")
+                }
+                throw ExitCode(1)
+            }
+        }
+
+        /// The table of every Deployment of the app after a deploy: revision, readiness, nodes.
+        private func summarize(_ cluster: KubernetesCluster, app: String, ir: AppIR, changed: [String]) throws(KubectlFailure) {
+            let deployments = try cluster.deployments(app: app)
+            let pods = try cluster.pods(app: app)
+            var rows = [["SERVICE", "DEPLOYMENT", "REVISION", "READY", "NODES", ""]]
+            for service in ir.services {
+                guard let deployment = deployments[service.name] else {
+                    rows.append([service.name, "-", "-", "-", "-", "not deployed"])
+                    continue
+                }
+                let instance = deployment.metadata.labels?["app.kubernetes.io/instance"]
+                let nodes = Set(pods.filter { $0.ready && $0.metadata.labels?["app.kubernetes.io/instance"] == instance }.compactMap { $0.spec?.nodeName })
+                rows.append([service.name, deployment.metadata.name, String(deployment.revision),
+                             "\(deployment.status?.availableReplicas ?? 0)/\(deployment.desired)",
+                             nodes.isEmpty ? "-" : nodes.sorted().joined(separator: ","), changed.contains(service.name) ? "rolled now" : ""])
+            }
+            say("\(app) in \(cluster.place):")
+            let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
+            for row in rows {
+                say(("  " + zip(row, widths).map { $0.0.padding(toLength: $0.1, withPad: " ", startingAt: 0) }.joined(separator: "  "))
+                    .replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression))
+            }
+        }
+
+        /// `--delete`: removes what deploys of the app created.
+        private func remove(_ target: DeployTarget) throws {
+            let source = try String(contentsOfFile: file, encoding: .utf8)
+            let ir: AppIR
+            do { ir = try Analyzer(file: file, source: source).analyze().ir } catch {
+                note(error.description)
+                throw ExitCode(1)
+            }
+            let app = ObjectNames.dns(ir.name)
+            switch target {
+            case .kubernetes:
+                do {
+                    let cluster = try KubernetesCluster.connect(try Kubectl(context: context), namespace: namespace)
+                    note("cluster: \(cluster.place), Kubernetes \(cluster.version)")
+                    note("deleting what deploys of \(app) created (label \(KubernetesCluster.selector(app: app)))")
+                    let lines = try cluster.delete(app: app, timeout: timeout) { note("  \($0)") }
+                    if lines.isEmpty { note("nothing of \(app) is deployed in namespace '\(cluster.namespace)'") }
+                    for line in lines { say(line) }
+                } catch {
+                    note("error: \(explain(error))")
+                    throw ExitCode(1)
+                }
+            case .marathon:
+                let command = "curl -fsS -X DELETE \"$MARATHON_URL/v2/groups/\(app)\""
+                guard reachable(.marathon) else {
+                    note("error: no Marathon reachable at $MARATHON_URL; delete with:\n  \(command)")
+                    throw ExitCode(1)
+                }
+                note("deleting: \(command)")
+                guard shell(command) == 0 else {
+                    note("error: Marathon refused the delete of group /\(app)")
+                    throw ExitCode(1)
+                }
+            case .local:
+                break
+            }
+        }
+
+        /// A kubectl failure as a user can act on it.
+        private func explain(_ failure: KubectlFailure) -> String {
+            let inNamespace = namespace ?? "default"
+            switch failure.kind {
+            case .notInstalled:
+                return failure.message
+            case .unreachable:
+                return "no Kubernetes API server answers: \(failure.message)\n  Start the cluster, or point KUBECONFIG (or --context) at one that runs."
+            case .unauthorized:
+                return "the API server does not accept the kubeconfig's credentials: \(failure.message)\n  Renew them (for example log in again) and retry."
+            case .forbidden:
+                let user = failure.forbiddenUser ?? "USER"
+                return """
+                    the cluster refused permission: \(failure.message)
+                      The kubeconfig's user needs to get, create and patch Deployments, Services and HorizontalPodAutoscalers, \
+                    and to list pods and events, in namespace '\(inNamespace)'; an admin can grant that with:
+                        kubectl create rolebinding dyninka-deploy --clusterrole=edit --user=\(user) -n \(inNamespace)
+                      Nothing was applied.
+                    """
+            case .refused:
+                return "the API server refused the app's objects; nothing was applied:\n\(failure.message)"
+            case .notFound, .failed:
+                return "kubectl \(failure.arguments.joined(separator: " ")) failed: \(failure.message)"
+            }
+        }
+
         private func reachable(_ target: DeployTarget) -> Bool {
             switch target {
-            case .kubernetes: return shell("kubectl cluster-info --request-timeout=5s >/dev/null 2>&1") == 0
+            case .kubernetes: return true
             case .marathon: return shell("curl -fsS --max-time 5 \"$MARATHON_URL/v2/info\" >/dev/null 2>&1") == 0
             case .local: return true
             }

@@ -54,7 +54,7 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var paths: [String] = []
-        for (service, yaml) in manifests {
+        for (service, yaml, _) in manifests {
             try golden(yaml, "\(example)/kubernetes/\(ObjectNames.dns(service)).yaml")
             let path = "\(dir)/\(ObjectNames.dns(service)).yaml"
             try yaml.write(toFile: path, atomically: true, encoding: .utf8)
@@ -82,6 +82,28 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         let manifests = try KubernetesManifests.generate(smart, settings: settings(smart, autoscale: true))
         #expect(!manifests.first { $0.service == "movingAvg" }!.yaml.contains("HorizontalPodAutoscaler"))
         #expect(manifests.first { $0.service == "map" }!.yaml.contains("HorizontalPodAutoscaler"))
+    }
+
+    @Test func specHashesChangeOnlyForTheChangedService() throws {
+        var app = try ir("SmartBuilding")
+        let before = try KubernetesManifests.generate(app, settings: settings(app, autoscale: false))
+        #expect(try KubernetesManifests.generate(app, settings: settings(app, autoscale: false)).map(\.specHash) == before.map(\.specHash))
+        app.services[2].codeHash = "0000000000000000"
+        app.services[1].defaultRoute = "map()"
+        let after = try KubernetesManifests.generate(app, settings: settings(app, autoscale: false))
+        let changed = zip(before, after).filter { $0.0.specHash != $0.1.specHash }.map(\.0.service)
+        #expect(changed == ["filterTemperature", "map"])
+        // The hash is on the Deployment; the route is in the pod template, so a new route rolls it.
+        let filter = after[1].yaml
+        #expect(filter.contains("dyninka.io/spec-hash: \"\(after[1].specHash)\"") || filter.contains("dyninka.io/spec-hash: \(after[1].specHash)"))
+        #expect(filter.contains("dyninka.io/route: map()"))
+    }
+
+    @Test func autoscaledDeploymentsLeaveTheReplicaCountToTheAutoscaler() throws {
+        let smart = try ir("SmartBuilding")
+        let manifests = try KubernetesManifests.generate(smart, settings: settings(smart, autoscale: true))
+        #expect(!manifests.first { $0.service == "map" }!.yaml.contains("replicas: 1"))
+        #expect(manifests.first { $0.service == "movingAvg" }!.yaml.contains("replicas: 1"))
     }
 
     @Test func dnsNameCollisionsAreDetected() throws {
@@ -198,5 +220,25 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
     @Test func ambiguousScalarsAreQuoted() {
         let doc = Doc.map([("a", .string("true")), ("b", .string("8080")), ("c", .string("x: y")), ("d", .string("plain")), ("e", .list([]))])
         #expect(doc.yaml == "a: \"true\"\nb: \"8080\"\nc: \"x: y\"\nd: plain\ne: []\n")
+    }
+}
+
+/// kubectl's messages, as the offline control plane (v1.24) and kubectl 1.37 print them.
+@Suite struct KubectlMessageTests {
+    @Test func forbiddenNamesTheUser() {
+        let text = #"Error from server (Forbidden): namespaces "fog" is forbidden: User "restricted" cannot get resource "namespaces" in API group "" in the namespace "fog""#
+        #expect(KubectlFailure.classify(text) == .forbidden)
+        #expect(KubectlFailure(kind: .forbidden, arguments: [], message: text).forbiddenUser == "restricted")
+    }
+
+    @Test func unreachableServers() {
+        #expect(KubectlFailure.classify("The connection to the server 127.0.0.1:16999 was refused - did you specify the right host or port?") == .unreachable)
+        #expect(KubectlFailure.classify("Unable to connect to the server: dial tcp: lookup k8s.example: no such host") == .unreachable)
+    }
+
+    @Test func refusedObjectsAndMissingOnes() {
+        #expect(KubectlFailure.classify(#"Error from server (Invalid): Deployment.apps "a-b" is invalid: spec.template.spec.containers[0].env[3].name: Invalid value: "1BAD""#) == .refused)
+        #expect(KubectlFailure.classify(#"Error from server (NotFound): namespaces "x" not found"#) == .notFound)
+        #expect(KubectlFailure.classify(#"error: unable to recognize "a.yaml": no matches for kind "X" in version "v9""#) == .failed)
     }
 }
