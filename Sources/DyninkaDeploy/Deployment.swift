@@ -124,6 +124,8 @@ public struct Deployer: Sendable {
         #   docker build -f Containerfile --build-context app=PATH/TO/GENERATED/PACKAGE -t IMAGE DYNINKA_CHECKOUT
         ARG SWIFT_IMAGE=swift:6.3-bookworm
         FROM ${SWIFT_IMAGE} AS build
+        # Debian's current packages of the base image's release (no pins: they would break at its next point release).
+        # hadolint ignore=DL3008
         RUN apt-get update && apt-get install -y --no-install-recommends libuv1-dev pkg-config python3-pip && rm -rf /var/lib/apt/lists/*
         WORKDIR /src
         COPY Package.swift ./
@@ -132,10 +134,13 @@ public struct Deployer: Sendable {
         COPY Tests/Fixtures Tests/Fixtures
         COPY scripts scripts
         RUN scripts/bootstrap && swift build -c release --product dyninka-host
+        # `app` is the named build context (--build-context app=...), not a stage.
+        # hadolint ignore=DL3022
         COPY --from=app . /app-package
         RUN swift build -c release --package-path /app-package --product \(ir.name)
 
         FROM ${SWIFT_IMAGE}-slim
+        # hadolint ignore=DL3008
         RUN apt-get update && apt-get install -y --no-install-recommends libuv1 && rm -rf /var/lib/apt/lists/*
         COPY --from=build /src/.build/release/dyninka-host /usr/local/bin/dyninka-host
         COPY --from=build /app-package/.build/release/lib\(ir.name).so \(settings.libraryPath)

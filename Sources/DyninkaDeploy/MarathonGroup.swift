@@ -48,7 +48,7 @@ public enum MarathonGroup {
                                               ("gracePeriodSeconds", .int(30)), ("intervalSeconds", .int(10)),
                                               ("timeoutSeconds", .int(5)), ("maxConsecutiveFailures", .int(3))])])),
                 ("readinessChecks", .list([.map([("name", .string("readyz")), ("protocol", .string("HTTP")), ("path", .string("/readyz")),
-                                                 ("portName", .string("http")), ("intervalSeconds", .int(2)), ("timeoutSeconds", .int(2))])])),
+                                                 ("portName", .string("http")), ("intervalSeconds", .int(2)), ("timeoutSeconds", .int(1))])])),
                 ("upgradeStrategy", .map([("minimumHealthCapacity", .double(1.0)), ("maximumOverCapacity", .double(1.0))])),
                 ("taskKillGracePeriodSeconds", .int(40)),
                 ("env", .map(env)),

