@@ -14,6 +14,8 @@ let package = Package(
     products: [
         .executable(name: "dyninka-host", targets: ["dyninka-host"]),
         .executable(name: "dyninka", targets: ["dyninka"]),
+        // The fog test bed's link delay (NFQUEUE; the kernel here has no netem).
+        .executable(name: "dyninka-linkemu", targets: ["dyninka-linkemu"]),
         // What an app file imports when it runs as an ordinary local program (macros included).
         .library(name: "Dyninka", type: .dynamic, targets: ["Dyninka"]),
         .library(name: "DyninkaRuntime", targets: ["DyninkaRuntime"]),
@@ -33,6 +35,9 @@ let package = Package(
                 sources: ["check.c", "vendor/api.c", "vendor/http.c", "vendor/llhttp.c"],
                 publicHeadersPath: "include"),
         .target(name: "CDyninkaABI", path: "CSupport/CDyninkaABI"),
+        // Debian libnetfilter-queue-dev (scripts/bootstrap installs it).
+        .executableTarget(name: "dyninka-linkemu", path: "CSupport/LinkEmulator",
+                          linkerSettings: [.linkedLibrary("netfilter_queue"), .linkedLibrary("nfnetlink")]),
 
         // The host, one module per layer.
         .target(name: "DyninkaLoop", dependencies: ["CLibUV"], swiftSettings: hostSettings),

@@ -70,6 +70,12 @@ public struct PlacementIR: Codable, Equatable, Sendable {
     /// On the same node as this service.
     public var near: String?
 
+    public init(node: String? = nil, label: String? = nil, near: String? = nil) {
+        self.node = node
+        self.label = label
+        self.near = near
+    }
+
     /// The table's placement string: "node=edge-1;label=zone=factory;near=movingAvg".
     public var tableString: String {
         [node.map { "node=\($0)" }, label.map { "label=\($0)" }, near.map { "near=\($0)" }].compactMap { $0 }.joined(separator: ";")

@@ -18,11 +18,15 @@ public struct HTTPReply: Sendable {
 public enum BlockingHTTP {
     public struct Failure: Error, CustomStringConvertible, Sendable { public var description: String }
 
-    /// Sends a request to 127.0.0.1:`port` and reads the whole response.
-    public static func request(port: Int, method: String = "GET", path: String = "/", headers: [(String, String)] = [],
-                               body: String = "", timeout: Double = 10) throws(Failure) -> HTTPReply {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: "socket() failed") }
+    /// Sends a request to `host`:`port` (an IPv4 address; 127.0.0.1 by default) and reads the
+    /// whole response. `namespace`: a network namespace (a test bed node) to connect from.
+    public static func request(host: String = "127.0.0.1", port: Int, method: String = "GET", path: String = "/",
+                               headers: [(String, String)] = [], body: String = "", timeout: Double = 10,
+                               namespace: String? = nil) throws(Failure) -> HTTPReply {
+        let fd: Int32
+        do { fd = try NetworkNamespace.socket(in: namespace, type: Int32(SOCK_STREAM.rawValue)) } catch {
+            throw Failure(description: error.description)
+        }
         defer { close(fd) }
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -30,30 +34,30 @@ public enum BlockingHTTP {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(host)
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard connected == 0 else { throw Failure(description: "cannot connect to 127.0.0.1:\(port) (\(String(cString: strerror(errno))))") }
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
+        guard connected == 0 else { throw Failure(description: "cannot connect to \(host):\(port) (\(String(cString: strerror(errno))))") }
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if method != "GET" || !body.isEmpty { head += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" }
         let request = Array((head + "\r\n" + body).utf8)
         var sent = 0
         while sent < request.count {
             let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { throw Failure(description: "sending to 127.0.0.1:\(port) failed") }
+            guard n > 0 else { throw Failure(description: "sending to \(host):\(port) failed") }
             sent += n
         }
         var data: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 { throw Failure(description: "no answer from 127.0.0.1:\(port) within \(timeout) s") }
+            if n < 0 { throw Failure(description: "no answer from \(host):\(port) within \(timeout) s") }
             if n == 0 { break }
             data.append(contentsOf: buffer[0..<n])
         }
-        guard let reply = parse(data) else { throw Failure(description: "127.0.0.1:\(port) closed without a valid response") }
+        guard let reply = parse(data) else { throw Failure(description: "\(host):\(port) closed without a valid response") }
         return reply
     }
 

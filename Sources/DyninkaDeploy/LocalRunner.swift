@@ -11,9 +11,18 @@ import Glibc
 /// names the variable that tells the services the sidecar's URL.
 public struct SidecarSpec: Codable, Sendable {
     public var name: String
+    /// `{port}` and `{host}` (the address to listen on) are filled in.
     public var command: [String]
     public var health: String?
     public var env: String?
+    /// On a test bed: where the sidecar runs, as for `@Service(node:label:near:)`.
+    public var node: String?
+    public var label: String?
+    public var near: String?
+
+    var placement: PlacementIR? {
+        node == nil && label == nil && near == nil ? nil : PlacementIR(node: node, label: label, near: near)
+    }
 }
 
 /// Settings read from `dyninka.json` beside the app file (all optional).
@@ -48,22 +57,32 @@ final class Child {
     let port: Int
     let workingDirectory: String?
     let isService: Bool
+    /// Where it listens (127.0.0.1, or its address on a test bed node).
+    let host: String
+    /// On a test bed: the node it runs on, and the node's network namespace.
+    let node: String?
+    var namespace: String? { node.map(Testbed.namespace(of:)) }
     var process: Process?
     var restarts: [Date] = []
 
-    init(name: String, arguments: [String], environment: [String: String], port: Int, workingDirectory: String?, isService: Bool) {
+    init(name: String, arguments: [String], environment: [String: String], port: Int, workingDirectory: String?, isService: Bool,
+         host: String = "127.0.0.1", node: String? = nil) {
         self.name = name
         self.arguments = arguments
         self.environment = environment
         self.port = port
         self.workingDirectory = workingDirectory
         self.isService = isService
+        self.host = host
+        self.node = node
     }
 
     func start() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
+        // `ip netns exec` enters the node's namespace (and its /etc/hosts) and then executes the
+        // command in place: the process is still ours to supervise and signal.
+        process.arguments = (namespace.map { ["ip", "netns", "exec", $0] } ?? []) + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
         process.standardOutput = FileHandle.nullDevice
@@ -110,7 +129,9 @@ public final class LocalRunner {
         for spec in settings.sidecars ?? [] {
             let port = BlockingHTTP.freePort()
             if let env = spec.env { sidecarEnvironment[env] = "http://127.0.0.1:\(port)" }
-            sidecars.append(Child(name: spec.name, arguments: spec.command.map { $0.replacingOccurrences(of: "{port}", with: String(port)) },
+            sidecars.append(Child(name: spec.name, arguments: spec.command.map {
+                $0.replacingOccurrences(of: "{port}", with: String(port)).replacingOccurrences(of: "{host}", with: "127.0.0.1")
+            },
                                   environment: [:], port: port, workingDirectory: appDirectory, isService: false))
         }
         let ports = ir.services.enumerated().map { basePort == 0 ? BlockingHTTP.freePort() : basePort + $0.offset }
@@ -142,21 +163,136 @@ public final class LocalRunner {
         }
     }
 
+    /// Where services and sidecars listen on a test bed: every one has its own address on its
+    /// node (as a pod has on Kubernetes) and port 8080, and the names the Kubernetes manifests use.
+    public static let bedPort = 8080
+
+    /// Runs the app on a test bed that is up: each service (and sidecar, and in gateway mode the
+    /// gateway and the orchestrator, on the bed's gateway node) is placed on a node by
+    /// `Placement.assign` and started inside that node's namespace, on an address of its own.
+    /// Peers are found by name (`APP-SERVICE`, through the node's hosts file), as on Kubernetes.
+    /// `spread`: the nodes for services that ask for no placement (default: every node).
+    public init(ir: AppIR, library: String, hostBinary: String, appDirectory: String, settings: AppSettings, bed: Testbed.State,
+                spread: [String]? = nil, topology: Topology = .pointToPoint, extraHostArguments: [String] = [],
+                log: @escaping (String) -> Void) throws {
+        self.topology = topology
+        self.ir = ir
+        self.hostBinary = hostBinary
+        self.settings = settings
+        self.appDirectory = appDirectory
+        self.log = log
+        self.bed = bed
+        let app = ObjectNames.dns(ir.name)
+        let sidecarSpecs = settings.sidecars ?? []
+        var entities: [(name: String, placement: PlacementIR?)] = ir.services.map { ($0.name, $0.placement) }
+        if topology == .gateway {
+            entities += [("orchestrator", PlacementIR(node: bed.gatewayNode)), ("gateway", PlacementIR(node: bed.gatewayNode))]
+        }
+        entities += sidecarSpecs.map { ($0.name, $0.placement) }
+        if let spread {
+            for node in spread where bed.node(node) == nil || node == TestbedSpec.clientNode {
+                throw RunFailure(description: "--spread names '\(node)', which is not a node services can run on (\(bed.placementNodes.map(\.name).joined(separator: ", ")))")
+            }
+        }
+        let assignment: [String: String]
+        do { assignment = try Placement.assign(entities, nodes: bed.placementNodes, spread: spread) } catch {
+            throw RunFailure(description: "cannot place the app on the test bed: \(error)")
+        }
+        // Addresses: 10.77.K.10, .11, ... on node K, in the order above.
+        var next: [String: Int] = [:]
+        var addresses: [String: String] = [:]
+        var hostNames: [(address: String, names: [String])] = []
+        for entity in entities {
+            let node = bed.node(assignment[entity.name]!)!
+            let last = 10 + next[node.name, default: 0]
+            next[node.name, default: 0] += 1
+            let address = "10.77.\(node.index).\(last)"
+            addresses[entity.name] = address
+            let dns = ObjectNames.dns(entity.name)
+            var names = ["\(app)-\(dns)", "\(dns).\(app)"]
+            if entity.name != dns { names.append("\(entity.name).\(app)") }
+            hostNames.append((address, names))
+        }
+        self.bedAddresses = addresses
+        try Testbed.writeHosts(bed, services: hostNames)
+        for (name, address) in addresses {
+            let node = bed.node(assignment[name]!)!
+            _ = try? Testbed.run(["ip", "-n", node.namespace, "addr", "replace", "\(address)/24", "dev", "eth0"])
+        }
+        let port = Self.bedPort
+        var sidecarEnvironment: [String: String] = [:]
+        for spec in sidecarSpecs {
+            if let env = spec.env { sidecarEnvironment[env] = "http://\(app)-\(ObjectNames.dns(spec.name)):\(port)" }
+            let address = addresses[spec.name]!
+            sidecars.append(Child(name: spec.name, arguments: spec.command.map {
+                $0.replacingOccurrences(of: "{port}", with: String(port)).replacingOccurrences(of: "{host}", with: address)
+            }, environment: [:], port: port, workingDirectory: appDirectory, isService: false, host: address, node: assignment[spec.name]))
+        }
+        let common = ["--log-level", "warning", "--exit-with-parent"] + extraHostArguments
+        func child(_ name: String, _ arguments: [String], environment: [String: String]) -> Child {
+            Child(name: name, arguments: arguments, environment: environment, port: port, workingDirectory: nil, isService: true,
+                  host: addresses[name]!, node: assignment[name])
+        }
+        if topology == .gateway {
+            let functions = ir.services.map { "\($0.name)=\(app)-\(ObjectNames.dns($0.name)):\(port)" } + ["orchestrator=\(app)-orchestrator:\(port)"]
+            for service in ir.services {
+                services.append(child(service.name, [hostBinary, "gateway-mode", "function", "--app", library, "--service", service.name,
+                                                     "--host", addresses[service.name]!, "--port", String(port)] + common,
+                                      environment: sidecarEnvironment))
+            }
+            services.append(child("orchestrator", [hostBinary, "gateway-mode", "orchestrator", "--app", library, "--host", addresses["orchestrator"]!,
+                                                   "--port", String(port), "--gateway", "\(app)-gateway:\(port)"] + common,
+                                  environment: sidecarEnvironment))
+            services.append(child("gateway", [hostBinary, "gateway-mode", "gateway", "--host", addresses["gateway"]!, "--port", String(port),
+                                              "--functions", functions.joined(separator: ",")] + common, environment: [:]))
+            gatewayPort = port
+            return
+        }
+        var environment = sidecarEnvironment
+        // The same peer template as the Kubernetes manifests: every peer by its name.
+        environment["DYNINKA_PEER_TEMPLATE"] = "\(app)-{name}:\(port)"
+        for service in ir.services {
+            services.append(child(service.name, [hostBinary, "serve", "--app", library, "--service", service.name,
+                                                 "--host", addresses[service.name]!, "--port", String(port)] + common,
+                                  environment: environment))
+        }
+    }
+
+    /// On a test bed: the bed, and every service's and sidecar's address.
+    public private(set) var bed: Testbed.State?
+    private var bedAddresses: [String: String] = [:]
+
+    /// The node each service and sidecar runs on (test bed), by name.
+    public var nodes: [String: String] {
+        var nodes: [String: String] = [:]
+        for child in services + sidecars { if let node = child.node { nodes[child.name] = node } }
+        return nodes
+    }
+
+    /// Where a client runs requests from: the bed's client node, or this machine.
+    var clientNamespace: String? { bed.map { _ in Testbed.namespace(of: TestbedSpec.clientNode) } }
+
     /// The environment a local program needs to reach the sidecars (their URLs).
     public var sidecarEnvironment: [String: String] {
         var environment: [String: String] = [:]
         for (spec, child) in zip(settings.sidecars ?? [], sidecars) {
-            if let env = spec.env { environment[env] = "http://127.0.0.1:\(child.port)" }
+            if let env = spec.env { environment[env] = "http://\(child.host):\(child.port)" }
         }
         return environment
     }
 
     /// Where each service listens, in table order.
-    public var endpoints: [(name: String, url: String)] { services.map { ($0.name, "http://127.0.0.1:\($0.port)") } }
+    public var endpoints: [(name: String, url: String)] { services.map { ($0.name, "http://\($0.host):\($0.port)") } }
 
     /// Where a client posts to run the default dataflow.
     public var entryURL: String {
-        entry.path == "/" ? "http://127.0.0.1:\(entry.port)" : "http://127.0.0.1:\(entry.port)\(entry.path)"
+        let child = entryChild
+        let base = "http://\(child?.host ?? "127.0.0.1"):\(entry.port)"
+        return entry.path == "/" ? base : base + entry.path
+    }
+
+    var entryChild: Child? {
+        services.first { $0.name == (topology == .gateway ? "gateway" : ir.dataflow.entry) }
     }
 
     /// The entry's port and path: the entry service, or the gateway's /function/orchestrator.
@@ -188,10 +324,11 @@ public final class LocalRunner {
                 throw RunFailure(description: "\(child.name) exited during startup (status \(child.process?.terminationStatus ?? -1)); its messages are above")
             }
             guard let path else { usleep(200_000); return }
-            if let reply = try? BlockingHTTP.request(port: child.port, path: path, timeout: 1), reply.status == 200 { return }
+            if let reply = try? BlockingHTTP.request(host: child.host, port: child.port, path: path, timeout: 1, namespace: clientNamespace),
+               reply.status == 200 { return }
             usleep(50_000)
         }
-        throw RunFailure(description: "\(child.name) did not answer on 127.0.0.1:\(child.port)\(path ?? "") within 15 s")
+        throw RunFailure(description: "\(child.name) did not answer on \(child.host):\(child.port)\(path ?? "")\(child.node.map { " (node \($0))" } ?? "") within 15 s")
     }
 
     /// Totals of `drive`.
@@ -211,10 +348,12 @@ public final class LocalRunner {
     public func drive(requests count: Int, body: String, print emit: (String) -> Void) -> Summary {
         var summary = Summary()
         let (port, path) = entry
+        let host = entryChild?.host ?? "127.0.0.1"
         for n in 1...max(count, 1) {
             let started = Date()
             do {
-                let reply = try BlockingHTTP.request(port: port, method: "POST", path: path, body: body, timeout: 30)
+                let reply = try BlockingHTTP.request(host: host, port: port, method: "POST", path: path, body: body, timeout: 30,
+                                                     namespace: clientNamespace)
                 summary.latencies.append(Date().timeIntervalSince(started) * 1000)
                 switch reply.status {
                 case 200: summary.ok += 1; emit("\(n) 200 \(reply.text)")
@@ -241,7 +380,7 @@ public final class LocalRunner {
                     usleep(2_000_000)
                     if stopRequested.load(ordering: .relaxed) { break }
                 }
-                log("\(child.name) exited (status \(status)); restarting it on port \(child.port)")
+                log("\(child.name) exited (status \(status)); restarting it on \(child.node.map { "node \($0), " } ?? "")port \(child.port)")
                 do { try child.start() } catch { log("\(error)") }
             }
         }

@@ -41,12 +41,18 @@ extension DyninkaCommand {
         var out: String?
         @Option(help: "The dyninka-host binary (default: $DYNINKA_HOST_BIN, else a release build of this checkout's host, built on first use).")
         var hostBinary: String?
+        @Option(help: "Run on a fog test bed (root): each service on a node, by its @Service(node:label:near:). A bed already up from this file is used as it is; otherwise the file's bed is brought up, and down again at the end.")
+        var testbed: String?
+        @Option(help: "With --testbed: the nodes for services that ask for no placement, comma-separated (default: all).")
+        var spread: String?
 
         func validate() throws {
             guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("no such file: \(file)") }
             guard (0...65000).contains(basePort) else { throw ValidationError("--base-port must be 0...65000") }
             if let requests, requests < 1 { throw ValidationError("--requests must be at least 1") }
             if local && gateway { throw ValidationError("--local runs no network: it cannot be combined with --gateway") }
+            if local && testbed != nil { throw ValidationError("--local runs no network: it cannot be combined with --testbed") }
+            if spread != nil && testbed == nil { throw ValidationError("--spread needs --testbed") }
         }
 
         func run() throws {
@@ -60,8 +66,30 @@ extension DyninkaCommand {
                 throw ExitCode(1)
             }
             note("services run on \(host)")
-            let runner = LocalRunner(ir: build.ir, library: build.library, hostBinary: host, basePort: basePort, appDirectory: appDirectory,
-                                     settings: settings, topology: gateway ? .gateway : .pointToPoint) { note($0) }
+            var broughtUp = false
+            let runner: LocalRunner
+            do {
+                if let testbed {
+                    let bed = try bringUpTestbed(testbed)
+                    broughtUp = bed.broughtUp
+                    runner = try LocalRunner(ir: build.ir, library: build.library, hostBinary: host, appDirectory: appDirectory, settings: settings,
+                                             bed: bed.state, spread: spread?.split(separator: ",").map(String.init),
+                                             topology: gateway ? .gateway : .pointToPoint) { note($0) }
+                } else {
+                    runner = LocalRunner(ir: build.ir, library: build.library, hostBinary: host, basePort: basePort, appDirectory: appDirectory,
+                                         settings: settings, topology: gateway ? .gateway : .pointToPoint) { note($0) }
+                }
+            } catch {
+                note("error: \(error)")
+                if broughtUp { _ = try? Testbed.down() }
+                throw ExitCode(1)
+            }
+            defer {
+                if broughtUp {
+                    note("taking the test bed down")
+                    _ = try? Testbed.down()
+                }
+            }
             do {
                 try runner.start()
             } catch {
@@ -69,8 +97,15 @@ extension DyninkaCommand {
                 note("error: \(error)")
                 throw ExitCode(1)
             }
-            for (name, url) in runner.endpoints { say("\(name) \(url)") }
+            let nodes = runner.nodes
+            for (name, url) in runner.endpoints { say(nodes[name].map { "\(name) \($0) \(url)" } ?? "\(name) \(url)") }
+            if runner.bed != nil {
+                for (name, node) in nodes.sorted(by: { $0.key < $1.key }) where !runner.endpoints.contains(where: { $0.name == name }) {
+                    say("\(name) \(node) (sidecar)")
+                }
+            }
             say("entry \(runner.entryURL)")
+            if runner.bed != nil { note("clients reach it from the bed's client node: dyninka testbed exec client -- curl -X POST \(runner.entryURL)") }
             if let requests {
                 let summary = runner.drive(requests: requests, body: body) { say($0) }
                 say(summary.line)
@@ -81,6 +116,18 @@ extension DyninkaCommand {
             runner.supervise()
             note("stopping")
             runner.stop()
+        }
+
+        /// The bed of `file`: the one up if it came from that file, else brought up now.
+        private func bringUpTestbed(_ file: String) throws -> (state: Testbed.State, broughtUp: Bool) {
+            let path = URL(fileURLWithPath: file).standardizedFileURL.path
+            if let state = Testbed.current(), URL(fileURLWithPath: state.file).standardizedFileURL.path == path {
+                note("using the test bed '\(state.name)' that is up")
+                return (state, false)
+            }
+            let spec = try TestbedSpec.load(file)
+            note("bringing up the test bed '\(spec.name)' from \(file)")
+            return (try Testbed.up(spec, file: path, emulator: try linkEmulator()) { note($0) }, true)
         }
 
         private func runLocal(appDirectory: String, settings: AppSettings) throws {

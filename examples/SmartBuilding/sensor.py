@@ -55,6 +55,7 @@ def load(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, default=8079)
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (a test bed node's address)")
     ap.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "readings.csv"))
     ap.add_argument("--rows", type=int, default=50000)
     ap.add_argument("--generate", metavar="PATH", help="only write the dataset to PATH")
@@ -75,8 +76,8 @@ def main():
     except ImportError:
         run, loop_name = asyncio.run, "asyncio"
     delay = f", answers delayed {args.delay_ms:g} ms" if args.delay_ms > 0 else ""
-    print(f"sensor: {len(rows)} rows on http://127.0.0.1:{args.port}/next ({loop_name}{delay})", flush=True)
-    run(serve(rows, args.port, args.delay_ms / 1000))
+    print(f"sensor: {len(rows)} rows on http://{args.host}:{args.port}/next ({loop_name}{delay})", flush=True)
+    run(serve(rows, args.host, args.port, args.delay_ms / 1000))
 
 
 def response(status, body, kind=b"application/json", close=False):
@@ -154,10 +155,10 @@ class SensorProtocol(asyncio.Protocol):
         return response(b"404 Not Found", b'{"error":"GET /next, /reset or /healthz"}', close=close)
 
 
-async def serve(rows, port, delay):
+async def serve(rows, host, port, delay):
     state = {"next": 0, "rows": rows, "responses": [response(b"200 OK", row) for row in rows]}
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SensorProtocol(state, delay), "127.0.0.1", port, backlog=1024)
+    server = await loop.create_server(lambda: SensorProtocol(state, delay), host, port, backlog=1024)
     async with server:
         await server.serve_forever()
 

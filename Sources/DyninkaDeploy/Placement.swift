@@ -1,0 +1,101 @@
+import DyninkaCompiler
+
+/// A machine services can run on: a test bed node, or a Kubernetes node (its name is its
+/// `kubernetes.io/hostname`).
+public struct PlacementNode: Sendable, Equatable {
+    public var name: String
+    public var labels: [String: String]
+
+    public init(name: String, labels: [String: String]) {
+        self.name = name
+        self.labels = labels
+    }
+
+    /// "edge-1 (zone=roof)".
+    public var shown: String {
+        labels.isEmpty ? name : "\(name) (\(labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")))"
+    }
+}
+
+/// Why services cannot be placed on the nodes there are.
+public struct PlacementFailure: Error, CustomStringConvertible, Sendable {
+    public var description: String
+}
+
+/// What `@Service(node:label:near:)` means, in one place: the Kubernetes manifests express it as
+/// nodeSelector and pod affinity for the scheduler, `dyninka deploy` checks the cluster's nodes
+/// against it before applying, and the test bed assigns services to nodes with it.
+public enum Placement {
+    /// The nodes a placement allows by itself: `node:` is the node's name, `label: "k=v"` a
+    /// label the node carries; both must hold. (`near:` depends on where the other service is.)
+    public static func candidates(_ placement: PlacementIR?, among nodes: [PlacementNode]) -> [PlacementNode] {
+        nodes.filter { node in
+            if let wanted = placement?.node, node.name != wanted { return false }
+            if let label = placement?.label {
+                let parts = label.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, node.labels[parts[0]] == parts[1] else { return false }
+            }
+            return true
+        }
+    }
+
+    /// What a placement asks for, for messages: `node edge-1 and label zone=roof`.
+    public static func describe(_ placement: PlacementIR?) -> String {
+        var parts: [String] = []
+        if let node = placement?.node { parts.append("node \(node)") }
+        if let label = placement?.label { parts.append("label \(label)") }
+        if let near = placement?.near { parts.append("near \(near)") }
+        return parts.isEmpty ? "any node" : parts.joined(separator: " and ")
+    }
+
+    /// Checks that every service has somewhere to go (Kubernetes, before applying): a service
+    /// whose node or label no node has would stay Pending.
+    public static func check(_ services: [(name: String, placement: PlacementIR?)], nodes: [PlacementNode]) throws(PlacementFailure) {
+        var problems: [String] = []
+        for service in services where candidates(service.placement, among: nodes).isEmpty {
+            problems.append("'\(service.name)' asks for \(describe(service.placement)), and no node fits")
+        }
+        guard problems.isEmpty else {
+            throw PlacementFailure(description: problems.joined(separator: "; ") + ". The nodes are: \(nodes.map(\.shown).joined(separator: ", "))")
+        }
+    }
+
+    /// Assigns every service (and sidecar) to one node, deterministically: `node:` and `label:`
+    /// narrow the choice, `near:` takes the other service's node, and among the allowed nodes
+    /// the one with the fewest services so far wins (ties: the order of the nodes). Services that
+    /// ask for nothing go to `spread` when given (for example only the edge nodes).
+    public static func assign(_ services: [(name: String, placement: PlacementIR?)], nodes: [PlacementNode],
+                              spread: [String]? = nil) throws(PlacementFailure) -> [String: String] {
+        guard !nodes.isEmpty else { throw PlacementFailure(description: "there are no nodes to place services on") }
+        var assigned: [String: String] = [:]
+        var load: [String: Int] = [:]
+        let byName = Dictionary(services.map { ($0.name, $0.placement) }, uniquingKeysWith: { first, _ in first })
+        func place(_ name: String, visiting: Set<String>) throws(PlacementFailure) -> String {
+            if let node = assigned[name] { return node }
+            let placement = byName[name] ?? nil
+            let unconstrained = placement?.node == nil && placement?.label == nil && placement?.near == nil
+            let pool = unconstrained && spread != nil ? nodes.filter { spread!.contains($0.name) } : nodes
+            let allowed = candidates(placement, among: pool)
+            guard !allowed.isEmpty else {
+                throw PlacementFailure(description: "'\(name)' asks for \(describe(placement)), and no node fits; the nodes are: \(nodes.map(\.shown).joined(separator: ", "))")
+            }
+            var chosen: String
+            if let near = placement?.near {
+                guard byName[near] != nil else { throw PlacementFailure(description: "'\(name)' is placed near '\(near)', which is not a service of this app") }
+                guard !visiting.contains(near) else { throw PlacementFailure(description: "'\(name)' and '\(near)' are placed near each other in a circle") }
+                chosen = try place(near, visiting: visiting.union([name]))
+                guard allowed.contains(where: { $0.name == chosen }) else {
+                    throw PlacementFailure(description: "'\(name)' must be near '\(near)' on \(chosen), but it also asks for \([placement?.node.map { "node \($0)" }, placement?.label.map { "label \($0)" }].compactMap { $0 }.joined(separator: " and ")), which \(chosen) does not offer")
+                }
+            } else {
+                chosen = allowed[0].name
+                for node in allowed where load[node.name, default: 0] < load[chosen, default: 0] { chosen = node.name }
+            }
+            assigned[name] = chosen
+            load[chosen, default: 0] += 1
+            return chosen
+        }
+        for service in services { _ = try place(service.name, visiting: []) }
+        return assigned
+    }
+}

@@ -1,0 +1,424 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why the test bed could not do what was asked.
+public struct TestbedFailure: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A fog test bed on one machine. Each node is a network namespace (`dynbed-NODE`) with one
+/// address (10.77.K.2/24); a router namespace (`dynbed-core`) joins them with a veth pair per
+/// node and carries the links' conditions: loss by iptables' statistic match, rate by tc htb,
+/// delay by `dyninka-linkemu` holding NFQUEUE'd packets. Names resolve per node through
+/// `/etc/netns/dynbed-NODE/hosts`, which `ip netns exec` puts in place of /etc/hosts. Nothing
+/// touches the machine's own network: the bed's namespaces have no route out.
+public enum Testbed {
+    /// Every name the bed creates starts with this.
+    public static let prefix = "dynbed"
+    public static let coreNamespace = "dynbed-core"
+    /// State of the bed that is up (JSON), the emulator's configuration and log.
+    public static let stateDirectory = "/run/dyninka-testbed"
+    static var statePath: String { stateDirectory + "/state.json" }
+    static var emulatorConfig: String { stateDirectory + "/linkemu.conf" }
+    static var emulatorLog: String { stateDirectory + "/linkemu.log" }
+
+    /// One node of a bed that is up.
+    public struct NodeState: Codable, Sendable, Equatable {
+        public var name: String
+        public var index: Int
+        public var address: String
+        public var labels: [String: String]
+        public var namespace: String { Testbed.namespace(of: name) }
+        /// The node's /24: its address and the addresses of what runs on it.
+        public var subnet: String { "10.77.\(index).0/24" }
+    }
+
+    /// The conditions of one pair of nodes (both directions).
+    public struct LinkState: Codable, Sendable, Equatable {
+        public var a: String
+        public var b: String
+        public var conditions: LinkConditions
+    }
+
+    /// A bed that is up: what `status` shows and what runs read.
+    public struct State: Codable, Sendable {
+        public var name: String
+        public var file: String
+        public var nodes: [NodeState]
+        public var links: [LinkState]
+        public var gatewayNode: String
+
+        public func node(_ name: String) -> NodeState? { nodes.first { $0.name == name } }
+        /// Nodes services may be placed on (all but the client).
+        public var placementNodes: [PlacementNode] {
+            nodes.filter { $0.name != TestbedSpec.clientNode }.map { PlacementNode(name: $0.name, labels: $0.labels) }
+        }
+        /// The conditions between two nodes (LAN when none were set).
+        public func conditions(_ a: String, _ b: String) -> LinkConditions {
+            links.first { Set([$0.a, $0.b]) == Set([a, b]) }?.conditions ?? LinkConditions()
+        }
+    }
+
+    public static func namespace(of node: String) -> String { "\(prefix)-\(node)" }
+
+    /// The bed that is up, if any.
+    public static func current() -> State? {
+        guard let data = FileManager.default.contents(atPath: statePath) else { return nil }
+        return try? JSONDecoder().decode(State.self, from: data)
+    }
+
+    /// The bed needs root: namespaces, veths, iptables.
+    public static func requireRoot() throws(TestbedFailure) {
+        guard geteuid() == 0 else {
+            throw TestbedFailure("the test bed needs root (it creates network namespaces, veth links and iptables rules); run it with sudo")
+        }
+        for tool in ["/usr/sbin/ip", "/usr/sbin/tc", "/usr/sbin/iptables-restore"] where !FileManager.default.isExecutableFile(atPath: tool) {
+            throw TestbedFailure("\(tool) is missing: install iproute2 and iptables (scripts/bootstrap does)")
+        }
+    }
+
+    // MARK: - Up and down
+
+    /// Brings a bed up from its file: removes leftovers of an earlier bed first, creates the
+    /// router and the nodes (plus `client`), their names, and the links' conditions.
+    public static func up(_ spec: TestbedSpec, file: String, emulator: String, log: (String) -> Void) throws(TestbedFailure) -> State {
+        try requireRoot()
+        guard FileManager.default.isExecutableFile(atPath: emulator) else {
+            throw TestbedFailure("the link emulator \(emulator) is missing: build it with `swift build --product dyninka-linkemu`")
+        }
+        let removed = try down()
+        if !removed.isEmpty { log("removed what an earlier bed left: \(removed.joined(separator: ", "))") }
+        var nodes: [NodeState] = []
+        for (offset, node) in spec.nodes.enumerated() {
+            nodes.append(NodeState(name: node.name, index: offset + 1, address: "10.77.\(offset + 1).2", labels: node.labels))
+        }
+        nodes.append(NodeState(name: TestbedSpec.clientNode, index: 250, address: "10.77.250.2", labels: [:]))
+        do {
+            try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        } catch { throw TestbedFailure("cannot create \(stateDirectory): \(error.localizedDescription)") }
+        try run(["ip", "netns", "add", coreNamespace])
+        try run(["ip", "netns", "exec", coreNamespace, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        try run(["ip", "-n", coreNamespace, "link", "set", "lo", "up"])
+        for node in nodes {
+            let ns = node.namespace
+            try run(["ip", "netns", "add", ns])
+            // The pair is made inside the two namespaces: no interface ever appears in the machine's own.
+            try run(["ip", "-n", coreNamespace, "link", "add", "dynb\(node.index)", "type", "veth", "peer", "name", "eth0", "netns", ns])
+            try run(["ip", "-n", coreNamespace, "addr", "add", "10.77.\(node.index).1/24", "dev", "dynb\(node.index)"])
+            try run(["ip", "-n", coreNamespace, "link", "set", "dynb\(node.index)", "up"])
+            try run(["ip", "-n", ns, "addr", "add", "\(node.address)/24", "dev", "eth0"])
+            try run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+            try run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            try run(["ip", "-n", ns, "route", "add", "default", "via", "10.77.\(node.index).1"])
+        }
+        var state = State(name: spec.name, file: file, nodes: nodes, links: [], gatewayNode: spec.gatewayNode)
+        for link in spec.links { state.links.append(LinkState(a: link.a, b: link.b, conditions: link.conditions)) }
+        try writeHosts(state, services: [])
+        // Every direction of every pair gets a queue now, so that a later delay needs no new one.
+        try writeEmulatorConfig(state)
+        try startEmulator(emulator)
+        try save(state)
+        try applyLinks(state)
+        return state
+    }
+
+    /// Removes everything any bed created: processes in its namespaces, the namespaces (and with
+    /// them their links and rules), the per-node /etc/netns files and the state. Returns what it
+    /// removed.
+    @discardableResult
+    public static func down() throws(TestbedFailure) -> [String] {
+        try requireRoot()
+        var removed: [String] = []
+        let namespaces = leftoverNamespaces()
+        // Processes first (they may hold the namespaces open), the router last.
+        for ns in namespaces.sorted(by: { $0 == coreNamespace ? false : $1 == coreNamespace ? true : $0 < $1 }) {
+            let pids = processes(inNamespace: ns).map(\.pid)
+            for pid in pids { kill(pid, SIGTERM) }
+            let deadline = Date().addingTimeInterval(3)
+            while Date() < deadline, pids.contains(where: { kill($0, 0) == 0 && !isZombie($0) }) { usleep(20_000) }
+            for pid in pids where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+            if !pids.isEmpty { removed.append("\(pids.count) process\(pids.count == 1 ? "" : "es") in \(ns)") }
+        }
+        for ns in namespaces {
+            try run(["ip", "netns", "del", ns])
+            removed.append("namespace \(ns)")
+        }
+        let fm = FileManager.default
+        for entry in (try? fm.contentsOfDirectory(atPath: "/etc/netns")) ?? [] where entry.hasPrefix(prefix + "-") {
+            try? fm.removeItem(atPath: "/etc/netns/\(entry)")
+        }
+        if fm.fileExists(atPath: stateDirectory) {
+            try? fm.removeItem(atPath: stateDirectory)
+        }
+        return removed
+    }
+
+    /// Namespaces, /etc/netns folders and processes a bed left (empty after `down`).
+    public static func leftovers() -> [String] {
+        var found = leftoverNamespaces().map { "namespace \($0)" }
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/etc/netns")) ?? [] where entry.hasPrefix(prefix + "-") {
+            found.append("/etc/netns/\(entry)")
+        }
+        if FileManager.default.fileExists(atPath: stateDirectory) { found.append(stateDirectory) }
+        return found
+    }
+
+    static func leftoverNamespaces() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? []).filter { $0.hasPrefix(prefix + "-") }.sorted()
+    }
+
+    static func isZombie(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        return stat[stat.index(close, offsetBy: 2)...].hasPrefix("Z")
+    }
+
+    /// The processes running in a namespace, with their command lines.
+    public static func processes(inNamespace ns: String) -> [(pid: Int32, command: String)] {
+        guard let output = try? run(["ip", "netns", "pids", ns]) else { return [] }
+        return output.split(separator: "\n").compactMap { Int32($0.trimmingCharacters(in: .whitespaces)) }.map { pid in
+            let raw = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
+            let command = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ")
+            return (pid, command)
+        }
+    }
+
+    // MARK: - Links
+
+    /// Changes the conditions between two nodes while the bed runs (the faults use it:
+    /// loss 100 cuts the link, a long delay degrades it).
+    public static func setLink(_ a: String, _ b: String, _ conditions: LinkConditions) throws(TestbedFailure) -> State {
+        try requireRoot()
+        guard var state = current() else { throw TestbedFailure("no test bed is up (start one with `dyninka testbed up FILE`)") }
+        for name in [a, b] where state.node(name) == nil {
+            throw TestbedFailure("no node '\(name)' in the bed; it has \(state.nodes.map(\.name).joined(separator: ", "))")
+        }
+        guard a != b else { throw TestbedFailure("a link joins two different nodes") }
+        state.links.removeAll { Set([$0.a, $0.b]) == Set([a, b]) }
+        if conditions != LinkConditions() { state.links.append(LinkState(a: a, b: b, conditions: conditions)) }
+        try writeEmulatorConfig(state)
+        guard let emulator = emulatorPID(), kill(emulator, SIGHUP) == 0 else {
+            throw TestbedFailure("the link emulator is not running in \(coreNamespace); bring the bed down and up again (its log: \(emulatorLog))")
+        }
+        try save(state)
+        try applyLinks(state)
+        return state
+    }
+
+    /// The queue of the direction `from` -> `to`.
+    static func queue(_ from: NodeState, _ to: NodeState) -> Int { from.index * 256 + to.index }
+
+    static func writeEmulatorConfig(_ state: State) throws(TestbedFailure) {
+        var lines = ["# QUEUE DELAY_MS JITTER_MS, one per direction of every pair of nodes (written by dyninka testbed)"]
+        for from in state.nodes {
+            for to in state.nodes where to.name != from.name {
+                let conditions = state.conditions(from.name, to.name)
+                lines.append("\(queue(from, to)) \(conditions.delayMs) \(conditions.jitterMs)")
+            }
+        }
+        do { try (lines.joined(separator: "\n") + "\n").write(toFile: emulatorConfig, atomically: true, encoding: .utf8) } catch {
+            throw TestbedFailure("cannot write \(emulatorConfig): \(error.localizedDescription)")
+        }
+    }
+
+    /// The link emulator's process (it runs in the router's namespace).
+    public static func emulatorPID() -> Int32? {
+        processes(inNamespace: coreNamespace).first { $0.command.contains("dyninka-linkemu") }?.pid
+    }
+
+    static func startEmulator(_ emulator: String) throws(TestbedFailure) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+        process.arguments = ["ip", "netns", "exec", coreNamespace, emulator, emulatorConfig]
+        guard FileManager.default.createFile(atPath: emulatorLog, contents: nil),
+              let log = FileHandle(forWritingAtPath: emulatorLog) else { throw TestbedFailure("cannot write \(emulatorLog)") }
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        do { try process.run() } catch { throw TestbedFailure("cannot start \(emulator): \(error.localizedDescription)") }
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            let text = (try? String(contentsOfFile: emulatorLog, encoding: .utf8)) ?? ""
+            if text.contains("holding") { return }
+            if !process.isRunning { throw TestbedFailure("the link emulator exited at start: \(text.trimmingCharacters(in: .whitespacesAndNewlines))") }
+            usleep(20_000)
+        }
+        throw TestbedFailure("the link emulator did not start within 5 s (its log: \(emulatorLog))")
+    }
+
+    /// Loss and delay by iptables in the router (one atomic ruleset), rate by tc htb on the
+    /// router's interface towards each receiving node.
+    static func applyLinks(_ state: State) throws(TestbedFailure) {
+        var rules = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
+        for link in state.links {
+            guard let a = state.node(link.a), let b = state.node(link.b) else { continue }
+            for (from, to) in [(a, b), (b, a)] {
+                // The whole node: its own address and those of the services placed on it.
+                let match = "-A FORWARD -s \(from.subnet) -d \(to.subnet)"
+                let loss = link.conditions.lossPercent
+                if loss >= 100 {
+                    rules.append("\(match) -j DROP")
+                    continue
+                }
+                if loss > 0 { rules.append("\(match) -m statistic --mode random --probability \(loss / 100) -j DROP") }
+                if link.conditions.delayMs > 0 || link.conditions.jitterMs > 0 {
+                    rules.append("\(match) -j NFQUEUE --queue-num \(queue(from, to))")
+                }
+            }
+        }
+        rules.append("COMMIT")
+        try run(["ip", "netns", "exec", coreNamespace, "iptables-restore"], input: rules.joined(separator: "\n") + "\n")
+        for to in state.nodes {
+            let device = "dynb\(to.index)"
+            _ = try? run(["tc", "-n", coreNamespace, "qdisc", "del", "dev", device, "root"])
+            let limited = state.links.compactMap { link -> (NodeState, Double)? in
+                guard let rate = link.conditions.rateMbit, link.conditions.lossPercent < 100 else { return nil }
+                if link.a == to.name, let from = state.node(link.b) { return (from, rate) }
+                if link.b == to.name, let from = state.node(link.a) { return (from, rate) }
+                return nil
+            }
+            guard !limited.isEmpty else { continue }
+            try run(["tc", "-n", coreNamespace, "qdisc", "add", "dev", device, "root", "handle", "1:", "htb", "default", "1"])
+            try run(["tc", "-n", coreNamespace, "class", "add", "dev", device, "parent", "1:", "classid", "1:1", "htb", "rate", "10gbit"])
+            for (from, rate) in limited {
+                let kbit = String(Int(rate * 1000))
+                try run(["tc", "-n", coreNamespace, "class", "add", "dev", device, "parent", "1:", "classid", "1:\(from.index + 10)",
+                         "htb", "rate", "\(kbit)kbit", "ceil", "\(kbit)kbit"])
+                try run(["tc", "-n", coreNamespace, "filter", "add", "dev", device, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+                         "match", "ip", "src", from.subnet, "flowid", "1:\(from.index + 10)"])
+            }
+        }
+    }
+
+    // MARK: - Names
+
+    /// Writes every node's hosts file: the nodes by name (`edge-1`, `edge-1.BED`) and the given
+    /// services, each under all of its names. Written in place, so that processes already in a
+    /// node see the change.
+    public static func writeHosts(_ state: State, services: [(address: String, names: [String])]) throws(TestbedFailure) {
+        var lines = ["127.0.0.1 localhost", "# nodes of the test bed '\(state.name)'"]
+        for node in state.nodes { lines.append("\(node.address) \(node.name) \(node.name).\(state.name)") }
+        if !services.isEmpty { lines.append("# services placed on the bed") }
+        for service in services { lines.append("\(service.address) \(service.names.joined(separator: " "))") }
+        let text = lines.joined(separator: "\n") + "\n"
+        for node in state.nodes {
+            let folder = "/etc/netns/\(node.namespace)"
+            do {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                // An unknown name fails at once instead of waiting for a DNS server the node cannot reach.
+                try "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n".write(toFile: folder + "/resolv.conf", atomically: false, encoding: .utf8)
+                guard let handle = FileHandle(forWritingAtPath: folder + "/hosts") ?? {
+                    FileManager.default.createFile(atPath: folder + "/hosts", contents: nil) ? FileHandle(forWritingAtPath: folder + "/hosts") : nil
+                }() else { throw TestbedFailure("cannot write \(folder)/hosts") }
+                try handle.truncate(atOffset: 0)
+                try handle.write(contentsOf: Data(text.utf8))
+                try handle.close()
+            } catch let failure as TestbedFailure {
+                throw failure
+            } catch {
+                throw TestbedFailure("cannot write \(folder)/hosts: \(error.localizedDescription)")
+            }
+        }
+    }
+
+    static func save(_ state: State) throws(TestbedFailure) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        do { try encoder.encode(state).write(to: URL(fileURLWithPath: statePath)) } catch {
+            throw TestbedFailure("cannot write \(statePath): \(error.localizedDescription)")
+        }
+    }
+
+    // MARK: - Probe
+
+    /// Round trips of small UDP datagrams from node `a` to node `b` (an echo in `b`), in ms: what
+    /// the link's delay gives (a round trip crosses it twice). Lost probes are left out.
+    public static func probe(from a: String, to b: String, count: Int, state: State) throws(TestbedFailure) -> (rtts: [Double], lost: Int) {
+        guard let from = state.node(a), let to = state.node(b) else { throw TestbedFailure("no such node: \(state.node(a) == nil ? a : b)") }
+        let server: Int32, client: Int32
+        do {
+            server = try NetworkNamespace.socket(in: to.namespace, type: Int32(SOCK_DGRAM.rawValue))
+            client = try NetworkNamespace.socket(in: from.namespace, type: Int32(SOCK_DGRAM.rawValue))
+        } catch { throw TestbedFailure(error.description) }
+        defer { close(client) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(7).bigEndian
+        address.sin_addr.s_addr = inet_addr(to.address)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(server, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0 else { close(server); throw TestbedFailure("cannot bind the probe's echo on \(to.address):7") }
+        let echo = Thread {
+            var buffer = [UInt8](repeating: 0, count: 2048)
+            var peer = sockaddr_in()
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { bytes in
+                    withUnsafeMutablePointer(to: &peer) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(server, bytes.baseAddress, bytes.count, 0, $0, &length) } }
+                }
+                if n <= 0 { break }
+                if n == 4, buffer[0] == 0x71 { break }  // "quit"
+                _ = buffer.withUnsafeBytes { bytes in
+                    withUnsafePointer(to: &peer) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(server, bytes.baseAddress, n, 0, $0, length) } }
+                }
+            }
+            close(server)
+        }
+        echo.start()
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var rtts: [Double] = []
+        var lost = 0
+        var packet = [UInt8](repeating: 0x70, count: 64)
+        for sequence in 0..<count {
+            packet[1] = UInt8(sequence & 0xff)
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = packet.withUnsafeBytes { bytes in
+                withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(client, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            }
+            var reply = [UInt8](repeating: 0, count: 128)
+            var answered = false
+            while true {
+                let n = reply.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+                if n == 64, reply[1] == packet[1] { answered = true; break }  // an older, late answer otherwise
+            }
+            if answered { rtts.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) } else { lost += 1 }
+            usleep(10_000)
+        }
+        let quit: [UInt8] = [0x71, 0x75, 0x69, 0x74]
+        for _ in 0..<3 {
+            _ = quit.withUnsafeBytes { bytes in
+                withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(client, bytes.baseAddress, 4, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            }
+        }
+        return (rtts, lost)
+    }
+
+    // MARK: - Commands
+
+    /// Runs a command (no shell) and returns its standard output; a failure names the command
+    /// and shows its standard error.
+    @discardableResult
+    static func run(_ arguments: [String], input: String? = nil) throws(TestbedFailure) -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe(), inp = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = inp
+        do { try process.run() } catch { throw TestbedFailure("cannot run \(arguments.joined(separator: " ")): \(error.localizedDescription)") }
+        if let input { inp.fileHandleForWriting.write(Data(input.utf8)) }
+        try? inp.fileHandleForWriting.close()
+        let output = out.fileHandleForReading.readDataToEndOfFile()
+        let errors = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw TestbedFailure("`\(arguments.joined(separator: " "))` failed (status \(process.terminationStatus)): \(String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+}
