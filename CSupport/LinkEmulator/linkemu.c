@@ -203,6 +203,13 @@ int main(int argc, char **argv) {
     sigaction(SIGHUP, &action, NULL);
     sigaction(SIGTERM, &action, NULL);
     sigaction(SIGINT, &action, NULL);
+    // Whoever started us may have left these blocked (a test runner's thread, say).
+    sigset_t wanted;
+    sigemptyset(&wanted);
+    sigaddset(&wanted, SIGHUP);
+    sigaddset(&wanted, SIGTERM);
+    sigaddset(&wanted, SIGINT);
+    sigprocmask(SIG_UNBLOCK, &wanted, NULL);
     int fd = nfq_fd(h);
     char buffer[65536] __attribute__((aligned));
     fprintf(stderr, "dyninka-linkemu: holding %d queue%s\n", queue_count, queue_count == 1 ? "" : "s");

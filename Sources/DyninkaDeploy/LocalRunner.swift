@@ -372,7 +372,8 @@ public final class LocalRunner {
     public func supervise() {
         while !stopRequested.load(ordering: .relaxed) {
             usleep(100_000)
-            for child in services + sidecars where !child.isRunning && !stopRequested.load(ordering: .relaxed) {
+            // A failed test bed node stays down (nothing restarts on it) until it is revived.
+            for child in services + sidecars where !child.isRunning && !stopRequested.load(ordering: .relaxed) && !(child.node.map(Testbed.isDown) ?? false) {
                 let status = child.process?.terminationStatus ?? -1
                 child.restarts = child.restarts.filter { $0.timeIntervalSinceNow > -30 } + [Date()]
                 if child.restarts.count > 5 {

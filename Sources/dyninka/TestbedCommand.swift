@@ -21,7 +21,29 @@ extension DyninkaCommand {
                   dyninka testbed exec client -- curl -s http://smart-building-get:8080/
                   dyninka testbed down
                 """,
-            subcommands: [Up.self, Down.self, Status.self, Link.self, Probe.self, Exec.self])
+            subcommands: [Up.self, Down.self, Status.self, Link.self, Probe.self, Exec.self, Kill.self, Revive.self])
+
+        struct Kill: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Fail a node: kill everything on it (SIGKILL); `dyninka run` restarts nothing there until it is revived.")
+            @Argument(help: "The node.") var node: String
+            func run() throws {
+                do { note("killed \(try Testbed.kill(node: node)) processes on \(node); it stays down until `dyninka testbed revive \(node)`") } catch {
+                    note("error: \(error)")
+                    throw ExitCode(1)
+                }
+            }
+        }
+
+        struct Revive: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Bring a failed node back: `dyninka run` restarts what ran on it.")
+            @Argument(help: "The node.") var node: String
+            func run() throws {
+                do { try Testbed.revive(node: node); note("\(node) is up again") } catch {
+                    note("error: \(error)")
+                    throw ExitCode(1)
+                }
+            }
+        }
 
         struct Up: ParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Create the nodes and links a test bed file describes (removing an earlier bed first).")

@@ -43,6 +43,10 @@ func runCLI(_ arguments: [String], environment: [String: String] = [:]) throws -
 final class RunningApp: @unchecked Sendable {
     let process = Process()
     var urls: [String: Int] = [:]
+    /// The address each service listens on (127.0.0.1, or its address on a test bed node).
+    var hosts: [String: String] = [:]
+    /// On a test bed: the node of each service ("NAME NODE URL" lines).
+    var nodes: [String: String] = [:]
     private let out = Pipe()
 
     init(_ file: String, extra: [String] = []) throws {
@@ -65,8 +69,13 @@ final class RunningApp: @unchecked Sendable {
             let text = String(decoding: line, as: UTF8.self)
             line.removeAll()
             let parts = text.split(separator: " ")
-            if parts.count == 2, let hostPort = parts[1].split(separator: "/").dropFirst().first,
-               let port = Int(hostPort.split(separator: ":").last ?? "") { urls[String(parts[0])] = port }
+            if parts.count == 2 || parts.count == 3, parts.last!.hasPrefix("http://"),
+               let hostPort = parts.last!.split(separator: "/").dropFirst().first,
+               let port = Int(hostPort.split(separator: ":").last ?? "") {
+                urls[String(parts[0])] = port
+                hosts[String(parts[0])] = String(hostPort.split(separator: ":").first ?? "127.0.0.1")
+                if parts.count == 3 { nodes[String(parts[0])] = String(parts[1]) }
+            }
             if parts.first == "entry" { return }
         }
         throw RunFailure(description: "dyninka run did not print its entry URL")

@@ -136,10 +136,10 @@ public enum Testbed {
         // Processes first (they may hold the namespaces open), the router last.
         for ns in namespaces.sorted(by: { $0 == coreNamespace ? false : $1 == coreNamespace ? true : $0 < $1 }) {
             let pids = processes(inNamespace: ns).map(\.pid)
-            for pid in pids { kill(pid, SIGTERM) }
+            for pid in pids { Glibc.kill(pid, SIGTERM) }
             let deadline = Date().addingTimeInterval(3)
-            while Date() < deadline, pids.contains(where: { kill($0, 0) == 0 && !isZombie($0) }) { usleep(20_000) }
-            for pid in pids where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+            while Date() < deadline, pids.contains(where: { Glibc.kill($0, 0) == 0 && !isZombie($0) }) { usleep(20_000) }
+            for pid in pids where Glibc.kill(pid, 0) == 0 { Glibc.kill(pid, SIGKILL) }
             if !pids.isEmpty { removed.append("\(pids.count) process\(pids.count == 1 ? "" : "es") in \(ns)") }
         }
         for ns in namespaces {
@@ -186,6 +186,32 @@ public enum Testbed {
         }
     }
 
+    // MARK: - Node failures
+
+    static func downMarker(_ node: String) -> String { stateDirectory + "/down-\(node)" }
+
+    /// A node that failed: `dyninka run` does not restart what ran on it until it is revived.
+    public static func isDown(_ node: String) -> Bool { FileManager.default.fileExists(atPath: downMarker(node)) }
+
+    /// Fails a node: marks it down (so that nothing is restarted there) and kills every process
+    /// in it at once (SIGKILL, as a power loss would). Returns how many processes were killed.
+    @discardableResult
+    public static func kill(node: String) throws(TestbedFailure) -> Int {
+        try requireRoot()
+        guard let state = current(), let found = state.node(node) else { throw TestbedFailure("no node '\(node)' in a running test bed") }
+        guard FileManager.default.createFile(atPath: downMarker(node), contents: nil) else { throw TestbedFailure("cannot write \(downMarker(node))") }
+        let pids = processes(inNamespace: found.namespace).map(\.pid)
+        for pid in pids { Glibc.kill(pid, SIGKILL) }
+        return pids.count
+    }
+
+    /// Brings a failed node back: what ran there is restarted by `dyninka run`.
+    public static func revive(node: String) throws(TestbedFailure) {
+        try requireRoot()
+        guard let state = current(), state.node(node) != nil else { throw TestbedFailure("no node '\(node)' in a running test bed") }
+        try? FileManager.default.removeItem(atPath: downMarker(node))
+    }
+
     // MARK: - Links
 
     /// Changes the conditions between two nodes while the bed runs (the faults use it:
@@ -200,7 +226,7 @@ public enum Testbed {
         state.links.removeAll { Set([$0.a, $0.b]) == Set([a, b]) }
         if conditions != LinkConditions() { state.links.append(LinkState(a: a, b: b, conditions: conditions)) }
         try writeEmulatorConfig(state)
-        guard let emulator = emulatorPID(), kill(emulator, SIGHUP) == 0 else {
+        guard let emulator = emulatorPID(), Glibc.kill(emulator, SIGHUP) == 0 else {
             throw TestbedFailure("the link emulator is not running in \(coreNamespace); bring the bed down and up again (its log: \(emulatorLog))")
         }
         try save(state)
@@ -350,6 +376,9 @@ public enum Testbed {
         address.sin_addr.s_addr = inet_addr(to.address)
         let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(server, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         guard bound == 0 else { close(server); throw TestbedFailure("cannot bind the probe's echo on \(to.address):7") }
+        // A token per probe: late packets of an earlier probe (a delayed "quit" above all) are
+        // not taken for this one's.
+        let token = UInt32.random(in: 1...UInt32.max)
         let echo = Thread {
             var buffer = [UInt8](repeating: 0, count: 2048)
             var peer = sockaddr_in()
@@ -359,7 +388,7 @@ public enum Testbed {
                     withUnsafeMutablePointer(to: &peer) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(server, bytes.baseAddress, bytes.count, 0, $0, &length) } }
                 }
                 if n <= 0 { break }
-                if n == 4, buffer[0] == 0x71 { break }  // "quit"
+                if n == 8, buffer[0] == 0x71, buffer[4..<8].elementsEqual(withUnsafeBytes(of: token) { Array($0) }) { break }  // this probe's "quit"
                 _ = buffer.withUnsafeBytes { bytes in
                     withUnsafePointer(to: &peer) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(server, bytes.baseAddress, n, 0, $0, length) } }
                 }
@@ -372,6 +401,7 @@ public enum Testbed {
         var rtts: [Double] = []
         var lost = 0
         var packet = [UInt8](repeating: 0x70, count: 64)
+        withUnsafeBytes(of: token) { packet.replaceSubrange(4..<8, with: $0) }
         for sequence in 0..<count {
             packet[1] = UInt8(sequence & 0xff)
             let start = DispatchTime.now().uptimeNanoseconds
@@ -383,17 +413,19 @@ public enum Testbed {
             while true {
                 let n = reply.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
                 if n <= 0 { break }
-                if n == 64, reply[1] == packet[1] { answered = true; break }  // an older, late answer otherwise
+                if n == 64, reply[1] == packet[1], reply[4..<8] == packet[4..<8] { answered = true; break }  // an older, late answer otherwise
             }
             if answered { rtts.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6) } else { lost += 1 }
             usleep(10_000)
         }
-        let quit: [UInt8] = [0x71, 0x75, 0x69, 0x74]
+        let quit: [UInt8] = [0x71, 0x75, 0x69, 0x74] + withUnsafeBytes(of: token) { Array($0) }
         for _ in 0..<3 {
             _ = quit.withUnsafeBytes { bytes in
-                withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(client, bytes.baseAddress, 4, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(client, bytes.baseAddress, 8, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
             }
         }
+        // The echo ends when the quit arrives (a lost one leaves the thread to the process's end).
+        usleep(UInt32(min(2 * state.conditions(a, b).delayMs + 20, 1000) * 1000))
         return (rtts, lost)
     }
 

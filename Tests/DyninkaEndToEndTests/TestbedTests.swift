@@ -1,0 +1,159 @@
+import DyninkaCompiler
+import DyninkaDeploy
+import Foundation
+import Testing
+
+/// The averages in "N 200 {"average":X}" lines, or in response bodies.
+func averages(_ lines: [String]) -> [Double] {
+    lines.compactMap { line in
+        guard let range = line.range(of: #""average":"#) else { return nil }
+        return Double(line[range.upperBound...].prefix { $0 != "," && $0 != "}" })
+    }
+}
+
+/// `name;dur=X;fn=Y` entries of a Server-Timing header, by name.
+func serverTiming(_ header: String) -> [String: (dur: Double, fn: Double)] {
+    var entries: [String: (Double, Double)] = [:]
+    for entry in header.split(separator: ",") {
+        let fields = entry.trimmingCharacters(in: .whitespaces).split(separator: ";")
+        guard let name = fields.first else { continue }
+        var dur = 0.0, fn = 0.0
+        for field in fields.dropFirst() {
+            if field.hasPrefix("dur=") { dur = Double(field.dropFirst(4)) ?? 0 }
+            if field.hasPrefix("fn=") { fn = Double(field.dropFirst(3)) ?? 0 }
+        }
+        entries[String(name)] = (dur, fn)
+    }
+    return entries
+}
+
+/// The fog test bed, for real: network namespaces, the link emulator, the app across two nodes
+/// by name. Needs root (CI runs as root).
+@Suite(.serialized, .enabled(if: geteuid() == 0, "the test bed needs root (network namespaces, veth links, iptables)"))
+struct TestbedTests {
+    /// "one way X ms (setting S ms: +P%)" of `dyninka testbed probe`.
+    func probe(_ a: String, _ b: String) throws -> (oneWay: Double, error: Double, text: String) {
+        let ran = try runCLI(["testbed", "probe", a, b, "--count", "40"])
+        #expect(ran.status == 0, "\(ran.stderr)")
+        let text = ran.stdout
+        guard let way = text.range(of: "one way "), let setting = text.range(of: "ms: ") else { return (0, 100, text) }
+        let oneWay = Double(text[way.upperBound...].prefix { $0 != " " }) ?? 0
+        let error = Double(text[setting.upperBound...].prefix { $0 != "%" }) ?? 100
+        return (oneWay, error, text)
+    }
+
+    @Test func theAppRunsAcrossNodesByNameAndTheBedLeavesNothing() throws {
+        let client = Testbed.namespace(of: TestbedSpec.clientNode)
+        defer { _ = try? runCLI(["testbed", "down"]) }
+        let up = try runCLI(["testbed", "up", "configs/testbed/pair.json"])
+        #expect(up.status == 0, "\(up.stderr)")
+        #expect(up.stdout.contains("link edge-1 <-> cloud: 5 ms"))
+        let seconds = up.stderr.range(of: "up in ").flatMap { Double(up.stderr[$0.upperBound...].prefix { $0 != " " }) } ?? 99
+        #expect(seconds < 10, "the bed starts in a few seconds (took \(seconds) s)")
+
+        // The emulated delay is what the link says, one way (a round trip is twice it).
+        let five = try probe("edge-1", "cloud")
+        #expect(abs(five.error) <= 10, "5 ms link: one way \(five.oneWay) ms: \(five.text)")
+        #expect(try runCLI(["testbed", "link", "edge-1", "cloud", "--delay", "20"]).status == 0)
+        let twenty = try probe("cloud", "edge-1")
+        #expect(abs(twenty.error) <= 10, "20 ms link: one way \(twenty.oneWay) ms: \(twenty.text)")
+        #expect(try runCLI(["testbed", "link", "edge-1", "cloud", "--delay", "5"]).status == 0)
+
+        // The smart-building chain across the two nodes, peers found by name.
+        let app = try RunningApp("examples/SmartBuilding/App.swift", extra: ["--testbed", "configs/testbed/pair.json"])
+        #expect(app.nodes["get"] == "cloud" && app.nodes["filterTemperature"] == "edge-1", "\(app.nodes)")
+        let entry = try #require(app.hosts["get"])
+        let rows = 30
+        var bodies: [String] = []
+        var crossing: [Double] = []
+        for _ in 0..<rows {
+            let reply = try BlockingHTTP.request(host: entry, port: 8080, method: "POST", timeout: 10, namespace: client)
+            #expect(reply.status == 200 || reply.status == 204, "\(reply.status) \(reply.text)")
+            if reply.status == 200 { bodies.append(reply.text) }
+            // get (cloud) calls filterTemperature (edge-1): its time outside its function and
+            // the next hop is the link, crossed four times (connect and request, there and back).
+            let timing = serverTiming(reply.headers["server-timing"] ?? "")
+            if let get = timing["get"], let filter = timing["filterTemperature"] { crossing.append(get.dur - get.fn - filter.dur) }
+        }
+        let local = try runCLI(["run", "examples/SmartBuilding/App.swift", "--local"], environment: ["ROWS": String(rows)])
+        #expect(local.status == 0, "\(local.stderr)")
+        let expected = local.stdout.split(separator: "\n").compactMap { Double($0) }
+        #expect(expected.count > 3)
+        #expect(averages(bodies) == expected, "the bed gives the local program's results")
+        let median = crossing.sorted()[crossing.count / 2]
+        #expect(median >= 4 * 5 * 0.9 && median < 4 * 5 * 1.5, "the cross-node hop takes the link's delay: \(median) ms")
+
+        // A failed node: the caller gets 502 naming the service it could not reach.
+        let killed = try runCLI(["testbed", "kill", "edge-1"])
+        #expect(killed.status == 0, "\(killed.stderr)")
+        var failed: HTTPReply?
+        for _ in 0..<10 {
+            let reply = try BlockingHTTP.request(host: entry, port: 8080, method: "POST", timeout: 10, namespace: client)
+            if reply.status == 502 { failed = reply; break }
+        }
+        let reply = try #require(failed, "a request to a dead node must fail")
+        #expect(reply.text.contains("filterTemperature"), "\(reply.text)")
+        // Revived, it serves again.
+        #expect(try runCLI(["testbed", "revive", "edge-1"]).status == 0)
+        var recovered = false
+        for _ in 0..<100 where !recovered {
+            usleep(100_000)
+            recovered = (try? BlockingHTTP.request(host: entry, port: 8080, method: "POST", timeout: 5, namespace: client))
+                .map { $0.status == 200 || $0.status == 204 } ?? false
+        }
+        #expect(recovered, "the revived node serves again")
+        #expect(app.stop() == 0)
+
+        // Down leaves nothing: namespaces, /etc/netns, state, processes.
+        let down = try runCLI(["testbed", "down"])
+        #expect(down.status == 0, "\(down.stderr)")
+        #expect(Testbed.leftovers().isEmpty, "\(Testbed.leftovers())")
+        let processes = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { entry in
+            guard Int32(entry) != nil, let cmdline = try? String(contentsOfFile: "/proc/\(entry)/cmdline", encoding: .utf8) else { return false }
+            return cmdline.contains("dyninka-linkemu") || (cmdline.contains("dyninka-host") && cmdline.contains("10.77."))
+        }
+        #expect(processes.isEmpty, "processes left: \(processes)")
+    }
+}
+
+/// The test bed file and the placement logic, without root.
+@Suite struct TestbedFileTests {
+    @Test func theShippedBedsParse() throws {
+        let fog = try TestbedSpec.load("\(root)/configs/testbed/fog.json")
+        #expect(fog.nodes.map(\.name) == ["cloud", "edge-1", "edge-2"])
+        #expect(fog.links.count == 2 && fog.links[0].conditions == LinkConditions(delayMs: 20, jitterMs: 5))
+        #expect(fog.gatewayNode == "cloud")
+        #expect(try TestbedSpec.load("\(root)/configs/testbed/pair.json").links[0].conditions.delayMs == 5)
+    }
+
+    @Test(arguments: [
+        ("{\"nodes\": [{\"name\": \"a\"}]\n", "bed.json:2: not valid JSON: the file ends inside an object (missing '}')"),
+        ("{\n  \"nodes\": [\n    {\"name\": \"Edge_1\"}\n  ]\n}", "bed.json:3: node name \"Edge_1\" must be lowercase letters"),
+        ("{\n  \"nodes\": [{\"name\": \"a\"}],\n  \"links\": [\n    {\"between\": [\"a\", \"b\"]}\n  ]\n}", "bed.json:4: link names node \"b\", which the file does not define"),
+        ("{\n  \"nodes\": [{\"name\": \"a\"}, {\"name\": \"b\"}],\n  \"links\": [{\"between\": [\"a\", \"b\"],\n    \"delay_ms\": -3}]\n}", "bed.json:4: \"delay_ms\" must be a number from 0"),
+        ("{\"nodes\": [{\"name\": \"a\"}], \"nodez\": 1}", "bed.json:1: unknown key \"nodez\""),
+        ("{\"nodes\": [{\"name\": \"client\"}]}", "bed.json:1: \"client\" is the node the bed adds"),
+    ])
+    func badFilesPointAtTheLine(_ text: String, _ message: String) {
+        #expect(throws: TestbedSpec.FileError.self) { try TestbedSpec.parse(text, path: "bed.json") }
+        do { _ = try TestbedSpec.parse(text, path: "bed.json") } catch {
+            #expect(error.description.hasPrefix(message), "\(error.description)")
+        }
+    }
+
+    @Test func placementMeansWhatItMeansOnKubernetes() throws {
+        let nodes = [PlacementNode(name: "cloud", labels: ["zone": "core"]), PlacementNode(name: "edge-1", labels: ["zone": "roof"]),
+                     PlacementNode(name: "edge-2", labels: ["zone": "street"])]
+        let services: [(name: String, placement: PlacementIR?)] = [
+            ("a", nil), ("b", PlacementIR(label: "zone=roof")), ("c", PlacementIR(near: "e")), ("d", nil), ("e", PlacementIR(node: "edge-2")), ("f", nil),
+        ]
+        let placed = try Placement.assign(services, nodes: nodes)
+        #expect(placed == ["a": "cloud", "b": "edge-1", "c": "edge-2", "e": "edge-2", "d": "cloud", "f": "edge-1"])
+        // Only the edge nodes for services that ask for nothing.
+        let edges = try Placement.assign(services, nodes: nodes, spread: ["edge-1", "edge-2"])
+        #expect(edges["a"] != "cloud" && edges["d"] != "cloud" && edges["f"] != "cloud", "\(edges)")
+        #expect(throws: PlacementFailure.self) { try Placement.assign([("x", PlacementIR(label: "zone=moon"))], nodes: nodes) }
+        #expect(throws: PlacementFailure.self) { try Placement.assign([("x", PlacementIR(node: "cloud", near: "y")), ("y", PlacementIR(node: "edge-1"))], nodes: nodes) }
+        #expect(throws: PlacementFailure.self) { try Placement.check([("w", PlacementIR(label: "zone=roof"))], nodes: [nodes[0]]) }
+    }
+}
