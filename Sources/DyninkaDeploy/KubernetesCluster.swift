@@ -87,6 +87,14 @@ public struct KubernetesCluster: Sendable {
         return byService
     }
 
+    /// The cluster's nodes with their labels, for checking placement before applying; nil when
+    /// the user may not list nodes (they are cluster-wide).
+    public func nodes() -> [PlacementNode]? {
+        struct Node: Decodable, Sendable { var metadata: Kube.Metadata }
+        guard let list = try? kubectl.json(Kube.List<Node>.self, ["get", "nodes"]) else { return nil }
+        return list.items.map { PlacementNode(name: $0.metadata.labels?["kubernetes.io/hostname"] ?? $0.metadata.name, labels: $0.metadata.labels ?? [:]) }
+    }
+
     /// The app's pods.
     public func pods(app: String) throws(KubectlFailure) -> [Kube.Pod] {
         try kubectl.json(Kube.List<Kube.Pod>.self, ["get", "pods", "-n", namespace, "-l", Self.selector(app: app)]).items

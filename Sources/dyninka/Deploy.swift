@@ -143,6 +143,15 @@ extension DyninkaCommand {
                 note("changed on the cluster: \(changed.isEmpty ? "none" : changed.joined(separator: ", "))")
                 if !unchanged.isEmpty { note("unchanged (not applied, not rolled): \(unchanged.joined(separator: ", "))") }
                 if !changed.isEmpty {
+                    // The placement the file asks for, against the nodes there are (the same rules
+                    // as on a test bed): a pod no node fits stays Pending.
+                    if let nodes = cluster.nodes() {
+                        do {
+                            try Placement.check(ir.services.filter { changed.contains($0.name) }.map { ($0.name, $0.placement) }, nodes: nodes)
+                        } catch {
+                            note("warning: \(error); its pod will stay Pending until such a node joins")
+                        }
+                    }
                     let files = changed.compactMap { result.manifests[$0] }
                     note("checking \(files.count) manifest\(files.count == 1 ? "" : "s") with the server (dry run, strict field validation)")
                     _ = try cluster.apply(files: files, dryRun: true)

@@ -236,6 +236,7 @@ struct KubernetesTests {
         try edit(file, "@Service(node: \"edge-2\")", "@Service(node: \"edge-9\")")
         let stuck = try deploy([file, "--out", out + "-stuck", "--apply", "--namespace", other, "--timeout", "6"])
         #expect(stuck.status == 1)
+        #expect(stuck.stderr.contains("warning: 'capture' asks for node edge-9, and no node fits"), "\(stuck.stderr)")
         #expect(stuck.stderr.contains("error: the rollout did not finish within 6 s"), "\(stuck.stderr)")
         #expect(stuck.stderr.contains("deployment placement-capture is not available: 0/1 updated") || stuck.stderr.contains("deployment placement-capture is not available: 1/1 updated, 0/1 available"))
         #expect(stuck.stderr.contains("didn't match Pod's node affinity/selector"), "\(stuck.stderr)")
