@@ -226,8 +226,11 @@ class Nginx:
                 proc.kill()
 
 
-def hey(url, workers, duration=None, count=None, headers=(), body="{}"):
-    cmd = (["taskset", "-c", ",".join(map(str, sorted(client_cpus())))] if PIN["on"] else []) + ["hey", "-c", str(workers), "-disable-keepalive", "-m", "POST", "-T", "application/json", "-d", body]
+def hey(url, workers, duration=None, count=None, headers=(), body="{}", prefix=(), timeout=None):
+    """hey with keep-alive off; `prefix` runs it through a wrapper (a test bed node's namespace)."""
+    cmd = list(prefix) + (["taskset", "-c", ",".join(map(str, sorted(client_cpus())))] if PIN["on"] else []) + ["hey", "-c", str(workers), "-disable-keepalive", "-m", "POST", "-T", "application/json", "-d", body]
+    if timeout:
+        cmd += ["-t", str(timeout)]
     cmd += ["-z", f"{duration}s"] if duration else ["-n", str(count)]
     for h in headers:
         cmd += ["-H", h]

@@ -17,8 +17,14 @@
   7. fuzzing live hosts (bench/host_fuzz.py, release hosts): a million requests or more, 0 crashes,
      RSS bounded, valid requests still answered after every batch
   8. the soak against gateway mode, for the record
+  9-11 (root): across the fog test bed (configs/testbed/fog.json), filterTemperature alone on an
+     edge node, clients in the bed's client node: (9) the node killed (every process, nothing
+     restarted) and revived: failures are 502 naming it, each within 1 s; (10) the link to it cut
+     (100% loss) and healed: 504 naming it within the connect timeout; (11) the link degraded to
+     200 ms one way with a 300 ms client deadline: 504 naming it within the deadline. Each: how
+     soon the first failure is reported, recovery after healing, and no failure after recovery.
 Prints each figure and a summary table; writes bench/results/DATE-HOST-reliability.md.
-Every load is bounded in time; all traffic stays on 127.0.0.1.
+Every load is bounded in time; all traffic stays on 127.0.0.1 or inside the test bed's namespaces.
 """
 import argparse
 import datetime
@@ -52,10 +58,24 @@ def fds(pid):
 
 
 
-class Load:
-    """Threads posting to a URL without keep-alive, recording (time, status, service, latency)."""
+def enter_netns(name):
+    """Moves the calling thread into a network namespace (a test bed node): setns(2) via libc."""
+    import ctypes
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            raise OSError(ctypes.get_errno(), f"setns into {name}")
+    finally:
+        os.close(fd)
 
-    def __init__(self, port, path="/", threads=10, body=b"", headers=None):
+
+class Load:
+    """Threads posting to a URL without keep-alive, recording (time, status, service, latency).
+    `netns`: the threads run in that network namespace (the test bed's client node)."""
+
+    def __init__(self, port, path="/", threads=10, body=b"", headers=None, host="127.0.0.1", netns=None):
+        self.host, self.netns = host, netns
         self.port, self.path, self.body = port, path, body
         self.headers = dict(headers or {}, Connection="close")
         self.records = []
@@ -64,11 +84,13 @@ class Load:
         self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
 
     def run(self):
+        if self.netns:
+            enter_netns(self.netns)
         while not self.stop.is_set():
             t0 = time.time()
             status, service = 0, ""
             try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                c = http.client.HTTPConnection(self.host, self.port, timeout=10)
                 c.request("POST", self.path, body=self.body, headers=self.headers)
                 r = c.getresponse()
                 data = r.read()
@@ -93,6 +115,100 @@ class Load:
         self.stop.set()
         for t in self.threads:
             t.join(timeout=15)
+
+
+def bed_faults(dyninka, release, report):
+    """9-11: faults across the fog test bed (root): the smart-building chain point to point with
+    its functions on the edge nodes, 10 client threads in the bed's client node. The victim is
+    filterTemperature, alone on edge-2; its caller get is on edge-1."""
+    def cli(*args):
+        return subprocess.run([dyninka, "testbed", *args], cwd=ROOT, capture_output=True, text=True)
+
+    if cli("up", "configs/testbed/fog.json").returncode != 0:
+        report(9, "test bed faults", False, "the bed did not come up")
+        return
+    app = None
+    try:
+        for a, b in (("edge-1", "cloud"), ("edge-2", "cloud"), ("client", "cloud")):
+            cli("link", a, b)  # a LAN: the faults below are the only conditions
+        app = subprocess.Popen([dyninka, "run", "examples/SmartBuilding/App.swift", "--testbed", "configs/testbed/fog.json",
+                                "--spread", "edge-1,edge-2", "--host-binary", f"{ROOT}/.build-release-host/release/dyninka-host"],
+                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        nodes, entry = {}, None
+        for line in app.stdout:
+            parts = line.split()
+            if len(parts) == 3:
+                nodes[parts[0]] = parts[1]
+            if parts and parts[0] == "entry":
+                entry = parts[1]
+                break
+        host = entry.split("//")[1].split(":")[0]
+        victim = "filterTemperature"
+        where = nodes.get(victim)
+        caller = nodes.get("get")
+        if where == caller:
+            report(9, "test bed faults", False, f"{victim} and get share {where}; the faults need them apart")
+            return
+
+        def fault(number, name, start, end, want_status, within, headers=None):
+            with Load(8080, host=host, netns="dynbed-client", threads=10, headers=headers) as load:
+                time.sleep(2)
+                # Times count from when the fault (or the healing) is in place: the command itself
+                # (a dyninka process, iptables) takes a little while.
+                issued = time.time()
+                start()
+                t_fault = time.time()
+                time.sleep(4)
+                healing = time.time()
+                end()
+                t_heal = time.time()
+                time.sleep(5)
+            during = [r for r in load.records if t_fault <= r[0] and r[0] + r[3] <= healing]
+            failures = [r for r in during if r[1] not in (200, 204)]
+            wrong = [r for r in failures if r[1] != want_status or r[2] != victim]
+            first_failure = min((r[0] + r[3] for r in load.records if r[0] >= issued and r[1] not in (200, 204)), default=None)
+            slowest = max((r[3] for r in failures), default=0)
+            after = [r for r in load.records if r[0] >= t_heal]
+            first_success = min((r[0] + r[3] for r in after if r[1] in (200, 204)), default=None)
+            relapsed = [r for r in after if first_success is not None and r[0] >= first_success and r[1] not in (200, 204)]
+            statuses = {}
+            for r in during:
+                statuses[r[1]] = statuses.get(r[1], 0) + 1
+            ok = (bool(failures) and not wrong and slowest <= within and first_success is not None
+                  and first_success - t_heal < 5 and not relapsed)
+            figure = (f"during the fault {len(during)} requests, statuses {dict(sorted(statuses.items()))}; "
+                      f"{len(failures) - len(wrong)} of {len(failures)} failures a {want_status} naming {victim} (on {where}), "
+                      f"slowest answered in {slowest * 1000:.0f} ms (bound {within * 1000:.0f} ms); first failure reported "
+                      + (f"{(first_failure - issued) * 1000:.0f} ms after the fault command was issued (it took {(t_fault - issued) * 1000:.0f} ms)"
+                         if first_failure else "never")
+                      + "; after healing " + (f"first success in {(first_success - t_heal) * 1000:.0f} ms" if first_success else "no success")
+                      + f", then {len(relapsed)} failures")
+            caught = [r for r in load.records if r[0] < issued and r[0] + r[3] > issued]
+            if caught:
+                figure += (f"; {len(caught)} requests in flight when the fault began, answered "
+                           + ", ".join(sorted({f'{r[1]}' for r in caught})) + f" within {max(r[3] for r in caught) * 1000:.0f} ms")
+            if wrong:
+                figure += f"; not so: {wrong[:2]}"
+            report(number, name, ok, figure)
+
+        # 9. The node dies: everything on it killed at once; nothing restarts it until revived.
+        fault(9, f"node {where} killed under load, revived after 4 s",
+              lambda: cli("kill", where), lambda: cli("revive", where), 502, 1.0)
+        # 10. The link between caller and callee cut (100% loss), healed after 4 s.
+        fault(10, f"link {caller} <-> {where} cut under load, healed after 4 s",
+              lambda: cli("link", caller, where, "--loss", "100"), lambda: cli("link", caller, where), 504, 2.6)
+        # 11. The link degraded to 200 ms one way; clients give each request 300 ms.
+        fault(11, f"link {caller} <-> {where} degraded to 200 ms, clients' deadline 300 ms",
+              lambda: cli("link", caller, where, "--delay", "200"), lambda: cli("link", caller, where), 504, 0.45,
+              headers={"Dyninka-Deadline": "300"})
+    finally:
+        if app:
+            app.send_signal(signal.SIGTERM)
+            try:
+                app.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                app.kill()
+        cli("down")
 
 
 def soak(topology, seconds, label):
@@ -131,6 +247,7 @@ def main():
     ap.add_argument("--host-fuzz-requests", type=int, default=1_000_000,
                     help="requests the live-host fuzzer sends (default 1000000)")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--bed-only", action="store_true", help="run only the test bed faults (9-11)")
     args = ap.parse_args()
     os.environ["PATH"] += ":/usr/sbin"
     if args.no_build:
@@ -146,6 +263,11 @@ def main():
         results.append((number, name, ok, figure))
         print(f"{number}. {name}: {'PASS' if ok else 'FAIL'} - {figure}", flush=True)
 
+    if args.bed_only:
+        if os.geteuid() != 0:
+            raise SystemExit("the test bed faults need root")
+        bed_faults(f"{debug}/dyninka", release, report)
+        return finish(results, started, args)
     # 1-3 on the smart-building app under `dyninka run` (release hosts).
     topo = gateway_bench.Topology(debug, release, gateway=False)
     try:
@@ -313,6 +435,12 @@ def main():
     report(7, f"fuzzing live hosts, {args.host_fuzz_requests} requests", ok,
            "; ".join(l for l in lines if not l.startswith("seed ")) if ok else "; ".join(lines[-6:]) + out.stderr[-500:])
 
+    # 9-11. faults across the fog test bed (needs root).
+    if os.geteuid() == 0:
+        bed_faults(f"{debug}/dyninka", release, report)
+    else:
+        print("9-11. test bed faults: skipped (the bed needs root)", flush=True)
+
     # 8. gateway mode soak.
     topo = gateway_bench.Topology(debug, release, gateway=True)
     try:
@@ -321,17 +449,23 @@ def main():
     finally:
         topo.stop()
 
+    finish(results, started, args)
+
+
+def finish(results, started, args):
     passed = sum(1 for r in results if r[2])
     lines = [f"# Reliability suite, {started:%Y-%m-%d %H:%M} UTC", "",
              f"Machine: {hop_bench.machine()}. Command: `python3 bench/reliability.py --soak {args.soak} --fuzz {args.fuzz} "
-             f"--host-fuzz-requests {args.host_fuzz_requests}`. "
+             f"--host-fuzz-requests {args.host_fuzz_requests}{' --bed-only' if args.bed_only else ''}`. "
              "Release dyninka-host; the smart-building app via `dyninka run` (checks 1-3, 8), the fixture table (4, 5, 7). "
-             "Load: hey -disable-keepalive (1, 2, 7) and 10 Python threads without keep-alive (3, 4).", "",
+             "Load: hey -disable-keepalive (1, 2, 7) and 10 Python threads without keep-alive (3, 4, 9-11; in the "
+             "test bed's client node for 9-11).", "",
              "| # | check | result | figures |", "|---|---|---|---|"]
     for number, name, ok, figure in results:
         lines.append(f"| {number} | {name} | {'PASS' if ok else 'FAIL'} | {figure} |")
     lines += ["", f"{passed} passed, {len(results) - passed} failed"]
-    path = os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-{platform.node()}-reliability.md")
+    suffix = "testbed-faults" if args.bed_only else "reliability"
+    path = os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-{platform.node()}-{suffix}.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines[4:]))
