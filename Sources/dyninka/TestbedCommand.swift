@@ -132,6 +132,7 @@ extension DyninkaCommand {
             @Argument(help: "From this node.") var a: String
             @Argument(help: "To this node.") var b: String
             @Option(help: "Round trips to measure.") var count = 50
+            @Option(help: "Also send this many MiB over TCP and report the throughput against the link's rate.") var mib: Int?
 
             func run() throws {
                 guard let state = Testbed.current() else {
@@ -142,6 +143,11 @@ extension DyninkaCommand {
                     let (rtts, lost) = try Testbed.probe(from: a, to: b, count: count, state: state)
                     let setting = state.conditions(a, b)
                     say(ProbeReport(rtts: rtts, lost: lost, setting: setting).line(a, b))
+                    if let mib {
+                        let mbit = try Testbed.throughput(from: a, to: b, bytes: mib << 20, state: state)
+                        say(String(format: "%@ -> %@: %d MiB over TCP at %.1f Mbit/s", a, b, mib, mbit)
+                            + (setting.rateMbit.map { String(format: " (rate %.0f Mbit/s: %+.1f%%)", $0, (mbit - $0) / $0 * 100) } ?? ""))
+                    }
                 } catch {
                     note("error: \(error)")
                     throw ExitCode(1)

@@ -57,6 +57,11 @@ struct TestbedTests {
         #expect(try runCLI(["testbed", "link", "edge-1", "cloud", "--delay", "20"]).status == 0)
         let twenty = try probe("cloud", "edge-1")
         #expect(abs(twenty.error) <= 10, "20 ms link: one way \(twenty.oneWay) ms: \(twenty.text)")
+        // Rate: goodput within 15% of the link's rate (TCP/IP headers take about 5%).
+        #expect(try runCLI(["testbed", "link", "edge-1", "cloud", "--rate", "20"]).status == 0)
+        let rate = try runCLI(["testbed", "probe", "edge-1", "cloud", "--count", "3", "--mib", "4"])
+        let mbit = rate.stdout.range(of: "MiB over TCP at ").flatMap { Double(rate.stdout[$0.upperBound...].prefix { $0 != " " }) } ?? 0
+        #expect(mbit > 20 * 0.85 && mbit <= 20 * 1.02, "20 Mbit/s link: \(rate.stdout) \(rate.stderr)")
         #expect(try runCLI(["testbed", "link", "edge-1", "cloud", "--delay", "5"]).status == 0)
 
         // The smart-building chain across the two nodes, peers found by name.

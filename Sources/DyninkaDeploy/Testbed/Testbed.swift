@@ -429,6 +429,52 @@ public enum Testbed {
         return (rtts, lost)
     }
 
+    /// Sends `bytes` over TCP from node `a` to node `b` and returns the goodput in Mbit/s (what
+    /// a link's rate gives, less TCP/IP headers, about 5%).
+    public static func throughput(from a: String, to b: String, bytes: Int, state: State) throws(TestbedFailure) -> Double {
+        guard let from = state.node(a), let to = state.node(b) else { throw TestbedFailure("no such node: \(state.node(a) == nil ? a : b)") }
+        let listener: Int32, client: Int32
+        do {
+            listener = try NetworkNamespace.socket(in: to.namespace, type: Int32(SOCK_STREAM.rawValue))
+            client = try NetworkNamespace.socket(in: from.namespace, type: Int32(SOCK_STREAM.rawValue))
+        } catch { throw TestbedFailure(error.description) }
+        defer { close(client) }
+        var one: Int32 = 1
+        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(9).bigEndian
+        address.sin_addr.s_addr = inet_addr(to.address)
+        let size = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, size) } }
+        guard bound == 0, listen(listener, 1) == 0 else { close(listener); throw TestbedFailure("cannot listen on \(to.address):9") }
+        let sink = Thread {
+            let connection = accept(listener, nil, nil)
+            close(listener)
+            guard connection >= 0 else { return }
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while buffer.withUnsafeMutableBytes({ recv(connection, $0.baseAddress, $0.count, 0) }) > 0 {}
+            _ = send(connection, [UInt8(1)], 1, Int32(MSG_NOSIGNAL))
+            close(connection)
+        }
+        sink.start()
+        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, size) } }
+        guard connected == 0 else { throw TestbedFailure("cannot connect from \(a) to \(to.address):9") }
+        let chunk = [UInt8](repeating: 0x61, count: 65536)
+        let start = DispatchTime.now().uptimeNanoseconds
+        var sent = 0
+        while sent < bytes {
+            let n = chunk.withUnsafeBytes { send(client, $0.baseAddress, min($0.count, bytes - sent), Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw TestbedFailure("the transfer from \(a) to \(b) broke after \(sent) bytes") }
+            sent += n
+        }
+        shutdown(client, Int32(SHUT_WR))
+        var done: UInt8 = 0
+        guard recv(client, &done, 1, 0) == 1 else { throw TestbedFailure("\(b) did not confirm the transfer") }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        return Double(bytes) * 8 / seconds / 1e6
+    }
+
     // MARK: - Commands
 
     /// Runs a command (no shell) and returns its standard output; a failure names the command
