@@ -123,6 +123,45 @@ def sample(url, n):
     }
 
 
+def plot(results, profiles, workers, prefix):
+    """Throughput and mean latency against workers, one panel per profile (log scales: the WAN
+    gateway rows are two orders of magnitude below)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"], check=False)
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return []
+    written = []
+    for key, label, name in (("rps", "requests / s", "throughput"), ("mean_ms", "mean latency (ms)", "latency")):
+        fig, axes = plt.subplots(1, len(profiles), figsize=(4 * len(profiles), 3.6), sharey=True)
+        for ax, profile in zip(axes if len(profiles) > 1 else [axes], profiles):
+            for topology in ("p2p", "gateway"):
+                ax.plot(workers, [max(results[(profile, topology, w)][key], 1e-3) for w in workers], marker="o", label=topology)
+            ax.set_title(profile)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xticks(workers)
+            ax.set_xticklabels([str(w) for w in workers])
+            ax.set_xlabel("hey workers")
+            ax.grid(True, alpha=0.3)
+        axes[0].set_ylabel(label)
+        axes[0].legend()
+        fig.suptitle(f"smart building across the fog test bed: {name}")
+        fig.tight_layout()
+        out = f"{prefix}-{name}.png"
+        fig.savefig(out, dpi=100)
+        plt.close(fig)
+        written.append(out)
+    return written
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=float, default=5, help="seconds per load run (default 5)")
@@ -234,7 +273,10 @@ def main():
             emit(f"| {profile} | {topology} | {s['total']:.1f} | {hops} |")
     emit()
     os.makedirs(f"{ROOT}/bench/results", exist_ok=True)
-    out = f"{ROOT}/bench/results/{started:%Y-%m-%d}-{os.uname().nodename.split('.')[0]}-testbed.md"
+    prefix = f"{ROOT}/bench/results/{started:%Y-%m-%d}-{os.uname().nodename.split('.')[0]}-testbed"
+    for png in plot(results, profiles, workers, prefix):
+        emit(f"![{os.path.basename(png)}]({os.path.basename(png)})")
+    out = prefix + ".md"
     with open(out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {out}", file=sys.stderr)
