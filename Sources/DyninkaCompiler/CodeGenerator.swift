@@ -37,7 +37,7 @@ public enum CodeGenerator {
                         parameters: [\(parameters.joined(separator: ", "))],
                         placedState: [\(service.placedState.map(literal).joined(separator: ", "))], placement: \(literal(service.placement?.tableString ?? "")),
                         defaultRoute: \(literal(service.defaultRoute)),
-                        entry: \(entry(service))),
+                        entry: \(entry(service))\(stateEntries(service, ir))),
 
                 """
         }
@@ -50,6 +50,19 @@ public enum CodeGenerator {
 
             """
         return out
+    }
+
+    /// The snapshot and restore entries of a service with @Placed state (ABI 3), and the hash of
+    /// its state's declarations: a snapshot moves only between builds that declare it alike.
+    static func stateEntries(_ service: ServiceIR, _ ir: AppIR) -> String {
+        guard !service.placedState.isEmpty else { return "" }
+        let variables = service.placedState.map { "PlacedSnapshot.variable(\(literal($0)), _dyninkaPlaced_\($0))" }.joined(separator: ", ")
+        return """
+            ,
+                        stateHash: \(literal(ir.stateHash(of: service))),
+                        snapshot: { data, length in PlacedSnapshot.snapshot([\(variables)], data, length) },
+                        restore: { data, length, message, messageLength in PlacedSnapshot.restore([\(variables)], data, length, message, messageLength) }
+            """
     }
 
     /// The entry closure of one service.

@@ -142,3 +142,13 @@ public enum Route {
         return text
     }
 }
+
+extension AppIR {
+    /// Hash of the declarations (name, type, initial value) of the @Placed state `service` owns;
+    /// "" when it owns none.
+    public func stateHash(of service: ServiceIR) -> String {
+        let declarations = placed.filter { $0.service == service.name }.sorted { $0.name < $1.name }
+        guard !declarations.isEmpty else { return "" }
+        return FNV.hex(declarations.map { "\($0.name): \($0.type ?? "?") = \($0.initializer)" }.joined(separator: "\n"))
+    }
+}

@@ -158,7 +158,7 @@ public final class LocalRunner {
         for (service, port) in zip(ir.services, ports) {
             services.append(Child(name: service.name, arguments: [hostBinary, "serve", "--app", library, "--service", service.name,
                                                                    "--port", String(port), "--peers", peers, "--log-level", "warning",
-                                                                   "--exit-with-parent"] + extraHostArguments,
+                                                                   "--exit-with-parent", "--state-out", statePath(service.name)] + extraHostArguments,
                                   environment: sidecarEnvironment, port: port, workingDirectory: nil, isService: true))
         }
     }
@@ -253,9 +253,104 @@ public final class LocalRunner {
         environment["DYNINKA_PEER_TEMPLATE"] = "\(app)-{name}:\(port)"
         for service in ir.services {
             services.append(child(service.name, [hostBinary, "serve", "--app", library, "--service", service.name,
-                                                 "--host", addresses[service.name]!, "--port", String(port)] + common,
+                                                 "--host", addresses[service.name]!, "--port", String(port),
+                                                 "--state-out", statePath(service.name)] + common,
                                   environment: environment))
         }
+    }
+
+    /// Where the hosts hand over @Placed state in a hot swap: a folder of this run's own.
+    private let stateDirectory: String = {
+        let folder = NSTemporaryDirectory() + "dyninka-state-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        return folder
+    }()
+
+    func statePath(_ service: String) -> String { "\(stateDirectory)/\(service).state" }
+
+    /// What a hot swap of one service did, and how long its parts took.
+    public struct SwapReport: Sendable {
+        public var service: String
+        /// From starting the new host to its listening on the port.
+        public var startMs: Double
+        /// From asking the old host to hand over to its exit (in-flight requests finished, state written).
+        public var handoverMs: Double
+    }
+
+    /// Replaces the running host of `name` by one loading `library`, without refusing or losing a
+    /// request: the new host listens on the same port (SO_REUSEPORT) and holds its requests; the
+    /// old one, on SIGUSR1, stops accepting (connections waiting in its accept queue move to the
+    /// new listener when net.ipv4.tcp_migrate_req is 1, which this sets when it can), finishes what
+    /// it has in flight, writes its @Placed state and exits; the new one restores the state (or
+    /// starts fresh when its declaration changed) and serves what it held. Point to point only.
+    public func swap(_ name: String, library: String) throws -> SwapReport {
+        guard topology == .pointToPoint, let index = services.firstIndex(where: { $0.name == name }) else {
+            throw RunFailure(description: "no point-to-point service '\(name)' to swap")
+        }
+        let old = services[index]
+        enableRequestMigration(namespace: old.namespace)
+        var arguments = old.arguments
+        if let app = arguments.firstIndex(of: "--app") { arguments[app + 1] = library }
+        arguments += ["--state-in", statePath(name)]
+        try? FileManager.default.removeItem(atPath: statePath(name))
+        let replacement = Child(name: name, arguments: arguments, environment: old.environment, port: old.port, workingDirectory: old.workingDirectory,
+                                isService: true, host: old.host, node: old.node)
+        let started = Date()
+        try replacement.start()
+        // Listening: its own socket on the port, seen through its network namespace.
+        let deadline = Date().addingTimeInterval(15)
+        while !Self.listens(pid: replacement.process!.processIdentifier, port: old.port) {
+            guard replacement.isRunning, Date() < deadline else {
+                if replacement.isRunning { kill(replacement.process!.processIdentifier, SIGKILL) }
+                throw RunFailure(description: "the new \(name) did not start listening on port \(old.port) within 15 s; the old one keeps serving")
+            }
+            usleep(5_000)
+        }
+        let listening = Date()
+        services[index] = replacement
+        if let pid = old.process?.processIdentifier { kill(pid, SIGUSR1) }
+        let handoverDeadline = Date().addingTimeInterval(40)
+        while old.isRunning && Date() < handoverDeadline { usleep(2_000) }
+        if old.isRunning, let pid = old.process?.processIdentifier { kill(pid, SIGKILL) }
+        return SwapReport(service: name, startMs: listening.timeIntervalSince(started) * 1000,
+                          handoverMs: Date().timeIntervalSince(listening) * 1000)
+    }
+
+    /// Lets a listener that closes pass the connections waiting in its accept queue to another
+    /// listener on the port (Linux 5.14+), so that a swap refuses nothing. Needs root; per namespace.
+    private func enableRequestMigration(namespace: String?) {
+        let command = (namespace.map { ["ip", "netns", "exec", $0] } ?? []) + ["sysctl", "-q", "-w", "net.ipv4.tcp_migrate_req=1"]
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = command
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        if (try? process.run()) != nil { process.waitUntilExit() }
+        if process.terminationStatus != 0 && !migrationWarned {
+            migrationWarned = true
+            log("cannot set net.ipv4.tcp_migrate_req=1 (not root?): a swap may refuse the few connections waiting in the old host's accept queue")
+        }
+    }
+    private var migrationWarned = false
+
+    /// Whether `pid` holds a listening TCP socket on `port` (read from /proc, in its namespace).
+    static func listens(pid: Int32, port: Int) -> Bool {
+        var inodes = Set<String>()
+        for table in ["tcp", "tcp6"] {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/net/\(table)", encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n").dropFirst() {
+                let fields = line.split(separator: " ")
+                guard fields.count > 9, fields[3] == "0A", let colon = fields[1].lastIndex(of: ":"),
+                      Int(fields[1][fields[1].index(after: colon)...], radix: 16) == port else { continue }
+                inodes.insert(String(fields[9]))
+            }
+        }
+        guard !inodes.isEmpty, let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { return false }
+        for fd in fds {
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
+               target.hasPrefix("socket:["), inodes.contains(String(target.dropFirst(8).dropLast())) { return true }
+        }
+        return false
     }
 
     /// On a test bed: the bed, and every service's and sidecar's address.
@@ -369,9 +464,10 @@ public final class LocalRunner {
     }
 
     /// Keeps every child running until SIGINT or SIGTERM: a child that dies is restarted on its port.
-    public func supervise() {
+    public func supervise(everyTick: () -> Void = {}) {
         while !stopRequested.load(ordering: .relaxed) {
             usleep(100_000)
+            everyTick()
             // A failed test bed node stays down (nothing restarts on it) until it is revived.
             for child in services + sidecars where !child.isRunning && !stopRequested.load(ordering: .relaxed) && !(child.node.map(Testbed.isDown) ?? false) {
                 let status = child.process?.terminationStatus ?? -1
@@ -395,6 +491,7 @@ public final class LocalRunner {
         while all.contains(where: \.isRunning) && Date() < deadline { usleep(20_000) }
         for child in all where child.isRunning { kill(child.process!.processIdentifier, SIGKILL) }
         for child in all { child.process?.waitUntilExit() }
+        try? FileManager.default.removeItem(atPath: stateDirectory)
     }
 
     private func installSignalHandlers() {

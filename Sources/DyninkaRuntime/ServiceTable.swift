@@ -30,11 +30,21 @@ public struct ServiceExport: Sendable {
     public var placement: String
     public var defaultRoute: String
     public var entry: dyninka_entry_fn
+    /// Hash of the @Placed state's declarations ("" without state).
+    public var stateHash: String
+    /// The state's snapshot and restore entries (nil without state).
+    public var snapshot: (@convention(c) (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32)?
+    public var restore: (@convention(c) (UnsafePointer<UInt8>?, Int, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32)?
 
     public init(name: String, inputType: String = "", outputType: String, outputOptional: Bool = false,
                 isAsync: Bool = false, isThrowing: Bool = false, parameters: [ParameterExport] = [],
                 placedState: [String] = [], placement: String = "", defaultRoute: String = "",
-                entry: dyninka_entry_fn) {
+                entry: dyninka_entry_fn, stateHash: String = "",
+                snapshot: (@convention(c) (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32)? = nil,
+                restore: (@convention(c) (UnsafePointer<UInt8>?, Int, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32)? = nil) {
+        self.stateHash = stateHash
+        self.snapshot = snapshot
+        self.restore = restore
         self.name = name
         self.inputType = inputType
         self.outputType = outputType
@@ -72,7 +82,8 @@ public final class ServiceTable: @unchecked Sendable {
                 parameters: parameters, parameter_count: service.parameters.count,
                 placed_state: strdup(service.placedState.joined(separator: ",")),
                 placement: strdup(service.placement), default_route: strdup(service.defaultRoute),
-                entry: service.entry)
+                entry: service.entry, state_hash: strdup(service.stateHash),
+                snapshot: service.snapshot, restore: service.restore)
         }
         table = .allocate(capacity: 1)
         table.pointee = dyninka_table(

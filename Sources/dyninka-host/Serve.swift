@@ -67,6 +67,12 @@ extension DyninkaHostCommand {
         var exitWithParent = false
         @Option(help: "debug, info, warning or error (default info; env DYNINKA_LOG_LEVEL).")
         var logLevel: String?
+        @Option(help: "Hot swap, old side: on SIGUSR1 stop accepting, finish in-flight requests, write the service's @Placed state to this file, exit.")
+        var stateOut: String?
+        @Option(help: "Hot swap, new side: hold requests until the old instance's state appears in this file, restore it, then serve.")
+        var stateIn: String?
+        @Option(help: "With --state-in: milliseconds to hold requests for the state before starting fresh (default 10000).")
+        var stateWait: Int?
 
         func run() throws {
             var flags: [String: String] = [:]
@@ -95,6 +101,9 @@ extension DyninkaHostCommand {
             if accessLog { flags["access-log"] = "true" }
             if exitWithParent { flags["exit-with-parent"] = "true" }
             flags["log-level"] = logLevel
+            flags["state-out"] = stateOut
+            flags["state-in"] = stateIn
+            flags["state-wait"] = stateWait.map(String.init)
             runHost(label: "serving") {
                 let configuration = try HostConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
                 return try ServiceHost(configuration: configuration, table: try ServiceTable(path: configuration.appPath))

@@ -45,6 +45,8 @@ extension DyninkaCommand {
         var testbed: String?
         @Option(help: "With --testbed: the nodes for services that ask for no placement, comma-separated (default: all).")
         var spread: String?
+        @Flag(help: "Hot swap: when the file is saved, check and rebuild it and replace only the services whose code changed, handing their @Placed state over, without refusing or losing a request. A file that does not compile leaves the running services as they are.")
+        var watch = false
 
         func validate() throws {
             guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("no such file: \(file)") }
@@ -53,6 +55,7 @@ extension DyninkaCommand {
             if local && gateway { throw ValidationError("--local runs no network: it cannot be combined with --gateway") }
             if local && testbed != nil { throw ValidationError("--local runs no network: it cannot be combined with --testbed") }
             if spread != nil && testbed == nil { throw ValidationError("--spread needs --testbed") }
+            if watch && (local || gateway || requests != nil) { throw ValidationError("--watch keeps a point-to-point app running: it cannot be combined with --local, --gateway or --requests") }
         }
 
         func run() throws {
@@ -113,7 +116,13 @@ extension DyninkaCommand {
                 if summary.failed > 0 { throw ExitCode(1) }
                 return
             }
-            runner.supervise()
+            if watch {
+                note("watching \(file): save it to swap the services whose code changed")
+                var watcher = Watcher(file: file, out: out, running: build.ir, runner: runner)
+                runner.supervise { watcher.check() }
+            } else {
+                runner.supervise()
+            }
             note("stopping")
             runner.stop()
         }
@@ -159,4 +168,79 @@ extension DyninkaCommand {
 /// A line on standard output, written at once (print() would buffer it in a pipe).
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// `dyninka run --watch`: polls the file (10 times a second); a saved change is checked and
+/// rebuilt, and each service whose code hash changed is swapped (LocalRunner.swap).
+struct Watcher {
+    let file: String
+    let out: String?
+    var running: AppIR
+    let runner: LocalRunner
+    var modified: Date?
+
+    init(file: String, out: String?, running: AppIR, runner: LocalRunner) {
+        self.file = file
+        self.out = out
+        self.running = running
+        self.runner = runner
+        modified = Self.modified(file)
+    }
+
+    static func modified(_ file: String) -> Date? {
+        (try? FileManager.default.attributesOfItem(atPath: file))?[.modificationDate] as? Date
+    }
+
+    mutating func check() {
+        guard let now = Self.modified(file), now != modified else { return }
+        modified = now
+        let saved = Date()
+        note("\(file) changed: checking and rebuilding")
+        let build: BuildResult
+        do {
+            let builder = AppBuilder(sourceRoot: try AppBuilder.locateSourceRoot())
+            build = try builder.build(file: file, output: out) { _ in }
+            for warning in build.warnings { note(warning.description) }
+        } catch let failure as CompileFailure {
+            note(failure.description)
+            note("the running services keep the previous code; fix the file and save again")
+            return
+        } catch {
+            note("error: \(error)")
+            note("the running services keep the previous code")
+            return
+        }
+        let built = Date()
+        let before = Dictionary(running.services.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let names = Set(build.ir.services.map(\.name))
+        if names != Set(before.keys) {
+            note("services were added or removed (\(names.symmetricDifference(before.keys).sorted().joined(separator: ", "))): restart `dyninka run` to run them; nothing was swapped")
+            return
+        }
+        let changed = build.ir.services.filter { before[$0.name]?.codeHash != $0.codeHash }
+        let rerouted = build.ir.services.filter { before[$0.name]?.defaultRoute != $0.defaultRoute && before[$0.name]?.codeHash == $0.codeHash }
+        if changed.isEmpty && rerouted.isEmpty {
+            note("no service's code changed (built in \(Int(built.timeIntervalSince(saved) * 1000)) ms); nothing to swap")
+            running = build.ir
+            return
+        }
+        if !rerouted.isEmpty {
+            note("main's chain changed the default route of \(rerouted.map(\.name).joined(separator: ", ")); a running host keeps its route until it is swapped or restarted")
+        }
+        for service in changed {
+            let kept = running.stateHash(of: before[service.name]!) == build.ir.stateHash(of: service)
+            do {
+                let report = try runner.swap(service.name, library: build.library)
+                let state = service.placedState.isEmpty ? "no @Placed state"
+                    : kept ? "kept its @Placed state (\(service.placedState.joined(separator: ", ")))"
+                    : "its @Placed state's declaration changed: it starts fresh"
+                note(String(format: "swapped %@ in %.0f ms from save (check and build %.0f ms, new host listening %.0f ms, hand-over %.0f ms); %@",
+                            service.name, Date().timeIntervalSince(saved) * 1000, built.timeIntervalSince(saved) * 1000,
+                            report.startMs, report.handoverMs, state))
+            } catch {
+                note("error: cannot swap \(service.name): \(error)")
+            }
+        }
+        running = build.ir
+    }
 }

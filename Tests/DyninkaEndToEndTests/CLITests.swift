@@ -49,11 +49,19 @@ final class RunningApp: @unchecked Sendable {
     var nodes: [String: String] = [:]
     private let out = Pipe()
 
-    init(_ file: String, extra: [String] = []) throws {
+    /// Where its standard error goes, when asked for (`stderrFile`).
+    let stderrPath: String?
+
+    init(_ file: String, extra: [String] = [], stderrFile: String? = nil) throws {
         process.executableURL = URL(fileURLWithPath: dyninka)
         process.arguments = ["run", file, "--base-port", "0"] + extra
         process.currentDirectoryURL = URL(fileURLWithPath: root)
         process.standardOutput = out
+        stderrPath = stderrFile
+        if let stderrFile {
+            _ = FileManager.default.createFile(atPath: stderrFile, contents: nil)
+            process.standardError = FileHandle(forWritingAtPath: stderrFile)
+        }
         try process.run()
         let deadline = Date().addingTimeInterval(300)
         var line: [UInt8] = []
@@ -82,6 +90,19 @@ final class RunningApp: @unchecked Sendable {
     }
 
     func port(_ name: String) -> Int { urls[name] ?? 0 }
+
+    /// What it wrote to standard error so far (with `stderrFile`).
+    var stderr: String { stderrPath.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? "" }
+
+    /// Waits until standard error contains `text`.
+    func waitFor(_ text: String, seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if stderr.contains(text) { return true }
+            usleep(50_000)
+        }
+        return false
+    }
 
     func stop() -> Int32 {
         kill(process.processIdentifier, SIGTERM)

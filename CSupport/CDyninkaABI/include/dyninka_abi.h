@@ -18,6 +18,10 @@
 // (jobs queued from other threads are run when the host calls `run_jobs` after `wake`), and its
 // HTTP fetches go through the host's non-blocking `exchange`. A library may ignore the host and
 // complete from its own threads, as in version 1.
+//
+// State that can move (version 3): a service that owns @Placed state exports `snapshot` and
+// `restore`, and `state_hash` says whether two builds declare that state alike. The host takes a
+// snapshot only when no call of the service is running, and restores before the first call.
 #ifndef DYNINKA_ABI_H
 #define DYNINKA_ABI_H
 
@@ -29,7 +33,7 @@ extern "C" {
 #endif
 
 /// Bumped on every incompatible change of the structures below.
-#define DYNINKA_ABI_VERSION 2u
+#define DYNINKA_ABI_VERSION 3u
 
 /// Name of the symbol an app library exports (type: dyninka_table_fn).
 #define DYNINKA_TABLE_SYMBOL "dyninka_service_table"
@@ -100,6 +104,17 @@ typedef struct dyninka_service {
     /// What follows this service in main's chain, in route syntax ("" when it ends the chain).
     const char *default_route;
     dyninka_entry_fn entry;
+    /// Hash of the declarations of its @Placed state (names, types, initial values); "" for none.
+    /// A snapshot restores only into a build whose hash is the same.
+    const char *state_hash;
+    /// Writes the current values of its @Placed state as one JSON object into `*data` (released
+    /// with free_bytes). Returns DYNINKA_STATUS_OK, or DYNINKA_STATUS_FUNCTION_ERROR with a UTF-8
+    /// message in `*data` (a value that cannot be encoded). NULL for a service without state.
+    int32_t (*snapshot)(uint8_t **data, size_t *length);
+    /// Sets its @Placed state from a snapshot's JSON, every value checked against its type.
+    /// Returns DYNINKA_STATUS_OK, or DYNINKA_STATUS_BAD_INPUT with a UTF-8 message in `*message`
+    /// (released with free_bytes), leaving the state as it was. NULL for a service without state.
+    int32_t (*restore)(const uint8_t *data, size_t length, uint8_t **message, size_t *message_length);
 } dyninka_service;
 
 /// How an exchange ended: `status` is the HTTP status (> 0) and the bytes are the response body;

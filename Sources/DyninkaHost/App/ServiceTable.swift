@@ -31,10 +31,23 @@ package final class ServiceDescriptor: @unchecked Sendable {
     /// What follows this service in main's chain.
     package let defaultRoute: RouteChain
     let entry: dyninka_entry_fn?
+    /// Hash of the @Placed state's declarations ("" without state).
+    package let stateHash: String
+    let snapshotEntry: (@convention(c) (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32)?
+    let restoreEntry: (@convention(c) (UnsafePointer<UInt8>?, Int, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32)?
+    /// Releases bytes the library returned.
+    let freeBytes: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?
 
     init(name: String, inputType: String?, outputType: String, outputOptional: Bool, isAsync: Bool, isThrowing: Bool,
          parameters: [ServiceParameter], placedState: [String], placement: String, defaultRoute: RouteChain,
-         entry: dyninka_entry_fn?) {
+         entry: dyninka_entry_fn?, stateHash: String = "",
+         snapshot: (@convention(c) (UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32)? = nil,
+         restore: (@convention(c) (UnsafePointer<UInt8>?, Int, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, UnsafeMutablePointer<Int>?) -> Int32)? = nil,
+         freeBytes: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)? = nil) {
+        self.stateHash = stateHash
+        self.snapshotEntry = snapshot
+        self.restoreEntry = restore
+        self.freeBytes = freeBytes
         self.name = name
         self.inputType = inputType
         self.outputType = outputType
@@ -47,6 +60,44 @@ package final class ServiceDescriptor: @unchecked Sendable {
         self.defaultRoute = defaultRoute
         self.entry = entry
     }
+}
+
+extension ServiceDescriptor {
+    /// Whether it owns @Placed state that can be snapshot and restored.
+    package var hasState: Bool { snapshotEntry != nil && restoreEntry != nil }
+
+    /// The current values of its @Placed state as one JSON object. Call only while no call of the
+    /// service runs. Throws the library's message when a value cannot be encoded.
+    package func snapshot() throws(StateTransferError) -> [UInt8] {
+        guard let snapshotEntry else { throw StateTransferError(description: "service '\(name)' has no @Placed state") }
+        var data: UnsafeMutablePointer<UInt8>?
+        var length = 0
+        let status = snapshotEntry(&data, &length)
+        let bytes = data.map { Array(UnsafeBufferPointer(start: $0, count: length)) } ?? []
+        if let data { freeBytes?(data) }
+        guard status == Int32(DYNINKA_STATUS_OK.rawValue) else {
+            throw StateTransferError(description: "service '\(name)': \(String(decoding: bytes, as: UTF8.self))")
+        }
+        return bytes
+    }
+
+    /// Sets its @Placed state from a snapshot; on a mismatch the state stays as it was.
+    package func restore(_ bytes: [UInt8]) throws(StateTransferError) {
+        guard let restoreEntry else { throw StateTransferError(description: "service '\(name)' has no @Placed state") }
+        var message: UnsafeMutablePointer<UInt8>?
+        var length = 0
+        let status = bytes.withUnsafeBufferPointer { restoreEntry($0.baseAddress, $0.count, &message, &length) }
+        let text = message.map { String(decoding: UnsafeBufferPointer(start: $0, count: length), as: UTF8.self) } ?? ""
+        if let message { freeBytes?(message) }
+        guard status == Int32(DYNINKA_STATUS_OK.rawValue) else {
+            throw StateTransferError(description: "service '\(name)': \(text)")
+        }
+    }
+}
+
+/// Why @Placed state could not be taken or given.
+package struct StateTransferError: Error, CustomStringConvertible {
+    package var description: String
 }
 
 /// Why a table could not be loaded; printed at startup, the process then exits non-zero.
@@ -120,7 +171,9 @@ package final class ServiceTable: @unchecked Sendable {
                 outputOptional: s.output_optional != 0, isAsync: s.is_async != 0, isThrowing: s.is_throwing != 0,
                 parameters: parameters,
                 placedState: String(cString: s.placed_state).split(separator: ",").map(String.init),
-                placement: String(cString: s.placement), defaultRoute: route, entry: s.entry))
+                placement: String(cString: s.placement), defaultRoute: route, entry: s.entry,
+                stateHash: s.state_hash.map { String(cString: $0) } ?? "", snapshot: s.snapshot, restore: s.restore,
+                freeBytes: table.pointee.free_bytes))
         }
         var byName: [String: Int] = [:]
         for (index, service) in services.enumerated() {

@@ -46,6 +46,12 @@ package final class ServiceHost {
     private var exitTimer: LoopTimer?
     /// The address actually bound (port resolved when 0 was asked for).
     package private(set) var boundAddress: String = ""
+    /// Hot swap: the service whose @Placed state moves, and what is under way.
+    private var stateService: ServiceDescriptor? { table?[configuration.service] }
+    private var handingOver = false
+    /// New side: POSTs held until the state has come (nil once serving).
+    private var held: [(head: HTTPHead, body: OwnedBytes?, connection: InboundConnection)]? = nil
+    private var stateTimer: LoopTimer?
 
     /// Loads nothing itself: pass the table loaded from `configuration.appPath` (none for the gateway).
     package init(configuration: HostConfiguration, table: ServiceTable?, role: HostRole = .service) throws(HostStartupError) {
@@ -99,6 +105,13 @@ package final class ServiceHost {
                     beginDrain(signal: number)
                 })
             }
+            if configuration.stateOut != nil {
+                signals.append(try SignalWatcher(loop: loop, signal: SIGUSR1) { [unowned self] number in
+                    handingOver = true
+                    beginDrain(signal: number)
+                })
+            }
+            if let path = configuration.stateIn { try awaitState(at: path) }
             let sweep = try LoopTimer(loop: loop)
             let parent = getppid()
             var ticks = 0
@@ -195,6 +208,7 @@ package final class ServiceHost {
         // The path without a query, found on the UTF-8 bytes (Character iteration costs more).
         let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(target[..<$0]) } ?? target
         if head.method == "POST" {
+            if held != nil { held!.append((head, body, connection)); return }
             // Past the limit, answer at once (and cheaply) rather than queue or drop: callers relay
             // the 503 and its Retry-After. A request holds its slot until its response is written.
             guard metrics.inFlight < configuration.maxInFlight else {
@@ -261,7 +275,9 @@ package final class ServiceHost {
             return shutdown()
         }
         context.draining = true
-        log.info("signal \(signal): draining (readyz answers 503, \(metrics.inFlight) request(s) in flight)")
+        log.info(handingOver
+                 ? "signal \(signal): handing over to a new instance (no longer accepting; \(metrics.inFlight) request(s) in flight)"
+                 : "signal \(signal): draining (readyz answers 503, \(metrics.inFlight) request(s) in flight)")
         let stopAccepting = { [unowned self] in
             server?.close()
             server = nil
@@ -275,7 +291,8 @@ package final class ServiceHost {
                 shutdown()
             }
             exitTimer = timer
-            if configuration.drainDelay > 0 {
+            // A hand-over stops accepting at once: the new instance already listens on the port.
+            if configuration.drainDelay > 0 && !handingOver {
                 let delay = try LoopTimer(loop: loop)
                 delay.start(after: UInt64(configuration.drainDelay)) { delay.close(); stopAccepting() }
             } else {
@@ -297,6 +314,7 @@ package final class ServiceHost {
     private func shutdown() {
         guard !stopped else { return }
         stopped = true
+        if handingOver, let path = configuration.stateOut { writeState(to: path) }
         server?.close()
         server = nil
         for connection in connections { connection.close() }
@@ -307,6 +325,105 @@ package final class ServiceHost {
         for signal in signals { signal.close() }
         signals.removeAll()
         loop.stop()
+    }
+}
+
+// MARK: - Hot swap: @Placed state handed from an old instance to a new one
+
+extension ServiceHost {
+    /// The first line of a state file: format, service, hash of the state's declarations.
+    static func stateHeader(service: String, hash: String) -> String { "dyninka-state 1 \(service) \(hash)\n" }
+
+    /// Old side, after the drain: no request runs any more, so the snapshot misses no update.
+    /// Written to PATH.tmp and renamed, so the new side never reads half a file.
+    func writeState(to path: String) {
+        var bytes = Array(Self.stateHeader(service: configuration.service, hash: stateService?.stateHash ?? "").utf8)
+        if let service = stateService, service.hasState {
+            if metrics.inFlight > 0 { log.warning("handing over with \(metrics.inFlight) request(s) still in flight (drain timeout): their updates may be lost") }
+            do { bytes += try service.snapshot() } catch {
+                log.error("cannot snapshot the state: \(error); the new instance starts fresh")
+                bytes += Array("{}".utf8)
+            }
+        } else {
+            bytes += Array("{}".utf8)
+        }
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return log.error("cannot write the state to \(temporary): \(String(cString: strerror(errno)))") }
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        guard written == bytes.count, rename(temporary, path) == 0 else {
+            return log.error("cannot write the state to \(path): \(String(cString: strerror(errno)))")
+        }
+        log.info("handed over: state of \(configuration.service) written (\(bytes.count) bytes)")
+    }
+
+    /// New side: holds POSTs until the state file appears (polled every 2 ms), then restores it
+    /// and lets the held requests run, in arrival order.
+    func awaitState(at path: String) throws {
+        held = []
+        let started = EventLoop.nanoseconds()
+        let timer = try LoopTimer(loop: context.loop)
+        stateTimer = timer
+        timer.start(after: 2, repeat: 2) { [unowned self] in
+            let waited = Int((EventLoop.nanoseconds() - started) / 1_000_000)
+            if let bytes = readState(path) {
+                restoreState(bytes, path: path, waited: waited)
+            } else if waited >= configuration.stateWait {
+                context.log.warning("no state from the old instance within \(configuration.stateWait) ms: starting fresh")
+                releaseHeld()
+            }
+        }
+    }
+
+    private func readState(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            bytes += buffer[0..<n]
+        }
+        return bytes
+    }
+
+    private func restoreState(_ bytes: [UInt8], path: String, waited: Int) {
+        unlink(path)
+        let log = context.log
+        guard let newline = bytes.firstIndex(of: 10) else {
+            log.error("the state file \(path) has no header: starting fresh")
+            return releaseHeld()
+        }
+        let header = String(decoding: bytes[..<newline], as: UTF8.self).split(separator: " ").map(String.init)
+        let json = Array(bytes[(newline + 1)...])
+        let own = stateService?.stateHash ?? ""
+        if header.count < 3 || header[0] != "dyninka-state" || header[2] != configuration.service {
+            log.error("the state file \(path) is not a state of \(configuration.service): starting fresh")
+        } else if let service = stateService, service.hasState {
+            let theirs = header.count > 3 ? header[3] : ""
+            if theirs != own {
+                log.warning("the @Placed state's declaration changed: \(configuration.service) starts with fresh state")
+            } else {
+                do {
+                    try service.restore(json)
+                    log.info("took over the state of \(configuration.service) (\(json.count) bytes) after holding \(held?.count ?? 0) request(s) for \(waited) ms")
+                } catch {
+                    log.error("cannot restore the state: \(error); starting fresh")
+                }
+            }
+        }
+        releaseHeld()
+    }
+
+    private func releaseHeld() {
+        stateTimer?.close()
+        stateTimer = nil
+        let requests = held ?? []
+        held = nil
+        for request in requests { dispatch(request.head, body: request.body, on: request.connection) }
     }
 }
 

@@ -64,6 +64,9 @@ extension HostConfiguration {
         if let v = try integer("drain-timeout", 0...3_600_000) { c.drainTimeout = v }
         if let v = value("access-log") { c.accessLog = ["1", "true", "yes", "on"].contains(v.lowercased()) }
         if value("exit-with-parent") == "true" { c.exitWithParent = true }
+        c.stateOut = flags["state-out"]
+        c.stateIn = flags["state-in"]
+        if let v = try integer("state-wait", 0...600_000) { c.stateWait = v }
         if let v = value("log-level") {
             guard let level = LogLevel(name: v) else {
                 throw HostStartupError("--log-level must be one of debug, info, warning, error; got '\(v)'")

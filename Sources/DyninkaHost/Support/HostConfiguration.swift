@@ -57,6 +57,14 @@ package struct HostConfiguration: Sendable {
     package var exitWithParent = false
     /// Least severe level logged: debug, info, warning, error.
     package var logLevel = LogLevel.info
+    /// Hot swap, the old side: on SIGUSR1 stop accepting at once, finish what is in flight, then
+    /// write the service's @Placed state here and exit.
+    package var stateOut: String?
+    /// Hot swap, the new side: hold every POST until the old instance's state appears here, then
+    /// restore it (or start fresh when its declaration changed) and serve.
+    package var stateIn: String?
+    /// With `stateIn`: the longest to hold requests for the state before starting fresh.
+    package var stateWait = 10_000
 
     package init(appPath: String, service: String) {
         self.appPath = appPath

@@ -1,0 +1,98 @@
+import DyninkaDeploy
+import Foundation
+import Synchronization
+import Testing
+
+/// Threads posting to a port without keep-alive until stopped; every status is kept.
+final class LoadLoop: @unchecked Sendable {
+    private let statuses = Mutex<[Int]>([])
+    private let stopped = Atomic<Bool>(false)
+    private var threads: [Thread] = []
+
+    init(port: Int, threads count: Int) {
+        for _ in 0..<count {
+            let thread = Thread { [self] in
+                while !stopped.load(ordering: .relaxed) {
+                    let status = (try? BlockingHTTP.request(port: port, method: "POST", timeout: 10))?.status ?? -1
+                    statuses.withLock { $0.append(status) }
+                }
+            }
+            threads.append(thread)
+            thread.start()
+        }
+    }
+
+    /// Stops and returns every status (-1: no answer).
+    func stop() -> [Int] {
+        stopped.store(true, ordering: .relaxed)
+        while threads.contains(where: { !$0.isFinished }) { usleep(5_000) }
+        return statuses.withLock { $0 }
+    }
+}
+
+/// `dyninka run --watch`: a saved edit swaps only the changed service, under load, losing
+/// nothing, and its @Placed state carries on.
+@Suite(.serialized) struct HotSwapTests {
+    func copyApp(_ tag: String) throws -> String {
+        let folder = NSTemporaryDirectory() + "dyninka-swap-\(tag)-\(getpid())"
+        try? FileManager.default.removeItem(atPath: folder)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        for item in ["App.swift", "dyninka.json", "sensor.py", "data"] {
+            try FileManager.default.copyItem(atPath: "\(root)/examples/SmartBuilding/\(item)", toPath: "\(folder)/\(item)")
+        }
+        return folder + "/App.swift"
+    }
+
+    func edit(_ path: String, _ old: String, _ new: String) throws {
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(text.contains(old))
+        try text.replacingOccurrences(of: old, with: new).write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    @Test func aSavedEditSwapsOnlyTheChangedServiceUnderLoadAndItsStateCarriesOn() throws {
+        let file = try copyApp("state")
+        let log = file + ".stderr"
+        let app = try RunningApp(file, extra: ["--watch"], stderrFile: log)
+        defer { _ = app.stop() }
+        #expect(app.waitFor("watching", seconds: 30))
+        let entry = app.port("get")
+        let load = LoadLoop(port: entry, threads: 8)
+        usleep(1_000_000)
+        // movingAvg owns the state (count, average); the edit leaves its declaration alone.
+        try edit(file, "return Average(average: average)", "return Average(average: average + 0)")
+        let swapped = app.waitFor("swapped movingAvg", seconds: 60)
+        usleep(1_000_000)
+        let statuses = load.stop()
+        #expect(swapped, "\(app.stderr)")
+        #expect(app.stderr.contains("kept its @Placed state (count, average)"), "\(app.stderr)")
+        #expect(!app.stderr.contains("swapped get") && !app.stderr.contains("swapped map") && !app.stderr.contains("swapped filterTemperature"))
+        let failed = statuses.filter { $0 != 200 && $0 != 204 }
+        #expect(statuses.count > 100 && failed.isEmpty, "\(statuses.count) requests, failed: \(failed.prefix(10))")
+
+        // The cumulative average after N rows is the mean of the temperatures among them, in any
+        // order: a lost or doubled update would move it.
+        var total = statuses.count
+        var last: Double?
+        while last == nil && total < statuses.count + 20 {
+            let reply = try BlockingHTTP.request(port: entry, method: "POST", timeout: 10)
+            total += 1
+            if reply.status == 200 { last = averages([reply.text]).first }
+        }
+        let local = try runCLI(["run", file, "--local"], environment: ["ROWS": String(total)])
+        #expect(local.status == 0, "\(local.stderr)")
+        let expected = try #require(local.stdout.split(separator: "\n").compactMap { Double($0) }.last)
+        let got = try #require(last)
+        #expect(abs(got - expected) <= 1e-9 * abs(expected), "after \(total) rows: \(got) on the swapped app, \(expected) locally")
+
+        // A changed declaration starts fresh, and says so.
+        try edit(file, "@Placed(\"movingAvg\") var count = 0", "@Placed(\"movingAvg\") var count = 0.0")
+        #expect(app.waitFor("its @Placed state's declaration changed: it starts fresh", seconds: 60), "\(app.stderr)")
+
+        // A file that does not compile leaves the running code serving.
+        try edit(file, "Temperature(value: value)", "Temperature(value: undefinedName)")
+        #expect(app.waitFor("the running services keep the previous code", seconds: 60), "\(app.stderr)")
+        #expect(app.stderr.contains("App.swift:"), "the error names the file and line: \(app.stderr)")
+        let reply = try BlockingHTTP.request(port: entry, method: "POST", timeout: 10)
+        #expect(reply.status == 200 || reply.status == 204)
+    }
+}
