@@ -37,7 +37,8 @@ final class LoadLoop: @unchecked Sendable {
         let folder = NSTemporaryDirectory() + "dyninka-swap-\(tag)-\(getpid())"
         try? FileManager.default.removeItem(atPath: folder)
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        for item in ["App.swift", "dyninka.json", "sensor.py", "data"] {
+        // data/ is made by the sensor on its first run (not in the repository).
+        for item in ["App.swift", "dyninka.json", "sensor.py", "data"] where FileManager.default.fileExists(atPath: "\(root)/examples/SmartBuilding/\(item)") {
             try FileManager.default.copyItem(atPath: "\(root)/examples/SmartBuilding/\(item)", toPath: "\(folder)/\(item)")
         }
         return folder + "/App.swift"
