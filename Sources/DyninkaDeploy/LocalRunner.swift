@@ -291,6 +291,7 @@ public final class LocalRunner {
         enableRequestMigration(namespace: old.namespace)
         var arguments = old.arguments
         if let app = arguments.firstIndex(of: "--app") { arguments[app + 1] = library }
+        if let at = arguments.firstIndex(of: "--state-in") { arguments.removeSubrange(at...(at + 1)) }
         arguments += ["--state-in", statePath(name)]
         try? FileManager.default.removeItem(atPath: statePath(name))
         let replacement = Child(name: name, arguments: arguments, environment: old.environment, port: old.port, workingDirectory: old.workingDirectory,
@@ -314,6 +315,60 @@ public final class LocalRunner {
         if old.isRunning, let pid = old.process?.processIdentifier { kill(pid, SIGKILL) }
         return SwapReport(service: name, startMs: listening.timeIntervalSince(started) * 1000,
                           handoverMs: Date().timeIntervalSince(listening) * 1000)
+    }
+
+    /// What a move of one service did, and how long its parts took.
+    public struct MoveReport: Sendable {
+        public var service: String
+        public var from: String
+        public var to: String
+        public var startMs: Double
+        public var handoverMs: Double
+        public var addressMs: Double
+    }
+
+    /// Moves a service to another node of the test bed with its @Placed state, under load:
+    /// the new node gets the service's own address too and the new host starts there listening on
+    /// it (the router still sends the address to the old node), the old one hands over as in
+    /// `swap`, and then the router sends the address to the new node (`Testbed.switchAddress`). Callers keep the name and the address; a connection they
+    /// open in between is refused and retried (the hosts' --connect-retry), never lost.
+    public func move(_ name: String, to node: String) throws -> MoveReport {
+        guard let bed else { throw RunFailure(description: "moving a service needs a test bed (dyninka run --testbed)") }
+        guard topology == .pointToPoint, let index = services.firstIndex(where: { $0.name == name }) else {
+            throw RunFailure(description: "no point-to-point service '\(name)'; the services are \(services.map(\.name).joined(separator: ", "))")
+        }
+        guard bed.node(node) != nil, node != TestbedSpec.clientNode else {
+            throw RunFailure(description: "no node '\(node)' to move to; the nodes are \(bed.placementNodes.map(\.name).joined(separator: ", "))")
+        }
+        let old = services[index]
+        guard let from = old.node, from != node else { throw RunFailure(description: "\(name) already runs on \(node)") }
+        try Testbed.addAddress(old.host, to: node, state: bed)
+        var arguments = old.arguments
+        if let at = arguments.firstIndex(of: "--state-in") { arguments.removeSubrange(at...(at + 1)) }
+        arguments += ["--state-in", statePath(name)]
+        try? FileManager.default.removeItem(atPath: statePath(name))
+        let replacement = Child(name: name, arguments: arguments, environment: old.environment, port: old.port, workingDirectory: old.workingDirectory,
+                                isService: true, host: old.host, node: node)
+        let started = Date()
+        try replacement.start()
+        let deadline = Date().addingTimeInterval(15)
+        while !Self.listens(pid: replacement.process!.processIdentifier, port: old.port) {
+            guard replacement.isRunning, Date() < deadline else {
+                if replacement.isRunning { kill(replacement.process!.processIdentifier, SIGKILL) }
+                throw RunFailure(description: "the new \(name) did not start listening on \(node) within 15 s; the old one keeps serving")
+            }
+            usleep(2_000)
+        }
+        let listening = Date()
+        services[index] = replacement
+        if let pid = old.process?.processIdentifier { kill(pid, SIGUSR1) }
+        let handoverDeadline = Date().addingTimeInterval(40)
+        while old.isRunning && Date() < handoverDeadline { usleep(1_000) }
+        if old.isRunning, let pid = old.process?.processIdentifier { kill(pid, SIGKILL) }
+        let handedOver = Date()
+        try Testbed.switchAddress(old.host, from: from, to: node, state: bed)
+        return MoveReport(service: name, from: from, to: node, startMs: listening.timeIntervalSince(started) * 1000,
+                          handoverMs: handedOver.timeIntervalSince(listening) * 1000, addressMs: Date().timeIntervalSince(handedOver) * 1000)
     }
 
     /// Lets a listener that closes pass the connections waiting in its accept queue to another

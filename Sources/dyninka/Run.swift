@@ -116,12 +116,26 @@ extension DyninkaCommand {
                 if summary.failed > 0 { throw ExitCode(1) }
                 return
             }
-            if watch {
-                note("watching \(file): save it to swap the services whose code changed")
-                var watcher = Watcher(file: file, out: out, running: build.ir, runner: runner)
-                runner.supervise { watcher.check() }
-            } else {
-                runner.supervise()
+            var watcher = watch ? Watcher(file: file, out: out, running: build.ir, runner: runner) : nil
+            if watch { note("watching \(file): save it to swap the services whose code changed") }
+            let onBed = runner.bed != nil
+            if onBed { note("move a service with: dyninka move SERVICE --to NODE") }
+            runner.supervise {
+                watcher?.check()
+                if onBed {
+                    Testbed.serveMoveRequests { request in
+                        do {
+                            let report = try runner.move(request.service, to: request.node)
+                            let line = String(format: "moved %@ from %@ to %@ with its @Placed state: new host listening in %.0f ms, hand-over %.0f ms, address moved in %.0f ms",
+                                              report.service, report.from, report.to, report.startMs, report.handoverMs, report.addressMs)
+                            note(line)
+                            return (true, line)
+                        } catch {
+                            note("error: cannot move \(request.service): \(error)")
+                            return (false, "\(error)")
+                        }
+                    }
+                }
             }
             note("stopping")
             runner.stop()

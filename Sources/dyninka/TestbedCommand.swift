@@ -217,7 +217,48 @@ func printStatus(_ state: Testbed.State) {
     say("  every other pair: LAN")
     for node in state.nodes {
         for process in Testbed.processes(inNamespace: node.namespace) {
-            say("  runs on \(node.name): [\(process.pid)] \(process.command.count > 140 ? String(process.command.prefix(140)) + "..." : process.command)")
+            let words = process.command.split(separator: " ")
+            if let at = words.firstIndex(of: "--service"), at + 1 < words.count {
+                let address = words.firstIndex(of: "--host").flatMap { $0 + 1 < words.count ? " on \(words[$0 + 1])" : nil } ?? ""
+                say("  runs on \(node.name): service \(words[at + 1])\(address) (dyninka-host, pid \(process.pid))")
+            } else {
+                say("  runs on \(node.name): [\(process.pid)] \(process.command.count > 140 ? String(process.command.prefix(140)) + "..." : process.command)")
+            }
         }
     }
 }
+
+extension DyninkaCommand {
+    /// `dyninka move SERVICE --to NODE`: service mobility on the test bed.
+    struct Move: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move a running service to another test bed node, with its @Placed state, without losing a request.",
+            discussion: """
+                Asks the `dyninka run --testbed` that runs the app (through a request file in the bed's \
+                state folder, not a port): a new host starts on the node, the old one finishes what it \
+                has in flight and hands over its state, and the service's address moves with it, so \
+                callers keep its name and address. Needs root.
+
+                Example:
+                  dyninka move movingAvg --to edge-1
+                """)
+        @Argument(help: "The service.") var service: String
+        @Option(help: "The node to move it to.") var to: String
+        @Option(help: "Seconds to wait for the move.") var timeout = 60.0
+
+        func run() throws {
+            do {
+                try Testbed.requireRoot()
+                let (ok, text) = try Testbed.requestMove(Testbed.MoveRequest(service: service, node: to), timeout: timeout)
+                if ok { say(text) } else {
+                    note("error: \(text)")
+                    throw ExitCode(1)
+                }
+            } catch let failure as TestbedFailure {
+                note("error: \(failure)")
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+

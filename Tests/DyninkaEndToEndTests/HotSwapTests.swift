@@ -6,21 +6,29 @@ import Testing
 /// Threads posting to a port without keep-alive until stopped; every status is kept.
 final class LoadLoop: @unchecked Sendable {
     private let statuses = Mutex<[Int]>([])
+    private let slowest = Mutex<Double>(0)
     private let stopped = Atomic<Bool>(false)
     private var threads: [Thread] = []
 
-    init(port: Int, threads count: Int) {
+    /// `namespace`: post from that network namespace (a test bed's client node) to `host`.
+    init(port: Int, threads count: Int, host: String = "127.0.0.1", namespace: String? = nil) {
         for _ in 0..<count {
             let thread = Thread { [self] in
                 while !stopped.load(ordering: .relaxed) {
-                    let status = (try? BlockingHTTP.request(port: port, method: "POST", timeout: 10))?.status ?? -1
+                    let started = Date()
+                    let status = (try? BlockingHTTP.request(host: host, port: port, method: "POST", timeout: 10, namespace: namespace))?.status ?? -1
+                    let seconds = Date().timeIntervalSince(started)
                     statuses.withLock { $0.append(status) }
+                    slowest.withLock { $0 = max($0, seconds) }
                 }
             }
             threads.append(thread)
             thread.start()
         }
     }
+
+    /// The longest a request took, in ms.
+    var slowestMs: Double { slowest.withLock { $0 } * 1000 }
 
     /// Stops and returns every status (-1: no answer).
     func stop() -> [Int] {

@@ -121,6 +121,65 @@ struct TestbedTests {
     }
 }
 
+/// Service mobility on the bed: `dyninka move` under load. In the same serialized suite as the
+/// rest: there is one bed.
+extension TestbedTests {
+    @Test func aServiceMovesBetweenNodesUnderLoadWithItsState() throws {
+        let client = Testbed.namespace(of: TestbedSpec.clientNode)
+        defer { _ = try? runCLI(["testbed", "down"]) }
+        #expect(try runCLI(["testbed", "up", "configs/testbed/pair.json"]).status == 0)
+        let app = try RunningApp("examples/SmartBuilding/App.swift", extra: ["--testbed", "configs/testbed/pair.json"])
+        #expect(app.nodes["movingAvg"] == "cloud", "\(app.nodes)")
+        let entry = try #require(app.hosts["get"])
+        func post() throws -> HTTPReply { try BlockingHTTP.request(host: entry, port: 8080, method: "POST", timeout: 10, namespace: client) }
+
+        // The state moves: sequential requests before and after a move give the local program's
+        // cumulative average (a lost or doubled update would move it).
+        var rows = 0
+        for _ in 0..<40 { #expect([200, 204].contains(try post().status)); rows += 1 }
+        let quiet = try runCLI(["move", "movingAvg", "--to", "edge-1"])
+        #expect(quiet.status == 0 && quiet.stdout.contains("moved movingAvg from cloud to edge-1 with its @Placed state"), "\(quiet.stdout)\(quiet.stderr)")
+        var last: Double?
+        while last == nil || rows < 60 {
+            let reply = try post()
+            rows += 1
+            if reply.status == 200 { last = averages([reply.text]).first }
+        }
+        let local = try runCLI(["run", "examples/SmartBuilding/App.swift", "--local"], environment: ["ROWS": String(rows)])
+        let expected = try #require(local.stdout.split(separator: "\n").compactMap { Double($0) }.last)
+        #expect(abs(try #require(last) - expected) <= 1e-9 * abs(expected), "after \(rows) rows and a move: \(String(describing: last)) on the bed, \(expected) locally")
+        let status = try runCLI(["testbed", "status"])
+        #expect(status.stdout.contains("runs on edge-1: service movingAvg"), "\(status.stdout)")
+
+        // Under load (8 threads), moving back and forth: requests keep their names and
+        // addresses; none waits much longer than without a move.
+        let calm = LoadLoop(port: 8080, threads: 8, host: entry, namespace: client)
+        usleep(1_500_000)
+        _ = calm.stop()
+        let load = LoadLoop(port: 8080, threads: 8, host: entry, namespace: client)
+        usleep(700_000)
+        var moves: [Ran] = []
+        for node in ["cloud", "edge-1", "cloud"] {
+            moves.append(try runCLI(["move", "movingAvg", "--to", node]))
+            usleep(700_000)
+        }
+        let statuses = load.stop()
+        #expect(moves.allSatisfy { $0.status == 0 }, "\(moves.map(\.stderr))")
+        let failed = statuses.filter { $0 != 200 && $0 != 204 }
+        // Known limit: a connection already in the old host's accept queue when it stops
+        // listening is reset (across namespaces the kernel cannot hand it to the new listener,
+        // as tcp_migrate_req does for a swap on one node): at most one 502 per move.
+        #expect(statuses.count > 100 && failed.count <= moves.count && failed.allSatisfy { $0 == 502 },
+                "\(statuses.count) requests, failed: \(failed.prefix(10))")
+        #expect(load.slowestMs < calm.slowestMs + 300, "a move held a request \(load.slowestMs) ms (\(calm.slowestMs) ms without)")
+
+        // Moving to a node that does not exist is refused with the nodes there are.
+        let nowhere = try runCLI(["move", "movingAvg", "--to", "moon"])
+        #expect(nowhere.status == 1 && nowhere.stderr.contains("no node 'moon' to move to; the nodes are cloud, edge-1"), "\(nowhere.stderr)")
+        #expect(app.stop() == 0)
+    }
+}
+
 /// The test bed file and the placement logic, without root.
 @Suite struct TestbedFileTests {
     @Test func theShippedBedsParse() throws {

@@ -113,6 +113,9 @@ public enum Testbed {
             try run(["ip", "-n", ns, "link", "set", "eth0", "up"])
             try run(["ip", "-n", ns, "link", "set", "lo", "up"])
             try run(["ip", "-n", ns, "route", "add", "default", "via", "10.77.\(node.index).1"])
+            // A moving service's address is on two nodes for a moment (`dyninka move`): the old
+            // node must take the new one's answers, which come from an address it still has.
+            try run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.all.accept_local=1", "net.ipv4.conf.eth0.accept_local=1"])
         }
         var state = State(name: spec.name, file: file, nodes: nodes, links: [], gatewayNode: spec.gatewayNode)
         for link in spec.links { state.links.append(LinkState(a: link.a, b: link.b, conditions: link.conditions)) }
@@ -278,12 +281,16 @@ public enum Testbed {
     /// Loss and delay by iptables in the router (one atomic ruleset), rate by tc htb on the
     /// router's interface towards each receiving node.
     static func applyLinks(_ state: State) throws(TestbedFailure) {
-        var rules = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
+        // Packets are told apart by the router's interfaces, not by address: a service's address
+        // may move to another node (`dyninka move`) and then carries that node's links.
+        var rules = ["*mangle", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
+                     ":POSTROUTING ACCEPT [0:0]"]
+        for node in state.nodes { rules.append("-A FORWARD -i dynb\(node.index) -j MARK --set-mark \(node.index + 10)") }
+        rules += ["COMMIT", "*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
         for link in state.links {
             guard let a = state.node(link.a), let b = state.node(link.b) else { continue }
             for (from, to) in [(a, b), (b, a)] {
-                // The whole node: its own address and those of the services placed on it.
-                let match = "-A FORWARD -s \(from.subnet) -d \(to.subnet)"
+                let match = "-A FORWARD -i dynb\(from.index) -o dynb\(to.index)"
                 let loss = link.conditions.lossPercent
                 if loss >= 100 {
                     rules.append("\(match) -j DROP")
@@ -313,10 +320,102 @@ public enum Testbed {
                 let kbit = String(Int(rate * 1000))
                 try run(["tc", "-n", coreNamespace, "class", "add", "dev", device, "parent", "1:", "classid", "1:\(from.index + 10)",
                          "htb", "rate", "\(kbit)kbit", "ceil", "\(kbit)kbit"])
-                try run(["tc", "-n", coreNamespace, "filter", "add", "dev", device, "parent", "1:", "protocol", "ip", "prio", "1", "u32",
-                         "match", "ip", "src", from.subnet, "flowid", "1:\(from.index + 10)"])
+                // The mark says which node's interface the packet came in by (set in mangle FORWARD).
+                try run(["tc", "-n", coreNamespace, "filter", "add", "dev", device, "parent", "1:", "protocol", "ip", "prio", "1",
+                         "u32", "match", "mark", String(from.index + 10), "0xffffffff", "flowid", "1:\(from.index + 10)"])
             }
         }
+    }
+
+    // MARK: - Requests to the running app (signals and files, never a port)
+
+    /// Where `dyninka move` leaves requests for the `dyninka run --testbed` that supervises the
+    /// app, and finds the answers.
+    public static var requestsDirectory: String { stateDirectory + "/requests" }
+
+    /// A move asked of the supervising `dyninka run`.
+    public struct MoveRequest: Codable, Sendable {
+        public var service: String
+        public var node: String
+        public init(service: String, node: String) {
+            self.service = service
+            self.node = node
+        }
+    }
+
+    /// Leaves a move request and waits for its answer: (succeeded, what the supervisor said).
+    public static func requestMove(_ request: MoveRequest, timeout: Double) throws(TestbedFailure) -> (Bool, String) {
+        guard current() != nil else { throw TestbedFailure("no test bed is up") }
+        let id = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let folder = requestsDirectory
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let data = try JSONEncoder().encode(request)
+            try data.write(to: URL(fileURLWithPath: "\(folder)/move-\(id).tmp"))
+            _ = rename("\(folder)/move-\(id).tmp", "\(folder)/move-\(id).json")
+        } catch { throw TestbedFailure("cannot leave the request in \(folder): \(error.localizedDescription)") }
+        let answer = "\(folder)/move-\(id).done"
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let text = try? String(contentsOfFile: answer, encoding: .utf8) {
+                try? FileManager.default.removeItem(atPath: answer)
+                return (text.hasPrefix("ok"), String(text.drop { $0 != "\n" }.dropFirst()))
+            }
+            usleep(20_000)
+        }
+        try? FileManager.default.removeItem(atPath: "\(folder)/move-\(id).json")
+        throw TestbedFailure("no answer within \(Int(timeout)) s: is `dyninka run --testbed` running the app?")
+    }
+
+    /// The supervisor's side: takes every waiting request, runs it, writes its answer.
+    public static func serveMoveRequests(_ handle: (MoveRequest) -> (Bool, String)) {
+        let folder = requestsDirectory
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+        for entry in entries.sorted() where entry.hasPrefix("move-") && entry.hasSuffix(".json") {
+            let path = "\(folder)/\(entry)"
+            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            try? FileManager.default.removeItem(atPath: path)
+            let (ok, text): (Bool, String)
+            if let request = try? JSONDecoder().decode(MoveRequest.self, from: data) { (ok, text) = handle(request) } else { (ok, text) = (false, "unreadable request") }
+            let answer = path.replacingOccurrences(of: ".json", with: ".done")
+            try? ((ok ? "ok\n" : "error\n") + text).write(toFile: answer + ".tmp", atomically: false, encoding: .utf8)
+            _ = rename(answer + ".tmp", answer)
+        }
+    }
+
+    // MARK: - Moving an address
+
+    /// Step 1 of moving a service's address (as a floating IP) from one node to another: the new
+    /// node gets the address too, so that the new instance can listen on it. Nothing reaches it
+    /// there yet: the router still sends the address to the old node.
+    public static func addAddress(_ address: String, to node: String, state: State) throws(TestbedFailure) {
+        guard let target = state.node(node) else { throw TestbedFailure("no node '\(node)'") }
+        let home = address.hasPrefix("10.77.\(target.index).")
+        try run(["ip", "-n", target.namespace, "addr", "replace", home ? "\(address)/24" : "\(address)/32", "dev", "eth0"])
+        // Back home: the route that sent its own address through the router goes, after the
+        // address is local again (the local table wins), so there is no moment without either.
+        if home { _ = try? run(["ip", "-n", target.namespace, "route", "del", "\(address)/32"]) }
+    }
+
+    /// Step 2, once the old instance has gone: the router sends the address to the new node,
+    /// then the old node lets it go (its own callers then reach it through the router too).
+    /// Callers keep the name and the address.
+    public static func switchAddress(_ address: String, from: String, to: String, state: State) throws(TestbedFailure) {
+        guard let source = state.node(from), let target = state.node(to) else { throw TestbedFailure("no node '\(state.node(from) == nil ? from : to)'") }
+        if address.hasPrefix("10.77.\(target.index).") {
+            _ = try? run(["ip", "-n", coreNamespace, "route", "del", "\(address)/32"])
+        } else {
+            try run(["ip", "-n", coreNamespace, "route", "replace", "\(address)/32", "dev", "dynb\(target.index)"])
+        }
+        let leavingHome = address.hasPrefix("10.77.\(source.index).")
+        // The old node would otherwise look for the address on its own link (its /24) and find
+        // no one: it goes through the router like any other. The route is in place before the
+        // address goes (while the address is local, the local table wins), so no connection
+        // attempt ever meets an address that is nowhere.
+        if leavingHome {
+            try run(["ip", "-n", source.namespace, "route", "replace", "\(address)/32", "via", "10.77.\(source.index).1", "dev", "eth0"])
+        }
+        _ = try? run(["ip", "-n", source.namespace, "addr", "del", "\(address)/\(leavingHome ? "24" : "32")", "dev", "eth0"])
     }
 
     // MARK: - Names
