@@ -169,9 +169,12 @@ extension TestbedTests {
         // Known limit: a connection already in the old host's accept queue when it stops
         // listening is reset (across namespaces the kernel cannot hand it to the new listener,
         // as tcp_migrate_req does for a swap on one node): at most one 502 per move.
-        #expect(statuses.count > 100 && failed.count <= moves.count && failed.allSatisfy { $0 == 502 },
-                "\(statuses.count) requests, failed: \(failed.prefix(10))")
-        #expect(load.slowestMs < calm.slowestMs + 300, "a move held a request \(load.slowestMs) ms (\(calm.slowestMs) ms without)")
+        #expect(statuses.count > 50, "\(statuses.count) requests")
+        #expect(failed.count <= moves.count && failed.allSatisfy { $0 == 502 }, "\(statuses.count) requests, failed: \(failed.prefix(10))")
+        // A connection attempt that meets the address nowhere costs a 1 s SYN retransmission: a
+        // move must never cost that. (The figures of a quiet machine are in the README; the
+        // suite runs tests side by side on two cores, so this bound leaves room for them.)
+        #expect(load.slowestMs < calm.slowestMs + 900, "a move held a request \(load.slowestMs) ms (\(calm.slowestMs) ms without)")
 
         // Moving to a node that does not exist is refused with the nodes there are.
         let nowhere = try runCLI(["move", "movingAvg", "--to", "moon"])
