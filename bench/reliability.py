@@ -23,6 +23,9 @@
      (100% loss) and healed: 504 naming it within the connect timeout; (11) the link degraded to
      200 ms one way with a 300 ms client deadline: 504 naming it within the deadline. Each: how
      soon the first failure is reported, recovery after healing, and no failure after recovery.
+     (12): movingAvg moved between edge nodes four times under load (`dyninka move`): failed
+     requests (at most one reset per move), the slowest request against the calm slowest, the
+     throughput around each switch.
 Prints each figure and a summary table; writes bench/results/DATE-HOST-reliability.md.
 Every load is bounded in time; all traffic stays on 127.0.0.1 or inside the test bed's namespaces.
 """
@@ -201,6 +204,38 @@ def bed_faults(dyninka, release, report):
         fault(11, f"link {caller} <-> {where} degraded to 200 ms, clients' deadline 300 ms",
               lambda: cli("link", caller, where, "--delay", "200"), lambda: cli("link", caller, where), 504, 0.45,
               headers={"Dyninka-Deadline": "300"})
+
+        # 12. movingAvg (with its @Placed state) moved back and forth under load.
+        mover = "movingAvg"
+        home = nodes.get(mover)
+        away = next(n for n in ("edge-1", "edge-2") if n != home)
+        with Load(8080, host=host, netns="dynbed-client", threads=10) as load:
+            time.sleep(2)
+            calm_until = time.time()
+            windows = []
+            for target in (away, home, away, home):
+                t0 = time.time()
+                out = cli("move", mover, "--to", target)
+                windows.append((t0, time.time(), out.returncode, out.stdout.strip()))
+                time.sleep(1.5)
+        calm = [r for r in load.records if r[0] < calm_until]
+        calm_slowest = max(r[3] for r in calm)
+        calm_rate = len(calm) / max(calm_until - min(r[0] for r in load.records), 1e-9)
+        failed, slowest, dips, parts = [], 0.0, [], []
+        for t0, t1, code, text in windows:
+            during = [r for r in load.records if t0 <= r[0] <= t1 + 0.3]
+            failed += [r for r in during if r[1] not in (200, 204)]
+            slowest = max([slowest] + [r[3] for r in during])
+            around = [r for r in load.records if t1 - 0.15 <= r[0] + r[3] <= t1 + 0.15]
+            dips.append(len(around) / 0.3 / calm_rate * 100)
+            if "listening in" in text:
+                parts.append(text[text.index("listening in"):])
+        ok = (all(w[2] == 0 for w in windows) and len(failed) <= len(windows) and all(r[1] == 502 for r in failed)
+              and slowest < calm_slowest + 0.9)
+        report(12, f"{mover} moved {len(windows)} times between {home} and {away} under load", ok,
+               f"{len(failed)} failed requests {[r[1] for r in failed]}; slowest request during a move {slowest * 1000:.0f} ms "
+               f"(without a move {calm_slowest * 1000:.0f} ms); throughput around the switch "
+               + ", ".join(f"{d:.0f}%" for d in dips) + " of the calm rate; parts: " + "; ".join(parts))
     finally:
         if app:
             app.send_signal(signal.SIGTERM)
