@@ -215,7 +215,7 @@ def bed_faults(dyninka, release, report):
             windows = []
             for target in (away, home, away, home):
                 t0 = time.time()
-                out = cli("move", mover, "--to", target)
+                out = subprocess.run([dyninka, "move", mover, "--to", target], cwd=ROOT, capture_output=True, text=True)
                 windows.append((t0, time.time(), out.returncode, out.stdout.strip()))
                 time.sleep(1.5)
         calm = [r for r in load.records if r[0] < calm_until]
