@@ -134,18 +134,9 @@ def timings(port, path, samples):
 
 
 def plot(results, workers, path_prefix):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"], check=False)
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            return []
+    plt = hop_bench.pyplot()
+    if plt is None:
+        return []
     written = []
     for key, label, name in (("rps", "requests / s", "throughput"), ("mean_ms", "mean latency (ms)", "latency")):
         fig, ax = plt.subplots(figsize=(6, 4))

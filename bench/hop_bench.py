@@ -272,6 +272,20 @@ def median_run(runs):
     return chosen
 
 
+def pyplot():
+    """matplotlib.pyplot without a display (installed from PyPI when missing), or None."""
+    for attempt in range(2):
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            return plt
+        except ImportError:
+            if attempt == 0:
+                subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"], check=False)
+    return None
+
+
 def machine():
     model = "unknown CPU"
     try:

@@ -31,6 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hop_bench  # noqa: E402
+from gateway_bench import sh  # noqa: E402
 
 ROOT = hop_bench.ROOT
 APP = "examples/SmartBuilding/App.swift"
@@ -41,10 +42,6 @@ PROFILES = {
     "lossy": {"delay": 20, "loss": 1},
 }
 CLIENT = "dynbed-client"
-
-
-def sh(cmd, capture=False):
-    return subprocess.run(cmd, shell=True, check=True, cwd=ROOT, capture_output=capture, text=True).stdout
 
 
 def set_profile(dyninka, name):
@@ -126,18 +123,9 @@ def sample(url, n):
 def plot(results, profiles, workers, prefix):
     """Throughput and mean latency against workers, one panel per profile (log scales: the WAN
     gateway rows are two orders of magnitude below)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"], check=False)
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            return []
+    plt = hop_bench.pyplot()
+    if plt is None:
+        return []
     written = []
     for key, label, name in (("rps", "requests / s", "throughput"), ("mean_ms", "mean latency (ms)", "latency")):
         fig, axes = plt.subplots(1, len(profiles), figsize=(4 * len(profiles), 3.6), sharey=True)

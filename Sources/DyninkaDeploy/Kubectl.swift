@@ -95,46 +95,17 @@ public struct Kubectl: Sendable {
     }
 
     /// What a call printed.
-    public struct Output: Sendable {
-        public var status: Int32
-        public var stdout: String
-        public var stderr: String
-    }
+    public typealias Output = CommandOutput
 
     /// Runs `kubectl ARGS` and returns what it printed, whatever its exit status.
     public func call(_ arguments: [String], input: String? = nil) throws(KubectlFailure) -> Output {
         let all = global + arguments
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = all
-        // Files, not pipes: a large listing cannot fill a pipe while we wait for the exit.
-        let folder = NSTemporaryDirectory() + "dyninka-kubectl-\(getpid())-\(UUID().uuidString)"
-        do {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        } catch {
-            throw KubectlFailure(kind: .failed, arguments: all, message: "cannot create \(folder): \(error.localizedDescription)")
+        do { return try Command.run(executable, all, input: input) } catch {
+            switch error {
+            case .setup(let message): throw KubectlFailure(kind: .failed, arguments: all, message: message)
+            case .launch(let message): throw KubectlFailure(kind: .notInstalled, arguments: all, message: message)
+            }
         }
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        let fm = FileManager.default
-        guard fm.createFile(atPath: folder + "/out", contents: nil), fm.createFile(atPath: folder + "/err", contents: nil),
-              fm.createFile(atPath: folder + "/in", contents: Data((input ?? "").utf8)),
-              let out = FileHandle(forWritingAtPath: folder + "/out"), let err = FileHandle(forWritingAtPath: folder + "/err"),
-              let inp = FileHandle(forReadingAtPath: folder + "/in") else {
-            throw KubectlFailure(kind: .failed, arguments: all, message: "cannot open kubectl's output files in \(folder)")
-        }
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = inp
-        do { try process.run() } catch {
-            throw KubectlFailure(kind: .notInstalled, arguments: all, message: "cannot run \(executable): \(error.localizedDescription)")
-        }
-        process.waitUntilExit()
-        try? out.close()
-        try? err.close()
-        try? inp.close()
-        let stdout = (try? String(contentsOfFile: folder + "/out", encoding: .utf8)) ?? ""
-        let stderr = (try? String(contentsOfFile: folder + "/err", encoding: .utf8)) ?? ""
-        return Output(status: process.terminationStatus, stdout: stdout, stderr: stderr)
     }
 
     /// Runs `kubectl ARGS`; a non-zero exit throws, sorted by `KubectlFailure.classify`.

@@ -287,15 +287,27 @@ public final class LocalRunner {
         guard topology == .pointToPoint, let index = services.firstIndex(where: { $0.name == name }) else {
             throw RunFailure(description: "no point-to-point service '\(name)' to swap")
         }
+        enableRequestMigration(namespace: services[index].namespace)
+        let (startMs, handoverMs) = try replace(at: index, library: library, node: services[index].node,
+                                                listeningOn: "port \(services[index].port)")
+        return SwapReport(service: name, startMs: startMs, handoverMs: handoverMs)
+    }
+
+    /// The hand-over shared by `swap` and `move`: a new host like the one at `index` (loading
+    /// `library` when given, on `node`) starts with `--state-in`; once it listens it takes the
+    /// old one's place, and the old one gets SIGUSR1 and is waited for (hand-over: it drains,
+    /// writes its state, exits). Returns the milliseconds until the new host listened and until
+    /// the old one had gone.
+    private func replace(at index: Int, library: String?, node: String?, listeningOn place: String) throws -> (Double, Double) {
         let old = services[index]
-        enableRequestMigration(namespace: old.namespace)
+        let name = old.name
         var arguments = old.arguments
-        if let app = arguments.firstIndex(of: "--app") { arguments[app + 1] = library }
+        if let library, let app = arguments.firstIndex(of: "--app") { arguments[app + 1] = library }
         if let at = arguments.firstIndex(of: "--state-in") { arguments.removeSubrange(at...(at + 1)) }
         arguments += ["--state-in", statePath(name)]
         try? FileManager.default.removeItem(atPath: statePath(name))
         let replacement = Child(name: name, arguments: arguments, environment: old.environment, port: old.port, workingDirectory: old.workingDirectory,
-                                isService: true, host: old.host, node: old.node)
+                                isService: true, host: old.host, node: node)
         let started = Date()
         try replacement.start()
         // Listening: its own socket on the port, seen through its network namespace.
@@ -303,18 +315,17 @@ public final class LocalRunner {
         while !Self.listens(pid: replacement.process!.processIdentifier, port: old.port) {
             guard replacement.isRunning, Date() < deadline else {
                 if replacement.isRunning { kill(replacement.process!.processIdentifier, SIGKILL) }
-                throw RunFailure(description: "the new \(name) did not start listening on port \(old.port) within 15 s; the old one keeps serving")
+                throw RunFailure(description: "the new \(name) did not start listening on \(place) within 15 s; the old one keeps serving")
             }
-            usleep(5_000)
+            usleep(2_000)
         }
         let listening = Date()
         services[index] = replacement
         if let pid = old.process?.processIdentifier { kill(pid, SIGUSR1) }
         let handoverDeadline = Date().addingTimeInterval(40)
-        while old.isRunning && Date() < handoverDeadline { usleep(2_000) }
+        while old.isRunning && Date() < handoverDeadline { usleep(1_000) }
         if old.isRunning, let pid = old.process?.processIdentifier { kill(pid, SIGKILL) }
-        return SwapReport(service: name, startMs: listening.timeIntervalSince(started) * 1000,
-                          handoverMs: Date().timeIntervalSince(listening) * 1000)
+        return (listening.timeIntervalSince(started) * 1000, Date().timeIntervalSince(listening) * 1000)
     }
 
     /// What a move of one service did, and how long its parts took.
@@ -330,8 +341,9 @@ public final class LocalRunner {
     /// Moves a service to another node of the test bed with its @Placed state, under load:
     /// the new node gets the service's own address too and the new host starts there listening on
     /// it (the router still sends the address to the old node), the old one hands over as in
-    /// `swap`, and then the router sends the address to the new node (`Testbed.switchAddress`). Callers keep the name and the address; a connection they
-    /// open in between is refused and retried (the hosts' --connect-retry), never lost.
+    /// `swap`, and then the router sends the address to the new node (`Testbed.switchAddress`).
+    /// Callers keep the name and the address; a connection they open in between is refused and
+    /// retried (the hosts' --connect-retry).
     public func move(_ name: String, to node: String) throws -> MoveReport {
         guard let bed else { throw RunFailure(description: "moving a service needs a test bed (dyninka run --testbed)") }
         guard topology == .pointToPoint, let index = services.firstIndex(where: { $0.name == name }) else {
@@ -343,45 +355,18 @@ public final class LocalRunner {
         let old = services[index]
         guard let from = old.node, from != node else { throw RunFailure(description: "\(name) already runs on \(node)") }
         try Testbed.addAddress(old.host, to: node, state: bed)
-        var arguments = old.arguments
-        if let at = arguments.firstIndex(of: "--state-in") { arguments.removeSubrange(at...(at + 1)) }
-        arguments += ["--state-in", statePath(name)]
-        try? FileManager.default.removeItem(atPath: statePath(name))
-        let replacement = Child(name: name, arguments: arguments, environment: old.environment, port: old.port, workingDirectory: old.workingDirectory,
-                                isService: true, host: old.host, node: node)
-        let started = Date()
-        try replacement.start()
-        let deadline = Date().addingTimeInterval(15)
-        while !Self.listens(pid: replacement.process!.processIdentifier, port: old.port) {
-            guard replacement.isRunning, Date() < deadline else {
-                if replacement.isRunning { kill(replacement.process!.processIdentifier, SIGKILL) }
-                throw RunFailure(description: "the new \(name) did not start listening on \(node) within 15 s; the old one keeps serving")
-            }
-            usleep(2_000)
-        }
-        let listening = Date()
-        services[index] = replacement
-        if let pid = old.process?.processIdentifier { kill(pid, SIGUSR1) }
-        let handoverDeadline = Date().addingTimeInterval(40)
-        while old.isRunning && Date() < handoverDeadline { usleep(1_000) }
-        if old.isRunning, let pid = old.process?.processIdentifier { kill(pid, SIGKILL) }
+        let (startMs, handoverMs) = try replace(at: index, library: nil, node: node, listeningOn: node)
         let handedOver = Date()
         try Testbed.switchAddress(old.host, from: from, to: node, state: bed)
-        return MoveReport(service: name, from: from, to: node, startMs: listening.timeIntervalSince(started) * 1000,
-                          handoverMs: handedOver.timeIntervalSince(listening) * 1000, addressMs: Date().timeIntervalSince(handedOver) * 1000)
+        return MoveReport(service: name, from: from, to: node, startMs: startMs, handoverMs: handoverMs,
+                          addressMs: Date().timeIntervalSince(handedOver) * 1000)
     }
 
     /// Lets a listener that closes pass the connections waiting in its accept queue to another
     /// listener on the port (Linux 5.14+), so that a swap refuses nothing. Needs root; per namespace.
     private func enableRequestMigration(namespace: String?) {
         let command = (namespace.map { ["ip", "netns", "exec", $0] } ?? []) + ["sysctl", "-q", "-w", "net.ipv4.tcp_migrate_req=1"]
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = command
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        if (try? process.run()) != nil { process.waitUntilExit() }
-        if process.terminationStatus != 0 && !migrationWarned {
+        if (try? Command.run("/usr/bin/env", command))?.status != 0 && !migrationWarned {
             migrationWarned = true
             log("cannot set net.ipv4.tcp_migrate_req=1 (not root?): a swap may refuse the few connections waiting in the old host's accept queue")
         }

@@ -90,16 +90,19 @@ public enum PlacedSnapshot {
     public static func snapshot(_ variables: [Variable], _ data: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?,
                                 _ length: UnsafeMutablePointer<Int>?) -> Int32 {
         do {
-            let (bytes, count) = Coding.copy(try encode(variables))
-            data?.pointee = bytes
-            length?.pointee = count
+            hand(try encode(variables), to: data, length)
             return Int32(DYNINKA_STATUS_OK.rawValue)
         } catch {
-            let (bytes, count) = Coding.copy(Array("\(error)".utf8))
-            data?.pointee = bytes
-            length?.pointee = count
+            hand(Array("\(error)".utf8), to: data, length)
             return Int32(DYNINKA_STATUS_FUNCTION_ERROR.rawValue)
         }
+    }
+
+    /// Gives the host malloc'd bytes (released with the table's free_bytes).
+    static func hand(_ array: [UInt8], to data: UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>?, _ length: UnsafeMutablePointer<Int>?) {
+        let (bytes, count) = Coding.copy(array)
+        data?.pointee = bytes
+        length?.pointee = count
     }
 
     /// The table's `restore` entry: sets the state, or leaves it and writes why into `*message`.
@@ -110,9 +113,7 @@ public enum PlacedSnapshot {
             try decode(variables, from: data.map { Array(UnsafeBufferPointer(start: $0, count: length)) } ?? [])
             return Int32(DYNINKA_STATUS_OK.rawValue)
         } catch {
-            let (bytes, count) = Coding.copy(Array("\(error)".utf8))
-            message?.pointee = bytes
-            messageLength?.pointee = count
+            hand(Array("\(error)".utf8), to: message, messageLength)
             return Int32(DYNINKA_STATUS_BAD_INPUT.rawValue)
         }
     }

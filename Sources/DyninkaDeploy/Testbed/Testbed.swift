@@ -32,8 +32,6 @@ public enum Testbed {
         public var address: String
         public var labels: [String: String]
         public var namespace: String { Testbed.namespace(of: name) }
-        /// The node's /24: its address and the addresses of what runs on it.
-        public var subnet: String { "10.77.\(index).0/24" }
     }
 
     /// The conditions of one pair of nodes (both directions).
@@ -580,22 +578,15 @@ public enum Testbed {
     /// and shows its standard error.
     @discardableResult
     static func run(_ arguments: [String], input: String? = nil) throws(TestbedFailure) -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe(), inp = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = inp
-        do { try process.run() } catch { throw TestbedFailure("cannot run \(arguments.joined(separator: " ")): \(error.localizedDescription)") }
-        if let input { inp.fileHandleForWriting.write(Data(input.utf8)) }
-        try? inp.fileHandleForWriting.close()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        let errors = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw TestbedFailure("`\(arguments.joined(separator: " "))` failed (status \(process.terminationStatus)): \(String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))")
+        let output: CommandOutput
+        do { output = try Command.run("/usr/bin/env", arguments, input: input) } catch {
+            switch error {
+            case .setup(let message), .launch(let message): throw TestbedFailure("cannot run \(arguments.joined(separator: " ")): \(message)")
+            }
         }
-        return String(decoding: output, as: UTF8.self)
+        guard output.status == 0 else {
+            throw TestbedFailure("`\(arguments.joined(separator: " "))` failed (status \(output.status)): \(output.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return output.stdout
     }
 }
