@@ -53,6 +53,8 @@ extension DyninkaHostCommand {
         var logLevel: String?
         @Flag(help: "Exit when the parent process exits; `dyninka run` sets it.")
         var exitWithParent = false
+        @OptionGroup(title: "Tracing (W3C traceparent is always continued; spans are recorded only with an exporter)")
+        var tracing: TraceOptions
 
         func validate() throws {
             switch role {
@@ -75,6 +77,7 @@ extension DyninkaHostCommand {
             flags["log-level"] = logLevel
             flags["max-in-flight"] = maxInFlight.map(String.init)
             if exitWithParent { flags["exit-with-parent"] = "true" }
+            tracing.add(to: &flags)
             runHost(label: role.rawValue) {
                 let configuration = try HostConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
                 switch role {

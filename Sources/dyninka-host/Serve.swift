@@ -73,6 +73,8 @@ extension DyninkaHostCommand {
         var stateIn: String?
         @Option(help: "With --state-in: milliseconds to hold requests for the state before starting fresh (default 10000).")
         var stateWait: Int?
+        @OptionGroup(title: "Tracing (W3C traceparent is always continued; spans are recorded only with an exporter)")
+        var tracing: TraceOptions
 
         func run() throws {
             var flags: [String: String] = [:]
@@ -104,6 +106,7 @@ extension DyninkaHostCommand {
             flags["state-out"] = stateOut
             flags["state-in"] = stateIn
             flags["state-wait"] = stateWait.map(String.init)
+            tracing.add(to: &flags)
             runHost(label: "serving") {
                 let configuration = try HostConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
                 return try ServiceHost(configuration: configuration, table: try ServiceTable(path: configuration.appPath))

@@ -11,20 +11,21 @@ final class GatewayTopology: @unchecked Sendable {
     let gateway: HostProcess
     let orchestrator: HostProcess
 
-    init(_ names: [String] = ["get", "filterTemperature", "map", "movingAvg", "explode"]) throws {
+    /// `extra(role)` adds arguments to the process of that function or role ("gateway", "orchestrator").
+    init(_ names: [String] = ["get", "filterTemperature", "map", "movingAvg", "explode"], extra: (String) -> [String] = { _ in [] }) throws {
         for name in names {
             functions[name] = try HostProcess(name: name, commandLine: ["gateway-mode", "function", "--app", BuildProducts.fixture,
-                                                                        "--service", name, "--port", "0", "--log-level", "error"])
+                                                                        "--service", name, "--port", "0", "--log-level", "error"] + extra(name))
         }
         let gatewayPort = freePort()
         let orchestratorPort = freePort()
         let list = functions.map { "\($0.key)=127.0.0.1:\($0.value.port)" }.joined(separator: ",")
         gateway = try HostProcess(name: "gateway", commandLine: ["gateway-mode", "gateway", "--port", String(gatewayPort),
                                                                 "--functions", list + ",orchestrator=127.0.0.1:\(orchestratorPort)",
-                                                                "--log-level", "error"])
+                                                                "--log-level", "error"] + extra("gateway"))
         orchestrator = try HostProcess(name: "orchestrator", commandLine: ["gateway-mode", "orchestrator", "--app", BuildProducts.fixture,
                                                                           "--port", String(orchestratorPort), "--gateway", "127.0.0.1:\(gatewayPort)",
-                                                                          "--log-level", "error"])
+                                                                          "--log-level", "error"] + extra("orchestrator"))
     }
 
     /// Runs the default dataflow through the gateway.

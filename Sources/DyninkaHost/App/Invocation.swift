@@ -15,6 +15,9 @@ final class Invocation: FunctionCaller {
     private let prepared: [PreparedArgument]
     private let input: OwnedBytes?
     private let started: UInt64
+    private let trace: TraceContext
+    /// When the output went to the next hop (0: not yet), for this hop's span.
+    private var forwardStarted: UInt64 = 0
     private var arguments: [OwnedBytes?]
     private var pendingDependencies = 0
     /// Heads of dependency responses, whose Server-Timing values are passed on.
@@ -50,7 +53,8 @@ final class Invocation: FunctionCaller {
     }
 
     init(context: HostContext, app: AppService, connection: InboundConnection, plan: RoutePlan, arguments: [PreparedArgument],
-         input: OwnedBytes?, started: UInt64) {
+         input: OwnedBytes?, started: UInt64, trace: TraceContext) {
+        self.trace = trace
         self.context = context
         self.app = app
         self.connection = connection
@@ -76,7 +80,7 @@ final class Invocation: FunctionCaller {
             case .dependency(let target, let optional):
                 if deadlinePassed(before: "calling '\(target.service)'") { return }
                 pendingDependencies += 1
-                context.sendHop(target, body: .empty, extra: deadline == nil ? nil : passDeadline,
+                context.sendHop(target, body: .empty, trace: trace, extra: deadline == nil ? nil : passDeadline,
                              responseTimeout: remaining) { [self] outcome in
                     dependencyDone(index, outcome, optional: optional)
                 }
@@ -134,7 +138,8 @@ final class Invocation: FunctionCaller {
             }
             if deadlinePassed(before: "forwarding to '\(next.service)'") { return }
             // The next hop's answer streams back to the client as it arrives (cut-through).
-            context.sendHop(next, body: output.owned, relayTo: connection, extra: deadline == nil ? nil : passDeadline,
+            forwardStarted = EventLoop.nanoseconds()
+            context.sendHop(next, body: output.owned, relayTo: connection, trace: trace, extra: deadline == nil ? nil : passDeadline,
                          responseTimeout: remaining) { [self] outcome in
                 switch outcome {
                 case .failed(let failure): finish(failure: failure, own: false)
@@ -171,8 +176,9 @@ final class Invocation: FunctionCaller {
     private func finish(failure: ServiceFailure, own: Bool) {
         if own { context.log.warning("\(failure)") }
         context.metrics.recordFailure(service: service.name, kind: failure.kind)
-        let body = failure.body
-        complete(failure.status, json: true, retryAfter: failure.kind == .overloaded, body: body.owned)
+        guard var answer = answer(failure.status, relayed: nil, json: true, retryAfter: failure.kind == .overloaded) else { return }
+        answer.failure = failure
+        connection.send(answer, body: failure.body.owned)
     }
 
     /// Answers once: this hop's Server-Timing first, then what the dependencies and the next hop
@@ -189,7 +195,8 @@ final class Invocation: FunctionCaller {
         finished = true
         context.metrics.record(service: service.name, status: status, seconds: Double(EventLoop.nanoseconds() - started) / 1e9)
         return Answer(status: status, relayed: relayed, json: json, retryAfter: retryAfter,
-                      timing: HopTiming(name: service.name, started: started, function: functionNanoseconds),
+                      timing: HopTiming(name: service.name, started: started, function: functionNanoseconds, trace: trace,
+                                        forwardStarted: forwardStarted, next: forwardStarted == 0 ? nil : plan.next?.service),
                       earlier: dependencyHeads)
     }
 

@@ -47,6 +47,8 @@ final class HopClient: ClientConnectionUser {
     var responseTimeout: Int = 0
     /// Header lines for this request only (the remaining deadline), added to the target's head.
     private let extraHead: ByteStore?
+    /// The caller's trace context: its span becomes the parent in this request's `traceparent`.
+    private let trace: TraceContext?
     /// Bytes of the response counted against --max-buffered-bytes.
     private var charged = 0
     /// The response does not fit in --max-buffered-bytes now.
@@ -55,9 +57,10 @@ final class HopClient: ClientConnectionUser {
     private var relayedBytes = 0
     private var relayLength = 0
 
-    init(context: HostContext, target: HopTarget, address: PeerAddress, extraHead: ByteStore?, body: OwnedBytes,
+    init(context: HostContext, target: HopTarget, address: PeerAddress, extraHead: ByteStore?, trace: TraceContext?, body: OwnedBytes,
          relayTo: InboundConnection?, completion: @escaping (HopOutcome) -> Void) {
         self.extraHead = extraHead
+        self.trace = trace
         self.context = context
         self.target = target
         self.address = address
@@ -92,7 +95,7 @@ final class HopClient: ClientConnectionUser {
 
     func requestHead(into scratch: ByteStore) -> UnsafeRawBufferPointer {
         // The head comes from the host's scratch buffer (the write copies what it cannot send at once).
-        target.writeHead(contentLength: requestBody.count, extra: extraHead, into: scratch)
+        target.writeHead(contentLength: requestBody.count, extra: extraHead, trace: trace, into: scratch)
         return scratch.bytes
     }
 

@@ -41,11 +41,17 @@ final class HopTarget {
     }
 
     /// Writes the complete request head for a body of `length` bytes into `buffer` (replacing its
-    /// contents), with `extra` header lines (complete "Name: value\r\n" lines) when given.
-    func writeHead(contentLength length: Int, extra: ByteStore?, into buffer: ByteStore) {
+    /// contents), with `extra` header lines (complete "Name: value\r\n" lines) when given, and
+    /// `traceparent` naming the caller's span when there is a trace.
+    func writeHead(contentLength length: Int, extra: ByteStore?, trace: TraceContext?, into buffer: ByteStore) {
         buffer.removeAll()
         buffer.append(headPrefix.bytes)
         if let extra { buffer.append(extra.bytes) }
+        if let trace {
+            buffer.append("traceparent: ")
+            trace.appendTraceparent(to: buffer)
+            buffer.append("\r\n")
+        }
         buffer.append("Content-Length: ")
         buffer.append(decimal: length)
         buffer.append("\r\n\r\n")

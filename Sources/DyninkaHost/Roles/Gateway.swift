@@ -38,8 +38,9 @@ final class GatewayResponder: Responder {
         }
         let head = request.head
         let started = request.started
+        let trace = request.trace
         let passOn = head.has("dyninka-parts") || head.has("dyninka-deadline") ? head : nil
-        context.sendHop(target(name, address: address), body: request.body ?? .empty, relayTo: connection, extra: passOn.map { request in { line in
+        context.sendHop(target(name, address: address), body: request.body ?? .empty, relayTo: connection, trace: trace, extra: passOn.map { request in { line in
             if request.has("dyninka-parts") {
                 line.append("Dyninka-Parts: ")
                 request.appendValue(of: "dyninka-parts", to: line)
@@ -51,7 +52,7 @@ final class GatewayResponder: Responder {
                 line.append("\r\n")
             }
         } }) { [context] outcome in
-            let timing = HopTiming(name: own, started: started)
+            let timing = HopTiming(name: own, started: started, trace: trace, forwardStarted: started, next: name)
             switch outcome {
             case .failed(let failure):
                 context.metrics.recordFailure(service: name, kind: failure.kind)
@@ -71,7 +72,7 @@ final class GatewayResponder: Responder {
     /// request series are per function, and a name from a request never makes a series).
     private func refuse(_ failure: ServiceFailure, _ request: Request, on connection: InboundConnection) {
         context.metrics.recordFailure(service: context.configuration.service, kind: failure.kind)
-        connection.send(failure, timing: HopTiming(name: context.configuration.service, started: request.started))
+        connection.send(failure, timing: HopTiming(name: context.configuration.service, started: request.started, trace: request.trace))
     }
 
     private func target(_ name: String, address: PeerAddress) -> HopTarget {

@@ -11,6 +11,7 @@ final class Orchestration {
     private unowned(unsafe) let responder: OrchestratorResponder
     private let connection: InboundConnection
     private let started: UInt64
+    private let trace: TraceContext
     /// Every response seen, for Server-Timing.
     private var responses: [HTTPHead] = []
 
@@ -22,8 +23,9 @@ final class Orchestration {
         case failed(ServiceFailure)
     }
 
-    init(context: HostContext, responder: OrchestratorResponder, connection: InboundConnection, started: UInt64) {
+    init(context: HostContext, responder: OrchestratorResponder, connection: InboundConnection, started: UInt64, trace: TraceContext) {
         self.context = context
+        self.trace = trace
         self.responder = responder
         self.connection = connection
         self.started = started
@@ -32,7 +34,7 @@ final class Orchestration {
     func start(steps: [CheckedStep], input: OwnedBytes?) {
         run(steps[...], input: input) { [self] outcome in
             let name = context.configuration.service
-            let timing = HopTiming(name: name, started: started)
+            let timing = HopTiming(name: name, started: started, trace: trace)
             switch outcome {
             case .value(let output):
                 context.metrics.record(service: name, status: 200, seconds: context.seconds(since: started))
@@ -119,7 +121,7 @@ final class Orchestration {
         let body = ByteStore(capacity: max(parts.reduce(0) { $0 + $1.count }, 1))
         for part in parts { body.append(part) }
         let lengths = parts.map { String($0.count) }.joined(separator: ",")
-        context.sendHop(responder.target(function), body: body.owned, extra: { head in
+        context.sendHop(responder.target(function), body: body.owned, trace: trace, extra: { head in
             head.append("Dyninka-Parts: ")
             head.append(lengths)
             head.append("\r\n")
@@ -147,20 +149,20 @@ final class OrchestratorResponder: ServiceResponder, Responder {
         let own = context.configuration.service
         guard serves(request.path) else {
             return connection.refuse(ServiceFailure(service: own, kind: .badRoute, message: noSuchPath(request.path, service: own), status: 404),
-                                     counted: own, started: request.started, context: context)
+                                     counted: own, request: request, context: context)
         }
         let entryArguments: [ArgumentPlan]
         switch app.defaultPlans {
         case .success(let plans): entryArguments = plans
         case .failure(let error):
             return connection.send(ServiceFailure(service: own, kind: .badRoute, message: error.message),
-                                   timing: HopTiming(name: own, started: request.started))
+                                   timing: HopTiming(name: own, started: request.started, trace: request.trace))
         }
         let service = app.service
         let entry = CheckedStep(service: service, call: RouteCall(name: service.name, arguments: [], optionalChained: false),
                                 arguments: entryArguments)
         let input = service.inputType == nil ? nil : request.body
-        Orchestration(context: context, responder: self, connection: connection, started: request.started)
+        Orchestration(context: context, responder: self, connection: connection, started: request.started, trace: request.trace)
             .start(steps: [entry] + app.defaultRoute.steps, input: input)
     }
 

@@ -9,6 +9,8 @@ struct Request {
     let body: OwnedBytes?
     let path: String
     let started: UInt64
+    /// Its W3C trace context at this hop.
+    let trace: TraceContext
 }
 
 /// What a host does with the requests its server does not answer itself (health, readiness,
@@ -35,10 +37,10 @@ extension Responder {
 
 extension InboundConnection {
     /// Answers `failure` as this hop's own error, counted in the metrics under `service`.
-    func refuse(_ failure: ServiceFailure, counted service: String, started: UInt64, context: HostContext) {
+    func refuse(_ failure: ServiceFailure, counted service: String, request: Request, context: HostContext) {
         context.metrics.recordFailure(service: service, kind: failure.kind)
-        context.metrics.record(service: service, status: failure.status, seconds: context.seconds(since: started))
-        send(failure, timing: HopTiming(name: service, started: started))
+        context.metrics.record(service: service, status: failure.status, seconds: context.seconds(since: request.started))
+        send(failure, timing: HopTiming(name: service, started: request.started, trace: request.trace))
     }
 }
 
@@ -73,7 +75,7 @@ class ServiceResponder {
         let name = context.configuration.service
         guard serves(request.path) else {
             connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: noSuchPath(request.path, service: name), status: 404),
-                              counted: name, started: request.started, context: context)
+                              counted: name, request: request, context: context)
             return .refused
         }
         switch clientDeadline(request.head, started: request.started) {
@@ -81,7 +83,7 @@ class ServiceResponder {
             return .admitted(deadline: deadline)
         case .failure(let failure):
             connection.refuse(ServiceFailure(service: name, kind: .badInput, message: failure.message),
-                              counted: name, started: request.started, context: context)
+                              counted: name, request: request, context: context)
             return .refused
         }
     }
@@ -127,10 +129,10 @@ final class PointToPointResponder: ServiceResponder, Responder {
             context.log.debug("refused route: \(error.message)")
             let name = app.service.name
             return connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: error.message),
-                                     counted: name, started: request.started, context: context)
+                                     counted: name, request: request, context: context)
         }
         let invocation = Invocation(context: context, app: app, connection: connection, plan: plan, arguments: arguments,
-                                    input: request.body, started: request.started)
+                                    input: request.body, started: request.started, trace: request.trace)
         invocation.deadline = deadline
         invocation.start()
     }
@@ -160,7 +162,7 @@ final class FunctionInstanceResponder: ServiceResponder, Responder {
                 return connection.refuse(ServiceFailure(
                     service: name, kind: .badInput,
                     message: "Dyninka-Parts '\(shown)' must give \(app.service.parameters.count + 1) byte lengths (input, then each argument) adding up to the body's \(body.count) bytes"),
-                    counted: name, started: request.started, context: context)
+                    counted: name, request: request, context: context)
             }
             // Sliced, never parsed: each part is a view of the body.
             var slices: [OwnedBytes] = []
@@ -174,12 +176,12 @@ final class FunctionInstanceResponder: ServiceResponder, Responder {
         } else {
             do throws(RouteError) { arguments = try app.defaultArguments.get() } catch {
                 return connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: error.message),
-                                         counted: name, started: request.started, context: context)
+                                         counted: name, request: request, context: context)
             }
             input = request.body
         }
         let invocation = Invocation(context: context, app: app, connection: connection, plan: app.defaultPlan, arguments: arguments,
-                                    input: input, started: request.started)
+                                    input: input, started: request.started, trace: request.trace)
         invocation.deadline = deadline
         invocation.start()
     }

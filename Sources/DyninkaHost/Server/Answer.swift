@@ -1,12 +1,27 @@
 import DyninkaHTTP
 import DyninkaLoop
 
-/// This hop's entry in Server-Timing: the service or role, when its request arrived, and the
-/// time spent in its function (0 when it ran none).
+/// This hop's entry in Server-Timing and its span: the service or role, when its request
+/// arrived, the time spent in its function (0 when it ran none), its trace context, and the
+/// next hop it called (with when).
 struct HopTiming {
     var name: String
     var started: UInt64
     var function: UInt64 = 0
+    var trace: TraceContext?
+    /// When the call to the next hop started (monotonic ns; 0: none).
+    var forwardStarted: UInt64 = 0
+    /// The service called next (forwarded to, or the gateway's function).
+    var next: String?
+
+    init(name: String, started: UInt64, function: UInt64 = 0, trace: TraceContext?, forwardStarted: UInt64 = 0, next: String? = nil) {
+        self.name = name
+        self.started = started
+        self.function = function
+        self.trace = trace
+        self.forwardStarted = forwardStarted
+        self.next = next
+    }
 }
 
 /// Everything an answer says besides its body; `InboundConnection.send` is the one place that
@@ -25,6 +40,8 @@ struct Answer {
     /// Responses of earlier calls (dependencies, orchestrated steps) whose Server-Timing follows
     /// this hop's entry, before the relayed response's.
     var earlier: [HTTPHead] = []
+    /// This hop's own failure (for its span).
+    var failure: ServiceFailure?
 
     init(status: Int, relayed: HTTPHead? = nil, json: Bool = false, retryAfter: Bool = false, timing: HopTiming? = nil,
          earlier: [HTTPHead] = []) {
@@ -39,6 +56,7 @@ struct Answer {
     /// The answer carrying `failure` as this hop's own JSON error.
     init(failure: ServiceFailure, timing: HopTiming?, earlier: [HTTPHead] = []) {
         self.init(status: failure.status, json: true, retryAfter: failure.kind == .overloaded, timing: timing, earlier: earlier)
+        self.failure = failure
     }
 
     /// Appends the header lines ("Name: value\r\n") of this answer.
@@ -55,6 +73,12 @@ struct Answer {
             passOn("retry-after", as: "Retry-After: ", to: head)
         }
         guard let timing else { return }
+        // A trace begun here: tell the client its id (W3C Trace Context Level 2's traceresponse).
+        if let trace = timing.trace, trace.startedHere {
+            head.append("traceresponse: ")
+            trace.appendTraceparent(to: head)
+            head.append("\r\n")
+        }
         head.append("Server-Timing: ")
         head.append(timing.name)
         head.append(";dur=")
@@ -87,6 +111,7 @@ extension InboundConnection {
     /// Answers with `body` (kept alive by its owner until written).
     @inline(__always)
     func send(_ answer: Answer, body: OwnedBytes, forceClose: Bool = false) {
+        if let timing = answer.timing { tracer.finish(timing, status: answer.status, failure: answer.failure) }
         respond(status: answer.status, body: body, forceClose: forceClose) { answer.appendFields(to: $0) }
     }
 

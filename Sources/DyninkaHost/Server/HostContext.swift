@@ -16,6 +16,8 @@ final class HostContext {
     let wakeup: LoopWakeup
     let log: Log
     let metrics: Metrics
+    /// Trace context and spans (see Tracer).
+    let tracer: Tracer
     /// The thread running the loop (set when serving starts).
     var loopThread = pthread_self()
     /// A head being written: filled and handed to a write in one go (the write copies what the
@@ -30,8 +32,9 @@ final class HostContext {
     /// --connect-timeout.
     let hopConnectTimeout: Int
 
-    init(configuration: HostConfiguration, log: Log, metrics: Metrics) throws(HostStartupError) {
+    init(configuration: HostConfiguration, appName: String, log: Log, metrics: Metrics) throws(HostStartupError) {
         self.configuration = configuration
+        tracer = Tracer(configuration: configuration, appName: appName, log: log)
         hopOptions = ClientOptions(keepAlive: false, resetOnClose: true, retryRefused: configuration.connectRetry)
         hopConnectTimeout = configuration.connectTimeout
         self.log = log
@@ -141,7 +144,8 @@ final class HostContext {
 
     /// Sends `body` to the target's service; names resolve only through the peers. With
     /// `relayTo`, the response streams to that connection (`HopOutcome.relaying`).
-    func sendHop(_ target: HopTarget, body: OwnedBytes, relayTo connection: InboundConnection? = nil,
+    /// With `trace`, the request carries `traceparent` naming that context's span as the parent.
+    func sendHop(_ target: HopTarget, body: OwnedBytes, relayTo connection: InboundConnection? = nil, trace: TraceContext?,
                  extra: ((ByteStore) -> Void)? = nil, responseTimeout: Int? = nil, completion: @escaping (HopOutcome) -> Void) {
         guard let address = target.address else {
             metrics.hopFailures += 1
@@ -154,7 +158,7 @@ final class HostContext {
             extraHead = ByteStore(capacity: 64)
             extra(extraHead!)
         }
-        let client = HopClient(context: self, target: target, address: address, extraHead: extraHead,
+        let client = HopClient(context: self, target: target, address: address, extraHead: extraHead, trace: trace,
                                body: body, relayTo: connection, completion: completion)
         if let responseTimeout { client.responseTimeout = max(1, min(responseTimeout, configuration.responseTimeout)) }
         if !batchesHops { return client.start() }

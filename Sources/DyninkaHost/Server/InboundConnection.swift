@@ -49,6 +49,8 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     private var charged = 0
     private(set) var deadline: UInt64 = 0
     var trackSlot = -1
+    /// Where answered requests record their spans.
+    var tracer: Tracer { context.tracer }
 
     init(server: ServiceHost, handle: any ByteStream) {
         self.server = server
@@ -407,6 +409,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     func relay(_ answer: Answer, from hop: HopClient) {
         guard !closed, !writing, relaySource == nil, let length = answer.relayed?.contentLength else { return }
         relaySource = hop
+        if let timing = answer.timing { tracer.finish(timing, status: answer.status, failure: nil) }
         _ = composeHead(status: answer.status, contentLength: length, forceClose: false) { answer.appendFields(to: $0) }
         headInScratch = true
         hop.attach(self)

@@ -58,8 +58,8 @@ package final class ServiceHost {
         self.configuration = configuration
         self.role = role
         self.table = table
-        context = try HostContext(configuration: configuration, log: Log(service: configuration.service, level: configuration.logLevel),
-                                  metrics: metrics)
+        context = try HostContext(configuration: configuration, appName: table?.appName ?? "gateway",
+                                  log: Log(service: configuration.service, level: configuration.logLevel), metrics: metrics)
         if case .gateway(let functions) = role {
             responder = GatewayResponder(context: context, functions: functions)
             return
@@ -118,6 +118,7 @@ package final class ServiceHost {
             sweep.start(after: 50, repeat: 50) { [unowned self] in
                 context.sweepDeadlines()
                 ticks += 1
+                if ticks % 4 == 0 { context.tracer.tick(second: ticks % 20 == 0) }
                 // Once a second: a supervisor that died (even by SIGKILL) must not leave us running.
                 if configuration.exitWithParent, ticks % 20 == 0, getppid() != parent, !draining {
                     log.warning("parent process \(parent) is gone: draining and exiting")
@@ -136,6 +137,7 @@ package final class ServiceHost {
         loop.run()
         context.wakeup.close()
         loop.close()
+        context.tracer.close()
         log.info("stopped")
     }
 
@@ -211,16 +213,17 @@ package final class ServiceHost {
             if held != nil { held!.append((head, body, connection)); return }
             // Past the limit, answer at once (and cheaply) rather than queue or drop: callers relay
             // the 503 and its Retry-After. A request holds its slot until its response is written.
+            let trace = context.tracer.begin(head)
             guard metrics.inFlight < configuration.maxInFlight else {
                 metrics.recordFailure(service: configuration.service, kind: .overloaded)
                 metrics.record(service: configuration.service, status: 503, seconds: 0)
                 return connection.send(ServiceFailure(
                     service: configuration.service, kind: .overloaded,
                     message: "'\(configuration.service)' has \(metrics.inFlight) requests in flight (limit \(configuration.maxInFlight)); retry after 1 s"),
-                    timing: HopTiming(name: configuration.service, started: started))
+                    timing: HopTiming(name: configuration.service, started: started, trace: trace))
             }
             connection.claimSlot()
-            return responder.respond(to: Request(head: head, body: body, path: path, started: started), on: connection)
+            return responder.respond(to: Request(head: head, body: body, path: path, started: started, trace: trace), on: connection)
         }
         // HEAD is answered like GET, without the body (the connection leaves it out).
         let method = head.method == "HEAD" ? "GET" : head.method

@@ -12,7 +12,8 @@ extension HostConfiguration {
         ("DYNINKA_MAX_HOPS", "--max-hops"), ("DYNINKA_MAX_IN_FLIGHT", "--max-in-flight"),
         ("DYNINKA_CONNECT_RETRY_MS", "--connect-retry"), ("DYNINKA_DRAIN_DELAY_MS", "--drain-delay"),
         ("DYNINKA_DRAIN_TIMEOUT_MS", "--drain-timeout"), ("DYNINKA_ACCESS_LOG", "--access-log"),
-        ("DYNINKA_LOG_LEVEL", "--log-level"),
+        ("DYNINKA_LOG_LEVEL", "--log-level"), ("DYNINKA_OTLP_FILE", "--otlp-file"),
+        ("DYNINKA_OTLP_ENDPOINT", "--otlp-endpoint"), ("DYNINKA_TRACE_RATE", "--trace-rate"),
     ]
 
     /// Builds a configuration from flags (`flags[name]`, without dashes) over DYNINKA_* variables
@@ -67,6 +68,14 @@ extension HostConfiguration {
         c.stateOut = flags["state-out"]
         c.stateIn = flags["state-in"]
         if let v = try integer("state-wait", 0...600_000) { c.stateWait = v }
+        c.otlpFile = value("otlp-file")
+        if let endpoint = value("otlp-endpoint") {
+            guard OTLP.endpoint(endpoint) != nil else {
+                throw HostStartupError("--otlp-endpoint must be an OTLP/HTTP URL like http://127.0.0.1:4318/v1/traces, got '\(endpoint)'")
+            }
+            c.otlpEndpoint = endpoint
+        }
+        if let v = try integer("trace-rate", 0...1_000_000) { c.traceRate = v }
         if let v = value("log-level") {
             guard let level = LogLevel(name: v) else {
                 throw HostStartupError("--log-level must be one of debug, info, warning, error; got '\(v)'")

@@ -66,6 +66,15 @@ package struct HostConfiguration: Sendable {
     /// With `stateIn`: the longest to hold requests for the state before starting fresh.
     package var stateWait = 10_000
 
+    /// Append the spans of recorded traces to this file as OTLP/JSON, a batch per line.
+    package var otlpFile: String?
+    /// POST the spans of recorded traces as OTLP/JSON to this OTLP/HTTP receiver
+    /// (http://HOST:PORT[/v1/traces]).
+    package var otlpEndpoint: String?
+    /// Most traces this host begins recording per second (a request without `traceparent`);
+    /// requests whose `traceparent` is sampled are always recorded.
+    package var traceRate = 100
+
     package init(appPath: String, service: String) {
         self.appPath = appPath
         self.service = service

@@ -31,6 +31,9 @@ public final class ScriptedServer: @unchecked Sendable {
     public var requests: Int { state.withLock { $0.requests } }
     /// Connections accepted so far.
     public var connections: Int { state.withLock { $0.connections } }
+    /// The head of every request received so far (request line and fields, as text), in order.
+    public var heads: [String] { received.withLock { $0 } }
+    private let received = Mutex<[String]>([])
 
     /// Listens at once; `script(i)` answers request i (counted from 0).
     public init(_ script: @escaping @Sendable (Int) -> Answer) throws {
@@ -76,6 +79,8 @@ public final class ScriptedServer: @unchecked Sendable {
             guard n > 0 else { close(fd); return }
             pending += buffer[0..<n]
             while let end = Self.headEnd(pending) {
+                let head = String(decoding: pending[0..<end], as: UTF8.self)
+                received.withLock { $0.append(head) }
                 pending.removeFirst(end)
                 let index = state.withLock { state -> Int in
                     state.requests += 1
