@@ -4,14 +4,16 @@ import Foundation
 public enum DataflowGraph {
     public enum Format: String, CaseIterable, Sendable { case mermaid, dot, json }
 
-    struct Edge: Hashable {
-        var from: String
-        var to: String
-        var label: String?
-        var dependency: Bool
+    /// An edge of the dataflow: the next step, or a dependency (fan-in) feeding an argument.
+    public struct Edge: Hashable, Sendable {
+        public var from: String
+        public var to: String
+        public var label: String?
+        public var dependency: Bool
     }
 
-    static func edges(_ ir: AppIR) -> (nodes: [String], edges: [Edge]) {
+    /// The services of main's dataflow in order of first use, and its edges.
+    public static func edges(_ ir: AppIR) -> (nodes: [String], edges: [Edge]) {
         var nodes: [String] = []
         var edges: [Edge] = []
         func add(_ name: String) { if !nodes.contains(name) { nodes.append(name) } }

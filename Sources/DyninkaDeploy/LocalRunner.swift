@@ -432,6 +432,10 @@ public final class LocalRunner {
         return environment
     }
 
+    /// Every host process, with where it listens and its node (test bed): the live view scrapes
+    /// their /metrics.
+    public var hosts: [(name: String, host: String, port: Int, node: String?)] { services.map { ($0.name, $0.host, $0.port, $0.node) } }
+
     /// Where each service listens, in table order.
     public var endpoints: [(name: String, url: String)] { services.map { ($0.name, "http://\($0.host):\($0.port)") } }
 

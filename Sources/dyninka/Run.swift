@@ -45,6 +45,12 @@ extension DyninkaCommand {
         var testbed: String?
         @Option(help: "With --testbed: the nodes for services that ask for no placement, comma-separated (default: all).")
         var spread: String?
+        @Option(help: "Port of the live view on 127.0.0.1 (default: any free port; the address is printed as `view URL`).")
+        var viewPort: Int = 0
+        @Flag(help: "Serve no live view, and export no spans.")
+        var noView = false
+        @Flag(help: "With --requests: print the trace of the last request as a tree at the end.")
+        var showTrace = false
         @Flag(help: "Hot swap: when the file is saved, check and rebuild it and replace only the services whose code changed, handing their @Placed state over, without refusing or losing a request. A file that does not compile leaves the running services as they are.")
         var watch = false
 
@@ -69,6 +75,18 @@ extension DyninkaCommand {
                 throw ExitCode(1)
             }
             note("services run on \(host)")
+            var view: ViewServer?
+            if !noView {
+                do { view = try ViewServer(ir: build.ir, port: viewPort) } catch {
+                    note("error: \(error)")
+                    throw ExitCode(1)
+                }
+            }
+            defer { view?.stop() }
+            // Spans: to the view over OTLP/HTTP, or into its folder from test bed nodes (other
+            // network namespaces, the same files).
+            var tracing: [String] = []
+            if let view { tracing = testbed == nil ? ["--otlp-endpoint", view.otlpEndpoint] : ["--otlp-file", view.spanDirectory + "/spans.jsonl"] }
             var broughtUp = false
             let runner: LocalRunner
             do {
@@ -77,10 +95,10 @@ extension DyninkaCommand {
                     broughtUp = bed.broughtUp
                     runner = try LocalRunner(ir: build.ir, library: build.library, hostBinary: host, appDirectory: appDirectory, settings: settings,
                                              bed: bed.state, spread: spread?.split(separator: ",").map(String.init),
-                                             topology: gateway ? .gateway : .pointToPoint) { note($0) }
+                                             topology: gateway ? .gateway : .pointToPoint, extraHostArguments: tracing) { note($0) }
                 } else {
                     runner = LocalRunner(ir: build.ir, library: build.library, hostBinary: host, basePort: basePort, appDirectory: appDirectory,
-                                         settings: settings, topology: gateway ? .gateway : .pointToPoint) { note($0) }
+                                         settings: settings, topology: gateway ? .gateway : .pointToPoint, extraHostArguments: tracing) { note($0) }
                 }
             } catch {
                 note("error: \(error)")
@@ -107,16 +125,38 @@ extension DyninkaCommand {
                     say("\(name) \(node) (sidecar)")
                 }
             }
+            if let view {
+                view.start(runner: runner)
+                say("view \(view.url)")
+            }
             say("entry \(runner.entryURL)")
+            if let view { note("live view: \(view.url); trace a request: dyninka trace --from \(view.url) [TRACE_ID] (the newest by default)") }
             if runner.bed != nil { note("clients reach it from the bed's client node: dyninka testbed exec client -- curl -X POST \(runner.entryURL)") }
             if let requests {
                 let summary = runner.drive(requests: requests, body: body) { say($0) }
                 say(summary.line)
+                if showTrace, let view {
+                    // The hosts hand spans over every 200 ms: wait until the last trace stops growing.
+                    var lines: [String] = []
+                    var previous = -1
+                    for _ in 0..<20 {
+                        usleep(250_000)
+                        view.refresh()
+                        // The newest of the traces that ran the most services (a dropped item's trace is short).
+                        let traces = view.spans.recentRoots(20).map { view.spans.trace($0.traceID) }
+                        let longest = traces.max { $0.count < $1.count }?.count ?? 0
+                        lines = traces.first { $0.count == longest }.map(TraceTree.render) ?? []
+                        if !lines.isEmpty && lines.count == previous { break }
+                        previous = lines.count
+                    }
+                    say("the trace of the newest request that ran the most services:")
+                    for line in lines { say(line) }
+                }
                 runner.stop()
                 if summary.failed > 0 { throw ExitCode(1) }
                 return
             }
-            var watcher = watch ? Watcher(file: file, out: out, running: build.ir, runner: runner) : nil
+            var watcher = watch ? Watcher(file: file, out: out, running: build.ir, runner: runner, view: view) : nil
             if watch { note("watching \(file): save it to swap the services whose code changed") }
             let onBed = runner.bed != nil
             if onBed { note("move a service with: dyninka move SERVICE --to NODE") }
@@ -129,6 +169,8 @@ extension DyninkaCommand {
                             let line = String(format: "moved %@ from %@ to %@ with its @Placed state: new host listening in %.0f ms, hand-over %.0f ms, address moved in %.0f ms",
                                               report.service, report.from, report.to, report.startMs, report.handoverMs, report.addressMs)
                             note(line)
+                            view?.event(line)
+                            view?.update(runner: runner)
                             return (true, line)
                         } catch {
                             note("error: cannot move \(request.service): \(error)")
@@ -191,9 +233,11 @@ struct Watcher {
     let out: String?
     var running: AppIR
     let runner: LocalRunner
+    let view: ViewServer?
     var modified: Date?
 
-    init(file: String, out: String?, running: AppIR, runner: LocalRunner) {
+    init(file: String, out: String?, running: AppIR, runner: LocalRunner, view: ViewServer?) {
+        self.view = view
         self.file = file
         self.out = out
         self.running = running
@@ -248,9 +292,12 @@ struct Watcher {
                 let state = service.placedState.isEmpty ? "no @Placed state"
                     : kept ? "kept its @Placed state (\(service.placedState.joined(separator: ", ")))"
                     : "its @Placed state's declaration changed: it starts fresh"
-                note(String(format: "swapped %@ in %.0f ms from save (check and build %.0f ms, new host listening %.0f ms, hand-over %.0f ms); %@",
-                            service.name, Date().timeIntervalSince(saved) * 1000, built.timeIntervalSince(saved) * 1000,
-                            report.startMs, report.handoverMs, state))
+                let line = String(format: "swapped %@ in %.0f ms from save (check and build %.0f ms, new host listening %.0f ms, hand-over %.0f ms); %@",
+                                  service.name, Date().timeIntervalSince(saved) * 1000, built.timeIntervalSince(saved) * 1000,
+                                  report.startMs, report.handoverMs, state)
+                note(line)
+                view?.event(line)
+                view?.update(runner: runner)
             } catch {
                 note("error: cannot swap \(service.name): \(error)")
             }

@@ -1,0 +1,164 @@
+import Foundation
+
+/// A span as dyninka-host exports it (OTLP/JSON), with the attributes the view and
+/// `dyninka trace` use.
+public struct TraceSpan: Codable, Equatable, Sendable {
+    public var traceID: String
+    public var spanID: String
+    public var parentID: String?
+    /// The service (or gateway, orchestrator) that answered.
+    public var name: String
+    /// Unix nanoseconds.
+    public var start: UInt64
+    public var end: UInt64
+    /// Nanoseconds in the function.
+    public var function: UInt64
+    public var status: Int
+    /// The service called next, and when that call started (Unix ns).
+    public var next: String?
+    public var forwardStart: UInt64?
+    /// A failure this hop answered with: the service it names, and the message.
+    public var failedService: String?
+    public var message: String?
+
+    public var duration: UInt64 { end >= start ? end - start : 0 }
+
+    /// The spans of one ExportTraceServiceRequest in OTLP/JSON; empty when it is not one.
+    public static func decode(otlp data: Data) -> [TraceSpan] {
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let resources = json["resourceSpans"] as? [[String: Any]] else { return [] }
+        var spans: [TraceSpan] = []
+        for resource in resources {
+            for scope in resource["scopeSpans"] as? [[String: Any]] ?? [] {
+                for item in scope["spans"] as? [[String: Any]] ?? [] {
+                    var attributes: [String: String] = [:]
+                    for attribute in item["attributes"] as? [[String: Any]] ?? [] {
+                        guard let key = attribute["key"] as? String, let value = attribute["value"] as? [String: Any] else { continue }
+                        attributes[key] = (value["stringValue"] as? String) ?? (value["intValue"] as? String)
+                            ?? (value["intValue"] as? Int).map(String.init)
+                    }
+                    func number(_ key: String) -> UInt64? {
+                        (item[key] as? String).flatMap { UInt64($0) } ?? (item[key] as? UInt64)
+                    }
+                    guard let trace = item["traceId"] as? String, let span = item["spanId"] as? String,
+                          let start = number("startTimeUnixNano"), let end = number("endTimeUnixNano") else { continue }
+                    let parent = (item["parentSpanId"] as? String).flatMap { $0.isEmpty ? nil : $0 }
+                    spans.append(TraceSpan(
+                        traceID: trace, spanID: span, parentID: parent, name: item["name"] as? String ?? "?", start: start, end: end,
+                        function: attributes["dyninka.function_ns"].flatMap { UInt64($0) } ?? 0,
+                        status: attributes["http.response.status_code"].flatMap { Int($0) } ?? 0,
+                        next: attributes["dyninka.next"], forwardStart: attributes["dyninka.forward_start_unix_nano"].flatMap { UInt64($0) },
+                        failedService: attributes["dyninka.failed_service"],
+                        message: (item["status"] as? [String: Any])?["message"] as? String))
+                }
+            }
+        }
+        return spans
+    }
+}
+
+/// The spans the hosts of one run exported, kept in memory (the most recent `capacity`), by trace.
+public final class SpanStore: @unchecked Sendable {
+    private let lock = NSLock()
+    private var spans: [TraceSpan] = []
+    private var head = 0
+    private let capacity: Int
+    /// Bytes read so far from each span file being followed.
+    private var offsets: [String: UInt64] = [:]
+
+    public init(capacity: Int = 50_000) {
+        self.capacity = capacity
+        spans.reserveCapacity(capacity)
+    }
+
+    /// Adds the spans of one OTLP/JSON export request; returns how many.
+    @discardableResult
+    public func ingest(otlp data: Data) -> Int {
+        let decoded = TraceSpan.decode(otlp: data)
+        lock.withLock {
+            for span in decoded {
+                if spans.count < capacity {
+                    spans.append(span)
+                } else {
+                    spans[head] = span
+                    head = (head + 1) % capacity
+                }
+            }
+        }
+        return decoded.count
+    }
+
+    /// Reads what was appended to the OTLP/JSON lines files in `directory` since the last call.
+    public func follow(directory: String) {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in files where name.hasSuffix(".jsonl") {
+            let path = directory + "/" + name
+            guard let handle = FileHandle(forReadingAtPath: path) else { continue }
+            defer { try? handle.close() }
+            let offset = lock.withLock { offsets[path] ?? 0 }
+            try? handle.seek(toOffset: offset)
+            guard let data = try? handle.readToEnd(), !data.isEmpty else { continue }
+            // Only whole lines: a batch being written is read next time.
+            guard let lastNewline = data.lastIndex(of: 10) else { continue }
+            for line in data[data.startIndex...lastNewline].split(separator: 10) { ingest(otlp: Data(line)) }
+            lock.withLock { offsets[path] = offset + UInt64(lastNewline - data.startIndex + 1) }
+        }
+    }
+
+    /// Every span held, oldest first.
+    public var all: [TraceSpan] { lock.withLock { Array(spans[head...] + spans[..<head]) } }
+
+    /// The spans of `trace`.
+    public func trace(_ id: String) -> [TraceSpan] { all.filter { $0.traceID == id } }
+
+    /// The most recent traces' root spans (a span whose parent is not held), newest first.
+    public func recentRoots(_ count: Int) -> [TraceSpan] {
+        let all = self.all
+        let held = Set(all.map(\.spanID))
+        return Array(all.filter { $0.parentID.map { !held.contains($0) } ?? true }.sorted { $0.start > $1.start }.prefix(count))
+    }
+
+    /// The most recent failures (spans carrying a failure message), newest first.
+    public func recentFailures(_ count: Int) -> [TraceSpan] {
+        Array(all.filter { $0.message != nil }.sorted { $0.start > $1.start }.prefix(count))
+    }
+}
+
+/// One request's spans drawn as a tree: each hop's time, its function's, and the network time
+/// between a hop and the next (the caller's wait minus the callee's time, both ways).
+public enum TraceTree {
+    /// The tree as text lines; the earliest span without a parent in `spans` at the top.
+    public static func render(_ spans: [TraceSpan]) -> [String] {
+        guard !spans.isEmpty else { return [] }
+        let ids = Set(spans.map(\.spanID))
+        let children = Dictionary(grouping: spans.filter { $0.parentID.map(ids.contains) ?? false }) { $0.parentID! }
+        let roots = spans.filter { $0.parentID.map { !ids.contains($0) } ?? true }.sorted { $0.start < $1.start }
+        let origin = roots.first?.start ?? spans.map(\.start).min()!
+        let total = spans.map(\.end).max()! - origin
+        var lines = ["trace \(spans[0].traceID): \(spans.count) span\(spans.count == 1 ? "" : "s"), \(ms(total)) in all"]
+        func walk(_ span: TraceSpan, prefix: String, last: Bool, parent: TraceSpan?, depth: Int) {
+            var line = depth == 0 ? "" : prefix + (last ? "└─ " : "├─ ")
+            if let parent, let network = network(from: parent, to: span) { line += "[network \(ms(network))] " }
+            line += "\(span.name)  \(span.status)  \(ms(span.duration))"
+            if span.function > 0 { line += " (function \(ms(span.function)))" }
+            line += "  at +\(ms(span.start >= origin ? span.start - origin : 0))"
+            if let message = span.message { line += "  FAILED \(span.failedService.map { "in \($0): " } ?? "")\(message)" }
+            lines.append(line)
+            let kids = (children[span.spanID] ?? []).sorted { $0.start < $1.start }
+            for (index, child) in kids.enumerated() {
+                walk(child, prefix: depth == 0 ? "" : prefix + (last ? "   " : "│  "), last: index == kids.count - 1, parent: span, depth: depth + 1)
+            }
+        }
+        for root in roots { walk(root, prefix: "", last: true, parent: nil, depth: 0) }
+        return lines
+    }
+
+    /// Time on the network between `parent` and the next hop it called (`child`): from the call
+    /// to the child's start, plus from the child's answer to the parent's (nil when unknown).
+    public static func network(from parent: TraceSpan, to child: TraceSpan) -> UInt64? {
+        guard parent.next == child.name, let forward = parent.forwardStart, child.start >= forward, parent.end >= child.end else { return nil }
+        return (child.start - forward) + (parent.end - child.end)
+    }
+
+    static func ms(_ nanoseconds: UInt64) -> String { String(format: "%.3f ms", Double(nanoseconds) / 1e6) }
+}

@@ -1,0 +1,311 @@
+import DyninkaCompiler
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The live view of a running app (`dyninka run`): a page on 127.0.0.1 that shows the dataflow
+/// as the file declares it, drawn by Graphviz, with each edge's live rate, latency and errors
+/// and each service's function time (from the hosts' own /metrics, scraped every second), the
+/// recent failures and traces (from the spans the hosts export to it, OTLP/HTTP or files), and
+/// hot swaps and moves as events.
+///
+/// Endpoints: `GET /` the page, `GET /graph.svg`, `GET /api/state` (JSON), `GET /api/traces`,
+/// `GET /api/trace/ID` (text tree; `latest` for the newest), `POST /v1/traces` (OTLP/HTTP JSON).
+public final class ViewServer: @unchecked Sendable {
+    public let ir: AppIR
+    public let spans = SpanStore()
+    public let figures = LiveFigures()
+    /// The port the page is served on.
+    public private(set) var port = 0
+    /// Where the hosts append spans when they cannot reach the view (test bed namespaces).
+    public let spanDirectory: String
+    private let listener: Int32
+    private let lock = NSLock()
+    private var events: [(at: Date, text: String)] = []
+    private var hosts: [(name: String, host: String, port: Int, node: String?)] = []
+    private var topology = "point to point"
+    /// The network namespace the hosts are reached from (the test bed's client node), or none.
+    private var namespace: String?
+    private let started = Date()
+    private var stopped = false
+    private var graphCache: (key: String, svg: String)?
+    private let dot: String?
+
+    /// Listens on 127.0.0.1:`port` (0: any free port) at once; serve with `start(runner:)`.
+    public init(ir: AppIR, port: Int = 0) throws {
+        self.ir = ir
+        spanDirectory = NSTemporaryDirectory() + "dyninka-spans-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: spanDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var yes: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0, listen(fd, 64) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw RunFailure(description: "the live view cannot listen on 127.0.0.1:\(port) (\(reason)); pick another --view-port, or --no-view")
+        }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        listener = fd
+        self.port = Int(UInt16(bigEndian: address.sin_port))
+        dot = ["/usr/bin/dot", "/usr/local/bin/dot"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// Where hosts on this machine send their spans.
+    public var otlpEndpoint: String { "http://127.0.0.1:\(port)/v1/traces" }
+    /// The page's address.
+    public var url: String { "http://127.0.0.1:\(port)/" }
+
+    /// Starts serving and scraping `runner`'s hosts every second (call `update(runner:)` after a
+    /// swap or a move: the view keeps its own copy of where the hosts are).
+    public func start(runner: LocalRunner) {
+        update(runner: runner)
+        lock.withLock {
+            topology = runner.topology == .gateway ? "gateway" : "point to point"
+            if let bed = runner.bed { topology += " on the test bed '\(bed.name)'" }
+        }
+        Thread { [self] in acceptLoop() }.start()
+        Thread { [self] in
+            while !lock.withLock({ stopped }) {
+                refresh()
+                usleep(1_000_000)
+            }
+        }.start()
+    }
+
+    /// Takes the hosts' places from `runner` again.
+    public func update(runner: LocalRunner) {
+        let hosts = runner.hosts
+        let namespace = runner.clientNamespace
+        lock.withLock {
+            self.hosts = hosts
+            self.namespace = namespace
+        }
+    }
+
+    public func stop() {
+        lock.withLock { stopped = true }
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+        try? FileManager.default.removeItem(atPath: spanDirectory)
+    }
+
+    /// An event for the timeline (a hot swap, a move).
+    public func event(_ text: String) {
+        lock.withLock {
+            events.append((Date(), text))
+            if events.count > 100 { events.removeFirst(events.count - 100) }
+        }
+    }
+
+    /// One round: every host's /metrics, and the span files (the view does it every second).
+    public func refresh() {
+        let (hosts, namespace) = lock.withLock { (self.hosts, self.namespace) }
+        for host in hosts {
+            let reply = try? BlockingHTTP.request(host: host.host, port: host.port, path: "/metrics", timeout: 0.5, namespace: namespace)
+            figures.update(host: host.name, metrics: reply?.status == 200 ? reply?.text : nil,
+                           own: host.name != "gateway" || ir.service("gateway") != nil)
+        }
+        spans.follow(directory: spanDirectory)
+    }
+
+    // MARK: Serving
+
+    private func acceptLoop() {
+        while true {
+            let fd = accept(listener, nil, nil)
+            guard fd >= 0 else {
+                if errno == EINTR { continue }
+                return
+            }
+            Thread { [self] in handle(fd) }.start()
+        }
+    }
+
+    private func handle(_ fd: Int32) {
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var headEnd: Int?
+        var length = 0
+        while headEnd == nil || data.count < headEnd! + length {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            guard n > 0 else { return }
+            data += buffer[0..<n]
+            if headEnd == nil, let end = Self.find(data) {
+                headEnd = end
+                let head = String(decoding: data[0..<end], as: UTF8.self).lowercased()
+                if let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }) {
+                    length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) ?? 0
+                }
+                guard length <= 64 << 20 else { return reply(fd, 413, "text/plain", "too large\n") }
+            }
+            if data.count > 16 << 10, headEnd == nil { return }
+        }
+        let head = String(decoding: data[0..<headEnd!], as: UTF8.self)
+        let requestLine = head.prefix { $0 != "\r" }.split(separator: " ")
+        guard requestLine.count >= 2 else { return reply(fd, 400, "text/plain", "bad request\n") }
+        let method = String(requestLine[0])
+        let path = String(requestLine[1].prefix { $0 != "?" })
+        switch (method, path) {
+        case ("POST", "/v1/traces"):
+            spans.ingest(otlp: Data(data[headEnd!..<headEnd! + length]))
+            reply(fd, 200, "application/json", "{}")
+        case ("GET", "/"):
+            reply(fd, 200, "text/html; charset=utf-8", ViewPage.html(app: ir.name))
+        case ("GET", "/graph.svg"):
+            reply(fd, 200, "image/svg+xml", graphSVG())
+        case ("GET", "/api/state"):
+            reply(fd, 200, "application/json", stateJSON())
+        case ("GET", "/api/traces"):
+            let roots = spans.recentRoots(30)
+            reply(fd, 200, "application/json", Self.json(roots.map { ["trace": $0.traceID, "name": $0.name, "status": $0.status,
+                                                                           "ms": Double($0.duration) / 1e6] }))
+        case ("GET", _) where path.hasPrefix("/api/trace/"):
+            var id = String(path.dropFirst("/api/trace/".count))
+            if id == "latest" { id = spans.recentRoots(1).first?.traceID ?? "" }
+            let lines = TraceTree.render(spans.trace(id))
+            if lines.isEmpty { return reply(fd, 404, "text/plain", "no spans of trace '\(id)' are held (the view keeps the most recent 50,000 spans)\n") }
+            reply(fd, 200, "text/plain; charset=utf-8", lines.joined(separator: "\n") + "\n")
+        default:
+            reply(fd, 404, "text/plain", "no such page: \(method) \(path)\n")
+        }
+    }
+
+    private static func find(_ data: [UInt8]) -> Int? {
+        guard data.count >= 4 else { return nil }
+        for i in 0...(data.count - 4) where data[i] == 13 && data[i + 1] == 10 && data[i + 2] == 13 && data[i + 3] == 10 { return i + 4 }
+        return nil
+    }
+
+    private func reply(_ fd: Int32, _ status: Int, _ type: String, _ body: String) {
+        let bytes = Array(body.utf8)
+        let head = "HTTP/1.1 \(status) \(status == 200 ? "OK" : "Error")\r\nContent-Type: \(type)\r\nContent-Length: \(bytes.count)\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+        for part in [Array(head.utf8), bytes] {
+            var sent = 0
+            while sent < part.count {
+                let n = part[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n <= 0 { return }
+                sent += n
+            }
+        }
+    }
+
+    static func json(_ value: Any) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])) ?? Data("null".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    // MARK: What the page shows
+
+    /// The state the page draws, as JSON.
+    func stateJSON() -> String {
+        let (hosts, events, topology) = lock.withLock { (self.hosts, self.events, self.topology) }
+        let figures = self.figures.figures
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        var services: [[String: Any]] = []
+        for host in hosts {
+            let service = ir.service(host.name)
+            var entry: [String: Any] = ["name": host.name, "address": "\(host.host):\(host.port)", "instances": 1,
+                                        "state": service?.placedState ?? [], "role": service == nil ? host.name : "service"]
+            if let node = host.node { entry["node"] = node }
+            if let f = figures[host.name] {
+                var live: [String: Any] = ["rate": f.rate, "errorRate": f.errorRate, "dropRate": f.dropRate, "total": f.total,
+                                           "inFlight": f.inFlight]
+                if let p50 = f.p50 { live["p50"] = p50 }
+                if let p99 = f.p99 { live["p99"] = p99 }
+                if let function = f.function { live["function"] = function }
+                entry["figures"] = live
+            } else {
+                entry["down"] = true
+            }
+            services.append(entry)
+        }
+        let failures = spans.recentFailures(20).map { span -> [String: Any] in
+            ["at": formatter.string(from: Date(timeIntervalSince1970: Double(span.start) / 1e9)), "service": span.failedService ?? span.name,
+             "status": span.status, "message": span.message ?? "", "trace": span.traceID]
+        }
+        let state: [String: Any] = [
+            "app": ir.name, "topology": topology, "uptime": Date().timeIntervalSince(started),
+            "route": ([ir.dataflow.entry] + ir.dataflow.steps.dropFirst().map(\.service)).joined(separator: " → "),
+            "services": services, "failures": failures,
+            "events": events.reversed().map { ["at": formatter.string(from: $0.at), "text": $0.text] },
+            "traces": spans.recentRoots(15).map { ["trace": $0.traceID, "name": $0.name, "status": $0.status, "ms": Double($0.duration) / 1e6] },
+        ]
+        return Self.json(state)
+    }
+
+    /// The dataflow with live figures, in Graphviz's DOT.
+    func graphDOT() -> String {
+        let (nodes, edges) = DataflowGraph.edges(ir)
+        let figures = self.figures.figures
+        let placement = Dictionary(lock.withLock { hosts }.map { ($0.name, $0.node) }, uniquingKeysWith: { a, _ in a })
+        func escape(_ text: String) -> String {
+            text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        }
+        func edgeLabel(_ service: String) -> String {
+            guard let f = figures[service] else { return "no figures" }
+            var text = String(format: "%.1f req/s", f.rate)
+            if let p50 = f.p50, let p99 = f.p99 { text += String(format: "\\np50 %.2f ms · p99 %.2f ms", p50, p99) }
+            if f.rate > 0 { text += String(format: "\\nerrors %.1f%%", f.errorRate * 100) }
+            return text
+        }
+        var out = "digraph dataflow {\n  rankdir=LR; bgcolor=\"transparent\"; pad=0.2; nodesep=0.5; ranksep=0.9;\n"
+        out += "  node [shape=box, style=\"rounded,filled\", fillcolor=\"#f4f6fb\", color=\"#5b6b8c\", fontname=\"Helvetica\", fontsize=11];\n"
+        out += "  edge [fontname=\"Helvetica\", fontsize=9, color=\"#5b6b8c\"];\n"
+        out += "  client [shape=oval, fillcolor=\"#ffffff\"];\n  result [shape=oval, fillcolor=\"#ffffff\"];\n"
+        for name in nodes {
+            let service = ir.service(name)
+            var rows = ["<b>\(escape(name))</b>"]
+            if let node = placement[name] ?? nil { rows.append("node \(escape(node))") }
+            rows.append("1 instance")
+            if let state = service?.placedState, !state.isEmpty { rows.append("state: \(escape(state.joined(separator: ", ")))") }
+            let f = figures[name]
+            if let function = f?.function { rows.append(String(format: "function %.3f ms", function)) }
+            let failing = (f?.errorRate ?? 0) > 0
+            let down = f == nil
+            let color = down ? "#9aa3b5" : failing ? "#c0392b" : "#5b6b8c"
+            let fill = down ? "#eceef3" : failing ? "#fdecea" : "#f4f6fb"
+            out += "  \"\(name)\" [id=\"service-\(name)\", color=\"\(color)\", fillcolor=\"\(fill)\", label=<\(rows.joined(separator: "<br/>"))>];\n"
+        }
+        out += "  client -> \"\(ir.dataflow.entry)\" [id=\"edge-client-\(ir.dataflow.entry)\", label=\"\(edgeLabel(ir.dataflow.entry))\"];\n"
+        for edge in edges {
+            var attributes = ["id=\"edge-\(edge.from)-\(edge.to)\"", "label=\"\(edge.label.map { $0 + "\\n" } ?? "")\(edgeLabel(edge.to))\""]
+            if edge.dependency { attributes.append("style=dashed") }
+            if (figures[edge.to]?.errorRate ?? 0) > 0 { attributes.append("color=\"#c0392b\"") }
+            out += "  \"\(edge.from)\" -> \"\(edge.to)\" [\(attributes.joined(separator: ", "))];\n"
+        }
+        for name in nodes where ir.service(name)?.outputOptional == true {
+            let rate = figures[name]?.dropRate ?? 0
+            out += "  \"drop-\(name)\" [shape=plaintext, style=\"\", label=\"dropped (204)\"];\n"
+            out += "  \"\(name)\" -> \"drop-\(name)\" [id=\"drop-\(name)\", style=dotted, label=\"\(String(format: "%.1f/s", rate))\"];\n"
+        }
+        if let last = ir.dataflow.steps.last?.service { out += "  \"\(last)\" -> result;\n" }
+        return out + "}\n"
+    }
+
+    /// The graph drawn by Graphviz (re-drawn when its figures change, at most once a second).
+    func graphSVG() -> String {
+        let source = graphDOT()
+        if let cache = lock.withLock({ graphCache }), cache.key == source { return cache.svg }
+        guard let dot else {
+            return "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"600\" height=\"40\"><text x=\"10\" y=\"25\">Graphviz's dot is not installed (apt-get install graphviz); the tables below still update.</text></svg>"
+        }
+        guard let output = try? Command.run(dot, ["-Tsvg"], input: source), output.status == 0 else {
+            return "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"600\" height=\"40\"><text x=\"10\" y=\"25\">dot failed to draw the graph</text></svg>"
+        }
+        // Drop the XML prologue: the page inlines the SVG.
+        let svg = output.stdout.range(of: "<svg").map { String(output.stdout[$0.lowerBound...]) } ?? output.stdout
+        lock.withLock { graphCache = (source, svg) }
+        return svg
+    }
+}
