@@ -9,6 +9,10 @@ Topologies, each driven by hey -disable-keepalive at every worker count:
   chain4n the same chain with its peers given by name (localhost:PORT, as Kubernetes manifests
           give them as DNS names): the host resolves a name once per --name-ttl, not per hop
   chain4-old  with --old DIR: chain4 on an older build, for an A/B in the same run
+  chain4t the same chain recording every hop's span: each host exports OTLP/JSON to a file
+          (--otlp-file) and the client sends a sampled traceparent, so all four hops record; the
+          difference to chain4 is the cost of tracing (chain4 itself continues traceparent but
+          records nothing)
   echo1   one dyninka-host running `echo` (RawJSON in, RawJSON out, no hop)
   nginx4  nginx, the no-processing reference: three proxy_pass hops (upstream HTTP/1.0) and a
           fourth server returning a fixed JSON body, in one nginx with a worker per CPU
@@ -305,7 +309,7 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="use the existing release build")
     ap.add_argument("--no-pin", action="store_true", help="let hey share the CPUs with the servers")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per worker count; rows show the median (default 3)")
-    ap.add_argument("--only", default="chain4,chain4n,nginx4,nginx4x1,echo1", help="topologies to run (default all)")
+    ap.add_argument("--only", default="chain4,chain4n,chain4t,nginx4,nginx4x1,echo1", help="topologies to run (default all)")
     ap.add_argument("--no-sweep", action="store_true", help="skip the payload-size sweep")
     ap.add_argument("--old", help="folder with an older release dyninka-host and libDyninkaFixture.so: adds chain4-old, "
                     "the same chain on that build, interleaved with the others (an A/B in one run)")
@@ -348,6 +352,10 @@ def main():
     named = Hosts(bin_dir, ["get", "map", "scale", "movingAvg"], tmp=tmp, peer_host="localhost")
     echo = Hosts(bin_dir, ["echo"], tmp=tmp)
     old = Hosts(args.old, ["get", "map", "scale", "movingAvg"], tmp=tmp) if args.old else None
+    spans = os.path.join(tmp, "spans.jsonl")
+    traced = Hosts(bin_dir, ["get", "map", "scale", "movingAvg"], tmp=tmp, extra=("--otlp-file", spans)) if "chain4t" in only else None
+    sampled = ("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",)
+    exported = {}
     nginx = Nginx(tmp)
     nginx_x1 = Nginx(tmp, separate=True)
     route = ("Dyninka-Route: map().scale(by: 1.0).movingAvg()",)
@@ -357,6 +365,7 @@ def main():
                 ("chain4", chain, f"http://127.0.0.1:{chain.ports['get']}/", route, "{}", 4),
                 ("chain4n", named, f"http://127.0.0.1:{named.ports['get']}/", route, "{}", 4),
                 ("chain4-old", old, f"http://127.0.0.1:{old.ports['get']}/" if old else "", route, "{}", 4),
+                ("chain4t", traced, f"http://127.0.0.1:{traced.ports['get']}/" if traced else "", route + sampled, "{}", 4),
                 ("nginx4", nginx, f"http://127.0.0.1:{nginx.ports[0]}/", (), "{}", 4),
                 ("nginx4x1", nginx_x1, f"http://127.0.0.1:{nginx_x1.ports[0]}/", (), "{}", 4),
                 ("echo1", echo, f"http://127.0.0.1:{echo.ports['echo']}/", ("Dyninka-Route: ",), '{"value":1}', 1),
@@ -368,8 +377,16 @@ def main():
             for round_ in range(args.rounds):
                 for name, target, url, headers, body, hops in runs:
                     print(f"... {name}, {w} workers, round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
+                    if name == "chain4t" and os.path.exists(spans):
+                        os.truncate(spans, 0)
                     rounds[name].append(measure(target, url, w, args.duration, headers, body))
                     time.sleep(1)
+                    if name == "chain4t":
+                        # Spans exported per answered request (4 when every hop recorded and exported).
+                        with open(spans, "rb") as f:
+                            count = f.read().count(b'"spanId"')
+                        r = rounds[name][-1]
+                        exported.setdefault(w, []).append(count / max(r["ok"], 1))
             for name, target, url, headers, body, hops in runs:
                 r = median_run(rounds[name])
                 results[(name, w)] = r
@@ -386,15 +403,21 @@ def main():
         echo.stop()
         if old:
             old.stop()
+        if traced:
+            traced.stop()
         nginx.stop()
         nginx_x1.stop()
     emit()
-    for ref in ("nginx4", "nginx4x1", "chain4n", "chain4-old"):
+    for w, counts in sorted(exported.items()):
+        emit(f"chain4t, {w} workers: spans in the OTLP file per request answered, by round: " + ", ".join(f"{c:.2f}" for c in counts))
+    if exported:
+        emit()
+    for ref in ("nginx4", "nginx4x1", "chain4n", "chain4-old", "chain4t"):
         if ref in only and "chain4" in only:
             emit(f"Ratio chain4 / {ref} throughput: " + ", ".join(
                 f"{w} workers {results[('chain4', w)]['rps'] / max(results[(ref, w)]['rps'], 1):.2f}x" for w in workers))
     emit()
-    shown = [t for t in ("chain4", "chain4n", "chain4-old", "nginx4", "nginx4x1") if t in only]
+    shown = [t for t in ("chain4", "chain4n", "chain4-old", "chain4t", "nginx4", "nginx4x1") if t in only]
     emit(f"Requests/s of every round ({' | '.join(shown)}): " + "; ".join(
         f"{w} workers " + " | ".join(" ".join(f"{x:.0f}" for x in results[(t, w)]["all_rps"]) for t in shown)
         for w in workers))
