@@ -151,6 +151,24 @@ class Hosts:
     def cpu(self):
         return {s: cpu_seconds(p.pid) for s, p in self.procs.items()}
 
+    def user_by_thread(self):
+        """User CPU seconds of the span exporter threads ("dyninka-spans") and of all the others."""
+        spans = other = 0.0
+        for pid in [p.pid for p in self.procs.values()]:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                        stat = f.read()
+                except OSError:
+                    continue
+                name = stat[stat.index("(") + 1:stat.rindex(")")]
+                user = int(stat[stat.rindex(")") + 2:].split()[11]) / TICK
+                if name == "dyninka-spans":
+                    spans += user
+                else:
+                    other += user
+        return spans, other
+
     def user(self):
         return sum(cpu_seconds(p.pid, True) for p in self.procs.values())
 
@@ -356,6 +374,7 @@ def main():
     traced = Hosts(bin_dir, ["get", "map", "scale", "movingAvg"], tmp=tmp, extra=("--otlp-file", spans)) if "chain4t" in only else None
     sampled = ("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",)
     exported = {}
+    split = {}
     nginx = Nginx(tmp)
     nginx_x1 = Nginx(tmp, separate=True)
     route = ("Dyninka-Route: map().scale(by: 1.0).movingAvg()",)
@@ -379,9 +398,13 @@ def main():
                     print(f"... {name}, {w} workers, round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
                     if name == "chain4t" and os.path.exists(spans):
                         os.truncate(spans, 0)
+                    threads0 = traced.user_by_thread() if name == "chain4t" else None
                     rounds[name].append(measure(target, url, w, args.duration, headers, body))
                     time.sleep(1)
                     if name == "chain4t":
+                        threads1 = traced.user_by_thread()
+                        n = max(rounds[name][-1]["ok"], 1) * 4
+                        split.setdefault(w, []).append(((threads1[1] - threads0[1]) / n * 1e6, (threads1[0] - threads0[0]) / n * 1e6))
                         # Spans exported per answered request (4 when every hop recorded and exported).
                         with open(spans, "rb") as f:
                             count = f.read().count(b'"spanId"')
@@ -410,6 +433,9 @@ def main():
     emit()
     for w, counts in sorted(exported.items()):
         emit(f"chain4t, {w} workers: spans in the OTLP file per request answered, by round: " + ", ".join(f"{c:.2f}" for c in counts))
+    for w, rows in sorted(split.items()):
+        emit(f"chain4t, {w} workers: user us/hop on the loop threads (the hop path) / on the span exporter threads, by round: "
+             + ", ".join(f"{a:.1f} / {b:.1f}" for a, b in rows))
     if exported:
         emit()
     for ref in ("nginx4", "nginx4x1", "chain4n", "chain4-old", "chain4t"):

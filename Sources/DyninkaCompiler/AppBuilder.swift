@@ -89,7 +89,7 @@ public struct AppBuilder: Sendable {
                                packageDirectory: package)
         }
         log("building \(ir.name) (\(ir.services.count) services) in release")
-        try runSwiftBuild(package: package, product: ir.name, file: file)
+        try runSwiftBuild(package: package, product: ir.name, file: file, log: log)
         let built = "\(package)/.build/release/lib\(ir.name).so"
         // Replace by rename: a running host keeps the library it loaded.
         let temporary = library + ".new"
@@ -134,21 +134,53 @@ public struct AppBuilder: Sendable {
         return enumerator.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") || $0.hasSuffix(".h") || $0.hasSuffix(".c") }.sorted()
     }
 
-    private func runSwiftBuild(package: String, product: String, file: String) throws {
+    /// Builds the generated package in release, passing SwiftPM's progress ("[12/40] Compiling
+    /// ...") to `log` as it comes, at most one line every 2 s, and the time it took at the end.
+    private func runSwiftBuild(package: String, product: String, file: String, log: (String) -> Void) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [swift, "build", "-c", "release", "--package-path", package, "--product", product]
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
+        let started = Date()
         do { try process.run() } catch {
             throw BuildFailure(description: "cannot run `\(swift) build`: \(error.localizedDescription); is the Swift toolchain on PATH?")
         }
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        var output = Data()
+        var pending = Data()
+        var lastShown: Date?
+        let reader = pipe.fileHandleForReading
+        while true {
+            let chunk = reader.availableData
+            if chunk.isEmpty { break }
+            output.append(chunk)
+            pending.append(chunk)
+            while let newline = pending.firstIndex(of: 10) {
+                let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
+                pending = Data(pending[(newline + 1)...])
+                guard let step = Self.progress(line) else { continue }
+                let now = Date()
+                if lastShown.map({ now.timeIntervalSince($0) >= 2 }) ?? true {
+                    lastShown = now
+                    log(String(format: "  [%d/%d] %@ (%.0f s)", step.done, step.total, step.what, now.timeIntervalSince(started)))
+                }
+            }
+        }
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw BuildFailure(description: "the generated package did not build:\n" + Self.mapDiagnostics(output, package: package, file: file))
+            throw BuildFailure(description: "the generated package did not build:\n"
+                               + Self.mapDiagnostics(String(decoding: output, as: UTF8.self), package: package, file: file))
         }
+        log(String(format: "built %@ in %.1f s", product, Date().timeIntervalSince(started)))
+    }
+
+    /// SwiftPM's progress line "[12/40] Compiling X y.swift" as (12, 40, "Compiling X y.swift").
+    static func progress(_ line: String) -> (done: Int, total: Int, what: String)? {
+        guard line.hasPrefix("["), let close = line.firstIndex(of: "]") else { return nil }
+        let numbers = line[line.index(after: line.startIndex)..<close].split(separator: "/")
+        guard numbers.count == 2, let done = Int(numbers[0]), let total = Int(numbers[1]) else { return nil }
+        return (done, total, line[line.index(after: close)...].trimmingCharacters(in: .whitespaces))
     }
 
     /// Points the Swift compiler's messages about the generated app file back at the user's file.

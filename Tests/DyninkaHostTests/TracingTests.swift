@@ -208,7 +208,8 @@ struct ReadSpan {
         let host = try HostProcess(service: "map", peers: ["movingAvg": next.port], arguments: ["--otlp-file", file("map")])
         defer { host.stop() }
         let unsampled = "00-0af7651916cd43dd8448eb211c80319c-\(Self.clientParent)-00"
-        let response = try host.client.post(#"{"sensor":"s","variable":"Temperature","value":30}"#, extra: [("traceparent", unsampled)])
+        let response = try host.client.post(#"{"sensor":"s","variable":"Temperature","value":30}"#,
+                                             extra: [("traceparent", unsampled), ("tracestate", "vendor=a1"), ("tracestate", "other=b2")])
         #expect(response.status == 200)
         let head = try #require(next.heads.first)
         let line = try #require(head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("traceparent:") })
@@ -216,6 +217,7 @@ struct ReadSpan {
         #expect(value.hasPrefix("00-0af7651916cd43dd8448eb211c80319c-"))
         #expect(value.hasSuffix("-00"))
         #expect(!value.contains(Self.clientParent), "the next hop's parent is map's span, not the client's")
+        #expect(head.contains("\r\ntracestate: vendor=a1,other=b2\r\n"), "tracestate is passed on unchanged: \(head)")
         usleep(700_000)
         #expect(ReadSpan.read([file("map")]).isEmpty, "an unsampled trace was recorded")
     }

@@ -51,6 +51,11 @@ final class HopTarget {
             buffer.append("traceparent: ")
             trace.appendTraceparent(to: buffer)
             buffer.append("\r\n")
+            if let state = trace.state {
+                buffer.append("tracestate: ")
+                buffer.append(state)
+                buffer.append("\r\n")
+            }
         }
         buffer.append("Content-Length: ")
         buffer.append(decimal: length)

@@ -13,6 +13,18 @@ package struct TraceContext: Equatable, Sendable {
     package var span: UInt64
     /// The caller asked for the trace to be recorded (flag 01), or this host chose to record it.
     package var sampled: Bool
+    /// The caller's `tracestate` (fields joined with commas), passed on unchanged with every call;
+    /// nil when there was none or the `traceparent` was not valid (the spec then drops it).
+    package var state: String?
+
+    package init(traceHigh: UInt64, traceLow: UInt64, parent: UInt64, span: UInt64, sampled: Bool, state: String? = nil) {
+        self.traceHigh = traceHigh
+        self.traceLow = traceLow
+        self.parent = parent
+        self.span = span
+        self.sampled = sampled
+        self.state = state
+    }
 
     /// This hop began the trace (no valid `traceparent` came with the request).
     package var startedHere: Bool { parent == 0 }
