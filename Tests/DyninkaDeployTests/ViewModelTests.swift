@@ -87,6 +87,19 @@ import Testing
         ])
     }
 
+    @Test func aSpanWaitsASecondForItsCallerBeforeItCountsAsARoot() {
+        let store = SpanStore()
+        let now = Date(timeIntervalSince1970: 100)
+        func otlp(_ id: String, parent: String?, end: UInt64) -> Data {
+            let parentField = parent.map { ",\"parentSpanId\":\"\($0)\"" } ?? ""
+            return Data(#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"T\#(id)","spanId":"\#(id)"\#(parentField),"startTimeUnixNano":"\#(end - 1000)","endTimeUnixNano":"\#(end)","name":"n"}]}]}]}"#.utf8)
+        }
+        store.ingest(otlp: otlp("a", parent: nil, end: 99_900_000_000))
+        store.ingest(otlp: otlp("b", parent: "missing", end: 99_800_000_000))
+        store.ingest(otlp: otlp("c", parent: "missing", end: 98_500_000_000))
+        #expect(store.recentRoots(10, now: now).map(\.spanID) == ["a", "c"], "b's caller may still arrive")
+    }
+
     @Test func theStoreKeepsTheNewestSpansAndFollowsFiles() throws {
         let store = SpanStore(capacity: 3)
         let line = #"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"T","spanId":"S","startTimeUnixNano":"5","endTimeUnixNano":"9","name":"get","attributes":[{"key":"http.response.status_code","value":{"intValue":"200"}}]}]}]}]}"#

@@ -111,11 +111,15 @@ public final class SpanStore: @unchecked Sendable {
     /// The spans of `trace`.
     public func trace(_ id: String) -> [TraceSpan] { all.filter { $0.traceID == id } }
 
-    /// The most recent traces' root spans (a span whose parent is not held), newest first.
-    public func recentRoots(_ count: Int) -> [TraceSpan] {
+    /// The most recent traces' root spans, newest first: spans without a parent, and spans whose
+    /// parent (the client's, or a span not held) has not arrived within a second (hosts hand
+    /// their spans over every 200 ms, so a caller's span may come after its callee's).
+    public func recentRoots(_ count: Int, now: Date = Date()) -> [TraceSpan] {
         let all = self.all
         let held = Set(all.map(\.spanID))
-        return Array(all.filter { $0.parentID.map { !held.contains($0) } ?? true }.sorted { $0.start > $1.start }.prefix(count))
+        let settled = UInt64(max(now.timeIntervalSince1970 - 1, 0) * 1e9)
+        return Array(all.filter { span in span.parentID.map { !held.contains($0) && span.end <= settled } ?? true }
+            .sorted { $0.start > $1.start }.prefix(count))
     }
 
     /// The most recent failures (spans carrying a failure message), newest first.

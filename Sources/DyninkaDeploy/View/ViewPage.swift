@@ -39,7 +39,7 @@ enum ViewPage {
             <table><thead><tr><th>service</th><th>node</th><th>instances</th><th>state</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th>function ms</th><th>answered</th></tr></thead>
             <tbody id="services"></tbody></table>
           </section>
-          <section><h2>Recent failures</h2><table><thead><tr><th>time</th><th>service</th><th>status</th><th>message</th></tr></thead><tbody id="failures"></tbody></table></section>
+          <section><h2>Recent failures</h2><table><thead><tr><th>last</th><th>times</th><th>service</th><th>status</th><th>message</th></tr></thead><tbody id="failures"></tbody></table></section>
           <section><h2>Recent traces</h2><ul id="traces"></ul><pre id="trace" hidden></pre></section>
           <section><h2>Events</h2><ul id="events"></ul></section>
         </main>
@@ -72,7 +72,7 @@ enum ViewPage {
                 [f.total === undefined ? "down" : String(f.total), true]], s.down ? "down" : ""));
             }
             const failures = document.getElementById("failures"); failures.replaceChildren();
-            for (const f of state.failures) failures.appendChild(row([[new Date(f.at).toLocaleTimeString()], [f.service], [String(f.status)], [f.message]], "failure"));
+            for (const f of state.failures) failures.appendChild(row([[new Date(f.at).toLocaleTimeString()], [String(f.count), true], [f.service], [String(f.status)], [f.message]], "failure"));
             if (!state.failures.length) failures.appendChild(row([["none so far"]], "empty"));
             const traces = document.getElementById("traces"); traces.replaceChildren();
             for (const t of state.traces) {

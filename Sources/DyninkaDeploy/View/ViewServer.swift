@@ -230,9 +230,20 @@ public final class ViewServer: @unchecked Sendable {
             }
             services.append(entry)
         }
-        let failures = spans.recentFailures(20).map { span -> [String: Any] in
-            ["at": formatter.string(from: Date(timeIntervalSince1970: Double(span.start) / 1e9)), "service": span.failedService ?? span.name,
-             "status": span.status, "message": span.message ?? "", "trace": span.traceID]
+        // The same failure again and again is one row, with how often and when it last happened.
+        var failures: [[String: Any]] = []
+        var rows: [String: Int] = [:]
+        for span in spans.recentFailures(500) {
+            let service = span.failedService ?? span.name
+            let key = "\(service)\u{0}\(span.status)\u{0}\(span.message ?? "")"
+            if let row = rows[key] {
+                failures[row]["count"] = (failures[row]["count"] as? Int ?? 1) + 1
+                continue
+            }
+            guard failures.count < 12 else { continue }
+            rows[key] = failures.count
+            failures.append(["at": formatter.string(from: Date(timeIntervalSince1970: Double(span.start) / 1e9)), "service": service,
+                             "status": span.status, "message": span.message ?? "", "trace": span.traceID, "count": 1])
         }
         let state: [String: Any] = [
             "app": ir.name, "topology": topology, "uptime": Date().timeIntervalSince(started),
@@ -279,9 +290,11 @@ public final class ViewServer: @unchecked Sendable {
         }
         out += "  client -> \"\(ir.dataflow.entry)\" [id=\"edge-client-\(ir.dataflow.entry)\", label=\"\(edgeLabel(ir.dataflow.entry))\"];\n"
         for edge in edges {
-            var attributes = ["id=\"edge-\(edge.from)-\(edge.to)\"", "label=\"\(edge.label.map { $0 + "\\n" } ?? "")\(edgeLabel(edge.to))\""]
+            // The service called: the next step, or for a dependency the one feeding the argument.
+            let callee = edge.dependency ? edge.from : edge.to
+            var attributes = ["id=\"edge-\(edge.from)-\(edge.to)\"", "label=\"\(edge.label.map { $0 + "\\n" } ?? "")\(edgeLabel(callee))\""]
             if edge.dependency { attributes.append("style=dashed") }
-            if (figures[edge.to]?.errorRate ?? 0) > 0 { attributes.append("color=\"#c0392b\"") }
+            if (figures[callee]?.errorRate ?? 0) > 0 { attributes.append("color=\"#c0392b\"") }
             out += "  \"\(edge.from)\" -> \"\(edge.to)\" [\(attributes.joined(separator: ", "))];\n"
         }
         for name in nodes where ir.service(name)?.outputOptional == true {
