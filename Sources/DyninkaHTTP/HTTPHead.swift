@@ -61,6 +61,22 @@ package struct HTTPHead {
         fields.map { (storage.string($0.name..<$0.value), storage.string($0.value..<$0.end)) }
     }
 
+    /// The value of `traceparent` and whether `tracestate` is present, found in one pass over
+    /// the fields (every request asks for them).
+    package func traceFields() -> (traceparent: UnsafeRawBufferPointer?, hasTracestate: Bool) {
+        var parent: UnsafeRawBufferPointer?
+        var state = false
+        for field in fields {
+            let length = field.value - field.name
+            if length == 11, parent == nil, matches(field, "traceparent") {
+                parent = UnsafeRawBufferPointer(rebasing: storage.bytes[field.value..<field.end])
+            } else if length == 10, matches(field, "tracestate") {
+                state = true
+            }
+        }
+        return (parent, state)
+    }
+
     func index(of name: StaticString) -> Int? {
         fields.firstIndex { matches($0, name) }
     }

@@ -51,6 +51,14 @@ extension DyninkaCommand {
         var noView = false
         @Flag(help: "With --requests: print the trace of the last request as a tree at the end.")
         var showTrace = false
+        @Flag(help: "With --testbed: move a service next to its busiest caller when the hop between them crosses nodes and its network time stays above --adapt-threshold for --adapt-hold seconds (from the hosts' spans); each decision is printed with its figures.")
+        var adapt = false
+        @Option(help: "With --adapt: milliseconds of network time per hop (median) that cost too much (default 5).")
+        var adaptThreshold: Double = 5
+        @Option(help: "With --adapt: seconds a hop must stay above the threshold before its callee moves (default 10).")
+        var adaptHold: Double = 10
+        @Option(help: "With --adapt: seconds a service that moved stays put (default 60).")
+        var adaptCoolDown: Double = 60
         @Flag(help: "Hot swap: when the file is saved, check and rebuild it and replace only the services whose code changed, handing their @Placed state over, without refusing or losing a request. A file that does not compile leaves the running services as they are.")
         var watch = false
 
@@ -61,6 +69,10 @@ extension DyninkaCommand {
             if local && gateway { throw ValidationError("--local runs no network: it cannot be combined with --gateway") }
             if local && testbed != nil { throw ValidationError("--local runs no network: it cannot be combined with --testbed") }
             if spread != nil && testbed == nil { throw ValidationError("--spread needs --testbed") }
+            if adapt && (testbed == nil || gateway || noView || requests != nil) {
+                throw ValidationError("--adapt moves services on a test bed from the spans the view collects: it needs --testbed, and cannot be combined with --gateway, --no-view or --requests")
+            }
+            if adaptThreshold <= 0 || adaptHold < 0 || adaptCoolDown < 0 { throw ValidationError("--adapt-threshold must be above 0, --adapt-hold and --adapt-cool-down at least 0") }
             if watch && (local || gateway || requests != nil) { throw ValidationError("--watch keeps a point-to-point app running: it cannot be combined with --local, --gateway or --requests") }
         }
 
@@ -160,8 +172,39 @@ extension DyninkaCommand {
             if watch { note("watching \(file): save it to swap the services whose code changed") }
             let onBed = runner.bed != nil
             if onBed { note("move a service with: dyninka move SERVICE --to NODE") }
+            var adapter: Adapter?
+            var lastLook = Date()
+            if adapt, let bed = runner.bed {
+                let policy = AdaptPolicy(thresholdMs: adaptThreshold, hold: adaptHold, coolDown: adaptCoolDown)
+                adapter = Adapter(policy: policy, placements: Dictionary(uniqueKeysWithValues: build.ir.services.map { ($0.name, $0.placement) }),
+                                  nodes: bed.placementNodes)
+                note(String(format: "adapting: a service moves next to its busiest caller when their hop spends more than %.1f ms on the network for %.0f s (cool-down %.0f s)",
+                            adaptThreshold, adaptHold, adaptCoolDown))
+            }
             runner.supervise {
                 watcher?.check()
+                if let adapter, let view, Date().timeIntervalSince(lastLook) >= 5 {
+                    lastLook = Date()
+                    // The last 5 s of spans (the view follows the hosts' span files every second).
+                    let since = UInt64((lastLook.timeIntervalSince1970 - 5) * 1e9)
+                    let nodes = runner.nodes
+                    let down = Set(nodes.values.filter(Testbed.isDown))
+                    let (decisions, notes) = adapter.evaluate(view.spans.all.filter { $0.end >= since }, at: nodes, down: down)
+                    for line in notes { note("adapt: \(line)") }
+                    for decision in decisions {
+                        note("adapt: \(decision)")
+                        do {
+                            let report = try runner.move(decision.service, to: decision.to)
+                            let line = String(format: "adapt moved %@ from %@ to %@ with its @Placed state: new host listening in %.0f ms, hand-over %.0f ms, address moved in %.0f ms",
+                                              report.service, report.from, report.to, report.startMs, report.handoverMs, report.addressMs)
+                            note(line)
+                            view.event(line + String(format: " (the hop from %@ spent %.1f ms on the network)", decision.caller, decision.medianMs))
+                            view.update(runner: runner)
+                        } catch {
+                            note("error: adapt cannot move \(decision.service): \(error)")
+                        }
+                    }
+                }
                 if onBed {
                     Testbed.serveMoveRequests { request in
                         do {

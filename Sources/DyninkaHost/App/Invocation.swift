@@ -176,9 +176,8 @@ final class Invocation: FunctionCaller {
     private func finish(failure: ServiceFailure, own: Bool) {
         if own { context.log.warning("\(failure)") }
         context.metrics.recordFailure(service: service.name, kind: failure.kind)
-        guard var answer = answer(failure.status, relayed: nil, json: true, retryAfter: failure.kind == .overloaded) else { return }
-        answer.failure = failure
-        connection.send(answer, body: failure.body.owned)
+        guard let answer = answer(failure.status, relayed: nil, json: true, retryAfter: failure.kind == .overloaded) else { return }
+        connection.send(answer, body: failure.body.owned, failure: failure)
     }
 
     /// Answers once: this hop's Server-Timing first, then what the dependencies and the next hop
@@ -196,7 +195,8 @@ final class Invocation: FunctionCaller {
         context.metrics.record(service: service.name, status: status, seconds: Double(EventLoop.nanoseconds() - started) / 1e9)
         return Answer(status: status, relayed: relayed, json: json, retryAfter: retryAfter,
                       timing: HopTiming(name: service.name, started: started, function: functionNanoseconds, trace: trace,
-                                        forwardStarted: forwardStarted, next: forwardStarted == 0 ? nil : plan.next?.service),
+                                        forwardStarted: forwardStarted,
+                                        next: forwardStarted == 0 || !context.tracer.recording ? nil : plan.next?.service),
                       earlier: dependencyHeads)
     }
 

@@ -52,7 +52,8 @@ final class GatewayResponder: Responder {
                 line.append("\r\n")
             }
         } }) { [context] outcome in
-            let timing = HopTiming(name: own, started: started, trace: trace, forwardStarted: started, next: name)
+            // The function's name is kept for the span only when spans are recorded.
+            let timing = HopTiming(name: own, started: started, trace: trace, forwardStarted: started, next: context.tracer.recording ? name : nil)
             switch outcome {
             case .failed(let failure):
                 context.metrics.recordFailure(service: name, kind: failure.kind)

@@ -40,9 +40,6 @@ struct Answer {
     /// Responses of earlier calls (dependencies, orchestrated steps) whose Server-Timing follows
     /// this hop's entry, before the relayed response's.
     var earlier: [HTTPHead] = []
-    /// This hop's own failure (for its span).
-    var failure: ServiceFailure?
-
     init(status: Int, relayed: HTTPHead? = nil, json: Bool = false, retryAfter: Bool = false, timing: HopTiming? = nil,
          earlier: [HTTPHead] = []) {
         self.status = status
@@ -56,7 +53,6 @@ struct Answer {
     /// The answer carrying `failure` as this hop's own JSON error.
     init(failure: ServiceFailure, timing: HopTiming?, earlier: [HTTPHead] = []) {
         self.init(status: failure.status, json: true, retryAfter: failure.kind == .overloaded, timing: timing, earlier: earlier)
-        self.failure = failure
     }
 
     /// Appends the header lines ("Name: value\r\n") of this answer.
@@ -108,16 +104,17 @@ extension Answer {
 }
 
 extension InboundConnection {
-    /// Answers with `body` (kept alive by its owner until written).
+    /// Answers with `body` (kept alive by its owner until written); `failure`: this hop's own,
+    /// for its span.
     @inline(__always)
-    func send(_ answer: Answer, body: OwnedBytes, forceClose: Bool = false) {
-        if let timing = answer.timing { tracer.finish(timing, status: answer.status, failure: answer.failure) }
+    func send(_ answer: Answer, body: OwnedBytes, failure: ServiceFailure? = nil, forceClose: Bool = false) {
+        if let timing = answer.timing { tracer.finish(timing, status: answer.status, failure: failure) }
         respond(status: answer.status, body: body, forceClose: forceClose) { answer.appendFields(to: $0) }
     }
 
     /// Answers with `failure`'s JSON error body.
     func send(_ failure: ServiceFailure, timing: HopTiming?, earlier: [HTTPHead] = [], forceClose: Bool = false) {
         let body = failure.body
-        send(Answer(failure: failure, timing: timing, earlier: earlier), body: body.owned, forceClose: forceClose)
+        send(Answer(failure: failure, timing: timing, earlier: earlier), body: body.owned, failure: failure, forceClose: forceClose)
     }
 }

@@ -34,40 +34,65 @@ package struct TraceContext: Equatable, Sendable {
     /// after a dash (the spec's rule for forward compatibility); version ff is invalid. Hex must
     /// be lowercase; all-zero ids are invalid.
     package static func parse(_ value: UnsafeRawBufferPointer) -> (traceHigh: UInt64, traceLow: UInt64, parent: UInt64, flags: UInt8)? {
-        guard value.count >= 55 else { return nil }
-        guard let version = hex(value, 0, 2), version != 0xff else { return nil }
-        if version == 0, value.count != 55 { return nil }
-        if value.count > 55, value[55] != UInt8(ascii: "-") { return nil }
-        guard value[2] == UInt8(ascii: "-"), value[35] == UInt8(ascii: "-"), value[52] == UInt8(ascii: "-"),
-              let high = hex(value, 3, 16), let low = hex(value, 19, 16), let parent = hex(value, 36, 16),
-              let flags = hex(value, 53, 2), high | low != 0, parent != 0 else { return nil }
-        return (high, low, parent, UInt8(flags))
+        guard value.count >= 55, let base = value.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
+        guard base[2] == UInt8(ascii: "-"), base[35] == UInt8(ascii: "-"), base[52] == UInt8(ascii: "-") else { return nil }
+        return digits.withUnsafeBufferPointer { table -> (UInt64, UInt64, UInt64, UInt8)? in
+            // Any byte that is not a lowercase hex digit leaves a high bit in `bad`: one check for all.
+            var bad: UInt8 = 0
+            let version = hex(base, 2, table, &bad)
+            let high = hex(base + 3, 16, table, &bad), low = hex(base + 19, 16, table, &bad)
+            let parent = hex(base + 36, 16, table, &bad), flags = hex(base + 53, 2, table, &bad)
+            guard bad & 0xf0 == 0, version != 0xff, high | low != 0, parent != 0 else { return nil }
+            if version == 0, value.count != 55 { return nil }
+            if value.count > 55, base[55] != UInt8(ascii: "-") { return nil }
+            return (high, low, parent, UInt8(flags))
+        }
     }
 
-    /// `count` lowercase hex digits at `offset` as a number; nil on any other byte.
-    private static func hex(_ bytes: UnsafeRawBufferPointer, _ offset: Int, _ count: Int) -> UInt64? {
+    /// Each byte's value as a lowercase hex digit; 0xff for any other byte.
+    private static let digits: [UInt8] = (0..<256).map { byte in
+        switch byte {
+        case 48...57: UInt8(byte - 48)
+        case 97...102: UInt8(byte - 87)
+        default: 0xff
+        }
+    }
+
+    /// `count` hex digits at `bytes` as a number, through `table`; a byte that is not a digit
+    /// sets high bits in `bad`.
+    @inline(__always)
+    private static func hex(_ bytes: UnsafePointer<UInt8>, _ count: Int, _ table: UnsafeBufferPointer<UInt8>, _ bad: inout UInt8) -> UInt64 {
         var value: UInt64 = 0
-        for i in offset..<offset + count {
-            let byte = bytes[i]
-            let digit: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - 48
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - 87
-            default: return nil
-            }
-            value = value << 4 | UInt64(digit)
+        for i in 0..<count {
+            let digit = table[Int(bytes[i])]
+            bad |= digit
+            value = value &<< 4 | UInt64(digit & 0xf)
         }
         return value
     }
 
     /// "00-TRACEID-SPANID-FLAGS" for a call this hop makes (this hop's span as the parent).
     package func appendTraceparent(to store: ByteStore) {
-        store.append("00-")
-        store.append(hex: traceHigh)
-        store.append(hex: traceLow)
-        store.append("-")
-        store.append(hex: span)
-        store.append(sampled ? "-01" : "-00")
+        // The 55 bytes composed on the stack and appended at once.
+        var text: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &text) { raw in
+            let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            out[0] = 48; out[1] = 48; out[2] = 45
+            Self.writeHex(traceHigh, to: out + 3)
+            Self.writeHex(traceLow, to: out + 19)
+            out[35] = 45
+            Self.writeHex(span, to: out + 36)
+            out[52] = 45; out[53] = 48; out[54] = sampled ? 49 : 48
+            store.append(UnsafeRawBufferPointer(start: out, count: 55))
+        }
+    }
+
+    @inline(__always)
+    private static func writeHex(_ value: UInt64, to out: UnsafeMutablePointer<UInt8>) {
+        for i in 0..<16 {
+            let nibble = UInt8(truncatingIfNeeded: value &>> UInt64(60 - 4 * i)) & 0xf
+            out[i] = nibble < 10 ? nibble &+ 48 : nibble &+ 87
+        }
     }
 
     /// The trace id as 32 lowercase hex digits.

@@ -72,8 +72,9 @@ final class Tracer {
     /// The trace context of a request: continued from its `traceparent` when valid, else a new
     /// trace begun here.
     func begin(_ head: HTTPHead) -> TraceContext {
-        if let value = head.valueBytes(of: "traceparent"), let parsed = TraceContext.parse(value) {
-            let state = head.has("tracestate") ? head.values(of: "tracestate").joined(separator: ",") : nil
+        let fields = head.traceFields()
+        if let value = fields.traceparent, let parsed = TraceContext.parse(value) {
+            let state = fields.hasTracestate ? head.values(of: "tracestate").joined(separator: ",") : nil
             return TraceContext(traceHigh: parsed.traceHigh, traceLow: parsed.traceLow, parent: parsed.parent, span: nextID(),
                                 sampled: parsed.flags & 1 == 1, state: state)
         }

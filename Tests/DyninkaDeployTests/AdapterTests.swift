@@ -1,0 +1,102 @@
+import DyninkaCompiler
+import Foundation
+import Testing
+@testable import DyninkaDeploy
+
+/// The adapt loop's decisions on constructed latencies.
+@Suite struct AdapterTests {
+    let nodes = [PlacementNode(name: "cloud", labels: ["zone": "core"]), PlacementNode(name: "edge-1", labels: ["zone": "roof"]),
+                 PlacementNode(name: "edge-2", labels: ["zone": "street"])]
+
+    /// `count` calls from `caller` to `callee`, each spending `networkMs` on the network.
+    func calls(_ caller: String, _ callee: String, count: Int, networkMs: Double, tag: String = "") -> [TraceSpan] {
+        var spans: [TraceSpan] = []
+        for i in 0..<count {
+            let start: UInt64 = 1_000_000_000 + UInt64(i) * 100_000_000
+            let network = UInt64(networkMs * 1e6)
+            let parent = TraceSpan(traceID: "t\(tag)\(i)", spanID: "p\(tag)\(caller)\(i)", parentID: nil, name: caller, start: start,
+                                   end: start + 1_000_000 + network, function: 0, status: 200, next: callee, forwardStart: start + 500_000)
+            let child = TraceSpan(traceID: "t\(tag)\(i)", spanID: "c\(tag)\(callee)\(i)", parentID: parent.spanID, name: callee,
+                                  start: start + 500_000 + network / 2, end: start + 1_000_000 + network / 2, function: 0, status: 200)
+            spans += [parent, child]
+        }
+        return spans
+    }
+
+    func adapter(_ placements: [String: PlacementIR?] = ["map": nil, "movingAvg": nil], hold: Double = 10, coolDown: Double = 60) -> Adapter {
+        Adapter(policy: AdaptPolicy(thresholdMs: 5, hold: hold, coolDown: coolDown), placements: placements, nodes: nodes)
+    }
+
+    @Test func aCostlyHopMovesTheCalleeNextToItsCallerAfterTheHoldTime() throws {
+        let adapt = adapter()
+        let t0 = Date(timeIntervalSince1970: 1000)
+        var at = ["map": "edge-1", "movingAvg": "cloud"]
+        let far = calls("map", "movingAvg", count: 50, networkMs: 40)
+        #expect(adapt.evaluate(far, at: at, now: t0).decisions.isEmpty, "not for the hold time yet")
+        #expect(adapt.evaluate(far, at: at, now: t0 + 5).decisions.isEmpty)
+        let decided = adapt.evaluate(far, at: at, now: t0 + 10).decisions
+        try #require(decided.count == 1)
+        #expect(decided[0].service == "movingAvg" && decided[0].from == "cloud" && decided[0].to == "edge-1" && decided[0].caller == "map")
+        #expect(abs(decided[0].medianMs - 40) < 0.01)
+        #expect(decided[0].description.contains("the hop map → movingAvg spent 40.0 ms on the network (median, threshold 5.0 ms) for 10 s"))
+        // Moved: the hop is local and cheap; nothing more happens, however long it runs.
+        at["movingAvg"] = "edge-1"
+        let near = calls("map", "movingAvg", count: 50, networkMs: 0.1)
+        for t in stride(from: 15.0, through: 300, by: 5) { #expect(adapt.evaluate(near, at: at, now: t0 + t).decisions.isEmpty) }
+    }
+
+    @Test func aCheapHopOrTooFewSamplesMoveNothing() {
+        let adapt = adapter()
+        let t0 = Date(timeIntervalSince1970: 1000)
+        let at = ["map": "edge-1", "movingAvg": "cloud"]
+        for t in stride(from: 0.0, through: 60, by: 5) {
+            #expect(adapt.evaluate(calls("map", "movingAvg", count: 50, networkMs: 3), at: at, now: t0 + t).decisions.isEmpty)
+            #expect(adapt.evaluate(calls("map", "movingAvg", count: 5, networkMs: 40, tag: "x"), at: at, now: t0 + t).decisions.isEmpty)
+        }
+    }
+
+    @Test func twoEqualCallersOnTwoNodesNeverPullTheServiceBackAndForth() {
+        let adapt = adapter(["a": nil, "b": nil, "s": nil], hold: 0, coolDown: 0)
+        let t0 = Date(timeIntervalSince1970: 1000)
+        var at = ["a": "edge-1", "b": "edge-2", "s": "cloud"]
+        let load = calls("a", "s", count: 30, networkMs: 40, tag: "a") + calls("b", "s", count: 30, networkMs: 40, tag: "b")
+        var moves = 0
+        for t in stride(from: 0.0, through: 120, by: 5) {
+            for decision in adapt.evaluate(load, at: at, now: t0 + t).decisions {
+                moves += 1
+                at["s"] = decision.to
+            }
+        }
+        #expect(moves == 1, "one move off the far node, then it stays: the other caller is as busy")
+    }
+
+    @Test func theCoolDownHoldsAServiceThatJustMoved() throws {
+        let adapt = adapter(["a": nil, "b": nil, "s": nil], hold: 0, coolDown: 60)
+        let t0 = Date(timeIntervalSince1970: 1000)
+        var at = ["a": "edge-1", "b": "edge-2", "s": "cloud"]
+        let first = adapt.evaluate(calls("a", "s", count: 30, networkMs: 40), at: at, now: t0).decisions
+        try #require(first.count == 1 && first[0].to == "edge-1")
+        at["s"] = "edge-1"
+        // Now b is busier; the service waits out its cool-down, says why once, then follows.
+        let shifted = calls("b", "s", count: 40, networkMs: 40, tag: "b") + calls("a", "s", count: 10, networkMs: 0.1, tag: "a")
+        let held = adapt.evaluate(shifted, at: at, now: t0 + 20)
+        #expect(held.decisions.isEmpty)
+        #expect(held.notes.count == 1 && held.notes[0].contains("cool-down 60 s"), "\(held.notes)")
+        #expect(adapt.evaluate(shifted, at: at, now: t0 + 30).notes.isEmpty, "the same reason is not repeated")
+        #expect(adapt.evaluate(shifted, at: at, now: t0 + 61).decisions.first?.to == "edge-2")
+    }
+
+    @Test func placementPinsAndLabelsAreRespected() {
+        let pinned = adapter(["map": nil, "movingAvg": PlacementIR(node: "cloud")], hold: 0)
+        let at = ["map": "edge-1", "movingAvg": "cloud"]
+        let result = pinned.evaluate(calls("map", "movingAvg", count: 50, networkMs: 40), at: at)
+        #expect(result.decisions.isEmpty)
+        #expect(result.notes.first?.contains("asks for node cloud: it stays on cloud") == true, "\(result.notes)")
+        let labelled = adapter(["map": nil, "movingAvg": PlacementIR(label: "zone=core")], hold: 0)
+        let refused = labelled.evaluate(calls("map", "movingAvg", count: 50, networkMs: 40), at: at)
+        #expect(refused.decisions.isEmpty)
+        #expect(refused.notes.first?.contains("edge-1 does not fit movingAvg's placement (label zone=core)") == true, "\(refused.notes)")
+        let down = adapter(hold: 0).evaluate(calls("map", "movingAvg", count: 50, networkMs: 40), at: at, down: ["edge-1"])
+        #expect(down.decisions.isEmpty && down.notes.first?.contains("edge-1 is down") == true)
+    }
+}
