@@ -66,8 +66,8 @@ public final class Adapter {
     }
 
     /// Looks at the spans of the last window. `at`: the node each service runs on now; `down`:
-    /// nodes that are down. Returns the moves to make (at most one per service) and notes about
-    /// moves it holds back (each said once).
+    /// nodes that are down. Returns the move to make (at most one: the costliest hop's callee)
+    /// and notes about moves it holds back (each reason said once).
     public func evaluate(_ spans: [TraceSpan], at: [String: String], down: Set<String> = [], now: Date = Date())
         -> (decisions: [AdaptDecision], notes: [String]) {
         let byID = Dictionary(spans.map { ($0.spanID, $0) }, uniquingKeysWith: { a, _ in a })
@@ -131,10 +131,13 @@ public final class Adapter {
             }
             decisions.append(AdaptDecision(service: service, from: here, to: there, caller: caller, calls: times.count, totalCalls: total,
                                            medianMs: median, thresholdMs: policy.thresholdMs, above: now.timeIntervalSince(since)))
-            lastMove[service] = now
-            aboveSince[service] = nil
-            lastNote[service] = nil
         }
-        return (decisions, notes)
+        // One move per window, the costliest hop first: a move changes which hops cross nodes,
+        // so the next window judges the rest anew.
+        guard let chosen = decisions.max(by: { Double($0.calls) * $0.medianMs < Double($1.calls) * $1.medianMs }) else { return ([], notes) }
+        lastMove[chosen.service] = now
+        aboveSince[chosen.service] = nil
+        lastNote[chosen.service] = nil
+        return ([chosen], notes)
     }
 }

@@ -70,6 +70,19 @@ import Testing
         #expect(moves == 1, "one move off the far node, then it stays: the other caller is as busy")
     }
 
+    @Test func oneMoveAWindowTheCostliestHopFirst() throws {
+        // get (cloud) → filter (edge-1) → map (cloud): both hops cross; get's carries three times the calls.
+        let adapt = adapter(["get": nil, "filter": nil, "map": nil], hold: 0)
+        var at = ["get": "cloud", "filter": "edge-1", "map": "cloud"]
+        let load = calls("get", "filter", count: 60, networkMs: 40, tag: "g") + calls("filter", "map", count: 20, networkMs: 40, tag: "f")
+        let first = adapt.evaluate(load, at: at).decisions
+        try #require(first.count == 1)
+        #expect(first[0].service == "filter" && first[0].to == "cloud")
+        at["filter"] = "cloud"
+        let local = calls("get", "filter", count: 60, networkMs: 0.1, tag: "g") + calls("filter", "map", count: 20, networkMs: 0.1, tag: "f")
+        #expect(adapt.evaluate(local, at: at).decisions.isEmpty, "map's caller is on its node now: nothing else moves")
+    }
+
     @Test func theCoolDownHoldsAServiceThatJustMoved() throws {
         let adapt = adapter(["a": nil, "b": nil, "s": nil], hold: 0, coolDown: 60)
         let t0 = Date(timeIntervalSince1970: 1000)

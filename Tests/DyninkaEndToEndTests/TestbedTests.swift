@@ -183,6 +183,59 @@ extension TestbedTests {
     }
 }
 
+/// Context-aware placement on the bed: `dyninka run --adapt` moves a service next to its caller.
+extension TestbedTests {
+    @Test func theAdaptLoopMovesAServiceNextToItsCallerAndTheLatencyDrops() throws {
+        let client = Testbed.namespace(of: TestbedSpec.clientNode)
+        defer { _ = try? runCLI(["testbed", "down"]) }
+        #expect(try runCLI(["testbed", "up", "configs/testbed/pair.json"]).status == 0)
+        #expect(try runCLI(["testbed", "link", "edge-1", "cloud", "--delay", "20"]).status == 0)
+        let log = NSTemporaryDirectory() + "dyninka-adapt-\(getpid()).log"
+        defer { unlink(log) }
+        let app = try RunningApp("examples/SmartBuilding/App.swift",
+                                 extra: ["--testbed", "configs/testbed/pair.json", "--adapt", "--adapt-hold", "2", "--adapt-cool-down", "30"],
+                                 stderrFile: log)
+        // get (cloud) calls filterTemperature (edge-1), which calls map (cloud): every request
+        // crosses the 20 ms link both ways.
+        #expect(app.nodes["get"] == "cloud" && app.nodes["filterTemperature"] == "edge-1" && app.nodes["map"] == "cloud", "\(app.nodes)")
+        let entry = try #require(app.hosts["get"])
+        var before: [Double] = [], after: [Double] = []
+        var failed: [Int] = []
+        let until = Date().addingTimeInterval(60)
+        // Before the decision is printed, between it and the end of the move (counted for
+        // neither side), and after the move.
+        var phase = 0
+        while Date() < until, after.count < 40 {
+            let started = Date()
+            let reply = try BlockingHTTP.request(host: entry, port: 8080, method: "POST", timeout: 10, namespace: client)
+            let ms = Date().timeIntervalSince(started) * 1000
+            if reply.status != 200 && reply.status != 204 { failed.append(reply.status) }
+            let log = app.stderr
+            if phase == 0, log.contains("adapt: moving filterTemperature") { phase = 1 }
+            if phase == 1, log.contains("adapt moved filterTemperature from edge-1 to cloud") { phase = 2; continue }
+            if phase == 0 { before.append(ms) } else if phase == 2 { after.append(ms) }
+        }
+        let decided = app.stderr
+        #expect(phase == 2, "no move within 60 s: \(decided)")
+        #expect(decided.contains("adapt: moving filterTemperature from edge-1 to cloud, next to its busiest caller get"), "\(decided)")
+        #expect(decided.contains("ms on the network (median, threshold 5.0 ms)"), "\(decided)")
+        func p50(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        try #require(before.count >= 10 && after.count >= 10, "before \(before.count), after \(after.count)")
+        print(String(format: "adapt: end-to-end p50 %.1f ms before the move (%d requests), %.1f ms after (%d requests)",
+                     p50(before), before.count, p50(after), after.count))
+        #expect(p50(after) < p50(before) / 3, "p50 \(p50(before)) ms before, \(p50(after)) ms after")
+        // Known limit of a move across namespaces (see the mobility test): at most one 502.
+        #expect(failed.count <= 1 && failed.allSatisfy { $0 == 502 }, "failed: \(failed)")
+        // No flapping: a few more windows, and nothing else moves.
+        let end = Date().addingTimeInterval(11)
+        while Date() < end { _ = try BlockingHTTP.request(host: entry, port: 8080, method: "POST", timeout: 10, namespace: client) }
+        #expect(app.stderr.components(separatedBy: "adapt moved").count == 2, "\(app.stderr)")
+        let status = try runCLI(["testbed", "status"])
+        #expect(status.stdout.contains("runs on cloud: service filterTemperature") || status.stdout.contains("filterTemperature"), "\(status.stdout)")
+        #expect(app.stop() == 0)
+    }
+}
+
 /// The test bed file and the placement logic, without root.
 @Suite struct TestbedFileTests {
     @Test func theShippedBedsParse() throws {
