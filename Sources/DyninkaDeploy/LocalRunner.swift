@@ -158,7 +158,8 @@ public final class LocalRunner {
         for (service, port) in zip(ir.services, ports) {
             services.append(Child(name: service.name, arguments: [hostBinary, "serve", "--app", library, "--service", service.name,
                                                                    "--port", String(port), "--peers", peers, "--log-level", "warning",
-                                                                   "--exit-with-parent", "--state-out", statePath(service.name)] + extraHostArguments,
+                                                                   "--exit-with-parent", "--state-out", statePath(service.name),
+                                                                   "--route-file", routePath(service.name)] + extraHostArguments,
                                   environment: sidecarEnvironment, port: port, workingDirectory: nil, isService: true))
         }
     }
@@ -254,7 +255,7 @@ public final class LocalRunner {
         for service in ir.services {
             services.append(child(service.name, [hostBinary, "serve", "--app", library, "--service", service.name,
                                                  "--host", addresses[service.name]!, "--port", String(port),
-                                                 "--state-out", statePath(service.name)] + common,
+                                                 "--state-out", statePath(service.name), "--route-file", routePath(service.name)] + common,
                                   environment: environment))
         }
     }
@@ -267,6 +268,35 @@ public final class LocalRunner {
     }()
 
     func statePath(_ service: String) -> String { "\(stateDirectory)/\(service).state" }
+    /// Where a host finds main's chain for its service when it changed after the host started.
+    func routePath(_ service: String) -> String { "\(stateDirectory)/\(service).route" }
+
+    /// Gives the running host of `name` a new default route and arguments (main's chain changed,
+    /// its code did not): writes its route file and sends SIGHUP; the host checks the route
+    /// against its table and takes it, or logs why not and keeps the old one. Returns the
+    /// milliseconds until the host answered with the new route.
+    public func reroute(_ name: String, route: String, arguments: String?) throws -> Double {
+        guard topology == .pointToPoint, let child = services.first(where: { $0.name == name }), let pid = child.process?.processIdentifier else {
+            throw RunFailure(description: "no point-to-point service '\(name)' to reroute")
+        }
+        func current() -> String? {
+            guard let reply = try? BlockingHTTP.request(host: child.host, port: child.port, path: "/", timeout: 1, namespace: clientNamespace),
+                  let json = try? JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: Any] else { return nil }
+            return json["defaultRoute"] as? String
+        }
+        let before = current()
+        let started = Date()
+        let temporary = routePath(name) + ".new"
+        try (route + "\n" + (arguments ?? "") + "\n").write(toFile: temporary, atomically: false, encoding: .utf8)
+        _ = rename(temporary, routePath(name))
+        kill(pid, SIGHUP)
+        let deadline = Date().addingTimeInterval(3)
+        while Date() < deadline {
+            if let now = current(), now != before { return Date().timeIntervalSince(started) * 1000 }
+            usleep(5_000)
+        }
+        throw RunFailure(description: "\(name) did not take the route '\(route)' within 3 s; its log says why")
+    }
 
     /// What a hot swap of one service did, and how long its parts took.
     public struct SwapReport: Sendable {
@@ -288,6 +318,8 @@ public final class LocalRunner {
             throw RunFailure(description: "no point-to-point service '\(name)' to swap")
         }
         enableRequestMigration(namespace: services[index].namespace)
+        // The new library's table has main's current chain: an older route file must not override it.
+        try? FileManager.default.removeItem(atPath: routePath(name))
         let (startMs, handoverMs) = try replace(at: index, library: library, node: services[index].node,
                                                 listeningOn: "port \(services[index].port)")
         return SwapReport(service: name, startMs: startMs, handoverMs: handoverMs)

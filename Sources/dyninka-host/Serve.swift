@@ -73,6 +73,8 @@ extension DyninkaHostCommand {
         var stateIn: String?
         @Option(help: "With --state-in: milliseconds to hold requests for the state before starting fresh (default 10000).")
         var stateWait: Int?
+        @Option(help: "main's chain for this service, replaceable while it runs: the default route on the first line, the default arguments on the second; read at start if it exists and on SIGHUP.")
+        var routeFile: String?
         @OptionGroup(title: "Tracing (W3C traceparent is always continued; spans are recorded only with an exporter)")
         var tracing: TraceOptions
 
@@ -106,6 +108,7 @@ extension DyninkaHostCommand {
             flags["state-out"] = stateOut
             flags["state-in"] = stateIn
             flags["state-wait"] = stateWait.map(String.init)
+            flags["route-file"] = routeFile
             tracing.add(to: &flags)
             runHost(label: "serving") {
                 let configuration = try HostConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)

@@ -319,14 +319,28 @@ struct Watcher {
             return
         }
         let changed = build.ir.services.filter { before[$0.name]?.codeHash != $0.codeHash }
-        let rerouted = build.ir.services.filter { before[$0.name]?.defaultRoute != $0.defaultRoute && before[$0.name]?.codeHash == $0.codeHash }
+        let rerouted = build.ir.services.filter {
+            (before[$0.name]?.defaultRoute != $0.defaultRoute || before[$0.name]?.parameters != $0.parameters) && before[$0.name]?.codeHash == $0.codeHash
+        }
         if changed.isEmpty && rerouted.isEmpty {
             note("no service's code changed (built in \(Int(built.timeIntervalSince(saved) * 1000)) ms); nothing to swap")
             running = build.ir
             return
         }
-        if !rerouted.isEmpty {
-            note("main's chain changed the default route of \(rerouted.map(\.name).joined(separator: ", ")); a running host keeps its route until it is swapped or restarted")
+        for service in rerouted {
+            // main's chain changed what follows this service, not its code: the running host takes
+            // the new route (no restart, its state stays where it is).
+            let arguments = service.parameters.allSatisfy({ $0.defaultArgument != nil }) && !service.parameters.isEmpty
+                ? service.parameters.map { ($0.label == "_" ? "" : "\($0.label): ") + ($0.defaultArgument ?? "") }.joined(separator: ", ") : nil
+            do {
+                let ms = try runner.reroute(service.name, route: service.defaultRoute, arguments: arguments)
+                let line = String(format: "rerouted %@ in %.0f ms, without a restart: after it now %@", service.name, ms,
+                                  service.defaultRoute.isEmpty ? "nothing (it answers)" : service.defaultRoute)
+                note(line)
+                view?.event(line)
+            } catch {
+                note("error: cannot reroute \(service.name): \(error)")
+            }
         }
         for service in changed {
             let kept = running.stateHash(of: before[service.name]!) == build.ir.stateHash(of: service)

@@ -58,6 +58,34 @@ final class LoadLoop: @unchecked Sendable {
         try text.replacingOccurrences(of: old, with: new).write(toFile: path, atomically: true, encoding: .utf8)
     }
 
+    @Test func aChangeOfMainsChainAloneReroutesTheRunningHostsWithoutARestart() throws {
+        let folder = NSTemporaryDirectory() + "dyninka-reroute-\(getpid())"
+        try? FileManager.default.removeItem(atPath: folder)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let file = folder + "/App.swift"
+        try FileManager.default.copyItem(atPath: "\(root)/examples/BuildingAlerts/App.swift", toPath: file)
+        let app = try RunningApp(file, extra: ["--watch"], stderrFile: file + ".stderr")
+        defer { _ = app.stop() }
+        #expect(app.waitFor("watching", seconds: 30))
+        let entry = app.port("entry")
+        let warm = #"{"room":"1.004","celsius":22}"#
+        // 22 °C is below main's threshold of 26 (and of 24 with the sunny 31.5 °C outside): dropped.
+        #expect(try BlockingHTTP.request(port: entry, method: "POST", body: warm, timeout: 10).status == 204)
+        let pids = ["validate", "assess", "alert", "weather"].map { hostPID(service: $0, port: app.port($0)) }
+        #expect(pids.allSatisfy { $0 != nil })
+
+        // Only main changes: the constant threshold. No service's code changed.
+        try edit(file, "threshold: 26.0", "threshold: 20.0")
+        #expect(app.waitFor("rerouted validate", seconds: 60), "\(app.stderr)")
+        #expect(app.stderr.contains("after it now assess(weather: weather(), threshold: 20.0).alert()"), "\(app.stderr)")
+        #expect(!app.stderr.contains("swapped"), "nothing is swapped: \(app.stderr)")
+        let hot = try BlockingHTTP.request(port: entry, method: "POST", body: warm, timeout: 10)
+        #expect(hot.status == 200 && hot.text.contains("room 1.004 is 22.0 °C"), "\(hot.status) \(hot.text)")
+        let after = ["validate", "assess", "alert", "weather"].map { hostPID(service: $0, port: app.port($0)) }
+        #expect(after == pids, "the hosts were not restarted")
+    }
+
     @Test func aSavedEditSwapsOnlyTheChangedServiceUnderLoadAndItsStateCarriesOn() throws {
         let file = try copyApp("state")
         let log = file + ".stderr"

@@ -13,9 +13,10 @@ final class AppService {
     let configuration: HostConfiguration
     let checker: RouteChecker
     private let parser = RouteParser()
-    let defaultRoute: CheckedRoute
+    /// What follows this service in main's chain (replaced by `setDefaults` when main changes).
+    private(set) var defaultRoute: CheckedRoute
     /// Arguments from main; a failure when main gives none (then a caller must send Dyninka-Args).
-    let defaultPlans: Result<[ArgumentPlan], RouteError>
+    private(set) var defaultPlans: Result<[ArgumentPlan], RouteError>
     private(set) var defaultArguments: Result<[PreparedArgument], RouteError> = .success([])
     /// The default route's plan (made once).
     private(set) var defaultPlan: RoutePlan
@@ -48,6 +49,18 @@ final class AppService {
         defaultPlan = RoutePlan(route: defaultRoute, next: nil, visits: [:])
         defaultPlan = plan(defaultRoute)
         defaultArguments = defaultPlans.map(prepare)
+    }
+
+    /// Replaces the default route and arguments (main's chain changed while the host runs):
+    /// `route` in route syntax, `arguments` in Dyninka-Args syntax (nil: the table's). Checked
+    /// against this host's table first; on an error nothing changes.
+    func setDefaults(route: String, arguments: String?) throws(RouteError) {
+        let checked = try checker.check(try parser.parseChain(route), after: service)
+        let plans = try checker.checkArguments(try arguments.map { text throws(RouteError) in try parser.parseArguments(text) }, of: service)
+        defaultRoute = checked
+        defaultPlans = .success(plans)
+        defaultPlan = plan(checked)
+        defaultArguments = .success(prepare(plans))
     }
 
     /// Services the default route (and main's arguments) call that have no address here.

@@ -32,6 +32,8 @@ package final class ServiceHost {
     let context: HostContext
     /// The role's answer to every request the server does not answer itself.
     private let responder: any Responder
+    /// The app's service (every role but the gateway): its default route can be replaced.
+    private var app: AppService?
     private var loop: EventLoop { context.loop }
     private var log: Log { context.log }
     /// What this host lends the app library (nil when it takes nothing); kept for the process's life.
@@ -69,6 +71,10 @@ package final class ServiceHost {
         case .service:
             let app = try AppService(table: table, name: configuration.service, configuration: configuration, forwards: true)
             responder = PointToPointResponder(context: context, app: app)
+            self.app = app
+            if let path = configuration.routeFile, access(path, F_OK) == 0 {
+                if let problem = reloadRoute(from: path) { log.warning("\(problem); serving the table's default route instead") }
+            }
         case .function:
             let app = try AppService(table: table, name: configuration.service, configuration: configuration, forwards: false)
             responder = FunctionInstanceResponder(context: context, app: app)
@@ -103,6 +109,11 @@ package final class ServiceHost {
             for signal in [SIGTERM, SIGINT] {
                 signals.append(try SignalWatcher(loop: loop, signal: signal) { [unowned self] number in
                     beginDrain(signal: number)
+                })
+            }
+            if let path = configuration.routeFile {
+                signals.append(try SignalWatcher(loop: loop, signal: SIGHUP) { [unowned self] _ in
+                    if let problem = reloadRoute(from: path) { log.error("\(problem); the default route stays '\(app?.defaultRoute.chain.source ?? "")'") }
                 })
             }
             if configuration.stateOut != nil {
@@ -331,6 +342,28 @@ package final class ServiceHost {
     }
 }
 
+// MARK: - main's chain replaced while the host runs
+
+extension ServiceHost {
+    /// Reads the route file (route, then arguments) and makes it the default; the problem when it
+    /// cannot (nothing changes then).
+    func reloadRoute(from path: String) -> String? {
+        guard let app else { return "--route-file applies to a point-to-point service" }
+        guard let bytes = readFile(path) else { return "cannot read the route file \(path)" }
+        let text = String(decoding: bytes, as: UTF8.self)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()) }
+        let route = lines.first ?? ""
+        let arguments = lines.count > 1 && !lines[1].isEmpty ? lines[1] : nil
+        do throws(RouteError) {
+            try app.setDefaults(route: route, arguments: arguments)
+        } catch {
+            return "the route file \(path) gives '\(route)'\(arguments.map { " with arguments '\($0)'" } ?? ""), which does not fit '\(app.service.name)': \(error.message)"
+        }
+        log.info("default route now: \(route.isEmpty ? "none" : route)\(arguments.map { " (arguments \($0))" } ?? "")")
+        return nil
+    }
+}
+
 // MARK: - Hot swap: @Placed state handed from an old instance to a new one
 
 extension ServiceHost {
@@ -370,7 +403,7 @@ extension ServiceHost {
         stateTimer = timer
         timer.start(after: 2, repeat: 2) { [unowned self] in
             let waited = Int((EventLoop.nanoseconds() - started) / 1_000_000)
-            if let bytes = readState(path) {
+            if let bytes = readFile(path) {
                 restoreState(bytes, path: path, waited: waited)
             } else if waited >= configuration.stateWait {
                 context.log.warning("no state from the old instance within \(configuration.stateWait) ms: starting fresh")
@@ -379,7 +412,8 @@ extension ServiceHost {
         }
     }
 
-    private func readState(_ path: String) -> [UInt8]? {
+    /// The whole file at `path`; nil when it cannot be opened.
+    func readFile(_ path: String) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

@@ -66,6 +66,10 @@ package struct HostConfiguration: Sendable {
     /// With `stateIn`: the longest to hold requests for the state before starting fresh.
     package var stateWait = 10_000
 
+    /// main's chain for this service, replaceable while it runs: the default route on the first
+    /// line, the default arguments (Dyninka-Args syntax) on the second; read at start when the
+    /// file exists, and again on SIGHUP.
+    package var routeFile: String?
     /// Append the spans of recorded traces to this file as OTLP/JSON, a batch per line.
     package var otlpFile: String?
     /// POST the spans of recorded traces as OTLP/JSON to this OTLP/HTTP receiver
