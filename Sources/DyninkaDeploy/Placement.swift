@@ -99,3 +99,18 @@ public enum Placement {
         return assigned
     }
 }
+
+extension AppIR {
+    /// This app with `service` pinned to `node` (`dyninka deploy --move`): its placement's node
+    /// becomes `node`, a label it asks for stays (a node that lacks it is reported before
+    /// applying), and `near:` is dropped, since the move decides where it goes. Only that
+    /// service's deployment changes.
+    public func moving(_ service: String, to node: String) throws(PlacementFailure) -> AppIR {
+        guard let index = services.firstIndex(where: { $0.name == service }) else {
+            throw PlacementFailure(description: "no service '\(service)' to move; the app has \(services.map(\.name).joined(separator: ", "))")
+        }
+        var moved = self
+        moved.services[index].placement = PlacementIR(node: node, label: services[index].placement?.label, near: nil)
+        return moved
+    }
+}

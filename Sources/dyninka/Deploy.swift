@@ -43,6 +43,10 @@ extension DyninkaCommand {
         var environment: [String] = []
         @Option(help: "Deploy only this service.")
         var only: String?
+        @Option(help: "Move this service to the node given by --to: only its Deployment's node selector changes, and only it rolls. Its @Placed state starts fresh there (see the README); to keep it on that node, say @Service(node: ...) in the file.")
+        var move: String?
+        @Option(help: "With --move: the node (its kubernetes.io/hostname).")
+        var to: String?
         @Flag(help: "Apply the changed services (Kubernetes: checked by a server-side dry run, applied, and waited for until rolled out; Marathon: its REST API).")
         var apply = false
         @Flag(help: "Remove what deploys of this app created in the namespace (Kubernetes: its Deployments, Services and HPAs, found by label; the namespace too when a deploy created it and it is empty).")
@@ -53,6 +57,9 @@ extension DyninkaCommand {
         var timeout = 180
 
         func validate() throws {
+            if (move == nil) != (to == nil) { throw ValidationError("--move SERVICE and --to NODE go together") }
+            if move != nil && delete { throw ValidationError("--move deploys; it cannot be combined with --delete") }
+            if let move, let only, move != only { throw ValidationError("--move \(move) rolls only \(move); --only \(only) names another service") }
             guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("no such file: \(file)") }
             guard target == "auto" || DeployTarget(rawValue: target) != nil else {
                 throw ValidationError("--target must be auto, local, kubernetes or marathon")
@@ -80,8 +87,25 @@ extension DyninkaCommand {
             }
             if delete { return try remove(detection.target) }
             let build = try buildApp(file: file, out: nil)
-            var settings = DeploySettings(image: image ?? "dyninka/\(ObjectNames.dns(build.ir.name)):latest",
-                                          libraryPath: "/app/lib\(build.ir.name).so")
+            var ir = build.ir
+            if let move, let to {
+                guard detection.target != .local else {
+                    note("error: --move places a service on a node of a cluster; here the target is this machine (on a test bed: dyninka move \(move) --to \(to))")
+                    throw ExitCode(1)
+                }
+                do { ir = try ir.moving(move, to: to) } catch {
+                    note("error: \(error)")
+                    throw ExitCode(1)
+                }
+                let state = ir.service(move)?.placedState ?? []
+                note("moving \(move) to node \(to): only its Deployment's node selector changes")
+                if !state.isEmpty {
+                    note("note: \(move)'s @Placed state (\(state.joined(separator: ", "))) starts fresh on \(to): the cluster replaces its pod, and nothing carries the old pod's memory over (on the test bed, dyninka move hands it over)")
+                }
+                note("note: this deploy overrides the file; the next deploy without --move puts \(move) back where the file says, unless you write @Service(node: \"\(to)\") there")
+            }
+            var settings = DeploySettings(image: image ?? "dyninka/\(ObjectNames.dns(ir.name)):latest",
+                                          libraryPath: "/app/lib\(ir.name).so")
             settings.namespace = namespace
             if let autoscale {
                 let parts = autoscale.split(separator: ":").compactMap { Int($0) }
@@ -91,8 +115,8 @@ extension DyninkaCommand {
                 let eq = item.firstIndex(of: "=")!
                 return (String(item[..<eq]), String(item[item.index(after: eq)...]))
             }
-            let output = out ?? AppBuilder.defaultOutput(for: file, name: build.ir.name) + "/deploy"
-            let deployer = Deployer(ir: build.ir, settings: settings, output: output, packageDirectory: build.packageDirectory,
+            let output = out ?? AppBuilder.defaultOutput(for: file, name: ir.name) + "/deploy"
+            let deployer = Deployer(ir: ir, settings: settings, output: output, packageDirectory: build.packageDirectory,
                                     sourceRoot: try AppBuilder.locateSourceRoot())
             let result: DeploymentResult
             do { result = try deployer.write(target: detection.target, only: only) } catch let failure as DeployFailure {
@@ -103,7 +127,7 @@ extension DyninkaCommand {
             for line in result.notes { note("note: \(line)") }
             note("build the image: \(result.buildCommand)")
             if apply && detection.target == .kubernetes {
-                return try applyToKubernetes(result, ir: build.ir, deployer: deployer)
+                return try applyToKubernetes(result, ir: ir, deployer: deployer)
             }
             note("changed since the last deployment: \(result.changed.isEmpty ? "none" : result.changed.joined(separator: ", "))")
             if !result.unchanged.isEmpty { note("unchanged (not rolled): \(result.unchanged.joined(separator: ", "))") }

@@ -99,6 +99,19 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         #expect(filter.contains("dyninka.io/route: map()"))
     }
 
+    @Test func movingAServiceChangesOnlyItsNodeSelector() throws {
+        let app = try ir("SmartBuilding")
+        let before = try KubernetesManifests.generate(app, settings: settings(app, autoscale: false))
+        let moved = try app.moving("movingAvg", to: "edge-2")
+        let after = try KubernetesManifests.generate(moved, settings: settings(moved, autoscale: false))
+        #expect(zip(before, after).filter { $0.0.specHash != $0.1.specHash }.map(\.0.service) == ["movingAvg"])
+        let yaml = try #require(after.first { $0.service == "movingAvg" }?.yaml)
+        #expect(yaml.contains("nodeSelector:\n        kubernetes.io/hostname: edge-2"), "\(yaml)")
+        #expect(!yaml.contains("podAffinity"), "near: map gives way to the move")
+        #expect(zip(before, after).filter { $0.0.service != "movingAvg" }.allSatisfy { $0.0.yaml == $0.1.yaml })
+        #expect(throws: PlacementFailure.self) { try app.moving("nowhere", to: "edge-2") }
+    }
+
     @Test func autoscaledDeploymentsLeaveTheReplicaCountToTheAutoscaler() throws {
         let smart = try ir("SmartBuilding")
         let manifests = try KubernetesManifests.generate(smart, settings: settings(smart, autoscale: true))

@@ -174,6 +174,15 @@ struct KubernetesTests {
         #expect(placed["report"] != nil, "scheduled somewhere: \(placed)")
         // The summary shows the same nodes.
         #expect(ran.stdout.contains("capture  placement-capture  1         1/1    edge-2"), "\(ran.stdout)")
+
+        // dyninka deploy --move: only that Deployment's node selector changes, and only it rolls.
+        let moved = try deploy(["Tests/Fixtures/Apps/Placement.swift", "--out", NSTemporaryDirectory() + "dyninka-k8s-place-\(getpid())",
+                                "--apply", "--namespace", space, "--move", "report", "--to", "cloud"])
+        #expect(moved.status == 0, "\(moved.stderr)")
+        #expect(moved.stderr.contains("changed on the cluster: report\n"), "\(moved.stderr)")
+        #expect(moved.stderr.contains("the next deploy without --move puts report back"), "\(moved.stderr)")
+        #expect(try nodes(space, app: "placement")["report"] == "cloud")
+        #expect(try revisions(space, app: "placement") == ["capture": 1, "detect": 1, "blur": 1, "report": 2])
     }
 
     @Test func autoscalersAreAcceptedAndRefusedForPlacedState() throws {
