@@ -1,3 +1,4 @@
+import DyninkaRoute
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -35,7 +36,7 @@ package enum OTLP {
             if index > 0 { out += "," }
             out += "{\"traceId\":\"\(span.trace.traceID)\",\"spanId\":\"\(TraceContext.hex(span.trace.span))\""
             if span.trace.parent != 0 { out += ",\"parentSpanId\":\"\(TraceContext.hex(span.trace.parent))\"" }
-            out += ",\"name\":\(quoted(span.name)),\"kind\":\(serverKind)"
+            out += ",\"name\":\(JSONText.quote(span.name)),\"kind\":\(serverKind)"
             out += ",\"startTimeUnixNano\":\"\(span.start &+ clockOffset)\",\"endTimeUnixNano\":\"\(span.end &+ clockOffset)\""
             var attributes = [attribute("http.response.status_code", int: UInt64(span.status)),
                               attribute("dyninka.function_ns", int: span.function)]
@@ -46,7 +47,7 @@ package enum OTLP {
             if let failed = span.failedService { attributes.append(attribute("dyninka.failed_service", string: failed)) }
             out += ",\"attributes\":[\(attributes.joined(separator: ","))]"
             if let message = span.message {
-                out += ",\"status\":{\"code\":2,\"message\":\(quoted(message))}"
+                out += ",\"status\":{\"code\":2,\"message\":\(JSONText.quote(message))}"
             } else if span.status >= 500 {
                 out += ",\"status\":{\"code\":2}"
             } else {
@@ -59,29 +60,11 @@ package enum OTLP {
     }
 
     private static func attribute(_ key: String, string value: String) -> String {
-        "{\"key\":\"\(key)\",\"value\":{\"stringValue\":\(quoted(value))}}"
+        "{\"key\":\"\(key)\",\"value\":{\"stringValue\":\(JSONText.quote(value))}}"
     }
 
     private static func attribute(_ key: String, int value: UInt64) -> String {
         "{\"key\":\"\(key)\",\"value\":{\"intValue\":\"\(value)\"}}"
-    }
-
-    /// `text` as a JSON string literal.
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 
     /// Host, port and path of an `http://HOST:PORT/PATH` endpoint (the path defaults to
