@@ -387,11 +387,14 @@ public final class LocalRunner {
         let old = services[index]
         guard let from = old.node, from != node else { throw RunFailure(description: "\(name) already runs on \(node)") }
         try Testbed.addAddress(old.host, to: node, state: bed)
+        // The old host hands over first (it finishes every connection it has), then the address
+        // moves: moving it earlier would send the packets of the old host's open connections to
+        // the new node, which knows nothing of them and would reset them.
         let (startMs, handoverMs) = try replace(at: index, library: nil, node: node, listeningOn: node)
-        let handedOver = Date()
+        let switching = Date()
         try Testbed.switchAddress(old.host, from: from, to: node, state: bed)
-        return MoveReport(service: name, from: from, to: node, startMs: startMs, handoverMs: handoverMs,
-                          addressMs: Date().timeIntervalSince(handedOver) * 1000)
+        let addressMs = Date().timeIntervalSince(switching) * 1000
+        return MoveReport(service: name, from: from, to: node, startMs: startMs, handoverMs: handoverMs, addressMs: addressMs)
     }
 
     /// Lets a listener that closes pass the connections waiting in its accept queue to another

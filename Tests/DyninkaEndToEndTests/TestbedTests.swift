@@ -175,6 +175,8 @@ extension TestbedTests {
         // move must never cost that. (The figures of a quiet machine are in the README; the
         // suite runs tests side by side on two cores, so this bound leaves room for them.)
         #expect(load.slowestMs < calm.slowestMs + 900, "a move held a request \(load.slowestMs) ms (\(calm.slowestMs) ms without)")
+        print("moves under load: slowest request \(Int(load.slowestMs)) ms (\(Int(calm.slowestMs)) ms without a move), \(statuses.count) requests, \(failed.count) failed; "
+              + moves.map { $0.stdout.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: "; "))
 
         // Moving to a node that does not exist is refused with the nodes there are.
         let nowhere = try runCLI(["move", "movingAvg", "--to", "moon"])

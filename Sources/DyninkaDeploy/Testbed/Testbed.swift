@@ -389,10 +389,10 @@ public enum Testbed {
     public static func addAddress(_ address: String, to node: String, state: State) throws(TestbedFailure) {
         guard let target = state.node(node) else { throw TestbedFailure("no node '\(node)'") }
         let home = address.hasPrefix("10.77.\(target.index).")
-        try run(["ip", "-n", target.namespace, "addr", "replace", home ? "\(address)/24" : "\(address)/32", "dev", "eth0"])
+        try quick(["ip", "-n", target.namespace, "addr", "replace", home ? "\(address)/24" : "\(address)/32", "dev", "eth0"])
         // Back home: the route that sent its own address through the router goes, after the
         // address is local again (the local table wins), so there is no moment without either.
-        if home { _ = try? run(["ip", "-n", target.namespace, "route", "del", "\(address)/32"]) }
+        if home { _ = try? quick(["ip", "-n", target.namespace, "route", "del", "\(address)/32"]) }
     }
 
     /// Step 2, once the old instance has gone: the router sends the address to the new node,
@@ -401,9 +401,9 @@ public enum Testbed {
     public static func switchAddress(_ address: String, from: String, to: String, state: State) throws(TestbedFailure) {
         guard let source = state.node(from), let target = state.node(to) else { throw TestbedFailure("no node '\(state.node(from) == nil ? from : to)'") }
         if address.hasPrefix("10.77.\(target.index).") {
-            _ = try? run(["ip", "-n", coreNamespace, "route", "del", "\(address)/32"])
+            _ = try? quick(["ip", "-n", coreNamespace, "route", "del", "\(address)/32"])
         } else {
-            try run(["ip", "-n", coreNamespace, "route", "replace", "\(address)/32", "dev", "dynb\(target.index)"])
+            try quick(["ip", "-n", coreNamespace, "route", "replace", "\(address)/32", "dev", "dynb\(target.index)"])
         }
         let leavingHome = address.hasPrefix("10.77.\(source.index).")
         // The old node would otherwise look for the address on its own link (its /24) and find
@@ -411,9 +411,9 @@ public enum Testbed {
         // address goes (while the address is local, the local table wins), so no connection
         // attempt ever meets an address that is nowhere.
         if leavingHome {
-            try run(["ip", "-n", source.namespace, "route", "replace", "\(address)/32", "via", "10.77.\(source.index).1", "dev", "eth0"])
+            try quick(["ip", "-n", source.namespace, "route", "replace", "\(address)/32", "via", "10.77.\(source.index).1", "dev", "eth0"])
         }
-        _ = try? run(["ip", "-n", source.namespace, "addr", "del", "\(address)/\(leavingHome ? "24" : "32")", "dev", "eth0"])
+        _ = try? quick(["ip", "-n", source.namespace, "addr", "del", "\(address)/\(leavingHome ? "24" : "32")", "dev", "eth0"])
     }
 
     // MARK: - Names
@@ -573,6 +573,20 @@ public enum Testbed {
     }
 
     // MARK: - Commands
+
+    /// Runs a short command whose output is not needed (through `Command.quick`); throws with its
+    /// message when it fails.
+    static func quick(_ arguments: [String]) throws(TestbedFailure) {
+        let output: CommandOutput
+        do { output = try Command.quick(arguments) } catch {
+            switch error {
+            case .setup(let message), .launch(let message): throw TestbedFailure("cannot run \(arguments.joined(separator: " ")): \(message)")
+            }
+        }
+        guard output.status == 0 else {
+            throw TestbedFailure("`\(arguments.joined(separator: " "))` failed (status \(output.status)): \(output.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+    }
 
     /// Runs a command (no shell) and returns its standard output; a failure names the command
     /// and shows its standard error.

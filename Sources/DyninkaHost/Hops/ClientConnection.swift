@@ -207,9 +207,11 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
         }
         let elapsed = (EventLoop.nanoseconds() - started) / 1_000_000
         if error.isConnectionRefused, let first = addresses.first,
-           elapsed + 25 < UInt64(options.retryRefused), let timer = try? LoopTimer(loop: context.loop) {
+           elapsed + 5 < UInt64(options.retryRefused), let timer = try? LoopTimer(loop: context.loop) {
             retryTimer = timer
-            timer.start(after: 25) { [self] in
+            // Every 5 ms: a refused connection costs the peer's node one reset, and a restart or a
+            // move is over within milliseconds.
+            timer.start(after: 5) { [self] in
                 timer.close()
                 retryTimer = nil
                 guard user != nil else { return }
