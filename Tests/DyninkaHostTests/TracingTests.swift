@@ -190,6 +190,7 @@ struct ReadSpan {
         let forward = UInt64(get.attributes["dyninka.forward_start_unix_nano"] ?? "") ?? 0
         #expect(forward >= get.start && forward <= filter.start)
         #expect(spans.allSatisfy { $0.statusCode == 1 && $0.attributes["http.response.status_code"] != nil })
+        #expect(try cluster["get"].client.get("/metrics").text.contains("\ndyninka_spans_dropped_total 0\n"))
 
         // Without traceparent, the first hop begins a trace and names it in traceresponse.
         let second = try cluster["get"].client.post()

@@ -247,6 +247,7 @@ package final class ServiceHost {
             metrics.nameLookups = context.names.lookups
             metrics.bufferedBytes = context.bufferedBytes
             metrics.readBlocks = loop.blockCount
+            metrics.spansDropped = context.tracer.dropped
             text(200, metrics.render(), on: connection, type: "text/plain; version=0.0.4")
         case ("GET", "/"):
             guard let description = responder.describe() else { fallthrough }

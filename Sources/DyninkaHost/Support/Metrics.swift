@@ -54,6 +54,8 @@ package final class Metrics {
     /// Read blocks the loop has now (64 KiB each): one, plus one per request body or relayed
     /// piece still held; set when /metrics is read.
     package var readBlocks = 0
+    /// Spans not recorded because the exporter fell behind (set when /metrics is read).
+    package var spansDropped = 0
 
     /// Also expose OpenFaaS's gateway metric names (gateway mode's gateway).
     package var openFaaSNames = false
@@ -107,6 +109,7 @@ package final class Metrics {
              writeTimeouts),
             ("dyninka_name_lookups_total", "counter", "Lookups of peers given by name.", nameLookups),
             ("dyninka_read_blocks", "gauge", "64 KiB blocks the loop reads into (held bodies and relayed pieces keep theirs).", readBlocks),
+            ("dyninka_spans_dropped_total", "counter", "Spans not recorded because the exporter fell behind.", spansDropped),
         ]
         for (name, type, help, value) in single {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
