@@ -19,6 +19,9 @@ package struct LoopError: Error, CustomStringConvertible, Sendable {
     package var description: String { "\(operation): \(reason) (\(name))" }
 
     package var isConnectionRefused: Bool { code == UV_ECONNREFUSED.rawValue }
+    package var isConnectionReset: Bool { code == UV_ECONNRESET.rawValue }
+    /// A write cancelled because its handle was closed (by its owner, who knows why).
+    package var isCanceled: Bool { code == UV_ECANCELED.rawValue }
     package var isTimedOut: Bool { code == UV_ETIMEDOUT.rawValue }
     package var isEndOfFile: Bool { code == UV_EOF.rawValue }
     package var isAddressInUse: Bool { code == UV_EADDRINUSE.rawValue }

@@ -166,11 +166,12 @@ extension TestbedTests {
         let statuses = load.stop()
         #expect(moves.allSatisfy { $0.status == 0 }, "\(moves.map(\.stderr))")
         let failed = statuses.filter { $0 != 200 && $0 != 204 }
-        // Known limit: a connection already in the old host's accept queue when it stops
-        // listening is reset (across namespaces the kernel cannot hand it to the new listener,
-        // as tcp_migrate_req does for a swap on one node): at most one 502 per move.
+        // A connection still in the old host's accept queue when it stops listening is reset
+        // (across namespaces the kernel cannot hand it to the new listener, as tcp_migrate_req
+        // does for a swap on one node); its caller sees the reset before its request was
+        // confirmed written and tries again, as for a refused connection: nothing fails.
         #expect(statuses.count > 50, "\(statuses.count) requests")
-        #expect(failed.count <= moves.count && failed.allSatisfy { $0 == 502 }, "\(statuses.count) requests, failed: \(failed.prefix(10))")
+        #expect(failed.isEmpty, "\(statuses.count) requests, failed: \(failed.prefix(10))")
         // A connection attempt that meets the address nowhere costs a 1 s SYN retransmission: a
         // move must never cost that. (The figures of a quiet machine are in the README; the
         // suite runs tests side by side on two cores, so this bound leaves room for them.)
@@ -226,8 +227,8 @@ extension TestbedTests {
         print(String(format: "adapt: end-to-end p50 %.1f ms before the move (%d requests), %.1f ms after (%d requests)",
                      p50(before), before.count, p50(after), after.count))
         #expect(p50(after) < p50(before) / 3, "p50 \(p50(before)) ms before, \(p50(after)) ms after")
-        // Known limit of a move across namespaces (see the mobility test): at most one 502.
-        #expect(failed.count <= 1 && failed.allSatisfy { $0 == 502 }, "failed: \(failed)")
+        // Nothing fails across the move (see the mobility test).
+        #expect(failed.isEmpty, "failed: \(failed)")
         // No flapping: a few more windows, and nothing else moves.
         let end = Date().addingTimeInterval(11)
         while Date() < end { _ = try BlockingHTTP.request(host: entry, port: 8080, method: "POST", timeout: 10, namespace: client) }

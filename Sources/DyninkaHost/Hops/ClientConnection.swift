@@ -183,6 +183,9 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
     }
 
     func handleWriteDone(_ error: LoopError?) {
+        // Cancelled: this connection closed the handle itself, after a failure it has handled
+        // (a retry may be under way on a new handle).
+        if let error, error.isCanceled { return }
         if let error { connectionFailed(error) } else { established() }
     }
 
@@ -206,7 +209,12 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
             return connect(addresses[candidate])
         }
         let elapsed = (EventLoop.nanoseconds() - started) / 1_000_000
-        if error.isConnectionRefused, let first = addresses.first,
+        // Refused, or reset before the connection was seen up (the request's write not yet
+        // confirmed): no host took it. A listener that closes with connections still in its
+        // queue resets them, as a host handing over does; a host that had read the request would
+        // have answered or been seen up. Either way the peer may be restarting or moving: try
+        // again within the window.
+        if error.isConnectionRefused || error.isConnectionReset, let first = addresses.first,
            elapsed + 5 < UInt64(options.retryRefused), let timer = try? LoopTimer(loop: context.loop) {
             retryTimer = timer
             // Every 5 ms: a refused connection costs the peer's node one reset, and a restart or a
