@@ -80,6 +80,7 @@ final class LoadLoop: @unchecked Sendable {
         #expect(app.waitFor("rerouted validate", seconds: 60), "\(app.stderr)")
         #expect(app.stderr.contains("after it now assess(weather: weather(), threshold: 20.0).alert()"), "\(app.stderr)")
         #expect(!app.stderr.contains("swapped"), "nothing is swapped: \(app.stderr)")
+        if let line = app.stderr.split(separator: "\n").first(where: { $0.contains("rerouted validate") }) { print(line) }
         let hot = try BlockingHTTP.request(port: entry, method: "POST", body: warm, timeout: 10)
         #expect(hot.status == 200 && hot.text.contains("room 1.004 is 22.0 °C"), "\(hot.status) \(hot.text)")
         let after = ["validate", "assess", "alert", "weather"].map { hostPID(service: $0, port: app.port($0)) }
