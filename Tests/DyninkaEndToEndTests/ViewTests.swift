@@ -100,6 +100,35 @@ func headless(_ url: String, _ arguments: [String]) throws -> String {
         #expect(app.stop() == 0)
     }
 
+    @Test func gatewayModeHasItsViewAndTracesToo() throws {
+        let app = try RunningApp("examples/BuildingAlerts/App.swift", extra: ["--gateway"])
+        defer { _ = app.stop() }
+        let view = try #require(app.urls["view"])
+        let gateway = app.port("gateway")
+        var failedTrace: String?
+        for n in 0..<60 {
+            let body = n % 6 == 0 ? #"{"room":"1.003","celsius":500}"# : #"{"room":"1.001","celsius":27}"#
+            let reply = try BlockingHTTP.request(port: gateway, method: "POST", path: "/function/orchestrator", body: body, timeout: 5)
+            if reply.status == 500 { failedTrace = reply.headers["traceresponse"].map { String($0.split(separator: "-")[1]) } }
+        }
+        usleep(1_300_000)
+        let state = try BlockingHTTP.request(port: view, path: "/api/state", timeout: 5)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(state.body)) as? [String: Any])
+        #expect(json["topology"] as? String == "gateway")
+        let names = Set((json["services"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String })
+        #expect(names == ["weather", "validate", "assess", "alert", "orchestrator", "gateway"], "\(names)")
+        let failures = json["failures"] as? [[String: Any]] ?? []
+        #expect(failures.first?["service"] as? String == "validate" && (failures.first?["count"] as? Int ?? 0) >= 5, "\(failures)")
+        // The failed request's trace: gateway → orchestrator → gateway → validate, where it failed.
+        let trace = try #require(failedTrace, "the gateway passed no traceresponse on")
+        let shown = try runCLI(["trace", trace, "--from", "http://127.0.0.1:\(view)/"])
+        #expect(shown.status == 0, "\(shown.stderr)")
+        let lines = shown.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 5 && lines[1].hasPrefix("gateway  500") && lines[2].contains("orchestrator  500")
+                && lines[4].contains("validate  500") && lines[4].contains("FAILED in validate"), "\(shown.stdout)")
+        #expect(app.stop() == 0)
+    }
+
     @Test func aChainsTraceShowsEveryHopAndTheNetworkBetween() throws {
         let ran = try runCLI(["run", "examples/BuildingAlerts/App.swift", "--base-port", "0", "--requests", "3", "--body",
                               #"{"room":"1.001","celsius":27}"#, "--show-trace"])
