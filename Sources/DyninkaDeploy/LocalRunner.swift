@@ -102,13 +102,16 @@ private let stopRequested = Atomic<Bool>(false)
 /// Runs an app on this machine: one `dyninka-host serve` per service on 127.0.0.1, plus the
 /// sidecars the app declares. The embedded default: no cluster, no containers.
 public final class LocalRunner {
-    public let ir: AppIR
+    /// The app as it runs now (`adopt` takes a rebuilt one after a hot swap).
+    public private(set) var ir: AppIR
     public let hostBinary: String
     private let settings: AppSettings
     private let appDirectory: String
     private let log: (String) -> Void
     private var services: [Child] = []
     private var sidecars: [Child] = []
+    /// What every host of this run is started with besides its own flags (tracing).
+    private var extraHostArguments: [String] = []
 
     /// The topology: point to point (the default), or gateway mode for comparison.
     public enum Topology: Sendable { case pointToPoint, gateway }
@@ -120,6 +123,7 @@ public final class LocalRunner {
     public init(ir: AppIR, library: String, hostBinary: String, basePort: Int, appDirectory: String, settings: AppSettings,
                 topology: Topology = .pointToPoint, extraHostArguments: [String] = [], log: @escaping (String) -> Void) {
         self.topology = topology
+        self.extraHostArguments = extraHostArguments
         self.ir = ir
         self.hostBinary = hostBinary
         self.settings = settings
@@ -336,6 +340,8 @@ public final class LocalRunner {
         var arguments = old.arguments
         if let library, let app = arguments.firstIndex(of: "--app") { arguments[app + 1] = library }
         if let at = arguments.firstIndex(of: "--state-in") { arguments.removeSubrange(at...(at + 1)) }
+        // A service added since the host started is among its peers now (local runs list them all).
+        if bed == nil, let at = arguments.firstIndex(of: "--peers") { arguments[at + 1] = peerList() }
         arguments += ["--state-in", statePath(name)]
         try? FileManager.default.removeItem(atPath: statePath(name))
         let replacement = Child(name: name, arguments: arguments, environment: old.environment, port: old.port, workingDirectory: old.workingDirectory,
@@ -358,6 +364,56 @@ public final class LocalRunner {
         while old.isRunning && Date() < handoverDeadline { usleep(1_000) }
         if old.isRunning, let pid = old.process?.processIdentifier { kill(pid, SIGKILL) }
         return (listening.timeIntervalSince(started) * 1000, Date().timeIntervalSince(listening) * 1000)
+    }
+
+    /// Takes the rebuilt app as the one running (after `--watch` swapped, added or removed what
+    /// changed): its entry is where clients post.
+    public func adopt(_ ir: AppIR) { self.ir = ir }
+
+    /// Every service's address, as `--peers` gives them on a local run.
+    private func peerList() -> String {
+        services.filter(\.isService).map { "\($0.name)=\($0.host):\($0.port)" }.joined(separator: ",")
+    }
+
+    /// Starts a host for a service the file gained while running (a local, point-to-point run),
+    /// on a free port, and waits until it answers. The hosts that call it learn its address when
+    /// they are swapped for the new code that calls it. Returns the milliseconds it took.
+    public func add(_ name: String, library: String) throws -> Double {
+        guard topology == .pointToPoint, bed == nil else {
+            throw RunFailure(description: "services can be added while running only on this machine, point to point; restart dyninka run for '\(name)'")
+        }
+        guard !services.contains(where: { $0.name == name }) else { throw RunFailure(description: "'\(name)' runs already") }
+        let started = Date()
+        let port = BlockingHTTP.freePort()
+        let environment = services.first(where: \.isService)?.environment ?? [:]
+        let child = Child(name: name, arguments: [hostBinary, "serve", "--app", library, "--service", name, "--port", String(port),
+                                                 "--peers", peerList() + ",\(name)=127.0.0.1:\(port)", "--log-level", "warning",
+                                                 "--exit-with-parent", "--state-out", statePath(name), "--route-file", routePath(name)]
+                              + extraHostArguments,
+                          environment: environment, port: port, workingDirectory: nil, isService: true)
+        services.append(child)
+        do {
+            try child.start()
+            try waitHealthy(child, path: "/healthz")
+        } catch {
+            services.removeLast()
+            if child.isRunning, let pid = child.process?.processIdentifier { kill(pid, SIGKILL) }
+            throw error
+        }
+        return Date().timeIntervalSince(started) * 1000
+    }
+
+    /// Stops the host of a service the file no longer has: it drains (SIGTERM) and exits.
+    public func remove(_ name: String) {
+        guard let index = services.firstIndex(where: { $0.name == name }) else { return }
+        let child = services.remove(at: index)
+        guard child.isRunning, let pid = child.process?.processIdentifier else { return }
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(10)
+        while child.isRunning && Date() < deadline { usleep(5_000) }
+        if child.isRunning { kill(pid, SIGKILL) }
+        child.process?.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: routePath(name))
     }
 
     /// What a move of one service did, and how long its parts took.

@@ -314,18 +314,36 @@ struct Watcher {
         let built = Date()
         let before = Dictionary(running.services.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let names = Set(build.ir.services.map(\.name))
-        if names != Set(before.keys) {
-            note("services were added or removed (\(names.symmetricDifference(before.keys).sorted().joined(separator: ", "))): restart `dyninka run` to run them; nothing was swapped")
+        let added = names.subtracting(before.keys).sorted()
+        let removed = Set(before.keys).subtracting(names).sorted()
+        if (!added.isEmpty || !removed.isEmpty) && runner.bed != nil {
+            note("services were added or removed (\((added + removed).joined(separator: ", "))): on a test bed, restart `dyninka run` to run them; nothing was swapped")
             return
         }
-        let changed = build.ir.services.filter { before[$0.name]?.codeHash != $0.codeHash }
-        let rerouted = build.ir.services.filter {
-            (before[$0.name]?.defaultRoute != $0.defaultRoute || before[$0.name]?.parameters != $0.parameters) && before[$0.name]?.codeHash == $0.codeHash
+        let staying = build.ir.services.filter { before[$0.name] != nil }
+        // A service whose route or arguments now call an added service needs the new table (its
+        // running host would refuse a route naming a service it does not know): it is swapped.
+        let callsAdded = Set(staying.filter { service in added.contains { Self.calls(service, $0) } }.map(\.name))
+        let changed = staying.filter { before[$0.name]?.codeHash != $0.codeHash || callsAdded.contains($0.name) }
+        let rerouted = staying.filter {
+            !callsAdded.contains($0.name) && before[$0.name]?.codeHash == $0.codeHash
+                && (before[$0.name]?.defaultRoute != $0.defaultRoute || before[$0.name]?.parameters != $0.parameters)
         }
-        if changed.isEmpty && rerouted.isEmpty {
+        if changed.isEmpty && rerouted.isEmpty && added.isEmpty && removed.isEmpty {
             note("no service's code changed (built in \(Int(built.timeIntervalSince(saved) * 1000)) ms); nothing to swap")
             running = build.ir
             return
+        }
+        for name in added {
+            do {
+                let ms = try runner.add(name, library: build.library)
+                let line = String(format: "added %@: its host answered %.0f ms after it started", name, ms)
+                note(line)
+                view?.event(line)
+                view?.update(runner: runner)
+            } catch {
+                note("error: cannot start the added service \(name): \(error)")
+            }
         }
         for service in rerouted {
             // main's chain changed what follows this service, not its code: the running host takes
@@ -349,8 +367,10 @@ struct Watcher {
                 let state = service.placedState.isEmpty ? "no @Placed state"
                     : kept ? "kept its @Placed state (\(service.placedState.joined(separator: ", ")))"
                     : "its @Placed state's declaration changed: it starts fresh"
-                let line = String(format: "swapped %@ in %.0f ms from save (check and build %.0f ms, new host listening %.0f ms, hand-over %.0f ms); %@",
-                                  service.name, Date().timeIntervalSince(saved) * 1000, built.timeIntervalSince(saved) * 1000,
+                let reason = callsAdded.contains(service.name) && before[service.name]?.codeHash == service.codeHash
+                    ? " (its route calls the added \(added.filter { Self.calls(service, $0) }.joined(separator: ", ")))" : ""
+                let line = String(format: "swapped %@%@ in %.0f ms from save (check and build %.0f ms, new host listening %.0f ms, hand-over %.0f ms); %@",
+                                  service.name, reason, Date().timeIntervalSince(saved) * 1000, built.timeIntervalSince(saved) * 1000,
                                   report.startMs, report.handoverMs, state)
                 note(line)
                 view?.event(line)
@@ -359,6 +379,32 @@ struct Watcher {
                 note("error: cannot swap \(service.name): \(error)")
             }
         }
+        for name in removed {
+            runner.remove(name)
+            let line = "removed \(name): its host drained and stopped"
+            note(line)
+            view?.event(line)
+            view?.update(runner: runner)
+        }
+        runner.adopt(build.ir)
+        view?.adopt(build.ir)
+        if build.ir.dataflow.entry != running.dataflow.entry {
+            note("main's chain now starts at \(build.ir.dataflow.entry): clients post to \(runner.entryURL) from now on")
+        }
         running = build.ir
+    }
+
+    /// Whether `service`'s default route or arguments call the service `name`.
+    static func calls(_ service: ServiceIR, _ name: String) -> Bool {
+        let texts = [service.defaultRoute] + service.parameters.compactMap(\.defaultArgument)
+        return texts.contains { text in
+            var search = text[...]
+            while let found = search.range(of: name + "(") {
+                let before = found.lowerBound == text.startIndex ? nil : text[text.index(before: found.lowerBound)]
+                if before.map({ !($0.isLetter || $0.isNumber || $0 == "_") }) ?? true { return true }
+                search = text[found.upperBound...]
+            }
+            return false
+        }
     }
 }

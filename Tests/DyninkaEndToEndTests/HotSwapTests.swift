@@ -87,6 +87,47 @@ final class LoadLoop: @unchecked Sendable {
         #expect(after == pids, "the hosts were not restarted")
     }
 
+    @Test func aServiceAddedToTheChainStartsAndARemovedOneStops() throws {
+        let file = try copyApp("add")
+        let app = try RunningApp(file, extra: ["--watch"], stderrFile: file + ".stderr")
+        defer { _ = app.stop() }
+        #expect(app.waitFor("watching", seconds: 30))
+        let entry = app.port("get")
+        /// The next moving average (rows that are not temperatures are dropped on the way).
+        func nextAverage() throws -> Double? {
+            for _ in 0..<12 {
+                let reply = try BlockingHTTP.request(port: entry, method: "POST", timeout: 10)
+                #expect(reply.status == 200 || reply.status == 204, "\(reply.status) \(reply.text)")
+                if reply.status == 200 { return averages([reply.text]).first }
+            }
+            return nil
+        }
+        let first = try #require(try nextAverage())
+        let averagePID = hostPID(service: "movingAvg", port: app.port("movingAvg"))
+
+        // A new service between map and movingAvg: it starts; the services whose routes now call
+        // it (get, filterTemperature, map: a route names every step after its service) are swapped
+        // for the new table; movingAvg keeps running with its state.
+        let original = try String(contentsOfFile: file, encoding: .utf8)
+        try edit(file, "extension Temperature {", "extension Temperature {\n    @Service func calibrate() -> Temperature { Temperature(value: value + 1000.0) }\n")
+        try edit(file, "get().filterTemperature()?.map().movingAvg()", "get().filterTemperature()?.map().calibrate().movingAvg()")
+        #expect(app.waitFor("swapped map (its route calls the added calibrate)", seconds: 60), "\(app.stderr)")
+        #expect(app.stderr.contains("added calibrate: its host answered"), "\(app.stderr)")
+        #expect(app.stderr.contains("swapped get (its route calls the added calibrate)"), "\(app.stderr)")
+        #expect(!app.stderr.contains("swapped movingAvg"), "\(app.stderr)")
+        let calibrated = try #require(try nextAverage())
+        #expect(calibrated > first + 1, "a value 1000 higher moves the running average up: \(first) then \(calibrated)")
+        #expect(hostPID(service: "movingAvg", port: app.port("movingAvg")) == averagePID, "movingAvg kept running")
+
+        // Back to the original file: calibrate stops, map's route goes back to movingAvg.
+        try original.write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(app.waitFor("removed calibrate: its host drained and stopped", seconds: 60), "\(app.stderr)")
+        #expect(app.stderr.contains("rerouted map") || app.stderr.contains("swapped map in"), "\(app.stderr)")
+        let after = try #require(try nextAverage())
+        #expect(after < calibrated, "values are no longer raised: \(calibrated) then \(after)")
+        #expect(hostPID(service: "movingAvg", port: app.port("movingAvg")) == averagePID)
+    }
+
     @Test func aSavedEditSwapsOnlyTheChangedServiceUnderLoadAndItsStateCarriesOn() throws {
         let file = try copyApp("state")
         let log = file + ".stderr"

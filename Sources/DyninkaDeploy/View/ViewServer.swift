@@ -13,7 +13,9 @@ import Glibc
 /// Endpoints: `GET /` the page, `GET /graph.svg`, `GET /api/state` (JSON), `GET /api/traces`,
 /// `GET /api/trace/ID` (text tree; `latest` for the newest), `POST /v1/traces` (OTLP/HTTP JSON).
 public final class ViewServer: @unchecked Sendable {
-    public let ir: AppIR
+    /// The app drawn (replaced by `adopt` when `--watch` changed it).
+    public var ir: AppIR { lock.withLock { appIR } }
+    private var appIR: AppIR
     public let spans = SpanStore()
     public let figures = LiveFigures()
     /// The port the page is served on.
@@ -34,7 +36,7 @@ public final class ViewServer: @unchecked Sendable {
 
     /// Listens on 127.0.0.1:`port` (0: any free port) at once; serve with `start(runner:)`.
     public init(ir: AppIR, port: Int = 0) throws {
-        self.ir = ir
+        appIR = ir
         spanDirectory = NSTemporaryDirectory() + "dyninka-spans-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: spanDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -95,6 +97,9 @@ public final class ViewServer: @unchecked Sendable {
         close(listener)
         try? FileManager.default.removeItem(atPath: spanDirectory)
     }
+
+    /// Draws `ir` from now on (services added or removed, a new chain).
+    public func adopt(_ ir: AppIR) { lock.withLock { appIR = ir; graphCache = nil } }
 
     /// An event for the timeline (a hot swap, a move).
     public func event(_ text: String) {
