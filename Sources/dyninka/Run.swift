@@ -338,9 +338,7 @@ struct Watcher {
             do {
                 let ms = try runner.add(name, library: build.library)
                 let line = String(format: "added %@: its host answered %.0f ms after it started", name, ms)
-                note(line)
-                view?.event(line)
-                view?.update(runner: runner)
+                announce(line)
             } catch {
                 note("error: cannot start the added service \(name): \(error)")
             }
@@ -354,8 +352,7 @@ struct Watcher {
                 let ms = try runner.reroute(service.name, route: service.defaultRoute, arguments: arguments)
                 let line = String(format: "rerouted %@ in %.0f ms, without a restart: after it now %@", service.name, ms,
                                   service.defaultRoute.isEmpty ? "nothing (it answers)" : service.defaultRoute)
-                note(line)
-                view?.event(line)
+                announce(line)
             } catch {
                 note("error: cannot reroute \(service.name): \(error)")
             }
@@ -372,9 +369,7 @@ struct Watcher {
                 let line = String(format: "swapped %@%@ in %.0f ms from save (check and build %.0f ms, new host listening %.0f ms, hand-over %.0f ms); %@",
                                   service.name, reason, Date().timeIntervalSince(saved) * 1000, built.timeIntervalSince(saved) * 1000,
                                   report.startMs, report.handoverMs, state)
-                note(line)
-                view?.event(line)
-                view?.update(runner: runner)
+                announce(line)
             } catch {
                 note("error: cannot swap \(service.name): \(error)")
             }
@@ -382,9 +377,7 @@ struct Watcher {
         for name in removed {
             runner.remove(name)
             let line = "removed \(name): its host drained and stopped"
-            note(line)
-            view?.event(line)
-            view?.update(runner: runner)
+            announce(line)
         }
         runner.adopt(build.ir)
         view?.adopt(build.ir)
@@ -392,6 +385,13 @@ struct Watcher {
             note("main's chain now starts at \(build.ir.dataflow.entry): clients post to \(runner.entryURL) from now on")
         }
         running = build.ir
+    }
+
+    /// Says what changed on the terminal and on the view's timeline, whose hosts follow.
+    private func announce(_ line: String) {
+        note(line)
+        view?.event(line)
+        view?.update(runner: runner)
     }
 
     /// Whether `service`'s default route or arguments call the service `name`.
