@@ -189,10 +189,13 @@ struct ProbeReport {
     func line(_ a: String, _ b: String) -> String {
         let sorted = rtts.sorted()
         func p(_ q: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
+        // One way is half the median round trip: a busy machine delays a few probes by tens of
+        // milliseconds (scheduling, not the link), which would pull a mean away.
+        let oneWay = p(0.5) / 2
         var text = String(format: "%@ -> %@: %d round trips, %d lost; rtt mean %.2f ms, p50 %.2f, p99 %.2f; one way %.2f ms",
-                          a, b, rtts.count, lost, mean, p(0.5), p(0.99), mean / 2)
+                          a, b, rtts.count, lost, mean, p(0.5), p(0.99), oneWay)
         if setting.delayMs > 0 {
-            text += String(format: " (setting %.1f ms: %+.1f%%)", setting.delayMs, (mean / 2 - setting.delayMs) / setting.delayMs * 100)
+            text += String(format: " (setting %.1f ms: %+.1f%%)", setting.delayMs, (oneWay - setting.delayMs) / setting.delayMs * 100)
         }
         return text
     }
