@@ -104,17 +104,3 @@ package struct TraceContext: Equatable, Sendable {
         return String(repeating: "0", count: 16 - digits.count) + digits
     }
 }
-
-extension ByteStore {
-    /// Appends `value` as 16 lowercase hex digits.
-    package func append(hex value: UInt64) {
-        var digits: (UInt64, UInt64) = (0, 0)
-        withUnsafeMutableBytes(of: &digits) { raw in
-            for i in 0..<16 {
-                let nibble = UInt8(truncatingIfNeeded: value >> UInt64(60 - 4 * i)) & 0xf
-                raw[i] = nibble < 10 ? nibble + 48 : nibble + 87
-            }
-            append(UnsafeRawBufferPointer(raw))
-        }
-    }
-}
