@@ -4,7 +4,6 @@
 
 #include <uv.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -52,17 +51,6 @@ static inline int dyn_tcp_defer_accept(uv_tcp_t *h) {
     if (r != 0) return r;
     int seconds = 1;
     return setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds) == 0 ? 0 : UV_EINVAL;
-}
-
-/// Takes one connection from the listening handle's accept queue without waiting: its socket
-/// (close-on-exec), or -1 when none is waiting. For draining the queue just before the listener
-/// closes, which would reset every connection still in it.
-static inline int dyn_accept_pending(uv_tcp_t *h) {
-    uv_os_fd_t listener;
-    if (uv_fileno((uv_handle_t *)h, &listener) != 0) return -1;
-    int fd = accept(listener, NULL, NULL);
-    if (fd >= 0) fcntl(fd, F_SETFD, FD_CLOEXEC);
-    return fd;
 }
 
 /// Starts a non-blocking TCP connect and returns the socket, or a negative errno. The connect

@@ -334,9 +334,7 @@ public final class LocalRunner {
     /// old one's place, and the old one gets SIGUSR1 and is waited for (hand-over: it drains,
     /// writes its state, exits). Returns the milliseconds until the new host listened and until
     /// the old one had gone.
-    /// `beforeHandOver` runs once the new host listens, before the old one is told to hand over.
-    private func replace(at index: Int, library: String?, node: String?, listeningOn place: String,
-                         beforeHandOver: (() throws -> Void)? = nil) throws -> (Double, Double) {
+    private func replace(at index: Int, library: String?, node: String?, listeningOn place: String) throws -> (Double, Double) {
         let old = services[index]
         let name = old.name
         var arguments = old.arguments
@@ -360,12 +358,6 @@ public final class LocalRunner {
             usleep(2_000)
         }
         let listening = Date()
-        if let beforeHandOver {
-            do { try beforeHandOver() } catch {
-                kill(replacement.process!.processIdentifier, SIGKILL)
-                throw error
-            }
-        }
         services[index] = replacement
         if let pid = old.process?.processIdentifier { kill(pid, SIGUSR1) }
         let handoverDeadline = Date().addingTimeInterval(40)
@@ -454,16 +446,7 @@ public final class LocalRunner {
         // The old host hands over first (it finishes every connection it has), then the address
         // moves: moving it earlier would send the packets of the old host's open connections to
         // the new node, which knows nothing of them and would reset them.
-        // New connections are refused on the old node (callers try again every 5 ms) for a round
-        // trip over its slowest link before the old host is told to hand over: every handshake
-        // under way has then landed in its accept queue, which it serves before closing.
-        var refusing = false
-        defer { if refusing { try? Testbed.refuseConnections(to: old.host, port: old.port, on: from, state: bed, on: false) } }
-        let (startMs, handoverMs) = try replace(at: index, library: nil, node: node, listeningOn: node) {
-            try Testbed.refuseConnections(to: old.host, port: old.port, on: from, state: bed, on: true)
-            refusing = true
-            usleep(UInt32((Testbed.longestRoundTrip(into: from) + 2) * 1000))
-        }
+        let (startMs, handoverMs) = try replace(at: index, library: nil, node: node, listeningOn: node)
         let switching = Date()
         try Testbed.switchAddress(old.host, from: from, to: node, state: bed)
         let addressMs = Date().timeIntervalSince(switching) * 1000

@@ -107,30 +107,6 @@ package final class TCPHandle {
         return server
     }
 
-    /// A listener: accepts every connection waiting in its queue now and hands each to the
-    /// connection callback, as the loop would. Call it right before closing the listener: closing
-    /// resets whatever is still queued, and those clients already sent their requests.
-    @discardableResult
-    package func acceptPending() -> Int {
-        guard let callback = onConnection else { return 0 }
-        var accepted = 0
-        while true {
-            let fd = dyn_accept_pending(raw)
-            guard fd >= 0 else { return accepted }
-            guard let client = try? TCPHandle(loop: loop) else {
-                Glibc.close(fd)
-                return accepted
-            }
-            if uv_tcp_open(client.raw, fd) == 0 {
-                accepted += 1
-                callback(client)
-            } else {
-                Glibc.close(fd)
-                client.close()
-            }
-        }
-    }
-
     /// The address the handle is bound to (with the port the kernel picked for port 0).
     package var localAddress: SocketAddress? {
         var storage = sockaddr_storage()

@@ -395,23 +395,6 @@ public enum Testbed {
         if home { _ = try? quick(["ip", "-n", target.namespace, "route", "del", "\(address)/32"]) }
     }
 
-    /// During a move's hand-over: `node` answers new connections to `address:port` with a reset
-    /// (the caller sees a refused connection and tries again) instead of taking them into a queue
-    /// about to close. `on: false` lifts it.
-    public static func refuseConnections(to address: String, port: Int, on node: String, state: State, on: Bool) throws(TestbedFailure) {
-        guard let source = state.node(node) else { throw TestbedFailure("no node '\(node)'") }
-        let rule = ["INPUT", "-d", "\(address)/32", "-p", "tcp", "--dport", String(port), "--syn", "-j", "REJECT", "--reject-with", "tcp-reset"]
-        try quick(["ip", "netns", "exec", source.namespace, "iptables", "-w", on ? "-I" : "-D"] + rule)
-    }
-
-    /// The longest round trip into `node` over its links now (milliseconds): delay and jitter,
-    /// both ways.
-    public static func longestRoundTrip(into node: String) -> Double {
-        guard let state = current() else { return 0 }
-        return state.links.filter { $0.a == node || $0.b == node }
-            .map { 2 * ($0.conditions.delayMs + $0.conditions.jitterMs) }.max() ?? 0
-    }
-
     /// Step 2, once the old instance has gone: the router sends the address to the new node,
     /// then the old node lets it go (its own callers then reach it through the router too).
     /// Callers keep the name and the address.

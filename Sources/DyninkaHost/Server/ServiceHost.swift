@@ -51,8 +51,6 @@ package final class ServiceHost {
     /// Hot swap: the service whose @Placed state moves, and what is under way.
     private var stateService: ServiceDescriptor? { table?[configuration.service] }
     private var handingOver = false
-    /// A hand-over has just taken the queued connections: none is closed as idle until they were read.
-    private var holdingIdle = false
     /// New side: POSTs held until the state has come (nil once serving).
     private var held: [(head: HTTPHead, body: OwnedBytes?, connection: InboundConnection)]? = nil
     private var stateTimer: LoopTimer?
@@ -309,22 +307,7 @@ package final class ServiceHost {
             }
             exitTimer = timer
             // A hand-over stops accepting at once: the new instance already listens on the port.
-            // Connections already in the accept queue are taken and served first (closing the
-            // listener would reset them; on a test bed the runner has had the node refuse new
-            // ones for a round trip, so every handshake under way has landed there), and none is
-            // closed as idle until it was read: a socket closed with unread bytes resets its client.
-            if handingOver {
-                holdingIdle = true
-                server?.acceptPending()
-                server?.close()
-                server = nil
-                let settle = try LoopTimer(loop: loop)
-                settle.start(after: 5) { [unowned self] in
-                    settle.close()
-                    holdingIdle = false
-                    stopAccepting()
-                }
-            } else if configuration.drainDelay > 0 {
+            if configuration.drainDelay > 0 && !handingOver {
                 let delay = try LoopTimer(loop: loop)
                 delay.start(after: UInt64(configuration.drainDelay)) { delay.close(); stopAccepting() }
             } else {
@@ -336,7 +319,7 @@ package final class ServiceHost {
     }
 
     private func checkDrained() {
-        guard draining, !holdingIdle, server == nil, metrics.inFlight == 0 else { return }
+        guard draining, server == nil, metrics.inFlight == 0 else { return }
         for connection in connections where !connection.busy { connection.close() }
         if metrics.connections == 0 { shutdown() }
     }
