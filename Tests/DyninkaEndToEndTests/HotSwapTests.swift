@@ -7,6 +7,8 @@ import Testing
 final class LoadLoop: @unchecked Sendable {
     private let statuses = Mutex<[Int]>([])
     private let slowest = Mutex<Double>(0)
+    /// The first few answers that were not 200 or 204, as text (for a failure's message).
+    private let failureTexts = Mutex<[String]>([])
     private let stopped = Atomic<Bool>(false)
     private var threads: [Thread] = []
 
@@ -16,8 +18,12 @@ final class LoadLoop: @unchecked Sendable {
             let thread = Thread { [self] in
                 while !stopped.load(ordering: .relaxed) {
                     let started = Date()
-                    let status = (try? BlockingHTTP.request(host: host, port: port, method: "POST", timeout: 10, namespace: namespace))?.status ?? -1
+                    let reply = try? BlockingHTTP.request(host: host, port: port, method: "POST", timeout: 10, namespace: namespace)
+                    let status = reply?.status ?? -1
                     let seconds = Date().timeIntervalSince(started)
+                    if status != 200 && status != 204 {
+                        failureTexts.withLock { if $0.count < 5 { $0.append("\(status) \(reply?.text ?? "no answer")") } }
+                    }
                     statuses.withLock { $0.append(status) }
                     slowest.withLock { $0 = max($0, seconds) }
                 }
@@ -26,6 +32,9 @@ final class LoadLoop: @unchecked Sendable {
             thread.start()
         }
     }
+
+    /// The first few failed answers (status and body).
+    var failures: [String] { failureTexts.withLock { $0 } }
 
     /// The longest a request took, in ms.
     var slowestMs: Double { slowest.withLock { $0 } * 1000 }

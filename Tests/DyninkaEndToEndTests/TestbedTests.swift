@@ -173,6 +173,7 @@ extension TestbedTests {
         // moves); under the suite's parallel load one has been seen: at most one per move.
         #expect(statuses.count > 50, "\(statuses.count) requests")
         #expect(failed.count <= moves.count && failed.allSatisfy { $0 == 502 }, "\(statuses.count) requests, failed: \(failed.prefix(10))")
+        if !failed.isEmpty { print("moves under load, failed answers: \(load.failures)") }
         // A connection attempt that meets the address nowhere costs a 1 s SYN retransmission: a
         // move must never cost that. (The figures of a quiet machine are in the README; the
         // suite runs tests side by side on two cores, so this bound leaves room for them.)
@@ -213,7 +214,10 @@ extension TestbedTests {
             let started = Date()
             let reply = try BlockingHTTP.request(host: entry, port: 8080, method: "POST", timeout: 10, namespace: client)
             let ms = Date().timeIntervalSince(started) * 1000
-            if reply.status != 200 && reply.status != 204 { failed.append(reply.status) }
+            if reply.status != 200 && reply.status != 204 {
+                failed.append(reply.status)
+                print("adapt: a request failed across the move: \(reply.status) \(reply.text)")
+            }
             let log = app.stderr
             if phase == 0, log.contains("adapt: moving filterTemperature") { phase = 1 }
             if phase == 1, log.contains("adapt moved filterTemperature from edge-1 to cloud") { phase = 2; continue }
