@@ -417,13 +417,19 @@ public final class LocalRunner {
     }
 
     /// What a move of one service did, and how long its parts took.
-    public struct MoveReport: Sendable {
+    public struct MoveReport: Sendable, CustomStringConvertible {
         public var service: String
         public var from: String
         public var to: String
         public var startMs: Double
         public var handoverMs: Double
         public var addressMs: Double
+
+        /// "moved S from A to B with its @Placed state: ..." with the time of each part.
+        public var description: String {
+            String(format: "moved %@ from %@ to %@ with its @Placed state: new host listening in %.0f ms, hand-over %.0f ms, address moved in %.0f ms",
+                   service, from, to, startMs, handoverMs, addressMs)
+        }
     }
 
     /// Moves a service to another node of the test bed with its @Placed state, under load:

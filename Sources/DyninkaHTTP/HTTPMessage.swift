@@ -1,6 +1,10 @@
-/// A whole HTTP/1.1 response read by a simple client (one response per connection, read until
-/// the server closed): parsed by the same llhttp engine the host uses, never by hand.
+/// A whole HTTP/1.1 message read by a simple client or server (one per connection): a response
+/// read until the server closed, or a request read until it is complete. Parsed by the same
+/// llhttp engine the host uses, never by hand.
 package struct HTTPMessage: Sendable {
+    /// Request method and target ("POST", "/v1/traces"); empty for responses.
+    package var method = ""
+    package var target = ""
     package var status: Int
     /// Header fields in order, names as sent.
     package var fields: [(name: String, value: String)]
@@ -35,5 +39,43 @@ package struct HTTPMessage: Sendable {
         default: return nil
         }
         return HTTPMessage(status: head.status, fields: head.allFields, body: collector.body)
+    }
+
+    /// What a `RequestReader` made of the bytes so far.
+    package enum Parsed: Sendable {
+        case complete(HTTPMessage)
+        /// Not a whole request yet: read more.
+        case needMore
+        /// Not HTTP, or over the limits.
+        case invalid
+    }
+
+    /// Reads one request as its bytes arrive (a small blocking server's connection), each byte
+    /// parsed once.
+    package final class RequestReader: HTTPParserDelegate {
+        private let parser: HTTPParser
+        private var head: HTTPHead?
+        private var body: [UInt8] = []
+
+        package init(maxHeaderBytes: Int = 16 * 1024, maxBodyBytes: Int) {
+            parser = HTTPParser(kind: .request, maxHeaderBytes: maxHeaderBytes, maxBodyBytes: maxBodyBytes)
+            parser.delegate = self
+        }
+
+        package func parserHead(_ head: HTTPHead) { self.head = head }
+        package func parserBody(_ bytes: UnsafeRawBufferPointer) { body.append(contentsOf: bytes) }
+
+        /// Feeds the next bytes read.
+        package func feed(_ bytes: UnsafeRawBufferPointer) -> Parsed {
+            switch parser.feed(bytes) {
+            case .needMore:
+                return .needMore
+            case .failed:
+                return .invalid
+            case .messageComplete:
+                guard let head else { return .invalid }
+                return .complete(HTTPMessage(method: head.method, target: head.target, status: 0, fields: head.allFields, body: body))
+            }
+        }
     }
 }

@@ -195,8 +195,7 @@ extension DyninkaCommand {
                         note("adapt: \(decision)")
                         do {
                             let report = try runner.move(decision.service, to: decision.to)
-                            let line = String(format: "adapt moved %@ from %@ to %@ with its @Placed state: new host listening in %.0f ms, hand-over %.0f ms, address moved in %.0f ms",
-                                              report.service, report.from, report.to, report.startMs, report.handoverMs, report.addressMs)
+                            let line = "adapt \(report)"
                             note(line)
                             view.event(line + String(format: " (the hop from %@ spent %.1f ms on the network)", decision.caller, decision.medianMs))
                             view.update(runner: runner)
@@ -209,8 +208,7 @@ extension DyninkaCommand {
                     Testbed.serveMoveRequests { request in
                         do {
                             let report = try runner.move(request.service, to: request.node)
-                            let line = String(format: "moved %@ from %@ to %@ with its @Placed state: new host listening in %.0f ms, hand-over %.0f ms, address moved in %.0f ms",
-                                              report.service, report.from, report.to, report.startMs, report.handoverMs, report.addressMs)
+                            let line = report.description
                             note(line)
                             view?.event(line)
                             view?.update(runner: runner)

@@ -457,15 +457,24 @@ public enum Testbed {
 
     // MARK: - Probe
 
+    /// A socket in node `b` (to listen on) and one in node `a` (to send from), and `b` itself.
+    private static func sockets(from a: String, to b: String, type: Int32, state: State) throws(TestbedFailure)
+        -> (to: NodeState, server: Int32, client: Int32) {
+        guard state.node(a) != nil, let to = state.node(b) else { throw TestbedFailure("no such node: \(state.node(a) == nil ? a : b)") }
+        let server: Int32
+        do { server = try NetworkNamespace.socket(in: to.namespace, type: type) } catch { throw TestbedFailure(error.description) }
+        do {
+            return (to, server, try NetworkNamespace.socket(in: Testbed.namespace(of: a), type: type))
+        } catch {
+            close(server)
+            throw TestbedFailure(error.description)
+        }
+    }
+
     /// Round trips of small UDP datagrams from node `a` to node `b` (an echo in `b`), in ms: what
     /// the link's delay gives (a round trip crosses it twice). Lost probes are left out.
     public static func probe(from a: String, to b: String, count: Int, state: State) throws(TestbedFailure) -> (rtts: [Double], lost: Int) {
-        guard let from = state.node(a), let to = state.node(b) else { throw TestbedFailure("no such node: \(state.node(a) == nil ? a : b)") }
-        let server: Int32, client: Int32
-        do {
-            server = try NetworkNamespace.socket(in: to.namespace, type: Int32(SOCK_DGRAM.rawValue))
-            client = try NetworkNamespace.socket(in: from.namespace, type: Int32(SOCK_DGRAM.rawValue))
-        } catch { throw TestbedFailure(error.description) }
+        let (to, server, client) = try sockets(from: a, to: b, type: Int32(SOCK_DGRAM.rawValue), state: state)
         defer { close(client) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -529,12 +538,7 @@ public enum Testbed {
     /// Sends `bytes` over TCP from node `a` to node `b` and returns the goodput in Mbit/s (what
     /// a link's rate gives, less TCP/IP headers, about 5%).
     public static func throughput(from a: String, to b: String, bytes: Int, state: State) throws(TestbedFailure) -> Double {
-        guard let from = state.node(a), let to = state.node(b) else { throw TestbedFailure("no such node: \(state.node(a) == nil ? a : b)") }
-        let listener: Int32, client: Int32
-        do {
-            listener = try NetworkNamespace.socket(in: to.namespace, type: Int32(SOCK_STREAM.rawValue))
-            client = try NetworkNamespace.socket(in: from.namespace, type: Int32(SOCK_STREAM.rawValue))
-        } catch { throw TestbedFailure(error.description) }
+        let (to, listener, client) = try sockets(from: a, to: b, type: Int32(SOCK_STREAM.rawValue), state: state)
         defer { close(client) }
         var one: Int32 = 1
         setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))

@@ -1,4 +1,5 @@
 import DyninkaCompiler
+import DyninkaHTTP
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -137,32 +138,24 @@ public final class ViewServer: @unchecked Sendable {
         defer { close(fd) }
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var data: [UInt8] = []
+        let reader = HTTPMessage.RequestReader(maxBodyBytes: 64 << 20)
         var buffer = [UInt8](repeating: 0, count: 65536)
-        var headEnd: Int?
-        var length = 0
-        while headEnd == nil || data.count < headEnd! + length {
+        var request: HTTPMessage?
+        while request == nil {
             let n = recv(fd, &buffer, buffer.count, 0)
             guard n > 0 else { return }
-            data += buffer[0..<n]
-            if headEnd == nil, let end = Self.find(data) {
-                headEnd = end
-                let head = String(decoding: data[0..<end], as: UTF8.self).lowercased()
-                if let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }) {
-                    length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) ?? 0
-                }
-                guard length <= 64 << 20 else { return reply(fd, 413, "text/plain", "too large\n") }
+            switch buffer.withUnsafeBytes({ reader.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }) {
+            case .complete(let message): request = message
+            case .needMore: continue
+            case .invalid: return reply(fd, 400, "text/plain", "bad request\n")
             }
-            if data.count > 16 << 10, headEnd == nil { return }
         }
-        let head = String(decoding: data[0..<headEnd!], as: UTF8.self)
-        let requestLine = head.prefix { $0 != "\r" }.split(separator: " ")
-        guard requestLine.count >= 2 else { return reply(fd, 400, "text/plain", "bad request\n") }
-        let method = String(requestLine[0])
-        let path = String(requestLine[1].prefix { $0 != "?" })
+        guard let request else { return }
+        let method = request.method
+        let path = String(request.target.prefix { $0 != "?" })
         switch (method, path) {
         case ("POST", "/v1/traces"):
-            spans.ingest(otlp: Data(data[headEnd!..<headEnd! + length]))
+            spans.ingest(otlp: Data(request.body))
             reply(fd, 200, "application/json", "{}")
         case ("GET", "/"):
             reply(fd, 200, "text/html; charset=utf-8", ViewPage.html(app: ir.name))
@@ -183,12 +176,6 @@ public final class ViewServer: @unchecked Sendable {
         default:
             reply(fd, 404, "text/plain", "no such page: \(method) \(path)\n")
         }
-    }
-
-    private static func find(_ data: [UInt8]) -> Int? {
-        guard data.count >= 4 else { return nil }
-        for i in 0...(data.count - 4) where data[i] == 13 && data[i + 1] == 10 && data[i + 2] == 13 && data[i + 3] == 10 { return i + 4 }
-        return nil
     }
 
     private func reply(_ fd: Int32, _ status: Int, _ type: String, _ body: String) {

@@ -1,3 +1,4 @@
+import DyninkaHTTP
 import DyninkaRoute
 import Foundation
 #if canImport(Glibc)
@@ -122,11 +123,9 @@ package enum OTLP {
                 sent += n
             }
         }
-        var reply = [UInt8](repeating: 0, count: 512)
+        var reply = [UInt8](repeating: 0, count: 4096)
         let n = recv(fd, &reply, reply.count, 0)
-        guard n > 12 else { return "no answer" }
-        let line = String(decoding: reply[0..<n], as: UTF8.self).prefix { $0 != "\r" }
-        let status = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-        return (200..<300).contains(status) ? nil : "answered '\(line)'"
+        guard n > 0, let answer = HTTPMessage.response(Array(reply[0..<n]), headOnly: true) else { return "no answer" }
+        return (200..<300).contains(answer.status) ? nil : "answered \(answer.status)"
     }
 }
