@@ -4,6 +4,7 @@
 
 #include <uv.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -30,13 +31,20 @@ static inline int dyn_tcp_set_linger_zero(uv_tcp_t *h) {
 }
 
 /// A TCP socket for `family` with SO_REUSEADDR and SO_REUSEPORT set, so that a replacement
-/// process can bind the same port while the old one drains. Returns the fd, or -1.
-static inline int dyn_reuseport_socket(int family) {
+/// process can bind the same port while the old one drains; with `freebind`, also IP_FREEBIND,
+/// so that it can bind an address the machine does not have yet (a moving service's new host
+/// listens before its address arrives). Returns the fd, or -1.
+#ifndef IPV6_FREEBIND
+#define IPV6_FREEBIND 78 /* linux/in6.h; glibc's netinet/in.h lacks it */
+#endif
+static inline int dyn_reuseport_socket(int family, int freebind) {
     int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0
-        || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0
+        || (freebind && setsockopt(fd, family == AF_INET6 ? IPPROTO_IPV6 : IPPROTO_IP,
+                                   family == AF_INET6 ? IPV6_FREEBIND : IP_FREEBIND, &one, sizeof one) != 0)) {
         close(fd);
         return -1;
     }
@@ -51,6 +59,17 @@ static inline int dyn_tcp_defer_accept(uv_tcp_t *h) {
     if (r != 0) return r;
     int seconds = 1;
     return setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds) == 0 ? 0 : UV_EINVAL;
+}
+
+/// Takes one connection from the listening handle's accept queue without waiting: its socket
+/// (close-on-exec), or -1 when none is waiting. For draining the queue just before the listener
+/// closes, which would reset every connection still in it.
+static inline int dyn_accept_pending(uv_tcp_t *h) {
+    uv_os_fd_t listener;
+    if (uv_fileno((uv_handle_t *)h, &listener) != 0) return -1;
+    int fd = accept(listener, NULL, NULL);
+    if (fd >= 0) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
 }
 
 /// Starts a non-blocking TCP connect and returns the socket, or a negative errno. The connect

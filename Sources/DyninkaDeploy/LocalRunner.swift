@@ -334,10 +334,13 @@ public final class LocalRunner {
     /// old one's place, and the old one gets SIGUSR1 and is waited for (hand-over: it drains,
     /// writes its state, exits). Returns the milliseconds until the new host listened and until
     /// the old one had gone.
-    private func replace(at index: Int, library: String?, node: String?, listeningOn place: String) throws -> (Double, Double) {
+    /// `beforeHandOver` runs once the new host listens, before the old one is told to hand over.
+    private func replace(at index: Int, library: String?, node: String?, listeningOn place: String, extraArguments: [String] = [],
+                         beforeHandOver: (() throws -> Void)? = nil) throws -> (Double, Double) {
         let old = services[index]
         let name = old.name
         var arguments = old.arguments
+        for argument in extraArguments where !arguments.contains(argument) { arguments.append(argument) }
         if let library, let app = arguments.firstIndex(of: "--app") { arguments[app + 1] = library }
         if let at = arguments.firstIndex(of: "--state-in") { arguments.removeSubrange(at...(at + 1)) }
         // A service added since the host started is among its peers now (local runs list them all).
@@ -358,6 +361,12 @@ public final class LocalRunner {
             usleep(2_000)
         }
         let listening = Date()
+        if let beforeHandOver {
+            do { try beforeHandOver() } catch {
+                kill(replacement.process!.processIdentifier, SIGKILL)
+                throw error
+            }
+        }
         services[index] = replacement
         if let pid = old.process?.processIdentifier { kill(pid, SIGUSR1) }
         let handoverDeadline = Date().addingTimeInterval(40)
@@ -433,11 +442,12 @@ public final class LocalRunner {
     }
 
     /// Moves a service to another node of the test bed with its @Placed state, under load:
-    /// the new node gets the service's own address too and the new host starts there listening on
-    /// it (the router still sends the address to the old node), the old one hands over as in
-    /// `swap`, and then the router sends the address to the new node (`Testbed.switchAddress`).
-    /// Callers keep the name and the address; a connection they open in between is refused and
-    /// retried (the hosts' --connect-retry).
+    /// the new host starts on the new node, listening on the service's own address before the
+    /// node has it (IP_FREEBIND: nothing reaches it yet, and the node's own callers still reach
+    /// the old one); the old node refuses new connections, the old one hands over as in `swap`,
+    /// and then the address moves (`Testbed.addAddress`, `Testbed.switchAddress`). Callers keep
+    /// the name and the address; a connection they open in between is refused and retried (the
+    /// hosts' --connect-retry).
     public func move(_ name: String, to node: String) throws -> MoveReport {
         guard let bed else { throw RunFailure(description: "moving a service needs a test bed (dyninka run --testbed)") }
         guard topology == .pointToPoint, let index = services.firstIndex(where: { $0.name == name }) else {
@@ -448,12 +458,26 @@ public final class LocalRunner {
         }
         let old = services[index]
         guard let from = old.node, from != node else { throw RunFailure(description: "\(name) already runs on \(node)") }
-        try Testbed.addAddress(old.host, to: node, state: bed)
-        // The old host hands over first (it finishes every connection it has), then the address
-        // moves: moving it earlier would send the packets of the old host's open connections to
-        // the new node, which knows nothing of them and would reset them.
-        let (startMs, handoverMs) = try replace(at: index, library: nil, node: node, listeningOn: node)
+        // The address moves last, once the old host has finished every connection it had. Giving
+        // it to the new node any earlier would break the old host's connections with callers on
+        // that node (their packets would stay there, and be reset).
+        // The old host's listener must not close with a connection in it: closing resets both
+        // the ones in its accept queue and the handshakes whose request has not come yet
+        // (TCP_DEFER_ACCEPT keeps those as SYN_RECV), and their callers already saw them
+        // connected. So the old node refuses new connections first (callers try again every
+        // 5 ms), the runner waits until no handshake to the address is under way, and only then
+        // does the old host take what its queue holds, close the listener and serve what it took.
+        var refusing = false
+        defer { if refusing { try? Testbed.refuseConnections(to: old.host, port: old.port, on: from, state: bed, on: false) } }
+        let (startMs, handoverMs) = try replace(at: index, library: nil, node: node, listeningOn: node, extraArguments: ["--free-bind"]) {
+            try Testbed.refuseConnections(to: old.host, port: old.port, on: from, state: bed, on: true)
+            refusing = true
+            guard let pid = old.process?.processIdentifier else { return }
+            let deadline = Date().addingTimeInterval(Self.handshakeWait)
+            while Self.handshakes(pid: pid, address: old.host, port: old.port) > 0 && Date() < deadline { usleep(500) }
+        }
         let switching = Date()
+        try Testbed.addAddress(old.host, to: node, state: bed)
         try Testbed.switchAddress(old.host, from: from, to: node, state: bed)
         let addressMs = Date().timeIntervalSince(switching) * 1000
         return MoveReport(service: name, from: from, to: node, startMs: startMs, handoverMs: handoverMs, addressMs: addressMs)
@@ -484,6 +508,33 @@ public final class LocalRunner {
             bytes += buffer[0..<n]
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Longest a move waits for the handshakes under way to its address to complete (s); a
+    /// handshake still open after it is one whose client stopped answering.
+    static let handshakeWait = 1.0
+
+    /// Handshakes to `address:port` under way in `pid`'s network namespace: SYN_RECV entries
+    /// (including connections TCP_DEFER_ACCEPT holds until their first bytes).
+    static func handshakes(pid: Int32, address: String, port: Int) -> Int {
+        guard let local = procAddress(address, port: port), let text = readWhole("/proc/\(pid)/net/tcp") else { return 0 }
+        var count = 0
+        for line in text.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ")
+            if fields.count > 3, fields[3] == "03", fields[1] == local { count += 1 }
+        }
+        return count
+    }
+
+    /// How /proc/net/tcp writes an IPv4 address and port: the address as the hex of its
+    /// 32-bit value in host order (little-endian here: the bytes reversed), the port in hex.
+    static func procAddress(_ address: String, port: Int) -> Substring? {
+        let bytes = address.split(separator: ".").compactMap { UInt8($0) }
+        guard bytes.count == 4 else { return nil }
+        let value = UInt32(bytes[0]) | UInt32(bytes[1]) << 8 | UInt32(bytes[2]) << 16 | UInt32(bytes[3]) << 24
+        let hex = String(UInt32(littleEndian: value), radix: 16, uppercase: true)
+        let portHex = String(port, radix: 16, uppercase: true)
+        return Substring(String(repeating: "0", count: 8 - hex.count) + hex + ":" + String(repeating: "0", count: max(0, 4 - portHex.count)) + portHex)
     }
 
     /// Whether `pid` holds a listening TCP socket on `port` (read from /proc, in its namespace).

@@ -75,13 +75,16 @@ package final class TCPHandle {
     /// Binds and listens; `onConnection` receives each accepted connection, not yet reading.
     /// With `reusePort`, another process may bind the same port at the same time (the kernel
     /// spreads new connections over both): a replacement can start before the old one drains.
+    /// With `freeBind` too, the address need not be the machine's yet (IP_FREEBIND): nothing
+    /// arrives until it is.
     package static func listen(loop: EventLoop, on address: SocketAddress, backlog: Int32 = 1024, reusePort: Bool = false,
+                               freeBind: Bool = false,
                                onConnection: @escaping (TCPHandle) -> Void) throws(LoopError) -> TCPHandle {
         let server = try TCPHandle(loop: loop)
         var storage = address.storage
         do {
             if reusePort {
-                let fd = dyn_reuseport_socket(Int32(storage.ss_family))
+                let fd = dyn_reuseport_socket(Int32(storage.ss_family), freeBind ? 1 : 0)
                 try uvCheck(fd < 0 ? UV_EINVAL.rawValue : 0, "socket with SO_REUSEPORT for \(address)")
                 try uvCheck(uv_tcp_open(server.raw, fd), "uv_tcp_open")
             }
@@ -105,6 +108,30 @@ package final class TCPHandle {
             throw error
         }
         return server
+    }
+
+    /// A listener: accepts every connection waiting in its queue now and hands each to the
+    /// connection callback, as the loop would. Call it right before closing the listener: closing
+    /// resets whatever is still queued, and those clients already sent their requests.
+    @discardableResult
+    package func acceptPending() -> Int {
+        guard let callback = onConnection else { return 0 }
+        var accepted = 0
+        while true {
+            let fd = dyn_accept_pending(raw)
+            guard fd >= 0 else { return accepted }
+            guard let client = try? TCPHandle(loop: loop) else {
+                Glibc.close(fd)
+                return accepted
+            }
+            if uv_tcp_open(client.raw, fd) == 0 {
+                accepted += 1
+                callback(client)
+            } else {
+                Glibc.close(fd)
+                client.close()
+            }
+        }
     }
 
     /// The address the handle is bound to (with the port the kernel picked for port 0).

@@ -73,6 +73,8 @@ extension DyninkaHostCommand {
         var stateIn: String?
         @Option(help: "With --state-in: milliseconds to hold requests for the state before starting fresh (default 10000).")
         var stateWait: Int?
+        @Flag(help: "Listen on --host even when this machine does not have that address yet (IP_FREEBIND): a moving service's new host waits there for its address.")
+        var freeBind = false
         @Option(help: "main's chain for this service, replaceable while it runs: the default route on the first line, the default arguments on the second; read at start if it exists and on SIGHUP.")
         var routeFile: String?
         @OptionGroup(title: "Tracing (W3C traceparent is always continued; spans are recorded only with an exporter)")
@@ -108,6 +110,7 @@ extension DyninkaHostCommand {
             flags["state-out"] = stateOut
             flags["state-in"] = stateIn
             flags["state-wait"] = stateWait.map(String.init)
+            if freeBind { flags["free-bind"] = "true" }
             flags["route-file"] = routeFile
             tracing.add(to: &flags)
             runHost(label: "serving") {

@@ -166,13 +166,11 @@ extension TestbedTests {
         let statuses = load.stop()
         #expect(moves.allSatisfy { $0.status == 0 }, "\(moves.map(\.stderr))")
         let failed = statuses.filter { $0 != 200 && $0 != 204 }
-        // Known limit: a connection the old host's listener still held when it closed is reset
-        // (across namespaces the kernel cannot hand it to the new listener, as tcp_migrate_req
-        // does for a swap on one node). Its caller tries again when the reset came before the
-        // connection was seen up; a reset after that is a 502. Quiet runs see none (0 in 18
-        // moves); under the suite's parallel load one has been seen: at most one per move.
+        // Nothing is lost: the old host's listener closes only once the old node has refused new
+        // connections and no handshake is under way, and the address moves only after the old
+        // host has answered everything it took.
         #expect(statuses.count > 50, "\(statuses.count) requests")
-        #expect(failed.count <= moves.count && failed.allSatisfy { $0 == 502 }, "\(statuses.count) requests, failed: \(failed.prefix(10))")
+        #expect(failed.isEmpty, "\(statuses.count) requests, failed: \(failed.prefix(10))")
         if !failed.isEmpty { print("moves under load, failed answers: \(load.failures)") }
         // A connection attempt that meets the address nowhere costs a 1 s SYN retransmission: a
         // move must never cost that. (The figures of a quiet machine are in the README; the
@@ -232,8 +230,7 @@ extension TestbedTests {
         print(String(format: "adapt: end-to-end p50 %.1f ms before the move (%d requests), %.1f ms after (%d requests)",
                      p50(before), before.count, p50(after), after.count))
         #expect(p50(after) < p50(before) / 3, "p50 \(p50(before)) ms before, \(p50(after)) ms after")
-        // The known limit of a move across namespaces (see the mobility test): at most one 502.
-        #expect(failed.count <= 1 && failed.allSatisfy { $0 == 502 }, "failed: \(failed)")
+        #expect(failed.isEmpty, "failed: \(failed)")
         // No flapping: a few more windows, and nothing else moves.
         let end = Date().addingTimeInterval(11)
         while Date() < end { _ = try BlockingHTTP.request(host: entry, port: 8080, method: "POST", timeout: 10, namespace: client) }

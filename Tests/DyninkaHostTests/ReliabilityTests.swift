@@ -90,6 +90,58 @@ import Glibc
     }
 }
 
+extension ReliabilityTests {
+    /// A hand-over (SIGUSR1 with --state-out) closes the listener at once, but a connection whose
+    /// request is still on its way is served before the state is written: its caller saw it
+    /// connected, and closing it would lose the request.
+    @Test func aHandOverServesARequestStillOnItsWay() throws {
+        let state = NSTemporaryDirectory() + "dyninka-handover-\(getpid()).state"
+        defer { unlink(state) }
+        let old = try HostProcess(service: "movingAvg", arguments: ["--state-out", state])
+        let raw = old.client
+        #expect(try raw.post(#"{"value":4}"#).status == 200)
+        let body = #"{"value":8}"#
+        let request = Array("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+        let fd = try raw.connect()
+        defer { close(fd) }
+        try raw.send(fd, Array(request[..<20]))
+        usleep(100_000)
+        old.signal(SIGUSR1)
+        usleep(300_000)
+        #expect(old.process.isRunning, "the host waits for the request it has begun to receive")
+        #expect(!FileManager.default.fileExists(atPath: state), "no state is written while a request may still update it")
+        // New connections are no longer taken.
+        #expect(throws: RawHTTPError.self) { _ = try raw.post(#"{"value":1}"#) }
+        try raw.send(fd, Array(request[20...]))
+        let answer = try raw.readResponse(fd)
+        // Served by the old instance, after the first update: (4 + 8) / 2.
+        #expect(answer.status == 200 && answer.json()?["average"] as? Double == 6 && answer.json()?["count"] as? Int == 2, "\(answer)")
+        #expect(old.waitForExit() == 0)
+        let written = try String(contentsOfFile: state, encoding: .utf8)
+        #expect(written.hasPrefix("dyninka-state 1 movingAvg "), "\(written)")
+    }
+
+    /// --free-bind: a moving service's new host listens on its address before the node has it.
+    @Test func freeBindListensOnAnAddressTheMachineDoesNotHaveYet() throws {
+        // 192.0.2.0/24 is TEST-NET-1 (documentation only): no machine has it. Nothing is sent there.
+        let refused = Process()
+        refused.executableURL = URL(fileURLWithPath: BuildProducts.host)
+        refused.arguments = ["serve", "--app", BuildProducts.fixture, "--service", "movingAvg", "--host", "192.0.2.7", "--port", "0"]
+        let errors = Pipe()
+        refused.standardError = errors
+        refused.standardOutput = Pipe()
+        try refused.run()
+        refused.waitUntilExit()
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(refused.terminationStatus != 0 && message.contains("cannot listen on 192.0.2.7"), "\(message)")
+        let host = try HostProcess(name: "movingAvg", commandLine: ["serve", "--app", BuildProducts.fixture, "--service", "movingAvg",
+                                                                   "--host", "192.0.2.7", "--port", "0", "--free-bind"],
+                                   addressPrefix: "192.0.2.7")
+        #expect(host.port > 0)
+        host.stop()
+    }
+}
+
 final class HolderBox: @unchecked Sendable {
     var process: HostProcess?
 }

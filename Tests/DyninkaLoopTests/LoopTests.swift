@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import DyninkaLoop
 import Testing
 
@@ -64,6 +67,50 @@ final class Recorder: TCPHandleDelegate {
         run(loop) { loop.handleCount == 0 }
         #expect(loop.handleCount == 0)
         #expect(weakServer == nil && weakClient == nil && weakAccepted == nil, "handles are freed after their close callback")
+        loop.close()
+    }
+
+    /// What a host handing over does before closing its listener: connections waiting in the
+    /// accept queue are taken, not reset by the close.
+    @Test func aListenerTakesWhatWaitsInItsAcceptQueue() throws {
+        let loop = try EventLoop()
+        var taken: [TCPHandle] = []
+        let server = try TCPHandle.listen(loop: loop, on: try SocketAddress(ip: "127.0.0.1", port: 0)) { taken.append($0) }
+        let port = try #require(server.localAddress?.port)
+        // Two clients connect and send (TCP_DEFER_ACCEPT queues a connection once bytes came);
+        // the loop never runs, so both wait in the queue.
+        var clients: [Int32] = []
+        for _ in 0..<2 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = UInt16(port).bigEndian
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            #expect(connected == 0)
+            #expect(send(fd, "ping", 4, 0) == 4)
+            clients.append(fd)
+        }
+        // Both are in the queue within a moment (loopback), and nothing else is.
+        var count = 0
+        for _ in 0..<100 where count < 2 {
+            usleep(2_000)
+            count += server.acceptPending()
+        }
+        #expect(count == 2 && taken.count == 2, "took \(count), callback saw \(taken.count)")
+        #expect(server.acceptPending() == 0)
+        let recorder = Recorder()
+        for handle in taken { handle.startReading(recorder) }
+        run(loop) { recorder.received.count == 8 }
+        #expect(recorder.received == Array("pingping".utf8), "the connections taken read their bytes")
+        for fd in clients { close(fd) }
+        for handle in taken { handle.close() }
+        server.close()
+        taken.removeAll()
+        run(loop) { loop.handleCount == 0 }
+        #expect(loop.handleCount == 0)
         loop.close()
     }
 

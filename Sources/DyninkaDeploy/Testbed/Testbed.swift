@@ -383,9 +383,10 @@ public enum Testbed {
 
     // MARK: - Moving an address
 
-    /// Step 1 of moving a service's address (as a floating IP) from one node to another: the new
-    /// node gets the address too, so that the new instance can listen on it. Nothing reaches it
-    /// there yet: the router still sends the address to the old node.
+    /// Step 1 of moving a service's address (as a floating IP) from one node to another, once
+    /// the old instance has gone: the new node gets the address too, and its own callers reach
+    /// the new instance there (which listened on it already, IP_FREEBIND). The router still
+    /// sends the address to the old node until `switchAddress`.
     public static func addAddress(_ address: String, to node: String, state: State) throws(TestbedFailure) {
         guard let target = state.node(node) else { throw TestbedFailure("no node '\(node)'") }
         let home = address.hasPrefix("10.77.\(target.index).")
@@ -395,7 +396,17 @@ public enum Testbed {
         if home { _ = try? quick(["ip", "-n", target.namespace, "route", "del", "\(address)/32"]) }
     }
 
-    /// Step 2, once the old instance has gone: the router sends the address to the new node,
+    /// During a move's hand-over: `node` answers new connections to `address:port` with a reset
+    /// (the caller sees a refused connection and tries again within its --connect-retry) instead
+    /// of taking them into a listener about to close. Handshakes under way still complete.
+    /// `on: false` lifts it.
+    public static func refuseConnections(to address: String, port: Int, on node: String, state: State, on: Bool) throws(TestbedFailure) {
+        guard let source = state.node(node) else { throw TestbedFailure("no node '\(node)'") }
+        let rule = ["INPUT", "-d", "\(address)/32", "-p", "tcp", "--dport", String(port), "--syn", "-j", "REJECT", "--reject-with", "tcp-reset"]
+        try quick(["ip", "netns", "exec", source.namespace, "iptables", "-w", on ? "-I" : "-D"] + rule)
+    }
+
+    /// Step 2, right after step 1: the router sends the address to the new node,
     /// then the old node lets it go (its own callers then reach it through the router too).
     /// Callers keep the name and the address.
     public static func switchAddress(_ address: String, from: String, to: String, state: State) throws(TestbedFailure) {
@@ -413,7 +424,18 @@ public enum Testbed {
         if leavingHome {
             try quick(["ip", "-n", source.namespace, "route", "replace", "\(address)/32", "via", "10.77.\(source.index).1", "dev", "eth0"])
         }
+        // A packet the router sent to the old node just before the switch may still be on the
+        // link. The old node keeps the address until it has landed: a connection attempt then
+        // meets a reset there (and is tried again) rather than an address that is nowhere,
+        // which would cost it a 1 s SYN retransmission.
+        usleep(UInt32(lingerMs(into: from, state: current() ?? state) * 1000))
         _ = try? quick(["ip", "-n", source.namespace, "addr", "del", "\(address)/\(leavingHome ? "24" : "32")", "dev", "eth0"])
+    }
+
+    /// How long a packet may still be on its way into `node` (ms): the slowest of its links'
+    /// delay and jitter, plus 10 ms for a busy link emulator.
+    static func lingerMs(into node: String, state: State) -> Double {
+        10 + (state.links.filter { $0.a == node || $0.b == node }.map { $0.conditions.delayMs + $0.conditions.jitterMs }.max() ?? 0)
     }
 
     // MARK: - Names

@@ -71,6 +71,10 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     /// Whether the connection waits for a request with nothing received (safe to close when draining).
     var idle: Bool { !busy && !receivedAny }
+    /// Whether it answered a request and waits for another with nothing of it received (a kept
+    /// connection that may be closed at any time; its client knows to try again).
+    var betweenRequests: Bool { idle && answered }
+    private var answered = false
 
     private func armRequestTimeout() {
         deadline = EventLoop.nanoseconds() + UInt64(context.configuration.requestTimeout) * 1_000_000
@@ -469,6 +473,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     private func next() {
         guard !closed else { return }
         busy = false
+        answered = true
         receivedAny = held != nil
         parser.resume()
         armRequestTimeout()

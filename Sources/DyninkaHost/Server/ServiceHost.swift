@@ -93,7 +93,7 @@ package final class ServiceHost {
             throw HostStartupError("--host '\(configuration.host)' is not a numeric IP address (for example 127.0.0.1 or 0.0.0.0)")
         }
         do {
-            server = try TCPHandle.listen(loop: loop, on: address, reusePort: true) { [unowned self] handle in accepted(handle) }
+            server = try TCPHandle.listen(loop: loop, on: address, reusePort: true, freeBind: configuration.freeBind) { [unowned self] handle in accepted(handle) }
         } catch {
             let hint = error.isAddressInUse ? "; another process listens there (pick another --port, or 0 for any free port)" : ""
             throw HostStartupError("cannot listen on \(address): \(error.reason)\(hint)")
@@ -306,8 +306,18 @@ package final class ServiceHost {
                 shutdown()
             }
             exitTimer = timer
-            // A hand-over stops accepting at once: the new instance already listens on the port.
-            if configuration.drainDelay > 0 && !handingOver {
+            if handingOver {
+                // A hand-over stops accepting at once: the new instance already listens on the
+                // port. Closing the listener would reset the connections in its accept queue,
+                // whose clients already sent their requests: those are taken and served first.
+                // (A move has had the node refuse new connections until no handshake was under
+                // way; a swap on one node has the kernel pass them on, tcp_migrate_req.)
+                let taken = server?.acceptPending() ?? 0
+                if taken > 0 { log.info("hand-over: serving \(taken) connection(s) that waited in the accept queue") }
+                server?.close()
+                server = nil
+                checkDrained()
+            } else if configuration.drainDelay > 0 {
                 let delay = try LoopTimer(loop: loop)
                 delay.start(after: UInt64(configuration.drainDelay)) { delay.close(); stopAccepting() }
             } else {
@@ -320,7 +330,10 @@ package final class ServiceHost {
 
     private func checkDrained() {
         guard draining, server == nil, metrics.inFlight == 0 else { return }
-        for connection in connections where !connection.busy { connection.close() }
+        // Draining closes every connection without a request running. A hand-over keeps those
+        // whose request has not fully come yet (their callers saw them connected): they are
+        // served, or time out as usual (--request-timeout), before the state is written.
+        for connection in connections where !connection.busy && (!handingOver || connection.betweenRequests) { connection.close() }
         if metrics.connections == 0 { shutdown() }
     }
 

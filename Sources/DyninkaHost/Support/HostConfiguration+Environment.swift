@@ -67,6 +67,7 @@ extension HostConfiguration {
         if value("exit-with-parent") == "true" { c.exitWithParent = true }
         c.stateOut = flags["state-out"]
         c.stateIn = flags["state-in"]
+        if flags["free-bind"] == "true" { c.freeBind = true }
         c.routeFile = flags["route-file"]
         if let v = try integer("state-wait", 0...600_000) { c.stateWait = v }
         c.otlpFile = value("otlp-file")

@@ -65,6 +65,9 @@ package struct HostConfiguration: Sendable {
     package var stateIn: String?
     /// With `stateIn`: the longest to hold requests for the state before starting fresh.
     package var stateWait = 10_000
+    /// Listen on `host` even when the machine does not have that address yet (IP_FREEBIND): a
+    /// moving service's new host listens before its address arrives on its node.
+    package var freeBind = false
 
     /// main's chain for this service, replaceable while it runs: the default route on the first
     /// line, the default arguments (Dyninka-Args syntax) on the second; read at start when the

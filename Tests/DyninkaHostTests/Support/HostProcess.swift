@@ -34,8 +34,9 @@ final class HostProcess: @unchecked Sendable {
 
     /// Starts `dyninka-host` with exactly `commandLine` (which must print the usual address line),
     /// through `launcher` when given (for example `unshare -m sh -c ...`, which must exec the host
-    /// given as its last arguments).
-    init(name: String, commandLine: [String], environment: [String: String] = [:], launcher: [String] = []) throws {
+    /// given as its last arguments). The address line must contain `addressPrefix`.
+    init(name: String, commandLine: [String], environment: [String: String] = [:], launcher: [String] = [],
+         addressPrefix: String = "127.0.0.") throws {
         self.service = name
         if launcher.isEmpty {
             process.executableURL = URL(fileURLWithPath: BuildProducts.host)
@@ -51,7 +52,7 @@ final class HostProcess: @unchecked Sendable {
         process.standardError = stderrPipe
         try process.run()
         let line = try Self.readLine(stdoutPipe.fileHandleForReading, timeout: 10)
-        guard let colon = line.lastIndex(of: ":"), line.contains("127.0.0."),
+        guard let colon = line.lastIndex(of: ":"), line.contains(addressPrefix),
               let parsed = Int(line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)) else {
             process.terminate()
             let errors = String(decoding: stderrPipe.fileHandleForReading.availableData, as: UTF8.self)
