@@ -24,8 +24,9 @@
      200 ms one way with a 300 ms client deadline: 504 naming it within the deadline. Each: how
      soon the first failure is reported, recovery after healing, and no failure after recovery.
      (12): movingAvg moved between edge nodes four times under load (`dyninka move`): failed
-     requests (at most one reset per move), the slowest request against the calm slowest, the
-     throughput around each switch.
+     requests (none allowed), the slowest request against the calm slowest, the throughput around
+     each switch. (13): the same with about 1 MB of @Placed state (bench/apps/HeavyState, on
+     configs/testbed/pair.json), and the state checked to carry every update.
 Prints each figure and a summary table; writes bench/results/DATE-HOST-reliability.md.
 Every load is bounded in time; all traffic stays on 127.0.0.1 or inside the test bed's namespaces.
 """
@@ -209,33 +210,8 @@ def bed_faults(dyninka, release, report):
         mover = "movingAvg"
         home = nodes.get(mover)
         away = next(n for n in ("edge-1", "edge-2") if n != home)
-        with Load(8080, host=host, netns="dynbed-client", threads=10) as load:
-            time.sleep(2)
-            calm_until = time.time()
-            windows = []
-            for target in (away, home, away, home):
-                t0 = time.time()
-                out = subprocess.run([dyninka, "move", mover, "--to", target], cwd=ROOT, capture_output=True, text=True)
-                windows.append((t0, time.time(), out.returncode, out.stdout.strip()))
-                time.sleep(1.5)
-        calm = [r for r in load.records if r[0] < calm_until]
-        calm_slowest = max(r[3] for r in calm)
-        calm_rate = len(calm) / max(calm_until - min(r[0] for r in load.records), 1e-9)
-        failed, slowest, dips, parts = [], 0.0, [], []
-        for t0, t1, code, text in windows:
-            during = [r for r in load.records if t0 <= r[0] <= t1 + 0.3]
-            failed += [r for r in during if r[1] not in (200, 204)]
-            slowest = max([slowest] + [r[3] for r in during])
-            around = [r for r in load.records if t1 - 0.15 <= r[0] + r[3] <= t1 + 0.15]
-            dips.append(len(around) / 0.3 / calm_rate * 100)
-            if "listening in" in text:
-                parts.append(text[text.index("listening in"):])
-        ok = (all(w[2] == 0 for w in windows) and len(failed) <= len(windows) and all(r[1] == 502 for r in failed)
-              and slowest < calm_slowest + 0.9)
-        report(12, f"{mover} moved {len(windows)} times between {home} and {away} under load", ok,
-               f"{len(failed)} failed requests {[r[1] for r in failed]}; slowest request during a move {slowest * 1000:.0f} ms "
-               f"(without a move {calm_slowest * 1000:.0f} ms); throughput around the switch "
-               + ", ".join(f"{d:.0f}%" for d in dips) + " of the calm rate; parts: " + "; ".join(parts))
+        ok, figure, _ = moves_under_load(dyninka, mover, (away, home, away, home), host, threads=10)
+        report(12, f"{mover} moved 4 times between {home} and {away} under load", ok, figure)
     finally:
         if app:
             app.send_signal(signal.SIGTERM)
@@ -282,7 +258,9 @@ def main():
     ap.add_argument("--host-fuzz-requests", type=int, default=1_000_000,
                     help="requests the live-host fuzzer sends (default 1000000)")
     ap.add_argument("--no-build", action="store_true")
-    ap.add_argument("--bed-only", action="store_true", help="run only the test bed faults (9-11)")
+    ap.add_argument("--bed-only", action="store_true", help="run only the test bed checks (9-13)")
+    ap.add_argument("--state-values", type=int, default=80_000,
+                    help="temperatures the moved service keeps as @Placed state in check 13 (default 80000, about 1 MB)")
     args = ap.parse_args()
     os.environ["PATH"] += ":/usr/sbin"
     if args.no_build:
@@ -302,6 +280,7 @@ def main():
         if os.geteuid() != 0:
             raise SystemExit("the test bed faults need root")
         bed_faults(f"{debug}/dyninka", release, report)
+        bed_state_moves(f"{debug}/dyninka", release, report, args.state_values)
         return finish(results, started, args)
     # 1-3 on the smart-building app under `dyninka run` (release hosts).
     topo = gateway_bench.Topology(debug, release, gateway=False)
@@ -473,8 +452,9 @@ def main():
     # 9-11. faults across the fog test bed (needs root).
     if os.geteuid() == 0:
         bed_faults(f"{debug}/dyninka", release, report)
+        bed_state_moves(f"{debug}/dyninka", release, report, args.state_values)
     else:
-        print("9-11. test bed faults: skipped (the bed needs root)", flush=True)
+        print("9-13. test bed checks: skipped (the bed needs root)", flush=True)
 
     # 8. gateway mode soak.
     topo = gateway_bench.Topology(debug, release, gateway=True)
@@ -487,14 +467,117 @@ def main():
     finish(results, started, args)
 
 
+def moves_under_load(dyninka, mover, targets, host, threads):
+    """Moves `mover` to each of `targets` in turn (`dyninka move`) while `threads` clients in the
+    bed's client node post to `host`:8080 without keep-alive. Returns (ok, figure, records): ok
+    when every move succeeded and no request failed. Figures: failed requests, the slowest
+    request during a move against the slowest without one, the throughput around each switch,
+    and the parts of each move as `dyninka move` reported them."""
+    with Load(8080, host=host, netns="dynbed-client", threads=threads) as load:
+        time.sleep(2)
+        calm_until = time.time()
+        windows = []
+        for target in targets:
+            t0 = time.time()
+            out = subprocess.run([dyninka, "move", mover, "--to", target], cwd=ROOT, capture_output=True, text=True)
+            windows.append((t0, time.time(), out.returncode, out.stdout.strip() or out.stderr.strip()))
+            time.sleep(1.5)
+    calm = [r for r in load.records if r[0] < calm_until]
+    calm_slowest = max(r[3] for r in calm)
+    calm_rate = len(calm) / max(calm_until - min(r[0] for r in load.records), 1e-9)
+    failed, slowest, dips, parts = [], 0.0, [], []
+    for t0, t1, code, text in windows:
+        during = [r for r in load.records if t0 <= r[0] <= t1 + 0.3]
+        failed += [r for r in during if r[1] not in (200, 204)]
+        slowest = max([slowest] + [r[3] for r in during])
+        around = [r for r in load.records if t1 - 0.15 <= r[0] + r[3] <= t1 + 0.15]
+        dips.append(len(around) / 0.3 / calm_rate * 100)
+        parts.append(text[text.index("listening in"):] if "listening in" in text else f"status {code}: {text[-200:]}")
+    failed += [r for r in load.records if r[0] > windows[-1][1] + 0.3 and r[1] not in (200, 204)]
+    ok = all(w[2] == 0 for w in windows) and not failed
+    figure = (f"{len(load.records)} requests, {len(failed)} failed {[(r[1], r[2]) for r in failed[:5]]}; slowest request during a move "
+              f"{slowest * 1000:.0f} ms (without a move {calm_slowest * 1000:.0f} ms: {max(0, slowest - calm_slowest) * 1000:.0f} ms "
+              f"more); throughput around the switch " + ", ".join(f"{d:.0f}%" for d in dips) + " of the calm rate; parts: "
+              + "; ".join(parts))
+    return ok, figure, load.records
+
+
+def bed_state_moves(dyninka, release, report, values):
+    """13 (root): movingAvg of bench/apps/HeavyState, which keeps `values` temperatures as
+    @Placed state (80,000: about 1 MB of JSON), moved four times between the pair bed's nodes
+    (5 ms link) under 8 client threads in the client node. Passes when no request fails and the
+    state carried every update: the count movingAvg reports at the end equals the requests it
+    answered (a lost or doubled update, or a state left behind, would change it)."""
+    def cli(*args):
+        return subprocess.run([dyninka, "testbed", *args], cwd=ROOT, capture_output=True, text=True)
+
+    name = f"movingAvg with {values:,} values of @Placed state (about {len(json.dumps(heavy_window(values))) / 1e6:.1f} MB) moved 4 times under load"
+    if cli("up", "configs/testbed/pair.json").returncode != 0:
+        return report(13, name, False, "the bed did not come up")
+    app = None
+    try:
+        app = subprocess.Popen([dyninka, "run", "bench/apps/HeavyState/App.swift", "--testbed", "configs/testbed/pair.json",
+                                "--host-binary", f"{ROOT}/.build-release-host/release/dyninka-host", "--no-view"],
+                               cwd=ROOT, stdout=subprocess.PIPE, text=True, env=dict(os.environ, STATE_VALUES=str(values)))
+        nodes, entry = {}, None
+        for line in app.stdout:
+            parts = line.split()
+            if len(parts) == 3:
+                nodes[parts[0]] = parts[1]
+            if parts and parts[0] == "entry":
+                entry = parts[1]
+                break
+        if not entry:
+            return report(13, name, False, "the app did not start")
+        host = entry.split("//")[1].split(":")[0]
+        home = nodes.get("movingAvg")
+        away = next(n for n in ("cloud", "edge-1") if n != home)
+        ok, figure, records = moves_under_load(dyninka, "movingAvg", (away, home, away, home), host, threads=8)
+        # Every 200 was one update of movingAvg; one more request reads the count.
+        answered = sum(1 for r in records if r[1] == 200)
+        result = {}
+
+        def last():
+            enter_netns("dynbed-client")
+            for _ in range(100):
+                c = http.client.HTTPConnection(host, 8080, timeout=10)
+                c.request("POST", "/", body=b"", headers={"Connection": "close"})
+                r = c.getresponse()
+                data = r.read()
+                if r.status == 200:
+                    result["count"] = json.loads(data)["count"]
+                    return
+        reader = threading.Thread(target=last)
+        reader.start()
+        reader.join(timeout=60)
+        count = result.get("count")
+        carried = count == answered + 1
+        report(13, name, ok and carried,
+               figure + f"; the count after the moves {count}, requests answered 200 before it {answered}"
+               + ("" if carried else " (an update was lost, doubled or left behind)"))
+    finally:
+        if app:
+            app.send_signal(signal.SIGTERM)
+            try:
+                app.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                app.kill()
+        cli("down")
+
+
+def heavy_window(values):
+    """The window bench/apps/HeavyState fills movingAvg's state with (for its size as JSON)."""
+    return [20 + (i % 1000) / 1024 for i in range(values)]
+
+
 def finish(results, started, args):
     passed = sum(1 for r in results if r[2])
     lines = [f"# Reliability suite, {started:%Y-%m-%d %H:%M} UTC", "",
              f"Machine: {hop_bench.machine()}. Command: `python3 bench/reliability.py --soak {args.soak} --fuzz {args.fuzz} "
-             f"--host-fuzz-requests {args.host_fuzz_requests}{' --bed-only' if args.bed_only else ''}`. "
+             f"--host-fuzz-requests {args.host_fuzz_requests} --state-values {args.state_values}{' --bed-only' if args.bed_only else ''}`. "
              "Release dyninka-host; the smart-building app via `dyninka run` (checks 1-3, 8), the fixture table (4, 5, 7). "
-             "Load: hey -disable-keepalive (1, 2, 7) and 10 Python threads without keep-alive (3, 4, 9-11; in the "
-             "test bed's client node for 9-11).", "",
+             "Load: hey -disable-keepalive (1, 2, 7) and Python threads without keep-alive (10 for 3, 4, 9-12; 8 for 13; in "
+             "the test bed's client node for 9-13).", "",
              "| # | check | result | figures |", "|---|---|---|---|"]
     for number, name, ok, figure in results:
         lines.append(f"| {number} | {name} | {'PASS' if ok else 'FAIL'} | {figure} |")

@@ -432,12 +432,15 @@ public final class LocalRunner {
         public var to: String
         public var startMs: Double
         public var handoverMs: Double
+        /// Of the hand-over: until the old node refused new connections and had no handshake
+        /// under way.
+        public var settleMs: Double
         public var addressMs: Double
 
         /// "moved S from A to B with its @Placed state: ..." with the time of each part.
         public var description: String {
-            String(format: "moved %@ from %@ to %@ with its @Placed state: new host listening in %.0f ms, hand-over %.0f ms, address moved in %.0f ms",
-                   service, from, to, startMs, handoverMs, addressMs)
+            String(format: "moved %@ from %@ to %@ with its @Placed state: new host listening in %.0f ms, hand-over %.0f ms (%.0f ms of it settling the old node's handshakes), address moved in %.0f ms",
+                   service, from, to, startMs, handoverMs, settleMs, addressMs)
         }
     }
 
@@ -468,19 +471,22 @@ public final class LocalRunner {
         // 5 ms), the runner waits until no handshake to the address is under way, and only then
         // does the old host take what its queue holds, close the listener and serve what it took.
         var refusing = false
+        var settleMs = 0.0
         defer { if refusing { try? Testbed.refuseConnections(to: old.host, port: old.port, on: from, state: bed, on: false) } }
         let (startMs, handoverMs) = try replace(at: index, library: nil, node: node, listeningOn: node, extraArguments: ["--free-bind"]) {
+            let settling = Date()
             try Testbed.refuseConnections(to: old.host, port: old.port, on: from, state: bed, on: true)
             refusing = true
             guard let pid = old.process?.processIdentifier else { return }
             let deadline = Date().addingTimeInterval(Self.handshakeWait)
             while Self.handshakes(pid: pid, address: old.host, port: old.port) > 0 && Date() < deadline { usleep(500) }
+            settleMs = Date().timeIntervalSince(settling) * 1000
         }
         let switching = Date()
         try Testbed.addAddress(old.host, to: node, state: bed)
         try Testbed.switchAddress(old.host, from: from, to: node, state: bed)
         let addressMs = Date().timeIntervalSince(switching) * 1000
-        return MoveReport(service: name, from: from, to: node, startMs: startMs, handoverMs: handoverMs, addressMs: addressMs)
+        return MoveReport(service: name, from: from, to: node, startMs: startMs, handoverMs: handoverMs, settleMs: settleMs, addressMs: addressMs)
     }
 
     /// Lets a listener that closes pass the connections waiting in its accept queue to another
@@ -497,17 +503,25 @@ public final class LocalRunner {
     /// A /proc file read to its end (they report size 0, and may be long: a busy machine has
     /// tens of thousands of sockets in TIME_WAIT).
     static func readWhole(_ path: String) -> String? {
+        readBytes(path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// A /proc file's bytes, read to its end.
+    static func readBytes(_ path: String) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        // Read straight into the array, doubling it as needed (no per-chunk copy).
+        var bytes = [UInt8](repeating: 0, count: 1 << 18)
+        var filled = 0
         while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if filled == bytes.count { bytes += [UInt8](repeating: 0, count: bytes.count) }
+            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, $0.count - filled) }
             if n <= 0 { break }
-            bytes += buffer[0..<n]
+            filled += n
         }
-        return String(decoding: bytes, as: UTF8.self)
+        bytes.removeSubrange(filled...)
+        return bytes
     }
 
     /// Longest a move waits for the handshakes under way to its address to complete (s); a
@@ -515,26 +529,43 @@ public final class LocalRunner {
     static let handshakeWait = 1.0
 
     /// Handshakes to `address:port` under way in `pid`'s network namespace: SYN_RECV entries
-    /// (including connections TCP_DEFER_ACCEPT holds until their first bytes).
+    /// (including connections TCP_DEFER_ACCEPT holds until their first bytes). The table may
+    /// have tens of thousands of lines (TIME_WAIT), so its bytes are searched, not split.
     static func handshakes(pid: Int32, address: String, port: Int) -> Int {
-        guard let local = procAddress(address, port: port), let text = readWhole("/proc/\(pid)/net/tcp") else { return 0 }
+        readBytes("/proc/\(pid)/net/tcp").map { handshakes(in: $0, address: address, port: port) } ?? 0
+    }
+
+    /// The SYN_RECV entries for `address:port` in the text of a /proc/net/tcp table.
+    static func handshakes(in table: [UInt8], address: String, port: Int) -> Int {
+        guard let local = procAddress(address, port: port) else { return 0 }
+        // A line: "  sl: LOCAL REMOTE ST ...", each address 13 characters ("0A014D0A:1F90").
+        // strstr on the text ended by a NUL: the dyninka CLI is a debug build, where a byte loop
+        // in Swift would take milliseconds on a long table.
+        let needle = ": " + local + " "
+        let text = table + [0]
         var count = 0
-        for line in text.split(separator: "\n").dropFirst() {
-            let fields = line.split(separator: " ")
-            if fields.count > 3, fields[3] == "03", fields[1] == local { count += 1 }
+        text.withUnsafeBufferPointer { bytes in
+            let base = UnsafeRawPointer(bytes.baseAddress!).assumingMemoryBound(to: CChar.self)
+            var at = 0
+            while at < bytes.count - 1, let found = strstr(base + at, needle) {
+                let state = UnsafePointer(found) - base + needle.utf8.count + 14
+                guard state + 2 < bytes.count else { break }
+                if bytes[state] == UInt8(ascii: "0") && bytes[state + 1] == UInt8(ascii: "3") { count += 1 }
+                at = state
+            }
         }
         return count
     }
 
     /// How /proc/net/tcp writes an IPv4 address and port: the address as the hex of its
     /// 32-bit value in host order (little-endian here: the bytes reversed), the port in hex.
-    static func procAddress(_ address: String, port: Int) -> Substring? {
+    static func procAddress(_ address: String, port: Int) -> String? {
         let bytes = address.split(separator: ".").compactMap { UInt8($0) }
         guard bytes.count == 4 else { return nil }
         let value = UInt32(bytes[0]) | UInt32(bytes[1]) << 8 | UInt32(bytes[2]) << 16 | UInt32(bytes[3]) << 24
         let hex = String(UInt32(littleEndian: value), radix: 16, uppercase: true)
         let portHex = String(port, radix: 16, uppercase: true)
-        return Substring(String(repeating: "0", count: 8 - hex.count) + hex + ":" + String(repeating: "0", count: max(0, 4 - portHex.count)) + portHex)
+        return String(repeating: "0", count: 8 - hex.count) + hex + ":" + String(repeating: "0", count: max(0, 4 - portHex.count)) + portHex
     }
 
     /// Whether `pid` holds a listening TCP socket on `port` (read from /proc, in its namespace).

@@ -113,3 +113,31 @@ import Testing
         #expect(down.decisions.isEmpty && down.notes.first?.contains("edge-1 is down") == true)
     }
 }
+
+/// What a move reads of the old node: the handshakes to the service's address still under way.
+@Suite struct MoveHandshakeTests {
+    /// Lines as /proc/net/tcp writes them (10.77.1.12:8080 is 0C014D0A:1F90 on this machine).
+    let table = """
+          sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+           0: 0C014D0A:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
+           9: 0A024D0A:1F90 02014D0A:E1DC 03 00000000:00000000 01:00000063 00000000     0        0 0 0 000000001acfb17e
+          43: 0C014D0A:1F90 02014D0A:DABE 03 00000000:00000000 01:0000000B 00000001     0        0 0 0 000000006ca1bf68
+          46: 0C014D0A:1F90 02014D0A:DACC 03 00000000:00000000 01:0000000B 00000001     0        0 0 0 00000000072c3e4a
+          53: 0C014D0A:1F90 02014D0A:988C 06 00000000:00000000 03:00000FA3 00000000     0        0 0 3 00000000b4827259
+        10053: 02014D0A:988C 0C014D0A:1F90 03 00000000:00000000 01:0000000B 00000001     0        0 0 0 00000000072c3e4a
+        10054: 0C014D0A:1F91 02014D0A:988C 03 00000000:00000000 01:0000000B 00000001     0        0 0 0 00000000072c3e4a
+        """
+
+    @Test func onlySynRecvEntriesOfTheAddressAndPortCount() {
+        #expect(LocalRunner.procAddress("10.77.1.12", port: 8080) == "0C014D0A:1F90")
+        #expect(LocalRunner.procAddress("127.0.0.1", port: 80) == "0100007F:0050")
+        let bytes = Array(table.utf8)
+        // Two SYN_RECV to 10.77.1.12:8080; not the listener (0A), a TIME_WAIT (06), another
+        // address, the address as the remote end, or another port.
+        #expect(LocalRunner.handshakes(in: bytes, address: "10.77.1.12", port: 8080) == 2)
+        #expect(LocalRunner.handshakes(in: bytes, address: "10.77.2.10", port: 8080) == 1)
+        #expect(LocalRunner.handshakes(in: bytes, address: "10.77.1.12", port: 8081) == 1)
+        #expect(LocalRunner.handshakes(in: bytes, address: "10.77.1.13", port: 8080) == 0)
+        #expect(LocalRunner.handshakes(in: Array(table.utf8.prefix(200)), address: "10.77.1.12", port: 8080) == 0)
+    }
+}
