@@ -229,6 +229,7 @@ extension TestbedTests {
         try #require(before.count >= 10 && after.count >= 10, "before \(before.count), after \(after.count)")
         print(String(format: "adapt: end-to-end p50 %.1f ms before the move (%d requests), %.1f ms after (%d requests)",
                      p50(before), before.count, p50(after), after.count))
+        if let moved = decided.split(separator: "\n").first(where: { $0.contains("adapt moved") }) { print(moved) }
         #expect(p50(after) < p50(before) / 3, "p50 \(p50(before)) ms before, \(p50(after)) ms after")
         #expect(failed.isEmpty, "failed: \(failed)")
         // No flapping: a few more windows, and nothing else moves.
