@@ -61,6 +61,19 @@ static inline int dyn_tcp_defer_accept(uv_tcp_t *h) {
     return setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds, sizeof seconds) == 0 ? 0 : UV_EINVAL;
 }
 
+/// Closes the socket of a TCP handle the loop never watched (it never read through the loop,
+/// and every write went out at once), so that libuv's close skips its epoll_ctl(EPOLL_CTL_DEL):
+/// a socket never added to epoll has nothing to remove and no stale event to drop, and libuv
+/// leaves a watcher whose fd is -1 alone. The caller knows it never started watching; the
+/// watcher's own masks are checked too. Returns 1 when it closed the socket, 0 otherwise.
+static inline int dyn_tcp_close_unwatched(uv_tcp_t *h) {
+    if (h->io_watcher.fd < 0 || h->io_watcher.pevents != 0 || h->io_watcher.events != 0) return 0;
+    int fd = h->io_watcher.fd;
+    h->io_watcher.fd = -1;
+    close(fd);
+    return 1;
+}
+
 /// Takes one connection from the listening handle's accept queue without waiting: its socket
 /// (close-on-exec), or -1 when none is waiting. For draining the queue just before the listener
 /// closes, which would reset every connection still in it.

@@ -3,8 +3,9 @@
 package protocol ByteStream: AnyObject {
     /// Starts delivering reads to `delegate` (held until the stream closes).
     func startReading(_ delegate: any TCPHandleDelegate)
-    /// Delivers what has already arrived, now (or nothing).
-    func readAvailable()
+    /// Delivers what has already arrived to `delegate`, now (or nothing), without watching the
+    /// stream: later bytes wait until `startReading`. Write completions go to `delegate` too.
+    func readAvailable(into delegate: any TCPHandleDelegate)
     /// Stops delivering reads until `startReading` is called again.
     func stopReading()
     /// Writes `head` (borrowed for this call) then `body` (kept alive by its owner until done).

@@ -42,6 +42,9 @@ package final class TCPHandle {
     package let loop: EventLoop
     let raw: UnsafeMutablePointer<uv_tcp_t>
     private var delegate: (any TCPHandleDelegate)?
+    /// The loop has watched the socket (reading, a queued write, listening or connecting): its
+    /// close must go through libuv's epoll bookkeeping.
+    private var watched = false
     private var onConnection: ((TCPHandle) -> Void)?
     private var onClose: (() -> Void)?
     package private(set) var isClosing = false
@@ -93,6 +96,7 @@ package final class TCPHandle {
             uv_tcp_nodelay(server.raw, 1)
             _ = dyn_tcp_defer_accept(server.raw)
             server.onConnection = onConnection
+            server.watched = true
             try uvCheck(uv_listen(dyn_tcp_stream(server.raw), backlog) { stream, status in
                 let server = TCPHandle.from(stream!.pointee.data)
                 guard status >= 0, let callback = server.onConnection,
@@ -185,6 +189,7 @@ package final class TCPHandle {
     package func startReading(_ delegate: any TCPHandleDelegate) {
         guard !isClosing else { return }
         self.delegate = delegate
+        watched = true
         let result = uv_read_start(dyn_tcp_stream(raw), { handle, _, buf in
             let loop = EventLoop.from(handle!.pointee.loop)
             buf!.pointee.base = loop.blockForRead().base.assumingMemoryBound(to: CChar.self)
@@ -208,8 +213,9 @@ package final class TCPHandle {
     /// Reads what has already arrived, now, without waiting for the loop to report it (a
     /// listener with TCP_DEFER_ACCEPT hands over connections whose request is in). Delivers to
     /// the delegate like a read; does nothing when no byte is there yet.
-    package func readAvailable() {
-        guard !isClosing, let delegate else { return }
+    package func readAvailable(into delegate: any TCPHandleDelegate) {
+        guard !isClosing else { return }
+        self.delegate = delegate
         var fd: uv_os_fd_t = -1
         guard uv_fileno(dyn_tcp_handle(raw), &fd) == 0 else { return }
         let block = loop.blockForRead()
@@ -268,6 +274,7 @@ package final class TCPHandle {
         }
         let raw = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
         raw.pointee.data = Unmanaged.passRetained(request).toOpaque()
+        watched = true
         let result = withUnsafeMutableBytes(of: &bufs) {
             uv_write(raw, dyn_tcp_stream(self.raw), $0.baseAddress!.assumingMemoryBound(to: uv_buf_t.self), remaining) { raw, status in
                 let request = Unmanaged<WriteRequest>.fromOpaque(raw!.pointee.data!).takeRetainedValue()
@@ -314,6 +321,10 @@ package final class TCPHandle {
         guard !isClosing else { return }
         isClosing = true
         self.onClose = onClose
+        // A socket the loop never watched is closed here, sparing libuv's close an
+        // epoll_ctl(DEL) that could only fail: a connection whose whole request came with it and
+        // whose answer went out at once costs no epoll call at all.
+        if !watched { _ = dyn_tcp_close_unwatched(raw) }
         uv_close(dyn_tcp_handle(raw)) { handle in
             let this = Unmanaged<TCPHandle>.fromOpaque(handle!.pointee.data!).takeRetainedValue()
             this.delegate = nil

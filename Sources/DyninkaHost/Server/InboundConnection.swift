@@ -63,8 +63,12 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     func start() {
         armRequestTimeout()
         context.track(self)
-        handle.startReading(self)
-        handle.readAvailable()
+        // TCP_DEFER_ACCEPT hands over connections whose request is in: it is read at once. A
+        // request that came whole and asks to close the connection afterwards (every hop's does)
+        // needs nothing more from the socket, so the loop never watches it: no epoll
+        // registration and removal per hop. Anything else reads on through the loop.
+        handle.readAvailable(into: self)
+        if !closed && !(busy && !requestKeepAlive) { handle.startReading(self) }
     }
 
     func handleRead(_ event: ReadEvent) { read(event) }

@@ -56,7 +56,13 @@ final class MemoryStream: ByteStream {
         flush()
     }
 
-    func readAvailable() { flush() }
+    func readAvailable(into delegate: any TCPHandleDelegate) {
+        self.delegate = delegate
+        let wasReading = reading
+        reading = true
+        flush()
+        reading = wasReading
+    }
     func stopReading() { reading = false }
 
     func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes) -> WriteStatus {
