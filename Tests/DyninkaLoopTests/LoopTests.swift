@@ -114,6 +114,46 @@ final class Recorder: TCPHandleDelegate {
         loop.close()
     }
 
+    /// A connection the loop never watched (read at once, answered at once) still closes its
+    /// socket, though libuv's close skips epoll for it: the client sees the answer, then the end.
+    @Test func aConnectionNeverWatchedClosesItsSocket() throws {
+        let loop = try EventLoop()
+        var taken: TCPHandle?
+        let server = try TCPHandle.listen(loop: loop, on: try SocketAddress(ip: "127.0.0.1", port: 0)) { taken = $0 }
+        let port = try #require(server.localAddress?.port)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        #expect(send(fd, "ping", 4, 0) == 4)
+        run(loop) { taken != nil }
+        let handle = try #require(taken)
+        let recorder = Recorder()
+        handle.readAvailable(into: recorder)
+        #expect(recorder.received == Array("ping".utf8))
+        let answer = Array("pong".utf8)
+        let status = answer.withUnsafeBytes { handle.write($0) }
+        guard case .done = status else { Issue.record("the write did not complete at once: \(status)"); return }
+        handle.close()
+        taken = nil
+        server.close()
+        run(loop) { loop.handleCount == 0 }
+        #expect(loop.handleCount == 0)
+        var tv = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 16)
+        let n = recv(fd, &buffer, 16, 0)
+        #expect(n == 4 && Array(buffer[0..<4]) == answer)
+        #expect(recv(fd, &buffer, 16, 0) == 0, "the server's socket is closed: the client reads the end")
+        loop.close()
+    }
+
     @Test func timersAndWakeupsAreGoneOnceClosed() throws {
         let loop = try EventLoop()
         let timer = try LoopTimer(loop: loop)
