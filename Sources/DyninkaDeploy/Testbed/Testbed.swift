@@ -98,7 +98,11 @@ public enum Testbed {
             try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         } catch { throw TestbedFailure("cannot create \(stateDirectory): \(error.localizedDescription)") }
         try run(["ip", "netns", "add", coreNamespace])
-        try run(["ip", "netns", "exec", coreNamespace, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        // No reverse-path filter in the router (whatever the machine's defaults): a packet that
+        // reached a moving service's old node just after its address left is sent back through
+        // the router to the new node, arriving from an interface its source is not behind.
+        try run(["ip", "netns", "exec", coreNamespace, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+                 "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"])
         try run(["ip", "-n", coreNamespace, "link", "set", "lo", "up"])
         for node in nodes {
             let ns = node.namespace
@@ -113,7 +117,12 @@ public enum Testbed {
             try run(["ip", "-n", ns, "route", "add", "default", "via", "10.77.\(node.index).1"])
             // A moving service's address is on two nodes for a moment (`dyninka move`): the old
             // node must take the new one's answers, which come from an address it still has.
-            try run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.all.accept_local=1", "net.ipv4.conf.eth0.accept_local=1"])
+            // And once the address has left the old node, a packet for it still on its way there
+            // (the link holds packets for its delay) is forwarded back through the router to the
+            // new node rather than dropped, which would cost a connection attempt a 1 s SYN
+            // retransmission; no redirects about it.
+            try run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.all.accept_local=1", "net.ipv4.conf.eth0.accept_local=1",
+                     "net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.eth0.send_redirects=0"])
         }
         var state = State(name: spec.name, file: file, nodes: nodes, links: [], gatewayNode: spec.gatewayNode)
         for link in spec.links { state.links.append(LinkState(a: link.a, b: link.b, conditions: link.conditions)) }
@@ -425,19 +434,12 @@ public enum Testbed {
             try quick(["ip", "-n", source.namespace, "route", "replace", "\(address)/32", "via", "10.77.\(source.index).1", "dev", "eth0"])
         }
         // A packet the router sent to the old node just before the switch may still be on the
-        // link. The old node keeps the address until it has landed: a connection attempt then
-        // meets a reset there (and is tried again) rather than an address that is nowhere,
-        // which would cost it a 1 s SYN retransmission.
-        usleep(UInt32(lingerMs(into: from, state: current() ?? state) * 1000))
+        // link: the old node forwards it back through the router (nodes forward, see `up`).
         _ = try? quick(["ip", "-n", source.namespace, "addr", "del", "\(address)/\(leavingHome ? "24" : "32")", "dev", "eth0"])
     }
 
-    /// How long a packet may still be on its way into `node` (ms): the slowest of its links'
-    /// delay and jitter, plus 10 ms for a busy link emulator.
-    static func lingerMs(into node: String, state: State) -> Double {
-        10 + (state.links.filter { $0.a == node || $0.b == node }.map { $0.conditions.delayMs + $0.conditions.jitterMs }.max() ?? 0)
-    }
-
+        // A packet the router sent to the old node just before the switch may still be on the
+        // link: the old node forwards it back through the router (nodes forward, see `up`).
     // MARK: - Names
 
     /// Writes every node's hosts file: the nodes by name (`edge-1`, `edge-1.BED`) and the given
