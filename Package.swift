@@ -51,7 +51,7 @@ let package = Package(
         ], swiftSettings: strict),
 
         // What a compiled app library links: ABI glue and JSON coding, nothing else.
-        .target(name: "DyninkaRuntime", dependencies: ["CDyninkaABI"], swiftSettings: strict),
+        .target(name: "DyninkaRuntime", dependencies: ["CDyninkaABI", "DyninkaHTTP"], swiftSettings: strict),
 
         // The SDK: @Service, @Placed, RawJSON; and the macros behind it.
         .macro(name: "DyninkaMacros", dependencies: [

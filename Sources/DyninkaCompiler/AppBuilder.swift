@@ -21,7 +21,8 @@ public struct BuildFailure: Error, CustomStringConvertible, Sendable {
 
 /// Turns one app file into its library: analyze, generate the package, build it in release.
 public struct AppBuilder: Sendable {
-    /// Where the DyninkaRuntime and CDyninkaABI sources are (the dyninka checkout).
+    /// Where the runtime's sources are (the dyninka checkout): DyninkaRuntime, CDyninkaABI,
+    /// DyninkaHTTP and the llhttp that scripts/bootstrap placed in CSupport/CLLHTTP.
     public var sourceRoot: String
     /// The swift executable used to build generated packages.
     public var swift = "swift"
@@ -70,7 +71,13 @@ public struct AppBuilder: Sendable {
             "Sources/App/App.swift": CodeGenerator.appSource(analysis),
             "Sources/App/DyninkaGlue.swift": CodeGenerator.glueSource(ir),
         ]
-        for (from, to) in [("Sources/DyninkaRuntime", "Runtime/DyninkaRuntime"), ("CSupport/CDyninkaABI", "Runtime/CDyninkaABI")] {
+        guard FileManager.default.fileExists(atPath: "\(sourceRoot)/CSupport/CLLHTTP/vendor/llhttp.c") else {
+            throw BuildFailure(description: "the llhttp sources are missing from \(sourceRoot)/CSupport/CLLHTTP (the runtime's HTTP parser): run scripts/bootstrap, which fetches them")
+        }
+        // The runtime, with the HTTP parser its Fetch shares with the host (llhttp: its license
+        // goes along).
+        for (from, to) in [("Sources/DyninkaRuntime", "Runtime/DyninkaRuntime"), ("CSupport/CDyninkaABI", "Runtime/CDyninkaABI"),
+                           ("Sources/DyninkaHTTP", "Runtime/DyninkaHTTP"), ("CSupport/CLLHTTP", "Runtime/CLLHTTP")] {
             for relative in try runtimeFiles(from) {
                 files["\(to)/\(relative)"] = try String(contentsOfFile: "\(sourceRoot)/\(from)/\(relative)", encoding: .utf8)
             }
@@ -131,7 +138,8 @@ public struct AppBuilder: Sendable {
         guard let enumerator = FileManager.default.enumerator(atPath: base) else {
             throw BuildFailure(description: "cannot read \(base)")
         }
-        return enumerator.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") || $0.hasSuffix(".h") || $0.hasSuffix(".c") }.sorted()
+        return enumerator.compactMap { $0 as? String }
+            .filter { $0.hasSuffix(".swift") || $0.hasSuffix(".h") || $0.hasSuffix(".c") || $0.hasSuffix("LICENSE") }.sorted()
     }
 
     /// Builds the generated package in release, passing SwiftPM's progress ("[12/40] Compiling

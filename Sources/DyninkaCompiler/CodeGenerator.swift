@@ -116,7 +116,11 @@ public enum CodeGenerator {
             products: [.library(name: \(literal(ir.name)), type: .dynamic, targets: ["App"])],
             targets: [
                 .target(name: "CDyninkaABI", path: "Runtime/CDyninkaABI"),
-                .target(name: "DyninkaRuntime", dependencies: ["CDyninkaABI"], path: "Runtime/DyninkaRuntime",
+                .target(name: "CLLHTTP", path: "Runtime/CLLHTTP",
+                        sources: ["check.c", "vendor/api.c", "vendor/http.c", "vendor/llhttp.c"], publicHeadersPath: "include"),
+                .target(name: "DyninkaHTTP", dependencies: ["CLLHTTP"], path: "Runtime/DyninkaHTTP",
+                        swiftSettings: [.swiftLanguageMode(.v6)]),
+                .target(name: "DyninkaRuntime", dependencies: ["CDyninkaABI", "DyninkaHTTP"], path: "Runtime/DyninkaRuntime",
                         swiftSettings: [.swiftLanguageMode(.v6)]),
                 .target(name: "App", dependencies: ["DyninkaRuntime"], path: "Sources/App",
                         swiftSettings: [.swiftLanguageMode(.v6)]),

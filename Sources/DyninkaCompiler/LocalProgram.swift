@@ -32,6 +32,10 @@ public struct LocalProgram: Sendable {
             "-I", "\(sdk)/Modules", "-L", sdk, "-lDyninka", "-Xlinker", "-rpath", "-Xlinker", sdk,
             "-Xcc", "-fmodule-map-file=\(sdk)/CDyninkaABI.build/module.modulemap",
             "-Xcc", "-I\(sourceRoot)/CSupport/CDyninkaABI/include",
+            // The runtime's Fetch parses with llhttp (through DyninkaHTTP), whose module the
+            // compiler loads too.
+            "-Xcc", "-fmodule-map-file=\(sdk)/CLLHTTP.build/module.modulemap",
+            "-Xcc", "-I\(sourceRoot)/CSupport/CLLHTTP/include",
             "-load-plugin-executable", "\(sdk)/DyninkaMacros-tool#DyninkaMacros",
             "-o", output,
         ]

@@ -9,6 +9,8 @@ package struct HTTPMessage: Sendable {
     /// Header fields in order, names as sent.
     package var fields: [(name: String, value: String)]
     package var body: [UInt8]
+    /// The connection may carry another message (HTTP/1.1 without `Connection: close`).
+    package var keepAlive = false
 
     /// Fields by lowercased name (the last one wins).
     package var headers: [String: String] {
@@ -41,24 +43,26 @@ package struct HTTPMessage: Sendable {
         return HTTPMessage(status: head.status, fields: head.allFields, body: collector.body)
     }
 
-    /// What a `RequestReader` made of the bytes so far.
+    /// What a `Reader` made of the bytes so far.
     package enum Parsed: Sendable {
-        case complete(HTTPMessage)
-        /// Not a whole request yet: read more.
+        /// A whole message; `trailing` bytes of the last read came after it.
+        case complete(HTTPMessage, trailing: Int)
+        /// Not a whole message yet: read more.
         case needMore
         /// Not HTTP, or over the limits.
-        case invalid
+        case invalid(HTTPParseError)
     }
 
-    /// Reads one request as its bytes arrive (a small blocking server's connection), each byte
-    /// parsed once.
-    package final class RequestReader: HTTPParserDelegate {
+    /// Reads one message as its bytes arrive (a small blocking server's or client's connection),
+    /// each byte parsed once: a request, or a response, whose body may end with the connection
+    /// (`finish`).
+    package final class Reader: HTTPParserDelegate {
         private let parser: HTTPParser
         private var head: HTTPHead?
         private var body: [UInt8] = []
 
-        package init(maxHeaderBytes: Int = 16 * 1024, maxBodyBytes: Int) {
-            parser = HTTPParser(kind: .request, maxHeaderBytes: maxHeaderBytes, maxBodyBytes: maxBodyBytes)
+        package init(_ kind: HTTPParser.Kind, maxHeaderBytes: Int = 16 * 1024, maxBodyBytes: Int) {
+            parser = HTTPParser(kind: kind, maxHeaderBytes: maxHeaderBytes, maxBodyBytes: maxBodyBytes)
             parser.delegate = self
         }
 
@@ -67,14 +71,28 @@ package struct HTTPMessage: Sendable {
 
         /// Feeds the next bytes read.
         package func feed(_ bytes: UnsafeRawBufferPointer) -> Parsed {
-            switch parser.feed(bytes) {
+            parsed(parser.feed(bytes), count: bytes.count)
+        }
+
+        /// The peer closed: a response whose body ends with the connection is complete now.
+        package func finish() -> Parsed {
+            switch parser.finish() {
+            case .needMore: .invalid(.incomplete)
+            case let result: parsed(result, count: 0)
+            }
+        }
+
+        private func parsed(_ result: HTTPFeedResult, count: Int) -> Parsed {
+            switch result {
             case .needMore:
                 return .needMore
-            case .failed:
-                return .invalid
-            case .messageComplete:
-                guard let head else { return .invalid }
-                return .complete(HTTPMessage(method: head.method, target: head.target, status: 0, fields: head.allFields, body: body))
+            case .failed(let error):
+                return .invalid(error)
+            case .messageComplete(let consumed):
+                guard let head else { return .invalid(.incomplete) }
+                return .complete(HTTPMessage(method: head.method, target: head.target, status: head.status, fields: head.allFields,
+                                             body: body, keepAlive: head.keepAlive),
+                                 trailing: max(0, count - consumed))
             }
         }
     }

@@ -1,3 +1,4 @@
+internal import DyninkaHTTP
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -241,103 +242,56 @@ public enum Fetch {
             reusedConnectionFailed = true
             return nil
         }
-        var buffer = Response()
-        defer { buffer.release() }
-        while true {
-            if let head = buffer.head, let length = head.contentLength, buffer.count >= head.end + length { break }
-            buffer.reserve(16384)
-            let n = recv(fd, buffer.base + buffer.count, buffer.capacity - buffer.count, 0)
+        // The answer goes through the same llhttp parser as the host's (DyninkaHTTP), fed as
+        // it arrives: a body with Content-Length, chunked, or ending with the connection.
+        let reader = HTTPMessage.Reader(.response, maxHeaderBytes: 64 * 1024, maxBodyBytes: maxBodyBytes)
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        var received = false
+        var open = true
+        let response: HTTPMessage
+        var reusable = false
+        reading: while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
                 close(fd)
                 throw Failure(description: "GET http://\(target.key)\(target.path) got no answer within \(timeout) s")
             }
+            let parsed: HTTPMessage.Parsed
             if n <= 0 {
                 close(fd)
-                if let head = buffer.head, head.contentLength == nil { break }  // body ends with the connection
-                if buffer.count == 0 { reusedConnectionFailed = true; return nil }
-                throw Failure(description: "\(target.key) closed the connection before answering")
+                open = false
+                if !received { reusedConnectionFailed = true; return nil }
+                parsed = reader.finish()
+            } else {
+                received = true
+                parsed = buffer.withUnsafeBytes { reader.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             }
-            buffer.count += n
-            if buffer.head == nil { buffer.parseHead() }
-            if buffer.count - (buffer.head?.end ?? 0) > maxBodyBytes + 1 || (buffer.head?.contentLength ?? 0) > maxBodyBytes {
-                close(fd)
-                throw Failure(description: "GET http://\(target.key)\(target.path): the body is larger than \(maxBodyBytes) bytes")
-            }
-            if buffer.head == nil, buffer.count > 64 * 1024 {
-                close(fd)
-                throw Failure(description: "GET http://\(target.key)\(target.path): no complete response head in 64 KiB")
-            }
-        }
-        let head = buffer.head!
-        let bodyCount = min(head.contentLength ?? Int.max, buffer.count - head.end)
-        let body = UnsafeBufferPointer(start: buffer.base + head.end, count: bodyCount)
-        if head.contentLength != nil {
-            // Bytes beyond the response were never asked for: a connection carrying them is not
-            // reused, or the next fetch would read them as its answer.
-            let extra = buffer.count > head.end + bodyCount
-            if head.keepAlive && !extra { pool.put(fd, target.key) } else { close(fd) }
-        }
-        guard head.status == 200 else {
-            throw Failure(description: "GET http://\(target.key)\(target.path) answered \(head.status): \(String(decoding: body.prefix(200), as: UTF8.self))")
-        }
-        return try read(body)
-    }
-
-    /// A response being received: bytes in one malloc'd block, and its head once complete.
-    struct Response {
-        struct Head {
-            var end: Int
-            var status: Int
-            var contentLength: Int?
-            var keepAlive: Bool
-        }
-
-        var base = UnsafeMutablePointer<UInt8>.allocate(capacity: 4096)
-        var capacity = 4096
-        var count = 0
-        var head: Head?
-
-        /// Makes room for at least `free` more bytes.
-        mutating func reserve(_ free: Int) {
-            guard capacity - count < free / 4 else { return }
-            let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: max(capacity * 2, count + free))
-            grown.update(from: base, count: count)
-            base.deallocate()
-            base = grown
-            capacity = max(capacity * 2, count + free)
-        }
-
-        func release() { base.deallocate() }
-
-        /// Parses the status line and the fields that matter once "\r\n\r\n" has arrived.
-        mutating func parseHead() {
-            let bytes = UnsafeBufferPointer(start: base, count: count)
-            guard count >= 4, let end = Fetch.headEnd(bytes) else { return }
-            var parsed = Head(end: end, status: 0, contentLength: nil, keepAlive: true)
-            // "HTTP/1.1 200 ..."
-            if end > 12 {
-                parsed.status = (0..<3).reduce(0) { $0 * 10 + Int(bytes[9 + $1] &- 48) }
-                if bytes[7] == UInt8(ascii: "0") { parsed.keepAlive = false }  // HTTP/1.0
-            }
-            var line = 0
-            while line < end - 2 {
-                var next = line
-                while next < end - 1, !(bytes[next] == 13 && bytes[next + 1] == 10) { next += 1 }
-                let text = UnsafeBufferPointer(rebasing: bytes[line..<next])
-                if Fetch.hasPrefix(text, "content-length:") {
-                    var value = 0
-                    var digits = 0
-                    for c in text.dropFirst(15) where c >= 48 && c <= 57 { value = value &* 10 &+ Int(c - 48); digits += 1 }
-                    if digits > 0 && digits < 19 { parsed.contentLength = value }
-                } else if Fetch.hasPrefix(text, "connection:") {
-                    let value = String(decoding: text.dropFirst(11), as: UTF8.self).lowercased()
-                    if value.contains("close") { parsed.keepAlive = false }
-                    if value.contains("keep-alive") { parsed.keepAlive = true }
+            switch parsed {
+            case .needMore:
+                continue
+            case .complete(let message, let trailing):
+                response = message
+                // Bytes beyond the response were never asked for: a connection carrying them is
+                // not reused, or the next fetch would read them as its answer.
+                reusable = n > 0 && message.keepAlive && trailing == 0
+                break reading
+            case .invalid(let error):
+                if open { close(fd) }
+                let what: String
+                switch error {
+                case .incomplete: what = "\(target.key) closed the connection before the answer was complete"
+                case .headersTooLarge: what = "GET http://\(target.key)\(target.path): no complete response head in 64 KiB"
+                case .bodyTooLarge: what = "GET http://\(target.key)\(target.path): the body is larger than \(maxBodyBytes) bytes"
+                case .malformed(let reason): what = "GET http://\(target.key)\(target.path) answered with malformed HTTP: \(reason)"
                 }
-                line = next + 2
+                throw Failure(description: what)
             }
-            head = parsed
         }
+        if reusable { pool.put(fd, target.key) } else if open { close(fd) }
+        guard response.status == 200 else {
+            throw Failure(description: "GET http://\(target.key)\(target.path) answered \(response.status): \(String(decoding: response.body.prefix(200), as: UTF8.self))")
+        }
+        return try response.body.withUnsafeBufferPointer { try read($0) }
     }
 
     /// Whether an idle pooled connection has nothing to read: bytes (a stale answer sent after
@@ -347,22 +301,5 @@ public enum Fetch {
         if poll(&ready, 1, 0) == 0 { return true }
         close(fd)
         return false
-    }
-
-    /// Where "\r\n\r\n" ends in `bytes`.
-    static func headEnd(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
-        guard bytes.count >= 4 else { return nil }
-        for i in 0...(bytes.count - 4) where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
-            return i + 4
-        }
-        return nil
-    }
-
-    /// ASCII case-insensitive prefix test; `prefix` is lowercase.
-    static func hasPrefix(_ text: UnsafeBufferPointer<UInt8>, _ prefix: StaticString) -> Bool {
-        let count = prefix.utf8CodeUnitCount
-        guard text.count >= count else { return false }
-        for i in 0..<count where text[i] | 0x20 != prefix.utf8Start[i] { return false }
-        return true
     }
 }

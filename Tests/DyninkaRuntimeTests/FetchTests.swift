@@ -39,6 +39,18 @@ import Glibc
         #expect(server.connections == 2)
     }
 
+    /// The same llhttp parser as the host's: a chunked answer is decoded (the hand parser before
+    /// it handed over the chunk framing as the body), and a malformed one is named.
+    @Test func chunkedAnswersDecodeAndMalformedOnesAreNamed() throws {
+        let server = try ScriptedServer { i in
+            i == 0 ? .init(chunks: ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n{\"valu\r\n", "7\r\ne\":3.5}\r\n0\r\n\r\n"])
+                   : .init(chunks: ["HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"], close: true)
+        }
+        let url = "http://127.0.0.1:\(server.port)/"
+        #expect(try Fetch.json(Reading.self, from: url) == Reading(value: 3.5))
+        #expect { _ = try Fetch.bytes(from: url) } throws: { "\($0)".contains("malformed HTTP") }
+    }
+
     @Test func aPooledConnectionTheServerClosedIsRetriedOnce() throws {
         // The first answer keeps the connection (no Connection: close) but the server closes it.
         let server = try ScriptedServer { i in .init(chunks: [ok(#"{"value":\#(i)}"#)], close: i == 0) }

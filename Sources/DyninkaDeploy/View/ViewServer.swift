@@ -138,14 +138,14 @@ public final class ViewServer: @unchecked Sendable {
         defer { close(fd) }
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let reader = HTTPMessage.RequestReader(maxBodyBytes: 64 << 20)
+        let reader = HTTPMessage.Reader(.request, maxBodyBytes: 64 << 20)
         var buffer = [UInt8](repeating: 0, count: 65536)
         var request: HTTPMessage?
         while request == nil {
             let n = recv(fd, &buffer, buffer.count, 0)
             guard n > 0 else { return }
             switch buffer.withUnsafeBytes({ reader.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }) {
-            case .complete(let message): request = message
+            case .complete(let message, _): request = message
             case .needMore: continue
             case .invalid: return reply(fd, 400, "text/plain", "bad request\n")
             }
