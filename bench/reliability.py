@@ -121,6 +121,33 @@ class Load:
             t.join(timeout=15)
 
 
+def run_on_bed(dyninka, app_file, bed, extra, env=None):
+    """Starts `dyninka run APP --testbed BED` with the release host and reads what it prints until
+    the entry: (the process, {service: node}, the entry's address; None when it never came)."""
+    app = subprocess.Popen([dyninka, "run", app_file, "--testbed", bed, "--host-binary",
+                            f"{ROOT}/.build-release-host/release/dyninka-host", *extra],
+                           cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env)
+    nodes = {}
+    for line in app.stdout:
+        parts = line.split()
+        if len(parts) == 3:
+            nodes[parts[0]] = parts[1]
+        if parts and parts[0] == "entry":
+            return app, nodes, parts[1].split("//")[1].split(":")[0]
+    return app, nodes, None
+
+
+def stop_on_bed(app, cli):
+    """Stops a `run_on_bed` app (SIGTERM, then SIGKILL after 30 s) and takes the bed down."""
+    if app:
+        app.send_signal(signal.SIGTERM)
+        try:
+            app.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            app.kill()
+    cli("down")
+
+
 def bed_faults(dyninka, release, report):
     """9-11: faults across the fog test bed (root): the smart-building chain point to point with
     its functions on the edge nodes, 10 client threads in the bed's client node. The victim is
@@ -135,18 +162,7 @@ def bed_faults(dyninka, release, report):
     try:
         for a, b in (("edge-1", "cloud"), ("edge-2", "cloud"), ("client", "cloud")):
             cli("link", a, b)  # a LAN: the faults below are the only conditions
-        app = subprocess.Popen([dyninka, "run", "examples/SmartBuilding/App.swift", "--testbed", "configs/testbed/fog.json",
-                                "--spread", "edge-1,edge-2", "--host-binary", f"{ROOT}/.build-release-host/release/dyninka-host"],
-                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        nodes, entry = {}, None
-        for line in app.stdout:
-            parts = line.split()
-            if len(parts) == 3:
-                nodes[parts[0]] = parts[1]
-            if parts and parts[0] == "entry":
-                entry = parts[1]
-                break
-        host = entry.split("//")[1].split(":")[0]
+        app, nodes, host = run_on_bed(dyninka, "examples/SmartBuilding/App.swift", "configs/testbed/fog.json", ["--spread", "edge-1,edge-2"])
         victim = "filterTemperature"
         where = nodes.get(victim)
         caller = nodes.get("get")
@@ -213,13 +229,7 @@ def bed_faults(dyninka, release, report):
         ok, figure, _ = moves_under_load(dyninka, mover, (away, home, away, home), host, threads=10)
         report(12, f"{mover} moved 4 times between {home} and {away} under load", ok, figure)
     finally:
-        if app:
-            app.send_signal(signal.SIGTERM)
-            try:
-                app.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                app.kill()
-        cli("down")
+        stop_on_bed(app, cli)
 
 
 def soak(topology, seconds, label):
@@ -516,20 +526,10 @@ def bed_state_moves(dyninka, release, report, values):
         return report(13, name, False, "the bed did not come up")
     app = None
     try:
-        app = subprocess.Popen([dyninka, "run", "bench/apps/HeavyState/App.swift", "--testbed", "configs/testbed/pair.json",
-                                "--host-binary", f"{ROOT}/.build-release-host/release/dyninka-host", "--no-view"],
-                               cwd=ROOT, stdout=subprocess.PIPE, text=True, env=dict(os.environ, STATE_VALUES=str(values)))
-        nodes, entry = {}, None
-        for line in app.stdout:
-            parts = line.split()
-            if len(parts) == 3:
-                nodes[parts[0]] = parts[1]
-            if parts and parts[0] == "entry":
-                entry = parts[1]
-                break
-        if not entry:
+        app, nodes, host = run_on_bed(dyninka, "bench/apps/HeavyState/App.swift", "configs/testbed/pair.json", ["--no-view"],
+                                      env=dict(os.environ, STATE_VALUES=str(values)))
+        if not host:
             return report(13, name, False, "the app did not start")
-        host = entry.split("//")[1].split(":")[0]
         home = nodes.get("movingAvg")
         away = next(n for n in ("cloud", "edge-1") if n != home)
         ok, figure, records = moves_under_load(dyninka, "movingAvg", (away, home, away, home), host, threads=8)
@@ -556,13 +556,7 @@ def bed_state_moves(dyninka, release, report, values):
                figure + f"; the count after the moves {count}, requests answered 200 before it {answered}"
                + ("" if carried else " (an update was lost, doubled or left behind)"))
     finally:
-        if app:
-            app.send_signal(signal.SIGTERM)
-            try:
-                app.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                app.kill()
-        cli("down")
+        stop_on_bed(app, cli)
 
 
 def heavy_window(values):

@@ -269,27 +269,13 @@ func freePort() -> Int {
     }
 
     @Test func startupErrorsSayWhatToDo() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: BuildProducts.host)
-        process.arguments = ["serve", "--app", BuildProducts.fixture, "--service", "nope", "--port", "0"]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = Pipe()
-        try process.run()
-        process.waitUntilExit()
-        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus != 0)
-        #expect(text.contains("service 'nope' is not in"), "\(text)")
-        #expect(text.contains("filterTemperature"))
+        let unknown = try HostProcess.run(["serve", "--app", BuildProducts.fixture, "--service", "nope", "--port", "0"])
+        #expect(unknown.status != 0)
+        #expect(unknown.errors.contains("service 'nope' is not in"), "\(unknown.errors)")
+        #expect(unknown.errors.contains("filterTemperature"))
 
-        let missing = Process()
-        missing.executableURL = URL(fileURLWithPath: BuildProducts.host)
-        missing.arguments = ["serve", "--app", "/nonexistent.so", "--service", "x"]
-        let missingErrors = Pipe()
-        missing.standardError = missingErrors
-        try missing.run()
-        missing.waitUntilExit()
-        #expect(missing.terminationStatus != 0)
-        #expect(String(decoding: missingErrors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("dyninka build"))
+        let missing = try HostProcess.run(["serve", "--app", "/nonexistent.so", "--service", "x"])
+        #expect(missing.status != 0)
+        #expect(missing.errors.contains("dyninka build"), "\(missing.errors)")
     }
 }

@@ -70,6 +70,21 @@ final class Recorder: TCPHandleDelegate {
         loop.close()
     }
 
+    /// A blocking client socket connected to 127.0.0.1:`port` that has sent "ping".
+    func pinging(_ port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(connected == 0, "connect: \(String(cString: strerror(errno)))")
+        #expect(send(fd, "ping", 4, 0) == 4)
+        return fd
+    }
+
     /// What a host handing over does before closing its listener: connections waiting in the
     /// accept queue are taken, not reset by the close.
     @Test func aListenerTakesWhatWaitsInItsAcceptQueue() throws {
@@ -80,19 +95,7 @@ final class Recorder: TCPHandleDelegate {
         // Two clients connect and send (TCP_DEFER_ACCEPT queues a connection once bytes came);
         // the loop never runs, so both wait in the queue.
         var clients: [Int32] = []
-        for _ in 0..<2 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = UInt16(port).bigEndian
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            #expect(connected == 0)
-            #expect(send(fd, "ping", 4, 0) == 4)
-            clients.append(fd)
-        }
+        for _ in 0..<2 { clients.append(try pinging(port)) }
         // Both are in the queue within a moment (loopback), and nothing else is.
         var count = 0
         for _ in 0..<100 where count < 2 {
@@ -121,17 +124,8 @@ final class Recorder: TCPHandleDelegate {
         var taken: TCPHandle?
         let server = try TCPHandle.listen(loop: loop, on: try SocketAddress(ip: "127.0.0.1", port: 0)) { taken = $0 }
         let port = try #require(server.localAddress?.port)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = try pinging(port)
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        #expect(connected == 0)
-        #expect(send(fd, "ping", 4, 0) == 4)
         run(loop) { taken != nil }
         let handle = try #require(taken)
         let recorder = Recorder()

@@ -63,6 +63,21 @@ final class HostProcess: @unchecked Sendable {
 
     var client: RawHTTP { RawHTTP(port: port) }
 
+    /// Runs `dyninka-host` with `arguments` to its exit (a start that should fail): its status
+    /// and what it wrote to standard error.
+    static func run(_ arguments: [String]) throws -> (status: Int32, errors: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: BuildProducts.host)
+        process.arguments = arguments
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = Pipe()
+        try process.run()
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, text)
+    }
+
     private static func readLine(_ handle: FileHandle, timeout: Double) throws -> String {
         var pollfd = Glibc.pollfd(fd: handle.fileDescriptor, events: Int16(POLLIN), revents: 0)
         var bytes: [UInt8] = []
