@@ -211,9 +211,9 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
         let elapsed = (EventLoop.nanoseconds() - started) / 1_000_000
         // Refused, or reset before the connection was seen up (the request's write not yet
         // confirmed): no host took it. A listener that closes with connections still in its
-        // queue resets them, as a host handing over does; a host that had read the request would
-        // have answered or been seen up. Either way the peer may be restarting or moving: try
-        // again within the window.
+        // queue resets them, as a host that stops does (a hand-over takes its queue first); a
+        // host that had read the request would have answered or been seen up. Either way the
+        // peer may be restarting or moving: try again within the window.
         if error.isConnectionRefused || error.isConnectionReset, let first = addresses.first,
            elapsed + 5 < UInt64(options.retryRefused), let timer = try? LoopTimer(loop: context.loop) {
             retryTimer = timer
