@@ -23,24 +23,14 @@ package struct HTTPMessage: Sendable {
     /// of the connection); nil when they are not a complete response. With `headOnly`, the head
     /// is enough: the body is whatever follows it, up to Content-Length.
     package static func response(_ bytes: [UInt8], headOnly: Bool = false) -> HTTPMessage? {
-        final class Collector: HTTPParserDelegate {
-            var head: HTTPHead?
-            var body: [UInt8] = []
-            func parserHead(_ head: HTTPHead) { self.head = head }
-            func parserBody(_ bytes: UnsafeRawBufferPointer) { body.append(contentsOf: bytes) }
+        let reader = Reader(.response, maxHeaderBytes: 1 << 20, maxBodyBytes: 1 << 30)
+        var parsed = bytes.withUnsafeBytes { reader.feed($0) }
+        if case .needMore = parsed {
+            if headOnly { return reader.soFar }
+            parsed = reader.finish()
         }
-        let parser = HTTPParser(kind: .response, maxHeaderBytes: 1 << 20, maxBodyBytes: 1 << 30)
-        let collector = Collector()
-        parser.delegate = collector
-        var result = bytes.withUnsafeBytes { parser.feed($0) }
-        if case .needMore = result, !headOnly { result = parser.finish() }
-        guard let head = collector.head else { return nil }
-        switch result {
-        case .messageComplete: break
-        case .needMore where headOnly: break
-        default: return nil
-        }
-        return HTTPMessage(status: head.status, fields: head.allFields, body: collector.body)
+        guard case .complete(let message, _) = parsed else { return nil }
+        return message
     }
 
     /// What a `Reader` made of the bytes so far.
@@ -69,6 +59,11 @@ package struct HTTPMessage: Sendable {
         package func parserHead(_ head: HTTPHead) { self.head = head }
         package func parserBody(_ bytes: UnsafeRawBufferPointer) { body.append(contentsOf: bytes) }
 
+        /// The head and the body so far, once the head is complete.
+        package var soFar: HTTPMessage? {
+            head.map { HTTPMessage(method: $0.method, target: $0.target, status: $0.status, fields: $0.allFields, body: body, keepAlive: $0.keepAlive) }
+        }
+
         /// Feeds the next bytes read.
         package func feed(_ bytes: UnsafeRawBufferPointer) -> Parsed {
             parsed(parser.feed(bytes), count: bytes.count)
@@ -89,10 +84,8 @@ package struct HTTPMessage: Sendable {
             case .failed(let error):
                 return .invalid(error)
             case .messageComplete(let consumed):
-                guard let head else { return .invalid(.incomplete) }
-                return .complete(HTTPMessage(method: head.method, target: head.target, status: head.status, fields: head.allFields,
-                                             body: body, keepAlive: head.keepAlive),
-                                 trailing: max(0, count - consumed))
+                guard let message = soFar else { return .invalid(.incomplete) }
+                return .complete(message, trailing: max(0, count - consumed))
             }
         }
     }

@@ -438,8 +438,6 @@ public enum Testbed {
         _ = try? quick(["ip", "-n", source.namespace, "addr", "del", "\(address)/\(leavingHome ? "24" : "32")", "dev", "eth0"])
     }
 
-        // A packet the router sent to the old node just before the switch may still be on the
-        // link: the old node forwards it back through the router (nodes forward, see `up`).
     // MARK: - Names
 
     /// Writes every node's hosts file: the nodes by name (`edge-1`, `edge-1.BED`) and the given
