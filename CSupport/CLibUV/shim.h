@@ -89,16 +89,43 @@ static inline int dyn_accept_pending(uv_tcp_t *h) {
 /// may still be in progress when this returns; on loopback the handshake usually completes
 /// inside the call, so a write right after it succeeds (libuv's own connect would wait for a
 /// writable event and ask SO_ERROR first: a loop iteration and two syscalls per connection).
+///
+/// TCP_DEFER_ACCEPT on a connecting socket makes the kernel hold the handshake's last ACK for
+/// a moment and send it with the first bytes written: the request carries it, one segment less
+/// per connection (`tcp_rcv_synsent_state_process`). The caller writes at once, so nothing waits.
 static inline int dyn_tcp_connect_start(const struct sockaddr_storage *address) {
     socklen_t length = address->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     int fd = socket(address->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof one);
     if (connect(fd, (const struct sockaddr *)address, length) != 0 && errno != EINPROGRESS) {
         int error = errno;
         close(fd);
         return -error;
     }
     return fd;
+}
+
+/// Writes what the kernel takes now of the last bytes before a close, with MSG_MORE: they wait
+/// in the socket for the close, whose FIN then leaves in the same segment (`tcp_send_fin` tacks
+/// it onto an unsent tail), and the peer, seeing data and FIN together, sends no ACK of its own
+/// before it closes. Only for a write the caller follows with a close at once, on a socket with
+/// no unread bytes (a close with unread bytes resets and drops what waits). Returns the bytes
+/// written, UV_EAGAIN when none could be, or a negative errno; like `uv_try_write`, it refuses
+/// while the stream has writes queued.
+static inline int dyn_tcp_try_write_closing(uv_tcp_t *h, const uv_buf_t *bufs, unsigned count) {
+    if (h->connect_req != NULL || h->write_queue_size != 0) return UV_EAGAIN;
+    uv_os_fd_t fd;
+    int r = uv_fileno((uv_handle_t *)h, &fd);
+    if (r != 0) return r;
+    struct msghdr message = { 0 };
+    message.msg_iov = (struct iovec *)bufs; /* uv_buf_t is laid out as struct iovec on Unix */
+    message.msg_iovlen = count;
+    ssize_t n;
+    do { n = sendmsg(fd, &message, MSG_MORE | MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    if (n >= 0) return (int)n;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
 }
 
 #endif

@@ -9,7 +9,9 @@ package protocol ByteStream: AnyObject {
     /// Stops delivering reads until `startReading` is called again.
     func stopReading()
     /// Writes `head` (borrowed for this call) then `body` (kept alive by its owner until done).
-    func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes) -> WriteStatus
+    /// `closing`: the stream closes right after a `.done`, and the peer sent nothing unread (see
+    /// `TCPHandle.write(_:_:closing:)`: the close's FIN then goes with these bytes).
+    func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes, closing: Bool) -> WriteStatus
     /// Makes the close send RST instead of FIN.
     func setResetOnClose()
     /// Closes the stream; `onClose` runs once it is closed.

@@ -105,5 +105,44 @@ import Testing
         #expect(answer.body.count == piece.utf8.count + 2)
         #expect(answer.headers["server-timing"]?.hasPrefix("echo;dur=") == true)
         #expect(answer.headers["server-timing"]?.hasSuffix(", echo;dur=1") == true, "\(answer.headers)")
+        // The last piece ended the response and the connection: the close's FIN may go with it.
+        #expect(stream.closingWrites == 1, "the last relayed piece is written as closing")
+        #expect(stream.brokenPromises.isEmpty, "\(stream.brokenPromises)")
+    }
+
+    /// The bytes that end a response on a connection that closes after it are written as
+    /// `closing` (on a socket, the FIN then leaves with them), and the close follows at once;
+    /// never on a kept connection, and never when request bytes may still be unread (a close
+    /// with unread bytes is a reset, which would drop the waiting response).
+    @Test func theLastWriteBeforeACloseIsMarkedAndTheCloseFollows() throws {
+        let harness = try InProcessHost(service: "map") { $0.maxBodyBytes = 64 }
+        let closing = harness.connect()
+        closing.deliver("POST / HTTP/1.1\r\nDyninka-Route: \r\nConnection: close\r\nContent-Length: \(temperature.utf8.count)\r\n\r\n\(temperature)")
+        harness.run(until: { closing.closed })
+        #expect(closing.responses.first?.status == 200)
+        #expect(closing.closed && closing.closingWrites == 1 && closing.brokenPromises.isEmpty,
+                "closed \(closing.closed), closing writes \(closing.closingWrites), \(closing.brokenPromises)")
+        // Kept alive: nothing is marked, the connection stays.
+        let kept = harness.connect()
+        kept.deliver(post)
+        harness.run(until: { !kept.responses.isEmpty })
+        #expect(kept.responses.first?.status == 200)
+        #expect(!kept.closed && kept.closingWrites == 0)
+        kept.deliver(post.replacingOccurrences(of: "Host: x\r\n", with: "Host: x\r\nConnection: close\r\n"))
+        harness.run(until: { kept.closed })
+        #expect(kept.responses.count == 2 && kept.closingWrites == 1 && kept.brokenPromises.isEmpty)
+        // Refused before its body was read (413): the close may reset, so nothing waits for it.
+        let refused = harness.connect()
+        refused.deliver("POST / HTTP/1.1\r\nDyninka-Route: \r\nConnection: close\r\nContent-Length: 100000\r\n\r\n{")
+        harness.run(until: { refused.closed })
+        #expect(refused.responses.first?.status == 413)
+        #expect(refused.closingWrites == 0, "a response before the whole request is not written as closing")
+        // A client that half-closes after its request still gets a closing answer.
+        let halfClosed = harness.connect()
+        halfClosed.deliver(post)
+        halfClosed.deliverEnd()
+        harness.run(until: { halfClosed.closed })
+        #expect(halfClosed.responses.first?.status == 200)
+        #expect(halfClosed.brokenPromises.isEmpty, "\(halfClosed.brokenPromises)")
     }
 }

@@ -188,4 +188,82 @@ final class Recorder: TCPHandleDelegate {
         #expect(weakClient == nil)
         loop.close()
     }
+
+    /// Segments a socket sent and received so far (`tcpi_segs_out`, `tcpi_segs_in` of Linux's
+    /// `struct tcp_info`, at bytes 136 and 140 since Linux 4.2; glibc's header predates them).
+    func segments(_ fd: Int32) throws -> (sent: UInt32, received: UInt32) {
+        var info = [UInt8](repeating: 0, count: 256)
+        var length = socklen_t(info.count)
+        try #require(getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0 && length >= 144)
+        return info.withUnsafeBytes { ($0.load(fromByteOffset: 136, as: UInt32.self), $0.load(fromByteOffset: 140, as: UInt32.self)) }
+    }
+
+    /// A write marked `closing` waits in the socket for the close, and the FIN leaves with it:
+    /// the client receives SYN-ACK, the ACK of its request, and the answer with the FIN (three
+    /// segments, not four), and sends no ACK of the answer of its own.
+    @Test func aClosingWriteSendsItsBytesWithTheFIN() throws {
+        let loop = try EventLoop()
+        var taken: TCPHandle?
+        let server = try TCPHandle.listen(loop: loop, on: try SocketAddress(ip: "127.0.0.1", port: 0)) { taken = $0 }
+        let port = try #require(server.localAddress?.port)
+        let fd = try pinging(port)
+        defer { close(fd) }
+        run(loop) { taken != nil }
+        let handle = try #require(taken)
+        let recorder = Recorder()
+        handle.readAvailable(into: recorder)
+        #expect(recorder.received == Array("ping".utf8))
+        let answer = Array("pong".utf8)
+        let status = answer.withUnsafeBytes { handle.write($0, .empty, closing: true) }
+        guard case .done = status else { Issue.record("the write did not complete at once: \(status)"); return }
+        handle.close()
+        taken = nil
+        server.close()
+        run(loop) { loop.handleCount == 0 }
+        var tv = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 16)
+        #expect(recv(fd, &buffer, 16, 0) == 4 && Array(buffer[0..<4]) == answer)
+        #expect(recv(fd, &buffer, 16, 0) == 0, "the answer is followed by the end")
+        let counted = try segments(fd)
+        #expect(counted.received == 3, "SYN-ACK, ACK, answer+FIN; received \(counted.received)")
+        #expect(counted.sent == 3, "SYN, ACK, request; sent \(counted.sent)")
+        loop.close()
+    }
+
+    /// A connection's request carries the handshake's last ACK: the server's socket receives
+    /// two segments (SYN, then ACK with the request), not three.
+    @Test func aConnectionsRequestCarriesTheHandshakesLastAck() throws {
+        let loop = try EventLoop()
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &address) {
+            try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                try #require(bind(listener, $0, length) == 0 && listen(listener, 4) == 0)
+                try #require(getsockname(listener, $0, &length) == 0)
+            }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let recorder = Recorder()
+        let client = try TCPHandle.connect(loop: loop, to: try SocketAddress(ip: "127.0.0.1", port: port), delegate: recorder)
+        let request = Array("ping".utf8)
+        // On loopback the handshake completes inside connect: the write goes out at once.
+        let status = request.withUnsafeBytes { client.write($0) }
+        guard case .done = status else { Issue.record("the write did not complete at once: \(status)"); return }
+        let accepted = accept(listener, nil, nil)
+        try #require(accepted >= 0)
+        defer { close(accepted) }
+        var buffer = [UInt8](repeating: 0, count: 16)
+        #expect(recv(accepted, &buffer, 16, 0) == 4 && Array(buffer[0..<4]) == request)
+        let counted = try segments(accepted)
+        #expect(counted.received == 2, "SYN, then ACK with the request; received \(counted.received)")
+        client.close()
+        run(loop) { loop.handleCount == 0 }
+        #expect(loop.handleCount == 0)
+        loop.close()
+    }
 }

@@ -126,7 +126,8 @@ final class HopClient: ClientConnectionUser {
             connection?.madeProgress()
             // Cut-through: the piece stays in the read block it arrived in until the client's
             // socket has taken it; meanwhile the loop reads into another block.
-            if !sink.relayPiece(context.loop.readBlock.own(bytes)) { connection?.pause() }
+            let last = relayedBytes >= relayLength
+            if !sink.relayPiece(context.loop.readBlock.own(bytes), last: last) { connection?.pause() }
             return
         }
         guard !refused, let body = responseBody else { return }

@@ -333,7 +333,9 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         let head = composeHead(status: status, contentLength: body.count, forceClose: forceClose, fields: fields)
         let sent = requestIsHead ? .empty : body
         finishAfterWrite = true
-        write(head.bytes, sent)
+        // A forced close may leave bytes of the request unread: those make the close a reset,
+        // which would drop what waits for it, so that response goes out on its own.
+        write(head.bytes, sent, closing: !responseKeepAlive && !forceClose)
     }
 
     /// Starts the response head in the host's scratch buffer (the write copies what the kernel
@@ -356,8 +358,12 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     }
 
     /// Writes bytes of the response; the connection counts what the kernel has not taken yet.
-    private func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes) {
-        track(handle.write(head, body), bytes: body.count)
+    /// `closing`: these bytes end the response and the connection closes after it (when the
+    /// kernel takes them all, `written` closes at once), so the FIN may go with them. Not with
+    /// bytes held from a pipelining client: more may be unread.
+    private func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes, closing: Bool = false) {
+        let closing = closing && held == nil && queuedWrites == 0
+        track(handle.write(head, body, closing: closing), bytes: body.count)
     }
 
     private func track(_ status: WriteStatus, bytes: Int) {
@@ -426,12 +432,16 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     /// A piece of the relayed body, kept alive by its read block until written (with the head,
     /// the first time). Returns false when the kernel did not take everything: the hop then
-    /// pauses until `resumeRelay`.
-    func relayPiece(_ piece: OwnedBytes) -> Bool {
+    /// pauses until `resumeRelay`. `last`: the piece completes the body, and the hop reports
+    /// `relayEnded` before it returns to the loop.
+    func relayPiece(_ piece: OwnedBytes, last: Bool) -> Bool {
         guard !closed, relaySource != nil else { return true }
         if requestIsHead { return flushRelay() }
-        write(headInScratch ? context.scratch.bytes : UnsafeRawBufferPointer(start: nil, count: 0), piece)
+        let head = headInScratch ? context.scratch.bytes : UnsafeRawBufferPointer(start: nil, count: 0)
         headInScratch = false
+        // The last piece ends the response, and the connection with it when it is not kept
+        // (`relayEnded` closes it).
+        write(head, piece, closing: last && !responseKeepAlive)
         return !writing
     }
 

@@ -51,6 +51,7 @@ final class MemoryStream: ByteStream {
     }
 
     func startReading(_ delegate: any TCPHandleDelegate) {
+        if closePromised { brokenPromises.append("read after a closing write") }
         self.delegate = delegate
         reading = true
         flush()
@@ -65,18 +66,36 @@ final class MemoryStream: ByteStream {
     }
     func stopReading() { reading = false }
 
-    func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes) -> WriteStatus {
+    /// Writes made with `closing` (the host promised to close right after them).
+    private(set) var closingWrites = 0
+    /// A `closing` write completed and the stream is not closed yet: on a socket, its bytes
+    /// would wait for the close.
+    private(set) var closePromised = false
+    /// What the host did between a completed `closing` write and its close (it must do nothing).
+    private(set) var brokenPromises: [String] = []
+
+    func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes, closing: Bool) -> WriteStatus {
         guard !closed else { return .failed(LoopError(code: -125, operation: "write")) }
+        if closePromised { brokenPromises.append("wrote after a closing write") }
         written += head
         written += body.bytes
-        guard holdWrites else { return .done }
+        if closing { closingWrites += 1 }
+        guard holdWrites else {
+            closePromised = closing
+            return .done
+        }
         pending.append(body.owner)
         return .pending
     }
 
-    func setResetOnClose() { reset = true }
+    func setResetOnClose() {
+        // A reset drops what a closing write left waiting in the socket.
+        if closePromised { brokenPromises.append("reset after a closing write") }
+        reset = true
+    }
 
     func close(_ onClose: (() -> Void)?) {
+        closePromised = false
         closed = true
         delegate = nil
         onClose?()
