@@ -17,6 +17,9 @@ Topologies, each driven by hey -disable-keepalive at every worker count:
   nginx4  nginx, the no-processing reference: three proxy_pass hops (upstream HTTP/1.0) and a
           fourth server returning a fixed JSON body, in one nginx with a worker per CPU
   nginx4x1  the same chain as four one-worker nginx processes, one per hop like chain4
+  nginx4x1d nginx4x1 listening with `deferred` (TCP_DEFER_ACCEPT), the accept tuning the hosts
+          use; teardown differs and cannot be matched: nginx closes its upstream connections with
+          FIN, a host's hop with RST
 
 hey runs pinned to CPU 0 and the servers to the other CPUs (--no-pin: no pinning); the
 topologies are interleaved in --rounds rounds and each row is the median round.
@@ -206,19 +209,21 @@ class Nginx:
     servers (a request may stay in one process through every hop). `separate=True`: four nginx
     instances with one worker each, one process per hop like the dyninka chain."""
 
-    def __init__(self, tmp, hops=4, separate=False):
+    def __init__(self, tmp, hops=4, separate=False, deferred=False):
         self.ports = [free_port() for _ in range(hops)]
+        # `deferred`: listen with TCP_DEFER_ACCEPT, as the hosts do (nginx4x1d).
+        listen = " deferred" if deferred else ""
         # The configuration comes from configs/nginx (templates filled in here).
         def template(name):
             with open(os.path.join(ROOT, "configs", "nginx", name)) as f:
                 return f.read()
         hop, last, chain = template("hop.conf"), template("last-hop.conf"), template("proxy-chain.conf")
-        servers = [hop.format(port=a, next=b).rstrip("\n") for a, b in zip(self.ports, self.ports[1:])]
-        servers.append(last.format(port=self.ports[-1]).rstrip("\n"))
+        servers = [hop.format(port=a, next=b, listen=listen).rstrip("\n") for a, b in zip(self.ports, self.ports[1:])]
+        servers.append(last.format(port=self.ports[-1], listen=listen).rstrip("\n"))
         groups = [[s] for s in servers] if separate else [servers]
         self.procs = []
         for i, group in enumerate(groups):
-            d = os.path.join(tmp, f"nginx{i}{'s' if separate else ''}")
+            d = os.path.join(tmp, f"nginx{i}{'s' if separate else ''}{'d' if deferred else ''}")
             os.makedirs(d, exist_ok=True)
             conf = os.path.join(d, "nginx.conf")
             workers = 1 if separate else os.cpu_count()
@@ -327,7 +332,7 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="use the existing release build")
     ap.add_argument("--no-pin", action="store_true", help="let hey share the CPUs with the servers")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per worker count; rows show the median (default 3)")
-    ap.add_argument("--only", default="chain4,chain4n,chain4t,nginx4,nginx4x1,echo1", help="topologies to run (default all)")
+    ap.add_argument("--only", default="chain4,chain4n,chain4t,nginx4,nginx4x1,nginx4x1d,echo1", help="topologies to run (default all)")
     ap.add_argument("--no-sweep", action="store_true", help="skip the payload-size sweep")
     ap.add_argument("--old", help="folder with an older release dyninka-host and libDyninkaFixture.so: adds chain4-old, "
                     "the same chain on that build, interleaved with the others (an A/B in one run)")
@@ -359,7 +364,8 @@ def main():
          f"(errors summed over all rounds); {pinning_note()}. CPU per request is "
          f"utime+stime of each server process from /proc divided by the requests answered; hey's own CPU per "
          f"request is shown apart. nginx4: one nginx, a worker per CPU, serving all four hops; nginx4x1: four "
-         f"nginx processes with one worker each, one per hop like the dyninka chain.")
+         f"nginx processes with one worker each, one per hop like the dyninka chain; nginx4x1d: nginx4x1 listening with "
+         f"`deferred` (TCP_DEFER_ACCEPT) like the hosts.")
     emit()
     emit("## Throughput and latency")
     emit()
@@ -377,6 +383,7 @@ def main():
     split = {}
     nginx = Nginx(tmp)
     nginx_x1 = Nginx(tmp, separate=True)
+    nginx_x1d = Nginx(tmp, separate=True, deferred=True) if "nginx4x1d" in only else None
     route = ("Dyninka-Route: map().scale(by: 1.0).movingAvg()",)
     try:
         for w in workers:
@@ -387,6 +394,7 @@ def main():
                 ("chain4t", traced, f"http://127.0.0.1:{traced.ports['get']}/" if traced else "", route + sampled, "{}", 4),
                 ("nginx4", nginx, f"http://127.0.0.1:{nginx.ports[0]}/", (), "{}", 4),
                 ("nginx4x1", nginx_x1, f"http://127.0.0.1:{nginx_x1.ports[0]}/", (), "{}", 4),
+                ("nginx4x1d", nginx_x1d, f"http://127.0.0.1:{nginx_x1d.ports[0]}/" if nginx_x1d else "", (), "{}", 4),
                 ("echo1", echo, f"http://127.0.0.1:{echo.ports['echo']}/", ("Dyninka-Route: ",), '{"value":1}', 1),
             ]
             runs = [run for run in runs if run[0] in only]
@@ -430,6 +438,8 @@ def main():
             traced.stop()
         nginx.stop()
         nginx_x1.stop()
+        if nginx_x1d:
+            nginx_x1d.stop()
     emit()
     for w, counts in sorted(exported.items()):
         emit(f"chain4t, {w} workers: spans in the OTLP file per request answered, by round: " + ", ".join(f"{c:.2f}" for c in counts))
@@ -438,12 +448,12 @@ def main():
              + ", ".join(f"{a:.1f} / {b:.1f}" for a, b in rows))
     if exported:
         emit()
-    for ref in ("nginx4", "nginx4x1", "chain4n", "chain4-old", "chain4t"):
+    for ref in ("nginx4", "nginx4x1", "nginx4x1d", "chain4n", "chain4-old", "chain4t"):
         if ref in only and "chain4" in only:
             emit(f"Ratio chain4 / {ref} throughput: " + ", ".join(
                 f"{w} workers {results[('chain4', w)]['rps'] / max(results[(ref, w)]['rps'], 1):.2f}x" for w in workers))
     emit()
-    shown = [t for t in ("chain4", "chain4n", "chain4-old", "chain4t", "nginx4", "nginx4x1") if t in only]
+    shown = [t for t in ("chain4", "chain4n", "chain4-old", "chain4t", "nginx4", "nginx4x1", "nginx4x1d") if t in only]
     emit(f"Requests/s of every round ({' | '.join(shown)}): " + "; ".join(
         f"{w} workers " + " | ".join(" ".join(f"{x:.0f}" for x in results[(t, w)]["all_rps"]) for t in shown)
         for w in workers))

@@ -36,7 +36,9 @@ package final class ByteStore {
         count += bytes.count
     }
 
-    package func append(_ string: String) {
+    /// Appends a String's UTF-8 bytes. (A literal goes to `append(_: StaticString)`, which needs
+    /// no String at all: a head is mostly literals.)
+    package func append(string: String) {
         var string = string
         string.withUTF8 { append(UnsafeRawBufferPointer($0)) }
     }

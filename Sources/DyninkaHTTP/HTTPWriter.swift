@@ -67,11 +67,11 @@ package enum HTTPWriter {
     /// A request head: request line, Host, the given fields, Content-Length, Connection: close.
     package static func requestHead(method: String, target: String, host: String, fields: [(String, String)],
                                     contentLength: Int, into buffer: ByteStore = ByteStore(capacity: 256)) -> ByteStore {
-        buffer.append(method)
+        buffer.append(string: method)
         buffer.append(" ")
-        buffer.append(target)
+        buffer.append(string: target)
         buffer.append(" HTTP/1.1\r\nHost: ")
-        buffer.append(host)
+        buffer.append(string: host)
         buffer.append("\r\n")
         for (name, value) in fields {
             appendField(name, value, to: buffer)
@@ -84,12 +84,12 @@ package enum HTTPWriter {
 
     /// Appends one field; CR and LF in the value are replaced so a value can never split the head.
     package static func appendField(_ name: String, _ value: String, to buffer: ByteStore) {
-        buffer.append(name)
+        buffer.append(string: name)
         buffer.append(": ")
         if value.utf8.contains(where: { $0 == 13 || $0 == 10 }) {
-            buffer.append(String(value.map { $0 == "\r" || $0 == "\n" || $0 == "\r\n" ? " " : $0 }))
+            buffer.append(string: String(value.map { $0 == "\r" || $0 == "\n" || $0 == "\r\n" ? " " : $0 }))
         } else {
-            buffer.append(value)
+            buffer.append(string: value)
         }
         buffer.append("\r\n")
     }

@@ -193,7 +193,7 @@ final class AppService {
             switch plan {
             case .constant(let json):
                 let bytes = ByteStore(capacity: json.utf8.count)
-                bytes.append(json)
+                bytes.append(string: json)
                 return .constant(bytes)
             case .chain(let chain, let optional):
                 return .dependency(target(chain.steps[0], rest: chain.chain.rest), optional: optional)

@@ -44,11 +44,12 @@ final class Invocation: FunctionCaller {
         head.append("\r\n")
     }
 
-    /// Answers 504 when the budget ran out before `what`; returns true when it did.
-    private func deadlinePassed(before what: String) -> Bool {
+    /// Answers 504 when the budget ran out before `what`; returns true when it did. `what` is
+    /// only made when it did (every hop asks, and a String per ask showed in the profile).
+    private func deadlinePassed(before what: @autoclosure () -> String) -> Bool {
         guard let remaining, remaining <= 0 else { return false }
         finish(failure: ServiceFailure(service: service.name, kind: .timeout,
-                                       message: "the request's deadline passed before \(what); not started"), own: false)
+                                       message: "the request's deadline passed before \(what()); not started"), own: false)
         return true
     }
 

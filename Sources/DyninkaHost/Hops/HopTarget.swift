@@ -31,9 +31,9 @@ final class HopTarget {
         numericAddresses = address.flatMap { try? SocketAddress(ip: $0.host, port: $0.port) }.map { [$0] }
         let head = ByteStore(capacity: 160)
         head.append("POST ")
-        head.append(path)
+        head.append(string: path)
         head.append(" HTTP/1.1\r\nHost: ")
-        head.append(address?.description ?? service)
+        head.append(string: address?.description ?? service)
         head.append("\r\nContent-Type: application/json\r\n")
         for (name, value) in fields { HTTPWriter.appendField(name, value, to: head) }
         head.append("Connection: close\r\n")
@@ -53,7 +53,7 @@ final class HopTarget {
             buffer.append("\r\n")
             if let state = trace.state {
                 buffer.append("tracestate: ")
-                buffer.append(state)
+                buffer.append(string: state)
                 buffer.append("\r\n")
             }
         }

@@ -95,7 +95,7 @@ final class Orchestration {
         switch plan {
         case .constant(let json):
             let bytes = ByteStore(capacity: json.utf8.count)
-            bytes.append(json)
+            bytes.append(string: json)
             gather(plans.dropFirst(), collected: collected + [bytes.owned], completion: completion)
         case .chain(let route, let optional):
             run(route.steps[...], input: nil) { [self] outcome in
@@ -123,7 +123,7 @@ final class Orchestration {
         let lengths = parts.map { String($0.count) }.joined(separator: ",")
         context.sendHop(responder.target(function), body: body.owned, trace: trace, extra: { head in
             head.append("Dyninka-Parts: ")
-            head.append(lengths)
+            head.append(string: lengths)
             head.append("\r\n")
         }, completion: completion)
     }

@@ -76,7 +76,7 @@ struct Answer {
             head.append("\r\n")
         }
         head.append("Server-Timing: ")
-        head.append(timing.name)
+        head.append(string: timing.name)
         head.append(";dur=")
         HTTPWriter.appendMilliseconds(nanoseconds: EventLoop.nanoseconds() - timing.started, to: head)
         head.append(";fn=")

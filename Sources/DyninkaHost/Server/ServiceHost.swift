@@ -264,10 +264,10 @@ package final class ServiceHost {
 
     private func text(_ status: Int, _ text: String, on connection: InboundConnection, type: String = "text/plain") {
         let body = ByteStore(capacity: text.utf8.count)
-        body.append(text)
+        body.append(string: text)
         connection.respond(status: status, body: body.owned) { head in
             head.append("Content-Type: ")
-            head.append(type)
+            head.append(string: type)
             head.append("\r\n")
         }
     }

@@ -50,11 +50,11 @@ package struct ServiceFailure: Error, Sendable, CustomStringConvertible {
     package var body: ByteStore {
         let buffer = ByteStore(capacity: 96 + message.utf8.count)
         buffer.append("{\"error\":{\"service\":")
-        buffer.append(JSONText.quote(service))
+        buffer.append(string: JSONText.quote(service))
         buffer.append(",\"kind\":\"")
-        buffer.append(kind.rawValue)
+        buffer.append(string: kind.rawValue)
         buffer.append("\",\"message\":")
-        buffer.append(JSONText.quote(message))
+        buffer.append(string: JSONText.quote(message))
         buffer.append("}}")
         return buffer
     }
