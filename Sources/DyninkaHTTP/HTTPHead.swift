@@ -1,7 +1,7 @@
 /// The head of a parsed HTTP message: request line or status, and the header fields.
 ///
 /// Field names and values stay as bytes in one buffer; only the fields asked for become Strings.
-package struct HTTPHead {
+package final class HTTPHead {
     /// Request method ("GET", "POST"); empty for responses.
     package internal(set) var method = ""
     /// Request target as sent ("/healthz"); empty for responses.
@@ -78,7 +78,19 @@ package struct HTTPHead {
     }
 
     func index(of name: StaticString) -> Int? {
-        fields.firstIndex { matches($0, name) }
+        // Every request asks for several fields: one pass over the field table, lengths first.
+        let length = name.utf8CodeUnitCount
+        let wanted = name.utf8Start
+        guard let base = storage.base?.assumingMemoryBound(to: UInt8.self) else { return nil }
+        return fields.withUnsafeBufferPointer { fields in
+            for index in fields.indices where fields[index].value - fields[index].name == length {
+                let have = base + fields[index].name
+                var i = 0
+                while i < length, have[i] | 0x20 == wanted[i] | 0x20 { i += 1 }
+                if i == length { return index }
+            }
+            return nil
+        }
     }
 
     private func matches(_ field: (name: Int, value: Int, end: Int), _ name: StaticString) -> Bool {

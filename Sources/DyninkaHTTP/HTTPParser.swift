@@ -226,7 +226,7 @@ package final class HTTPParser {
     }
 
     private func headersComplete() -> Int32 {
-        var head = HTTPHead(storage: storage)
+        let head = HTTPHead(storage: storage)
         head.fields = fields
         if kind == .request {
             head.method = String(cString: llhttp_method_name(llhttp_method_t(UInt32(parser.pointee.method))))
