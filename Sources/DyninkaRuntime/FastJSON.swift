@@ -80,11 +80,14 @@ enum FastJSON {
 
     /// Writes JSON as values are encoded; supports one container per value, in order.
     final class Writer {
-        var out = Output(capacity: 256)
+        // Unchecked: every write of a value goes through these, and the dynamic exclusivity check
+        // of a class's stored property (swift_beginAccess) cost more than the append it guarded.
+        // Nothing here hands out an access that another could overlap.
+        @exclusivity(unchecked) var out = Output(capacity: 256)
         /// Open containers, and for each (one bit per depth) whether it still awaits its first element.
-        var depth = 0
-        var awaitingFirst: UInt64 = 0
-        var complete = true
+        @exclusivity(unchecked) var depth = 0
+        @exclusivity(unchecked) var awaitingFirst: UInt64 = 0
+        @exclusivity(unchecked) var complete = true
 
         deinit { out.release() }
 
