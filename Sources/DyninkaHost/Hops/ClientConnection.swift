@@ -290,10 +290,12 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
             retryTimer = nil
             context.untrack(self)
             deadline = 0
-        } else {
-            release(reset: options.resetOnClose)
+            return user.responseComplete(kept: true)
         }
-        user.responseComplete(kept: keep)
+        // The user first: a relayed answer's last bytes wait in the caller's socket for its close
+        // (they leave with the FIN), and the caller should not wait while this connection resets.
+        user.responseComplete(kept: false)
+        release(reset: options.resetOnClose)
     }
 
     // MARK: Flow control and time
