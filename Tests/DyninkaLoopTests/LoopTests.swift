@@ -121,31 +121,41 @@ final class Recorder: TCPHandleDelegate {
     /// socket, though libuv's close skips epoll for it: the client sees the answer, then the end.
     @Test func aConnectionNeverWatchedClosesItsSocket() throws {
         let loop = try EventLoop()
+        let (server, handle, fd) = try takePing(loop)
+        defer { close(fd) }
+        let status = Array("pong".utf8).withUnsafeBytes { handle.write($0) }
+        guard case .done = status else { Issue.record("the write did not complete at once: \(status)"); return }
+        handle.close()
+        server.close()
+        run(loop) { loop.handleCount == 0 }
+        #expect(loop.handleCount == 0)
+        expectPongThenEnd(fd)
+        loop.close()
+    }
+
+    /// A listener on a free port and the connection it took from a client that sent "ping",
+    /// read at once (never watched by the loop); the client's socket is the caller's to close.
+    func takePing(_ loop: EventLoop) throws -> (server: TCPHandle, handle: TCPHandle, client: Int32) {
         var taken: TCPHandle?
         let server = try TCPHandle.listen(loop: loop, on: try SocketAddress(ip: "127.0.0.1", port: 0)) { taken = $0 }
         let port = try #require(server.localAddress?.port)
         let fd = try pinging(port)
-        defer { close(fd) }
         run(loop) { taken != nil }
         let handle = try #require(taken)
         let recorder = Recorder()
         handle.readAvailable(into: recorder)
         #expect(recorder.received == Array("ping".utf8))
-        let answer = Array("pong".utf8)
-        let status = answer.withUnsafeBytes { handle.write($0) }
-        guard case .done = status else { Issue.record("the write did not complete at once: \(status)"); return }
-        handle.close()
-        taken = nil
-        server.close()
-        run(loop) { loop.handleCount == 0 }
-        #expect(loop.handleCount == 0)
+        return (server, handle, fd)
+    }
+
+    /// The client reads "pong", then the end of the connection (within 2 s).
+    func expectPongThenEnd(_ fd: Int32) {
         var tv = timeval(tv_sec: 2, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var buffer = [UInt8](repeating: 0, count: 16)
         let n = recv(fd, &buffer, 16, 0)
-        #expect(n == 4 && Array(buffer[0..<4]) == answer)
+        #expect(n == 4 && Array(buffer[0..<4]) == Array("pong".utf8))
         #expect(recv(fd, &buffer, 16, 0) == 0, "the server's socket is closed: the client reads the end")
-        loop.close()
     }
 
     @Test func timersAndWakeupsAreGoneOnceClosed() throws {
@@ -203,28 +213,14 @@ final class Recorder: TCPHandleDelegate {
     /// segments, not four), and sends no ACK of the answer of its own.
     @Test func aClosingWriteSendsItsBytesWithTheFIN() throws {
         let loop = try EventLoop()
-        var taken: TCPHandle?
-        let server = try TCPHandle.listen(loop: loop, on: try SocketAddress(ip: "127.0.0.1", port: 0)) { taken = $0 }
-        let port = try #require(server.localAddress?.port)
-        let fd = try pinging(port)
+        let (server, handle, fd) = try takePing(loop)
         defer { close(fd) }
-        run(loop) { taken != nil }
-        let handle = try #require(taken)
-        let recorder = Recorder()
-        handle.readAvailable(into: recorder)
-        #expect(recorder.received == Array("ping".utf8))
-        let answer = Array("pong".utf8)
-        let status = answer.withUnsafeBytes { handle.write($0, .empty, closing: true) }
+        let status = Array("pong".utf8).withUnsafeBytes { handle.write($0, .empty, closing: true) }
         guard case .done = status else { Issue.record("the write did not complete at once: \(status)"); return }
         handle.close()
-        taken = nil
         server.close()
         run(loop) { loop.handleCount == 0 }
-        var tv = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var buffer = [UInt8](repeating: 0, count: 16)
-        #expect(recv(fd, &buffer, 16, 0) == 4 && Array(buffer[0..<4]) == answer)
-        #expect(recv(fd, &buffer, 16, 0) == 0, "the answer is followed by the end")
+        expectPongThenEnd(fd)
         let counted = try segments(fd)
         #expect(counted.received == 3, "SYN-ACK, ACK, answer+FIN; received \(counted.received)")
         #expect(counted.sent == 3, "SYN, ACK, request; sent \(counted.sent)")
