@@ -1,6 +1,8 @@
 /// The head of a parsed HTTP message: request line or status, and the header fields.
 ///
 /// Field names and values stay as bytes in one buffer; only the fields asked for become Strings.
+/// A class: the parser builds a head once per message and nothing changes it afterwards, so
+/// passing it along (request, answer, relayed head) costs one retain, not one per field.
 package final class HTTPHead {
     /// Request method ("GET", "POST"); empty for responses.
     package internal(set) var method = ""
@@ -83,24 +85,25 @@ package final class HTTPHead {
         let wanted = name.utf8Start
         guard let base = storage.base?.assumingMemoryBound(to: UInt8.self) else { return nil }
         return fields.withUnsafeBufferPointer { fields in
-            for index in fields.indices where fields[index].value - fields[index].name == length {
-                let have = base + fields[index].name
-                var i = 0
-                while i < length, have[i] | 0x20 == wanted[i] | 0x20 { i += 1 }
-                if i == length { return index }
+            for index in fields.indices where fields[index].value - fields[index].name == length
+                && Self.equalIgnoringCase(base + fields[index].name, wanted, length) {
+                return index
             }
             return nil
         }
     }
 
+    /// Whether `length` bytes at `have` spell `wanted`, ASCII case-insensitively.
+    @inline(__always)
+    private static func equalIgnoringCase(_ have: UnsafePointer<UInt8>, _ wanted: UnsafePointer<UInt8>, _ length: Int) -> Bool {
+        var i = 0
+        while i < length, have[i] | 0x20 == wanted[i] | 0x20 { i += 1 }
+        return i == length
+    }
+
     private func matches(_ field: (name: Int, value: Int, end: Int), _ name: StaticString) -> Bool {
         let length = field.value - field.name
         guard length == name.utf8CodeUnitCount else { return false }
-        let wanted = name.utf8Start
-        let have = storage.base!.assumingMemoryBound(to: UInt8.self) + field.name
-        for i in 0..<length where have[i] | 0x20 != wanted[i] | 0x20 {
-            return false
-        }
-        return true
+        return Self.equalIgnoringCase(storage.base!.assumingMemoryBound(to: UInt8.self) + field.name, name.utf8Start, length)
     }
 }
