@@ -128,8 +128,10 @@ def plot(results, profiles, workers, prefix):
         return []
     written = []
     for key, label, name in (("rps", "requests / s", "throughput"), ("mean_ms", "mean latency (ms)", "latency")):
-        fig, axes = plt.subplots(1, len(profiles), figsize=(4 * len(profiles), 3.6), sharey=True)
-        for ax, profile in zip(axes if len(profiles) > 1 else [axes], profiles):
+        # squeeze=False: a row of axes even for one profile (`--profiles lossy`).
+        fig, axes = plt.subplots(1, len(profiles), figsize=(4 * len(profiles), 3.6), sharey=True, squeeze=False)
+        axes = axes[0]
+        for ax, profile in zip(axes, profiles):
             for topology in ("p2p", "gateway"):
                 ax.plot(workers, [max(results[(profile, topology, w)][key], 1e-3) for w in workers], marker="o", label=topology)
             ax.set_title(profile)
