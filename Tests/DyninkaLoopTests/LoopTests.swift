@@ -70,13 +70,19 @@ final class Recorder: TCPHandleDelegate {
         loop.close()
     }
 
-    /// A blocking client socket connected to 127.0.0.1:`port` that has sent "ping".
-    func pinging(_ port: Int) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    /// 127.0.0.1:`port` as a socket address (port 0: the kernel picks one at bind).
+    func loopback(port: Int) -> sockaddr_in {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return address
+    }
+
+    /// A blocking client socket connected to 127.0.0.1:`port` that has sent "ping".
+    func pinging(_ port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = loopback(port: port)
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
@@ -233,9 +239,7 @@ final class Recorder: TCPHandleDelegate {
         let loop = try EventLoop()
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var address = loopback(port: 0)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         try withUnsafeMutablePointer(to: &address) {
             try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
