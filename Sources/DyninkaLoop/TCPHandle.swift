@@ -46,6 +46,7 @@ package final class TCPHandle {
     /// close must go through libuv's epoll bookkeeping.
     private var watched = false
     private var onConnection: ((TCPHandle) -> Void)?
+    private var onAcceptError: ((LoopError) -> Void)?
     private var onClose: (() -> Void)?
     package private(set) var isClosing = false
 
@@ -79,9 +80,10 @@ package final class TCPHandle {
     /// With `reusePort`, another process may bind the same port at the same time (the kernel
     /// spreads new connections over both): a replacement can start before the old one drains.
     /// With `freeBind` too, the address need not be the machine's yet (IP_FREEBIND): nothing
-    /// arrives until it is.
+    /// arrives until it is. `onAcceptError` hears of a connection the kernel would not hand
+    /// over (EMFILE: out of descriptors; libuv then closes it unanswered).
     package static func listen(loop: EventLoop, on address: SocketAddress, backlog: Int32 = 1024, reusePort: Bool = false,
-                               freeBind: Bool = false,
+                               freeBind: Bool = false, onAcceptError: ((LoopError) -> Void)? = nil,
                                onConnection: @escaping (TCPHandle) -> Void) throws(LoopError) -> TCPHandle {
         let server = try TCPHandle(loop: loop)
         var storage = address.storage
@@ -96,9 +98,11 @@ package final class TCPHandle {
             uv_tcp_nodelay(server.raw, 1)
             _ = dyn_tcp_defer_accept(server.raw)
             server.onConnection = onConnection
+            server.onAcceptError = onAcceptError
             server.watched = true
             try uvCheck(uv_listen(dyn_tcp_stream(server.raw), backlog) { stream, status in
                 let server = TCPHandle.from(stream!.pointee.data)
+                if status < 0 { server.onAcceptError?(LoopError(code: status, operation: "accept")) }
                 guard status >= 0, let callback = server.onConnection,
                       let client = try? TCPHandle(loop: server.loop) else { return }
                 if uv_accept(stream, dyn_tcp_stream(client.raw)) == 0 {
@@ -107,12 +111,18 @@ package final class TCPHandle {
                     client.close()
                 }
             }, "listen on \(address)")
+            try uvCheck(dyn_tcp_accept_once_per_event(server.raw), "accept one connection per event on \(address)")
         } catch {
             server.close()
             throw error
         }
         return server
     }
+
+    /// The accept calls the listeners of this thread's loop have made: one per connection they
+    /// took (a listener accepts one connection each time its socket is readable, never until an
+    /// accept fails; see `dyn_server_io_once`), plus one per accept the kernel refused.
+    package static var acceptCallsOnThisThread: UInt { UInt(dyn_accept_calls()) }
 
     /// A listener: accepts every connection waiting in its queue now and hands each to the
     /// connection callback, as the loop would. Call it right before closing the listener: closing

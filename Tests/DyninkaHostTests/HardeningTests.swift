@@ -13,6 +13,14 @@ func residentKiB(_ pid: Int32) -> Int {
     return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
 }
 
+/// User plus system CPU time of a process, in clock ticks (from /proc).
+func cpuTicks(_ pid: Int32) -> Int {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return 0 }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
+}
+
 /// The value of one metric line (`name{labels} value`) on /metrics; nil when absent.
 func metric(_ host: HostProcess, _ series: String) throws -> Double? {
     let text = try host.client.get("/metrics").text
@@ -136,6 +144,45 @@ func metric(_ host: HostProcess, _ series: String) throws -> Double? {
         #expect(try metric(host, "dyninka_buffered_bytes") == 0)
         #expect(try host.client.post(#"{"size":20}"#, route: "").status == 200)
         close(fd)
+    }
+
+    /// A host out of file descriptors sheds the connections it cannot take (the listener falls
+    /// back to libuv's reserve-descriptor trick), does not spin on its listener while the limit
+    /// holds, and answers again as soon as descriptors are free.
+    @Test func runningOutOfDescriptorsShedsConnectionsWithoutSpinning() throws {
+        let host = try HostProcess(service: "map", arguments: ["--request-timeout", "30000"])
+        let pid = host.process.processIdentifier
+        let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
+        let limit = Process()
+        limit.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+        limit.arguments = ["--pid", String(pid), "--nofile=\(open + 4):\(open + 4)"]
+        try limit.run()
+        limit.waitUntilExit()
+        try #require(limit.terminationStatus == 0, "prlimit failed")
+        // Each client sends the start of a head and waits: the host holds a descriptor for it.
+        var clients: [Int32] = []
+        for _ in 0..<12 {
+            let fd = try host.client.connect()
+            try host.client.send(fd, Array("POST / HTTP/1.1\r\n".utf8))
+            clients.append(fd)
+        }
+        usleep(300_000)
+        let before = cpuTicks(pid)
+        usleep(500_000)
+        let spent = cpuTicks(pid) - before
+        #expect(spent < 15, "the host burned \(spent) ticks in 0.5 s while out of descriptors")
+        let shed = clients.filter { fd in
+            var pollfd = Glibc.pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            var byte: UInt8 = 0
+            return poll(&pollfd, 1, 0) == 1 && recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) <= 0
+        }.count
+        #expect(shed > 0 && shed < clients.count, "\(shed) of \(clients.count) connections shed")
+        #expect(host.process.isRunning)
+        let errors = host.standardError()
+        #expect(errors.contains("cannot accept a connection") && errors.contains("ulimit -n"), "\(errors)")
+        for fd in clients { close(fd) }
+        usleep(200_000)
+        #expect(try host.client.post(temperature, route: "").status == 200, "answers once descriptors are free")
     }
 
     @Test func bodiesBeyondTheHostWideBoundAreRefused() throws {

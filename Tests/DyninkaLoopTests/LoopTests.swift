@@ -123,6 +123,36 @@ final class Recorder: TCPHandleDelegate {
         loop.close()
     }
 
+    /// A listener accepts one connection each time its socket is readable and never calls
+    /// accept once more to find the queue empty (that failing call costs ~3 us of kernel work per
+    /// connection). Connections that queue up while the loop is busy are all taken, one per
+    /// iteration: epoll reports the listener again while its queue holds any.
+    @Test func aListenerAcceptsOnceForEachConnection() throws {
+        let loop = try EventLoop()
+        var taken: [TCPHandle] = []
+        let server = try TCPHandle.listen(loop: loop, on: try SocketAddress(ip: "127.0.0.1", port: 0)) { taken.append($0) }
+        let port = try #require(server.localAddress?.port)
+        let before = TCPHandle.acceptCallsOnThisThread
+        var clients = [try pinging(port)]
+        run(loop) { taken.count == 1 }
+        for _ in 0..<20 { _ = loop.runOnce() }
+        #expect(taken.count == 1)
+        #expect(TCPHandle.acceptCallsOnThisThread - before == 1, "one accept call for one connection")
+        // Five more queue up while the loop does not run.
+        for _ in 0..<5 { clients.append(try pinging(port)) }
+        run(loop) { taken.count == 6 }
+        for _ in 0..<20 { _ = loop.runOnce() }
+        #expect(taken.count == 6, "every queued connection is taken")
+        #expect(TCPHandle.acceptCallsOnThisThread - before == 6, "one accept call for each connection, none more")
+        for fd in clients { close(fd) }
+        for handle in taken { handle.close() }
+        server.close()
+        taken.removeAll()
+        run(loop) { loop.handleCount == 0 }
+        #expect(loop.handleCount == 0)
+        loop.close()
+    }
+
     /// A connection the loop never watched (read at once, answered at once) still closes its
     /// socket, though libuv's close skips epoll for it: the client sees the answer, then the end.
     @Test func aConnectionNeverWatchedClosesItsSocket() throws {

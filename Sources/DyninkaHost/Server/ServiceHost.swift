@@ -93,12 +93,21 @@ package final class ServiceHost {
             throw HostStartupError("--host '\(configuration.host)' is not a numeric IP address (for example 127.0.0.1 or 0.0.0.0)")
         }
         do {
-            server = try TCPHandle.listen(loop: loop, on: address, reusePort: true, freeBind: configuration.freeBind) { [unowned self] handle in accepted(handle) }
+            server = try TCPHandle.listen(loop: loop, on: address, reusePort: true, freeBind: configuration.freeBind,
+                                          onAcceptError: { [unowned self] error in acceptFailed(error) }) { [unowned self] handle in accepted(handle) }
         } catch {
             let hint = error.isAddressInUse ? "; another process listens there (pick another --port, or 0 for any free port)" : ""
             throw HostStartupError("cannot listen on \(address): \(error.reason)\(hint)")
         }
         boundAddress = server?.localAddress?.description ?? address.description
+    }
+
+    /// A connection the kernel would not hand over; out of descriptors, it was closed unanswered.
+    private func acceptFailed(_ error: LoopError) {
+        let hint = error.code == -EMFILE || error.code == -ENFILE
+            ? ": connections are closed unanswered until descriptors are free; raise the limit (ulimit -n, LimitNOFILE=) or lower --max-in-flight"
+            : ""
+        log.warning("cannot accept a connection on \(boundAddress): \(error.reason)\(hint)")
     }
 
     /// Serves until SIGTERM or SIGINT has drained the host. Call `bind()` first.
