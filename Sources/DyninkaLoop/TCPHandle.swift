@@ -111,7 +111,7 @@ package final class TCPHandle {
                     client.close()
                 }
             }, "listen on \(address)")
-            try uvCheck(dyn_tcp_accept_once_per_event(server.raw), "accept one connection per event on \(address)")
+            try uvCheck(dyn_tcp_accept_counted(server.raw), "accept counted connections on \(address)")
         } catch {
             server.close()
             throw error
@@ -120,8 +120,8 @@ package final class TCPHandle {
     }
 
     /// The accept calls the listeners of this thread's loop have made: one per connection they
-    /// took (a listener accepts one connection each time its socket is readable, never until an
-    /// accept fails; see `dyn_server_io_once`), plus one per accept the kernel refused.
+    /// took (a listener asks its queue's length and accepts that many, never until an accept
+    /// fails; see `dyn_server_io_counted`), plus one per accept the kernel refused.
     package static var acceptCallsOnThisThread: UInt { UInt(dyn_accept_calls()) }
 
     /// A listener: accepts every connection waiting in its queue now and hands each to the

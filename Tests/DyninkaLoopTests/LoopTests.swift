@@ -123,10 +123,9 @@ final class Recorder: TCPHandleDelegate {
         loop.close()
     }
 
-    /// A listener accepts one connection each time its socket is readable and never calls
-    /// accept once more to find the queue empty (that failing call costs ~3 us of kernel work per
-    /// connection). Connections that queue up while the loop is busy are all taken, one per
-    /// iteration: epoll reports the listener again while its queue holds any.
+    /// A listener accepts what its queue holds and never calls accept once more to find the
+    /// queue empty (that failing call costs ~3 us of kernel work per connection). Connections
+    /// that queue up while the loop is busy are all taken.
     @Test func aListenerAcceptsOnceForEachConnection() throws {
         let loop = try EventLoop()
         var taken: [TCPHandle] = []
