@@ -91,6 +91,17 @@ final class Recorder: TCPHandleDelegate {
         return fd
     }
 
+    /// Closes the clients' sockets, the connections taken and the listener, then checks that the
+    /// loop is left with no handle and closes it.
+    func closeAll(_ loop: EventLoop, clients: [Int32], handles: [TCPHandle], server: TCPHandle) {
+        for fd in clients { close(fd) }
+        for handle in handles { handle.close() }
+        server.close()
+        run(loop) { loop.handleCount == 0 }
+        #expect(loop.handleCount == 0)
+        loop.close()
+    }
+
     /// What a host handing over does before closing its listener: connections waiting in the
     /// accept queue are taken, not reset by the close.
     @Test func aListenerTakesWhatWaitsInItsAcceptQueue() throws {
@@ -114,13 +125,7 @@ final class Recorder: TCPHandleDelegate {
         for handle in taken { handle.startReading(recorder) }
         run(loop) { recorder.received.count == 8 }
         #expect(recorder.received == Array("pingping".utf8), "the connections taken read their bytes")
-        for fd in clients { close(fd) }
-        for handle in taken { handle.close() }
-        server.close()
-        taken.removeAll()
-        run(loop) { loop.handleCount == 0 }
-        #expect(loop.handleCount == 0)
-        loop.close()
+        closeAll(loop, clients: clients, handles: taken, server: server)
     }
 
     /// A listener accepts what its queue holds and never calls accept once more to find the
@@ -143,13 +148,7 @@ final class Recorder: TCPHandleDelegate {
         for _ in 0..<20 { _ = loop.runOnce() }
         #expect(taken.count == 6, "every queued connection is taken")
         #expect(TCPHandle.acceptCallsOnThisThread - before == 6, "one accept call for each connection, none more")
-        for fd in clients { close(fd) }
-        for handle in taken { handle.close() }
-        server.close()
-        taken.removeAll()
-        run(loop) { loop.handleCount == 0 }
-        #expect(loop.handleCount == 0)
-        loop.close()
+        closeAll(loop, clients: clients, handles: taken, server: server)
     }
 
     /// A connection the loop never watched (read at once, answered at once) still closes its
