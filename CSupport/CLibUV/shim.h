@@ -91,12 +91,12 @@ static __thread unsigned long dyn_accept_calls_made = 0;
 /// A listener's readiness callback that accepts exactly the connections its queue holds. libuv's
 /// accepts until accept4 fails with EAGAIN, and that failure is dear: the kernel makes the new
 /// socket and its inode before it looks at the queue (3.2 us a call on the 2-core VM of
-/// bench/results, against 0.14 us for getppid). With connections coming one at a time, as they do
-/// on a hop, that is one failed call per connection. Asking the listener how many wait
-/// (TCP_INFO: `tcpi_unacked` is the accept queue's length on a listening socket) costs 0.35 us
-/// and one call per event, however many wait. epoll is level-triggered: what is left beyond the
-/// batch wakes the loop again at once. The connection callback is libuv's, so `uv_accept` takes
-/// the socket as usual.
+/// bench/results, against 0.14 us for getppid; bench/syscall_cost.c measures both). With
+/// connections coming one at a time, as they do on a hop, that is one failed call per
+/// connection. Asking the listener how many wait (TCP_INFO: `tcpi_unacked` is the accept queue's
+/// length on a listening socket) costs 0.35 us and one call per event, however many wait. epoll
+/// is level-triggered: what is left beyond the batch wakes the loop again at once. The
+/// connection callback is libuv's, so `uv_accept` takes the socket as usual.
 static inline void dyn_server_io_counted(uv_loop_t *loop, uv__io_t *w, unsigned int events) {
     uv_stream_t *stream = (uv_stream_t *)((char *)w - offsetof(uv_stream_t, io_watcher));
     if (stream->accepted_fd != -1 || stream->connection_cb == NULL) return;
