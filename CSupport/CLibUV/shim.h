@@ -2,10 +2,6 @@
 #ifndef DYNINKA_CLIBUV_SHIM_H
 #define DYNINKA_CLIBUV_SHIM_H
 
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* accept4 */
-#endif
-
 #include <uv.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +9,7 @@
 #include <stddef.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static inline uv_handle_t *dyn_tcp_handle(uv_tcp_t *h) { return (uv_handle_t *)h; }
@@ -109,7 +106,9 @@ static inline void dyn_server_io_counted(uv_loop_t *loop, uv__io_t *w, unsigned 
     for (unsigned taken = 0; taken < waiting; taken++) {
         dyn_accept_calls_made++;
         int fd;
-        do { fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); } while (fd < 0 && errno == EINTR);
+        /* accept4 through syscall(2): its glibc prototype needs _GNU_SOURCE, which would give
+           this module other glibc declarations than Swift's Glibc module has. */
+        do { fd = (int)syscall(SYS_accept4, w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); } while (fd < 0 && errno == EINTR);
         if (fd < 0) {
             int error = errno;
             if (error == EAGAIN || error == EWOULDBLOCK || error == ECONNABORTED) return;
