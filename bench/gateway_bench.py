@@ -46,6 +46,13 @@ def build():
     return release, debug
 
 
+def binaries(no_build):
+    """The release and debug bin folders: built now, or as they are with `no_build`."""
+    if no_build:
+        return sh("swift build -c release --show-bin-path", True).strip(), sh("swift build --show-bin-path", True).strip()
+    return build()
+
+
 def peak_rss_mib(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -178,11 +185,7 @@ def main():
         os.environ["SENSOR_DELAY_MS"] = f"{args.sensor_delay_ms:g}"  # sensor.py reads it; dyninka run passes it on
     hop_bench.PIN["on"] = hop_bench.PIN["on"] and not args.no_pin
     os.environ["PATH"] += ":/usr/sbin"
-    if args.no_build:
-        release = sh("swift build -c release --show-bin-path", True).strip()
-        debug = sh("swift build --show-bin-path", True).strip()
-    else:
-        release, debug = build()
+    release, debug = binaries(args.no_build)
     workers = [int(w) for w in args.workers.split(",")] + ([100, 200] if args.more else [])
     started = datetime.datetime.now(datetime.timezone.utc)
     tmp = tempfile.mkdtemp(prefix="dyninka-gw-bench-")

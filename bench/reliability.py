@@ -273,11 +273,8 @@ def main():
                     help="temperatures the moved service keeps as @Placed state in check 13 (default 80000, about 1 MB)")
     args = ap.parse_args()
     os.environ["PATH"] += ":/usr/sbin"
-    if args.no_build:
-        release = gateway_bench.sh("swift build -c release --show-bin-path", True).strip()
-        debug = gateway_bench.sh("swift build --show-bin-path", True).strip()
-    else:
-        release, debug = gateway_bench.build()
+    release, debug = gateway_bench.binaries(args.no_build)
+    if not args.no_build:
         gateway_bench.sh("swift build -c release --product DyninkaFixture >/dev/null")
     started = datetime.datetime.now(datetime.timezone.utc)
     results = []

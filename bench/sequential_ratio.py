@@ -34,11 +34,7 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="use the existing builds")
     args = ap.parse_args()
     os.environ["PATH"] += ":/usr/sbin"
-    if args.no_build:
-        release = gateway_bench.sh("swift build -c release --show-bin-path", True).strip()
-        debug = gateway_bench.sh("swift build --show-bin-path", True).strip()
-    else:
-        release, debug = gateway_bench.build()
+    release, debug = gateway_bench.binaries(args.no_build)
     client = os.path.join(tempfile.mkdtemp(prefix="dyninka-seq-"), "seq_client")
     subprocess.run(["cc", "-O2", "-o", client, os.path.join(ROOT, "bench", "seq_client.c")], check=True)
     pin = ["taskset", "-c", ",".join(map(str, sorted(hop_bench.client_cpus())))] if hop_bench.PIN["on"] else []
