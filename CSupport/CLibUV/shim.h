@@ -6,8 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <stddef.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -103,7 +103,7 @@ static inline void dyn_server_io_counted(uv_loop_t *loop, uv__io_t *w, unsigned 
     if (getsockopt(w->fd, IPPROTO_TCP, TCP_INFO, &info, &length) == 0 && length >= offsetof(struct tcp_info, tcpi_unacked) + sizeof info.tcpi_unacked)
         waiting = info.tcpi_unacked;
     /* A count of 0 on a readable listener (a connection that left the queue in between): one
-       try anyway, so that a listener epoll calls readable is never left as it is. */
+       try anyway, so that every readiness epoll reports gets an accept. */
     if (waiting == 0) waiting = 1;
     if (waiting > DYN_ACCEPT_BATCH) waiting = DYN_ACCEPT_BATCH;
     for (unsigned taken = 0; taken < waiting; taken++) {
