@@ -118,7 +118,7 @@ static inline void dyn_server_io_counted(uv_loop_t *loop, uv__io_t *w, unsigned 
             /* libuv's handling sheds what waits (EMFILE, ENFILE: its reserve descriptor) and
                tells the callback only when that fails too, so the callback hears of it here. */
             stream->connection_cb(stream, -error);
-            if (stream->accepted_fd == -1 && !uv_is_closing((uv_handle_t *)stream))
+            if (!uv_is_closing((uv_handle_t *)stream))
                 __atomic_load_n(&dyn_libuv_server_io, __ATOMIC_RELAXED)(loop, w, events);
             return;
         }

@@ -256,7 +256,7 @@ package final class TCPHandle {
     /// `closing` promises a `close()` right after a `.done`, with every byte the peer sent read:
     /// the bytes then wait in the socket for the close, and its FIN leaves with them in one
     /// segment (`dyn_tcp_try_write_closing`). Without the close they would wait ~200 ms.
-    package func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes, closing: Bool) -> WriteStatus {
+    package func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes = .empty, closing: Bool = false) -> WriteStatus {
         guard !isClosing else { return .failed(LoopError(code: UV_ECANCELED.rawValue, operation: "write")) }
         let bodyBytes = body.bytes
         let total = head.count + bodyBytes.count
@@ -310,14 +310,6 @@ package final class TCPHandle {
     private static func buf(_ bytes: UnsafeRawBufferPointer) -> uv_buf_t {
         uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: CChar.self)), UInt32(bytes.count))
     }
-
-    /// Writes `head` then `body`, with the connection staying open after it.
-    package func write(_ head: UnsafeRawBufferPointer, _ body: OwnedBytes) -> WriteStatus {
-        write(head, body, closing: false)
-    }
-
-    /// Writes a head with no body.
-    package func write(_ head: UnsafeRawBufferPointer) -> WriteStatus { write(head, .empty, closing: false) }
 
     private final class WriteRequest {
         let owner: AnyObject?

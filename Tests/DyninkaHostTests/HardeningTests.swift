@@ -153,12 +153,7 @@ func metric(_ host: HostProcess, _ series: String) throws -> Double? {
         let host = try HostProcess(service: "map", arguments: ["--request-timeout", "30000"])
         let pid = host.process.processIdentifier
         let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
-        let limit = Process()
-        limit.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
-        limit.arguments = ["--pid", String(pid), "--nofile=\(open + 4):\(open + 4)"]
-        try limit.run()
-        limit.waitUntilExit()
-        try #require(limit.terminationStatus == 0, "prlimit failed")
+        try command(["prlimit", "--pid", String(pid), "--nofile=\(open + 4):\(open + 4)"])
         // Each client sends the start of a head and waits: the host holds a descriptor for it.
         var clients: [Int32] = []
         for _ in 0..<12 {

@@ -8,29 +8,9 @@ import Glibc
 /// own, so that its TCP counters see only their traffic.
 @Suite(.serialized, .enabled(if: geteuid() == 0, "needs root (a network namespace)"))
 struct HopSegmentsTests {
-    /// Runs a command to its end; its standard output, or the failure with what it said.
-    @discardableResult
-    static func run(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            throw HostProcessError.didNotStart("\(arguments.joined(separator: " ")): \(said)")
-        }
-        return text
-    }
-
     /// TCP segments sent so far in namespace `ns` (OutSegs of /proc/net/snmp there).
     static func segmentsSent(in ns: String) throws -> Int {
-        let lines = try run(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"]).split(separator: "\n").filter { $0.hasPrefix("Tcp:") }
+        let lines = try command(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"]).split(separator: "\n").filter { $0.hasPrefix("Tcp:") }
         guard lines.count == 2 else { throw HostProcessError.didNotStart("no Tcp lines in /proc/net/snmp of \(ns)") }
         let names = lines[0].split(separator: " ")
         let values = lines[1].split(separator: " ")
@@ -43,7 +23,7 @@ struct HopSegmentsTests {
     /// `count` POSTs from one curl inside `ns`, one connection each (`Connection: close`); every
     /// one must be answered 200.
     static func post(in ns: String, port: Int, route: String, body: String, count: Int) throws {
-        let codes = try run(["ip", "netns", "exec", ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}\n",
+        let codes = try command(["ip", "netns", "exec", ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}\n",
                              "-X", "POST", "-H", "Connection: close", "-H", "Dyninka-Route: \(route)", "-d", body,
                              "http://127.0.0.1:\(port)/?[1-\(count)]"]).split(separator: "\n")
         #expect(codes.count == count && codes.allSatisfy { $0 == "200" }, "answers: \(codes)")
@@ -55,9 +35,9 @@ struct HopSegmentsTests {
     /// connections per request (the client's own connection counts the same in both).
     @Test func aHopConnectionIsSixSegments() throws {
         let ns = "dyninka-segments-\(getpid())"
-        try Self.run(["ip", "netns", "add", ns])
-        defer { _ = try? Self.run(["ip", "netns", "del", ns]) }
-        try Self.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"])
+        try command(["ip", "netns", "add", ns])
+        defer { _ = try? command(["ip", "netns", "del", ns]) }
+        try command(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"])
         let launcher = ["/usr/bin/env", "ip", "netns", "exec", ns]
         var hosts: [String: HostProcess] = [:]
         defer { hosts.values.forEach { $0.stop() } }

@@ -119,6 +119,26 @@ final class HostProcess: @unchecked Sendable {
 
 enum HostProcessError: Error { case didNotStart(String) }
 
+/// Runs a command (found on PATH) to its end; its standard output, or the failure with what it said.
+@discardableResult
+func command(_ arguments: [String]) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    let output = Pipe()
+    let errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    try process.run()
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        throw HostProcessError.didNotStart("\(arguments.joined(separator: " ")): \(said)")
+    }
+    return text
+}
+
 /// Starts services last-to-first so each knows where its successors listen.
 final class HostCluster: @unchecked Sendable {
     private(set) var hosts: [String: HostProcess] = [:]
