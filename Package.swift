@@ -83,7 +83,10 @@ let package = Package(
         .testTarget(name: "DyninkaRuntimeTests", dependencies: ["DyninkaRuntime", "DyninkaTestSupport"], swiftSettings: strict),
         .testTarget(name: "DyninkaHostTests", dependencies: ["DyninkaHost", "DyninkaHTTP", "DyninkaRoute", "DyninkaTestSupport"],
                     swiftSettings: strict),
-        .testTarget(name: "DyninkaCompilerTests", dependencies: ["DyninkaCompiler", "DyninkaRoute"],
+        .testTarget(name: "DyninkaCompilerTests", dependencies: [
+            "DyninkaCompiler", "DyninkaRoute",
+            .product(name: "SwiftSyntax", package: "swift-syntax"), .product(name: "SwiftParser", package: "swift-syntax"),
+        ],
                     exclude: ["Golden"], swiftSettings: strict),
         .testTarget(name: "DyninkaDeployTests", dependencies: ["DyninkaDeploy", "DyninkaCompiler"],
                     exclude: ["Golden"], swiftSettings: strict),

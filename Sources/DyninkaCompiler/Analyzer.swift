@@ -8,24 +8,24 @@ struct SourceEdit {
 }
 
 /// What the analyzer learned: the IR, warnings, and the edits that turn the file into plain Swift.
-public struct Analysis: Sendable {
-    public var ir: AppIR
-    public var warnings: [Diagnostic]
+package struct Analysis: Sendable {
+    package var ir: AppIR
+    package var warnings: [Diagnostic]
     var edits: [SourceEdit]
     /// The source text analyzed.
-    public var source: String
+    package var source: String
 }
 
 extension SourceEdit: Sendable {}
 
 /// Reads one app file with SwiftParser and builds its IR; reports every problem it can find.
-public struct Analyzer {
-    public let file: String
-    public let source: String
+package struct Analyzer {
+    package let file: String
+    package let source: String
     private let tree: SourceFileSyntax
     private let converter: SourceLocationConverter
 
-    public init(file: String, source: String) {
+    package init(file: String, source: String) {
         self.file = file
         self.source = source
         tree = Parser.parse(source: source)
@@ -44,7 +44,7 @@ public struct Analyzer {
     }
 
     /// Analyzes and checks the file. Throws `CompileFailure` listing every error found.
-    public func analyze() throws(CompileFailure) -> Analysis {
+    package func analyze() throws(CompileFailure) -> Analysis {
         var errors: [Diagnostic] = []
         var warnings: [Diagnostic] = []
         var edits: [SourceEdit] = []

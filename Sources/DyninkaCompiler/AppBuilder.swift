@@ -1,39 +1,39 @@
 import Foundation
 
 /// What `dyninka build` produced.
-public struct BuildResult: Sendable {
+package struct BuildResult: Sendable {
     /// The app library dyninka-host loads.
-    public var library: String
+    package var library: String
     /// The IR, as JSON, beside the library.
-    public var irPath: String
-    public var ir: AppIR
-    public var warnings: [Diagnostic]
+    package var irPath: String
+    package var ir: AppIR
+    package var warnings: [Diagnostic]
     /// False when nothing changed since the last build and the library was reused.
-    public var rebuilt: Bool
+    package var rebuilt: Bool
     /// The generated package.
-    public var packageDirectory: String
+    package var packageDirectory: String
 }
 
 /// A build step that failed outside the app's own code (a tool missing, swift build failing).
-public struct BuildFailure: Error, CustomStringConvertible, Sendable {
-    public var description: String
+package struct BuildFailure: Error, CustomStringConvertible, Sendable {
+    package var description: String
 }
 
 /// Turns one app file into its library: analyze, generate the package, build it in release.
-public struct AppBuilder: Sendable {
+package struct AppBuilder: Sendable {
     /// Where the runtime's sources are (the dyninka checkout): DyninkaRuntime, CDyninkaABI,
     /// DyninkaHTTP and the llhttp that scripts/bootstrap placed in CSupport/CLLHTTP.
-    public var sourceRoot: String
+    package var sourceRoot: String
     /// The swift executable used to build generated packages.
-    public var swift = "swift"
+    package var swift = "swift"
 
-    public init(sourceRoot: String) {
+    package init(sourceRoot: String) {
         self.sourceRoot = sourceRoot
     }
 
     /// Finds the dyninka checkout: $DYNINKA_SOURCE_ROOT, or upwards from the running executable
     /// or the current directory.
-    public static func locateSourceRoot() throws(BuildFailure) -> String {
+    package static func locateSourceRoot() throws(BuildFailure) -> String {
         let fm = FileManager.default
         func isRoot(_ path: String) -> Bool {
             fm.fileExists(atPath: path + "/Sources/DyninkaRuntime/ServiceCall.swift")
@@ -52,12 +52,12 @@ public struct AppBuilder: Sendable {
     }
 
     /// The default output folder for `file`: `.dyninka/NAME` beside it.
-    public static func defaultOutput(for file: String, name: String) -> String {
+    package static func defaultOutput(for file: String, name: String) -> String {
         URL(fileURLWithPath: file).deletingLastPathComponent().appendingPathComponent(".dyninka/\(name)").path
     }
 
     /// Analyzes `file`, and builds its library unless the last build is still current.
-    public func build(file: String, output: String?, log: (String) -> Void = { _ in }) throws -> BuildResult {
+    package func build(file: String, output: String?, log: (String) -> Void = { _ in }) throws -> BuildResult {
         let source: String
         do { source = try String(contentsOfFile: file, encoding: .utf8) } catch {
             throw BuildFailure(description: "cannot read '\(file)': \(error.localizedDescription)")
@@ -113,7 +113,7 @@ public struct AppBuilder: Sendable {
     /// newer dyninka renamed; a stale copy would otherwise break or silently join the next build.
     /// Returns the paths it removed.
     @discardableResult
-    public static func sync(_ files: [String: String], into package: String) throws -> [String] {
+    package static func sync(_ files: [String: String], into package: String) throws -> [String] {
         let fm = FileManager.default
         for (relative, content) in files {
             let path = "\(package)/\(relative)"

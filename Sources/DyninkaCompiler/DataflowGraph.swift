@@ -1,19 +1,19 @@
 import Foundation
 
 /// The dataflow of main drawn as users would draw it: Mermaid, Graphviz dot, or JSON.
-public enum DataflowGraph {
-    public enum Format: String, CaseIterable, Sendable { case mermaid, dot, json }
+package enum DataflowGraph {
+    package enum Format: String, CaseIterable, Sendable { case mermaid, dot, json }
 
     /// An edge of the dataflow: the next step, or a dependency (fan-in) feeding an argument.
-    public struct Edge: Hashable, Sendable {
-        public var from: String
-        public var to: String
-        public var label: String?
-        public var dependency: Bool
+    package struct Edge: Hashable, Sendable {
+        package var from: String
+        package var to: String
+        package var label: String?
+        package var dependency: Bool
     }
 
     /// The services of main's dataflow in order of first use, and its edges.
-    public static func edges(_ ir: AppIR) -> (nodes: [String], edges: [Edge]) {
+    package static func edges(_ ir: AppIR) -> (nodes: [String], edges: [Edge]) {
         var nodes: [String] = []
         var edges: [Edge] = []
         func add(_ name: String) { if !nodes.contains(name) { nodes.append(name) } }
@@ -46,7 +46,7 @@ public enum DataflowGraph {
         return "\(name)\\n\(input) → \(s.output)\(s.outputOptional ? "?" : "")\(s.isAsync ? " (async)" : "")"
     }
 
-    public static func render(_ ir: AppIR, format: Format) -> String {
+    package static func render(_ ir: AppIR, format: Format) -> String {
         let (nodes, edges) = edges(ir)
         switch format {
         case .mermaid:

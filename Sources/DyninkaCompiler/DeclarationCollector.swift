@@ -335,9 +335,9 @@ final class DeclarationCollector: SyntaxVisitor {
 }
 
 /// 64-bit FNV-1a, for change detection (not security).
-public enum FNV {
+package enum FNV {
     /// The hash of `text`'s UTF-8 bytes as 16 lowercase hex digits.
-    public static func hex(_ text: String) -> String {
+    package static func hex(_ text: String) -> String {
         var hash: UInt64 = 0xcbf29ce484222325
         for byte in text.utf8 {
             hash ^= UInt64(byte)

@@ -2,23 +2,23 @@ import Foundation
 
 /// Compiles the app file as the ordinary program it is (with the SDK's macros, debug), the way
 /// users test their logic without any network.
-public struct LocalProgram: Sendable {
+package struct LocalProgram: Sendable {
     /// The build folder holding libDyninka.so, Modules/ and the macro plugin (beside `dyninka`).
-    public var sdkDirectory: String
-    public var sourceRoot: String
+    package var sdkDirectory: String
+    package var sourceRoot: String
 
-    public init(sdkDirectory: String, sourceRoot: String) {
+    package init(sdkDirectory: String, sourceRoot: String) {
         self.sdkDirectory = sdkDirectory
         self.sourceRoot = sourceRoot
     }
 
     /// The folder of the running executable.
-    public static var executableDirectory: String {
+    package static var executableDirectory: String {
         URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().path
     }
 
     /// Compiles `file` to `output`; compiler messages go to standard error.
-    public func compile(file: String, moduleName: String, output: String) throws {
+    package func compile(file: String, moduleName: String, output: String) throws {
         let fm = FileManager.default
         let sdk = sdkDirectory
         for needed in ["libDyninka.so", "Modules/Dyninka.swiftmodule", "DyninkaMacros-tool"] where !fm.fileExists(atPath: "\(sdk)/\(needed)") {

@@ -2,17 +2,17 @@ import DyninkaCompiler
 import Foundation
 
 /// When the adapt loop moves a service (`dyninka run --testbed FILE --adapt`).
-public struct AdaptPolicy: Sendable {
+package struct AdaptPolicy: Sendable {
     /// A cross-node hop whose median network time (milliseconds) is above this costs too much.
-    public var thresholdMs: Double = 5
+    package var thresholdMs: Double = 5
     /// ... for at least this long (seconds) before the callee moves.
-    public var hold: TimeInterval = 10
+    package var hold: TimeInterval = 10
     /// After a move, the service stays where it is for this long (seconds): no flapping.
-    public var coolDown: TimeInterval = 60
+    package var coolDown: TimeInterval = 60
     /// Fewer hops than this in a window say nothing.
-    public var minSamples = 10
+    package var minSamples = 10
 
-    public init(thresholdMs: Double = 5, hold: TimeInterval = 10, coolDown: TimeInterval = 60, minSamples: Int = 10) {
+    package init(thresholdMs: Double = 5, hold: TimeInterval = 10, coolDown: TimeInterval = 60, minSamples: Int = 10) {
         self.thresholdMs = thresholdMs
         self.hold = hold
         self.coolDown = coolDown
@@ -21,21 +21,21 @@ public struct AdaptPolicy: Sendable {
 }
 
 /// One move the adapt loop decided, with the figures behind it.
-public struct AdaptDecision: Sendable, Equatable, CustomStringConvertible {
-    public var service: String
-    public var from: String
-    public var to: String
+package struct AdaptDecision: Sendable, Equatable, CustomStringConvertible {
+    package var service: String
+    package var from: String
+    package var to: String
     /// The busiest caller, next to which the service moves, and its share of the calls.
-    public var caller: String
-    public var calls: Int
-    public var totalCalls: Int
+    package var caller: String
+    package var calls: Int
+    package var totalCalls: Int
     /// Median network time of the caller's hops to the service (ms), and over how long it stayed
     /// above the threshold (s).
-    public var medianMs: Double
-    public var thresholdMs: Double
-    public var above: TimeInterval
+    package var medianMs: Double
+    package var thresholdMs: Double
+    package var above: TimeInterval
 
-    public var description: String {
+    package var description: String {
         String(format: "moving %@ from %@ to %@, next to its busiest caller %@ (%d of its %d calls): the hop %@ → %@ spent %.1f ms on the network (median, threshold %.1f ms) for %.0f s",
                service, from, to, caller, calls, totalCalls, caller, service, medianMs, thresholdMs, above)
     }
@@ -48,8 +48,8 @@ public struct AdaptDecision: Sendable, Equatable, CustomStringConvertible {
 /// pull a service back and forth), must respect the service's `@Service(node:label:)`, and after
 /// it the service stays put for the cool-down. Pure: fed spans and where services run; `Run`
 /// carries out the moves.
-public final class Adapter {
-    public let policy: AdaptPolicy
+package final class Adapter {
+    package let policy: AdaptPolicy
     private let placements: [String: PlacementIR?]
     private let nodes: [PlacementNode]
     /// When each service's busiest-caller hop went above the threshold (nil: it is not).
@@ -59,7 +59,7 @@ public final class Adapter {
     private var lastNote: [String: String] = [:]
 
     /// `placements`: each service's `@Service(node:label:near:)`; only these services may move.
-    public init(policy: AdaptPolicy, placements: [String: PlacementIR?], nodes: [PlacementNode]) {
+    package init(policy: AdaptPolicy, placements: [String: PlacementIR?], nodes: [PlacementNode]) {
         self.policy = policy
         self.placements = placements
         self.nodes = nodes
@@ -68,7 +68,7 @@ public final class Adapter {
     /// Looks at the spans of the last window. `at`: the node each service runs on now; `down`:
     /// nodes that are down. Returns the move to make (at most one: the costliest hop's callee)
     /// and notes about moves it holds back (each reason said once).
-    public func evaluate(_ spans: [TraceSpan], at: [String: String], down: Set<String> = [], now: Date = Date())
+    package func evaluate(_ spans: [TraceSpan], at: [String: String], down: Set<String> = [], now: Date = Date())
         -> (decisions: [AdaptDecision], notes: [String]) {
         let byID = Dictionary(spans.map { ($0.spanID, $0) }, uniquingKeysWith: { a, _ in a })
         // For each callee: calls by caller, and the network times of those calls.

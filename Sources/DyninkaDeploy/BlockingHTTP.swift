@@ -5,22 +5,22 @@ import Glibc
 #endif
 
 /// An HTTP response read by `BlockingHTTP`.
-public struct HTTPReply: Sendable {
-    public var status: Int
+package struct HTTPReply: Sendable {
+    package var status: Int
     /// Header names lowercased.
-    public var headers: [String: String]
-    public var body: [UInt8]
-    public var text: String { String(decoding: body, as: UTF8.self) }
+    package var headers: [String: String]
+    package var body: [UInt8]
+    package var text: String { String(decoding: body, as: UTF8.self) }
 }
 
 /// A small blocking HTTP/1.1 client for loopback control traffic (health checks, driving a
 /// dataflow from the CLI): one connection per request, `Connection: close`.
-public enum BlockingHTTP {
-    public struct Failure: Error, CustomStringConvertible, Sendable { public var description: String }
+package enum BlockingHTTP {
+    package struct Failure: Error, CustomStringConvertible, Sendable { package var description: String }
 
     /// Sends a request to `host`:`port` (an IPv4 address; 127.0.0.1 by default) and reads the
     /// whole response. `namespace`: a network namespace (a test bed node) to connect from.
-    public static func request(host: String = "127.0.0.1", port: Int, method: String = "GET", path: String = "/",
+    package static func request(host: String = "127.0.0.1", port: Int, method: String = "GET", path: String = "/",
                                headers: [(String, String)] = [], body: String = "", timeout: Double = 10,
                                namespace: String? = nil) throws(Failure) -> HTTPReply {
         let fd: Int32
@@ -66,7 +66,7 @@ public enum BlockingHTTP {
     }
 
     /// A port no one listens on right now (the kernel's choice).
-    public static func freePort() -> Int {
+    package static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()

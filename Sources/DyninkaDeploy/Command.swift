@@ -1,10 +1,10 @@
 import Foundation
 
 /// What a finished command printed.
-public struct CommandOutput: Sendable {
-    public var status: Int32
-    public var stdout: String
-    public var stderr: String
+package struct CommandOutput: Sendable {
+    package var status: Int32
+    package var stdout: String
+    package var stderr: String
 }
 
 /// The one way this module runs a tool (kubectl, ip, tc, iptables-restore, sysctl) to its end

@@ -1,16 +1,16 @@
 import Foundation
 
 /// Where an app is deployed.
-public enum DeployTarget: String, CaseIterable, Sendable {
+package enum DeployTarget: String, CaseIterable, Sendable {
     case local, kubernetes, marathon
 }
 
 /// Which target the environment points at, and why.
-public struct Detection: Equatable, Sendable {
-    public var target: DeployTarget
-    public var reason: String
+package struct Detection: Equatable, Sendable {
+    package var target: DeployTarget
+    package var reason: String
 
-    public init(target: DeployTarget, reason: String) {
+    package init(target: DeployTarget, reason: String) {
         self.target = target
         self.reason = reason
     }
@@ -18,8 +18,8 @@ public struct Detection: Equatable, Sendable {
 
 /// Detects the infrastructure from the environment: in-cluster variables or a kubeconfig
 /// context for Kubernetes, a Marathon URL for Marathon, otherwise this machine.
-public enum InfrastructureDetector {
-    public static func detect(environment: [String: String], readFile: (String) -> String? = { try? String(contentsOfFile: $0, encoding: .utf8) }) -> Detection {
+package enum InfrastructureDetector {
+    package static func detect(environment: [String: String], readFile: (String) -> String? = { try? String(contentsOfFile: $0, encoding: .utf8) }) -> Detection {
         if let host = environment["KUBERNETES_SERVICE_HOST"], !host.isEmpty {
             return Detection(target: .kubernetes, reason: "running inside a Kubernetes pod (KUBERNETES_SERVICE_HOST=\(host))")
         }

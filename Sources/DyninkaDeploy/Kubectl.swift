@@ -1,9 +1,9 @@
 import Foundation
 
 /// Why a kubectl call failed, sorted into what a user can act on.
-public struct KubectlFailure: Error, CustomStringConvertible, Sendable {
+package struct KubectlFailure: Error, CustomStringConvertible, Sendable {
     /// What kind of failure kubectl reported.
-    public enum Kind: Sendable, Equatable {
+    package enum Kind: Sendable, Equatable {
         /// No kubectl to run.
         case notInstalled
         /// The API server did not answer (refused, unknown host, timeout).
@@ -20,13 +20,13 @@ public struct KubectlFailure: Error, CustomStringConvertible, Sendable {
         case failed
     }
 
-    public var kind: Kind
+    package var kind: Kind
     /// The kubectl arguments that failed.
-    public var arguments: [String]
+    package var arguments: [String]
     /// kubectl's own words (its standard error, trimmed).
-    public var message: String
+    package var message: String
 
-    public init(kind: Kind, arguments: [String], message: String) {
+    package init(kind: Kind, arguments: [String], message: String) {
         self.kind = kind
         self.arguments = arguments
         self.message = message
@@ -35,7 +35,7 @@ public struct KubectlFailure: Error, CustomStringConvertible, Sendable {
     /// Sorts kubectl's standard error: its wording is stable across versions ("Error from
     /// server (Forbidden)", "Unable to connect to the server", "The connection to the server ...
     /// was refused").
-    public static func classify(_ message: String) -> Kind {
+    package static func classify(_ message: String) -> Kind {
         let text = message.lowercased()
         if text.contains("(forbidden)") || text.contains(" is forbidden:") { return .forbidden }
         if text.contains("(unauthorized)") || text.contains("must be logged in") { return .unauthorized }
@@ -53,10 +53,10 @@ public struct KubectlFailure: Error, CustomStringConvertible, Sendable {
         return .failed
     }
 
-    public var description: String { message }
+    package var description: String { message }
 
     /// The user named in a 403 message (`User "restricted" cannot create ...`), if any.
-    public var forbiddenUser: String? {
+    package var forbiddenUser: String? {
         guard let start = message.range(of: "User \"") else { return nil }
         let rest = message[start.upperBound...]
         guard let end = rest.firstIndex(of: "\"") else { return nil }
@@ -67,15 +67,15 @@ public struct KubectlFailure: Error, CustomStringConvertible, Sendable {
 /// Runs kubectl (the user's, from PATH or $KUBECTL) with the user's kubeconfig: kubectl knows
 /// every way a cluster authenticates, and what a deploy does is then exactly what the user could
 /// type. Output is captured; nothing is read from standard input unless given.
-public struct Kubectl: Sendable {
+package struct Kubectl: Sendable {
     /// The kubectl executable.
-    public let executable: String
+    package let executable: String
     /// Arguments put before every call (`--context NAME`).
-    public let global: [String]
+    package let global: [String]
 
     /// Finds kubectl: `$KUBECTL`, else the first `kubectl` on PATH. `kubeconfig` nil: kubectl's
     /// own choice ($KUBECONFIG, ~/.kube/config, in-cluster).
-    public init(context: String?, kubeconfig: String? = nil,
+    package init(context: String?, kubeconfig: String? = nil,
                 environment: [String: String] = ProcessInfo.processInfo.environment) throws(KubectlFailure) {
         var found: String?
         if let chosen = environment["KUBECTL"], !chosen.isEmpty {
@@ -95,10 +95,10 @@ public struct Kubectl: Sendable {
     }
 
     /// What a call printed.
-    public typealias Output = CommandOutput
+    package typealias Output = CommandOutput
 
     /// Runs `kubectl ARGS` and returns what it printed, whatever its exit status.
-    public func call(_ arguments: [String], input: String? = nil) throws(KubectlFailure) -> Output {
+    package func call(_ arguments: [String], input: String? = nil) throws(KubectlFailure) -> Output {
         let all = global + arguments
         do { return try Command.run(executable, all, input: input) } catch {
             switch error {
@@ -110,7 +110,7 @@ public struct Kubectl: Sendable {
 
     /// Runs `kubectl ARGS`; a non-zero exit throws, sorted by `KubectlFailure.classify`.
     @discardableResult
-    public func run(_ arguments: [String], input: String? = nil) throws(KubectlFailure) -> String {
+    package func run(_ arguments: [String], input: String? = nil) throws(KubectlFailure) -> String {
         let output = try call(arguments, input: input)
         guard output.status == 0 else {
             let message = output.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -121,7 +121,7 @@ public struct Kubectl: Sendable {
     }
 
     /// Runs `kubectl ARGS -o json` and decodes the result.
-    public func json<T: Decodable>(_ type: T.Type, _ arguments: [String]) throws(KubectlFailure) -> T {
+    package func json<T: Decodable>(_ type: T.Type, _ arguments: [String]) throws(KubectlFailure) -> T {
         let text = try run(arguments + ["-o", "json"])
         do { return try JSONDecoder().decode(T.self, from: Data(text.utf8)) } catch {
             throw KubectlFailure(kind: .failed, arguments: global + arguments,

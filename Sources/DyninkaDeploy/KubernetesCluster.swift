@@ -3,26 +3,26 @@ import Foundation
 /// One Kubernetes cluster and namespace as `dyninka deploy` talks to it, through kubectl: find
 /// it, create the namespace, read what is deployed, dry-run and apply, wait for the rollout and
 /// explain a stuck one, remove an app.
-public struct KubernetesCluster: Sendable {
-    public let kubectl: Kubectl
+package struct KubernetesCluster: Sendable {
+    package let kubectl: Kubectl
     /// The kubeconfig context in use.
-    public let context: String
+    package let context: String
     /// The API server's URL, from the kubeconfig.
-    public let server: String
+    package let server: String
     /// The API server's version (`/version`'s gitVersion).
-    public let version: String
+    package let version: String
     /// Where the app's objects go.
-    public let namespace: String
+    package let namespace: String
 
     /// The labels that select an app's objects; the Deployment, Service and HPA of each
     /// service, and its pods, carry them.
-    public static func selector(app: String) -> String {
+    package static func selector(app: String) -> String {
         "app.kubernetes.io/part-of=\(app),app.kubernetes.io/managed-by=dyninka"
     }
 
     /// Resolves the context and namespace and checks that the API server answers (discovery,
     /// which any authenticated user may read). `namespace` nil: the context's, else `default`.
-    public static func connect(_ kubectl: Kubectl, namespace: String?) throws(KubectlFailure) -> KubernetesCluster {
+    package static func connect(_ kubectl: Kubectl, namespace: String?) throws(KubectlFailure) -> KubernetesCluster {
         let context: String
         do { context = try kubectl.run(["config", "current-context"]).trimmingCharacters(in: .whitespacesAndNewlines) } catch {
             throw KubectlFailure(kind: .unreachable, arguments: error.arguments,
@@ -47,12 +47,12 @@ public struct KubernetesCluster: Sendable {
     }
 
     /// Where this is, for messages: `context 'c', namespace 'n' (https://...)`.
-    public var place: String { "context '\(context)', namespace '\(namespace)' (\(server))" }
+    package var place: String { "context '\(context)', namespace '\(namespace)' (\(server))" }
 
     /// Creates the namespace if it is missing, labelled as made for `app` (so that a delete may
     /// remove it again). Returns true when it was created.
     @discardableResult
-    public func ensureNamespace(app: String) throws(KubectlFailure) -> Bool {
+    package func ensureNamespace(app: String) throws(KubectlFailure) -> Bool {
         let found = try kubectl.call(["get", "namespace", namespace, "-o", "name"])
         if found.status == 0 { return false }
         let kind = KubectlFailure.classify(found.stderr)
@@ -75,10 +75,10 @@ public struct KubernetesCluster: Sendable {
     }
 
     /// The label on a namespace that a deploy created for an app.
-    public static let createdForLabel = "dyninka.io/created-for"
+    package static let createdForLabel = "dyninka.io/created-for"
 
     /// The app's Deployments, by the service they run.
-    public func deployments(app: String) throws(KubectlFailure) -> [String: Kube.Deployment] {
+    package func deployments(app: String) throws(KubectlFailure) -> [String: Kube.Deployment] {
         let list = try kubectl.json(Kube.List<Kube.Deployment>.self, ["get", "deployments", "-n", namespace, "-l", Self.selector(app: app)])
         var byService: [String: Kube.Deployment] = [:]
         for deployment in list.items {
@@ -89,14 +89,14 @@ public struct KubernetesCluster: Sendable {
 
     /// The cluster's nodes with their labels, for checking placement before applying; nil when
     /// the user may not list nodes (they are cluster-wide).
-    public func nodes() -> [PlacementNode]? {
+    package func nodes() -> [PlacementNode]? {
         struct Node: Decodable, Sendable { var metadata: Kube.Metadata }
         guard let list = try? kubectl.json(Kube.List<Node>.self, ["get", "nodes"]) else { return nil }
         return list.items.map { PlacementNode(name: $0.metadata.labels?["kubernetes.io/hostname"] ?? $0.metadata.name, labels: $0.metadata.labels ?? [:]) }
     }
 
     /// The app's pods.
-    public func pods(app: String) throws(KubectlFailure) -> [Kube.Pod] {
+    package func pods(app: String) throws(KubectlFailure) -> [Kube.Pod] {
         try kubectl.json(Kube.List<Kube.Pod>.self, ["get", "pods", "-n", namespace, "-l", Self.selector(app: app)]).items
     }
 
@@ -104,7 +104,7 @@ public struct KubernetesCluster: Sendable {
     /// server's strict field validation (an unknown or duplicate field is an error, not dropped).
     /// `dryRun`: the server checks and defaults everything and stores nothing. Returns
     /// kubectl's lines (`deployment.apps/x configured`).
-    public func apply(files: [String], dryRun: Bool) throws(KubectlFailure) -> [String] {
+    package func apply(files: [String], dryRun: Bool) throws(KubectlFailure) -> [String] {
         var arguments = ["apply", "-n", namespace, "--server-side", "--field-manager=dyninka", "--force-conflicts", "--validate=strict"]
         if dryRun { arguments.append("--dry-run=server") }
         for file in files { arguments += ["-f", file] }
@@ -112,20 +112,20 @@ public struct KubernetesCluster: Sendable {
     }
 
     /// A Deployment that did not become available in time, and why.
-    public struct Stuck: Sendable {
-        public var deployment: String
-        public var progress: String
+    package struct Stuck: Sendable {
+        package var deployment: String
+        package var progress: String
         /// Conditions, pod states and events, one finding a line.
-        public var reasons: [String]
+        package var reasons: [String]
     }
 
     /// Why a rollout did not finish.
-    public struct RolloutFailure: Error, CustomStringConvertible, Sendable {
-        public var stuck: [Stuck]
-        public var seconds: Int
-        public var gaveUp: Bool
+    package struct RolloutFailure: Error, CustomStringConvertible, Sendable {
+        package var stuck: [Stuck]
+        package var seconds: Int
+        package var gaveUp: Bool
 
-        public var description: String {
+        package var description: String {
             var lines = [gaveUp
                 ? "the rollout stopped making progress (the Deployment controller gave up)"
                 : "the rollout did not finish within \(seconds) s"]
@@ -141,7 +141,7 @@ public struct KubernetesCluster: Sendable {
     /// Deployment whenever its state changes and every 10 s while nothing changes. Throws a
     /// `RolloutFailure` naming the Deployments that are not available and why (their
     /// conditions, their pods' conditions, the pods' recent warning events).
-    public func waitForRollout(app: String, services: [String], timeout: Int,
+    package func waitForRollout(app: String, services: [String], timeout: Int,
                                progress: (String) -> Void) throws -> [String: Kube.Deployment] {
         let start = Date()
         var shown: [String: String] = [:]
@@ -212,7 +212,7 @@ public struct KubernetesCluster: Sendable {
     /// this app created), waits up to `timeout` seconds for its pods to go, and removes the
     /// namespace too when a deploy created it for this app and nothing else is left in it.
     /// Returns kubectl's lines.
-    public func delete(app: String, timeout: Int, progress: (String) -> Void) throws(KubectlFailure) -> [String] {
+    package func delete(app: String, timeout: Int, progress: (String) -> Void) throws(KubectlFailure) -> [String] {
         var lines = try kubectl.run(["delete", "deployments,services,horizontalpodautoscalers", "-n", namespace, "-l", Self.selector(app: app),
                                      "--wait=false"])
             .split(separator: "\n").map(String.init).filter { !$0.isEmpty && !$0.hasPrefix("No resources found") }

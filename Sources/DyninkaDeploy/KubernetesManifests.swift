@@ -1,38 +1,38 @@
 import DyninkaCompiler
 
 /// Settings of a deployment beyond one machine.
-public struct DeploySettings: Sendable {
+package struct DeploySettings: Sendable {
     /// The container image with dyninka-host and the app library.
-    public var image: String
+    package var image: String
     /// Kubernetes namespace (nil: the context's default).
-    public var namespace: String?
+    package var namespace: String?
     /// Port every host listens on inside its container or task.
-    public var port = 8080
+    package var port = 8080
     /// Generate a HorizontalPodAutoscaler for services without @Placed state: (min, max).
-    public var autoscale: (min: Int, max: Int)?
+    package var autoscale: (min: Int, max: Int)?
     /// Environment variables for every service (for example SENSOR_URL).
-    public var environment: [(String, String)] = []
+    package var environment: [(String, String)] = []
     /// Where the app library lies inside the image.
-    public var libraryPath: String
+    package var libraryPath: String
 
-    public init(image: String, libraryPath: String) {
+    package init(image: String, libraryPath: String) {
         self.image = image
         self.libraryPath = libraryPath
     }
 }
 
 /// Why a deployment cannot be generated.
-public struct DeployFailure: Error, CustomStringConvertible, Sendable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+package struct DeployFailure: Error, CustomStringConvertible, Sendable {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }
 
 /// Names of an app's objects: DNS-safe, unique, at most 63 characters.
-public struct ObjectNames: Sendable {
-    public let app: String
+package struct ObjectNames: Sendable {
+    package let app: String
     private let names: [String: String]
 
-    public init(_ ir: AppIR) throws(DeployFailure) {
+    package init(_ ir: AppIR) throws(DeployFailure) {
         app = ObjectNames.dns(ir.name)
         var names: [String: String] = [:]
         var owners: [String: String] = [:]
@@ -48,10 +48,10 @@ public struct ObjectNames: Sendable {
     }
 
     /// The object name of a service (Deployment, Service, Marathon app).
-    public subscript(service: String) -> String { names[service]! }
+    package subscript(service: String) -> String { names[service]! }
 
     /// A DNS label for a Swift name: movingAvg -> moving-avg, SmartBuilding -> smart-building.
-    public static func dns(_ name: String) -> String {
+    package static func dns(_ name: String) -> String {
         var out = ""
         var previousLower = false
         for c in name {
@@ -73,19 +73,19 @@ public struct ObjectNames: Sendable {
 
 /// Kubernetes objects for an app: per service a Deployment and a Service (and optionally an
 /// HorizontalPodAutoscaler), generated from the IR.
-public enum KubernetesManifests {
+package enum KubernetesManifests {
     /// The annotation that carries a service's code hash: a changed hash rolls that service only.
-    public static let hashAnnotation = "dyninka.io/code-hash"
+    package static let hashAnnotation = "dyninka.io/code-hash"
     /// The annotation on a Deployment that carries the hash of everything generated for its
     /// service (Deployment, Service, HPA): a deploy compares it with the live one to find what
     /// changed on the server.
-    public static let specHashAnnotation = "dyninka.io/spec-hash"
+    package static let specHashAnnotation = "dyninka.io/spec-hash"
     /// The pod template annotation with the service's default route (what follows it in main's
     /// chain): an edit of main that changes it rolls the service.
-    public static let routeAnnotation = "dyninka.io/route"
+    package static let routeAnnotation = "dyninka.io/route"
 
     /// One YAML document list per service, keyed by service name, with its spec hash.
-    public static func generate(_ ir: AppIR, settings: DeploySettings) throws(DeployFailure) -> [(service: String, yaml: String, specHash: String)] {
+    package static func generate(_ ir: AppIR, settings: DeploySettings) throws(DeployFailure) -> [(service: String, yaml: String, specHash: String)] {
         let names = try ObjectNames(ir)
         return ir.services.map { service in
             let unhashed = objects(service, ir: ir, names: names, settings: settings, specHash: nil)
@@ -97,7 +97,7 @@ public enum KubernetesManifests {
 
     /// Whether `--autoscale` may scale this service out: not when it owns @Placed state, which
     /// lives in one process.
-    public static func scalable(_ service: ServiceIR) -> Bool { service.placedState.isEmpty }
+    package static func scalable(_ service: ServiceIR) -> Bool { service.placedState.isEmpty }
 
     static func labels(_ service: ServiceIR, names: ObjectNames) -> Doc {
         .map([

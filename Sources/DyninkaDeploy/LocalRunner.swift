@@ -9,16 +9,16 @@ import Glibc
 /// `{"sidecars": [{"name": "sensor", "command": ["python3", "sensor.py", "--port", "{port}"],
 /// "health": "/healthz", "env": "SENSOR_URL"}]}`. `{port}` is replaced by a free port; `env`
 /// names the variable that tells the services the sidecar's URL.
-public struct SidecarSpec: Codable, Sendable {
-    public var name: String
+package struct SidecarSpec: Codable, Sendable {
+    package var name: String
     /// `{port}` and `{host}` (the address to listen on) are filled in.
-    public var command: [String]
-    public var health: String?
-    public var env: String?
+    package var command: [String]
+    package var health: String?
+    package var env: String?
     /// On a test bed: where the sidecar runs, as for `@Service(node:label:near:)`.
-    public var node: String?
-    public var label: String?
-    public var near: String?
+    package var node: String?
+    package var label: String?
+    package var near: String?
 
     var placement: PlacementIR? {
         node == nil && label == nil && near == nil ? nil : PlacementIR(node: node, label: label, near: near)
@@ -26,13 +26,13 @@ public struct SidecarSpec: Codable, Sendable {
 }
 
 /// Settings read from `dyninka.json` beside the app file (all optional).
-public struct AppSettings: Codable, Sendable {
-    public var sidecars: [SidecarSpec]?
+package struct AppSettings: Codable, Sendable {
+    package var sidecars: [SidecarSpec]?
 
-    public init(sidecars: [SidecarSpec]? = nil) { self.sidecars = sidecars }
+    package init(sidecars: [SidecarSpec]? = nil) { self.sidecars = sidecars }
 
     /// Reads `dyninka.json` in `directory`; no file means no settings.
-    public static func load(directory: String) throws -> AppSettings {
+    package static func load(directory: String) throws -> AppSettings {
         let path = directory + "/dyninka.json"
         guard FileManager.default.fileExists(atPath: path) else { return AppSettings() }
         do {
@@ -44,9 +44,9 @@ public struct AppSettings: Codable, Sendable {
 }
 
 /// Why `dyninka run` could not start or keep the app running.
-public struct RunFailure: Error, CustomStringConvertible, Sendable {
-    public var description: String
-    public init(description: String) { self.description = description }
+package struct RunFailure: Error, CustomStringConvertible, Sendable {
+    package var description: String
+    package init(description: String) { self.description = description }
 }
 
 /// One supervised child process.
@@ -101,10 +101,10 @@ private let stopRequested = Atomic<Bool>(false)
 
 /// Runs an app on this machine: one `dyninka-host serve` per service on 127.0.0.1, plus the
 /// sidecars the app declares. The embedded default: no cluster, no containers.
-public final class LocalRunner {
+package final class LocalRunner {
     /// The app as it runs now (`adopt` takes a rebuilt one after a hot swap).
-    public private(set) var ir: AppIR
-    public let hostBinary: String
+    package private(set) var ir: AppIR
+    package let hostBinary: String
     private let settings: AppSettings
     private let appDirectory: String
     private let log: (String) -> Void
@@ -114,13 +114,13 @@ public final class LocalRunner {
     private var extraHostArguments: [String] = []
 
     /// The topology: point to point (the default), or gateway mode for comparison.
-    public enum Topology: Sendable { case pointToPoint, gateway }
-    public let topology: Topology
+    package enum Topology: Sendable { case pointToPoint, gateway }
+    package let topology: Topology
     /// Gateway mode: the gateway and the orchestrator (also in `services`).
     private var gatewayPort = 0
 
     /// `basePort` 0 picks free ports; otherwise services take basePort, basePort+1, ...
-    public init(ir: AppIR, library: String, hostBinary: String, basePort: Int, appDirectory: String, settings: AppSettings,
+    package init(ir: AppIR, library: String, hostBinary: String, basePort: Int, appDirectory: String, settings: AppSettings,
                 topology: Topology = .pointToPoint, extraHostArguments: [String] = [], log: @escaping (String) -> Void) {
         self.topology = topology
         self.extraHostArguments = extraHostArguments
@@ -170,14 +170,14 @@ public final class LocalRunner {
 
     /// Where services and sidecars listen on a test bed: every one has its own address on its
     /// node (as a pod has on Kubernetes) and port 8080, and the names the Kubernetes manifests use.
-    public static let bedPort = 8080
+    package static let bedPort = 8080
 
     /// Runs the app on a test bed that is up: each service (and sidecar, and in gateway mode the
     /// gateway and the orchestrator, on the bed's gateway node) is placed on a node by
     /// `Placement.assign` and started inside that node's namespace, on an address of its own.
     /// Peers are found by name (`APP-SERVICE`, through the node's hosts file), as on Kubernetes.
     /// `spread`: the nodes for services that ask for no placement (default: every node).
-    public init(ir: AppIR, library: String, hostBinary: String, appDirectory: String, settings: AppSettings, bed: Testbed.State,
+    package init(ir: AppIR, library: String, hostBinary: String, appDirectory: String, settings: AppSettings, bed: Testbed.State,
                 spread: [String]? = nil, topology: Topology = .pointToPoint, extraHostArguments: [String] = [],
                 log: @escaping (String) -> Void) throws {
         self.topology = topology
@@ -279,7 +279,7 @@ public final class LocalRunner {
     /// its code did not): writes its route file and sends SIGHUP; the host checks the route
     /// against its table and takes it, or logs why not and keeps the old one. Returns the
     /// milliseconds until the host answered with the new route.
-    public func reroute(_ name: String, route: String, arguments: String?) throws -> Double {
+    package func reroute(_ name: String, route: String, arguments: String?) throws -> Double {
         guard topology == .pointToPoint, let child = services.first(where: { $0.name == name }), let pid = child.process?.processIdentifier else {
             throw RunFailure(description: "no point-to-point service '\(name)' to reroute")
         }
@@ -303,12 +303,12 @@ public final class LocalRunner {
     }
 
     /// What a hot swap of one service did, and how long its parts took.
-    public struct SwapReport: Sendable {
-        public var service: String
+    package struct SwapReport: Sendable {
+        package var service: String
         /// From starting the new host to its listening on the port.
-        public var startMs: Double
+        package var startMs: Double
         /// From asking the old host to hand over to its exit (in-flight requests finished, state written).
-        public var handoverMs: Double
+        package var handoverMs: Double
     }
 
     /// Replaces the running host of `name` by one loading `library`, without refusing or losing a
@@ -317,7 +317,7 @@ public final class LocalRunner {
     /// new listener when net.ipv4.tcp_migrate_req is 1, which this sets when it can), finishes what
     /// it has in flight, writes its @Placed state and exits; the new one restores the state (or
     /// starts fresh when its declaration changed) and serves what it held. Point to point only.
-    public func swap(_ name: String, library: String) throws -> SwapReport {
+    package func swap(_ name: String, library: String) throws -> SwapReport {
         guard topology == .pointToPoint, let index = services.firstIndex(where: { $0.name == name }) else {
             throw RunFailure(description: "no point-to-point service '\(name)' to swap")
         }
@@ -377,7 +377,7 @@ public final class LocalRunner {
 
     /// Takes the rebuilt app as the one running (after `--watch` swapped, added or removed what
     /// changed): its entry is where clients post.
-    public func adopt(_ ir: AppIR) { self.ir = ir }
+    package func adopt(_ ir: AppIR) { self.ir = ir }
 
     /// Every service's address, as `--peers` gives them on a local run.
     private func peerList() -> String {
@@ -387,7 +387,7 @@ public final class LocalRunner {
     /// Starts a host for a service the file gained while running (a local, point-to-point run),
     /// on a free port, and waits until it answers. The hosts that call it learn its address when
     /// they are swapped for the new code that calls it. Returns the milliseconds it took.
-    public func add(_ name: String, library: String) throws -> Double {
+    package func add(_ name: String, library: String) throws -> Double {
         guard topology == .pointToPoint, bed == nil else {
             throw RunFailure(description: "services can be added while running only on this machine, point to point; restart dyninka run for '\(name)'")
         }
@@ -413,7 +413,7 @@ public final class LocalRunner {
     }
 
     /// Stops the host of a service the file no longer has: it drains (SIGTERM) and exits.
-    public func remove(_ name: String) {
+    package func remove(_ name: String) {
         guard let index = services.firstIndex(where: { $0.name == name }) else { return }
         let child = services.remove(at: index)
         guard child.isRunning, let pid = child.process?.processIdentifier else { return }
@@ -426,19 +426,19 @@ public final class LocalRunner {
     }
 
     /// What a move of one service did, and how long its parts took.
-    public struct MoveReport: Sendable, CustomStringConvertible {
-        public var service: String
-        public var from: String
-        public var to: String
-        public var startMs: Double
-        public var handoverMs: Double
+    package struct MoveReport: Sendable, CustomStringConvertible {
+        package var service: String
+        package var from: String
+        package var to: String
+        package var startMs: Double
+        package var handoverMs: Double
         /// Of the hand-over: until the old node refused new connections and had no handshake
         /// under way.
-        public var settleMs: Double
-        public var addressMs: Double
+        package var settleMs: Double
+        package var addressMs: Double
 
         /// "moved S from A to B with its @Placed state: ..." with the time of each part.
-        public var description: String {
+        package var description: String {
             String(format: "moved %@ from %@ to %@ with its @Placed state: new host listening in %.0f ms, hand-over %.0f ms (%.0f ms of it settling the old node's handshakes), address moved in %.0f ms",
                    service, from, to, startMs, handoverMs, settleMs, addressMs)
         }
@@ -451,7 +451,7 @@ public final class LocalRunner {
     /// and then the address moves (`Testbed.addAddress`, `Testbed.switchAddress`). Callers keep
     /// the name and the address; a connection they open in between is refused and retried (the
     /// hosts' --connect-retry).
-    public func move(_ name: String, to node: String) throws -> MoveReport {
+    package func move(_ name: String, to node: String) throws -> MoveReport {
         guard let bed else { throw RunFailure(description: "moving a service needs a test bed (dyninka run --testbed)") }
         guard topology == .pointToPoint, let index = services.firstIndex(where: { $0.name == name }) else {
             throw RunFailure(description: "no point-to-point service '\(name)'; the services are \(services.map(\.name).joined(separator: ", "))")
@@ -589,11 +589,11 @@ public final class LocalRunner {
     }
 
     /// On a test bed: the bed, and every service's and sidecar's address.
-    public private(set) var bed: Testbed.State?
+    package private(set) var bed: Testbed.State?
     private var bedAddresses: [String: String] = [:]
 
     /// The node each service and sidecar runs on (test bed), by name.
-    public var nodes: [String: String] {
+    package var nodes: [String: String] {
         var nodes: [String: String] = [:]
         for child in services + sidecars { if let node = child.node { nodes[child.name] = node } }
         return nodes
@@ -603,7 +603,7 @@ public final class LocalRunner {
     var clientNamespace: String? { bed.map { _ in Testbed.namespace(of: TestbedSpec.clientNode) } }
 
     /// The environment a local program needs to reach the sidecars (their URLs).
-    public var sidecarEnvironment: [String: String] {
+    package var sidecarEnvironment: [String: String] {
         var environment: [String: String] = [:]
         for (spec, child) in zip(settings.sidecars ?? [], sidecars) {
             if let env = spec.env { environment[env] = "http://\(child.host):\(child.port)" }
@@ -613,13 +613,13 @@ public final class LocalRunner {
 
     /// Every host process, with where it listens and its node (test bed): the live view scrapes
     /// their /metrics.
-    public var hosts: [(name: String, host: String, port: Int, node: String?)] { services.map { ($0.name, $0.host, $0.port, $0.node) } }
+    package var hosts: [(name: String, host: String, port: Int, node: String?)] { services.map { ($0.name, $0.host, $0.port, $0.node) } }
 
     /// Where each service listens, in table order.
-    public var endpoints: [(name: String, url: String)] { services.map { ($0.name, "http://\($0.host):\($0.port)") } }
+    package var endpoints: [(name: String, url: String)] { services.map { ($0.name, "http://\($0.host):\($0.port)") } }
 
     /// Where a client posts to run the default dataflow.
-    public var entryURL: String {
+    package var entryURL: String {
         let child = entryChild
         let base = "http://\(child?.host ?? "127.0.0.1"):\(entry.port)"
         return entry.path == "/" ? base : base + entry.path
@@ -630,13 +630,13 @@ public final class LocalRunner {
     }
 
     /// The entry's port and path: the entry service, or the gateway's /function/orchestrator.
-    public var entry: (port: Int, path: String) {
+    package var entry: (port: Int, path: String) {
         if topology == .gateway { return (gatewayPort, "/function/orchestrator") }
         return (services.first { $0.name == ir.dataflow.entry }?.port ?? 0, "/")
     }
 
     /// Starts the sidecars only (for `--local`, where the program itself plays the services).
-    public func startSidecars() throws {
+    package func startSidecars() throws {
         for child in sidecars {
             try child.start()
             try waitHealthy(child, path: (settings.sidecars ?? []).first { $0.name == child.name }?.health)
@@ -644,7 +644,7 @@ public final class LocalRunner {
     }
 
     /// Starts sidecars and services and waits until each answers.
-    public func start() throws {
+    package func start() throws {
         installSignalHandlers()
         try startSidecars()
         for child in services { try child.start() }
@@ -666,10 +666,10 @@ public final class LocalRunner {
     }
 
     /// Totals of `drive`.
-    public struct Summary: Sendable {
-        public var ok = 0, dropped = 0, failed = 0
-        public var latencies: [Double] = []
-        public var line: String {
+    package struct Summary: Sendable {
+        package var ok = 0, dropped = 0, failed = 0
+        package var latencies: [Double] = []
+        package var line: String {
             let sorted = latencies.sorted()
             func p(_ q: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
             let mean = sorted.isEmpty ? 0 : sorted.reduce(0, +) / Double(sorted.count)
@@ -679,7 +679,7 @@ public final class LocalRunner {
     }
 
     /// Runs the default dataflow `count` times, one request after another, printing each result.
-    public func drive(requests count: Int, body: String, print emit: (String) -> Void) -> Summary {
+    package func drive(requests count: Int, body: String, print emit: (String) -> Void) -> Summary {
         var summary = Summary()
         let (port, path) = entry
         let host = entryChild?.host ?? "127.0.0.1"
@@ -703,7 +703,7 @@ public final class LocalRunner {
     }
 
     /// Keeps every child running until SIGINT or SIGTERM: a child that dies is restarted on its port.
-    public func supervise(everyTick: () -> Void = {}) {
+    package func supervise(everyTick: () -> Void = {}) {
         while !stopRequested.load(ordering: .relaxed) {
             usleep(100_000)
             everyTick()
@@ -723,7 +723,7 @@ public final class LocalRunner {
     }
 
     /// Stops every child: SIGTERM (they drain), then SIGKILL after `timeout` seconds.
-    public func stop(timeout: Double = 10) {
+    package func stop(timeout: Double = 10) {
         let all = services + sidecars
         for child in all where child.isRunning { kill(child.process!.processIdentifier, SIGTERM) }
         let deadline = Date().addingTimeInterval(timeout)

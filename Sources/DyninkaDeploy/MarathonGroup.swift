@@ -1,12 +1,12 @@
 import DyninkaCompiler
 
 /// A Marathon group of app definitions (one app per service), from the IR.
-public enum MarathonGroup {
+package enum MarathonGroup {
     /// First fixed service port; services take consecutive ones so that peers are known up front.
-    public static let basePort = 10100
+    package static let basePort = 10100
 
     /// The group JSON, plus placement notes that Marathon cannot express.
-    public static func generate(_ ir: AppIR, settings: DeploySettings) throws(DeployFailure) -> (json: String, notes: [String]) {
+    package static func generate(_ ir: AppIR, settings: DeploySettings) throws(DeployFailure) -> (json: String, notes: [String]) {
         let names = try ObjectNames(ir)
         let group = "/\(names.app)"
         var ports: [String: Int] = [:]
@@ -63,7 +63,7 @@ public enum MarathonGroup {
     }
 
     /// The fields Marathon requires of every app, missing ones listed per app id.
-    public static func missingRequiredFields(_ json: [String: Any]) -> [String] {
+    package static func missingRequiredFields(_ json: [String: Any]) -> [String] {
         var missing: [String] = []
         guard json["id"] is String, let apps = json["apps"] as? [[String: Any]] else { return ["group id or apps"] }
         for app in apps {

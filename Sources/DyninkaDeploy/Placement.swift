@@ -2,33 +2,33 @@ import DyninkaCompiler
 
 /// A machine services can run on: a test bed node, or a Kubernetes node (its name is its
 /// `kubernetes.io/hostname`).
-public struct PlacementNode: Sendable, Equatable {
-    public var name: String
-    public var labels: [String: String]
+package struct PlacementNode: Sendable, Equatable {
+    package var name: String
+    package var labels: [String: String]
 
-    public init(name: String, labels: [String: String]) {
+    package init(name: String, labels: [String: String]) {
         self.name = name
         self.labels = labels
     }
 
     /// "edge-1 (zone=roof)".
-    public var shown: String {
+    package var shown: String {
         labels.isEmpty ? name : "\(name) (\(labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")))"
     }
 }
 
 /// Why services cannot be placed on the nodes there are.
-public struct PlacementFailure: Error, CustomStringConvertible, Sendable {
-    public var description: String
+package struct PlacementFailure: Error, CustomStringConvertible, Sendable {
+    package var description: String
 }
 
 /// What `@Service(node:label:near:)` means, in one place: the Kubernetes manifests express it as
 /// nodeSelector and pod affinity for the scheduler, `dyninka deploy` checks the cluster's nodes
 /// against it before applying, and the test bed assigns services to nodes with it.
-public enum Placement {
+package enum Placement {
     /// The nodes a placement allows by itself: `node:` is the node's name, `label: "k=v"` a
     /// label the node carries; both must hold. (`near:` depends on where the other service is.)
-    public static func candidates(_ placement: PlacementIR?, among nodes: [PlacementNode]) -> [PlacementNode] {
+    package static func candidates(_ placement: PlacementIR?, among nodes: [PlacementNode]) -> [PlacementNode] {
         nodes.filter { node in
             if let wanted = placement?.node, node.name != wanted { return false }
             if let label = placement?.label {
@@ -40,7 +40,7 @@ public enum Placement {
     }
 
     /// What a placement asks for, for messages: `node edge-1 and label zone=roof`.
-    public static func describe(_ placement: PlacementIR?) -> String {
+    package static func describe(_ placement: PlacementIR?) -> String {
         var parts: [String] = []
         if let node = placement?.node { parts.append("node \(node)") }
         if let label = placement?.label { parts.append("label \(label)") }
@@ -50,7 +50,7 @@ public enum Placement {
 
     /// Checks that every service has somewhere to go (Kubernetes, before applying): a service
     /// whose node or label no node has would stay Pending.
-    public static func check(_ services: [(name: String, placement: PlacementIR?)], nodes: [PlacementNode]) throws(PlacementFailure) {
+    package static func check(_ services: [(name: String, placement: PlacementIR?)], nodes: [PlacementNode]) throws(PlacementFailure) {
         var problems: [String] = []
         for service in services where candidates(service.placement, among: nodes).isEmpty {
             problems.append("'\(service.name)' asks for \(describe(service.placement)), and no node fits")
@@ -64,7 +64,7 @@ public enum Placement {
     /// narrow the choice, `near:` takes the other service's node, and among the allowed nodes
     /// the one with the fewest services so far wins (ties: the order of the nodes). Services that
     /// ask for nothing go to `spread` when given (for example only the edge nodes).
-    public static func assign(_ services: [(name: String, placement: PlacementIR?)], nodes: [PlacementNode],
+    package static func assign(_ services: [(name: String, placement: PlacementIR?)], nodes: [PlacementNode],
                               spread: [String]? = nil) throws(PlacementFailure) -> [String: String] {
         guard !nodes.isEmpty else { throw PlacementFailure(description: "there are no nodes to place services on") }
         var assigned: [String: String] = [:]
@@ -105,7 +105,7 @@ extension AppIR {
     /// becomes `node`, a label it asks for stays (a node that lacks it is reported before
     /// applying), and `near:` is dropped, since the move decides where it goes. Only that
     /// service's deployment changes.
-    public func moving(_ service: String, to node: String) throws(PlacementFailure) -> AppIR {
+    package func moving(_ service: String, to node: String) throws(PlacementFailure) -> AppIR {
         guard let index = services.firstIndex(where: { $0.name == service }) else {
             throw PlacementFailure(description: "no service '\(service)' to move; the app has \(services.map(\.name).joined(separator: ", "))")
         }

@@ -1,7 +1,7 @@
 import DyninkaRoute
 
 /// A small ordered document tree, written as YAML (Kubernetes manifests) or JSON (Marathon).
-public indirect enum Doc: Equatable, Sendable {
+package indirect enum Doc: Equatable, Sendable {
     case map([(String, Doc)])
     case list([Doc])
     case string(String)
@@ -9,10 +9,10 @@ public indirect enum Doc: Equatable, Sendable {
     case double(Double)
     case bool(Bool)
 
-    public static func == (a: Doc, b: Doc) -> Bool { a.json == b.json }
+    package static func == (a: Doc, b: Doc) -> Bool { a.json == b.json }
 
     /// Block-style YAML, two-space indentation, keys in the order given.
-    public var yaml: String {
+    package var yaml: String {
         var out = ""
         write(yaml: &out, indent: 0, inList: false)
         return out
@@ -81,7 +81,7 @@ public indirect enum Doc: Equatable, Sendable {
     }
 
     /// Compact JSON.
-    public var json: String {
+    package var json: String {
         switch self {
         case .map(let pairs): "{" + pairs.map { Doc.json(string: $0.0) + ":" + $0.1.json }.joined(separator: ",") + "}"
         case .list(let items): "[" + items.map(\.json).joined(separator: ",") + "]"
@@ -93,7 +93,7 @@ public indirect enum Doc: Equatable, Sendable {
     }
 
     /// Indented JSON (two spaces), keys in the order given.
-    public func prettyJSON(indent: Int = 0) -> String {
+    package func prettyJSON(indent: Int = 0) -> String {
         let pad = String(repeating: " ", count: indent + 2)
         let close = String(repeating: " ", count: indent)
         switch self {

@@ -4,6 +4,7 @@ import SwiftSyntaxMacros
 /// `@Placed("service")` on a global variable: the state lives with that service. Locally the
 /// variable becomes an accessor over locked storage, so it is safe under Swift 6 concurrency.
 public struct PlacedMacro: AccessorMacro, PeerMacro {
+    /// The variable's getter and setter, both through its locked storage.
     public static func expansion(of node: AttributeSyntax, providingAccessorsOf declaration: some DeclSyntaxProtocol,
                                  in context: some MacroExpansionContext) throws -> [AccessorDeclSyntax] {
         let name = try variableName(declaration)
@@ -13,6 +14,7 @@ public struct PlacedMacro: AccessorMacro, PeerMacro {
         ]
     }
 
+    /// The variable's locked storage (`_dyninkaPlaced_NAME`), holding its initial value.
     public static func expansion(of node: AttributeSyntax, providingPeersOf declaration: some DeclSyntaxProtocol,
                                  in context: some MacroExpansionContext) throws -> [DeclSyntax] {
         let name = try variableName(declaration)

@@ -5,6 +5,7 @@ import SwiftSyntaxMacros
 /// `@Service`: marks a function as a service. Locally it changes nothing; it only checks that
 /// the function can become a network service, with the same messages `dyninka build` gives.
 public struct ServiceMacro: PeerMacro {
+    /// Checks the function (no generics, no `inout`, a return value) and adds nothing.
     public static func expansion(of node: AttributeSyntax, providingPeersOf declaration: some DeclSyntaxProtocol,
                                  in context: some MacroExpansionContext) throws -> [DeclSyntax] {
         guard let function = declaration.as(FunctionDeclSyntax.self) else {

@@ -19,6 +19,7 @@ import Glibc
 public enum Fetch {
     /// A GET that did not produce a 200 with a body.
     public struct Failure: Error, CustomStringConvertible, Sendable {
+        /// What failed: the URL and the status, the connection error or the decoding error.
         public var description: String
     }
 

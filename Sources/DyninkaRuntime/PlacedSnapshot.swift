@@ -20,9 +20,13 @@ public enum PlacedSnapshot {
 
     /// A JSON object key that is any variable name.
     public struct Key: CodingKey {
+        /// The variable's name.
         public var stringValue: String
+        /// Always nil: state is an object, never an array.
         public var intValue: Int? { nil }
+        /// The key of variable `stringValue`.
         public init(stringValue: String) { self.stringValue = stringValue }
+        /// Always nil: state is an object, never an array.
         public init?(intValue: Int) { nil }
     }
 

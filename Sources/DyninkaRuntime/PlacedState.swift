@@ -7,6 +7,7 @@ public final class PlacedState<Value>: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: Value
 
+    /// Storage holding `value` (the variable's initial value).
     public init(_ value: Value) { stored = value }
 
     /// The current value.

@@ -6,6 +6,7 @@ public struct RawJSON: Codable, Sendable, Equatable, CustomStringConvertible {
     /// The JSON text, as UTF-8 bytes.
     public var bytes: [UInt8]
 
+    /// Wraps JSON text given as UTF-8 bytes (not validated).
     public init(bytes: [UInt8]) { self.bytes = bytes }
 
     /// Wraps JSON text given as a String (not validated).
@@ -13,6 +14,7 @@ public struct RawJSON: Codable, Sendable, Equatable, CustomStringConvertible {
 
     /// The JSON text.
     public var text: String { String(decoding: bytes, as: UTF8.self) }
+    /// The JSON text.
     public var description: String { text }
 
     /// Decodes the JSON into a Codable value.
@@ -25,12 +27,14 @@ public struct RawJSON: Codable, Sendable, Equatable, CustomStringConvertible {
         bytes = Array(try JSONEncoder().encode(value))
     }
 
-    // In-process Codable use (a local program) goes through a JSON value tree.
+    /// Reads any JSON value from a decoder (in-process Codable use, as in a local program, goes
+    /// through a JSON value tree; under dyninka-host the bytes pass untouched).
     public init(from decoder: Decoder) throws {
         let value = try JSONValue(from: decoder)
         bytes = Array(try JSONEncoder().encode(value))
     }
 
+    /// Writes the JSON value to an encoder; throws when the bytes are not valid JSON.
     public func encode(to encoder: Encoder) throws {
         try JSONDecoder().decode(JSONValue.self, from: Data(bytes)).encode(to: encoder)
     }

@@ -21,7 +21,9 @@ public struct CallInputs {
 
 /// A decoding failure of the input or an argument; reported to the caller as `bad-input`.
 public struct DecodingFailure: Error, CustomStringConvertible {
+    /// What did not decode and why, naming the input or the argument.
     public var message: String
+    /// The message.
     public var description: String { message }
 }
 

@@ -1,8 +1,8 @@
 /// A JSON document whose every value knows the line it starts on, so that a configuration
 /// file's errors, syntactic or not, point at the line to fix.
-public struct LinedJSON: Sendable {
+package struct LinedJSON: Sendable {
     /// The value itself.
-    public indirect enum Value: Sendable {
+    package indirect enum Value: Sendable {
         case object([(key: String, value: LinedJSON)])
         case array([LinedJSON])
         case string(String)
@@ -11,18 +11,18 @@ public struct LinedJSON: Sendable {
         case null
     }
 
-    public var value: Value
+    package var value: Value
     /// 1-based line of the value's first character.
-    public var line: Int
+    package var line: Int
 
     /// A syntax error and where.
-    public struct SyntaxError: Error, Sendable {
-        public var line: Int
-        public var message: String
+    package struct SyntaxError: Error, Sendable {
+        package var line: Int
+        package var message: String
     }
 
     /// Parses a whole document (one value, surrounded by whitespace only).
-    public static func parse(_ text: String) throws(SyntaxError) -> LinedJSON {
+    package static func parse(_ text: String) throws(SyntaxError) -> LinedJSON {
         var parser = Parser(bytes: Array(text.utf8))
         let value = try parser.value()
         parser.skipWhitespace()
@@ -31,13 +31,13 @@ public struct LinedJSON: Sendable {
     }
 
     /// The member `key` of an object.
-    public subscript(key: String) -> LinedJSON? {
+    package subscript(key: String) -> LinedJSON? {
         guard case .object(let members) = value else { return nil }
         return members.first { $0.key == key }?.value
     }
 
     /// A short name of the value's kind, for messages.
-    public var kind: String {
+    package var kind: String {
         switch value {
         case .object: return "an object"
         case .array: return "a list"

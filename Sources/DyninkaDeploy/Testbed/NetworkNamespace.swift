@@ -6,7 +6,7 @@ import Glibc
 /// Sockets in a named network namespace (`ip netns add NAME`), opened without a child process:
 /// the calling thread joins the namespace, opens the socket, and goes back. A socket stays in the
 /// namespace it was opened in.
-public enum NetworkNamespace {
+package enum NetworkNamespace {
     /// glibc's setns(2); Glibc's module map leaves it out (it is behind _GNU_SOURCE).
     private typealias SetNS = @convention(c) (Int32, Int32) -> Int32
     private static let cloneNewNet: Int32 = 0x4000_0000  // CLONE_NEWNET
@@ -16,10 +16,10 @@ public enum NetworkNamespace {
     }
 
     /// Why a namespace could not be entered.
-    public struct Failure: Error, CustomStringConvertible, Sendable { public var description: String }
+    package struct Failure: Error, CustomStringConvertible, Sendable { package var description: String }
 
     /// A new socket (AF_INET, `type`) in namespace `name`, or in the current one when nil.
-    public static func socket(in name: String?, type: Int32) throws(Failure) -> Int32 {
+    package static func socket(in name: String?, type: Int32) throws(Failure) -> Int32 {
         guard let name else {
             let fd = Glibc.socket(AF_INET, type, 0)
             guard fd >= 0 else { throw Failure(description: "socket() failed: \(String(cString: strerror(errno)))") }

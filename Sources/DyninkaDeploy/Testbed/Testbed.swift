@@ -4,9 +4,9 @@ import Glibc
 #endif
 
 /// Why the test bed could not do what was asked.
-public struct TestbedFailure: Error, CustomStringConvertible, Sendable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+package struct TestbedFailure: Error, CustomStringConvertible, Sendable {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }
 
 /// A fog test bed on one machine. Each node is a network namespace (`dynbed-NODE`) with one
@@ -15,61 +15,61 @@ public struct TestbedFailure: Error, CustomStringConvertible, Sendable {
 /// delay by `dyninka-linkemu` holding NFQUEUE'd packets. Names resolve per node through
 /// `/etc/netns/dynbed-NODE/hosts`, which `ip netns exec` puts in place of /etc/hosts. Nothing
 /// touches the machine's own network: the bed's namespaces have no route out.
-public enum Testbed {
+package enum Testbed {
     /// Every name the bed creates starts with this.
-    public static let prefix = "dynbed"
-    public static let coreNamespace = "dynbed-core"
+    package static let prefix = "dynbed"
+    package static let coreNamespace = "dynbed-core"
     /// State of the bed that is up (JSON), the emulator's configuration and log.
-    public static let stateDirectory = "/run/dyninka-testbed"
+    package static let stateDirectory = "/run/dyninka-testbed"
     static var statePath: String { stateDirectory + "/state.json" }
     static var emulatorConfig: String { stateDirectory + "/linkemu.conf" }
     static var emulatorLog: String { stateDirectory + "/linkemu.log" }
 
     /// One node of a bed that is up.
-    public struct NodeState: Codable, Sendable, Equatable {
-        public var name: String
-        public var index: Int
-        public var address: String
-        public var labels: [String: String]
-        public var namespace: String { Testbed.namespace(of: name) }
+    package struct NodeState: Codable, Sendable, Equatable {
+        package var name: String
+        package var index: Int
+        package var address: String
+        package var labels: [String: String]
+        package var namespace: String { Testbed.namespace(of: name) }
     }
 
     /// The conditions of one pair of nodes (both directions).
-    public struct LinkState: Codable, Sendable, Equatable {
-        public var a: String
-        public var b: String
-        public var conditions: LinkConditions
+    package struct LinkState: Codable, Sendable, Equatable {
+        package var a: String
+        package var b: String
+        package var conditions: LinkConditions
     }
 
     /// A bed that is up: what `status` shows and what runs read.
-    public struct State: Codable, Sendable {
-        public var name: String
-        public var file: String
-        public var nodes: [NodeState]
-        public var links: [LinkState]
-        public var gatewayNode: String
+    package struct State: Codable, Sendable {
+        package var name: String
+        package var file: String
+        package var nodes: [NodeState]
+        package var links: [LinkState]
+        package var gatewayNode: String
 
-        public func node(_ name: String) -> NodeState? { nodes.first { $0.name == name } }
+        package func node(_ name: String) -> NodeState? { nodes.first { $0.name == name } }
         /// Nodes services may be placed on (all but the client).
-        public var placementNodes: [PlacementNode] {
+        package var placementNodes: [PlacementNode] {
             nodes.filter { $0.name != TestbedSpec.clientNode }.map { PlacementNode(name: $0.name, labels: $0.labels) }
         }
         /// The conditions between two nodes (LAN when none were set).
-        public func conditions(_ a: String, _ b: String) -> LinkConditions {
+        package func conditions(_ a: String, _ b: String) -> LinkConditions {
             links.first { Set([$0.a, $0.b]) == Set([a, b]) }?.conditions ?? LinkConditions()
         }
     }
 
-    public static func namespace(of node: String) -> String { "\(prefix)-\(node)" }
+    package static func namespace(of node: String) -> String { "\(prefix)-\(node)" }
 
     /// The bed that is up, if any.
-    public static func current() -> State? {
+    package static func current() -> State? {
         guard let data = FileManager.default.contents(atPath: statePath) else { return nil }
         return try? JSONDecoder().decode(State.self, from: data)
     }
 
     /// The bed needs root: namespaces, veths, iptables.
-    public static func requireRoot() throws(TestbedFailure) {
+    package static func requireRoot() throws(TestbedFailure) {
         guard geteuid() == 0 else {
             throw TestbedFailure("the test bed needs root (it creates network namespaces, veth links and iptables rules); run it with sudo")
         }
@@ -82,7 +82,7 @@ public enum Testbed {
 
     /// Brings a bed up from its file: removes leftovers of an earlier bed first, creates the
     /// router and the nodes (plus `client`), their names, and the links' conditions.
-    public static func up(_ spec: TestbedSpec, file: String, emulator: String, log: (String) -> Void) throws(TestbedFailure) -> State {
+    package static func up(_ spec: TestbedSpec, file: String, emulator: String, log: (String) -> Void) throws(TestbedFailure) -> State {
         try requireRoot()
         guard FileManager.default.isExecutableFile(atPath: emulator) else {
             throw TestbedFailure("the link emulator \(emulator) is missing: build it with `swift build --product dyninka-linkemu`")
@@ -139,7 +139,7 @@ public enum Testbed {
     /// them their links and rules), the per-node /etc/netns files and the state. Returns what it
     /// removed.
     @discardableResult
-    public static func down() throws(TestbedFailure) -> [String] {
+    package static func down() throws(TestbedFailure) -> [String] {
         try requireRoot()
         var removed: [String] = []
         let namespaces = leftoverNamespaces()
@@ -167,7 +167,7 @@ public enum Testbed {
     }
 
     /// Namespaces, /etc/netns folders and processes a bed left (empty after `down`).
-    public static func leftovers() -> [String] {
+    package static func leftovers() -> [String] {
         var found = leftoverNamespaces().map { "namespace \($0)" }
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/etc/netns")) ?? [] where entry.hasPrefix(prefix + "-") {
             found.append("/etc/netns/\(entry)")
@@ -187,7 +187,7 @@ public enum Testbed {
     }
 
     /// The processes running in a namespace, with their command lines.
-    public static func processes(inNamespace ns: String) -> [(pid: Int32, command: String)] {
+    package static func processes(inNamespace ns: String) -> [(pid: Int32, command: String)] {
         guard let output = try? run(["ip", "netns", "pids", ns]) else { return [] }
         return output.split(separator: "\n").compactMap { Int32($0.trimmingCharacters(in: .whitespaces)) }.map { pid in
             let raw = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
@@ -201,12 +201,12 @@ public enum Testbed {
     static func downMarker(_ node: String) -> String { stateDirectory + "/down-\(node)" }
 
     /// A node that failed: `dyninka run` does not restart what ran on it until it is revived.
-    public static func isDown(_ node: String) -> Bool { FileManager.default.fileExists(atPath: downMarker(node)) }
+    package static func isDown(_ node: String) -> Bool { FileManager.default.fileExists(atPath: downMarker(node)) }
 
     /// Fails a node: marks it down (so that nothing is restarted there) and kills every process
     /// in it at once (SIGKILL, as a power loss would). Returns how many processes were killed.
     @discardableResult
-    public static func kill(node: String) throws(TestbedFailure) -> Int {
+    package static func kill(node: String) throws(TestbedFailure) -> Int {
         try requireRoot()
         guard let state = current(), let found = state.node(node) else { throw TestbedFailure("no node '\(node)' in a running test bed") }
         guard FileManager.default.createFile(atPath: downMarker(node), contents: nil) else { throw TestbedFailure("cannot write \(downMarker(node))") }
@@ -216,7 +216,7 @@ public enum Testbed {
     }
 
     /// Brings a failed node back: what ran there is restarted by `dyninka run`.
-    public static func revive(node: String) throws(TestbedFailure) {
+    package static func revive(node: String) throws(TestbedFailure) {
         try requireRoot()
         guard let state = current(), state.node(node) != nil else { throw TestbedFailure("no node '\(node)' in a running test bed") }
         try? FileManager.default.removeItem(atPath: downMarker(node))
@@ -226,7 +226,7 @@ public enum Testbed {
 
     /// Changes the conditions between two nodes while the bed runs (the faults use it:
     /// loss 100 cuts the link, a long delay degrades it).
-    public static func setLink(_ a: String, _ b: String, _ conditions: LinkConditions) throws(TestbedFailure) -> State {
+    package static func setLink(_ a: String, _ b: String, _ conditions: LinkConditions) throws(TestbedFailure) -> State {
         try requireRoot()
         guard var state = current() else { throw TestbedFailure("no test bed is up (start one with `dyninka testbed up FILE`)") }
         for name in [a, b] where state.node(name) == nil {
@@ -261,7 +261,7 @@ public enum Testbed {
     }
 
     /// The link emulator's process (it runs in the router's namespace).
-    public static func emulatorPID() -> Int32? {
+    package static func emulatorPID() -> Int32? {
         processes(inNamespace: coreNamespace).first { $0.command.contains("dyninka-linkemu") }?.pid
     }
 
@@ -338,20 +338,20 @@ public enum Testbed {
 
     /// Where `dyninka move` leaves requests for the `dyninka run --testbed` that supervises the
     /// app, and finds the answers.
-    public static var requestsDirectory: String { stateDirectory + "/requests" }
+    package static var requestsDirectory: String { stateDirectory + "/requests" }
 
     /// A move asked of the supervising `dyninka run`.
-    public struct MoveRequest: Codable, Sendable {
-        public var service: String
-        public var node: String
-        public init(service: String, node: String) {
+    package struct MoveRequest: Codable, Sendable {
+        package var service: String
+        package var node: String
+        package init(service: String, node: String) {
             self.service = service
             self.node = node
         }
     }
 
     /// Leaves a move request and waits for its answer: (succeeded, what the supervisor said).
-    public static func requestMove(_ request: MoveRequest, timeout: Double) throws(TestbedFailure) -> (Bool, String) {
+    package static func requestMove(_ request: MoveRequest, timeout: Double) throws(TestbedFailure) -> (Bool, String) {
         guard current() != nil else { throw TestbedFailure("no test bed is up") }
         let id = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let folder = requestsDirectory
@@ -375,7 +375,7 @@ public enum Testbed {
     }
 
     /// The supervisor's side: takes every waiting request, runs it, writes its answer.
-    public static func serveMoveRequests(_ handle: (MoveRequest) -> (Bool, String)) {
+    package static func serveMoveRequests(_ handle: (MoveRequest) -> (Bool, String)) {
         let folder = requestsDirectory
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
         for entry in entries.sorted() where entry.hasPrefix("move-") && entry.hasSuffix(".json") {
@@ -396,7 +396,7 @@ public enum Testbed {
     /// the old instance has gone: the new node gets the address too, and its own callers reach
     /// the new instance there (which listened on it already, IP_FREEBIND). The router still
     /// sends the address to the old node until `switchAddress`.
-    public static func addAddress(_ address: String, to node: String, state: State) throws(TestbedFailure) {
+    package static func addAddress(_ address: String, to node: String, state: State) throws(TestbedFailure) {
         guard let target = state.node(node) else { throw TestbedFailure("no node '\(node)'") }
         let home = address.hasPrefix("10.77.\(target.index).")
         try quick(["ip", "-n", target.namespace, "addr", "replace", home ? "\(address)/24" : "\(address)/32", "dev", "eth0"])
@@ -409,7 +409,7 @@ public enum Testbed {
     /// (the caller sees a refused connection and tries again within its --connect-retry) instead
     /// of taking them into a listener about to close. Handshakes under way still complete.
     /// `on: false` lifts it.
-    public static func refuseConnections(to address: String, port: Int, on node: String, state: State, on: Bool) throws(TestbedFailure) {
+    package static func refuseConnections(to address: String, port: Int, on node: String, state: State, on: Bool) throws(TestbedFailure) {
         guard let source = state.node(node) else { throw TestbedFailure("no node '\(node)'") }
         let rule = ["INPUT", "-d", "\(address)/32", "-p", "tcp", "--dport", String(port), "--syn", "-j", "REJECT", "--reject-with", "tcp-reset"]
         try quick(["ip", "netns", "exec", source.namespace, "iptables", "-w", on ? "-I" : "-D"] + rule)
@@ -418,7 +418,7 @@ public enum Testbed {
     /// Step 2, right after step 1: the router sends the address to the new node,
     /// then the old node lets it go (its own callers then reach it through the router too).
     /// Callers keep the name and the address.
-    public static func switchAddress(_ address: String, from: String, to: String, state: State) throws(TestbedFailure) {
+    package static func switchAddress(_ address: String, from: String, to: String, state: State) throws(TestbedFailure) {
         guard let source = state.node(from), let target = state.node(to) else { throw TestbedFailure("no node '\(state.node(from) == nil ? from : to)'") }
         if address.hasPrefix("10.77.\(target.index).") {
             _ = try? quick(["ip", "-n", coreNamespace, "route", "del", "\(address)/32"])
@@ -443,7 +443,7 @@ public enum Testbed {
     /// Writes every node's hosts file: the nodes by name (`edge-1`, `edge-1.BED`) and the given
     /// services, each under all of its names. Written in place, so that processes already in a
     /// node see the change.
-    public static func writeHosts(_ state: State, services: [(address: String, names: [String])]) throws(TestbedFailure) {
+    package static func writeHosts(_ state: State, services: [(address: String, names: [String])]) throws(TestbedFailure) {
         var lines = ["127.0.0.1 localhost", "# nodes of the test bed '\(state.name)'"]
         for node in state.nodes { lines.append("\(node.address) \(node.name) \(node.name).\(state.name)") }
         if !services.isEmpty { lines.append("# services placed on the bed") }
@@ -495,7 +495,7 @@ public enum Testbed {
 
     /// Round trips of small UDP datagrams from node `a` to node `b` (an echo in `b`), in ms: what
     /// the link's delay gives (a round trip crosses it twice). Lost probes are left out.
-    public static func probe(from a: String, to b: String, count: Int, state: State) throws(TestbedFailure) -> (rtts: [Double], lost: Int) {
+    package static func probe(from a: String, to b: String, count: Int, state: State) throws(TestbedFailure) -> (rtts: [Double], lost: Int) {
         let (to, server, client) = try sockets(from: a, to: b, type: Int32(SOCK_DGRAM.rawValue), state: state)
         defer { close(client) }
         var address = sockaddr_in()
@@ -559,7 +559,7 @@ public enum Testbed {
 
     /// Sends `bytes` over TCP from node `a` to node `b` and returns the goodput in Mbit/s (what
     /// a link's rate gives, less TCP/IP headers, about 5%).
-    public static func throughput(from a: String, to b: String, bytes: Int, state: State) throws(TestbedFailure) -> Double {
+    package static func throughput(from a: String, to b: String, bytes: Int, state: State) throws(TestbedFailure) -> Double {
         let (to, listener, client) = try sockets(from: a, to: b, type: Int32(SOCK_STREAM.rawValue), state: state)
         defer { close(client) }
         var one: Int32 = 1

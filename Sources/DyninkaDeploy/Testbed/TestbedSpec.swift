@@ -1,17 +1,17 @@
 import Foundation
 
 /// What a link between two nodes does to the packets on it, in each direction.
-public struct LinkConditions: Codable, Equatable, Sendable, CustomStringConvertible {
+package struct LinkConditions: Codable, Equatable, Sendable, CustomStringConvertible {
     /// One-way delay: a round trip over the link takes twice this.
-    public var delayMs: Double = 0
+    package var delayMs: Double = 0
     /// Each packet's delay is drawn from delay +- jitter (never reordering packets).
-    public var jitterMs: Double = 0
+    package var jitterMs: Double = 0
     /// Packets dropped at random, per direction, in percent (100: a partition).
-    public var lossPercent: Double = 0
+    package var lossPercent: Double = 0
     /// Bandwidth per direction in Mbit/s; nil: unlimited.
-    public var rateMbit: Double?
+    package var rateMbit: Double?
 
-    public init(delayMs: Double = 0, jitterMs: Double = 0, lossPercent: Double = 0, rateMbit: Double? = nil) {
+    package init(delayMs: Double = 0, jitterMs: Double = 0, lossPercent: Double = 0, rateMbit: Double? = nil) {
         self.delayMs = delayMs
         self.jitterMs = jitterMs
         self.lossPercent = lossPercent
@@ -19,7 +19,7 @@ public struct LinkConditions: Codable, Equatable, Sendable, CustomStringConverti
     }
 
     /// "20 ms +- 5 ms, 1% loss, 100 Mbit/s", or "LAN (no conditions)".
-    public var description: String {
+    package var description: String {
         var parts: [String] = []
         if delayMs > 0 || jitterMs > 0 { parts.append(jitterMs > 0 ? "\(Self.format(delayMs)) ms +- \(Self.format(jitterMs)) ms" : "\(Self.format(delayMs)) ms") }
         if lossPercent > 0 { parts.append("\(Self.format(lossPercent))% loss") }
@@ -42,37 +42,37 @@ public struct LinkConditions: Codable, Equatable, Sendable, CustomStringConverti
 ///
 /// Every pair of nodes not named in `links` is a LAN. The bed adds a node `client` for load
 /// generators and probes.
-public struct TestbedSpec: Sendable {
-    public struct Node: Sendable, Equatable {
-        public var name: String
-        public var labels: [String: String]
+package struct TestbedSpec: Sendable {
+    package struct Node: Sendable, Equatable {
+        package var name: String
+        package var labels: [String: String]
     }
 
-    public struct Link: Sendable, Equatable {
-        public var a: String
-        public var b: String
-        public var conditions: LinkConditions
+    package struct Link: Sendable, Equatable {
+        package var a: String
+        package var b: String
+        package var conditions: LinkConditions
     }
 
-    public var name: String
-    public var nodes: [Node]
-    public var links: [Link]
+    package var name: String
+    package var nodes: [Node]
+    package var links: [Link]
     /// Gateway mode on the bed: where the gateway and the orchestrator run (default: the first node).
-    public var gatewayNode: String
+    package var gatewayNode: String
 
     /// The node the bed adds for clients (load generators, probes); services are never placed on it.
-    public static let clientNode = "client"
+    package static let clientNode = "client"
 
     /// A file's error, with the line to fix.
-    public struct FileError: Error, CustomStringConvertible, Sendable {
-        public var path: String
-        public var line: Int
-        public var message: String
-        public var description: String { "\(path):\(line): \(message)" }
+    package struct FileError: Error, CustomStringConvertible, Sendable {
+        package var path: String
+        package var line: Int
+        package var message: String
+        package var description: String { "\(path):\(line): \(message)" }
     }
 
     /// Reads and checks a test bed file.
-    public static func load(_ path: String) throws(FileError) -> TestbedSpec {
+    package static func load(_ path: String) throws(FileError) -> TestbedSpec {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw FileError(path: path, line: 0, message: "cannot read the file: \(error.localizedDescription)")
@@ -81,7 +81,7 @@ public struct TestbedSpec: Sendable {
     }
 
     /// Checks a test bed document; `path` names it in errors.
-    public static func parse(_ text: String, path: String) throws(FileError) -> TestbedSpec {
+    package static func parse(_ text: String, path: String) throws(FileError) -> TestbedSpec {
         let root: LinedJSON
         do { root = try LinedJSON.parse(text) } catch {
             throw FileError(path: path, line: error.line, message: "not valid JSON: \(error.message)")

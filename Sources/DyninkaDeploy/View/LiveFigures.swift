@@ -1,13 +1,13 @@
 import Foundation
 
 /// One sample of the Prometheus text format: name, labels, value.
-public struct MetricSample: Equatable, Sendable {
-    public var name: String
-    public var labels: [String: String]
-    public var value: Double
+package struct MetricSample: Equatable, Sendable {
+    package var name: String
+    package var labels: [String: String]
+    package var value: Double
 
     /// The samples of a Prometheus text exposition (comments and malformed lines skipped).
-    public static func parse(_ text: String) -> [MetricSample] {
+    package static func parse(_ text: String) -> [MetricSample] {
         var samples: [MetricSample] = []
         for line in text.split(separator: "\n") where !line.hasPrefix("#") {
             var labels: [String: String] = [:]
@@ -59,22 +59,22 @@ public struct MetricSample: Equatable, Sendable {
 }
 
 /// Live figures of one service, from the difference of two scrapes of its host's /metrics.
-public struct ServiceFigures: Codable, Equatable, Sendable {
+package struct ServiceFigures: Codable, Equatable, Sendable {
     /// Requests answered per second.
-    public var rate: Double = 0
+    package var rate: Double = 0
     /// Share of answers that were errors (status 400 and above), 0...1.
-    public var errorRate: Double = 0
+    package var errorRate: Double = 0
     /// Answers with 204 (the item was dropped) per second.
-    public var dropRate: Double = 0
+    package var dropRate: Double = 0
     /// Latency quantiles of the answers in the interval (downstream included), milliseconds.
-    public var p50: Double?
-    public var p99: Double?
+    package var p50: Double?
+    package var p99: Double?
     /// Mean time in the function, milliseconds.
-    public var function: Double?
+    package var function: Double?
     /// Requests answered since the host started.
-    public var total: Double = 0
+    package var total: Double = 0
     /// Requests in flight now.
-    public var inFlight: Double = 0
+    package var inFlight: Double = 0
 }
 
 /// Cumulative counters of one service read from one scrape.
@@ -153,19 +153,19 @@ struct ServiceCounters {
 }
 
 /// Scrapes every host's /metrics and keeps the figures of the last interval, per service.
-public final class LiveFigures: @unchecked Sendable {
+package final class LiveFigures: @unchecked Sendable {
     private let lock = NSLock()
     private var previous: [String: (counters: ServiceCounters, at: Date)] = [:]
     private var current: [String: ServiceFigures] = [:]
 
-    public init() {}
+    package init() {}
 
     /// Figures per service (host name) after the last scrape.
-    public var figures: [String: ServiceFigures] { lock.withLock { current } }
+    package var figures: [String: ServiceFigures] { lock.withLock { current } }
 
     /// Reads `text` (a host's /metrics) for host `name`; `own` false reads every series (the
     /// gateway's, which are per function).
-    public func update(host name: String, metrics text: String?, own: Bool = true, at now: Date = Date()) {
+    package func update(host name: String, metrics text: String?, own: Bool = true, at now: Date = Date()) {
         guard let text else {
             lock.withLock { current[name] = nil; previous[name] = nil }
             return

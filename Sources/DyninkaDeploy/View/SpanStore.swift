@@ -2,29 +2,29 @@ import Foundation
 
 /// A span as dyninka-host exports it (OTLP/JSON), with the attributes the view and
 /// `dyninka trace` use.
-public struct TraceSpan: Codable, Equatable, Sendable {
-    public var traceID: String
-    public var spanID: String
-    public var parentID: String?
+package struct TraceSpan: Codable, Equatable, Sendable {
+    package var traceID: String
+    package var spanID: String
+    package var parentID: String?
     /// The service (or gateway, orchestrator) that answered.
-    public var name: String
+    package var name: String
     /// Unix nanoseconds.
-    public var start: UInt64
-    public var end: UInt64
+    package var start: UInt64
+    package var end: UInt64
     /// Nanoseconds in the function.
-    public var function: UInt64
-    public var status: Int
+    package var function: UInt64
+    package var status: Int
     /// The service called next, and when that call started (Unix ns).
-    public var next: String?
-    public var forwardStart: UInt64?
+    package var next: String?
+    package var forwardStart: UInt64?
     /// A failure this hop answered with: the service it names, and the message.
-    public var failedService: String?
-    public var message: String?
+    package var failedService: String?
+    package var message: String?
 
-    public var duration: UInt64 { end >= start ? end - start : 0 }
+    package var duration: UInt64 { end >= start ? end - start : 0 }
 
     /// The spans of one ExportTraceServiceRequest in OTLP/JSON; empty when it is not one.
-    public static func decode(otlp data: Data) -> [TraceSpan] {
+    package static func decode(otlp data: Data) -> [TraceSpan] {
         guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let resources = json["resourceSpans"] as? [[String: Any]] else { return [] }
         var spans: [TraceSpan] = []
@@ -58,7 +58,7 @@ public struct TraceSpan: Codable, Equatable, Sendable {
 }
 
 /// The spans the hosts of one run exported, kept in memory (the most recent `capacity`), by trace.
-public final class SpanStore: @unchecked Sendable {
+package final class SpanStore: @unchecked Sendable {
     private let lock = NSLock()
     private var spans: [TraceSpan] = []
     private var head = 0
@@ -66,14 +66,14 @@ public final class SpanStore: @unchecked Sendable {
     /// Bytes read so far from each span file being followed.
     private var offsets: [String: UInt64] = [:]
 
-    public init(capacity: Int = 50_000) {
+    package init(capacity: Int = 50_000) {
         self.capacity = capacity
         spans.reserveCapacity(capacity)
     }
 
     /// Adds the spans of one OTLP/JSON export request; returns how many.
     @discardableResult
-    public func ingest(otlp data: Data) -> Int {
+    package func ingest(otlp data: Data) -> Int {
         let decoded = TraceSpan.decode(otlp: data)
         lock.withLock {
             for span in decoded {
@@ -89,7 +89,7 @@ public final class SpanStore: @unchecked Sendable {
     }
 
     /// Reads what was appended to the OTLP/JSON lines files in `directory` since the last call.
-    public func follow(directory: String) {
+    package func follow(directory: String) {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         for name in files where name.hasSuffix(".jsonl") {
             let path = directory + "/" + name
@@ -106,15 +106,15 @@ public final class SpanStore: @unchecked Sendable {
     }
 
     /// Every span held, oldest first.
-    public var all: [TraceSpan] { lock.withLock { Array(spans[head...] + spans[..<head]) } }
+    package var all: [TraceSpan] { lock.withLock { Array(spans[head...] + spans[..<head]) } }
 
     /// The spans of `trace`.
-    public func trace(_ id: String) -> [TraceSpan] { all.filter { $0.traceID == id } }
+    package func trace(_ id: String) -> [TraceSpan] { all.filter { $0.traceID == id } }
 
     /// The most recent traces' root spans, newest first: spans without a parent, and spans whose
     /// parent (the client's, or a span not held) has not arrived within a second (hosts hand
     /// their spans over every 200 ms, so a caller's span may come after its callee's).
-    public func recentRoots(_ count: Int, now: Date = Date()) -> [TraceSpan] {
+    package func recentRoots(_ count: Int, now: Date = Date()) -> [TraceSpan] {
         let all = self.all
         let held = Set(all.map(\.spanID))
         let settled = UInt64(max(now.timeIntervalSince1970 - 1, 0) * 1e9)
@@ -123,16 +123,16 @@ public final class SpanStore: @unchecked Sendable {
     }
 
     /// The most recent failures (spans carrying a failure message), newest first.
-    public func recentFailures(_ count: Int) -> [TraceSpan] {
+    package func recentFailures(_ count: Int) -> [TraceSpan] {
         Array(all.filter { $0.message != nil }.sorted { $0.start > $1.start }.prefix(count))
     }
 }
 
 /// One request's spans drawn as a tree: each hop's time, its function's, and the network time
 /// between a hop and the next (the caller's wait minus the callee's time, both ways).
-public enum TraceTree {
+package enum TraceTree {
     /// The tree as text lines; the earliest span without a parent in `spans` at the top.
-    public static func render(_ spans: [TraceSpan]) -> [String] {
+    package static func render(_ spans: [TraceSpan]) -> [String] {
         guard !spans.isEmpty else { return [] }
         let ids = Set(spans.map(\.spanID))
         let children = Dictionary(grouping: spans.filter { $0.parentID.map(ids.contains) ?? false }) { $0.parentID! }
@@ -159,7 +159,7 @@ public enum TraceTree {
 
     /// Time on the network between `parent` and the next hop it called (`child`): from the call
     /// to the child's start, plus from the child's answer to the parent's (nil when unknown).
-    public static func network(from parent: TraceSpan, to child: TraceSpan) -> UInt64? {
+    package static func network(from parent: TraceSpan, to child: TraceSpan) -> UInt64? {
         guard parent.next == child.name, let forward = parent.forwardStart, child.start >= forward, parent.end >= child.end else { return nil }
         return (child.start - forward) + (parent.end - child.end)
     }

@@ -13,16 +13,16 @@ import Glibc
 ///
 /// Endpoints: `GET /` the page, `GET /graph.svg`, `GET /api/state` (JSON), `GET /api/traces`,
 /// `GET /api/trace/ID` (text tree; `latest` for the newest), `POST /v1/traces` (OTLP/HTTP JSON).
-public final class ViewServer: @unchecked Sendable {
+package final class ViewServer: @unchecked Sendable {
     /// The app drawn (replaced by `adopt` when `--watch` changed it).
-    public var ir: AppIR { lock.withLock { appIR } }
+    package var ir: AppIR { lock.withLock { appIR } }
     private var appIR: AppIR
-    public let spans = SpanStore()
-    public let figures = LiveFigures()
+    package let spans = SpanStore()
+    package let figures = LiveFigures()
     /// The port the page is served on.
-    public private(set) var port = 0
+    package private(set) var port = 0
     /// Where the hosts append spans when they cannot reach the view (test bed namespaces).
-    public let spanDirectory: String
+    package let spanDirectory: String
     private let listener: Int32
     private let lock = NSLock()
     private var events: [(at: Date, text: String)] = []
@@ -36,7 +36,7 @@ public final class ViewServer: @unchecked Sendable {
     private let dot: String?
 
     /// Listens on 127.0.0.1:`port` (0: any free port) at once; serve with `start(runner:)`.
-    public init(ir: AppIR, port: Int = 0) throws {
+    package init(ir: AppIR, port: Int = 0) throws {
         appIR = ir
         spanDirectory = NSTemporaryDirectory() + "dyninka-spans-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: spanDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
@@ -61,13 +61,13 @@ public final class ViewServer: @unchecked Sendable {
     }
 
     /// Where hosts on this machine send their spans.
-    public var otlpEndpoint: String { "http://127.0.0.1:\(port)/v1/traces" }
+    package var otlpEndpoint: String { "http://127.0.0.1:\(port)/v1/traces" }
     /// The page's address.
-    public var url: String { "http://127.0.0.1:\(port)/" }
+    package var url: String { "http://127.0.0.1:\(port)/" }
 
     /// Starts serving and scraping `runner`'s hosts every second (call `update(runner:)` after a
     /// swap or a move: the view keeps its own copy of where the hosts are).
-    public func start(runner: LocalRunner) {
+    package func start(runner: LocalRunner) {
         update(runner: runner)
         lock.withLock {
             topology = runner.topology == .gateway ? "gateway" : "point to point"
@@ -83,7 +83,7 @@ public final class ViewServer: @unchecked Sendable {
     }
 
     /// Takes the hosts' places from `runner` again.
-    public func update(runner: LocalRunner) {
+    package func update(runner: LocalRunner) {
         let hosts = runner.hosts
         let namespace = runner.clientNamespace
         lock.withLock {
@@ -92,7 +92,7 @@ public final class ViewServer: @unchecked Sendable {
         }
     }
 
-    public func stop() {
+    package func stop() {
         lock.withLock { stopped = true }
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
@@ -100,10 +100,10 @@ public final class ViewServer: @unchecked Sendable {
     }
 
     /// Draws `ir` from now on (services added or removed, a new chain).
-    public func adopt(_ ir: AppIR) { lock.withLock { appIR = ir; graphCache = nil } }
+    package func adopt(_ ir: AppIR) { lock.withLock { appIR = ir; graphCache = nil } }
 
     /// An event for the timeline (a hot swap, a move).
-    public func event(_ text: String) {
+    package func event(_ text: String) {
         lock.withLock {
             events.append((Date(), text))
             if events.count > 100 { events.removeFirst(events.count - 100) }
@@ -111,7 +111,7 @@ public final class ViewServer: @unchecked Sendable {
     }
 
     /// One round: every host's /metrics, and the span files (the view does it every second).
-    public func refresh() {
+    package func refresh() {
         let (hosts, namespace) = lock.withLock { (self.hosts, self.namespace) }
         for host in hosts {
             let reply = try? BlockingHTTP.request(host: host.host, port: host.port, path: "/metrics", timeout: 0.5, namespace: namespace)
