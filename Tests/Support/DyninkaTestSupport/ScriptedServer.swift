@@ -14,10 +14,15 @@ public final class ScriptedServer: @unchecked Sendable {
         public var chunks: [String]
         /// Close the connection after the chunks (with no chunks: close without answering).
         public var close: Bool
+        /// Close with RST instead of FIN (implies `close`).
+        public var reset: Bool
 
-        public init(chunks: [String], close: Bool = false) {
+        /// An answer of `chunks`; the connection stays open for the next request unless `close`
+        /// or `reset` says otherwise.
+        public init(chunks: [String], close: Bool = false, reset: Bool = false) {
             self.chunks = chunks
-            self.close = close
+            self.close = close || reset
+            self.reset = reset
         }
     }
 
@@ -90,6 +95,10 @@ public final class ScriptedServer: @unchecked Sendable {
                 for chunk in answer.chunks {
                     _ = Array(chunk.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                     usleep(2000)
+                }
+                if answer.reset {
+                    var linger = linger(l_onoff: 1, l_linger: 0)
+                    setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
                 }
                 if answer.close { close(fd); return }
             }

@@ -1,0 +1,98 @@
+import DyninkaTestSupport
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Each way a next hop can fail reaches the client as the protocol's failure, naming that service
+/// and saying what happened, and leaves the forwarding host as it was: healthy, nothing in
+/// flight, no bytes held. The peer is a scripted endpoint standing where the next service should
+/// be (the host forwards `echo()` to it).
+@Suite(.serialized) struct HopFailureTests {
+    /// Forwards one request to the peer at `port` and returns the client's answer.
+    private func forward(to port: Int, arguments: [String] = []) throws -> (HostProcess, TestResponse) {
+        let host = try HostProcess(service: "echo", peers: ["echo": port], arguments: arguments)
+        let response = try host.client.post(#"{"value":1}"#, route: "echo()")
+        return (host, response)
+    }
+
+    /// The host is healthy and holds nothing once the failure is answered.
+    private func expectSettled(_ host: HostProcess, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        #expect(try host.client.get("/healthz").status == 200, sourceLocation: sourceLocation)
+        #expect(try metric(host, "dyninka_in_flight_requests") == 0, sourceLocation: sourceLocation)
+        #expect(try metric(host, "dyninka_buffered_bytes") == 0, sourceLocation: sourceLocation)
+    }
+
+    @Test func aNextHopThatResetsAfterTheRequestGives502() throws {
+        let peer = try ScriptedServer { _ in .init(chunks: [], reset: true) }
+        let (host, response) = try forward(to: peer.port)
+        #expect(response.status == 502, "\(response)")
+        #expect(response.error?.service == "echo")
+        #expect(response.error?.kind == "unreachable")
+        #expect(response.error?.message.contains("at 127.0.0.1:\(peer.port) reset the connection") == true, "\(response)")
+        // Once the request went out, a reset is not a refusal: it is never sent again (the
+        // peer may have run it).
+        #expect(peer.requests == 1)
+        try expectSettled(host)
+    }
+
+    @Test func aNextHopThatClosesWithoutAnsweringGives502() throws {
+        let peer = try ScriptedServer { _ in .init(chunks: [], close: true) }
+        let (host, response) = try forward(to: peer.port)
+        #expect(response.status == 502, "\(response)")
+        #expect(response.error?.service == "echo")
+        #expect(response.error?.kind == "unreachable")
+        #expect(response.error?.message.contains("closed the connection without answering") == true, "\(response)")
+        #expect(peer.requests == 1)
+        try expectSettled(host)
+    }
+
+    @Test func aNextHopThatNeverAcceptsGives504AtTheConnectTimeout() throws {
+        // A listener whose accept queue is full: the kernel drops further SYNs, so the host's
+        // connection stays half open until its connect timeout.
+        let (listener, port) = boundSocket()
+        defer { close(listener) }
+        #expect(listen(listener, 0) == 0)
+        var fillers: [Int32] = []
+        defer { fillers.forEach { close($0) } }
+        for _ in 0..<3 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            _ = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            fillers.append(fd)
+        }
+        usleep(50_000)
+        let started = Date()
+        let (host, response) = try forward(to: port, arguments: ["--connect-timeout", "300", "--response-timeout", "5000"])
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(response.status == 504, "\(response)")
+        #expect(response.error?.service == "echo")
+        #expect(response.error?.kind == "timeout")
+        #expect(response.error?.message.contains("did not accept a connection within 300 ms") == true, "\(response)")
+        #expect(elapsed > 0.25 && elapsed < 2, "\(elapsed)")
+        try expectSettled(host)
+    }
+
+    @Test func aGrowingAnswerBeyondTheHostsBytesGives503() throws {
+        // A chunked answer has no declared length, so it is collected and counted as it grows:
+        // past --max-buffered-bytes the host gives up on it instead of holding it.
+        let chunk = String(repeating: "z", count: 256 * 1024)
+        let piece = String(chunk.utf8.count, radix: 16) + "\r\n" + chunk + "\r\n"
+        let peer = try ScriptedServer { _ in
+            .init(chunks: ["HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"]
+                  + Array(repeating: piece, count: 8) + ["0\r\n\r\n"], close: true)
+        }
+        let (host, response) = try forward(to: peer.port, arguments: ["--max-buffered-bytes", String(1 << 20)])
+        #expect(response.status == 503, "\(response)")
+        #expect(response.error?.service == "echo")
+        #expect(response.error?.kind == "overloaded")
+        #expect(response.error?.message.contains("the answer of 'echo'") == true, "\(response)")
+        try expectSettled(host)
+    }
+}
