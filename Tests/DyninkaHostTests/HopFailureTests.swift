@@ -24,13 +24,19 @@ import Glibc
         #expect(try metric(host, "dyninka_buffered_bytes") == 0, sourceLocation: sourceLocation)
     }
 
+    /// The answer is the protocol's failure of `kind`, naming the next service (echo), saying `message`.
+    private func expectFailure(_ response: TestResponse, status: Int, kind: String, saying message: String,
+                               sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(response.status == status, "\(response)", sourceLocation: sourceLocation)
+        #expect(response.error?.service == "echo", sourceLocation: sourceLocation)
+        #expect(response.error?.kind == kind, sourceLocation: sourceLocation)
+        #expect(response.error?.message.contains(message) == true, "\(response)", sourceLocation: sourceLocation)
+    }
+
     @Test func aNextHopThatResetsAfterTheRequestGives502() throws {
         let peer = try ScriptedServer { _ in .init(chunks: [], reset: true) }
         let (host, response) = try forward(to: peer.port)
-        #expect(response.status == 502, "\(response)")
-        #expect(response.error?.service == "echo")
-        #expect(response.error?.kind == "unreachable")
-        #expect(response.error?.message.contains("at 127.0.0.1:\(peer.port) reset the connection") == true, "\(response)")
+        expectFailure(response, status: 502, kind: "unreachable", saying: "at 127.0.0.1:\(peer.port) reset the connection")
         // Once the request went out, a reset is not a refusal: it is never sent again (the
         // peer may have run it).
         #expect(peer.requests == 1)
@@ -40,10 +46,7 @@ import Glibc
     @Test func aNextHopThatClosesWithoutAnsweringGives502() throws {
         let peer = try ScriptedServer { _ in .init(chunks: [], close: true) }
         let (host, response) = try forward(to: peer.port)
-        #expect(response.status == 502, "\(response)")
-        #expect(response.error?.service == "echo")
-        #expect(response.error?.kind == "unreachable")
-        #expect(response.error?.message.contains("closed the connection without answering") == true, "\(response)")
+        expectFailure(response, status: 502, kind: "unreachable", saying: "closed the connection without answering")
         #expect(peer.requests == 1)
         try expectSettled(host)
     }
@@ -71,10 +74,7 @@ import Glibc
         let started = Date()
         let (host, response) = try forward(to: port, arguments: ["--connect-timeout", "300", "--response-timeout", "5000"])
         let elapsed = Date().timeIntervalSince(started)
-        #expect(response.status == 504, "\(response)")
-        #expect(response.error?.service == "echo")
-        #expect(response.error?.kind == "timeout")
-        #expect(response.error?.message.contains("did not accept a connection within 300 ms") == true, "\(response)")
+        expectFailure(response, status: 504, kind: "timeout", saying: "did not accept a connection within 300 ms")
         #expect(elapsed > 0.25 && elapsed < 2, "\(elapsed)")
         try expectSettled(host)
     }
@@ -89,10 +89,7 @@ import Glibc
                   + Array(repeating: piece, count: 8) + ["0\r\n\r\n"], close: true)
         }
         let (host, response) = try forward(to: peer.port, arguments: ["--max-buffered-bytes", String(1 << 20)])
-        #expect(response.status == 503, "\(response)")
-        #expect(response.error?.service == "echo")
-        #expect(response.error?.kind == "overloaded")
-        #expect(response.error?.message.contains("the answer of 'echo'") == true, "\(response)")
+        expectFailure(response, status: 503, kind: "overloaded", saying: "the answer of 'echo'")
         try expectSettled(host)
     }
 }
