@@ -288,6 +288,24 @@ func metric(_ host: HostProcess, _ series: String) throws -> Double? {
         #expect(try map.client.post(temperature, route: "movingAvg()", arguments: "x: 1").status == 400)
     }
 
+    @Test func fixedRoutesKeepMainsArgumentsToo() throws {
+        // alert's argument in main is the dependency `conditions: weather()`: a client may send
+        // that, but not another dependency in its place.
+        let cluster = try HostCluster(["echo", "weather", "alert"], arguments: ["alert": ["--fixed-routes"]])
+        let alert = cluster["alert"]
+        let average = #"{"average":20,"count":1}"#
+        let mains = try alert.client.post(average, route: "", arguments: "conditions: weather()")
+        #expect(mains.status == 200 && mains.json()?["condition"] as? String != nil, "\(mains)")
+        let custom = try alert.client.post(average, route: "", arguments: "conditions: weather().echo()")
+        #expect(custom.status == 400, "\(custom)")
+        #expect(custom.error?.kind == "bad-route")
+        #expect(custom.error?.message.contains("'alert' takes only main's arguments") == true, "\(custom)")
+        // The same arguments pass where routes are not fixed.
+        let open = try HostCluster(["echo", "weather", "alert"])
+        let elsewhere = try open["alert"].client.post(average, route: "", arguments: "conditions: weather().echo()")
+        #expect(elsewhere.status == 200, "\(elsewhere)")
+    }
+
     @Test func repeatedWarningsAreRateLimited() throws {
         let host = try HostProcess(service: "explode")
         let reading = #"{"sensor":"s","variable":"Temperature","value":30}"#
