@@ -1,3 +1,4 @@
+import DyninkaTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -64,6 +65,64 @@ final class GatewayTopology: @unchecked Sendable {
         #expect(viaGateway.body == direct.body)
         #expect(viaGateway.error?.service == "explode")
         #expect(viaGateway.error?.kind == "function")
+    }
+
+    @Test func theGatewayPassesOnArgumentsAndTheDeadline() throws {
+        let topology = try GatewayTopology(["slow"])
+        // slow(ms:)'s argument travels after the input, its length in Dyninka-Parts.
+        let parts = ("Dyninka-Parts", "\(temperature.utf8.count),3")
+        let quick = try topology.gateway.client.post(temperature + "100", path: "/function/slow", extra: [parts])
+        #expect(quick.status == 200 && quick.json()?["value"] as? Double == 30, "\(quick)")
+        // A budget shorter than the function's work: the client hears 504 naming the function
+        // when the budget is spent, not when the function ends.
+        let started = Date()
+        let late = try topology.gateway.client.post(temperature + "3000", path: "/function/slow",
+                                                    extra: [("Dyninka-Parts", "\(temperature.utf8.count),4"), ("Dyninka-Deadline", "300")])
+        let waited = Date().timeIntervalSince(started)
+        #expect(late.status == 504, "\(late)")
+        #expect(late.error?.service == "slow")
+        #expect(late.error?.kind == "timeout")
+        #expect(waited > 0.25 && waited < 2, "\(waited)")
+    }
+
+    /// The Dyninka-Deadline a request carried, in milliseconds.
+    private func deadline(in head: String) -> Int? {
+        head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("dyninka-deadline:") }
+            .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
+    }
+
+    @Test func theGatewayAndTheOrchestratorPassOnWhatIsLeftOfTheBudget() throws {
+        // A scripted function behind the gateway, and a scripted gateway in front of a real
+        // orchestrator: each records the budget it was given.
+        let function = try ScriptedServer { _ in .init(chunks: [ok(temperature)]) }
+        let gatewayPort = freePort()
+        let gateway = try HostProcess(name: "gateway", commandLine: ["gateway-mode", "gateway", "--port", String(gatewayPort),
+                                                                    "--functions", "map=127.0.0.1:\(function.port)"])
+        #expect(try gateway.client.post(temperature, path: "/function/map", extra: [("Dyninka-Deadline", "5000")]).status == 200)
+        let passed = try #require(deadline(in: function.heads.last ?? ""), "\(function.heads)")
+        #expect(passed <= 5000 && passed > 4000, "\(passed)")
+        // Without a budget none is invented; a malformed one is the client's error.
+        #expect(try gateway.client.post(temperature, path: "/function/map").status == 200)
+        #expect(deadline(in: function.heads.last ?? "") == nil)
+        let bad = try gateway.client.post(temperature, path: "/function/map", extra: [("Dyninka-Deadline", "soon")])
+        #expect(bad.status == 400 && bad.error?.kind == "bad-input", "\(bad)")
+        #expect(function.requests == 2)
+
+        let steps = try ScriptedServer { _ in .init(chunks: [ok(#"{"sensor":"s","variable":"Humidity","units":"%","timestamp":"t","value":40,"location":"l"}"#)]) }
+        let orchestrator = try HostProcess(name: "orchestrator", commandLine: ["gateway-mode", "orchestrator", "--app", BuildProducts.fixture,
+                                                                              "--port", "0", "--gateway", "127.0.0.1:\(steps.port)"])
+        #expect(try orchestrator.client.post(extra: [("Dyninka-Deadline", "5000")]).status != 504)
+        let first = try #require(steps.heads.first)
+        #expect(first.hasPrefix("POST /function/get "), "\(first)")
+        let given = try #require(deadline(in: first), "\(first)")
+        #expect(given <= 5000 && given > 4000, "\(given)")
+        // A spent budget: the orchestrator calls nothing and says so.
+        let calls = steps.requests
+        let spent = try orchestrator.client.post(extra: [("Dyninka-Deadline", "0")])
+        #expect(spent.status == 504, "\(spent)")
+        #expect(spent.error?.kind == "timeout")
+        #expect(spent.error?.message.contains("deadline passed before calling 'get'") == true, "\(spent)")
+        #expect(steps.requests == calls)
     }
 
     @Test func functionInstancesNeverForward() throws {

@@ -29,19 +29,12 @@ final class Invocation: FunctionCaller {
     var deadline: UInt64?
 
     /// Milliseconds left before the deadline (nil without one); 0 or less means it passed.
-    private var remaining: Int? {
-        deadline.map { deadline in
-            let now = EventLoop.nanoseconds()
-            return deadline > now ? Int((deadline - now) / 1_000_000) : 0
-        }
-    }
+    private var remaining: Int? { deadline.map(millisecondsLeft(until:)) }
 
     /// Writes the remaining budget for the next hop.
     private func passDeadline(_ head: ByteStore) {
         guard let remaining else { return }
-        head.append("Dyninka-Deadline: ")
-        head.append(decimal: max(remaining, 0))
-        head.append("\r\n")
+        appendDeadline(remaining, to: head)
     }
 
     /// Answers 504 when the budget ran out before `what`; returns true when it did. `what` is

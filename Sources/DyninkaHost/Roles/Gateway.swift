@@ -39,19 +39,29 @@ final class GatewayResponder: Responder {
         let head = request.head
         let started = request.started
         let trace = request.trace
-        let passOn = head.has("dyninka-parts") || head.has("dyninka-deadline") ? head : nil
-        context.sendHop(target(name, address: address), body: request.body ?? .empty, relayTo: connection, trace: trace, extra: passOn.map { request in { line in
-            if request.has("dyninka-parts") {
+        // The client's budget bounds the wait for the function, which gets what is left of it.
+        var deadline: UInt64?
+        switch clientDeadline(head, started: started) {
+        case .success(let given): deadline = given
+        case .failure(let error):
+            return refuse(ServiceFailure(service: own, kind: .badInput, message: error.message), request, on: connection)
+        }
+        let remaining = deadline.map(millisecondsLeft(until:))
+        if let remaining, remaining <= 0 {
+            return refuse(ServiceFailure(service: own, kind: .timeout, message: "the request's deadline passed before calling '\(name)'; not started"),
+                          request, on: connection)
+        }
+        let parts = head.has("dyninka-parts") ? head : nil
+        let extra: ((ByteStore) -> Void)? = parts == nil && remaining == nil ? nil : { line in
+            if let parts {
                 line.append("Dyninka-Parts: ")
-                request.appendValue(of: "dyninka-parts", to: line)
+                parts.appendValue(of: "dyninka-parts", to: line)
                 line.append("\r\n")
             }
-            if request.has("dyninka-deadline") {
-                line.append("Dyninka-Deadline: ")
-                request.appendValue(of: "dyninka-deadline", to: line)
-                line.append("\r\n")
-            }
-        } }) { [context] outcome in
+            if let remaining { appendDeadline(remaining, to: line) }
+        }
+        context.sendHop(target(name, address: address), body: request.body ?? .empty, relayTo: connection, trace: trace, extra: extra,
+                        responseTimeout: remaining) { [context] outcome in
             // The function's name is kept for the span only when spans are recorded.
             let timing = HopTiming(name: own, started: started, trace: trace, forwardStarted: started, next: context.tracer.recording ? name : nil)
             switch outcome {

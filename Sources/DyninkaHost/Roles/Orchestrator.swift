@@ -12,6 +12,8 @@ final class Orchestration {
     private let connection: InboundConnection
     private let started: UInt64
     private let trace: TraceContext
+    /// When the client's budget (Dyninka-Deadline) runs out; nil without one.
+    private let deadline: UInt64?
     /// Every response seen, for Server-Timing.
     private var responses: [HTTPHead] = []
 
@@ -23,8 +25,10 @@ final class Orchestration {
         case failed(ServiceFailure)
     }
 
-    init(context: HostContext, responder: OrchestratorResponder, connection: InboundConnection, started: UInt64, trace: TraceContext) {
+    init(context: HostContext, responder: OrchestratorResponder, connection: InboundConnection, started: UInt64, trace: TraceContext,
+         deadline: UInt64?) {
         self.context = context
+        self.deadline = deadline
         self.trace = trace
         self.responder = responder
         self.connection = connection
@@ -115,8 +119,14 @@ final class Orchestration {
     }
 
     /// One step through the gateway: the body is the input then each argument, their lengths in
-    /// Dyninka-Parts, so the function instance slices them without parsing.
+    /// Dyninka-Parts, so the function instance slices them without parsing. With a client budget,
+    /// the step waits no longer than what is left of it, and is not started once it is spent.
     private func call(_ function: String, input: OwnedBytes?, arguments: [OwnedBytes], completion: @escaping (HopOutcome) -> Void) {
+        let remaining = deadline.map(millisecondsLeft(until:))
+        if let remaining, remaining <= 0 {
+            return completion(.failed(ServiceFailure(service: context.configuration.service, kind: .timeout,
+                                                     message: "the request's deadline passed before calling '\(function)'; not started")))
+        }
         let parts = [input?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)] + arguments.map(\.bytes)
         let body = ByteStore(capacity: max(parts.reduce(0) { $0 + $1.count }, 1))
         for part in parts { body.append(part) }
@@ -125,7 +135,8 @@ final class Orchestration {
             head.append("Dyninka-Parts: ")
             head.append(string: lengths)
             head.append("\r\n")
-        }, completion: completion)
+            if let remaining { appendDeadline(remaining, to: head) }
+        }, responseTimeout: remaining, completion: completion)
     }
 }
 
@@ -147,10 +158,7 @@ final class OrchestratorResponder: ServiceResponder, Responder {
 
     func respond(to request: Request, on connection: InboundConnection) {
         let own = context.configuration.service
-        guard serves(request.path) else {
-            return connection.refuse(ServiceFailure(service: own, kind: .badRoute, message: noSuchPath(request.path, service: own), status: 404),
-                                     counted: own, request: request, context: context)
-        }
+        guard case .admitted(let deadline) = admit(request, on: connection) else { return }
         let entryArguments: [ArgumentPlan]
         switch app.defaultPlans {
         case .success(let plans): entryArguments = plans
@@ -162,7 +170,8 @@ final class OrchestratorResponder: ServiceResponder, Responder {
         let entry = CheckedStep(service: service, call: RouteCall(name: service.name, arguments: [], optionalChained: false),
                                 arguments: entryArguments)
         let input = service.inputType == nil ? nil : request.body
-        Orchestration(context: context, responder: self, connection: connection, started: request.started, trace: request.trace)
+        Orchestration(context: context, responder: self, connection: connection, started: request.started, trace: request.trace,
+                      deadline: deadline)
             .start(steps: [entry] + app.defaultRoute.steps, input: input)
     }
 

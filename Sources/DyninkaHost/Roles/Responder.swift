@@ -193,6 +193,19 @@ func clientDeadline(_ head: HTTPHead, started: UInt64) -> Result<UInt64?, RouteE
     return AppService.deadline(head.values(of: "dyninka-deadline"), from: started).map { $0 }
 }
 
+/// Milliseconds left before `deadline` (loop clock); 0 once it passed.
+func millisecondsLeft(until deadline: UInt64) -> Int {
+    let now = EventLoop.nanoseconds()
+    return deadline > now ? Int((deadline - now) / 1_000_000) : 0
+}
+
+/// Writes the budget left for the next hop: `Dyninka-Deadline: MS`.
+func appendDeadline(_ milliseconds: Int, to head: ByteStore) {
+    head.append("Dyninka-Deadline: ")
+    head.append(decimal: max(milliseconds, 0))
+    head.append("\r\n")
+}
+
 /// The message of a 404 for a POST to a path the service does not serve.
 func noSuchPath(_ path: String, service: String) -> String {
     "no such path '\(path)'; POST / runs '\(service)', GET /healthz, /readyz, /metrics"
