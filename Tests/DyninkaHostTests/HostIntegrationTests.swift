@@ -277,5 +277,9 @@ func freePort() -> Int {
         let missing = try HostProcess.run(["serve", "--app", "/nonexistent.so", "--service", "x"])
         #expect(missing.status != 0)
         #expect(missing.errors.contains("dyninka build"), "\(missing.errors)")
+
+        let named = try HostProcess.run(["serve", "--app", BuildProducts.fixture, "--service", "map", "--host", "localhost", "--port", "0"])
+        #expect(named.status == 2)
+        #expect(named.errors.contains("--host 'localhost' is not a numeric IP address (for example 127.0.0.1 or 0.0.0.0)"), "\(named.errors)")
     }
 }
