@@ -33,20 +33,14 @@ import Glibc
         #expect(response.error?.message.contains(message) == true, "\(response)", sourceLocation: sourceLocation)
     }
 
-    @Test func aNextHopThatResetsAfterTheRequestGives502() throws {
-        let peer = try ScriptedServer { _ in .init(chunks: [], reset: true) }
+    /// The peer takes the request, then resets (RST) or closes (FIN) without a byte of answer.
+    @Test(arguments: [(true, "reset the connection"), (false, "closed the connection without answering")])
+    func aNextHopThatEndsWithoutAnsweringGives502(reset: Bool, message: String) throws {
+        let peer = try ScriptedServer { _ in .init(chunks: [], close: true, reset: reset) }
         let (host, response) = try forward(to: peer.port)
-        expectFailure(response, status: 502, kind: "unreachable", saying: "at 127.0.0.1:\(peer.port) reset the connection")
-        // Once the request went out, a reset is not a refusal: it is never sent again (the
-        // peer may have run it).
-        #expect(peer.requests == 1)
-        try expectSettled(host)
-    }
-
-    @Test func aNextHopThatClosesWithoutAnsweringGives502() throws {
-        let peer = try ScriptedServer { _ in .init(chunks: [], close: true) }
-        let (host, response) = try forward(to: peer.port)
-        expectFailure(response, status: 502, kind: "unreachable", saying: "closed the connection without answering")
+        expectFailure(response, status: 502, kind: "unreachable", saying: "at 127.0.0.1:\(peer.port) \(message)")
+        // Once the request went out, neither is a refusal: it is never sent again (the peer may
+        // have run it).
         #expect(peer.requests == 1)
         try expectSettled(host)
     }
