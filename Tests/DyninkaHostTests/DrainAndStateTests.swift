@@ -6,16 +6,17 @@ import Glibc
 
 /// How a draining host ends when its requests do not, and what a new instance does when the old
 /// one's state does not come or is not its own: it never hangs and never takes a wrong state.
-@Suite(.serialized) struct DrainAndStateTests {
-    /// Sends a request that the `slow` service takes `ms` milliseconds to answer; returns its socket.
-    private func startSlowRequest(_ host: HostProcess, ms: Int) throws -> Int32 {
-        let fd = try host.client.connect()
-        let body = temperature
-        try host.client.send(fd, Array("POST / HTTP/1.1\r\nConnection: close\r\nDyninka-Args: ms: \(ms)\r\nDyninka-Route: \r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8))
-        usleep(150_000)
-        return fd
-    }
+/// Sends `host` (the `slow` service) a request it takes `ms` milliseconds to answer, and gives it
+/// 150 ms to start; returns the request's socket.
+func startSlowRequest(_ host: HostProcess, ms: Int) throws -> Int32 {
+    let fd = try host.client.connect()
+    let body = temperature
+    try host.client.send(fd, Array("POST / HTTP/1.1\r\nConnection: close\r\nDyninka-Args: ms: \(ms)\r\nDyninka-Route: \r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8))
+    usleep(150_000)
+    return fd
+}
 
+@Suite(.serialized) struct DrainAndStateTests {
     @Test func aSecondSignalEndsTheDrainAtOnce() throws {
         let slow = try HostProcess(service: "slow")
         let fd = try startSlowRequest(slow, ms: 5000)

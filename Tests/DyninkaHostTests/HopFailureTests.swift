@@ -53,17 +53,7 @@ import Glibc
         #expect(listen(listener, 0) == 0)
         var fillers: [Int32] = []
         defer { fillers.forEach { close($0) } }
-        for _ in 0..<3 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            _ = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            fillers.append(fd)
-        }
+        for _ in 0..<3 { fillers.append(try RawHTTP(port: port).connect(waiting: false)) }
         usleep(50_000)
         let started = Date()
         let (host, response) = try forward(to: port, arguments: ["--connect-timeout", "300", "--response-timeout", "5000"])

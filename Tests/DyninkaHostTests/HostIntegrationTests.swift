@@ -255,10 +255,7 @@ func freePort() -> Int {
     @Test func sigtermDrainsInFlightRequestsThenExitsZero() throws {
         let slow = try HostProcess(service: "slow", arguments: ["--drain-delay", "400"])
         let client = slow.client
-        let fd = try client.connect()
-        let body = temperature
-        try client.send(fd, Array("POST / HTTP/1.1\r\nConnection: close\r\nDyninka-Args: ms: 700\r\nDyninka-Route: \r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8))
-        usleep(150_000)
+        let fd = try startSlowRequest(slow, ms: 700)
         slow.signal(SIGTERM)
         usleep(100_000)
         #expect(try client.get("/readyz").status == 503)

@@ -41,8 +41,7 @@ final class Invocation: FunctionCaller {
     /// only made when it did (every hop asks, and a String per ask showed in the profile).
     private func deadlinePassed(before what: @autoclosure () -> String) -> Bool {
         guard let remaining, remaining <= 0 else { return false }
-        finish(failure: ServiceFailure(service: service.name, kind: .timeout,
-                                       message: "the request's deadline passed before \(what()); not started"), own: false)
+        finish(failure: deadlineSpent(service.name, before: what()), own: false)
         return true
     }
 

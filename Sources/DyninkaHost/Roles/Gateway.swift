@@ -40,7 +40,7 @@ final class GatewayResponder: Responder {
         let started = request.started
         let trace = request.trace
         // The client's budget bounds the wait for the function, which gets what is left of it.
-        var deadline: UInt64?
+        let deadline: UInt64?
         switch clientDeadline(head, started: started) {
         case .success(let given): deadline = given
         case .failure(let error):
@@ -48,8 +48,7 @@ final class GatewayResponder: Responder {
         }
         let remaining = deadline.map(millisecondsLeft(until:))
         if let remaining, remaining <= 0 {
-            return refuse(ServiceFailure(service: own, kind: .timeout, message: "the request's deadline passed before calling '\(name)'; not started"),
-                          request, on: connection)
+            return refuse(deadlineSpent(own, before: "calling '\(name)'"), request, on: connection)
         }
         let parts = head.has("dyninka-parts") ? head : nil
         let extra: ((ByteStore) -> Void)? = parts == nil && remaining == nil ? nil : { line in

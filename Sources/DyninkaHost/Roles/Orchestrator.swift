@@ -124,8 +124,7 @@ final class Orchestration {
     private func call(_ function: String, input: OwnedBytes?, arguments: [OwnedBytes], completion: @escaping (HopOutcome) -> Void) {
         let remaining = deadline.map(millisecondsLeft(until:))
         if let remaining, remaining <= 0 {
-            return completion(.failed(ServiceFailure(service: context.configuration.service, kind: .timeout,
-                                                     message: "the request's deadline passed before calling '\(function)'; not started")))
+            return completion(.failed(deadlineSpent(context.configuration.service, before: "calling '\(function)'")))
         }
         let parts = [input?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)] + arguments.map(\.bytes)
         let body = ByteStore(capacity: max(parts.reduce(0) { $0 + $1.count }, 1))

@@ -199,6 +199,11 @@ func millisecondsLeft(until deadline: UInt64) -> Int {
     return deadline > now ? Int((deadline - now) / 1_000_000) : 0
 }
 
+/// The 504 of service `service` when the client's budget ran out before `what` (nothing started).
+func deadlineSpent(_ service: String, before what: String) -> ServiceFailure {
+    ServiceFailure(service: service, kind: .timeout, message: "the request's deadline passed before \(what); not started")
+}
+
 /// Writes the budget left for the next hop: `Dyninka-Deadline: MS`.
 func appendDeadline(_ milliseconds: Int, to head: ByteStore) {
     head.append("Dyninka-Deadline: ")

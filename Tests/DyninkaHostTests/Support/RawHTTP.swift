@@ -33,9 +33,10 @@ struct RawHTTP {
     var timeout: Double = 10
 
     /// Connects; `receiveBuffer` (SO_RCVBUF) is set before the connection is made, as a small
-    /// buffer set afterwards can stall the transfer (the window was announced already).
-    func connect(receiveBuffer: Int32? = nil) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    /// buffer set afterwards can stall the transfer (the window was announced already). Without
+    /// `waiting`, the socket is non-blocking and the connection may still be under way.
+    func connect(receiveBuffer: Int32? = nil, waiting: Bool = true) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | (waiting ? 0 : Int32(SOCK_NONBLOCK.rawValue)), 0)
         if var size = receiveBuffer {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
@@ -48,7 +49,7 @@ struct RawHTTP {
         let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        if result != 0 {
+        if result != 0, waiting || errno != EINPROGRESS {
             let code = errno
             close(fd)
             throw RawHTTPError.connect(code)
