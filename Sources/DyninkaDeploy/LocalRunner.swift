@@ -307,8 +307,47 @@ package final class LocalRunner {
         package var service: String
         /// From starting the new host to its listening on the port.
         package var startMs: Double
-        /// From asking the old host to hand over to its exit (in-flight requests finished, state written).
+        /// From asking the old host to hand over until the new one had its state and served.
         package var handoverMs: Double
+        /// What the new host made of the old one's state, as it reported it.
+        package var state: StateOutcome
+    }
+
+    /// What a new host made of the @Placed state handed to it: its own report (`STATE.result`),
+    /// never an inference.
+    package struct StateOutcome: Sendable, CustomStringConvertible {
+        /// The service declares @Placed state.
+        package var hasState: Bool
+        /// The new host restored it.
+        package var restored: Bool
+        /// The new host's words: "restored N value(s) (B bytes) after holding R request(s) for
+        /// T ms" or "fresh CODE: why; ...".
+        package var line: String
+
+        /// Whether the state went with the service (always true for a service without state).
+        package var carried: Bool { !hasState || restored }
+
+        package var description: String {
+            guard hasState else { return "no @Placed state" }
+            return restored ? "@Placed state \(line)" : "its @Placed state was NOT carried, it started \(line)"
+        }
+
+        /// Reads the new host's report at `path`, waiting while `running` for at most `timeout` seconds.
+        static func read(_ path: String, hasState: Bool, timeout: Double, running: () -> Bool) -> StateOutcome {
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline {
+                if let text = try? String(contentsOfFile: path, encoding: .utf8), text.hasSuffix("\n") {
+                    try? FileManager.default.removeItem(atPath: path)
+                    let line = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                    return StateOutcome(hasState: hasState, restored: line.hasPrefix("restored "), line: line)
+                }
+                guard running() else { break }
+                usleep(2_000)
+            }
+            return StateOutcome(hasState: hasState, restored: false,
+                                line: running() ? "fresh unknown: the new host reported nothing within \(Int(timeout)) s"
+                                                : "fresh unknown: the new host exited before it reported on its state; its log says why")
+        }
     }
 
     /// Replaces the running host of `name` by one loading `library`, without refusing or losing a
@@ -324,19 +363,19 @@ package final class LocalRunner {
         enableRequestMigration(namespace: services[index].namespace)
         // The new library's table has main's current chain: an older route file must not override it.
         try? FileManager.default.removeItem(atPath: routePath(name))
-        let (startMs, handoverMs) = try replace(at: index, library: library, node: services[index].node,
-                                                listeningOn: "port \(services[index].port)")
-        return SwapReport(service: name, startMs: startMs, handoverMs: handoverMs)
+        let (startMs, handoverMs, state) = try replace(at: index, library: library, node: services[index].node,
+                                                       listeningOn: "port \(services[index].port)")
+        return SwapReport(service: name, startMs: startMs, handoverMs: handoverMs, state: state)
     }
 
     /// The hand-over shared by `swap` and `move`: a new host like the one at `index` (loading
     /// `library` when given, on `node`) starts with `--state-in`; once it listens it takes the
-    /// old one's place, and the old one gets SIGUSR1 and is waited for (hand-over: it drains,
-    /// writes its state, exits). Returns the milliseconds until the new host listened and until
-    /// the old one had gone.
+    /// old one's place, and the old one gets SIGUSR1 (it writes its state as soon as no call
+    /// runs, within its announced bound, relays what it has in flight and exits). Returns the
+    /// milliseconds until the new host listened and until it reported on the state, and its report.
     /// `beforeHandOver` runs once the new host listens, before the old one is told to hand over.
     private func replace(at index: Int, library: String?, node: String?, listeningOn place: String, extraArguments: [String] = [],
-                         beforeHandOver: (() throws -> Void)? = nil) throws -> (Double, Double) {
+                         beforeHandOver: (() throws -> Void)? = nil) throws -> (Double, Double, StateOutcome) {
         let old = services[index]
         let name = old.name
         var arguments = old.arguments
@@ -346,7 +385,7 @@ package final class LocalRunner {
         // A service added since the host started is among its peers now (local runs list them all).
         if bed == nil, let at = arguments.firstIndex(of: "--peers") { arguments[at + 1] = peerList() }
         arguments += ["--state-in", statePath(name)]
-        try? FileManager.default.removeItem(atPath: statePath(name))
+        for suffix in ["", ".handover", ".result"] { try? FileManager.default.removeItem(atPath: statePath(name) + suffix) }
         let replacement = Child(name: name, arguments: arguments, environment: old.environment, port: old.port, workingDirectory: old.workingDirectory,
                                 isService: true, host: old.host, node: node)
         let started = Date()
@@ -369,10 +408,20 @@ package final class LocalRunner {
         }
         services[index] = replacement
         if let pid = old.process?.processIdentifier { kill(pid, SIGUSR1) }
-        let handoverDeadline = Date().addingTimeInterval(40)
-        while old.isRunning && Date() < handoverDeadline { usleep(1_000) }
-        if old.isRunning, let pid = old.process?.processIdentifier { kill(pid, SIGKILL) }
-        return (listening.timeIntervalSince(started) * 1000, Date().timeIntervalSince(listening) * 1000)
+        // The new host reports within --state-wait, or within the bound the old one announced
+        // (--handover-timeout, plus --response-timeout for an async service) and a second.
+        let hasState = !(ir.services.first { $0.name == name }?.placedState.isEmpty ?? true)
+        let state = StateOutcome.read(statePath(name) + ".result", hasState: hasState, timeout: 60) { replacement.isRunning }
+        let handoverMs = Date().timeIntervalSince(listening) * 1000
+        // Then the old one relays what it still has (its --drain-timeout bounds that); the state
+        // is with the new host already, so ending it later costs no update.
+        let exitDeadline = Date().addingTimeInterval(40)
+        while old.isRunning && Date() < exitDeadline { usleep(1_000) }
+        if old.isRunning, let pid = old.process?.processIdentifier {
+            log("the old \(name) still relayed answers 40 s after the hand-over: stopped (SIGKILL)")
+            kill(pid, SIGKILL)
+        }
+        return (listening.timeIntervalSince(started) * 1000, handoverMs, state)
     }
 
     /// Takes the rebuilt app as the one running (after `--watch` swapped, added or removed what
@@ -436,11 +485,13 @@ package final class LocalRunner {
         /// under way.
         package var settleMs: Double
         package var addressMs: Double
+        /// What the new host made of the old one's state, as it reported it.
+        package var state: StateOutcome
 
-        /// "moved S from A to B with its @Placed state: ..." with the time of each part.
+        /// "moved S from A to B: ..." with the time of each part and the state's outcome.
         package var description: String {
-            String(format: "moved %@ from %@ to %@ with its @Placed state: new host listening in %.0f ms, hand-over %.0f ms (%.0f ms of it settling the old node's handshakes), address moved in %.0f ms",
-                   service, from, to, startMs, handoverMs, settleMs, addressMs)
+            String(format: "moved %@ from %@ to %@: new host listening in %.0f ms, hand-over %.0f ms (%.0f ms of it settling the old node's handshakes), address moved in %.0f ms; %@",
+                   service, from, to, startMs, handoverMs, settleMs, addressMs, state.description)
         }
     }
 
@@ -473,7 +524,7 @@ package final class LocalRunner {
         var refusing = false
         var settleMs = 0.0
         defer { if refusing { try? Testbed.refuseConnections(to: old.host, port: old.port, on: from, state: bed, on: false) } }
-        let (startMs, handoverMs) = try replace(at: index, library: nil, node: node, listeningOn: node, extraArguments: ["--free-bind"]) {
+        let (startMs, handoverMs, state) = try replace(at: index, library: nil, node: node, listeningOn: node, extraArguments: ["--free-bind"]) {
             let settling = Date()
             try Testbed.refuseConnections(to: old.host, port: old.port, on: from, state: bed, on: true)
             refusing = true
@@ -486,7 +537,8 @@ package final class LocalRunner {
         try Testbed.addAddress(old.host, to: node, state: bed)
         try Testbed.switchAddress(old.host, from: from, to: node, state: bed)
         let addressMs = Date().timeIntervalSince(switching) * 1000
-        return MoveReport(service: name, from: from, to: node, startMs: startMs, handoverMs: handoverMs, settleMs: settleMs, addressMs: addressMs)
+        return MoveReport(service: name, from: from, to: node, startMs: startMs, handoverMs: handoverMs, settleMs: settleMs, addressMs: addressMs,
+                          state: state)
     }
 
     /// Lets a listener that closes pass the connections waiting in its accept queue to another

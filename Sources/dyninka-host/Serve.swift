@@ -67,11 +67,13 @@ extension DyninkaHostCommand {
         var exitWithParent = false
         @Option(help: "debug, info, warning or error (default info; env DYNINKA_LOG_LEVEL).")
         var logLevel: String?
-        @Option(help: "Hot swap, old side: on SIGUSR1 stop accepting, finish in-flight requests, write the service's @Placed state to this file, exit.")
+        @Option(help: "Hot swap, old side: on SIGUSR1 stop accepting, write the service's @Placed state to this file once no call runs, relay what is in flight, exit.")
         var stateOut: String?
+        @Option(help: "Hot swap, old side: milliseconds a request partly received at SIGUSR1 may take before it is refused (503) so that the state can go (default 3000).")
+        var handoverTimeout: Int?
         @Option(help: "Hot swap, new side: hold requests until the old instance's state appears in this file, restore it, then serve.")
         var stateIn: String?
-        @Option(help: "With --state-in: milliseconds to hold requests for the state before starting fresh (default 10000).")
+        @Option(help: "With --state-in: milliseconds to hold requests for the old instance to begin its hand-over before starting fresh; once begun, as long as it announces (default 10000).")
         var stateWait: Int?
         @Flag(help: "Listen on --host even when this machine does not have that address yet (IP_FREEBIND): a moving service's new host waits there for its address.")
         var freeBind = false
@@ -108,6 +110,7 @@ extension DyninkaHostCommand {
             if exitWithParent { flags["exit-with-parent"] = "true" }
             flags["log-level"] = logLevel
             flags["state-out"] = stateOut
+            flags["handover-timeout"] = handoverTimeout.map(String.init)
             flags["state-in"] = stateIn
             flags["state-wait"] = stateWait.map(String.init)
             if freeBind { flags["free-bind"] = "true" }

@@ -212,7 +212,8 @@ extension DyninkaCommand {
                             note(line)
                             view?.event(line)
                             view?.update(runner: runner)
-                            return (true, line)
+                            // The move happened; `dyninka move` still fails when the state did not go with it.
+                            return (report.state.carried, line)
                         } catch {
                             note("error: cannot move \(request.service): \(error)")
                             return (false, "\(error)")
@@ -356,12 +357,10 @@ struct Watcher {
             }
         }
         for service in changed {
-            let kept = running.stateHash(of: before[service.name]!) == build.ir.stateHash(of: service)
             do {
                 let report = try runner.swap(service.name, library: build.library)
-                let state = service.placedState.isEmpty ? "no @Placed state"
-                    : kept ? "kept its @Placed state (\(service.placedState.joined(separator: ", ")))"
-                    : "its @Placed state's declaration changed: it starts fresh"
+                // What the new host says it restored, not what the hashes predict.
+                let state = report.state.description
                 let reason = callsAdded.contains(service.name) && before[service.name]?.codeHash == service.codeHash
                     ? " (its route calls the added \(added.filter { Self.calls(service, $0) }.joined(separator: ", ")))" : ""
                 let line = String(format: "swapped %@%@ in %.0f ms from save (check and build %.0f ms, new host listening %.0f ms, hand-over %.0f ms); %@",

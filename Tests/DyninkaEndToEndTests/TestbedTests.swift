@@ -138,7 +138,8 @@ extension TestbedTests {
         var rows = 0
         for _ in 0..<40 { #expect([200, 204].contains(try post().status)); rows += 1 }
         let quiet = try runCLI(["move", "movingAvg", "--to", "edge-1"])
-        #expect(quiet.status == 0 && quiet.stdout.contains("moved movingAvg from cloud to edge-1 with its @Placed state"), "\(quiet.stdout)\(quiet.stderr)")
+        #expect(quiet.status == 0 && quiet.stdout.contains("moved movingAvg from cloud to edge-1:")
+                && quiet.stdout.contains("@Placed state restored 2 value(s)"), "\(quiet.stdout)\(quiet.stderr)")
         var last: Double?
         while (last == nil || rows < 60) && rows < 400 {
             let reply = try post()

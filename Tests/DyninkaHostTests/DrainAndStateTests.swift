@@ -57,12 +57,12 @@ func startSlowRequest(_ host: HostProcess, ms: Int) throws -> Int32 {
         #expect(try host.client.post(#"{"value":8}"#).json()?["count"] as? Int == 2)
         host.stop()
         let log = host.standardError()
-        #expect(log.contains("no state from the old instance within 300 ms: starting fresh"), "\(log)")
+        #expect(log.contains("starts with fresh state: fresh no-state: no state from the old instance within 300 ms"), "\(log)")
     }
 
     @Test(arguments: [
-        ("dyninka-state 1 map \n{\"count\":7}", "is not a state of movingAvg: starting fresh"),
-        ("{\"count\":7}", "has no header: starting fresh"),
+        ("dyninka-state 1 map \n{\"count\":7}", "starts with fresh state: fresh not-this-service: the state file"),
+        ("{\"count\":7}", "has no header"),
     ])
     func aStateFileThatIsNotThisServicesIsNotTaken(content: String, logged: String) throws {
         let state = NSTemporaryDirectory() + "dyninka-wrongstate-\(getpid()).state"

@@ -25,6 +25,9 @@ final class Invocation: FunctionCaller {
     private var functionNanoseconds: UInt64 = 0
     private var functionStarted: UInt64 = 0
     private var finished = false
+    /// Counted in the context's `callsWaiting` (before the call) or `callsRunning` (during it).
+    private var waiting = false
+    private var running = false
     /// When the client's time budget (Dyninka-Deadline) runs out; nil without one.
     var deadline: UInt64?
 
@@ -62,6 +65,8 @@ final class Invocation: FunctionCaller {
     private var service: ServiceDescriptor { app.service }
 
     func start() {
+        waiting = true
+        context.callsWaiting += 1
         for (index, argument) in prepared.enumerated() {
             // A dependency that failed at once (no address) already answered: start nothing more.
             if finished { return }
@@ -114,6 +119,13 @@ final class Invocation: FunctionCaller {
         // Never with a missing argument: a failed dependency has answered the client already.
         guard !finished else { return }
         if deadlinePassed(before: "'\(service.name)' ran") { return }
+        if context.stateSealed {
+            return finish(failure: ServiceFailure(service: service.name, kind: .overloaded, message: HandOver.sealedMessage(service.name)),
+                          own: false)
+        }
+        stopWaiting()
+        running = true
+        context.callsRunning += 1
         functionStarted = EventLoop.nanoseconds()
         let called = call(service, input: input?.bytes, count: arguments.count) { arguments[$0]?.bytes }
         if !called {
@@ -124,6 +136,16 @@ final class Invocation: FunctionCaller {
     override func functionDone(_ result: FunctionResult, _ output: LibraryOutput) {
         functionNanoseconds = EventLoop.nanoseconds() - functionStarted
         context.metrics.recordFunction(service: service.name, seconds: Double(functionNanoseconds) / 1e9)
+        running = false
+        context.callsRunning -= 1
+        defer { context.callsSettled?() }
+        if context.stateSealed {
+            // It ran past the hand-over's bound: the state went without waiting for it, so its
+            // update may be missing there. The client is told, and may retry.
+            return finish(failure: ServiceFailure(service: service.name, kind: .overloaded,
+                                                  message: "'\(service.name)' handed its state over while this call ran; its update may be lost; retry"),
+                          own: false)
+        }
         switch result {
         case .value:
             guard let next = plan.next else {
@@ -147,6 +169,12 @@ final class Invocation: FunctionCaller {
         case .threw:
             finish(failure: ServiceFailure(service: service.name, kind: .function, message: output.text), own: true)
         }
+    }
+
+    private func stopWaiting() {
+        guard waiting else { return }
+        waiting = false
+        context.callsWaiting -= 1
     }
 
     // MARK: Answering
@@ -185,6 +213,10 @@ final class Invocation: FunctionCaller {
     private func answer(_ status: Int, relayed: HTTPHead?, json: Bool = false, retryAfter: Bool = false) -> Answer? {
         guard !finished else { return nil }
         finished = true
+        if waiting {
+            stopWaiting()
+            context.callsSettled?()
+        }
         context.metrics.record(service: service.name, status: status, seconds: Double(EventLoop.nanoseconds() - started) / 1e9)
         return Answer(status: status, relayed: relayed, json: json, retryAfter: retryAfter,
                       timing: HopTiming(name: service.name, started: started, function: functionNanoseconds, trace: trace,

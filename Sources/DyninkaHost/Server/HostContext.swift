@@ -25,6 +25,14 @@ final class HostContext {
     let scratch = ByteStore(capacity: 2048)
     /// The host is draining: answers close their connections, pooled connections are not kept.
     var draining = false
+    /// Requests whose call has not started (waiting for dependencies) and calls running now (an
+    /// async call that awaits): a hand-over writes the state when both are 0 (HandOver.swift).
+    var callsWaiting = 0
+    var callsRunning = 0
+    /// The @Placed state went to a new instance: no call of the service may start here any more.
+    var stateSealed = false
+    /// Told when a call stops waiting or running (set during a hand-over).
+    var callsSettled: (() -> Void)?
 
     /// How hops connect: keep-alive-free, closed with RST, refused connections retried within
     /// --connect-retry (read once, not per hop).

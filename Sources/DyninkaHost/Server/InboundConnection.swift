@@ -68,13 +68,32 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         // needs nothing more from the socket, so the loop never watches it: no epoll
         // registration and removal per hop. Anything else reads on through the loop.
         handle.readAvailable(into: self)
-        if !closed && !(busy && !requestKeepAlive) { handle.startReading(self) }
+        if !closed && !(busy && !requestKeepAlive) { startReading() }
+    }
+
+    /// The loop watches the socket (reads, and learns of a reset or a close).
+    private var watching = false
+
+    private func startReading() {
+        guard !watching else { return }
+        watching = true
+        handle.startReading(self)
+    }
+
+    /// Its request is held for a hand-over's state: watch the socket, so that a client that
+    /// leaves meanwhile closes the connection (and gives back its slot) at once.
+    func watchWhileHeld() {
+        if !closed { startReading() }
     }
 
     func handleRead(_ event: ReadEvent) { read(event) }
 
     /// Whether the connection waits for a request with nothing received (safe to close when draining).
     var idle: Bool { !busy && !receivedAny }
+    /// Whether its request has not fully come yet (or, accepted with nothing received, is about
+    /// to): not a kept connection between requests, not busy with a request, not closed.
+    var partial: Bool { !busy && !closed && !betweenRequests }
+    var isClosed: Bool { closed }
     /// Whether it answered a request and waits for another with nothing of it received (a kept
     /// connection that may be closed at any time; its client knows to try again).
     var betweenRequests: Bool { idle && answered }
@@ -120,6 +139,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         charge(bytes.count)
         if buffer.count - heldStart >= Self.maxHeldBytes, !readingStopped {
             handle.stopReading()
+            watching = false
             readingStopped = true
         }
     }
@@ -142,7 +162,7 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         }
         if !busy, !closed, readingStopped {
             readingStopped = false
-            handle.startReading(self)
+            startReading()
         }
         if !busy, !closed, peerClosed, held == nil {
             // The client is done sending: a request that ends with the connection is answered,
@@ -287,6 +307,21 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         respond(failure: ServiceFailure(service: context.configuration.service, kind: .badInput,
                                         message: "request not received within \(context.configuration.requestTimeout) ms",
                                         status: 408), forceClose: true)
+    }
+
+    /// A request that has not fully come is refused with `failure` (a hand-over that cannot wait
+    /// longer); a connection with nothing received just closes.
+    func refuseUnfinished(_ failure: ServiceFailure) {
+        guard !closed, !busy else { return }
+        guard receivedAny else { return close() }
+        busy = true
+        deadline = 0
+        head = nil
+        body = nil
+        bodyInBlock = nil
+        requestIsHead = false
+        requestKeepAlive = false
+        respond(failure: failure, forceClose: true)
     }
 
     // MARK: In-flight slots and buffered bytes

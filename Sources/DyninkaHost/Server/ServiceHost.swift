@@ -35,7 +35,7 @@ package final class ServiceHost {
     /// The app's service (every role but the gateway): its default route can be replaced.
     private var app: AppService?
     private var loop: EventLoop { context.loop }
-    private var log: Log { context.log }
+    var log: Log { context.log }
     /// What this host lends the app library (nil when it takes nothing); kept for the process's life.
     private var lender: LoopLender?
     private var phaseHook: LoopPhaseHook?
@@ -43,17 +43,15 @@ package final class ServiceHost {
     private var sweepTimer: LoopTimer?
     private var signals: [SignalWatcher] = []
     /// The open client connections (a snapshot; closing one changes the tracked list).
-    private var connections: [InboundConnection] { context.tracked.compactMap { $0 as? InboundConnection } }
+    var connections: [InboundConnection] { context.tracked.compactMap { $0 as? InboundConnection } }
     private var draining: Bool { context.draining }
     private var exitTimer: LoopTimer?
     /// The address actually bound (port resolved when 0 was asked for).
     package private(set) var boundAddress: String = ""
-    /// Hot swap: the service whose @Placed state moves, and what is under way.
-    private var stateService: ServiceDescriptor? { table?[configuration.service] }
-    private var handingOver = false
-    /// New side: POSTs held until the state has come (nil once serving).
-    private var held: [(head: HTTPHead, body: OwnedBytes?, connection: InboundConnection)]? = nil
-    private var stateTimer: LoopTimer?
+    /// Hot swap and moves: the service whose @Placed state moves, and the hand-over under way
+    /// (HandOver.swift).
+    var stateService: ServiceDescriptor? { table?[configuration.service] }
+    var handOver = HandOver()
 
     /// Loads nothing itself: pass the table loaded from `configuration.appPath` (none for the gateway).
     package init(configuration: HostConfiguration, table: ServiceTable?, role: HostRole = .service) throws(HostStartupError) {
@@ -127,7 +125,8 @@ package final class ServiceHost {
             }
             if configuration.stateOut != nil {
                 signals.append(try SignalWatcher(loop: loop, signal: SIGUSR1) { [unowned self] number in
-                    handingOver = true
+                    guard !draining else { return log.warning("signal \(number): already draining; no hand-over") }
+                    handOver.active = true
                     beginDrain(signal: number)
                 })
             }
@@ -217,6 +216,8 @@ package final class ServiceHost {
 
     func connectionClosed(_ connection: InboundConnection) {
         metrics.connections -= 1
+        if handOver.held != nil { forgetHeld(connection) }
+        if handOver.active { trySeal() }
         if draining { checkDrained() }
     }
 
@@ -230,11 +231,11 @@ package final class ServiceHost {
         // The path without a query, found on the UTF-8 bytes (Character iteration costs more).
         let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(target[..<$0]) } ?? target
         if head.method == "POST" {
-            if held != nil { held!.append((head, body, connection)); return }
             // Past the limit, answer at once (and cheaply) rather than queue or drop: callers relay
-            // the 503 and its Retry-After. A request holds its slot until its response is written.
-            let trace = context.tracer.begin(head)
+            // the 503 and its Retry-After. A request holds its slot until its response is written;
+            // a request held for the state (HandOver.swift) holds one too.
             guard metrics.inFlight < configuration.maxInFlight else {
+                let trace = context.tracer.begin(head)
                 metrics.recordFailure(service: configuration.service, kind: .overloaded)
                 metrics.record(service: configuration.service, status: 503, seconds: 0)
                 return connection.send(ServiceFailure(
@@ -243,7 +244,9 @@ package final class ServiceHost {
                     timing: HopTiming(name: configuration.service, started: started, trace: trace))
             }
             connection.claimSlot()
-            return responder.respond(to: Request(head: head, body: body, path: path, started: started, trace: trace), on: connection)
+            if handOver.held != nil { return hold(head, body: body, on: connection, since: started) }
+            if handOver.sealed { return refuseAfterSeal(on: connection, started: started, trace: context.tracer.begin(head)) }
+            return serve(head, body: body, path: path, started: started, on: connection)
         }
         // HEAD is answered like GET, without the body (the connection leaves it out).
         let method = head.method == "HEAD" ? "GET" : head.method
@@ -269,6 +272,12 @@ package final class ServiceHost {
                                   message: noSuchPath(path, service: configuration.service), status: 404),
                    on: connection)
         }
+    }
+
+    /// Hands a POST whose slot is claimed to the role's responder.
+    func serve(_ head: HTTPHead, body: OwnedBytes?, path: String, started: UInt64, on connection: InboundConnection) {
+        let trace = context.tracer.begin(head)
+        responder.respond(to: Request(head: head, body: body, path: path, started: started, trace: trace), on: connection)
     }
 
     private func text(_ status: Int, _ text: String, on connection: InboundConnection, type: String = "text/plain") {
@@ -299,7 +308,7 @@ package final class ServiceHost {
             return shutdown()
         }
         context.draining = true
-        log.info(handingOver
+        log.info(handOver.active
                  ? "signal \(signal): handing over to a new instance (no longer accepting; \(metrics.inFlight) request(s) in flight)"
                  : "signal \(signal): draining (readyz answers 503, \(metrics.inFlight) request(s) in flight)")
         let stopAccepting = { [unowned self] in
@@ -315,7 +324,7 @@ package final class ServiceHost {
                 shutdown()
             }
             exitTimer = timer
-            if handingOver {
+            if handOver.active {
                 // A hand-over stops accepting at once: the new instance already listens on the
                 // port. Closing the listener would reset the connections in its accept queue,
                 // whose clients already sent their requests: those are taken and served first.
@@ -325,6 +334,7 @@ package final class ServiceHost {
                 if taken > 0 { log.info("hand-over: serving \(taken) connection(s) that waited in the accept queue") }
                 server?.close()
                 server = nil
+                try beginHandOver()
                 checkDrained()
             } else if configuration.drainDelay > 0 {
                 let delay = try LoopTimer(loop: loop)
@@ -337,21 +347,24 @@ package final class ServiceHost {
         }
     }
 
-    private func checkDrained() {
+    func checkDrained() {
         guard draining, server == nil, metrics.inFlight == 0 else { return }
         // Draining closes every connection without a request running. A hand-over keeps those
-        // whose request has not fully come yet (their callers saw them connected): they are
-        // served, or time out as usual (--request-timeout), before the state is written.
-        for connection in connections where !connection.busy && (!handingOver || connection.betweenRequests) { connection.close() }
+        // whose request has not fully come yet (their callers saw them connected) until the
+        // state is written: they are served before, or refused (HandOver.swift).
+        for connection in connections where !connection.busy && (!handOver.active || handOver.sealed || connection.betweenRequests) {
+            connection.close()
+        }
         if metrics.connections == 0 { shutdown() }
     }
 
     private var stopped = false
 
-    private func shutdown() {
+    func shutdown() {
         guard !stopped else { return }
         stopped = true
-        if handingOver, let path = configuration.stateOut { writeState(to: path) }
+        if handOver.active, !handOver.sealed { seal(reason: "the host is exiting (drain timeout or a second signal)") }
+        handOver.closeTimers()
         server?.close()
         server = nil
         for connection in connections { connection.close() }
@@ -384,106 +397,6 @@ extension ServiceHost {
         }
         log.info("default route now: \(route.isEmpty ? "none" : route)\(arguments.map { " (arguments \($0))" } ?? "")")
         return nil
-    }
-}
-
-// MARK: - Hot swap: @Placed state handed from an old instance to a new one
-
-extension ServiceHost {
-    /// The first line of a state file: format, service, hash of the state's declarations.
-    static func stateHeader(service: String, hash: String) -> String { "dyninka-state 1 \(service) \(hash)\n" }
-
-    /// Old side, after the drain: no request runs any more, so the snapshot misses no update.
-    /// Written to PATH.tmp and renamed, so the new side never reads half a file.
-    func writeState(to path: String) {
-        var bytes = Array(Self.stateHeader(service: configuration.service, hash: stateService?.stateHash ?? "").utf8)
-        if let service = stateService, service.hasState {
-            if metrics.inFlight > 0 { log.warning("handing over with \(metrics.inFlight) request(s) still in flight (drain timeout): their updates may be lost") }
-            do { bytes += try service.snapshot() } catch {
-                log.error("cannot snapshot the state: \(error); the new instance starts fresh")
-                bytes += Array("{}".utf8)
-            }
-        } else {
-            bytes += Array("{}".utf8)
-        }
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return log.error("cannot write the state to \(temporary): \(String(cString: strerror(errno)))") }
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        close(fd)
-        guard written == bytes.count, rename(temporary, path) == 0 else {
-            return log.error("cannot write the state to \(path): \(String(cString: strerror(errno)))")
-        }
-        log.info("handed over: state of \(configuration.service) written (\(bytes.count) bytes)")
-    }
-
-    /// New side: holds POSTs until the state file appears (polled every 2 ms), then restores it
-    /// and lets the held requests run, in arrival order.
-    func awaitState(at path: String) throws {
-        held = []
-        let started = EventLoop.nanoseconds()
-        let timer = try LoopTimer(loop: context.loop)
-        stateTimer = timer
-        timer.start(after: 2, repeat: 2) { [unowned self] in
-            let waited = Int((EventLoop.nanoseconds() - started) / 1_000_000)
-            if let bytes = readFile(path) {
-                restoreState(bytes, path: path, waited: waited)
-            } else if waited >= configuration.stateWait {
-                context.log.warning("no state from the old instance within \(configuration.stateWait) ms: starting fresh")
-                releaseHeld()
-            }
-        }
-    }
-
-    /// The whole file at `path`; nil when it cannot be opened.
-    func readFile(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            bytes += buffer[0..<n]
-        }
-        return bytes
-    }
-
-    private func restoreState(_ bytes: [UInt8], path: String, waited: Int) {
-        unlink(path)
-        let log = context.log
-        guard let newline = bytes.firstIndex(of: 10) else {
-            log.error("the state file \(path) has no header: starting fresh")
-            return releaseHeld()
-        }
-        let header = String(decoding: bytes[..<newline], as: UTF8.self).split(separator: " ").map(String.init)
-        let json = Array(bytes[(newline + 1)...])
-        let own = stateService?.stateHash ?? ""
-        if header.count < 3 || header[0] != "dyninka-state" || header[2] != configuration.service {
-            log.error("the state file \(path) is not a state of \(configuration.service): starting fresh")
-        } else if let service = stateService, service.hasState {
-            let theirs = header.count > 3 ? header[3] : ""
-            if theirs != own {
-                log.warning("the @Placed state's declaration changed: \(configuration.service) starts with fresh state")
-            } else {
-                do {
-                    try service.restore(json)
-                    log.info("took over the state of \(configuration.service) (\(json.count) bytes) after holding \(held?.count ?? 0) request(s) for \(waited) ms")
-                } catch {
-                    log.error("cannot restore the state: \(error); starting fresh")
-                }
-            }
-        }
-        releaseHeld()
-    }
-
-    private func releaseHeld() {
-        stateTimer?.close()
-        stateTimer = nil
-        let requests = held ?? []
-        held = nil
-        for request in requests { dispatch(request.head, body: request.body, on: request.connection) }
     }
 }
 

@@ -70,6 +70,7 @@ extension HostConfiguration {
         if flags["free-bind"] == "true" { c.freeBind = true }
         c.routeFile = flags["route-file"]
         if let v = try integer("state-wait", 0...600_000) { c.stateWait = v }
+        if let v = try integer("handover-timeout", 0...600_000) { c.handoverTimeout = v }
         c.otlpFile = value("otlp-file")
         if let endpoint = value("otlp-endpoint") {
             guard OTLP.endpoint(endpoint) != nil else {

@@ -57,13 +57,18 @@ package struct HostConfiguration: Sendable {
     package var exitWithParent = false
     /// Least severe level logged: debug, info, warning, error.
     package var logLevel = LogLevel.info
-    /// Hot swap, the old side: on SIGUSR1 stop accepting at once, finish what is in flight, then
-    /// write the service's @Placed state here and exit.
+    /// Hot swap, the old side: on SIGUSR1 stop accepting at once, write the service's @Placed
+    /// state here as soon as no call runs and no request is partly received, relay what is in
+    /// flight and exit (see HandOver.swift).
     package var stateOut: String?
+    /// Hot swap, the old side: the longest a request partly received at SIGUSR1 may take to
+    /// come whole before it is refused (503) so that the state can go.
+    package var handoverTimeout = 3_000
     /// Hot swap, the new side: hold every POST until the old instance's state appears here, then
     /// restore it (or start fresh when its declaration changed) and serve.
     package var stateIn: String?
-    /// With `stateIn`: the longest to hold requests for the state before starting fresh.
+    /// With `stateIn`: the longest to hold requests for the old instance to begin its hand-over;
+    /// once it has, the new side waits as long as the old side announced it may take.
     package var stateWait = 10_000
     /// Listen on `host` even when the machine does not have that address yet (IP_FREEBIND): a
     /// moving service's new host listens before its address arrives on its node.

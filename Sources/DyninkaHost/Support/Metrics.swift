@@ -57,6 +57,11 @@ package final class Metrics {
     /// Spans not recorded because the exporter fell behind (set when /metrics is read).
     package var spansDropped = 0
 
+    /// Requests held while a new instance waits for its predecessor's @Placed state.
+    package var heldRequests = 0
+    /// What this host made of the state handed to it (nil: it took over from no one).
+    package var stateOutcome: (restored: Bool, code: String, values: Int, heldSeconds: Double)?
+
     /// Also expose OpenFaaS's gateway metric names (gateway mode's gateway).
     package var openFaaSNames = false
 
@@ -110,9 +115,18 @@ package final class Metrics {
             ("dyninka_name_lookups_total", "counter", "Lookups of peers given by name.", nameLookups),
             ("dyninka_read_blocks", "gauge", "64 KiB blocks the loop reads into (held bodies and relayed pieces keep theirs).", readBlocks),
             ("dyninka_spans_dropped_total", "counter", "Spans not recorded because the exporter fell behind.", spansDropped),
+            ("dyninka_held_requests", "gauge", "Requests held until the previous instance's @Placed state comes.", heldRequests),
         ]
         for (name, type, help, value) in single {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
+        }
+        if let state = stateOutcome {
+            out += "# HELP dyninka_state_restored 1 when this host took over its predecessor's @Placed state, 0 when it started fresh (outcome says why).\n"
+            out += "# TYPE dyninka_state_restored gauge\ndyninka_state_restored{outcome=\"\(state.code)\"} \(state.restored ? 1 : 0)\n"
+            out += "# HELP dyninka_state_restored_values Top-level @Placed values taken over from the predecessor.\n"
+            out += "# TYPE dyninka_state_restored_values gauge\ndyninka_state_restored_values \(state.values)\n"
+            out += "# HELP dyninka_state_hold_seconds How long requests were held for the predecessor's state.\n"
+            out += "# TYPE dyninka_state_hold_seconds gauge\ndyninka_state_hold_seconds \(state.heldSeconds)\n"
         }
         return out
     }

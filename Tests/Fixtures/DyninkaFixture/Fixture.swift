@@ -25,8 +25,9 @@ struct FixtureError: Error, CustomStringConvertible { var description: String }
 
 // State placed on the get service: the row counter.
 let rowCounter = Mutex(0)
-// State placed on the movingAvg service.
-let movingState = Mutex((count: 0, average: 0.0))
+// State placed on the movingAvg service, movable as generated code moves it (snapshot/restore).
+struct MovingState: Codable, Sendable { var count = 0; var average = 0.0 }
+let movingState = PlacedState(MovingState())
 
 func get() -> Reading {
     let i = rowCounter.withLock { n -> Int in defer { n += 1 }; return n }
@@ -96,7 +97,11 @@ let table = ServiceTable(appName: "Fixture", entryService: "get", services: [
     ServiceExport(name: "map", inputType: "Reading", outputType: "Temperature", defaultRoute: "movingAvg()",
                   entry: { ServiceCall.run($0) { try $0.input(Reading.self).map() } }),
     ServiceExport(name: "movingAvg", inputType: "Temperature", outputType: "Average", placedState: ["movingState"],
-                  entry: { ServiceCall.run($0) { try $0.input(Temperature.self).movingAvg() } }),
+                  entry: { ServiceCall.run($0) { try $0.input(Temperature.self).movingAvg() } },
+                  stateHash: "fixture-moving-1",
+                  snapshot: { data, length in PlacedSnapshot.snapshot([PlacedSnapshot.variable("movingState", movingState)], data, length) },
+                  restore: { data, length, message, messageLength in
+                      PlacedSnapshot.restore([PlacedSnapshot.variable("movingState", movingState)], data, length, message, messageLength) }),
     ServiceExport(name: "explode", inputType: "Reading", outputType: "Reading", isThrowing: true,
                   entry: { ServiceCall.run($0) { try $0.input(Reading.self).explode() } }),
     ServiceExport(name: "drop", inputType: "Reading", outputType: "Reading", outputOptional: true,

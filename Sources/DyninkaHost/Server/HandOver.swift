@@ -1,0 +1,384 @@
+import DyninkaHTTP
+import DyninkaLoop
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The hand-over of a service's @Placed state from an old instance to a new one (a hot swap, a
+/// move, an adapt move), through two files beside each other: `--state-out` on the old side,
+/// `--state-in` on the new.
+///
+/// The promise: no update a client was told about is lost, and no client can delay the hand-over
+/// past a bound the new side knows.
+///
+/// - Old side, on SIGUSR1: it stops accepting, closes kept connections that wait between
+///   requests, and announces how long it may take (`PATH.handover`: `--handover-timeout`, plus
+///   `--response-timeout` for an async service, whose running call it must wait for). Requests
+///   that arrive whole in that time run as usual. As soon as no request is partly received and
+///   no call is waiting or running, it snapshots the state, writes it (PATH.tmp, renamed) and
+///   *seals*: no call of the service runs on it any more. At the bound at the latest, partial
+///   requests are refused (503 with Retry-After) and a request still waiting for a dependency
+///   fails with 503 when its call would start. The answers of calls that ran before the seal
+///   keep relaying after it; the process then drains and exits as usual.
+/// - New side: holds every POST (each within `--max-in-flight`, its body copied out of the read
+///   block) until the state comes. It waits `--state-wait` for the old side to start, and once
+///   the announcement is there, the old side's own bound plus a margin: never less than the old
+///   side may need. Then it restores the state (or starts fresh, saying why), writes the outcome
+///   to `PATH.result` for whoever runs the swap, shows it in /metrics, and serves what it held
+///   in arrival order, skipping requests whose clients have gone.
+struct HandOver {
+    /// Old side: SIGUSR1 came.
+    var active = false
+    /// Old side: the state is written; no call of the service may run here any more.
+    var sealed = false
+    /// Old side: the bound for partial requests has passed (they were refused), and the refusing
+    /// is under way (no seal in the middle of it: the seal closes what is not busy).
+    var partialsRefused = false
+    var refusing = false
+    /// Old side: the timers of the bound for partial requests and for a running call.
+    var timers: [LoopTimer] = []
+    /// New side: POSTs held until the state has come, in arrival order (nil once serving).
+    var held: [HeldRequest]?
+    /// New side: when holding started, and the poll timer.
+    var holdingSince: UInt64 = 0
+    var pollTimer: LoopTimer?
+    /// New side: the latest moment to wait for the state (loop clock, ns); raised when the old
+    /// side announces its bound.
+    var waitUntil: UInt64 = 0
+    var announced = false
+
+    mutating func closeTimers() {
+        for timer in timers { timer.close() }
+        timers.removeAll()
+        pollTimer?.close()
+        pollTimer = nil
+    }
+
+    /// A POST held for the state. Its body is its own copy: a held request never pins a 64 KiB
+    /// read block of the loop.
+    struct HeldRequest {
+        var head: HTTPHead
+        var body: OwnedBytes?
+        var path: String
+        var started: UInt64
+        var connection: InboundConnection
+    }
+
+    /// What the new side made of the hand-over: shown in the log, /metrics and `PATH.result`.
+    struct Outcome {
+        /// The state was restored (false: the service started fresh).
+        var restored: Bool
+        /// Top-level values restored.
+        var values: Int
+        var bytes: Int
+        /// A short, fixed word for /metrics: restored, declaration-changed, no-state, not-this-service, unreadable.
+        var code: String
+        /// The sentence for people.
+        var detail: String
+        var heldRequests: Int
+        var heldMilliseconds: Int
+
+        /// The one line of `PATH.result` (and the log): "restored N values (B bytes) ..." or
+        /// "fresh CODE: why".
+        var line: String {
+            restored
+                ? "restored \(values) value(s) (\(bytes) bytes) after holding \(heldRequests) request(s) for \(heldMilliseconds) ms"
+                : "fresh \(code): \(detail); held \(heldRequests) request(s) for \(heldMilliseconds) ms"
+        }
+    }
+
+    /// The first line of a state file: format, service, hash of the state's declarations.
+    static func stateHeader(service: String, hash: String) -> String { "dyninka-state 1 \(service) \(hash)\n" }
+
+    /// The announcement the old side writes on SIGUSR1: it will have written the state within
+    /// `bound` milliseconds.
+    static func announcement(service: String, bound: Int) -> String { "dyninka-handover 1 \(service) \(bound)\n" }
+
+    /// How many members a JSON object has at its top level (the values of a state snapshot).
+    static func topLevelMembers(_ json: [UInt8]) -> Int {
+        var depth = 0, members = 0, inString = false, escaped = false, sawValue = false
+        for byte in json {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""):
+                inString = true
+                if depth == 1 { sawValue = true }
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+            case UInt8(ascii: ","):
+                if depth == 1 { members += 1 }
+            default:
+                break
+            }
+        }
+        return sawValue ? members + 1 : 0
+    }
+}
+
+// MARK: - Old side
+
+extension ServiceHost {
+    /// The old side's bound (ms): partial requests get `--handover-timeout`; a running call of an
+    /// async service may take up to `--response-timeout` more (its fetches are bounded by it).
+    var handOverBound: Int {
+        configuration.handoverTimeout + ((stateService?.isAsync ?? false) ? configuration.responseTimeout : 0)
+    }
+
+    /// SIGUSR1 (the listener is closed already): announce the bound, start its timers, and seal
+    /// at once when nothing is partly received or running.
+    func beginHandOver() throws {
+        guard stateService?.hasState == true, let path = configuration.stateOut else {
+            // Nothing to lose: the new side gets its (empty) state at once; requests here drain.
+            seal(reason: nil)
+            return
+        }
+        for connection in connections where connection.betweenRequests { connection.close() }
+        context.callsSettled = { [unowned self] in trySeal() }
+        writeFile(path + ".handover", Array(HandOver.announcement(service: configuration.service, bound: handOverBound).utf8))
+        let partials = try LoopTimer(loop: context.loop)
+        partials.start(after: UInt64(configuration.handoverTimeout)) { [unowned self] in refusePartials() }
+        handOver.timers.append(partials)
+        let last = try LoopTimer(loop: context.loop)
+        last.start(after: UInt64(handOverBound)) { [unowned self] in
+            seal(reason: "\(context.callsRunning) call(s) of \(configuration.service) still running after \(handOverBound) ms")
+        }
+        handOver.timers.append(last)
+        trySeal()
+    }
+
+    /// Connections whose request has not fully come.
+    private var partialConnections: [InboundConnection] { connections.filter(\.partial) }
+
+    /// Seals when nothing can still change the state: no partial request (each either came and
+    /// ran, or was refused at the bound), no call waiting for its dependencies (unless the bound
+    /// passed: those fail when their call would start) and no call running.
+    func trySeal() {
+        guard handOver.active, !handOver.sealed, !handOver.refusing, context.callsRunning == 0 else { return }
+        if !handOver.partialsRefused {
+            guard context.callsWaiting == 0, !connections.contains(where: \.partial) else { return }
+        }
+        seal(reason: nil)
+    }
+
+    /// The bound for partial requests passed: each is refused, so its client can retry on the new
+    /// instance; then the state is written unless a call still runs.
+    private func refusePartials() {
+        handOver.partialsRefused = true
+        let partials = partialConnections
+        if !partials.isEmpty {
+            log.warning("hand-over: refusing \(partials.count) request(s) not received whole within \(configuration.handoverTimeout) ms (--handover-timeout), so that the state can go")
+        }
+        handOver.refusing = true
+        for connection in partials {
+            metrics.recordFailure(service: configuration.service, kind: .overloaded)
+            connection.refuseUnfinished(ServiceFailure(
+                service: configuration.service, kind: .overloaded,
+                message: "'\(configuration.service)' is handing over to a new instance and the request did not come whole within \(configuration.handoverTimeout) ms; retry"))
+        }
+        handOver.refusing = false
+        trySeal()
+    }
+
+    /// Writes the state (when there is any) and seals: calls that would start from now on are
+    /// refused. `reason`: why it happens before everything settled (logged as a warning).
+    func seal(reason: String?) {
+        guard !handOver.sealed else { return }
+        handOver.sealed = true
+        context.stateSealed = stateService?.hasState == true
+        for timer in handOver.timers { timer.close() }
+        handOver.timers.removeAll()
+        if let reason, context.stateSealed {
+            log.warning("hand-over: writing the state now although \(reason): those calls are answered 503, and their updates may be missing from the state")
+        }
+        if let path = configuration.stateOut { writeState(to: path) }
+        checkDrained()
+    }
+
+    /// A POST that came after the seal (only a request on a connection accepted before the
+    /// hand-over whose call had not started): 503, so that the client retries on the new instance.
+    func refuseAfterSeal(on connection: InboundConnection, started: UInt64, trace: TraceContext) {
+        metrics.recordFailure(service: configuration.service, kind: .overloaded)
+        metrics.record(service: configuration.service, status: 503, seconds: 0)
+        connection.send(ServiceFailure(service: configuration.service, kind: .overloaded,
+                                       message: HandOver.sealedMessage(configuration.service)),
+                        timing: HopTiming(name: configuration.service, started: started, trace: trace))
+    }
+
+    /// Old side: no call runs, so the snapshot misses no update. Written to PATH.tmp and renamed,
+    /// so the new side never reads half a file.
+    func writeState(to path: String) {
+        var bytes = Array(HandOver.stateHeader(service: configuration.service, hash: stateService?.stateHash ?? "").utf8)
+        if let service = stateService, service.hasState {
+            do { bytes += try service.snapshot() } catch {
+                log.error("cannot snapshot the state: \(error); the new instance starts fresh")
+                bytes += Array("{}".utf8)
+            }
+        } else {
+            bytes += Array("{}".utf8)
+        }
+        if writeFile(path, bytes) {
+            log.info("handed over: state of \(configuration.service) written (\(bytes.count) bytes); \(metrics.inFlight) answer(s) still to relay")
+        }
+        unlink(path + ".handover")
+    }
+
+    /// Writes `bytes` to `path` through PATH.tmp and a rename; logs and returns false when it cannot.
+    @discardableResult
+    func writeFile(_ path: String, _ bytes: [UInt8]) -> Bool {
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            log.error("cannot write \(temporary): \(String(cString: strerror(errno)))")
+            return false
+        }
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        guard written == bytes.count, rename(temporary, path) == 0 else {
+            log.error("cannot write \(path): \(String(cString: strerror(errno)))")
+            return false
+        }
+        return true
+    }
+}
+
+extension HandOver {
+    /// The 503 of a call refused after the seal.
+    static func sealedMessage(_ service: String) -> String {
+        "'\(service)' handed its state over to a new instance before this call could run; retry"
+    }
+}
+
+// MARK: - New side
+
+extension ServiceHost {
+    /// New side: holds POSTs until the state file appears (polled every 2 ms), then restores it
+    /// and lets the held requests run, in arrival order.
+    func awaitState(at path: String) throws {
+        handOver.held = []
+        handOver.holdingSince = EventLoop.nanoseconds()
+        handOver.waitUntil = handOver.holdingSince + UInt64(configuration.stateWait) * 1_000_000
+        let timer = try LoopTimer(loop: context.loop)
+        handOver.pollTimer = timer
+        timer.start(after: 2, repeat: 2) { [unowned self] in poll(path) }
+    }
+
+    private func poll(_ path: String) {
+        if let bytes = readFile(path) { return restoreState(bytes, path: path) }
+        let now = EventLoop.nanoseconds()
+        if !handOver.announced, let announcement = readFile(path + ".handover") {
+            handOver.announced = true
+            let fields = String(decoding: announcement, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
+            // The old side's bound, plus a second for it to write and for us to see the file.
+            if fields.count >= 4, fields[0] == "dyninka-handover", let bound = Int(fields[3]), bound >= 0 {
+                handOver.waitUntil = max(handOver.waitUntil, now + UInt64(bound + 1000) * 1_000_000)
+                log.info("the old instance hands over within \(bound) ms: holding requests until its state comes")
+            }
+        }
+        guard now >= handOver.waitUntil else { return }
+        let waited = Int((now - handOver.holdingSince) / 1_000_000)
+        let detail = handOver.announced
+            ? "the old instance announced a hand-over but wrote no state within \(waited) ms (it may have been killed)"
+            : "no state from the old instance within \(configuration.stateWait) ms (--state-wait); it never began a hand-over"
+        finishHolding(HandOver.Outcome(restored: false, values: 0, bytes: 0, code: "no-state", detail: detail,
+                                       heldRequests: 0, heldMilliseconds: 0), path: path)
+    }
+
+    /// The whole file at `path`; nil when it cannot be opened.
+    func readFile(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            bytes += buffer[0..<n]
+        }
+        return bytes
+    }
+
+    private func restoreState(_ bytes: [UInt8], path: String) {
+        unlink(path)
+        func fresh(_ code: String, _ detail: String) -> HandOver.Outcome {
+            HandOver.Outcome(restored: false, values: 0, bytes: 0, code: code, detail: detail, heldRequests: 0, heldMilliseconds: 0)
+        }
+        guard let newline = bytes.firstIndex(of: 10) else {
+            return finishHolding(fresh("not-this-service", "the state file \(path) has no header"), path: path)
+        }
+        let header = String(decoding: bytes[..<newline], as: UTF8.self).split(separator: " ").map(String.init)
+        let json = Array(bytes[(newline + 1)...])
+        guard header.count >= 3, header[0] == "dyninka-state", header[2] == configuration.service else {
+            return finishHolding(fresh("not-this-service", "the state file \(path) is not a state of \(configuration.service)"), path: path)
+        }
+        guard let service = stateService, service.hasState else {
+            return finishHolding(HandOver.Outcome(restored: true, values: 0, bytes: 0, code: "restored", detail: "no @Placed state",
+                                                  heldRequests: 0, heldMilliseconds: 0), path: path)
+        }
+        let theirs = header.count > 3 ? header[3] : ""
+        guard theirs == service.stateHash else {
+            return finishHolding(fresh("declaration-changed", "the @Placed state's declaration changed"), path: path)
+        }
+        do {
+            try service.restore(json)
+        } catch {
+            return finishHolding(fresh("unreadable", "cannot restore the state: \(error)"), path: path)
+        }
+        finishHolding(HandOver.Outcome(restored: true, values: HandOver.topLevelMembers(json), bytes: json.count, code: "restored",
+                                       detail: "", heldRequests: 0, heldMilliseconds: 0), path: path)
+    }
+
+    /// Records the outcome (log, /metrics, PATH.result) and serves what was held.
+    private func finishHolding(_ partial: HandOver.Outcome, path: String) {
+        var outcome = partial
+        outcome.heldRequests = handOver.held?.count ?? 0
+        outcome.heldMilliseconds = Int((EventLoop.nanoseconds() - handOver.holdingSince) / 1_000_000)
+        unlink(path + ".handover")
+        if outcome.restored {
+            log.info("took over the state of \(configuration.service): \(outcome.line)")
+        } else {
+            log.warning("\(configuration.service) starts with fresh state: \(outcome.line)")
+        }
+        metrics.stateOutcome = (restored: outcome.restored, code: outcome.code, values: outcome.values,
+                                heldSeconds: Double(outcome.heldMilliseconds) / 1000)
+        writeFile(path + ".result", Array((outcome.line + "\n").utf8))
+        releaseHeld()
+    }
+
+    /// Holds a POST whose slot is claimed until the state comes: the body is copied out of the
+    /// loop's read block, and the connection is watched so that a client that leaves frees its slot.
+    func hold(_ head: HTTPHead, body: OwnedBytes?, on connection: InboundConnection, since started: UInt64) {
+        let path = head.target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(head.target[..<$0]) } ?? head.target
+        var copy: OwnedBytes?
+        if let body {
+            let store = ByteStore(capacity: max(body.count, 1))
+            store.append(body.bytes)
+            copy = store.owned
+        }
+        handOver.held!.append(HandOver.HeldRequest(head: head, body: copy, path: path, started: started, connection: connection))
+        metrics.heldRequests = handOver.held!.count
+        connection.watchWhileHeld()
+    }
+
+    /// A held request's client went away: its slot was given back with the connection.
+    func forgetHeld(_ connection: InboundConnection) {
+        handOver.held!.removeAll { $0.connection === connection }
+        metrics.heldRequests = handOver.held!.count
+    }
+
+    private func releaseHeld() {
+        handOver.pollTimer?.close()
+        handOver.pollTimer = nil
+        let requests = handOver.held ?? []
+        handOver.held = nil
+        metrics.heldRequests = 0
+        for request in requests where !request.connection.isClosed {
+            serve(request.head, body: request.body, path: request.path, started: request.started, on: request.connection)
+        }
+    }
+}
