@@ -81,6 +81,13 @@ package final class EventLoop {
     /// Monotonic nanoseconds, for measuring durations.
     package static func nanoseconds() -> UInt64 { uv_hrtime() }
 
+    /// Fills `buffer` from the system's random source (getrandom(2), through libuv), at once;
+    /// false when it cannot.
+    package static func randomBytes(_ buffer: UnsafeMutableRawBufferPointer) -> Bool {
+        guard let base = buffer.baseAddress else { return true }
+        return uv_random(nil, nil, base, buffer.count, 0, nil) == 0
+    }
+
     /// Monotonic time in seconds (the same clock as `nanoseconds`).
     package static func seconds() -> Double { Double(uv_hrtime()) / 1e9 }
 

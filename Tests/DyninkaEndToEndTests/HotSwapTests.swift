@@ -39,6 +39,24 @@ final class LoadLoop: @unchecked Sendable {
     /// The longest a request took, in ms.
     var slowestMs: Double { slowest.withLock { $0 } * 1000 }
 
+    /// Opens `count` connections to `host:port` (from `namespace`) that send only a request line
+    /// and then nothing: slow or hostile clients. Close them when done.
+    static func partialRequests(_ count: Int, host: String = "127.0.0.1", port: Int, namespace: String? = nil) throws -> [Int32] {
+        try (0..<count).map { _ in
+            let fd = try NetworkNamespace.socket(in: namespace, type: Int32(SOCK_STREAM.rawValue))
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = UInt16(port).bigEndian
+            address.sin_addr.s_addr = inet_addr(host)
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard connected == 0 else { close(fd); throw PartialRequestError(description: "cannot connect to \(host):\(port): \(String(cString: strerror(errno)))") }
+            _ = "POST / HTTP/1.1\r\n".withCString { send(fd, $0, 17, Int32(MSG_NOSIGNAL)) }
+            return fd
+        }
+    }
+
     /// Stops and returns every status (-1: no answer).
     func stop() -> [Int] {
         stopped.store(true, ordering: .relaxed)
@@ -46,6 +64,8 @@ final class LoadLoop: @unchecked Sendable {
         return statuses.withLock { $0 }
     }
 }
+
+struct PartialRequestError: Error, CustomStringConvertible { var description: String }
 
 /// `dyninka run --watch`: a saved edit swaps only the changed service, under load, losing
 /// nothing, and its @Placed state carries on.
@@ -146,6 +166,10 @@ final class LoadLoop: @unchecked Sendable {
         let entry = app.port("get")
         let load = LoadLoop(port: entry, threads: 8)
         usleep(1_000_000)
+        // 8 clients that send half a request and then nothing must not make the swap drop the
+        // state (the old host refuses them after --handover-timeout, 3 s, and hands over).
+        let partial = try LoadLoop.partialRequests(8, port: app.port("movingAvg"))
+        defer { partial.forEach { close($0) } }
         // movingAvg owns the state (count, average); the edit leaves its declaration alone.
         try edit(file, "return Average(average: average)", "return Average(average: average + 0)")
         let swapped = app.waitFor("swapped movingAvg", seconds: 60)

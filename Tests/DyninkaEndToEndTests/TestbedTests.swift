@@ -124,6 +124,14 @@ struct TestbedTests {
 /// Service mobility on the bed: `dyninka move` under load. In the same serialized suite as the
 /// rest: there is one bed.
 extension TestbedTests {
+    /// The smart-building app's last average after `rows` sensor rows equals the local program's:
+    /// a lost or doubled update of movingAvg's state would move it.
+    func expectLocalAverage(after rows: Int, is got: Double?, _ what: String) throws {
+        let local = try runCLI(["run", "examples/SmartBuilding/App.swift", "--local"], environment: ["ROWS": String(rows)])
+        let expected = try #require(local.stdout.split(separator: "\n").compactMap { Double($0) }.last)
+        #expect(abs(try #require(got) - expected) <= 1e-9 * abs(expected), "after \(rows) rows and \(what): \(String(describing: got)) on the bed, \(expected) locally")
+    }
+
     @Test func aServiceMovesBetweenNodesUnderLoadWithItsState() throws {
         let client = Testbed.namespace(of: TestbedSpec.clientNode)
         defer { _ = try? runCLI(["testbed", "down"]) }
@@ -152,15 +160,30 @@ extension TestbedTests {
         let status = try runCLI(["testbed", "status"])
         #expect(status.stdout.contains("runs on edge-1: service movingAvg"), "\(status.stdout)")
 
+        // 8 clients that send half a request to movingAvg and then nothing must not make a move
+        // drop the state: the old host refuses them after --handover-timeout (3 s) and hands over.
+        let target = try #require(app.hosts["movingAvg"])
+        let partial = try LoadLoop.partialRequests(8, host: target, port: 8080, namespace: client)
+        let stalled = try runCLI(["move", "movingAvg", "--to", "cloud"])
+        partial.forEach { close($0) }
+        #expect(stalled.status == 0 && stalled.stdout.contains("@Placed state restored 2 value(s)"), "\(stalled.stdout)\(stalled.stderr)")
+        last = nil
+        while last == nil && rows < 800 {
+            let reply = try post()
+            rows += 1
+            if reply.status == 200 { last = averages([reply.text]).first }
+        }
+        try expectLocalAverage(after: rows, is: last, "a move with 8 stalled clients")
+
         // Under load (8 threads), moving back and forth: requests keep their names and
         // addresses; none waits much longer than without a move.
         let calm = LoadLoop(port: 8080, threads: 8, host: entry, namespace: client)
         usleep(1_500_000)
-        _ = calm.stop()
+        rows += calm.stop().count
         let load = LoadLoop(port: 8080, threads: 8, host: entry, namespace: client)
         usleep(700_000)
         var moves: [Ran] = []
-        for node in ["cloud", "edge-1", "cloud"] {
+        for node in ["edge-1", "cloud", "edge-1"] {
             moves.append(try runCLI(["move", "movingAvg", "--to", node]))
             usleep(700_000)
         }
@@ -177,6 +200,15 @@ extension TestbedTests {
         // move must never cost that. (The figures of a quiet machine are in the README; the
         // suite runs tests side by side on two cores, so this bound leaves room for them.)
         #expect(load.slowestMs < calm.slowestMs + 900, "a move held a request \(load.slowestMs) ms (\(calm.slowestMs) ms without)")
+        // And the state is exact after moves under load: every row the load sent counted once.
+        rows += statuses.count
+        last = nil
+        while last == nil && rows < statuses.count + 2000 {
+            let reply = try post()
+            rows += 1
+            if reply.status == 200 { last = averages([reply.text]).first }
+        }
+        try expectLocalAverage(after: rows, is: last, "three moves under load")
         print("moves under load: slowest request \(Int(load.slowestMs)) ms (\(Int(calm.slowestMs)) ms without a move), \(statuses.count) requests, \(failed.count) failed; "
               + moves.map { $0.stdout.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: "; "))
 

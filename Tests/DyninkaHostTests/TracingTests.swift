@@ -16,6 +16,7 @@ struct ReadSpan {
     var statusCode: Int
     var statusMessage: String?
     var service: String
+    var traceState: String?
 
     /// Every span in the OTLP/JSON lines of the files given.
     static func read(_ files: [String]) -> [ReadSpan] {
@@ -37,7 +38,8 @@ struct ReadSpan {
                                 start: UInt64(span["startTimeUnixNano"] as? String ?? "") ?? 0,
                                 end: UInt64(span["endTimeUnixNano"] as? String ?? "") ?? 0,
                                 attributes: Self.attributes(span["attributes"] as? [[String: Any]] ?? []),
-                                statusCode: status["code"] as? Int ?? 0, statusMessage: status["message"] as? String, service: service))
+                                statusCode: status["code"] as? Int ?? 0, statusMessage: status["message"] as? String, service: service,
+                                traceState: span["traceState"] as? String))
                         }
                     }
                 }

@@ -257,7 +257,8 @@ package final class ServiceHost {
             text(draining ? 503 : 200, draining ? "draining\n" : "ready\n", on: connection)
         case ("GET", "/metrics"):
             metrics.nameLookups = context.names.lookups
-            metrics.bufferedBytes = context.bufferedBytes
+            // Spans held for the exporter count too: a slow receiver must show here.
+            metrics.bufferedBytes = context.bufferedBytes + context.tracer.heldBytes
             metrics.readBlocks = loop.blockCount
             metrics.spansDropped = context.tracer.dropped
             text(200, metrics.render(), on: connection, type: "text/plain; version=0.0.4")

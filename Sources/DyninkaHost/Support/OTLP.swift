@@ -37,6 +37,7 @@ package enum OTLP {
             if index > 0 { out += "," }
             out += "{\"traceId\":\"\(span.trace.traceID)\",\"spanId\":\"\(TraceContext.hex(span.trace.span))\""
             if span.trace.parent != 0 { out += ",\"parentSpanId\":\"\(TraceContext.hex(span.trace.parent))\"" }
+            if let state = span.trace.state { out += ",\"traceState\":\(JSONText.quote(state))" }
             out += ",\"name\":\(JSONText.quote(span.name)),\"kind\":\(serverKind)"
             out += ",\"startTimeUnixNano\":\"\(span.start &+ clockOffset)\",\"endTimeUnixNano\":\"\(span.end &+ clockOffset)\""
             var attributes = [attribute("http.response.status_code", int: UInt64(span.status)),

@@ -42,8 +42,26 @@ package struct ServiceFailure: Error, Sendable, CustomStringConvertible {
     package init(service: String, kind: FailureKind, message: String, status: Int? = nil) {
         self.service = service
         self.kind = kind
-        self.message = message
+        self.message = Self.capped(message)
         self.status = status ?? kind.status
+    }
+
+    /// Longest message kept, in UTF-8 bytes: a message may echo what a client sent (a route, a
+    /// header), and it is written to logs and spans and relayed back through every hop.
+    package static let maxMessageBytes = 1024
+
+    /// `message` cut to `maxMessageBytes` on a character boundary, marked as cut.
+    package static func capped(_ message: String) -> String {
+        guard message.utf8.count > maxMessageBytes else { return message }
+        var cut = ""
+        var bytes = 0
+        for character in message {
+            let size = character.utf8.count
+            if bytes + size > maxMessageBytes - 20 { break }
+            cut.append(character)
+            bytes += size
+        }
+        return cut + " ... (message cut)"
     }
 
     /// The JSON body.

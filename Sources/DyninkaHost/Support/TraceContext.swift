@@ -71,6 +71,35 @@ package struct TraceContext: Equatable, Sendable {
         return value
     }
 
+    /// Most `tracestate` list members passed on (the W3C limit), and most characters.
+    package static let maxStateMembers = 32
+    package static let maxStateLength = 512
+
+    /// The `tracestate` fields of a request as this hop passes them on: list members trimmed,
+    /// empty and malformed ones (no `key=value`, a key or value over 256 characters) dropped, at
+    /// most 32, and at most 512 characters: as W3C Trace Context recommends, members over 128
+    /// characters go first, then members from the end. nil when nothing is left.
+    package static func limitState(_ fields: [String]) -> String? {
+        var members: [Substring] = []
+        for field in fields {
+            for raw in field.split(separator: ",", omittingEmptySubsequences: true) {
+                let member = raw.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()
+                let text = Substring(String(member))
+                guard let equals = text.firstIndex(of: "="), equals != text.startIndex,
+                      text.distance(from: text.startIndex, to: equals) <= 256,
+                      text.distance(from: equals, to: text.endIndex) - 1 <= 256,
+                      text.distance(from: equals, to: text.endIndex) > 1 else { continue }
+                members.append(text)
+                if members.count == maxStateMembers { break }
+            }
+            if members.count == maxStateMembers { break }
+        }
+        func length() -> Int { members.reduce(0) { $0 + $1.utf8.count } + max(0, members.count - 1) }
+        if length() > maxStateLength { members.removeAll { $0.utf8.count > 128 } }
+        while length() > maxStateLength { members.removeLast() }
+        return members.isEmpty ? nil : members.joined(separator: ",")
+    }
+
     /// "00-TRACEID-SPANID-FLAGS" for a call this hop makes (this hop's span as the parent).
     package func appendTraceparent(to store: ByteStore) {
         // The 55 bytes composed on the stack and appended at once.

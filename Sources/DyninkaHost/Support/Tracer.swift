@@ -8,6 +8,8 @@ import Glibc
 /// One finished hop as recorded on the loop: plain values, no formatting (that happens on the
 /// exporter's thread).
 package struct SpanRecord: Sendable {
+    /// What a record takes beyond its variable strings (the struct, a service name).
+    static let fixedBytes = MemoryLayout<SpanRecord>.stride + 32
     package var trace: TraceContext
     /// What ran: the service, or the gateway or orchestrator's own name.
     package var name: String
@@ -43,9 +45,19 @@ final class Tracer {
     /// Traces this host may still start this second (refilled by `tick`).
     private var tokens: Int
     private let rate: Int
-    private var random: UInt64
-    /// Spans dropped because the exporter fell behind.
+    /// Ids from the system's random source (getrandom), fetched 256 at a time: no id predicts another.
+    private var randomIDs = [UInt64](repeating: 0, count: 256)
+    private var nextRandom = 256
+    /// Spans dropped because the exporter fell behind, or because they would pass `maxBytes`.
     private(set) var dropped = 0
+    /// Bytes the pending spans take (their strings included), and what the exporter holds (as of
+    /// the last tick).
+    private var pendingBytes = 0
+    private var offeredBytes = 0
+    /// Most bytes of spans held, pending and with the exporter (counted in /metrics' buffered bytes).
+    static let maxBytes = 4 << 20
+    /// Bytes of spans held now.
+    var heldBytes: Int { pendingBytes + offeredBytes }
 
     init(configuration: HostConfiguration, appName: String, log: Log) {
         let exporter = SpanExporter(configuration: configuration, appName: appName, log: log)
@@ -53,20 +65,28 @@ final class Tracer {
         recording = exporter != nil
         rate = configuration.traceRate
         tokens = configuration.traceRate
-        var generator = SystemRandomNumberGenerator()
-        random = generator.next() | 1
         if recording { pending.reserveCapacity(capacity) }
     }
 
-    /// A fresh 64-bit id (splitmix64), never 0.
+    /// A fresh 64-bit id from the system's random source, never 0.
     @inline(__always)
     private func nextID() -> UInt64 {
-        random &+= 0x9E37_79B9_7F4A_7C15
-        var z = random
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return z == 0 ? 1 : z
+        if nextRandom == randomIDs.count { refill() }
+        let id = randomIDs[nextRandom]
+        nextRandom += 1
+        return id == 0 ? 1 : id
+    }
+
+    /// 256 ids in one getrandom(2) call (it does not block once the kernel's pool is ready).
+    private func refill() {
+        randomIDs.withUnsafeMutableBytes { raw in
+            if !EventLoop.randomBytes(raw) {
+                // Swift's generator reads the same source, 8 bytes a call.
+                var generator = SystemRandomNumberGenerator()
+                for i in stride(from: 0, to: raw.count, by: 8) { raw.storeBytes(of: generator.next(), toByteOffset: i, as: UInt64.self) }
+            }
+        }
+        nextRandom = 0
     }
 
     /// The trace context of a request: continued from its `traceparent` when valid, else a new
@@ -74,7 +94,7 @@ final class Tracer {
     func begin(_ head: HTTPHead) -> TraceContext {
         let fields = head.traceFields()
         if let value = fields.traceparent, let parsed = TraceContext.parse(value) {
-            let state = fields.hasTracestate ? head.values(of: "tracestate").joined(separator: ",") : nil
+            let state = fields.hasTracestate ? TraceContext.limitState(head.values(of: "tracestate")) : nil
             return TraceContext(traceHigh: parsed.traceHigh, traceLow: parsed.traceLow, parent: parsed.parent, span: nextID(),
                                 sampled: parsed.flags & 1 == 1, state: state)
         }
@@ -90,10 +110,12 @@ final class Tracer {
     @inline(__always)
     func finish(_ timing: HopTiming, status: Int, failure: ServiceFailure?) {
         guard recording, let trace = timing.trace, trace.sampled || failure != nil else { return }
-        guard pending.count < capacity else {
+        let bytes = SpanRecord.fixedBytes + (trace.state?.utf8.count ?? 0) + (failure?.message.utf8.count ?? 0)
+        guard pending.count < capacity, heldBytes + bytes <= Self.maxBytes else {
             dropped += 1
             return
         }
+        pendingBytes += bytes
         pending.append(SpanRecord(trace: trace, name: timing.name, start: timing.started, end: EventLoop.nanoseconds(),
                                   function: timing.function, forward: timing.forwardStarted, next: timing.next, status: status,
                                   failedService: failure?.service, message: failure?.message))
@@ -102,14 +124,19 @@ final class Tracer {
     /// Every 200 ms (the sweep): refills the rate and hands the batch to the exporter.
     func tick(second: Bool) {
         if second { tokens = rate }
-        guard let exporter, !pending.isEmpty else { return }
-        if exporter.offer(&pending) { pending.reserveCapacity(capacity) }
+        guard let exporter else { return }
+        if !pending.isEmpty, exporter.offer(&pending, bytes: pendingBytes) {
+            pendingBytes = 0
+            pending.reserveCapacity(capacity)
+        }
+        // Read here, not per span: the exporter's lock stays off the hop path.
+        offeredBytes = exporter.queuedBytes
     }
 
     /// At exit: hands over what is left and waits (bounded) for the exporter to write it.
     func close() {
         guard let exporter else { return }
-        _ = exporter.offer(&pending)
+        _ = exporter.offer(&pending, bytes: pendingBytes)
         exporter.finish(timeoutSeconds: 2)
     }
 }
@@ -143,11 +170,22 @@ final class SpanExporter: @unchecked Sendable {
         Thread { [self] in run() }.start()
     }
 
-    /// Takes `batch` (leaving it empty) unless the previous one is still being written.
-    func offer(_ batch: inout [SpanRecord]) -> Bool {
+    /// Bytes of the spans offered and not written yet (the inbox and the batch being written).
+    var queuedBytes: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return inboxBytes + writingBytes
+    }
+    /// Guarded by `condition`.
+    private var inboxBytes = 0
+    private var writingBytes = 0
+
+    /// Takes `batch` of `bytes` (leaving it empty) unless the previous one is still waiting.
+    func offer(_ batch: inout [SpanRecord], bytes: Int) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         guard inbox.isEmpty else { return false }
+        inboxBytes = bytes
         swap(&inbox, &batch)
         condition.signal()
         return true
@@ -174,11 +212,16 @@ final class SpanExporter: @unchecked Sendable {
             condition.lock()
             while inbox.isEmpty && !closing { condition.wait() }
             swap(&inbox, &batch)
+            writingBytes = inboxBytes
+            inboxBytes = 0
             let last = closing && batch.isEmpty
             condition.unlock()
             if last { break }
             export(batch)
             batch.removeAll(keepingCapacity: true)
+            condition.lock()
+            writingBytes = 0
+            condition.unlock()
         }
         condition.lock()
         done = true
