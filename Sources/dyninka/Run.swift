@@ -47,8 +47,10 @@ extension DyninkaCommand {
         var spread: String?
         @Option(help: "Port of the live view on 127.0.0.1 (default: any free port; the address is printed as `view URL`).")
         var viewPort: Int = 0
-        @Flag(help: "Serve no live view, and export no spans.")
+        @Flag(help: "Serve no live view, and export no spans (unless --otlp-endpoint is given: then the hosts export there).")
         var noView = false
+        @Option(help: "Also send every span to this OTLP/HTTP collector (JSON), e.g. http://127.0.0.1:4318/v1/traces: the view forwards a copy of what it receives (env DYNINKA_OTLP_ENDPOINT).")
+        var otlpEndpoint: String?
         @Flag(help: "With --requests: print the trace of the last request as a tree at the end.")
         var showTrace = false
         @Flag(help: "With --testbed: move a service next to its busiest caller when the hop between them crosses nodes and its network time stays above --adapt-threshold for --adapt-hold seconds (from the hosts' spans); each decision is printed with its figures.")
@@ -96,8 +98,21 @@ extension DyninkaCommand {
             }
             defer { view?.stop() }
             // Spans: to the view over OTLP/HTTP, or into its folder from test bed nodes (other
-            // network namespaces, the same files).
+            // network namespaces, the same files); the view forwards a copy to the user's collector.
             var tracing: [String] = []
+            let collector = otlpEndpoint ?? ProcessInfo.processInfo.environment["DYNINKA_OTLP_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 }
+            if let collector {
+                do {
+                    let forwarder = try SpanForwarder(url: collector) { note("spans: \($0)") }
+                    if let view { view.forwarder = forwarder } else { tracing = ["--otlp-endpoint", collector] }
+                    note(view == nil ? "the hosts export their spans to \(collector)" : "the view forwards every span to \(collector)")
+                    if view == nil { forwarder.stop(flushing: 0) }
+                } catch {
+                    note("error: \(error)")
+                    throw ExitCode(1)
+                }
+            }
+            defer { view?.forwarder?.stop() }
             if let view { tracing = testbed == nil ? ["--otlp-endpoint", view.otlpEndpoint] : ["--otlp-file", view.spanDirectory + "/spans.jsonl"] }
             var broughtUp = false
             let runner: LocalRunner

@@ -125,3 +125,39 @@ import Testing
         #expect(following.all.count == 2)
     }
 }
+
+/// Spans come from anyone who can reach the view: no shape of them may loop, trap or blow up.
+@Suite struct HostileSpanTests {
+    func span(_ id: String, parent: String?, start: UInt64 = 1_000, end: UInt64 = 2_000) -> TraceSpan {
+        TraceSpan(traceID: "t", spanID: id, parentID: parent, name: "s\(id)", start: start, end: end, function: 0, status: 200,
+                  next: nil, forwardStart: nil, failedService: nil, message: nil)
+    }
+
+    @Test func aSpanThatIsItsOwnParentDrawsOnce() {
+        let lines = TraceTree.render([span("a", parent: "a"), span("a", parent: "a")])
+        #expect(lines.count <= 5, "\(lines)")
+        #expect(lines.contains { $0.contains("form a cycle") })
+    }
+
+    @Test func aCycleOfTwoDrawsBothOnce() {
+        let lines = TraceTree.render([span("a", parent: "b"), span("b", parent: "a")])
+        #expect(lines.filter { $0.contains("sa ") || $0.hasSuffix("sa") || $0.contains("sa  ") }.count >= 1)
+        #expect(lines.count <= 6, "\(lines)")
+    }
+
+    @Test func anEndBeforeItsStartDoesNotTrap() {
+        let lines = TraceTree.render([span("a", parent: nil, start: 5_000, end: 1_000), span("b", parent: "a", start: 0, end: 0)])
+        #expect(lines.first == "trace t: 2 spans, 0.000 ms in all", "\(lines)")
+    }
+
+    @Test func manySpansWithOneIDAndADeepChainStayLinear() {
+        let same = (0..<20_000).map { _ in span("x", parent: "x") }
+        let started = Date()
+        let lines = TraceTree.render(same)
+        #expect(lines.count <= 40_010, "\(lines.count)")
+        let chain = (0..<20_000).map { span("\($0)", parent: $0 == 0 ? nil : "\($0 - 1)") }
+        let deep = TraceTree.render(chain)
+        #expect(deep.count <= TraceTree.maxDepth + 3 && deep.last?.contains("deeper than") == true)
+        #expect(Date().timeIntervalSince(started) < 10, "rendering hostile traces took \(Date().timeIntervalSince(started)) s")
+    }
+}

@@ -142,3 +142,78 @@ func headless(_ url: String, _ arguments: [String]) throws -> String {
         for hop in ["assess  200", "weather  200", "alert  200"] { #expect(tree.contains(hop), "\(tree)") }
     }
 }
+
+/// Sends `request` as it is to 127.0.0.1:`port` and returns the status line's code (0: none).
+func rawStatus(port: Int, _ request: String) throws -> Int {
+    let fd = try NetworkNamespace.socket(in: nil, type: Int32(SOCK_STREAM.rawValue))
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(port).bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var timeout = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { return 0 }
+    _ = request.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    let n = recv(fd, &buffer, buffer.count, 0)
+    guard n > 12 else { return 0 }
+    return Int(String(decoding: buffer[9..<12], as: UTF8.self)) ?? 0
+}
+
+extension ViewTests {
+    @Test func theViewRefusesOtherSitesAndSurvivesCraftedSpans() throws {
+        let app = try RunningApp("examples/SmartBuilding/App.swift")
+        defer { _ = app.stop() }
+        let view = try #require(app.urls["view"])
+        let entry = app.port("get")
+        func post(_ body: String, type: String = "application/json", host: String = "127.0.0.1:\(view)", extra: String = "") throws -> Int {
+            try rawStatus(port: view, "POST /v1/traces HTTP/1.1\r\nHost: \(host)\r\nContent-Type: \(type)\r\n\(extra)Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
+        }
+        let cyclic = #"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"c0ffee","spanId":"a","parentSpanId":"a","startTimeUnixNano":"5000","endTimeUnixNano":"1000","name":"loop"},{"traceId":"c0ffee","spanId":"a","parentSpanId":"a","startTimeUnixNano":"1","endTimeUnixNano":"2","name":"loop"}]}]}]}"#
+        // A page of another site, a rebinding name, a no-cors (text/plain) POST: refused.
+        #expect(try post(cyclic, type: "text/plain") == 415)
+        #expect(try post(cyclic, host: "attacker.example:\(view)") == 421)
+        #expect(try post(cyclic, extra: "Origin: http://attacker.example\r\n") == 403)
+        #expect(try post(cyclic, extra: "Host: 127.0.0.1:\(view)\r\n") == 421, "two Host fields")
+        #expect(try rawStatus(port: view, "GET /api/state HTTP/1.1\r\nHost: rebind.example:\(view)\r\n\r\n") == 421)
+        // The view's own page and a host-like POST are served; crafted spans render and crash nothing.
+        #expect(try post(cyclic, extra: "Origin: http://127.0.0.1:\(view)\r\n") == 200)
+        let tree = try BlockingHTTP.request(port: view, path: "/api/trace/c0ffee", timeout: 10)
+        #expect(tree.status == 200 && tree.text.contains("cycle"), "\(tree.status) \(tree.text)")
+        #expect(try BlockingHTTP.request(port: entry, method: "POST", timeout: 10).status != 0, "the hosts still serve")
+        #expect(try BlockingHTTP.request(port: view, path: "/api/state", timeout: 10).status == 200, "the view still serves")
+    }
+
+    @Test func otlpEndpointForwardsEverySpanAsStrictOTLPJSON() throws {
+        let folder = NSTemporaryDirectory() + "dyninka-collector-\(getpid())"
+        try? FileManager.default.removeItem(atPath: folder)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let receiver = Process()
+        receiver.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        receiver.arguments = ["python3", root + "/Tests/Support/otlp_receiver.py", folder + "/port", folder + "/log", "90"]
+        try receiver.run()
+        // SIGKILL: a child of the test process may inherit SIGTERM blocked.
+        defer { kill(receiver.processIdentifier, SIGKILL); receiver.waitUntilExit() }
+        var port = 0
+        for _ in 0..<100 where port == 0 {
+            port = Int((try? String(contentsOfFile: folder + "/port", encoding: .utf8)) ?? "") ?? 0
+            usleep(50_000)
+        }
+        try #require(port > 0, "the receiver did not start (is opentelemetry-proto installed? scripts/test installs it)")
+        let ran = try runCLI(["run", "examples/SmartBuilding/App.swift", "--requests", "6", "--show-trace", "--base-port", "0"],
+                             environment: ["DYNINKA_OTLP_ENDPOINT": "http://127.0.0.1:\(port)/v1/traces"])
+        #expect(ran.status == 0, "\(ran.stderr)")
+        #expect(ran.stderr.contains("the view forwards every span to http://127.0.0.1:\(port)/v1/traces"), "\(ran.stderr)")
+        let log = (try? String(contentsOfFile: folder + "/log", encoding: .utf8)) ?? ""
+        let lines = log.split(separator: "\n")
+        #expect(!lines.isEmpty && lines.allSatisfy { $0.hasPrefix("ok ") }, "\(log)")
+        let spans = lines.compactMap { Int($0.dropFirst(3)) }.reduce(0, +)
+        // 6 requests: each runs get and filterTemperature at least.
+        #expect(spans >= 12, "\(spans) spans forwarded: \(log)")
+    }
+}

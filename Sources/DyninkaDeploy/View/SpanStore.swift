@@ -65,6 +65,8 @@ package final class SpanStore: @unchecked Sendable {
     private let capacity: Int
     /// Bytes read so far from each span file being followed.
     private var offsets: [String: UInt64] = [:]
+    /// Told of each batch read from a span file (the view forwards them).
+    package var onIngest: (@Sendable (Data) -> Void)?
 
     package init(capacity: Int = 50_000) {
         self.capacity = capacity
@@ -100,7 +102,10 @@ package final class SpanStore: @unchecked Sendable {
             guard let data = try? handle.readToEnd(), !data.isEmpty else { continue }
             // Only whole lines: a batch being written is read next time.
             guard let lastNewline = data.lastIndex(of: 10) else { continue }
-            for line in data[data.startIndex...lastNewline].split(separator: 10) { ingest(otlp: Data(line)) }
+            for line in data[data.startIndex...lastNewline].split(separator: 10) {
+                ingest(otlp: Data(line))
+                onIngest?(Data(line))
+            }
             lock.withLock { offsets[path] = offset + UInt64(lastNewline - data.startIndex + 1) }
         }
     }
@@ -131,29 +136,80 @@ package final class SpanStore: @unchecked Sendable {
 /// One request's spans drawn as a tree: each hop's time, its function's, and the network time
 /// between a hop and the next (the caller's wait minus the callee's time, both ways).
 package enum TraceTree {
-    /// The tree as text lines; the earliest span without a parent in `spans` at the top.
+    /// Deepest nesting drawn; deeper hops are summarized (a route has at most --max-hops hops).
+    static let maxDepth = 128
+
+    /// The tree as text lines; the earliest span without a parent in `spans` at the top. Spans
+    /// come from anyone who can POST to the view: a span that is its own ancestor (a cycle),
+    /// duplicate ids, or an end before the start draw as what they are, never loop or trap.
     package static func render(_ spans: [TraceSpan]) -> [String] {
         guard !spans.isEmpty else { return [] }
         let ids = Set(spans.map(\.spanID))
         let children = Dictionary(grouping: spans.filter { $0.parentID.map(ids.contains) ?? false }) { $0.parentID! }
         let roots = spans.filter { $0.parentID.map { !ids.contains($0) } ?? true }.sorted { $0.start < $1.start }
         let origin = roots.first?.start ?? spans.map(\.start).min()!
-        let total = spans.map(\.end).max()! - origin
+        let total = spans.map(\.end).max()!.subtractingSaturated(origin)
         var lines = ["trace \(spans[0].traceID): \(spans.count) span\(spans.count == 1 ? "" : "s"), \(ms(total)) in all"]
-        func walk(_ span: TraceSpan, prefix: String, last: Bool, parent: TraceSpan?, depth: Int) {
-            var line = depth == 0 ? "" : prefix + (last ? "└─ " : "├─ ")
-            if let parent, let network = network(from: parent, to: span) { line += "[network \(ms(network))] " }
-            line += "\(span.name)  \(span.status)  \(ms(span.duration))"
-            if span.function > 0 { line += " (function \(ms(span.function)))" }
-            line += "  at +\(ms(span.start >= origin ? span.start - origin : 0))"
-            if let message = span.message { line += "  FAILED \(span.failedService.map { "in \($0): " } ?? "")\(message)" }
-            lines.append(line)
-            let kids = (children[span.spanID] ?? []).sorted { $0.start < $1.start }
-            for (index, child) in kids.enumerated() {
-                walk(child, prefix: depth == 0 ? "" : prefix + (last ? "   " : "│  "), last: index == kids.count - 1, parent: span, depth: depth + 1)
+        // Each span is drawn once (by index: ids may repeat); an explicit stack, not recursion.
+        var drawn = Set<Int>()
+        // Children are listed under the first span of an id only (ids may repeat).
+        var expanded = Set<String>()
+        let index = Dictionary(grouping: spans.indices) { spans[$0].spanID }
+        var cursor: [String: Int] = [:]
+        /// An index of `span`'s id not drawn yet (amortized: each id's list is walked once).
+        func number(_ span: TraceSpan) -> Int? {
+            guard let list = index[span.spanID] else { return nil }
+            var at = cursor[span.spanID] ?? 0
+            while at < list.count, drawn.contains(list[at]) { at += 1 }
+            cursor[span.spanID] = at
+            return at < list.count ? list[at] : nil
+        }
+        struct Step { var span: TraceSpan; var prefix: String; var last: Bool; var parent: TraceSpan?; var depth: Int }
+        func draw(_ root: TraceSpan) {
+            var stack = [Step(span: root, prefix: "", last: true, parent: nil, depth: 0)]
+            while let step = stack.popLast() {
+                guard let n = number(step.span) else {
+                    lines.append(step.prefix + (step.last ? "└─ " : "├─ ") + "\(step.span.name) (span \(step.span.spanID) again: its parents form a cycle)")
+                    continue
+                }
+                drawn.insert(n)
+                let span = step.span
+                var line = step.depth == 0 ? "" : step.prefix + (step.last ? "└─ " : "├─ ")
+                if let parent = step.parent, let network = network(from: parent, to: span) { line += "[network \(ms(network))] " }
+                line += "\(span.name)  \(span.status)  \(ms(span.duration))"
+                if span.function > 0 { line += " (function \(ms(span.function)))" }
+                line += "  at +\(ms(span.start.subtractingSaturated(origin)))"
+                if let message = span.message { line += "  FAILED \(span.failedService.map { "in \($0): " } ?? "")\(message)" }
+                lines.append(line)
+                guard expanded.insert(span.spanID).inserted else { continue }
+                let kids = (children[span.spanID] ?? []).sorted { $0.start < $1.start }
+                guard !kids.isEmpty else { continue }
+                let prefix = step.depth == 0 ? "" : step.prefix + (step.last ? "   " : "│  ")
+                if step.depth + 1 >= maxDepth {
+                    // Counted and skipped: the spans below are not drawn anywhere else either.
+                    var below = kids, hidden = 0
+                    while let next = below.popLast() {
+                        guard let n = number(next) else { continue }
+                        drawn.insert(n)
+                        hidden += 1
+                        if expanded.insert(next.spanID).inserted { below += children[next.spanID] ?? [] }
+                    }
+                    lines.append(prefix + "└─ ... \(hidden) more span(s) below, deeper than \(maxDepth)")
+                    continue
+                }
+                for (position, child) in kids.enumerated().reversed() {
+                    stack.append(Step(span: child, prefix: prefix, last: position == kids.count - 1, parent: span, depth: step.depth + 1))
+                }
             }
         }
-        for root in roots { walk(root, prefix: "", last: true, parent: nil, depth: 0) }
+        for root in roots { draw(root) }
+        // Spans on a cycle have no root: each cycle is drawn from its earliest span.
+        var rest = 0
+        while rest < spans.count {
+            if drawn.contains(rest) { rest += 1; continue }
+            lines.append("(spans whose parents form a cycle:)")
+            draw(spans[rest])
+        }
         return lines
     }
 
@@ -165,4 +221,9 @@ package enum TraceTree {
     }
 
     static func ms(_ nanoseconds: UInt64) -> String { String(format: "%.3f ms", Double(nanoseconds) / 1e6) }
+}
+
+extension UInt64 {
+    /// `self - other`, or 0 when `other` is larger (times in spans come from anyone).
+    func subtractingSaturated(_ other: UInt64) -> UInt64 { self >= other ? self - other : 0 }
 }

@@ -34,6 +34,13 @@ package final class ViewServer: @unchecked Sendable {
     private var stopped = false
     private var graphCache: (key: String, svg: String)?
     private let dot: String?
+    /// Forwards every batch of spans to the user's own collector (`--otlp-endpoint`), if any.
+    package var forwarder: SpanForwarder? {
+        didSet {
+            guard let forwarder else { return spans.onIngest = nil }
+            spans.onIngest = { batch in forwarder.forward(batch) }
+        }
+    }
 
     /// Listens on 127.0.0.1:`port` (0: any free port) at once; serve with `start(runner:)`.
     package init(ir: AppIR, port: Int = 0) throws {
@@ -123,6 +130,14 @@ package final class ViewServer: @unchecked Sendable {
 
     // MARK: Serving
 
+    /// Most connections served at once (a thread each); more are closed at once.
+    static let maxConnections = 64
+    /// Largest request body taken (an OTLP batch of a host is a few MiB at most).
+    static let maxBodyBytes = 16 << 20
+    /// Longest a client may take to send its whole request.
+    static let requestSeconds = 10.0
+    private var connections = 0
+
     private func acceptLoop() {
         while true {
             let fd = accept(listener, nil, nil)
@@ -130,32 +145,74 @@ package final class ViewServer: @unchecked Sendable {
                 if errno == EINTR { continue }
                 return
             }
-            Thread { [self] in handle(fd) }.start()
+            let admitted = lock.withLock { () -> Bool in
+                guard connections < Self.maxConnections else { return false }
+                connections += 1
+                return true
+            }
+            guard admitted else {
+                close(fd)
+                continue
+            }
+            Thread { [self] in
+                handle(fd)
+                lock.withLock { connections -= 1 }
+            }.start()
         }
+    }
+
+    /// Why a request may not be served, or nil. The view listens on 127.0.0.1, but a web page
+    /// in the user's browser can still send it requests: a cross-site page (its `Origin`), a
+    /// page on a name that resolves to 127.0.0.1 (DNS rebinding: its `Host` is not ours), or a
+    /// no-cors POST (a "simple" request, whose content type cannot be JSON).
+    func refusal(_ request: HTTPMessage) -> (status: Int, message: String)? {
+        let headers = request.headers
+        let own = ["127.0.0.1:\(port)", "localhost:\(port)", "[::1]:\(port)"]
+        guard request.fields.filter({ $0.name.lowercased() == "host" }).count == 1,
+              let host = headers["host"]?.lowercased(), own.contains(host) else {
+            return (421, "this is the live view on 127.0.0.1:\(port); a request for host '\(headers["host"] ?? "")' is not served (DNS rebinding)\n")
+        }
+        if let origin = headers["origin"]?.lowercased(), !own.contains(where: { origin == "http://" + $0 }) {
+            return (403, "requests from pages of other sites (Origin \(origin)) are not served\n")
+        }
+        if request.method == "POST" {
+            let type = headers["content-type"]?.lowercased() ?? ""
+            guard type == "application/json" || type.hasPrefix("application/json;") else {
+                return (415, "POST /v1/traces takes OTLP/HTTP JSON (Content-Type: application/json); got '\(type)'\n")
+            }
+        }
+        return nil
     }
 
     private func handle(_ fd: Int32) {
         defer { close(fd) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let reader = HTTPMessage.Reader(.request, maxBodyBytes: 64 << 20)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let reader = HTTPMessage.Reader(.request, maxBodyBytes: Self.maxBodyBytes)
         var buffer = [UInt8](repeating: 0, count: 65536)
         var request: HTTPMessage?
+        let deadline = Date().addingTimeInterval(Self.requestSeconds)
         while request == nil {
+            guard Date() < deadline else { return reply(fd, 408, "text/plain", "request not received within \(Int(Self.requestSeconds)) s\n") }
             let n = recv(fd, &buffer, buffer.count, 0)
+            if n < 0, errno == EAGAIN || errno == EINTR { continue }
             guard n > 0 else { return }
             switch buffer.withUnsafeBytes({ reader.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }) {
             case .complete(let message, _): request = message
             case .needMore: continue
-            case .invalid: return reply(fd, 400, "text/plain", "bad request\n")
+            case .invalid: return reply(fd, 400, "text/plain", "bad request (or a body over \(Self.maxBodyBytes >> 20) MiB)\n")
             }
         }
         guard let request else { return }
+        if let refused = refusal(request) { return reply(fd, refused.status, "text/plain", refused.message) }
         let method = request.method
         let path = String(request.target.prefix { $0 != "?" })
         switch (method, path) {
         case ("POST", "/v1/traces"):
-            spans.ingest(otlp: Data(request.body))
+            let body = Data(request.body)
+            spans.ingest(otlp: body)
+            forwarder?.forward(body)
             reply(fd, 200, "application/json", "{}")
         case ("GET", "/"):
             reply(fd, 200, "text/html; charset=utf-8", ViewPage.html(app: ir.name))
@@ -180,8 +237,10 @@ package final class ViewServer: @unchecked Sendable {
 
     private func reply(_ fd: Int32, _ status: Int, _ type: String, _ body: String) {
         let bytes = Array(body.utf8)
-        let head = "HTTP/1.1 \(status) \(status == 200 ? "OK" : "Error")\r\nContent-Type: \(type)\r\nContent-Length: \(bytes.count)\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
-        for part in [Array(head.utf8), bytes] {
+        let head = HTTPWriter.responseHead(status: status, fields: [("Content-Type", type), ("Cache-Control", "no-store"),
+                                                                    ("X-Content-Type-Options", "nosniff")],
+                                           contentLength: bytes.count, keepAlive: false)
+        for part in [Array(head.bytes), bytes] {
             var sent = 0
             while sent < part.count {
                 let n = part[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
