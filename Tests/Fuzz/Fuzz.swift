@@ -1,13 +1,17 @@
-// libFuzzer target over the HTTP layer and the route parser (built by scripts/fuzz, not by
-// SwiftPM). The first byte picks the target; the rest is the input. Properties checked:
+import Foundation
+// libFuzzer target over the HTTP layer, the route parser and the live view's span ingest and
+// trace renderer (built by scripts/fuzz, not by SwiftPM). The first byte picks the target; the
+// rest is the input. Properties checked:
 //  - the HTTP parsers never crash, and a request fed whole or split gives the same result;
-//  - a route that parses prints back to source that parses to the same chain.
+//  - a route that parses prints back to source that parses to the same chain;
+//  - spans from anyone (OTLP/JSON bytes, or any shape of ids, parents and times) never crash
+//    the renderer, which draws every span at most once, plus a line per cycle, repeat or cut.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     guard size > 1 else { return 0 }
     let bytes = UnsafeRawBufferPointer(start: data + 1, count: size - 1)
-    switch data[0] % 4 {
+    switch data[0] % 6 {
     case 0:
         // Two more bytes give where the request is split: every offset of an input up to 64 KiB
         // can be chosen (the selector byte alone only reached multiples of 4 below 256).
@@ -17,7 +21,9 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         fuzzRequest(request, split: choice % (request.count + 1))
     case 1: fuzzResponse(bytes)
     case 2: fuzzRoute(String(decoding: bytes, as: UTF8.self))
-    default: fuzzArguments(String(decoding: bytes, as: UTF8.self))
+    case 3: fuzzArguments(String(decoding: bytes, as: UTF8.self))
+    case 4: fuzzSpanShapes(bytes)
+    default: fuzzOTLP(bytes)
     }
     return 0
 }
@@ -95,4 +101,33 @@ func fuzzRoute(_ text: String) {
 
 func fuzzArguments(_ text: String) {
     _ = try? RouteParser(maxLength: 512, maxDepth: 4).parseArguments(text)
+}
+
+/// Every 4 bytes are one span: its id and its parent's (from a small alphabet, so that ids repeat
+/// and parents form cycles), and its start and end (which may be in either order).
+func fuzzSpanShapes(_ bytes: UnsafeRawBufferPointer) {
+    var spans: [TraceSpan] = []
+    var at = 0
+    while at + 4 <= bytes.count, spans.count < 512 {
+        let id = String(bytes[at] % 16), parent = bytes[at + 1] % 20
+        spans.append(TraceSpan(traceID: "t", spanID: id, parentID: parent >= 16 ? nil : String(parent), name: "s\(id)",
+                               start: UInt64(bytes[at + 2]) << 56, end: UInt64(bytes[at + 3]) << 8, function: UInt64(bytes[at + 3]),
+                               status: 200, next: bytes[at] & 1 == 0 ? "s\(parent)" : nil,
+                               forwardStart: UInt64(bytes[at + 2]), failedService: nil, message: nil))
+        at += 4
+    }
+    check(spans)
+}
+
+func fuzzOTLP(_ bytes: UnsafeRawBufferPointer) {
+    let store = SpanStore(capacity: 64)
+    store.ingest(otlp: Data(bytes))
+    for root in store.recentRoots(8) { check(store.trace(root.traceID)) }
+    _ = store.recentFailures(8)
+}
+
+func check(_ spans: [TraceSpan]) {
+    let lines = TraceTree.render(spans)
+    // A line per span, and at most one more per span for a cycle marker, a repeat or a cut.
+    if lines.count > 4 * spans.count + 2 { fatalError("\(spans.count) spans drew \(lines.count) lines") }
 }
