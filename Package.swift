@@ -35,6 +35,8 @@ let package = Package(
                 sources: ["check.c", "vendor/api.c", "vendor/http.c", "vendor/llhttp.c"],
                 publicHeadersPath: "include"),
         .target(name: "CDyninkaABI", path: "CSupport/CDyninkaABI"),
+        // HMAC-SHA256 of the app key through OpenSSL's libcrypto (Debian libssl-dev).
+        .target(name: "CDyninkaCrypto", path: "CSupport/CDyninkaCrypto", linkerSettings: [.linkedLibrary("crypto")]),
         // Debian libnetfilter-queue-dev (scripts/bootstrap installs it).
         .executableTarget(name: "dyninka-linkemu", path: "CSupport/LinkEmulator",
                           linkerSettings: [.linkedLibrary("netfilter_queue"), .linkedLibrary("nfnetlink")]),
@@ -44,7 +46,7 @@ let package = Package(
         .target(name: "DyninkaHTTP", dependencies: ["CLLHTTP"], swiftSettings: hostSettings),
         // Route syntax (Swift call chains): parsed and printed the same way by host and compiler.
         .target(name: "DyninkaRoute", swiftSettings: hostSettings),
-        .target(name: "DyninkaHost", dependencies: ["DyninkaLoop", "DyninkaHTTP", "DyninkaRoute", "CDyninkaABI"],
+        .target(name: "DyninkaHost", dependencies: ["DyninkaLoop", "DyninkaHTTP", "DyninkaRoute", "CDyninkaABI", "CDyninkaCrypto"],
                 swiftSettings: hostSettings),
         .executableTarget(name: "dyninka-host", dependencies: [
             "DyninkaHost", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -81,7 +83,7 @@ let package = Package(
         .testTarget(name: "DyninkaRouteTests", dependencies: ["DyninkaRoute"], swiftSettings: strict),
         .target(name: "DyninkaTestSupport", path: "Tests/Support/DyninkaTestSupport", swiftSettings: strict),
         .testTarget(name: "DyninkaRuntimeTests", dependencies: ["DyninkaRuntime", "DyninkaTestSupport"], swiftSettings: strict),
-        .testTarget(name: "DyninkaHostTests", dependencies: ["DyninkaHost", "DyninkaHTTP", "DyninkaRoute", "DyninkaTestSupport"],
+        .testTarget(name: "DyninkaHostTests", dependencies: ["DyninkaHost", "DyninkaHTTP", "DyninkaRoute", "DyninkaTestSupport", "CDyninkaCrypto"],
                     swiftSettings: strict),
         .testTarget(name: "DyninkaCompilerTests", dependencies: [
             "DyninkaCompiler", "DyninkaRoute",

@@ -49,8 +49,14 @@ extension DyninkaHostCommand {
         var maxHops: Int?
         @Option(help: "Most times one request may run any one service; 400 bad-route beyond (default 4).")
         var maxVisits: Int?
-        @Flag(help: "Accept only main's route and arguments: clients cannot choose what runs (env DYNINKA_FIXED_ROUTES).")
+        @Flag(help: "Accept only main's route and arguments: clients cannot choose what runs (env DYNINKA_FIXED_ROUTES). With an app key, this holds for every request without the app's signature anyway.")
         var fixedRoutes = false
+        @Option(help: "The app key file (hex; env DYNINKA_APP_KEY_FILE, or the key itself in DYNINKA_APP_KEY): hops of the app are signed with it, and a request without a valid signature may only run main's chain at the entry (or a --public service) or an --allow-route route.")
+        var appKeyFile: String?
+        @Flag(name: .customLong("public"), help: "With an app key: clients may run main's chain at this service too, not only at the app's entry (env DYNINKA_PUBLIC).")
+        var isPublic = false
+        @Option(help: "With an app key: a route a client may also send here (route syntax, e.g. 'map().movingAvg()'); repeatable (env DYNINKA_ALLOW_ROUTES, ';'-separated).")
+        var allowRoute: [String] = []
         @Option(help: "Most requests processed at once; beyond it 503 overloaded with Retry-After (default 512).")
         var maxInFlight: Int?
         @Option(help: "Milliseconds a peer's resolved addresses are used before its name is looked up again (default 10000).")
@@ -99,6 +105,9 @@ extension DyninkaHostCommand {
             flags["max-visits"] = maxVisits.map(String.init)
             flags["name-ttl"] = nameTtl.map(String.init)
             if fixedRoutes { flags["fixed-routes"] = "true" }
+            flags["app-key-file"] = appKeyFile
+            if isPublic { flags["public"] = "true" }
+            if !allowRoute.isEmpty { flags["allow-route"] = allowRoute.joined(separator: ";") }
             flags["max-header-bytes"] = maxHeaderBytes.map(String.init)
             flags["max-body-bytes"] = maxBodyBytes.map(String.init)
             flags["max-hops"] = maxHops.map(String.init)

@@ -45,10 +45,41 @@ final class AppService {
         } catch {
             defaultPlans = .failure(error)
         }
+        isPublic = configuration.publicService ?? (name == table.entryService)
+        var allowed: [RouteChain] = []
+        for text in configuration.allowedRoutes {
+            do throws(RouteError) {
+                allowed.append(try checker.check(try RouteParser().parseChain(text), after: service).chain)
+            } catch {
+                throw HostStartupError("--allow-route '\(text)' does not fit '\(service.name)': \(error.message)")
+            }
+        }
+        allowedRoutes = allowed
         // A placeholder until the plan below is made (it needs the checks above).
         defaultPlan = RoutePlan(route: defaultRoute, next: nil, visits: [:])
         defaultPlan = plan(defaultRoute)
         defaultArguments = defaultPlans.map(prepare)
+    }
+
+    /// With an app key: whether a client (an unsigned request) may run main's chain here.
+    let isPublic: Bool
+    /// With an app key: routes a client may also send here (--allow-route).
+    let allowedRoutes: [RouteChain]
+
+    /// Why a client's request (no app signature) may not run here; nil when it may: main's route
+    /// and arguments at a public service, or a route the operator allowed with main's arguments.
+    func clientRefusal(_ plan: RoutePlan, arguments: String?) -> String? {
+        let mainArguments = arguments == nil || (try? checkFixed(defaultPlan, arguments: arguments)) != nil
+        if mainArguments, allowedRoutes.contains(plan.route.chain) { return nil }
+        guard isPublic else {
+            return "'\(service.name)' takes requests only from its app's own services (signed with the app key); clients start at '\(table.entryService)'"
+                + " (to let clients in here, start it with --public, or allow a route with --allow-route)"
+        }
+        guard (try? checkFixed(plan, arguments: arguments)) != nil else {
+            let allowed = allowedRoutes.isEmpty ? "" : " or \(allowedRoutes.map { "'\($0.source)'" }.joined(separator: ", "))"
+            return "a client may run only main's dataflow here ('\(defaultRoute.chain.source)'\(allowed)) with main's arguments; other routes are for the app's own hops (signed with the app key)"
+        }
+        return nil
     }
 
     /// Replaces the default route and arguments (main's chain changed while the host runs):

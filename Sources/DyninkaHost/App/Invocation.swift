@@ -34,12 +34,6 @@ final class Invocation: FunctionCaller {
     /// Milliseconds left before the deadline (nil without one); 0 or less means it passed.
     private var remaining: Int? { deadline.map(millisecondsLeft(until:)) }
 
-    /// Writes the remaining budget for the next hop.
-    private func passDeadline(_ head: ByteStore) {
-        guard let remaining else { return }
-        appendDeadline(remaining, to: head)
-    }
-
     /// Answers 504 when the budget ran out before `what`; returns true when it did. `what` is
     /// only made when it did (every hop asks, and a String per ask showed in the profile).
     private func deadlinePassed(before what: @autoclosure () -> String) -> Bool {
@@ -78,8 +72,7 @@ final class Invocation: FunctionCaller {
             case .dependency(let target, let optional):
                 if deadlinePassed(before: "calling '\(target.service)'") { return }
                 pendingDependencies += 1
-                context.sendHop(target, body: .empty, trace: trace, extra: deadline == nil ? nil : passDeadline,
-                             responseTimeout: remaining) { [self] outcome in
+                context.sendAppHop(target, body: .empty, trace: trace, deadline: remaining) { [self] outcome in
                     dependencyDone(index, outcome, optional: optional)
                 }
             }
@@ -154,8 +147,7 @@ final class Invocation: FunctionCaller {
             if deadlinePassed(before: "forwarding to '\(next.service)'") { return }
             // The next hop's answer streams back to the client as it arrives (cut-through).
             forwardStarted = EventLoop.nanoseconds()
-            context.sendHop(next, body: output.owned, relayTo: connection, trace: trace, extra: deadline == nil ? nil : passDeadline,
-                         responseTimeout: remaining) { [self] outcome in
+            context.sendAppHop(next, body: output.owned, relayTo: connection, trace: trace, deadline: remaining) { [self] outcome in
                 switch outcome {
                 case .failed(let failure): finish(failure: failure, own: false)
                 case .response(let head, let body): relay(head, body)

@@ -1,3 +1,4 @@
+import CDyninkaCrypto
 import DyninkaHTTP
 import DyninkaLoop
 import DyninkaRoute
@@ -18,10 +19,25 @@ final class HopTarget {
     /// The host's cache entry for a name (set on the first hop; nil for numeric addresses).
     var nameEntry: NameCache.Entry?
 
+    /// What a hop to it signs with the app key: the service, and the route and arguments as
+    /// written in the head (nil for a target that is not an app hop).
+    private let signed: (service: [UInt8], route: [UInt8], arguments: [UInt8]?)?
+
     convenience init(service: String, address: PeerAddress?, route: String, arguments: String) {
         var fields = [("Dyninka-Route", route)]
         if !arguments.isEmpty { fields.append(("Dyninka-Args", arguments)) }
         self.init(service: service, address: address, path: "/", fields: fields)
+    }
+
+    /// Calls `body` with the parts a hop to this target signs (see AppKey).
+    func signedParts<R>(_ body: (dyn_part, dyn_part, dyn_part) -> R) -> R {
+        let parts = signed ?? (Array(service.utf8), [], nil)
+        let route: [UInt8]? = signed == nil ? nil : parts.route
+        return withPart(Optional(parts.service)) { service in
+            withPart(route) { route in
+                withPart(parts.arguments) { arguments in body(service, route, arguments) }
+            }
+        }
     }
 
     /// A target posting to `path` with the given header fields.
@@ -38,6 +54,16 @@ final class HopTarget {
         for (name, value) in fields { HTTPWriter.appendField(name, value, to: head) }
         head.append("Connection: close\r\n")
         headPrefix = head
+        // Signed as the receiver reads it: appendField turns CR and LF into spaces, and a
+        // parser drops the spaces and tabs around a value.
+        func written(_ name: String) -> [UInt8]? {
+            fields.first { $0.0 == name }.map { field in
+                let bytes = field.1.utf8.map { $0 == 13 || $0 == 10 ? 32 : $0 }
+                let blank: (UInt8) -> Bool = { $0 == 32 || $0 == 9 }
+                return Array(bytes.drop(while: blank).reversed().drop(while: blank).reversed())
+            }
+        }
+        signed = written("Dyninka-Route").map { (Array(service.utf8), $0, written("Dyninka-Args")) }
     }
 
     /// Writes the complete request head for a body of `length` bytes into `buffer` (replacing its

@@ -110,6 +110,18 @@ final class PointToPointResponder: ServiceResponder, Responder {
 
     func respond(to request: Request, on connection: InboundConnection) {
         guard case .admitted(let deadline) = admit(request, on: connection) else { return }
+        let name = app.service.name
+        // Signed by the app (a hop), a client's (no signature), or refused before any work.
+        var client = false
+        if let key = context.appKey {
+            switch key.check(request.head, service: name) {
+            case .app: break
+            case .client: client = true
+            case .refused(let why):
+                return connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: "'\(name)' refused the request: \(why)", status: 403),
+                                         counted: name, request: request, context: context)
+            }
+        }
         let plan: RoutePlan
         let arguments: [PreparedArgument]
         do throws(RouteError) {
@@ -124,10 +136,13 @@ final class PointToPointResponder: ServiceResponder, Responder {
                 arguments = try app.defaultArguments.get()
                 try plan.withDefaultArguments.get()
             }
-            if context.configuration.fixedRoutes { try app.checkFixed(plan, arguments: argumentText) }
+            if client, let refusal = app.clientRefusal(plan, arguments: argumentText) {
+                return connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: refusal, status: 403),
+                                         counted: name, request: request, context: context)
+            }
+            if context.configuration.fixedRoutes, context.appKey == nil { try app.checkFixed(plan, arguments: argumentText) }
         } catch {
             context.log.debug("refused route: \(error.message)")
-            let name = app.service.name
             return connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: error.message),
                                      counted: name, request: request, context: context)
         }

@@ -18,6 +18,8 @@ final class HostContext {
     let metrics: Metrics
     /// Trace context and spans (see Tracer).
     let tracer: Tracer
+    /// The app's key (AppKey): hops of the app are signed with it; nil without one.
+    let appKey: AppKey?
     /// The thread running the loop (set when serving starts).
     var loopThread = pthread_self()
     /// A head being written: filled and handed to a write in one go (the write copies what the
@@ -43,6 +45,7 @@ final class HostContext {
     init(configuration: HostConfiguration, appName: String, log: Log, metrics: Metrics) throws(HostStartupError) {
         self.configuration = configuration
         tracer = Tracer(configuration: configuration, appName: appName, log: log)
+        appKey = try AppKey.load(configuration)
         hopOptions = ClientOptions(keepAlive: false, resetOnClose: true, retryRefused: configuration.connectRetry)
         hopConnectTimeout = configuration.connectTimeout
         self.log = log
@@ -153,6 +156,23 @@ final class HostContext {
     /// Sends `body` to the target's service; names resolve only through the peers. With
     /// `relayTo`, the response streams to that connection (`HopOutcome.relaying`).
     /// With `trace`, the request carries `traceparent` naming that context's span as the parent.
+    /// A hop of the app (from an invocation): the client's deadline, when there is one, goes on
+    /// as `Dyninka-Deadline` (`deadline` ms left), and the hop is signed with the app key.
+    func sendAppHop(_ target: HopTarget, body: OwnedBytes, relayTo connection: InboundConnection? = nil, trace: TraceContext?,
+                    deadline: Int?, completion: @escaping (HopOutcome) -> Void) {
+        let written = deadline.map { String(max($0, 0)) }
+        let extra: ((ByteStore) -> Void)? = written == nil && appKey == nil ? nil : { [appKey, configuration] head in
+            if let written {
+                head.append("Dyninka-Deadline: ")
+                head.append(string: written)
+                head.append("\r\n")
+            }
+            // Valid for as long as the hop may take: a replay of it is refused after that.
+            appKey?.sign(target, deadline: written, validFor: min(deadline ?? configuration.responseTimeout, configuration.responseTimeout), into: head)
+        }
+        sendHop(target, body: body, relayTo: connection, trace: trace, extra: extra, responseTimeout: deadline, completion: completion)
+    }
+
     func sendHop(_ target: HopTarget, body: OwnedBytes, relayTo connection: InboundConnection? = nil, trace: TraceContext?,
                  extra: ((ByteStore) -> Void)? = nil, responseTimeout: Int? = nil, completion: @escaping (HopOutcome) -> Void) {
         guard let address = target.address else {
@@ -163,7 +183,7 @@ final class HostContext {
         }
         var extraHead: ByteStore?
         if let extra {
-            extraHead = ByteStore(capacity: 64)
+            extraHead = ByteStore(capacity: 160)
             extra(extraHead!)
         }
         let client = HopClient(context: self, target: target, address: address, extraHead: extraHead, trace: trace,

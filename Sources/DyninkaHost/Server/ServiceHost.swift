@@ -152,6 +152,9 @@ package final class ServiceHost {
         }
         lendLoop()
         for warning in responder.startWarnings { log.warning(warning) }
+        if case .service = role, context.appKey == nil {
+            log.warning("no app key (--app-key-file or DYNINKA_APP_KEY): any client that reaches this service may choose its route and arguments; `dyninka run` and `dyninka deploy` give every host one")
+        }
         log.info(responder.startLine(address: boundAddress))
         loop.run()
         context.wakeup.close()

@@ -14,6 +14,8 @@ extension HostConfiguration {
         ("DYNINKA_DRAIN_TIMEOUT_MS", "--drain-timeout"), ("DYNINKA_ACCESS_LOG", "--access-log"),
         ("DYNINKA_LOG_LEVEL", "--log-level"), ("DYNINKA_OTLP_FILE", "--otlp-file"),
         ("DYNINKA_OTLP_ENDPOINT", "--otlp-endpoint"), ("DYNINKA_TRACE_RATE", "--trace-rate"),
+        ("DYNINKA_APP_KEY_FILE", "--app-key-file"), ("DYNINKA_APP_KEY", "the app key itself (hex, from a Secret), when no --app-key-file"),
+        ("DYNINKA_PUBLIC", "--public"), ("DYNINKA_ALLOW_ROUTES", "--allow-route (routes separated by ';')"),
     ]
 
     /// Builds a configuration from flags (`flags[name]`, without dashes) over DYNINKA_* variables
@@ -79,6 +81,12 @@ extension HostConfiguration {
             c.otlpEndpoint = endpoint
         }
         if let v = try integer("trace-rate", 0...1_000_000) { c.traceRate = v }
+        c.appKeyFile = value("app-key-file")
+        if c.appKeyFile == nil, let key = environment["DYNINKA_APP_KEY"], !key.isEmpty { c.appKey = key }
+        if let v = value("public") { c.publicService = ["1", "true", "yes", "on"].contains(v.lowercased()) }
+        if let routes = flags["allow-route"] ?? environment["DYNINKA_ALLOW_ROUTES"] {
+            c.allowedRoutes = routes.split(separator: ";").map { String($0.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()) }
+        }
         if let v = value("log-level") {
             guard let level = LogLevel(name: v) else {
                 throw HostStartupError("--log-level must be one of debug, info, warning, error; got '\(v)'")

@@ -46,6 +46,16 @@ package struct HostConfiguration: Sendable {
     /// Accept only the route and arguments of main's dataflow: clients cannot choose what runs
     /// (for a service exposed to untrusted clients). Dyninka-Deadline still applies.
     package var fixedRoutes = false
+    /// The app's key file (hex): hops of the app sign with it, and requests without a valid
+    /// signature are a client's (see AppKey). Set by `dyninka run` and the deploy manifests.
+    package var appKeyFile: String?
+    /// The app's key itself (hex), when no file is given (DYNINKA_APP_KEY, from a Secret).
+    package var appKey: String?
+    /// With an app key: whether clients (unsigned requests) may run main's chain here; nil: only
+    /// at the app's entry service.
+    package var publicService: Bool?
+    /// With an app key: routes a client may also send here (in route syntax), besides main's.
+    package var allowedRoutes: [String] = []
     /// After SIGTERM, keep accepting for this long while /readyz answers 503, so that load
     /// balancers stop sending first (Kubernetes sets it; 0 stops accepting at once).
     package var drainDelay = 0
