@@ -73,7 +73,7 @@ let package = Package(
         // Where apps run: local processes now, Kubernetes and Marathon from the same IR.
         .target(name: "DyninkaDeploy", dependencies: ["DyninkaCompiler", "DyninkaRoute", "DyninkaHTTP"], swiftSettings: strict),
         .executableTarget(name: "dyninka", dependencies: [
-            "DyninkaCompiler", "DyninkaDeploy", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "DyninkaCompiler", "DyninkaDeploy", "CDyninkaCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
 
         .target(name: "DyninkaFixture", dependencies: ["DyninkaRuntime"],

@@ -39,10 +39,11 @@ package enum BlockingHTTP {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { throw Failure(description: "cannot connect to \(host):\(port) (\(String(cString: strerror(errno))))") }
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n"
-        for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        if method != "GET" || !body.isEmpty { head += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" }
-        let request = Array((head + "\r\n" + body).utf8)
+        let hasBody = method != "GET" || !body.isEmpty
+        let head = HTTPWriter.requestHead(method: method, target: path, host: "\(host):\(port)",
+                                          fields: headers + (hasBody ? [("Content-Type", "application/json")] : []),
+                                          contentLength: hasBody ? body.utf8.count : nil)
+        let request = head.array + Array(body.utf8)
         var sent = 0
         while sent < request.count {
             let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

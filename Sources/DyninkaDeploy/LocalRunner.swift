@@ -163,7 +163,8 @@ package final class LocalRunner {
             services.append(Child(name: service.name, arguments: [hostBinary, "serve", "--app", library, "--service", service.name,
                                                                    "--port", String(port), "--peers", peers, "--log-level", "warning",
                                                                    "--exit-with-parent", "--state-out", statePath(service.name),
-                                                                   "--route-file", routePath(service.name)] + extraHostArguments,
+                                                                   "--route-file", routePath(service.name), "--app-key-file", appKeyPath]
+                                                                  + extraHostArguments,
                                   environment: sidecarEnvironment, port: port, workingDirectory: nil, isService: true))
         }
     }
@@ -259,7 +260,8 @@ package final class LocalRunner {
         for service in ir.services {
             services.append(child(service.name, [hostBinary, "serve", "--app", library, "--service", service.name,
                                                  "--host", addresses[service.name]!, "--port", String(port),
-                                                 "--state-out", statePath(service.name), "--route-file", routePath(service.name)] + common,
+                                                 "--state-out", statePath(service.name), "--route-file", routePath(service.name),
+                                                 "--app-key-file", appKeyPath] + common,
                                   environment: environment))
         }
     }
@@ -272,6 +274,23 @@ package final class LocalRunner {
     }()
 
     func statePath(_ service: String) -> String { "\(stateDirectory)/\(service).state" }
+
+    /// The app key of this run: 32 random bytes as hex, readable by this user only, in the run's
+    /// own folder (gone with it). Every host gets it (`--app-key-file`): hops of the app sign
+    /// their routes with it, and a client may run only main's chain at the entry.
+    /// `dyninka invoke --key-file` signs with it too.
+    package var appKeyPath: String {
+        let path = "\(stateDirectory)/app.key"
+        if !FileManager.default.fileExists(atPath: path) {
+            var generator = SystemRandomNumberGenerator()
+            let hex = (0..<4).map { _ in
+                let digits = String(generator.next(), radix: 16)
+                return String(repeating: "0", count: 16 - digits.count) + digits
+            }.joined()
+            _ = FileManager.default.createFile(atPath: path, contents: Data((hex + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        }
+        return path
+    }
     /// Where a host finds main's chain for its service when it changed after the host started.
     func routePath(_ service: String) -> String { "\(stateDirectory)/\(service).route" }
 
@@ -446,7 +465,8 @@ package final class LocalRunner {
         let environment = services.first(where: \.isService)?.environment ?? [:]
         let child = Child(name: name, arguments: [hostBinary, "serve", "--app", library, "--service", name, "--port", String(port),
                                                  "--peers", peerList() + ",\(name)=127.0.0.1:\(port)", "--log-level", "warning",
-                                                 "--exit-with-parent", "--state-out", statePath(name), "--route-file", routePath(name)]
+                                                 "--exit-with-parent", "--state-out", statePath(name), "--route-file", routePath(name),
+                                                 "--app-key-file", appKeyPath]
                               + extraHostArguments,
                           environment: environment, port: port, workingDirectory: nil, isService: true)
         services.append(child)

@@ -20,6 +20,9 @@ package final class ByteStore {
 
     /// The bytes written so far; valid until the next mutation.
     package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+    /// A copy of the bytes written so far (safe on a temporary store: `Array(store.bytes)` is not,
+    /// as the store may be gone before the copy is made).
+    package var array: [UInt8] { Array(bytes) }
 
     /// Makes room for at least `capacity` bytes in total.
     package func reserve(_ capacity: Int) {

@@ -64,27 +64,55 @@ package enum HTTPWriter {
         return buffer
     }
 
-    /// A request head: request line, Host, the given fields, Content-Length, Connection: close.
+    /// A request head: request line, Host, the given fields, Content-Length (none when nil: a
+    /// request without a body), and `Connection: close` unless `keepAlive`. Every head a Dyninka
+    /// program writes goes through here: no text given to it (a route from the command line, a
+    /// URL's path, a header value) can end a line or split the request line.
     package static func requestHead(method: String, target: String, host: String, fields: [(String, String)],
-                                    contentLength: Int, into buffer: ByteStore = ByteStore(capacity: 256)) -> ByteStore {
-        buffer.append(string: method)
+                                    contentLength: Int?, keepAlive: Bool = false,
+                                    into buffer: ByteStore = ByteStore(capacity: 256)) -> ByteStore {
+        appendToken(method, to: buffer)
         buffer.append(" ")
-        buffer.append(string: target)
+        appendToken(target, to: buffer)
         buffer.append(" HTTP/1.1\r\nHost: ")
-        buffer.append(string: host)
+        appendToken(host, to: buffer)
         buffer.append("\r\n")
         for (name, value) in fields {
             appendField(name, value, to: buffer)
         }
-        buffer.append("Content-Length: ")
-        buffer.append(decimal: contentLength)
-        buffer.append("\r\nConnection: close\r\n\r\n")
+        if let contentLength {
+            buffer.append("Content-Length: ")
+            buffer.append(decimal: contentLength)
+            buffer.append("\r\n")
+        }
+        buffer.append(keepAlive ? "\r\n" : "Connection: close\r\n\r\n")
         return buffer
     }
 
-    /// Appends one field; CR and LF in the value are replaced so a value can never split the head.
+    /// Appends a part of the request line or Host: a space or control character (which would end
+    /// it) is percent-encoded.
+    static func appendToken(_ text: String, to buffer: ByteStore) {
+        guard text.utf8.contains(where: { $0 <= 32 || $0 == 127 }) else { return buffer.append(string: text) }
+        let digits = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        for byte in text.utf8 {
+            if byte <= 32 || byte == 127 {
+                out += [UInt8(ascii: "%"), digits[Int(byte >> 4)], digits[Int(byte & 15)]]
+            } else {
+                out.append(byte)
+            }
+        }
+        out.withUnsafeBytes { buffer.append($0) }
+    }
+
+    /// Appends one field; CR and LF in the value are replaced so a value can never split the head
+    /// (and in the name, with a space or colon, so that it stays one name).
     package static func appendField(_ name: String, _ value: String, to buffer: ByteStore) {
-        buffer.append(string: name)
+        if name.utf8.contains(where: { $0 <= 32 || $0 == 58 || $0 == 127 }) {
+            buffer.append(string: String(decoding: name.utf8.map { $0 <= 32 || $0 == 58 || $0 == 127 ? UInt8(ascii: "-") : $0 }, as: UTF8.self))
+        } else {
+            buffer.append(string: name)
+        }
         buffer.append(": ")
         if value.utf8.contains(where: { $0 == 13 || $0 == 10 }) {
             buffer.append(string: String(value.map { $0 == "\r" || $0 == "\n" || $0 == "\r\n" ? " " : $0 }))

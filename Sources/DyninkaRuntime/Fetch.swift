@@ -147,7 +147,8 @@ public enum Fetch {
             }
             guard !host.isEmpty else { throw Failure(description: "no host in '\(url)'") }
             key = "\(host):\(port)"
-            request = Array("GET \(path) HTTP/1.1\r\nHost: \(key)\r\nAccept: application/json\r\n\r\n".utf8)
+            request = HTTPWriter.requestHead(method: "GET", target: path, host: key, fields: [("Accept", "application/json")],
+                                             contentLength: nil, keepAlive: true).array
             wire = Wire(host: host, request: request)
         }
     }

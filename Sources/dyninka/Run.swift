@@ -158,6 +158,9 @@ extension DyninkaCommand {
             }
             say("entry \(runner.entryURL)")
             if let view { note("live view: \(view.url); trace a request: dyninka trace --from \(view.url) [TRACE_ID] (the newest by default)") }
+            if runner.topology == .pointToPoint {
+                note("clients may run main's chain at the entry; other routes and services take only the app's own signed hops (app key \(runner.appKeyPath); dyninka invoke --key-file signs with it)")
+            }
             if runner.bed != nil { note("clients reach it from the bed's client node: dyninka testbed exec client -- curl -X POST \(runner.entryURL)") }
             if let requests {
                 let summary = runner.drive(requests: requests, body: body) { say($0) }

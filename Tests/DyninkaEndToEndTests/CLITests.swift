@@ -293,3 +293,37 @@ func hostPID(service: String, port: Int) -> Int32? {
         #expect(bad.stderr.contains("--format must be mermaid, dot or json"))
     }
 }
+
+/// `dyninka run` gives its hosts an app key: clients run main's chain at the entry; anything
+/// else needs the key (`dyninka invoke --key-file`).
+@Suite struct AppKeyCLITests {
+    @Test func onlyTheAppOrTheKeyHolderMayChooseARoute() throws {
+        let log = NSTemporaryDirectory() + "dyninka-key-run-\(getpid()).log"
+        defer { unlink(log) }
+        let app = try RunningApp("examples/SmartBuilding/App.swift", stderrFile: log)
+        defer { _ = app.stop() }
+        #expect(app.waitFor("app key ", seconds: 10), "\(app.stderr)")
+        let keyPath = try #require(app.stderr.components(separatedBy: "app key ").last?.split(separator: ";").first.map(String.init))
+        let key = try String(contentsOfFile: keyPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(key.count == 64 && key.allSatisfy(\.isHexDigit), "a 32-byte key: \(key)")
+        let attributes = try FileManager.default.attributesOfItem(atPath: keyPath)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        // main's chain from the entry: served.
+        let entry = try BlockingHTTP.request(port: app.port("get"), method: "POST", timeout: 10)
+        #expect([200, 204].contains(entry.status), "\(entry.status) \(entry.text)")
+        // A client's own route, or a service inside the app: refused.
+        let rerouted = try BlockingHTTP.request(port: app.port("get"), method: "POST", headers: [("Dyninka-Route", "map().movingAvg()")], timeout: 10)
+        #expect(rerouted.status == 403, "\(rerouted.status) \(rerouted.text)")
+        let url = "http://127.0.0.1:\(app.port("movingAvg"))"
+        let unsigned = try runCLI(["invoke", url, "--data", #"{"value":21}"#])
+        #expect(unsigned.status == 1 && unsigned.stdout.contains("takes requests only from its app's own services"), "\(unsigned.stdout)\(unsigned.stderr)")
+        // With the key, a route of the user's choosing runs (here: movingAvg, then nothing).
+        let signed = try runCLI(["invoke", url, "--data", #"{"value":21}"#, "--route", "", "--key-file", keyPath])
+        #expect(signed.status == 0 && signed.stdout.contains("average"), "\(signed.stdout)\(signed.stderr)")
+        // invoke writes every head through the writer: a route cannot add a header line.
+        // (the host reads the one value "Dyninka-Route:", signed as such, and finds it no route).
+        let injected = try runCLI(["invoke", url, "--data", #"{"value":21}"#, "--route", "\r\nDyninka-Route: ", "--key-file", keyPath])
+        #expect(injected.status == 1 && injected.stdout.contains("bad-route") && !injected.stdout.contains("Dyninka-Auth"),
+                "\(injected.stdout)\(injected.stderr)")
+    }
+}

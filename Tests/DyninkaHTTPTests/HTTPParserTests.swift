@@ -167,6 +167,19 @@ let request = Array("POST /path?q=1 HTTP/1.1\r\nHost: a\r\nDyninka-Route: map().
         #expect(head.string.hasPrefix("POST / HTTP/1.1\r\nHost: h:1\r\nDyninka-Route: a() Evil: 1\r\n"))
     }
 
+    @Test func noPartOfTheRequestLineOrAFieldNameCanSplitTheHead() {
+        #expect(HTTPWriter.requestHead(method: "GET\r\nX", target: "/", host: "h", fields: [], contentLength: nil).string.hasPrefix("GET%0D%0AX / "))
+        let head = HTTPWriter.requestHead(method: "GET", target: "/a b\r\nEvil: 1", host: "h:1\r\nEvil: 2",
+                                          fields: [("Na:me\r\nEvil", "v")], contentLength: nil, keepAlive: true)
+        #expect(head.string == "GET /a%20b%0D%0AEvil:%201 HTTP/1.1\r\nHost: h:1%0D%0AEvil:%202\r\nNa-me--Evil: v\r\n\r\n", "\(head.string)")
+        // Parsed back: one request, its fields only.
+        let parser = HTTPParser(kind: .request)
+        let recorder = Recorder()
+        parser.delegate = recorder
+        _ = head.bytes.withMemoryRebound(to: UInt8.self) { feed(parser, [Array($0)]) }
+        #expect(recorder.heads.first.map { $0.allFields.map(\.name) } ?? [] == ["Host", "Na-me--Evil"])
+    }
+
     @Test func writtenHeadsParseBack() {
         let head = HTTPWriter.requestHead(method: "POST", target: "/", host: "h:1", fields: [("Dyninka-Route", "map()")], contentLength: 2)
         head.append("{}")

@@ -240,7 +240,7 @@ package final class ViewServer: @unchecked Sendable {
         let head = HTTPWriter.responseHead(status: status, fields: [("Content-Type", type), ("Cache-Control", "no-store"),
                                                                     ("X-Content-Type-Options", "nosniff")],
                                            contentLength: bytes.count, keepAlive: false)
-        for part in [Array(head.bytes), bytes] {
+        for part in [head.array, bytes] {
             var sent = 0
             while sent < part.count {
                 let n = part[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

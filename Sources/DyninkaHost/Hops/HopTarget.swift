@@ -45,22 +45,21 @@ final class HopTarget {
         self.service = service
         self.address = address
         numericAddresses = address.flatMap { try? SocketAddress(ip: $0.host, port: $0.port) }.map { [$0] }
+        // The writer's head without its Content-Length and end: each request adds those (and its
+        // own lines) after this prefix.
+        let whole = HTTPWriter.requestHead(method: "POST", target: path, host: address?.description ?? service,
+                                           fields: [("Content-Type", "application/json")] + fields + [("Connection", "close")],
+                                           contentLength: nil, keepAlive: true)
         let head = ByteStore(capacity: 160)
-        head.append("POST ")
-        head.append(string: path)
-        head.append(" HTTP/1.1\r\nHost: ")
-        head.append(string: address?.description ?? service)
-        head.append("\r\nContent-Type: application/json\r\n")
-        for (name, value) in fields { HTTPWriter.appendField(name, value, to: head) }
-        head.append("Connection: close\r\n")
+        whole.array.dropLast(2).withUnsafeBytes { head.append($0) }
         headPrefix = head
-        // Signed as the receiver reads it: appendField turns CR and LF into spaces, and a
-        // parser drops the spaces and tabs around a value.
+        // Signed as the receiver reads it: appendField turns CR and LF into spaces, and the
+        // parser drops the spaces and tabs before a value (not after it).
         func written(_ name: String) -> [UInt8]? {
             fields.first { $0.0 == name }.map { field in
                 let bytes = field.1.utf8.map { $0 == 13 || $0 == 10 ? 32 : $0 }
                 let blank: (UInt8) -> Bool = { $0 == 32 || $0 == 9 }
-                return Array(bytes.drop(while: blank).reversed().drop(while: blank).reversed())
+                return Array(bytes.drop(while: blank))
             }
         }
         signed = written("Dyninka-Route").map { (Array(service.utf8), $0, written("Dyninka-Args")) }

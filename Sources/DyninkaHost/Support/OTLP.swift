@@ -115,8 +115,9 @@ package enum OTLP {
             return "connect: \(String(cString: strerror(errno)))"
         }
         let body = Array(json.utf8)
-        let head = "POST \(endpoint.path) HTTP/1.1\r\nHost: \(endpoint.host):\(endpoint.port)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
-        for part in [Array(head.utf8), body] {
+        let head = HTTPWriter.requestHead(method: "POST", target: endpoint.path, host: "\(endpoint.host):\(endpoint.port)",
+                                          fields: [("Content-Type", "application/json")], contentLength: body.count)
+        for part in [head.array, body] {
             var sent = 0
             while sent < part.count {
                 let n = part.withUnsafeBytes { send(fd, $0.baseAddress! + sent, part.count - sent, Int32(MSG_NOSIGNAL)) }
