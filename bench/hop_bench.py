@@ -9,6 +9,10 @@ Topologies, each driven by hey -disable-keepalive at every worker count:
   chain4n the same chain with its peers given by name (localhost:PORT, as Kubernetes manifests
           give them as DNS names): the host resolves a name once per --name-ttl, not per hop
   chain4-old  with --old DIR: chain4 on an older build, for an A/B in the same run
+  chain4k the same chain with an app key (--app-key-file): the client's request to get is
+          unsigned (its route allowed there with --allow-route), and each of the 3 hops after it
+          is signed (HMAC-SHA256, OpenSSL) by its caller and checked by its callee; the
+          difference to chain4 is the cost of routes only the app may write
   chain4t the same chain recording every hop's span: each host exports OTLP/JSON to a file
           (--otlp-file) and the client sends a sampled traceparent, so all four hops record; the
           difference to chain4 is the cost of tracing (chain4 itself continues traceparent but
@@ -134,7 +138,7 @@ def free_port():
 class Hosts:
     """dyninka-host processes for some services of the fixture table."""
 
-    def __init__(self, bin_dir, services, preload=None, tmp=None, peer_host="127.0.0.1", extra=()):
+    def __init__(self, bin_dir, services, preload=None, tmp=None, peer_host="127.0.0.1", extra=(), own=None):
         self.ports = {s: free_port() for s in services}
         peers = ",".join(f"{s}={peer_host}:{p}" for s, p in self.ports.items())
         self.procs = {}
@@ -145,7 +149,7 @@ class Hosts:
                 env["COPY_COUNT_FILE"] = os.path.join(tmp, f"{s}.counts")
             self.procs[s] = subprocess.Popen(
                 [os.path.join(bin_dir, "dyninka-host"), "serve", "--app", os.path.join(bin_dir, "libDyninkaFixture.so"),
-                 "--service", s, "--port", str(port), "--peers", peers, "--log-level", "error", *extra],
+                 "--service", s, "--port", str(port), "--peers", peers, "--log-level", "error", *extra, *((own or {}).get(s, ()))],
                 env=env, stdout=subprocess.DEVNULL, preexec_fn=pin_servers)
         for port in self.ports.values():
             wait_http(port)
@@ -332,7 +336,7 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="use the existing release build")
     ap.add_argument("--no-pin", action="store_true", help="let hey share the CPUs with the servers")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per worker count; rows show the median (default 3)")
-    ap.add_argument("--only", default="chain4,chain4n,chain4t,nginx4,nginx4x1,nginx4x1d,echo1", help="topologies to run (default all)")
+    ap.add_argument("--only", default="chain4,chain4k,chain4n,chain4t,nginx4,nginx4x1,nginx4x1d,echo1", help="topologies to run (default all)")
     ap.add_argument("--no-sweep", action="store_true", help="skip the payload-size sweep")
     ap.add_argument("--old", help="folder with an older release dyninka-host and libDyninkaFixture.so: adds chain4-old, "
                     "the same chain on that build, interleaved with the others (an A/B in one run)")
@@ -376,6 +380,11 @@ def main():
     named = Hosts(bin_dir, ["get", "map", "scale", "movingAvg"], tmp=tmp, peer_host="localhost")
     echo = Hosts(bin_dir, ["echo"], tmp=tmp)
     old = Hosts(args.old, ["get", "map", "scale", "movingAvg"], tmp=tmp) if args.old else None
+    key_file = os.path.join(tmp, "app.key")
+    with open(key_file, "w") as f:
+        f.write(os.urandom(32).hex() + "\n")
+    keyed = Hosts(bin_dir, ["get", "map", "scale", "movingAvg"], tmp=tmp, extra=("--app-key-file", key_file),
+                  own={"get": ("--allow-route", "map().scale(by: 1.0).movingAvg()")}) if "chain4k" in only else None
     spans = os.path.join(tmp, "spans.jsonl")
     traced = Hosts(bin_dir, ["get", "map", "scale", "movingAvg"], tmp=tmp, extra=("--otlp-file", spans)) if "chain4t" in only else None
     sampled = ("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",)
@@ -390,6 +399,7 @@ def main():
             runs = [
                 ("chain4", chain, f"http://127.0.0.1:{chain.ports['get']}/", route, "{}", 4),
                 ("chain4n", named, f"http://127.0.0.1:{named.ports['get']}/", route, "{}", 4),
+                ("chain4k", keyed, f"http://127.0.0.1:{keyed.ports['get']}/" if keyed else "", route, "{}", 4),
                 ("chain4-old", old, f"http://127.0.0.1:{old.ports['get']}/" if old else "", route, "{}", 4),
                 ("chain4t", traced, f"http://127.0.0.1:{traced.ports['get']}/" if traced else "", route + sampled, "{}", 4),
                 ("nginx4", nginx, f"http://127.0.0.1:{nginx.ports[0]}/", (), "{}", 4),
@@ -434,6 +444,8 @@ def main():
         echo.stop()
         if old:
             old.stop()
+        if keyed:
+            keyed.stop()
         if traced:
             traced.stop()
         nginx.stop()
@@ -448,12 +460,17 @@ def main():
              + ", ".join(f"{a:.1f} / {b:.1f}" for a, b in rows))
     if exported:
         emit()
-    for ref in ("nginx4", "nginx4x1", "nginx4x1d", "chain4n", "chain4-old", "chain4t"):
+    for w in workers:
+        if "chain4k" in only and "chain4" in only:
+            a, b = results[("chain4", w)], results[("chain4k", w)]
+            emit(f"chain4k, {w} workers: app key cost {(sum(b['cpu_us'].values()) - sum(a['cpu_us'].values())) / 3:.2f} us of CPU per signed hop "
+                 f"(user {(b['user_us'] - a['user_us']) / 3:.2f} us), from the median rounds")
+    for ref in ("nginx4", "nginx4x1", "nginx4x1d", "chain4n", "chain4-old", "chain4k", "chain4t"):
         if ref in only and "chain4" in only:
             emit(f"Ratio chain4 / {ref} throughput: " + ", ".join(
                 f"{w} workers {results[('chain4', w)]['rps'] / max(results[(ref, w)]['rps'], 1):.2f}x" for w in workers))
     emit()
-    shown = [t for t in ("chain4", "chain4n", "chain4-old", "chain4t", "nginx4", "nginx4x1", "nginx4x1d") if t in only]
+    shown = [t for t in ("chain4", "chain4k", "chain4n", "chain4-old", "chain4t", "nginx4", "nginx4x1", "nginx4x1d") if t in only]
     emit(f"Requests/s of every round ({' | '.join(shown)}): " + "; ".join(
         f"{w} workers " + " | ".join(" ".join(f"{x:.0f}" for x in results[(t, w)]["all_rps"]) for t in shown)
         for w in workers))

@@ -4,7 +4,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,40 +33,71 @@ void dyn_app_key_free(dyn_app_key *app) {
     free(app);
 }
 
-/// One part of the message: a marker byte (present or absent), the length, the bytes. Lengths
-/// make the encoding unambiguous whatever the parts contain.
-static int absorb(EVP_MAC_CTX *context, dyn_part part) {
-    char prefix[24];
-    int n = part.data ? snprintf(prefix, sizeof prefix, "+%zu:", part.length) : snprintf(prefix, sizeof prefix, "-:");
-    if (EVP_MAC_update(context, (const unsigned char *)prefix, (size_t)n) != 1) return 0;
-    return part.data && part.length > 0 ? EVP_MAC_update(context, part.data, part.length) == 1 : 1;
+/// Writes `value` in decimal at `out` (room for 20 digits); returns the digits written.
+static size_t decimal(uint64_t value, char *out) {
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value > 0);
+    for (size_t i = 0; i < n; i++) out[i] = digits[n - 1 - i];
+    return n;
+}
+
+/// The message is composed in one buffer and given to the MAC in one update: a marker byte for
+/// each part (present or absent), its length, its bytes. Lengths make the encoding unambiguous
+/// whatever the parts contain.
+static size_t put(char *message, size_t at, dyn_part part) {
+    if (!part.data) {
+        message[at++] = '-';
+        message[at++] = ':';
+        return at;
+    }
+    message[at++] = '+';
+    at += decimal(part.length, message + at);
+    message[at++] = ':';
+    memcpy(message + at, part.data, part.length);
+    return at + part.length;
 }
 
 static int digest(dyn_app_key *app, dyn_part service, dyn_part route, dyn_part arguments, dyn_part deadline, uint64_t expiry,
                   unsigned char out[32]) {
-    char stamp[32];
-    int n = snprintf(stamp, sizeof stamp, "dyninka-auth-v1 %llu ", (unsigned long long)expiry);
+    static const char stamp[] = "dyninka-auth-v1 ";
+    size_t size = sizeof stamp + 21 + 4 * 24 + service.length + route.length + arguments.length + deadline.length;
+    char small[1024];
+    char *message = size <= sizeof small ? small : malloc(size);
+    if (!message) return 0;
+    size_t at = sizeof stamp - 1;
+    memcpy(message, stamp, at);
+    at += decimal(expiry, message + at);
+    message[at++] = ' ';
+    at = put(message, at, service);
+    at = put(message, at, route);
+    at = put(message, at, arguments);
+    at = put(message, at, deadline);
     size_t written = 0;
     // The key set at creation is reused (a NULL key keeps it).
-    if (EVP_MAC_init(app->context, NULL, 0, NULL) != 1) return 0;
-    if (EVP_MAC_update(app->context, (const unsigned char *)stamp, (size_t)n) != 1) return 0;
-    if (!absorb(app->context, service) || !absorb(app->context, route) || !absorb(app->context, arguments) ||
-        !absorb(app->context, deadline))
-        return 0;
-    return EVP_MAC_final(app->context, out, &written, 32) == 1 && written == 32;
+    int ok = EVP_MAC_init(app->context, NULL, 0, NULL) == 1 && EVP_MAC_update(app->context, (const unsigned char *)message, at) == 1
+             && EVP_MAC_final(app->context, out, &written, 32) == 1 && written == 32;
+    if (message != small) free(message);
+    return ok;
 }
 
 size_t dyn_auth_value(dyn_app_key *app, dyn_part service, dyn_part route, dyn_part arguments, dyn_part deadline,
                       uint64_t expiry_ms, char *out) {
     unsigned char mac[32];
     if (!app || !digest(app, service, route, arguments, deadline, expiry_ms, mac)) return 0;
-    int n = snprintf(out, DYN_AUTH_VALUE_MAX, "v1 %llu ", (unsigned long long)expiry_ms);
+    size_t n = 3;
+    memcpy(out, "v1 ", 3);
+    n += decimal(expiry_ms, out + n);
+    out[n++] = ' ';
     static const char hex[] = "0123456789abcdef";
     for (int i = 0; i < 32; i++) {
         out[n + 2 * i] = hex[mac[i] >> 4];
         out[n + 2 * i + 1] = hex[mac[i] & 15];
     }
-    return (size_t)n + 64;
+    return n + 64;
 }
 
 int dyn_auth_check(dyn_app_key *app, dyn_part service, dyn_part route, dyn_part arguments, dyn_part deadline,

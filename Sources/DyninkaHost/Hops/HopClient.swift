@@ -45,8 +45,10 @@ final class HopClient: ClientConnectionUser {
     private var responseBody: ByteStore?
     /// The response timeout for this hop: the host's, or less when the request's deadline is nearer.
     var responseTimeout: Int = 0
-    /// Header lines for this request only (the remaining deadline), added to the target's head.
+    /// Header lines for this request only, added to the target's head.
     private let extraHead: ByteStore?
+    /// A hop of the app: the deadline to pass on and the key to sign with (see AppKey).
+    var appHop: AppHop?
     /// The caller's trace context: its span becomes the parent in this request's `traceparent`.
     private let trace: TraceContext?
     /// Bytes of the response counted against --max-buffered-bytes.
@@ -95,7 +97,8 @@ final class HopClient: ClientConnectionUser {
 
     func requestHead(into scratch: ByteStore) -> UnsafeRawBufferPointer {
         // The head comes from the host's scratch buffer (the write copies what it cannot send at once).
-        target.writeHead(contentLength: requestBody.count, extra: extraHead, trace: trace, into: scratch)
+        target.writeHead(contentLength: requestBody.count, extra: extraHead, trace: trace, appHop: appHop,
+                         validFor: responseTimeout, into: scratch)
         return scratch.bytes
     }
 

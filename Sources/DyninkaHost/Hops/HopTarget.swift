@@ -29,6 +29,25 @@ final class HopTarget {
         self.init(service: service, address: address, path: "/", fields: fields)
     }
 
+    /// `Dyninka-Deadline` (when the request has one) and `Dyninka-Auth` (when the host has a key),
+    /// signed over the deadline's digits as written.
+    private func writeAppLines(_ hop: AppHop, validFor: Int, into buffer: ByteStore) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        var digitCount = 0
+        if let deadline = hop.deadline {
+            buffer.append("Dyninka-Deadline: ")
+            let start = buffer.count
+            buffer.append(decimal: max(deadline, 0))
+            digitCount = min(buffer.count - start, 24)
+            withUnsafeMutableBytes(of: &digits) { $0.baseAddress!.copyMemory(from: buffer.base! + start, byteCount: digitCount) }
+            buffer.append("\r\n")
+        }
+        guard let key = hop.key else { return }
+        withUnsafeBytes(of: &digits) { raw in
+            key.sign(self, deadline: hop.deadline == nil ? nil : UnsafeRawBufferPointer(rebasing: raw[..<digitCount]), validFor: validFor, into: buffer)
+        }
+    }
+
     /// Calls `body` with the parts a hop to this target signs (see AppKey).
     func signedParts<R>(_ body: (dyn_part, dyn_part, dyn_part) -> R) -> R {
         let parts = signed ?? (Array(service.utf8), [], nil)
@@ -68,10 +87,12 @@ final class HopTarget {
     /// Writes the complete request head for a body of `length` bytes into `buffer` (replacing its
     /// contents), with `extra` header lines (complete "Name: value\r\n" lines) when given, and
     /// `traceparent` naming the caller's span when there is a trace.
-    func writeHead(contentLength length: Int, extra: ByteStore?, trace: TraceContext?, into buffer: ByteStore) {
+    func writeHead(contentLength length: Int, extra: ByteStore?, trace: TraceContext?, appHop: AppHop? = nil, validFor: Int = 0,
+                   into buffer: ByteStore) {
         buffer.removeAll()
         buffer.append(headPrefix.bytes)
         if let extra { buffer.append(extra.bytes) }
+        if let appHop { writeAppLines(appHop, validFor: validFor, into: buffer) }
         if let trace {
             buffer.append("traceparent: ")
             trace.appendTraceparent(to: buffer)

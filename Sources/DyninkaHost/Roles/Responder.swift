@@ -51,11 +51,14 @@ class ServiceResponder {
     let app: AppService
     /// "/NAME": the service's own path, built once rather than per request.
     let servicePath: String
+    /// The service's name as bytes (what a hop's signature names), made once.
+    let serviceName: [UInt8]
 
     init(context: HostContext, app: AppService, name: String) {
         self.context = context
         self.app = app
         servicePath = "/\(name)"
+        serviceName = Array(name.utf8)
     }
 
     func serves(_ path: String) -> Bool { path == "/" || path == servicePath }
@@ -114,7 +117,7 @@ final class PointToPointResponder: ServiceResponder, Responder {
         // Signed by the app (a hop), a client's (no signature), or refused before any work.
         var client = false
         if let key = context.appKey {
-            switch key.check(request.head, service: name) {
+            switch key.check(request.head, service: serviceName) {
             case .app: break
             case .client: client = true
             case .refused(let why):

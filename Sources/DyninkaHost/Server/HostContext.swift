@@ -160,17 +160,15 @@ final class HostContext {
     /// as `Dyninka-Deadline` (`deadline` ms left), and the hop is signed with the app key.
     func sendAppHop(_ target: HopTarget, body: OwnedBytes, relayTo connection: InboundConnection? = nil, trace: TraceContext?,
                     deadline: Int?, completion: @escaping (HopOutcome) -> Void) {
-        let written = deadline.map { String(max($0, 0)) }
-        let extra: ((ByteStore) -> Void)? = written == nil && appKey == nil ? nil : { [appKey, configuration] head in
-            if let written {
-                head.append("Dyninka-Deadline: ")
-                head.append(string: written)
-                head.append("\r\n")
-            }
-            // Valid for as long as the hop may take: a replay of it is refused after that.
-            appKey?.sign(target, deadline: written, validFor: min(deadline ?? configuration.responseTimeout, configuration.responseTimeout), into: head)
-        }
-        sendHop(target, body: body, relayTo: connection, trace: trace, extra: extra, responseTimeout: deadline, completion: completion)
+        guard let address = target.address else { return sendHop(target, body: body, trace: trace, completion: completion) }
+        // The deadline and the signature are written into the head as it is sent (no
+        // allocation per hop; see HopTarget.writeHead).
+        let client = HopClient(context: self, target: target, address: address, extraHead: nil, trace: trace,
+                               body: body, relayTo: connection, completion: completion)
+        client.appHop = AppHop(deadline: deadline, key: appKey)
+        if let deadline { client.responseTimeout = max(1, min(deadline, configuration.responseTimeout)) }
+        if !batchesHops { return client.start() }
+        queuedHops.append(client)
     }
 
     func sendHop(_ target: HopTarget, body: OwnedBytes, relayTo connection: InboundConnection? = nil, trace: TraceContext?,

@@ -62,18 +62,19 @@ final class AppKey {
         return UInt64(time.tv_sec) * 1000 + UInt64(time.tv_nsec) / 1_000_000
     }
 
-    /// Appends `Dyninka-Auth: ...\r\n` for a hop to `target` with `deadline` (the value of the
-    /// Dyninka-Deadline line written, if any), valid for `validFor` ms.
-    func sign(_ target: HopTarget, deadline: String?, validFor milliseconds: Int, into head: ByteStore) {
-        var value = [CChar](repeating: 0, count: Int(DYN_AUTH_VALUE_MAX))
+    /// Appends `Dyninka-Auth: ...\r\n` for a hop to `target` with `deadline` (the digits of the
+    /// Dyninka-Deadline line written, if any), valid for `validFor` ms. Nothing is allocated.
+    func sign(_ target: HopTarget, deadline: UnsafeRawBufferPointer?, validFor milliseconds: Int, into head: ByteStore) {
         let expiry = Self.now() + UInt64(max(milliseconds, 0))
-        let length = target.signedParts { service, route, arguments in
-            withPart(deadline) { deadline in dyn_auth_value(key, service, route, arguments, deadline, expiry, &value) }
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(DYN_AUTH_VALUE_MAX)) { value in
+            let length = target.signedParts { service, route, arguments in
+                withPart(deadline) { deadline in dyn_auth_value(key, service, route, arguments, deadline, expiry, value.baseAddress) }
+            }
+            guard length > 0 else { return }
+            head.append("Dyninka-Auth: ")
+            head.append(UnsafeRawBufferPointer(start: value.baseAddress, count: length))
+            head.append("\r\n")
         }
-        guard length > 0 else { return }
-        head.append("Dyninka-Auth: ")
-        value.withUnsafeBytes { head.append(UnsafeRawBufferPointer(rebasing: $0[..<length])) }
-        head.append("\r\n")
     }
 
     /// What a request's `Dyninka-Auth` says about it.
@@ -86,13 +87,14 @@ final class AppKey {
         case refused(String)
     }
 
-    /// Checks `head`, a request to `service`, against its route, arguments and deadline as sent.
-    func check(_ head: HTTPHead, service: String) -> Verdict {
+    /// Checks `head`, a request to `service` (its name's UTF-8), against its route, arguments and
+    /// deadline as sent.
+    func check(_ head: HTTPHead, service: [UInt8]) -> Verdict {
         guard let auth = head.valueBytes(of: "dyninka-auth") else { return .client }
-        let deadlines = head.values(of: "dyninka-deadline")
-        let deadline = deadlines.isEmpty ? nil : deadlines.joined(separator: ",")
+        // Several Dyninka-Deadline lines are read (and signed) as one list, as the route check reads them.
+        let deadline = head.has("dyninka-deadline") ? head.values(of: "dyninka-deadline").joined(separator: ",") : nil
         var expiry: UInt64 = 0
-        let valid = withPart(Optional(Array(service.utf8))) { service in
+        let valid = withPart(Optional(service)) { service in
             withPart(head.valueBytes(of: "dyninka-route")) { route in
                 withPart(head.valueBytes(of: "dyninka-args")) { arguments in
                     withPart(deadline) { deadline in
@@ -112,6 +114,13 @@ final class AppKey {
         }
         return .app
     }
+}
+
+/// What a hop of the app writes besides the target's head: the client's deadline (ms left), and
+/// the signature when the host has a key.
+struct AppHop {
+    var deadline: Int?
+    var key: AppKey?
 }
 
 /// Calls `body` with `bytes` as a part of the signed message (absent when nil).
