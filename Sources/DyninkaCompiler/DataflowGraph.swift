@@ -40,6 +40,24 @@ package enum DataflowGraph {
         return (nodes, edges)
     }
 
+    /// Which services call each service in main's dataflow: the step before it, and for the first
+    /// step of an argument's chain, the service that takes the argument (its host makes that call).
+    package static func callers(_ ir: AppIR) -> [String: Set<String>] {
+        var callers: [String: Set<String>] = [:]
+        func walk(_ steps: [StepIR], from start: String?) {
+            var previous = start
+            for step in steps {
+                for argument in step.arguments {
+                    if let chain = argument.chain { walk(chain, from: step.service) }
+                }
+                if let previous { callers[step.service, default: []].insert(previous) }
+                previous = step.service
+            }
+        }
+        walk(ir.dataflow.steps, from: nil)
+        return callers
+    }
+
     static func label(_ ir: AppIR, _ name: String) -> String {
         guard let s = ir.service(name) else { return name }
         let input = s.receiver ?? (ir.dataflow.entry == name && ir.dataflow.startsFromValue ? "request" : "-")

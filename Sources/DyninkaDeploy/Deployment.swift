@@ -39,6 +39,9 @@ package struct Deployer: Sendable {
         self.sourceRoot = sourceRoot
     }
 
+    /// The app key's Secret, relative to the output folder.
+    package static let keySecretFile = "kubernetes/app-key-secret.yaml"
+
     /// Each target keeps its own record: deploying to Marathon says nothing about Kubernetes.
     /// (A Kubernetes deploy with --apply asks the cluster instead: what runs there is the record.)
     func statePath(_ target: DeployTarget) -> String { output + "/deployed-\(target.rawValue).json" }
@@ -79,6 +82,25 @@ package struct Deployer: Sendable {
             }
             let folder = output + "/kubernetes"
             try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            // The app key: made once and kept beside the manifests (readable by this user only);
+            // `--apply` creates the Secret when the namespace has none, and never replaces one.
+            let keyFile = output + "/" + Self.keySecretFile
+            if !fm.fileExists(atPath: keyFile) {
+                var generator = SystemRandomNumberGenerator()
+                let key = (0..<4).map { _ in
+                    let digits = String(generator.next(), radix: 16)
+                    return String(repeating: "0", count: 16 - digits.count) + digits
+                }.joined()
+                let yaml = try KubernetesManifests.keySecret(ir, settings: settings, key: key)
+                guard fm.createFile(atPath: keyFile, contents: Data(yaml.utf8), attributes: [.posixPermissions: 0o600]) else {
+                    throw DeployFailure("cannot write the app key's Secret to \(keyFile)")
+                }
+            }
+            files.append(Self.keySecretFile)
+            notes.append("the app key (a Secret, \(Self.keySecretFile), readable by you only) signs the hops between services: clients may run only main's chain, at '\(ir.dataflow.entry)'; keep the file, and apply it once before the services (--apply does)")
+            for service in selected where !service.placedState.isEmpty {
+                notes.append("'\(service.name)' owns @Placed state (\(service.placedState.joined(separator: ", "))), which lives in its one pod: a rollout stops that pod before its successor starts (strategy Recreate, a few seconds without '\(service.name)'), and the state starts fresh")
+            }
             for (service, yaml, specHash) in try KubernetesManifests.generate(ir, settings: settings) where only == nil || service == only {
                 let name = "kubernetes/\(ObjectNames.dns(service)).yaml"
                 try yaml.write(toFile: output + "/" + name, atomically: true, encoding: .utf8)
@@ -87,7 +109,7 @@ package struct Deployer: Sendable {
                 manifests[service] = output + "/" + name
             }
             let paths = changed.map { "-f \(output)/kubernetes/\(ObjectNames.dns($0)).yaml" }
-            applyCommand = changed.isEmpty ? "" : "kubectl apply \(paths.joined(separator: " "))"
+            applyCommand = changed.isEmpty ? "" : "kubectl create -f \(keyFile) 2>/dev/null; kubectl apply \(paths.joined(separator: " "))"
         case .marathon:
             let (json, marathonNotes) = try MarathonGroup.generate(ir, settings: settings)
             notes += marathonNotes
@@ -141,7 +163,7 @@ package struct Deployer: Sendable {
 
         FROM ${SWIFT_IMAGE}-slim
         # hadolint ignore=DL3008
-        RUN apt-get update && apt-get install -y --no-install-recommends libuv1 && rm -rf /var/lib/apt/lists/*
+        RUN apt-get update && apt-get install -y --no-install-recommends libuv1 libssl3 && rm -rf /var/lib/apt/lists/*
         COPY --from=build /src/.build/release/dyninka-host /usr/local/bin/dyninka-host
         COPY --from=build /app-package/.build/release/lib\(ir.name).so \(settings.libraryPath)
         USER 65532:65532

@@ -74,6 +74,21 @@ package struct KubernetesCluster: Sendable {
         return true
     }
 
+    /// Creates the Secret of `file` (the app key) unless one of its name is there: an existing key
+    /// is never replaced (hosts of both keys would refuse each other's hops). Returns true when
+    /// it was created.
+    @discardableResult
+    package func ensureSecret(_ name: String, file: String) throws(KubectlFailure) -> Bool {
+        let found = try kubectl.call(["get", "secret", name, "-n", namespace, "-o", "name"])
+        if found.status == 0 { return false }
+        let kind = KubectlFailure.classify(found.stderr)
+        guard kind == .notFound else {
+            throw KubectlFailure(kind: kind, arguments: ["get", "secret", name], message: found.stderr.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        try kubectl.run(["create", "-n", namespace, "-f", file])
+        return true
+    }
+
     /// The label on a namespace that a deploy created for an app.
     package static let createdForLabel = "dyninka.io/created-for"
 
@@ -213,7 +228,7 @@ package struct KubernetesCluster: Sendable {
     /// namespace too when a deploy created it for this app and nothing else is left in it.
     /// Returns kubectl's lines.
     package func delete(app: String, timeout: Int, progress: (String) -> Void) throws(KubectlFailure) -> [String] {
-        var lines = try kubectl.run(["delete", "deployments,services,horizontalpodautoscalers", "-n", namespace, "-l", Self.selector(app: app),
+        var lines = try kubectl.run(["delete", "deployments,services,horizontalpodautoscalers,networkpolicies,secrets", "-n", namespace, "-l", Self.selector(app: app),
                                      "--wait=false"])
             .split(separator: "\n").map(String.init).filter { !$0.isEmpty && !$0.hasPrefix("No resources found") }
         let start = Date()
@@ -233,20 +248,38 @@ package struct KubernetesCluster: Sendable {
         }
         if let found = try? kubectl.json(Kube.Namespace.self, ["get", "namespace", namespace]),
            found.metadata.labels?[Self.createdForLabel] == app {
-            let rest = try kubectl.run(["get", "deployments,statefulsets,daemonsets,services,pods,configmaps,secrets,jobs", "-n", namespace,
-                                        "-o", "name"])
-                .split(separator: "\n").filter { line in
-                    // Every namespace holds the API server's CA bundle and, on older servers, a token.
-                    !line.hasPrefix("configmap/kube-root-ca.crt") && !line.hasPrefix("secret/default-token-")
-                }
+            let rest = try othersInNamespace(app: app)
             if rest.isEmpty {
                 try kubectl.run(["delete", "namespace", namespace, "--wait=false"])
-                lines.append("namespace/\(namespace) deleted (a deploy of \(app) created it, and it is empty now)")
+                lines.append("namespace/\(namespace) deleted (a deploy of \(app) created it, and nothing else is in it)")
             } else {
-                lines.append("namespace/\(namespace) kept: it holds \(rest.count) other object\(rest.count == 1 ? "" : "s")")
+                let shown = rest.prefix(8).joined(separator: ", ") + (rest.count > 8 ? ", ..." : "")
+                lines.append("namespace/\(namespace) kept: it holds \(rest.count) object\(rest.count == 1 ? "" : "s") a deploy of \(app) did not create (\(shown))")
             }
         }
         return lines
+    }
+
+    /// Every object in the namespace that the app's deploys did not make, of every namespaced
+    /// kind the server offers (as `kubectl api-resources --namespaced` lists them: PVCs,
+    /// Ingresses, Roles, NetworkPolicies, custom resources, ...). Left out: what each namespace
+    /// has anyway (its CA bundle, default service account and its token), events, and what the
+    /// app's own objects own (labelled as its, or named after it: endpoints, replica sets).
+    func othersInNamespace(app: String) throws(KubectlFailure) -> [String] {
+        let kinds = try kubectl.run(["api-resources", "--namespaced=true", "--verbs=list", "-o", "name"])
+            .split(separator: "\n").map(String.init).filter { !$0.isEmpty && $0 != "events" && $0 != "events.events.k8s.io" }
+        guard !kinds.isEmpty else { return [] }
+        let objects = try kubectl.json(Kube.List<Kube.Object>.self, ["get", kinds.joined(separator: ","), "-n", namespace, "-o", "json"]).items
+        return objects.filter { object in
+            let name = object.metadata.name
+            let kind = object.kind ?? "?"
+            if object.metadata.labels?["app.kubernetes.io/part-of"] == app { return false }
+            if kind == "ConfigMap" && name == "kube-root-ca.crt" { return false }
+            if kind == "ServiceAccount" && name == "default" { return false }
+            if kind == "Secret" && name.hasPrefix("default-token-") { return false }
+            if ["Endpoints", "EndpointSlice", "ReplicaSet", "Pod", "ControllerRevision"].contains(kind) && name.hasPrefix(app + "-") { return false }
+            return true
+        }.map { "\(($0.kind ?? "object").lowercased())/\($0.metadata.name)" }
     }
 }
 

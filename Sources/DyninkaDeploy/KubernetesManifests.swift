@@ -14,6 +14,11 @@ package struct DeploySettings: Sendable {
     package var environment: [(String, String)] = []
     /// Where the app library lies inside the image.
     package var libraryPath: String
+    /// The memory limit of every pod, in MiB; the host's own bounds are derived from it.
+    package var memoryLimitMiB = 256
+    /// Also write a NetworkPolicy per service: only its callers in main's dataflow (and, for the
+    /// entry, any client) may reach it.
+    package var networkPolicy = false
 
     package init(image: String, libraryPath: String) {
         self.image = image
@@ -84,6 +89,30 @@ package enum KubernetesManifests {
     /// chain): an edit of main that changes it rolls the service.
     package static let routeAnnotation = "dyninka.io/route"
 
+    /// The Secret holding the app key (`key`): every host reads it as DYNINKA_APP_KEY, so that
+    /// hops inside the app are signed and clients may run only main's chain at the entry.
+    package static func keySecretName(_ names: ObjectNames) -> String { "\(names.app)-app-key" }
+
+    /// The user the hosts run as (the image's USER too): not root.
+    static let user = 65532
+
+    /// The host's --max-buffered-bytes for a pod limited to `limitMiB`: half of it, so that the
+    /// host refuses (503) long before the kernel kills the pod (the rest is the runtime, the app
+    /// library, the loop's read blocks and the app's own memory).
+    package static func maxBufferedBytes(limitMiB: Int) -> Int { limitMiB * 1024 * 1024 / 2 }
+
+    /// The Secret with a new app key (32 random bytes as hex), labelled as the app's.
+    package static func keySecret(_ ir: AppIR, settings: DeploySettings, key: String) throws(DeployFailure) -> String {
+        let names = try ObjectNames(ir)
+        var metadata: [(String, Doc)] = [("name", .string(keySecretName(names)))]
+        if let namespace = settings.namespace { metadata.append(("namespace", .string(namespace))) }
+        metadata.append(("labels", .map([("app.kubernetes.io/part-of", .string(names.app)), ("app.kubernetes.io/managed-by", .string("dyninka"))])))
+        return Doc.map([
+            ("apiVersion", .string("v1")), ("kind", .string("Secret")), ("metadata", .map(metadata)),
+            ("type", .string("Opaque")), ("stringData", .map([("key", .string(key))])),
+        ]).yaml
+    }
+
     /// One YAML document list per service, keyed by service name, with its spec hash.
     package static func generate(_ ir: AppIR, settings: DeploySettings) throws(DeployFailure) -> [(service: String, yaml: String, specHash: String)] {
         let names = try ObjectNames(ir)
@@ -128,6 +157,12 @@ package enum KubernetesManifests {
             // Keep accepting while the endpoint is removed, then finish in-flight requests.
             .map([("name", .string("DYNINKA_DRAIN_DELAY_MS")), ("value", .string("5000"))]),
             .map([("name", .string("DYNINKA_DRAIN_TIMEOUT_MS")), ("value", .string("30000"))]),
+            // The bound on held bytes acts before the pod's memory limit does.
+            .map([("name", .string("DYNINKA_MAX_BUFFERED_BYTES")), ("value", .string(String(maxBufferedBytes(limitMiB: settings.memoryLimitMiB))))]),
+            // Hops of the app sign their routes with the app key; clients run main's chain only.
+            .map([("name", .string("DYNINKA_APP_KEY")), ("valueFrom", .map([("secretKeyRef", .map([
+                ("name", .string(keySecretName(names))), ("key", .string("key")),
+            ]))]))]),
         ]
         for (key, value) in settings.environment { env.append(.map([("name", .string(key)), ("value", .string(value))])) }
         let container: Doc = .map([
@@ -142,11 +177,22 @@ package enum KubernetesManifests {
             ("livenessProbe", .map([("httpGet", .map([("path", .string("/healthz")), ("port", .string("http"))])),
                                     ("initialDelaySeconds", .int(2)), ("periodSeconds", .int(10)), ("failureThreshold", .int(3))])),
             ("resources", .map([("requests", .map([("cpu", .string("100m")), ("memory", .string("64Mi"))])),
-                                ("limits", .map([("cpu", .string("1")), ("memory", .string("256Mi"))]))])),
+                                ("limits", .map([("cpu", .string("1")), ("memory", .string("\(settings.memoryLimitMiB)Mi"))]))])),
+            // Nothing a host needs: root, privileges, capabilities, a writable image.
+            ("securityContext", .map([
+                ("runAsNonRoot", .bool(true)), ("runAsUser", .int(user)), ("runAsGroup", .int(user)),
+                ("allowPrivilegeEscalation", .bool(false)), ("readOnlyRootFilesystem", .bool(true)),
+                ("capabilities", .map([("drop", .list([.string("ALL")]))])),
+            ])),
+            ("volumeMounts", .list([.map([("name", .string("tmp")), ("mountPath", .string("/tmp"))])])),
         ])
         var podSpec: [(String, Doc)] = [
             // Drain delay (5 s) + drain timeout (30 s) + margin.
             ("terminationGracePeriodSeconds", .int(40)),
+            // A host never talks to the API server.
+            ("automountServiceAccountToken", .bool(false)),
+            ("securityContext", .map([("runAsNonRoot", .bool(true)), ("seccompProfile", .map([("type", .string("RuntimeDefault"))]))])),
+            ("volumes", .list([.map([("name", .string("tmp")), ("emptyDir", .map([("sizeLimit", .string("16Mi"))]))])])),
         ]
         if let placement = service.placement {
             var nodeSelector: [(String, Doc)] = []
@@ -168,8 +214,12 @@ package enum KubernetesManifests {
         var deploymentSpec: [(String, Doc)] = autoscaled ? [] : [("replicas", .int(1))]
         deploymentSpec += [
                 ("selector", .map([("matchLabels", selector)])),
-                ("strategy", .map([("type", .string("RollingUpdate")),
-                                   ("rollingUpdate", .map([("maxUnavailable", .int(0)), ("maxSurge", .int(1))]))])),
+                // @Placed state lives in one pod: a rollout must never run two (each would count
+                // on its own, and both states would be dropped). Until state travels between
+                // pods, the old pod stops before the new one starts, and the state starts fresh.
+                ("strategy", service.placedState.isEmpty
+                    ? .map([("type", .string("RollingUpdate")), ("rollingUpdate", .map([("maxUnavailable", .int(0)), ("maxSurge", .int(1))]))])
+                    : .map([("type", .string("Recreate"))])),
                 ("template", .map([
                     ("metadata", .map([
                         ("labels", labels(service, names: names)),
@@ -197,6 +247,7 @@ package enum KubernetesManifests {
             ])),
         ])
         var documents = [deployment, kubeService]
+        if settings.networkPolicy { documents.append(networkPolicy(service, ir: ir, names: names, settings: settings)) }
         // State placed on a service lives in one process: only stateless services scale out.
         if let autoscale = settings.autoscale, autoscaled {
             documents.append(.map([
@@ -215,5 +266,30 @@ package enum KubernetesManifests {
             ]))
         }
         return documents
+    }
+
+    /// Who may reach `service`: the services that call it in main's dataflow (the step before it,
+    /// or the step whose argument it computes), and any client when it is the entry.
+    static func networkPolicy(_ service: ServiceIR, ir: AppIR, names: ObjectNames, settings: DeploySettings) -> Doc {
+        let callers = (DataflowGraph.callers(ir)[service.name] ?? []).filter { ir.service($0) != nil }.sorted()
+        var from: [Doc] = callers.map { .map([("podSelector", .map([("matchLabels", .map([("app.kubernetes.io/instance", .string(names[$0]))]))]))]) }
+        let port: Doc = .list([.map([("protocol", .string("TCP")), ("port", .int(settings.port))])])
+        var rules: [Doc] = []
+        if service.name == ir.dataflow.entry {
+            // Clients come from anywhere the Service is reachable.
+            rules.append(.map([("ports", port)]))
+            from = []
+        }
+        if !from.isEmpty { rules.append(.map([("from", .list(from)), ("ports", port)])) }
+        return .map([
+            ("apiVersion", .string("networking.k8s.io/v1")),
+            ("kind", .string("NetworkPolicy")),
+            ("metadata", metadata(names[service.name], service, names: names, settings: settings)),
+            ("spec", .map([
+                ("podSelector", .map([("matchLabels", .map([("app.kubernetes.io/instance", .string(names[service.name]))]))])),
+                ("policyTypes", .list([.string("Ingress")])),
+                ("ingress", .list(rules)),
+            ])),
+        ])
     }
 }

@@ -188,6 +188,8 @@ package final class LocalRunner {
         self.appDirectory = appDirectory
         self.log = log
         self.bed = bed
+        // A move a dead run left half done is taken back before anything starts on the bed.
+        Testbed.rollBackMoves(state: bed, log: log)
         let app = ObjectNames.dns(ir.name)
         let sidecarSpecs = settings.sidecars ?? []
         var entities: [(name: String, placement: PlacementIR?)] = ir.services.map { ($0.name, $0.placement) }
@@ -543,7 +545,16 @@ package final class LocalRunner {
         // does the old host take what its queue holds, close the listener and serve what it took.
         var refusing = false
         var settleMs = 0.0
-        defer { if refusing { try? Testbed.refuseConnections(to: old.host, port: old.port, on: from, state: bed, on: false) } }
+        // Written down first: should this process die in the middle, the next run (or `testbed
+        // up`) takes the rule and the half-moved address back (`Testbed.rollBackMoves`).
+        let journal = Testbed.MoveJournal(service: name, address: old.host, port: old.port, from: from, to: node)
+        try journal.write()
+        var switched = false
+        defer {
+            if refusing { try? Testbed.refuseConnections(to: old.host, port: old.port, on: from, state: bed, on: false) }
+            if !switched { journal.rollBack(state: bed, log: log) }
+            journal.remove()
+        }
         let (startMs, handoverMs, state) = try replace(at: index, library: nil, node: node, listeningOn: node, extraArguments: ["--free-bind"]) {
             let settling = Date()
             try Testbed.refuseConnections(to: old.host, port: old.port, on: from, state: bed, on: true)
@@ -556,21 +567,46 @@ package final class LocalRunner {
         let switching = Date()
         try Testbed.addAddress(old.host, to: node, state: bed)
         try Testbed.switchAddress(old.host, from: from, to: node, state: bed)
+        switched = true
         let addressMs = Date().timeIntervalSince(switching) * 1000
         return MoveReport(service: name, from: from, to: node, startMs: startMs, handoverMs: handoverMs, settleMs: settleMs, addressMs: addressMs,
                           state: state)
     }
 
     /// Lets a listener that closes pass the connections waiting in its accept queue to another
-    /// listener on the port (Linux 5.14+), so that a swap refuses nothing. Needs root; per namespace.
+    /// listener on the port (Linux 5.14+), so that a swap refuses nothing. Needs root; per
+    /// namespace. The value found first is put back when the run stops (`restoreSysctls`).
     private func enableRequestMigration(namespace: String?) {
-        let command = (namespace.map { ["ip", "netns", "exec", $0] } ?? []) + ["sysctl", "-q", "-w", "net.ipv4.tcp_migrate_req=1"]
-        if (try? Command.run("/usr/bin/env", command))?.status != 0 && !migrationWarned {
-            migrationWarned = true
-            log("cannot set net.ipv4.tcp_migrate_req=1 (not root?): a swap may refuse the few connections waiting in the old host's accept queue")
+        let key = namespace ?? ""
+        let prefix = namespace.map { ["ip", "netns", "exec", $0] } ?? []
+        if changedSysctls[key] == nil {
+            guard let read = try? Command.run("/usr/bin/env", prefix + ["sysctl", "-n", "net.ipv4.tcp_migrate_req"]), read.status == 0 else { return warnMigration() }
+            let original = read.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            if original == "1" { return }
+            changedSysctls[key] = original
+        }
+        if (try? Command.run("/usr/bin/env", prefix + ["sysctl", "-q", "-w", "net.ipv4.tcp_migrate_req=1"]))?.status != 0 {
+            changedSysctls[key] = nil
+            warnMigration()
         }
     }
+    private func warnMigration() {
+        guard !migrationWarned else { return }
+        migrationWarned = true
+        log("cannot set net.ipv4.tcp_migrate_req=1 (not root?): a swap may refuse the few connections waiting in the old host's accept queue")
+    }
     private var migrationWarned = false
+    /// Sysctls this run changed, by namespace ("": the machine's own), with their first value.
+    private var changedSysctls: [String: String] = [:]
+
+    /// Puts back what `enableRequestMigration` changed (a namespace that is gone has nothing to restore).
+    private func restoreSysctls() {
+        for (namespace, original) in changedSysctls {
+            let prefix = namespace.isEmpty ? [] : ["ip", "netns", "exec", namespace]
+            _ = try? Command.run("/usr/bin/env", prefix + ["sysctl", "-q", "-w", "net.ipv4.tcp_migrate_req=\(original)"])
+        }
+        changedSysctls.removeAll()
+    }
 
     /// A /proc file read to its end (they report size 0, and may be long: a busy machine has
     /// tens of thousands of sockets in TIME_WAIT).
@@ -803,6 +839,7 @@ package final class LocalRunner {
         for child in all where child.isRunning { kill(child.process!.processIdentifier, SIGKILL) }
         for child in all { child.process?.waitUntilExit() }
         try? FileManager.default.removeItem(atPath: stateDirectory)
+        restoreSysctls()
     }
 
     private func installSignalHandlers() {

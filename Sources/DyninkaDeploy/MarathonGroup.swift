@@ -49,7 +49,11 @@ package enum MarathonGroup {
                                               ("timeoutSeconds", .int(5)), ("maxConsecutiveFailures", .int(3))])])),
                 ("readinessChecks", .list([.map([("name", .string("readyz")), ("protocol", .string("HTTP")), ("path", .string("/readyz")),
                                                  ("portName", .string("http")), ("intervalSeconds", .int(2)), ("timeoutSeconds", .int(1))])])),
-                ("upgradeStrategy", .map([("minimumHealthCapacity", .double(1.0)), ("maximumOverCapacity", .double(1.0))])),
+                // @Placed state lives in one task: an upgrade stops it before its successor starts,
+                // so that two never count apart (the state starts fresh); the others overlap.
+                ("upgradeStrategy", service.placedState.isEmpty
+                    ? .map([("minimumHealthCapacity", .double(1.0)), ("maximumOverCapacity", .double(1.0))])
+                    : .map([("minimumHealthCapacity", .double(0.0)), ("maximumOverCapacity", .double(0.0))])),
                 ("taskKillGracePeriodSeconds", .int(40)),
                 ("env", .map(env)),
                 ("labels", .map([("dyninka.io/code-hash", .string(service.codeHash)), ("dyninka.io/service", .string(service.name)),
@@ -58,6 +62,7 @@ package enum MarathonGroup {
             if !constraints.isEmpty { app.append(("constraints", .list(constraints))) }
             return .map(app)
         }
+        notes.append("Marathon has no portable secret store, so these apps get no app key: any client that reaches a service may choose its route. Give every app DYNINKA_APP_KEY (the same 64 hex digits) through your secret store (DC/OS secrets, Vault) to have hops signed and clients held to main's chain at '\(ir.dataflow.entry)'")
         let document: Doc = .map([("id", .string(group)), ("apps", .list(apps))])
         return (document.prettyJSON() + "\n", notes)
     }

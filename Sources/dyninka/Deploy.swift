@@ -55,6 +55,10 @@ extension DyninkaCommand {
         var context: String?
         @Option(help: "Seconds to wait for the rollout (or, with --delete, for the app's pods to stop).")
         var timeout = 180
+        @Option(help: "Kubernetes: the memory limit of every pod in MiB; each host's --max-buffered-bytes is half of it (default 256).")
+        var memoryLimit = 256
+        @Flag(help: "Kubernetes: also write a NetworkPolicy per service, so that only its callers in main's dataflow (and any client, for the entry) reach it. Routes of your own between services that main does not chain then need it off.")
+        var networkPolicy = false
 
         func validate() throws {
             if (move == nil) != (to == nil) { throw ValidationError("--move SERVICE and --to NODE go together") }
@@ -71,6 +75,7 @@ extension DyninkaCommand {
             for item in environment where !item.contains("=") { throw ValidationError("--env must be NAME=VALUE, got '\(item)'") }
             if delete && apply { throw ValidationError("--delete removes the app: it cannot be combined with --apply") }
             guard timeout > 0 else { throw ValidationError("--timeout must be a positive number of seconds") }
+            guard memoryLimit >= 32 else { throw ValidationError("--memory-limit must be at least 32 (MiB)") }
         }
 
         func run() throws {
@@ -107,6 +112,8 @@ extension DyninkaCommand {
             var settings = DeploySettings(image: image ?? "dyninka/\(ObjectNames.dns(ir.name)):latest",
                                           libraryPath: "/app/lib\(ir.name).so")
             settings.namespace = namespace
+            settings.memoryLimitMiB = memoryLimit
+            settings.networkPolicy = networkPolicy
             if let autoscale {
                 let parts = autoscale.split(separator: ":").compactMap { Int($0) }
                 settings.autoscale = (parts[0], parts[1])
@@ -160,6 +167,10 @@ extension DyninkaCommand {
                 let cluster = try KubernetesCluster.connect(try Kubectl(context: context), namespace: namespace)
                 note("cluster: \(cluster.place), Kubernetes \(cluster.version)")
                 if try cluster.ensureNamespace(app: app) { note("created namespace '\(cluster.namespace)'") }
+                let secret = KubernetesManifests.keySecretName(try ObjectNames(ir))
+                if try cluster.ensureSecret(secret, file: deployer.output + "/" + Deployer.keySecretFile) {
+                    note("created the app key's Secret '\(secret)' (hops between the services are signed with it)")
+                }
                 let live = try cluster.deployments(app: app)
                 let selected = ir.services.map(\.name).filter { only == nil || $0 == only }
                 let changed = selected.filter { live[$0]?.specHash != result.specHashes[$0] }

@@ -112,6 +112,83 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         #expect(throws: PlacementFailure.self) { try app.moving("nowhere", to: "edge-2") }
     }
 
+    @Test func everyWorkloadRunsAsACarefulOperatorWouldHaveIt() throws {
+        for example in ["SmartBuilding", "BuildingAlerts"] {
+            let app = try ir(example)
+            for (service, yaml, _) in try KubernetesManifests.generate(app, settings: settings(app, autoscale: false)) {
+                for needed in ["runAsNonRoot: true", "readOnlyRootFilesystem: true", "allowPrivilegeEscalation: false",
+                               "drop:", "- ALL", "type: RuntimeDefault", "automountServiceAccountToken: false",
+                               "secretKeyRef:", "name: \(ObjectNames.dns(app.name))-app-key", "runAsUser: 65532"] {
+                    #expect(yaml.contains(needed), "\(example)/\(service) lacks \(needed.debugDescription):\n\(yaml)")
+                }
+            }
+        }
+    }
+
+    @Test func theHostsBoundsComeFromThePodsMemoryLimit() throws {
+        let app = try ir("SmartBuilding")
+        var chosen = settings(app, autoscale: false)
+        chosen.memoryLimitMiB = 512
+        let yaml = try KubernetesManifests.generate(app, settings: chosen)[0].yaml
+        #expect(yaml.contains("memory: 512Mi"))
+        // Half the limit: the host answers 503 long before the pod is killed.
+        #expect(yaml.contains("name: DYNINKA_MAX_BUFFERED_BYTES") && yaml.contains("value: \"268435456\""), "\(yaml)")
+        #expect(KubernetesManifests.maxBufferedBytes(limitMiB: 256) < 256 * 1024 * 1024)
+    }
+
+    @Test func statefulServicesRollByRecreateAndTheOthersSurge() throws {
+        let app = try ir("SmartBuilding")
+        let manifests = try KubernetesManifests.generate(app, settings: settings(app, autoscale: false))
+        let moving = try #require(manifests.first { $0.service == "movingAvg" }?.yaml)
+        #expect(moving.contains("type: Recreate") && !moving.contains("maxSurge"), "\(moving)")
+        let map = try #require(manifests.first { $0.service == "map" }?.yaml)
+        #expect(map.contains("type: RollingUpdate") && map.contains("maxSurge: 1"))
+    }
+
+    @Test func networkPoliciesLetOnlyCallersIn() throws {
+        let app = try ir("BuildingAlerts")
+        var chosen = settings(app, autoscale: false)
+        chosen.networkPolicy = true
+        let manifests = Dictionary(uniqueKeysWithValues: try KubernetesManifests.generate(app, settings: chosen).map { ($0.service, $0.yaml) })
+        // main: reading.validate().assess(weather: weather(), threshold: 26.0).alert()
+        let entry = try #require(manifests[app.dataflow.entry])
+        #expect(entry.contains("kind: NetworkPolicy") && !entry.contains("podSelector:\n            matchLabels"), "clients reach the entry: \(entry)")
+        let weather = try #require(manifests["weather"])
+        #expect(weather.contains("app.kubernetes.io/instance: building-alerts-assess"), "assess calls weather (its argument): \(weather)")
+        let alert = try #require(manifests["alert"])
+        #expect(alert.contains("app.kubernetes.io/instance: building-alerts-assess") && !alert.contains("building-alerts-validate\n"), "\(alert)")
+        let dir = NSTemporaryDirectory() + "dyninka-netpol-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let paths = try manifests.map { service, yaml in
+            let path = "\(dir)/\(service).yaml"
+            try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let (status, output) = try run(["kubernetes-validate", "--strict", "-k", "1.34.0"] + paths)
+        #expect(status == 0, "\(output)")
+    }
+
+    @Test func theAppKeyIsASecretMadeOnceAndKept() throws {
+        let app = try ir("SmartBuilding")
+        let out = NSTemporaryDirectory() + "dyninka-keysecret-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let deployer = Deployer(ir: app, settings: settings(app, autoscale: false), output: out, packageDirectory: out, sourceRoot: out)
+        let first = try deployer.write(target: .kubernetes, only: nil)
+        #expect(first.files.contains(Deployer.keySecretFile))
+        let path = out + "/" + Deployer.keySecretFile
+        let secret = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(secret.contains("kind: Secret") && secret.contains("name: smart-building-app-key"), "\(secret)")
+        let key = try #require(secret.split(separator: "\n").first { $0.contains("key:") }?.split(separator: ":").last?.trimmingCharacters(in: .whitespaces))
+        #expect(key.trimmingCharacters(in: ["\""]).count == 64)
+        #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o600)
+        _ = try deployer.write(target: .kubernetes, only: nil)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == secret, "a second deploy keeps the key")
+        #expect(first.notes.contains { $0.contains("'movingAvg' owns @Placed state") && $0.contains("Recreate") }, "\(first.notes)")
+        let (status, output) = try run(["kubernetes-validate", "--strict", "-k", "1.34.0", path])
+        #expect(status == 0, "\(output)")
+    }
+
     @Test func autoscaledDeploymentsLeaveTheReplicaCountToTheAutoscaler() throws {
         let smart = try ir("SmartBuilding")
         let manifests = try KubernetesManifests.generate(smart, settings: settings(smart, autoscale: true))
@@ -150,7 +227,15 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
             #expect((marathonApp["labels"] as? [String: String])?["dyninka.io/code-hash"]?.count == 16)
         }
         if example == "SmartBuilding" {
-            #expect(notes.count == 1, "near: cannot be expressed between Marathon apps: \(notes)")
+            #expect(notes.filter { $0.contains("near") }.count == 1, "near: cannot be expressed between Marathon apps: \(notes)")
+        }
+        #expect(notes.contains { $0.contains("no app key") }, "Marathon gets no key, and the deploy says so: \(notes)")
+        // A stateful service's task stops before its successor starts: never two states at once.
+        for marathonApp in apps {
+            let service = (marathonApp["labels"] as? [String: String])?["dyninka.io/service"] ?? ""
+            let upgrade = marathonApp["upgradeStrategy"] as? [String: Any]
+            let stateful = !(app.service(service)?.placedState.isEmpty ?? true)
+            #expect((upgrade?["maximumOverCapacity"] as? Double) == (stateful ? 0 : 1), "\(service): \(String(describing: upgrade))")
         }
     }
 
@@ -187,7 +272,7 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         let app = try ir("BuildingAlerts")
         let deployer = Deployer(ir: app, settings: settings(app, autoscale: false), output: out, packageDirectory: "/pkg", sourceRoot: packageRoot)
         let result = try deployer.write(target: .kubernetes, only: "assess")
-        #expect(result.files == ["kubernetes/assess.yaml", "Containerfile"])
+        #expect(result.files == ["kubernetes/app-key-secret.yaml", "kubernetes/assess.yaml", "Containerfile"])
         #expect(result.changed == ["assess"])
         #expect(throws: DeployFailure.self) { try deployer.write(target: .kubernetes, only: "nope") }
         let containerfile = try String(contentsOfFile: out + "/Containerfile", encoding: .utf8)

@@ -157,7 +157,15 @@ struct PartialRequestError: Error, CustomStringConvertible { var description: St
         #expect(hostPID(service: "movingAvg", port: app.port("movingAvg")) == averagePID)
     }
 
+    /// net.ipv4.tcp_migrate_req, as the machine has it.
+    static func migrateReq() -> String {
+        ((try? String(contentsOfFile: "/proc/sys/net/ipv4/tcp_migrate_req", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     @Test func aSavedEditSwapsOnlyTheChangedServiceUnderLoadAndItsStateCarriesOn() throws {
+        // A swap sets tcp_migrate_req for its hand-over; the run puts the machine's value back.
+        let before = Self.migrateReq()
+        defer { #expect(geteuid() != 0 || Self.migrateReq() == before, "tcp_migrate_req was \(before), is \(Self.migrateReq()) after the run") }
         let file = try copyApp("state")
         let log = file + ".stderr"
         let app = try RunningApp(file, extra: ["--watch"], stderrFile: log)

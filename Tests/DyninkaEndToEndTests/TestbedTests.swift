@@ -316,3 +316,51 @@ extension TestbedTests {
         #expect(throws: PlacementFailure.self) { try Placement.check([("w", PlacementIR(label: "zone=roof"))], nodes: [nodes[0]]) }
     }
 }
+
+/// What a bed, a run and a move change on the machine is put back, whatever happens in between.
+extension TestbedTests {
+    @Test func aBedThatCannotComeUpLeavesNothing() throws {
+        defer { _ = try? runCLI(["testbed", "down"]) }
+        let spec = try TestbedSpec.load("configs/testbed/pair.json")
+        // An emulator that exits at once: the bed fails after its namespaces and links exist.
+        var lines: [String] = []
+        #expect(throws: TestbedFailure.self) { try Testbed.up(spec, file: "configs/testbed/pair.json", emulator: "/bin/false") { lines.append($0) } }
+        #expect(Testbed.leftovers().isEmpty, "left behind: \(Testbed.leftovers())")
+        #expect(lines.contains { $0.contains("the bed did not come up: removed what was made") }, "\(lines)")
+    }
+
+    @Test func aMoveCutShortIsRolledBack() throws {
+        defer { _ = try? runCLI(["testbed", "down"]) }
+        #expect(try runCLI(["testbed", "up", "configs/testbed/pair.json"]).status == 0)
+        let state = try #require(Testbed.current())
+        let cloud = try #require(state.node("cloud")), edge = try #require(state.node("edge-1"))
+        let address = "10.77.\(cloud.index).50"
+        func run(_ arguments: [String]) -> String {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = arguments
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+            guard (try? process.run()) != nil else { return "" }
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        _ = run(["ip", "-n", cloud.namespace, "addr", "add", "\(address)/24", "dev", "eth0"])
+        // Half a move, as a run killed in the middle leaves it: the journal, the refusal rule on
+        // the old node, the address on the new one too.
+        let journal = Testbed.MoveJournal(service: "movingAvg", address: address, port: 8080, from: "cloud", to: "edge-1")
+        try journal.write()
+        try Testbed.refuseConnections(to: address, port: 8080, on: "cloud", state: state, on: true)
+        try Testbed.addAddress(address, to: "edge-1", state: state)
+        #expect(run(["ip", "netns", "exec", cloud.namespace, "iptables", "-S", "INPUT"]).contains(address))
+        var lines: [String] = []
+        #expect(Testbed.rollBackMoves(state: state) { lines.append($0) } == 1)
+        #expect(!run(["ip", "netns", "exec", cloud.namespace, "iptables", "-S", "INPUT"]).contains(address), "the refusal rule is gone")
+        #expect(run(["ip", "-n", cloud.namespace, "addr", "show", "dev", "eth0"]).contains(address + "/24"), "the address is home")
+        #expect(!run(["ip", "-n", edge.namespace, "addr", "show", "dev", "eth0"]).contains(address), "and nowhere else")
+        #expect(lines.contains { $0.contains("rolled back the move of movingAvg") })
+        #expect(Testbed.rollBackMoves(state: state) { _ in } == 0, "the journal is gone")
+    }
+}

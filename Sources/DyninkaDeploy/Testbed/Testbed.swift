@@ -97,6 +97,18 @@ package enum Testbed {
         do {
             try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         } catch { throw TestbedFailure("cannot create \(stateDirectory): \(error.localizedDescription)") }
+        // A bed that cannot come up whole leaves nothing behind: what was made is taken down.
+        do throws(TestbedFailure) {
+            return try build(spec, file: file, emulator: emulator, nodes: nodes)
+        } catch {
+            let removed = (try? down()) ?? []
+            log("the bed did not come up: removed what was made (\(removed.isEmpty ? "nothing" : removed.joined(separator: ", ")))")
+            throw error
+        }
+    }
+
+    /// The namespaces, links, names and emulator of a bed (`up` removes them again on a failure).
+    private static func build(_ spec: TestbedSpec, file: String, emulator: String, nodes: [NodeState]) throws(TestbedFailure) -> State {
         try run(["ip", "netns", "add", coreNamespace])
         // No reverse-path filter in the router (whatever the machine's defaults): a packet that
         // reached a moving service's old node just after its address left is sent back through
@@ -339,6 +351,68 @@ package enum Testbed {
     /// Where `dyninka move` leaves requests for the `dyninka run --testbed` that supervises the
     /// app, and finds the answers.
     package static var requestsDirectory: String { stateDirectory + "/requests" }
+
+    /// A move under way, written down before it changes the network: if the process moving the
+    /// service dies in the middle, `rollBackMoves` (at the next `dyninka run --testbed`, or the
+    /// move's own failure) lifts the refusal rule and takes the address back home to the old node.
+    package struct MoveJournal: Codable, Sendable {
+        package var service: String
+        package var address: String
+        package var port: Int
+        package var from: String
+        package var to: String
+
+        package init(service: String, address: String, port: Int, from: String, to: String) {
+            self.service = service
+            self.address = address
+            self.port = port
+            self.from = from
+            self.to = to
+        }
+
+        var path: String { stateDirectory + "/move-\(service).json" }
+
+        package func write() throws(TestbedFailure) {
+            do { try JSONEncoder().encode(self).write(to: URL(fileURLWithPath: path)) } catch {
+                throw TestbedFailure("cannot write \(path): \(error.localizedDescription)")
+            }
+        }
+
+        package func remove() { try? FileManager.default.removeItem(atPath: path) }
+
+        /// The network as before the move: no refusal rule on the old node, the address only there.
+        package func rollBack(state: State, log: (String) -> Void) {
+            guard let source = state.node(from), let target = state.node(to) else { return }
+            // Every copy of the rule (a crash may have come between two inserts).
+            while (try? refuseConnections(to: address, port: port, on: from, state: state, on: false)) != nil {}
+            let home = address.hasPrefix("10.77.\(source.index).")
+            _ = try? quick(["ip", "-n", target.namespace, "addr", "del", "\(address)/\(address.hasPrefix("10.77.\(target.index).") ? "24" : "32")", "dev", "eth0"])
+            _ = try? quick(["ip", "-n", source.namespace, "addr", "replace", "\(address)/\(home ? "24" : "32")", "dev", "eth0"])
+            if home {
+                _ = try? quick(["ip", "-n", source.namespace, "route", "del", "\(address)/32"])
+                _ = try? quick(["ip", "-n", coreNamespace, "route", "del", "\(address)/32"])
+            } else {
+                _ = try? quick(["ip", "-n", coreNamespace, "route", "replace", "\(address)/32", "dev", "dynb\(source.index)"])
+            }
+            log("rolled back the move of \(service) from \(from) to \(to): \(address) is on \(from) again, with no refusal rule")
+        }
+    }
+
+    /// Rolls back every move a dead process left half done (see `MoveJournal`); returns how many.
+    @discardableResult
+    package static func rollBackMoves(state: State, log: (String) -> Void) -> Int {
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: stateDirectory)) ?? []).filter { $0.hasPrefix("move-") && $0.hasSuffix(".json") }
+        for file in files {
+            let path = stateDirectory + "/" + file
+            guard let data = FileManager.default.contents(atPath: path), let journal = try? JSONDecoder().decode(MoveJournal.self, from: data) else {
+                try? FileManager.default.removeItem(atPath: path)
+                continue
+            }
+            journal.rollBack(state: state, log: log)
+            journal.remove()
+        }
+        return files.count
+    }
 
     /// A move asked of the supervising `dyninka run`.
     package struct MoveRequest: Codable, Sendable {
