@@ -140,6 +140,36 @@ struct KubernetesTests {
         #expect(nothing.stderr.contains("nothing of building-alerts is deployed in namespace '\(space)'"))
     }
 
+    @Test func aNamespaceTheAppCreatedIsKeptWhileItHoldsAnythingElse() throws {
+        let space = namespace("keep")
+        defer { cleanup(space) }
+        let kubectl = try kubectl()
+        let out = NSTemporaryDirectory() + "dyninka-k8s-keep-\(getpid())"
+        let deployed = try deploy(["examples/BuildingAlerts/App.swift", "--out", out, "--apply", "--namespace", space])
+        #expect(deployed.status == 0, "\(deployed.stderr)")
+        #expect(deployed.stderr.contains("created namespace '\(space)'") && deployed.stderr.contains("created the app key's Secret 'building-alerts-app-key'"),
+                "\(deployed.stderr)")
+        // Kinds the old check did not look at: a PersistentVolumeClaim and a ServiceAccount of someone else's.
+        try kubectl.run(["create", "-n", space, "-f", "-"], input: """
+            apiVersion: v1
+            kind: PersistentVolumeClaim
+            metadata: {name: data}
+            spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Mi}}}
+            """)
+        try kubectl.run(["create", "serviceaccount", "someone", "-n", space])
+        let removed = try deploy(["examples/BuildingAlerts/App.swift", "--delete", "--namespace", space])
+        #expect(removed.status == 0, "\(removed.stderr)")
+        #expect(removed.stdout.contains("namespace/\(space) kept") && removed.stdout.contains("persistentvolumeclaim/data")
+                && removed.stdout.contains("serviceaccount/someone"), "\(removed.stdout)")
+        #expect(try kubectl.call(["get", "namespace", space]).status == 0)
+        #expect(try kubectl.call(["get", "secret", "building-alerts-app-key", "-n", space]).status != 0, "the app's key went with the app")
+        // Once only the app's own leftovers remain, the namespace goes.
+        try kubectl.run(["delete", "pvc", "data", "-n", space])
+        try kubectl.run(["delete", "serviceaccount", "someone", "-n", space])
+        let again = try deploy(["examples/BuildingAlerts/App.swift", "--delete", "--namespace", space])
+        #expect(again.stdout.contains("namespace/\(space) deleted"), "\(again.stdout)\(again.stderr)")
+    }
+
     @Test func anEditOfMainRollsOnlyTheServicesWhoseRouteChanged() throws {
         let file = try copy("examples/BuildingAlerts/App.swift", tag: "chain")
         let out = (file as NSString).deletingLastPathComponent + "/deploy"
