@@ -257,6 +257,10 @@ class Nginx:
                 proc.kill()
 
 
+class HeyFailed(RuntimeError):
+    """hey did not run (missing, bad arguments, or no report): the bench stops, naming why."""
+
+
 def hey(url, workers, duration=None, count=None, headers=(), body="{}", prefix=(), timeout=None):
     """hey with keep-alive off; `prefix` runs it through a wrapper (a test bed node's namespace)."""
     cmd = list(prefix) + (["taskset", "-c", ",".join(map(str, sorted(client_cpus())))] if PIN["on"] else []) + ["hey", "-c", str(workers), "-disable-keepalive", "-m", "POST", "-T", "application/json", "-d", body]
@@ -266,8 +270,13 @@ def hey(url, workers, duration=None, count=None, headers=(), body="{}", prefix=(
     for h in headers:
         cmd += ["-H", h]
     usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(cmd + [url], capture_output=True, text=True).stdout
+    ran = subprocess.run(cmd + [url], capture_output=True, text=True)
+    out = ran.stdout
     usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # A load run that did not run is a failure, never a row of zeros that a check could pass.
+    if ran.returncode != 0 or "Requests/sec:" not in out:
+        raise HeyFailed(f"hey exited with status {ran.returncode} against {url} and reported no run: "
+                        f"{(ran.stderr or out).strip()[-400:]}")
     hey_cpu = usage1.ru_utime + usage1.ru_stime - usage0.ru_utime - usage0.ru_stime
     def num(pattern, default=0.0):
         m = re.search(pattern, out)

@@ -248,7 +248,8 @@ def soak(topology, seconds, label):
     after = {n: (fds(p), rss_mib(p)) for n, p in pids.items()}
     drift = []
     errors = first["errors"] + second["errors"]
-    ok = errors == 0
+    # No requests at all is a failure too (a load that never ran cannot show a leak).
+    ok = errors == 0 and first["ok"] > 0 and second["ok"] > 0
     for n in pids:
         (f0, m0), (f1, m1), (f2, m2) = before[n], middle[n], after[n]
         fd_ok = f2 <= f1 * 1.1 + 2
@@ -301,7 +302,8 @@ def main():
                 statuses[code] = statuses.get(code, 0) + n
             conn_errors += r["errors"] - sum(n for c, n in r["codes"].items() if not 200 <= c < 300)
         refused = {c: n for c, n in statuses.items() if c not in (200, 204)}
-        ok = conn_errors == 0 and all(c == 503 for c in refused)
+        answered = statuses.get(200, 0) + statuses.get(204, 0)
+        ok = conn_errors == 0 and all(c == 503 for c in refused) and answered > 0
         kinds = ", ".join(f"{n} x {c}" for c, n in sorted(refused.items())) or "none"
         report(2, "ramp 100/150/200 workers, 10 s each", ok,
                f"statuses {dict(sorted(statuses.items()))}, {conn_errors} connection errors, refusals: {kinds}"

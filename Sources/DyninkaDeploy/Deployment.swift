@@ -91,7 +91,7 @@ package struct Deployer: Sendable {
                     let digits = String(generator.next(), radix: 16)
                     return String(repeating: "0", count: 16 - digits.count) + digits
                 }.joined()
-                let yaml = try KubernetesManifests.keySecret(ir, settings: settings, key: key)
+                let yaml = try KubernetesManifests.keySecret(ir, key: key)
                 guard fm.createFile(atPath: keyFile, contents: Data(yaml.utf8), attributes: [.posixPermissions: 0o600]) else {
                     throw DeployFailure("cannot write the app key's Secret to \(keyFile)")
                 }
@@ -109,7 +109,8 @@ package struct Deployer: Sendable {
                 manifests[service] = output + "/" + name
             }
             let paths = changed.map { "-f \(output)/kubernetes/\(ObjectNames.dns($0)).yaml" }
-            applyCommand = changed.isEmpty ? "" : "kubectl create -f \(keyFile) 2>/dev/null; kubectl apply \(paths.joined(separator: " "))"
+            let namespace = settings.namespace.map { " -n \($0)" } ?? ""
+            applyCommand = changed.isEmpty ? "" : "kubectl create\(namespace) -f \(keyFile) 2>/dev/null; kubectl apply \(paths.joined(separator: " "))"
         case .marathon:
             let (json, marathonNotes) = try MarathonGroup.generate(ir, settings: settings)
             notes += marathonNotes

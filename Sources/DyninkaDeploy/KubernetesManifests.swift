@@ -101,11 +101,11 @@ package enum KubernetesManifests {
     /// library, the loop's read blocks and the app's own memory).
     package static func maxBufferedBytes(limitMiB: Int) -> Int { limitMiB * 1024 * 1024 / 2 }
 
-    /// The Secret with a new app key (32 random bytes as hex), labelled as the app's.
-    package static func keySecret(_ ir: AppIR, settings: DeploySettings, key: String) throws(DeployFailure) -> String {
+    /// The Secret with a new app key (32 random bytes as hex), labelled as the app's. It names no
+    /// namespace: the one file serves every namespace the app is deployed to (`kubectl create -n`).
+    package static func keySecret(_ ir: AppIR, key: String) throws(DeployFailure) -> String {
         let names = try ObjectNames(ir)
         var metadata: [(String, Doc)] = [("name", .string(keySecretName(names)))]
-        if let namespace = settings.namespace { metadata.append(("namespace", .string(namespace))) }
         metadata.append(("labels", .map([("app.kubernetes.io/part-of", .string(names.app)), ("app.kubernetes.io/managed-by", .string("dyninka"))])))
         return Doc.map([
             ("apiVersion", .string("v1")), ("kind", .string("Secret")), ("metadata", .map(metadata)),

@@ -341,8 +341,8 @@ package final class LocalRunner {
         package var hasState: Bool
         /// The new host restored it.
         package var restored: Bool
-        /// The new host's words: "restored N value(s) (B bytes) after holding R request(s) for
-        /// T ms" or "fresh CODE: why; ...".
+        /// The new host's words: "restored N value(s) (B bytes); held R request(s), the longest
+        /// T ms" or "fresh CODE: why; held ...".
         package var line: String
 
         /// Whether the state went with the service (always true for a service without state).

@@ -167,10 +167,6 @@ extension DyninkaCommand {
                 let cluster = try KubernetesCluster.connect(try Kubectl(context: context), namespace: namespace)
                 note("cluster: \(cluster.place), Kubernetes \(cluster.version)")
                 if try cluster.ensureNamespace(app: app) { note("created namespace '\(cluster.namespace)'") }
-                let secret = KubernetesManifests.keySecretName(try ObjectNames(ir))
-                if try cluster.ensureSecret(secret, file: deployer.output + "/" + Deployer.keySecretFile) {
-                    note("created the app key's Secret '\(secret)' (hops between the services are signed with it)")
-                }
                 let live = try cluster.deployments(app: app)
                 let selected = ir.services.map(\.name).filter { only == nil || $0 == only }
                 let changed = selected.filter { live[$0]?.specHash != result.specHashes[$0] }
@@ -190,6 +186,11 @@ extension DyninkaCommand {
                     let files = changed.compactMap { result.manifests[$0] }
                     note("checking \(files.count) manifest\(files.count == 1 ? "" : "s") with the server (dry run, strict field validation)")
                     _ = try cluster.apply(files: files, dryRun: true)
+                    // The key before the pods that read it (and only once the server took the objects).
+                    let secret = KubernetesManifests.keySecretName(try ObjectNames(ir))
+                    if try cluster.ensureSecret(secret, file: deployer.output + "/" + Deployer.keySecretFile) {
+                        note("created the app key's Secret '\(secret)' (hops between the services are signed with it)")
+                    }
                     for line in try cluster.apply(files: files, dryRun: false) { note("  \(line)") }
                     note("waiting for \(changed.count) deployment\(changed.count == 1 ? "" : "s") to roll out (up to \(timeout) s)")
                     do {

@@ -179,6 +179,7 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         let path = out + "/" + Deployer.keySecretFile
         let secret = try String(contentsOfFile: path, encoding: .utf8)
         #expect(secret.contains("kind: Secret") && secret.contains("name: smart-building-app-key"), "\(secret)")
+        #expect(!secret.contains("namespace:"), "one key file serves every namespace (kubectl create -n): \(secret)")
         let key = try #require(secret.split(separator: "\n").first { $0.contains("key:") }?.split(separator: ":").last?.trimmingCharacters(in: .whitespaces))
         #expect(key.trimmingCharacters(in: ["\""]).count == 64)
         #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o600)

@@ -188,6 +188,8 @@ func metric(_ host: HostProcess, _ series: String) throws -> Double? {
         #expect(refused.headers["retry-after"] == "1")
         #expect(refused.error?.message.contains("--max-buffered-bytes") == true)
         #expect(refused.error?.message.contains("limit 65536") == true)
+        // A refusal of the service: Server-Timing names it, as on every other refusal.
+        #expect(refused.headers["server-timing"]?.hasPrefix("echo;dur=") == true, "\(refused.headers)")
         let chunk = String(repeating: "x", count: 40_000)
         let chunked = "POST / HTTP/1.1\r\nDyninka-Route: \r\nTransfer-Encoding: chunked\r\n\r\n"
             + "\(String(40_002, radix: 16))\r\n\"\(chunk)\"\r\n" + "\(String(40_000, radix: 16))\r\n\(chunk)\r\n0\r\n\r\n"

@@ -76,14 +76,15 @@ struct HandOver {
         /// The sentence for people.
         var detail: String
         var heldRequests: Int
+        /// How long the first held request waited.
         var heldMilliseconds: Int
 
-        /// The one line of `PATH.result` (and the log): "restored N values (B bytes) ..." or
-        /// "fresh CODE: why".
+        /// The one line of `PATH.result` (and the log): "restored N value(s) (B bytes); held ..."
+        /// or "fresh CODE: why; held ...".
         var line: String {
             restored
-                ? "restored \(values) value(s) (\(bytes) bytes) after holding \(heldRequests) request(s) for \(heldMilliseconds) ms"
-                : "fresh \(code): \(detail); held \(heldRequests) request(s) for \(heldMilliseconds) ms"
+                ? "restored \(values) value(s) (\(bytes) bytes); held \(heldRequests) request(s), the longest \(heldMilliseconds) ms"
+                : "fresh \(code): \(detail); held \(heldRequests) request(s), the longest \(heldMilliseconds) ms"
         }
     }
 
@@ -337,7 +338,8 @@ extension ServiceHost {
     private func finishHolding(_ partial: HandOver.Outcome, path: String) {
         var outcome = partial
         outcome.heldRequests = handOver.held?.count ?? 0
-        outcome.heldMilliseconds = Int((EventLoop.nanoseconds() - handOver.holdingSince) / 1_000_000)
+        // The longest a request was held: the first held one's wait (0 when none came).
+        outcome.heldMilliseconds = handOver.held?.first.map { Int((EventLoop.nanoseconds() - $0.started) / 1_000_000) } ?? 0
         unlink(path + ".handover")
         if outcome.restored {
             log.info("took over the state of \(configuration.service): \(outcome.line)")

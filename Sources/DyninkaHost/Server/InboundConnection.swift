@@ -280,10 +280,9 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
         context.metrics.recordFailure(service: context.configuration.service, kind: .overloaded)
         context.metrics.record(service: context.configuration.service, status: 503, seconds: 0)
         let size = declared >= 0 ? "a \(declared)-byte body" : "this body"
-        respond(failure: ServiceFailure(
-            service: context.configuration.service, kind: .overloaded,
-            message: context.overloadMessage(size)),
-            forceClose: true)
+        // A refusal of the service like any other: it names the service in Server-Timing too.
+        send(ServiceFailure(service: context.configuration.service, kind: .overloaded, message: context.overloadMessage(size)),
+             timing: HopTiming(name: context.configuration.service, started: EventLoop.nanoseconds(), trace: nil), forceClose: true)
     }
 
     func expire() {
