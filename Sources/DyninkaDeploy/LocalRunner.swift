@@ -354,7 +354,7 @@ package final class LocalRunner {
         }
 
         /// Reads the new host's report at `path`, waiting while `running` for at most `timeout` seconds.
-        static func read(_ path: String, hasState: Bool, timeout: Double, running: () -> Bool) -> StateOutcome {
+        package static func read(_ path: String, hasState: Bool, timeout: Double, running: () -> Bool) -> StateOutcome {
             let deadline = Date().addingTimeInterval(timeout)
             while Date() < deadline {
                 if let text = try? String(contentsOfFile: path, encoding: .utf8), text.hasSuffix("\n") {

@@ -346,3 +346,36 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         #expect(KubectlFailure.classify(#"error: unable to recognize "a.yaml": no matches for kind "X" in version "v9""#) == .failed)
     }
 }
+
+/// What `dyninka run`, `dyninka move` and the view say about a hand-over comes from the new host's
+/// own report, never from a hash comparison.
+@Suite struct StateOutcomeTests {
+    func report(_ text: String?) -> String {
+        let path = NSTemporaryDirectory() + "dyninka-outcome-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).result"
+        if let text { try? text.write(toFile: path, atomically: true, encoding: .utf8) }
+        return path
+    }
+
+    @Test func aRestoreIsCarriedAndSaysWhat() {
+        let outcome = LocalRunner.StateOutcome.read(report("restored 2 value(s) (40 bytes); held 3 request(s), the longest 5 ms\n"),
+                                                    hasState: true, timeout: 1) { true }
+        #expect(outcome.carried && outcome.restored)
+        #expect(outcome.description == "@Placed state restored 2 value(s) (40 bytes); held 3 request(s), the longest 5 ms")
+    }
+
+    @Test func aFreshStartIsNotCarriedAndSaysWhy() {
+        let outcome = LocalRunner.StateOutcome.read(report("fresh declaration-changed: the @Placed state's declaration changed; held 0 request(s), the longest 0 ms\n"),
+                                                    hasState: true, timeout: 1) { true }
+        #expect(!outcome.carried)
+        #expect(outcome.description.hasPrefix("its @Placed state was NOT carried, it started fresh declaration-changed"))
+    }
+
+    @Test func noReportIsNoClaim() {
+        let gone = LocalRunner.StateOutcome.read(report(nil), hasState: true, timeout: 5) { false }
+        #expect(!gone.carried && gone.line.contains("exited before it reported"), "\(gone.line)")
+        let silent = LocalRunner.StateOutcome.read(report(nil), hasState: true, timeout: 0.2) { true }
+        #expect(!silent.carried && silent.line.contains("reported nothing"), "\(silent.line)")
+        // A service without state has nothing to carry.
+        #expect(LocalRunner.StateOutcome.read(report(nil), hasState: false, timeout: 0.1) { false }.carried)
+    }
+}
