@@ -339,9 +339,10 @@ def main():
     # 4. rolling restart on the fixture chain, processes started here (no supervisor).
     tmp = tempfile.mkdtemp(prefix="dyninka-rel-")
     migrate = "unknown"
+    original = None
     try:
         with open("/proc/sys/net/ipv4/tcp_migrate_req") as f:
-            migrate = f.read().strip()
+            migrate = original = f.read().strip()
         if migrate != "1":
             subprocess.run(["sysctl", "-q", "-w", "net.ipv4.tcp_migrate_req=1"], check=False, capture_output=True)
             with open("/proc/sys/net/ipv4/tcp_migrate_req") as f:
@@ -369,6 +370,9 @@ def main():
         hosts.procs["scale"] = replacement
     finally:
         hosts.stop()
+        # The machine's own value back, whatever happened.
+        if original is not None and original != "1":
+            subprocess.run(["sysctl", "-q", "-w", f"net.ipv4.tcp_migrate_req={original}"], check=False, capture_output=True)
 
     # 5. hostile input. map may call scale and itself (a self-loop is possible), and unlisted
     # names would resolve through a template: a route must still never make a name an address.
