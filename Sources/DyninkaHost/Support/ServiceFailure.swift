@@ -1,7 +1,7 @@
 import DyninkaHTTP
 import DyninkaRoute
 
-/// The kinds of failure a client can receive, each with its HTTP status (DESIGN.md, wire protocol).
+/// The kinds of failure a client can receive, each with its HTTP status (the README's wire protocol).
 package enum FailureKind: String, Sendable, CaseIterable {
     /// The service function threw (500).
     case function
