@@ -57,10 +57,7 @@ struct HandOver {
     /// A POST held for the state. Its body is its own copy: a held request never pins a 64 KiB
     /// read block of the loop.
     struct HeldRequest {
-        var head: HTTPHead
-        var body: OwnedBytes?
-        var path: String
-        var started: UInt64
+        var request: Request
         var connection: InboundConnection
     }
 
@@ -202,12 +199,9 @@ extension ServiceHost {
 
     /// A POST that came after the seal (only a request on a connection accepted before the
     /// hand-over whose call had not started): 503, so that the client retries on the new instance.
-    func refuseAfterSeal(on connection: InboundConnection, started: UInt64, trace: TraceContext) {
-        metrics.recordFailure(service: configuration.service, kind: .overloaded)
-        metrics.record(service: configuration.service, status: 503, seconds: 0)
-        connection.send(ServiceFailure(service: configuration.service, kind: .overloaded,
-                                       message: HandOver.sealedMessage(configuration.service)),
-                        timing: HopTiming(name: configuration.service, started: started, trace: trace))
+    func refuseAfterSeal(_ request: Request, on connection: InboundConnection) {
+        connection.refuse(ServiceFailure(service: configuration.service, kind: .overloaded, message: HandOver.sealedMessage(configuration.service)),
+                          counted: configuration.service, request: request, context: context)
     }
 
     /// Old side: no call runs, so the snapshot misses no update. Written to PATH.tmp and renamed,
@@ -339,7 +333,7 @@ extension ServiceHost {
         var outcome = partial
         outcome.heldRequests = handOver.held?.count ?? 0
         // The longest a request was held: the first held one's wait (0 when none came).
-        outcome.heldMilliseconds = handOver.held?.first.map { Int((EventLoop.nanoseconds() - $0.started) / 1_000_000) } ?? 0
+        outcome.heldMilliseconds = handOver.held?.first.map { Int((EventLoop.nanoseconds() - $0.request.started) / 1_000_000) } ?? 0
         unlink(path + ".handover")
         if outcome.restored {
             log.info("took over the state of \(configuration.service): \(outcome.line)")
@@ -354,15 +348,15 @@ extension ServiceHost {
 
     /// Holds a POST whose slot is claimed until the state comes: the body is copied out of the
     /// loop's read block, and the connection is watched so that a client that leaves frees its slot.
-    func hold(_ head: HTTPHead, body: OwnedBytes?, on connection: InboundConnection, since started: UInt64) {
-        let path = head.target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(head.target[..<$0]) } ?? head.target
+    func hold(_ request: Request, on connection: InboundConnection) {
         var copy: OwnedBytes?
-        if let body {
+        if let body = request.body {
             let store = ByteStore(capacity: max(body.count, 1))
             store.append(body.bytes)
             copy = store.owned
         }
-        handOver.held!.append(HandOver.HeldRequest(head: head, body: copy, path: path, started: started, connection: connection))
+        let held = Request(head: request.head, body: copy, path: request.path, started: request.started, trace: request.trace)
+        handOver.held!.append(HandOver.HeldRequest(request: held, connection: connection))
         metrics.heldRequests = handOver.held!.count
         connection.watchWhileHeld()
     }
@@ -379,8 +373,6 @@ extension ServiceHost {
         let requests = handOver.held ?? []
         handOver.held = nil
         metrics.heldRequests = 0
-        for request in requests where !request.connection.isClosed {
-            serve(request.head, body: request.body, path: request.path, started: request.started, on: request.connection)
-        }
+        for held in requests where !held.connection.isClosed { serve(held.request, on: held.connection) }
     }
 }

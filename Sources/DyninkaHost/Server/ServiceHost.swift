@@ -247,9 +247,10 @@ package final class ServiceHost {
                     timing: HopTiming(name: configuration.service, started: started, trace: trace))
             }
             connection.claimSlot()
-            if handOver.held != nil { return hold(head, body: body, on: connection, since: started) }
-            if handOver.sealed { return refuseAfterSeal(on: connection, started: started, trace: context.tracer.begin(head)) }
-            return serve(head, body: body, path: path, started: started, on: connection)
+            let request = Request(head: head, body: body, path: path, started: started, trace: context.tracer.begin(head))
+            if handOver.held != nil { return hold(request, on: connection) }
+            if handOver.sealed { return refuseAfterSeal(request, on: connection) }
+            return serve(request, on: connection)
         }
         // HEAD is answered like GET, without the body (the connection leaves it out).
         let method = head.method == "HEAD" ? "GET" : head.method
@@ -279,9 +280,8 @@ package final class ServiceHost {
     }
 
     /// Hands a POST whose slot is claimed to the role's responder.
-    func serve(_ head: HTTPHead, body: OwnedBytes?, path: String, started: UInt64, on connection: InboundConnection) {
-        let trace = context.tracer.begin(head)
-        responder.respond(to: Request(head: head, body: body, path: path, started: started, trace: trace), on: connection)
+    func serve(_ request: Request, on connection: InboundConnection) {
+        responder.respond(to: request, on: connection)
     }
 
     private func text(_ status: Int, _ text: String, on connection: InboundConnection, type: String = "text/plain") {
