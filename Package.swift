@@ -70,10 +70,23 @@ let package = Package(
             .product(name: "SwiftSyntax", package: "swift-syntax"),
             .product(name: "SwiftParser", package: "swift-syntax"),
         ], swiftSettings: strict),
-        // Where apps run: local processes now, Kubernetes and Marathon from the same IR.
-        .target(name: "DyninkaDeploy", dependencies: ["DyninkaCompiler", "DyninkaRoute", "DyninkaHTTP"], swiftSettings: strict),
+        // The control plane, one module per role; the arrows point one way only:
+        //   dyninka (CLI) -> DyninkaRunner -> DyninkaTestbed -> DyninkaSystem
+        //                 -> DyninkaView -> DyninkaSystem
+        //                 -> DyninkaDeploy -> DyninkaSystem
+        //   and every one of them -> DyninkaCompiler (the IR, the dataflow graph, placement, object names).
+        // The system underneath: processes, network namespaces, blocking HTTP for control traffic.
+        .target(name: "DyninkaSystem", dependencies: ["DyninkaHTTP"], swiftSettings: strict),
+        // The fog test bed: network namespaces, emulated links, addresses that move.
+        .target(name: "DyninkaTestbed", dependencies: ["DyninkaSystem", "DyninkaCompiler"], swiftSettings: strict),
+        // Running an app on this machine or the bed: launch plans, supervision, hand-overs.
+        .target(name: "DyninkaRunner", dependencies: ["DyninkaTestbed", "DyninkaSystem", "DyninkaCompiler"], swiftSettings: strict),
+        // The live view and the adapt loop's decisions: it takes host endpoints, never a runner.
+        .target(name: "DyninkaView", dependencies: ["DyninkaSystem", "DyninkaCompiler", "DyninkaHTTP"], swiftSettings: strict),
+        // Clusters: Kubernetes and Marathon from the same IR.
+        .target(name: "DyninkaDeploy", dependencies: ["DyninkaSystem", "DyninkaCompiler", "DyninkaRoute"], swiftSettings: strict),
         .executableTarget(name: "dyninka", dependencies: [
-            "DyninkaCompiler", "DyninkaDeploy", "CDyninkaCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "DyninkaCompiler", "DyninkaDeploy", "DyninkaRunner", "DyninkaView", "DyninkaTestbed", "DyninkaSystem", "CDyninkaCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
 
         .target(name: "DyninkaFixture", dependencies: ["DyninkaRuntime"],
@@ -90,9 +103,10 @@ let package = Package(
             .product(name: "SwiftSyntax", package: "swift-syntax"), .product(name: "SwiftParser", package: "swift-syntax"),
         ],
                     exclude: ["Golden"], swiftSettings: strict),
-        .testTarget(name: "DyninkaDeployTests", dependencies: ["DyninkaDeploy", "DyninkaCompiler"],
+        .testTarget(name: "DyninkaDeployTests", dependencies: ["DyninkaDeploy", "DyninkaView", "DyninkaRunner", "DyninkaCompiler"],
                     exclude: ["Golden"], swiftSettings: strict),
         // Runs the real `dyninka` CLI on the examples: builds, local runs, distributed runs.
-        .testTarget(name: "DyninkaEndToEndTests", dependencies: ["DyninkaDeploy"], swiftSettings: strict),
+        .testTarget(name: "DyninkaEndToEndTests", dependencies: ["DyninkaDeploy", "DyninkaTestbed", "DyninkaSystem", "DyninkaCompiler"],
+                    swiftSettings: strict),
     ]
 )

@@ -1,3 +1,4 @@
+import DyninkaSystem
 import Foundation
 
 /// Why a kubectl call failed, sorted into what a user can act on.

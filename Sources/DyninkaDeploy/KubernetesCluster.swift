@@ -1,3 +1,5 @@
+import DyninkaSystem
+import DyninkaCompiler
 import Foundation
 
 /// One Kubernetes cluster and namespace as `dyninka deploy` talks to it, through kubectl: find

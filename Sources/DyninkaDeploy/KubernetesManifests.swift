@@ -32,47 +32,10 @@ package struct DeployFailure: Error, CustomStringConvertible, Sendable {
     package init(_ description: String) { self.description = description }
 }
 
-/// Names of an app's objects: DNS-safe, unique, at most 63 characters.
-package struct ObjectNames: Sendable {
-    package let app: String
-    private let names: [String: String]
-
-    package init(_ ir: AppIR) throws(DeployFailure) {
-        app = ObjectNames.dns(ir.name)
-        var names: [String: String] = [:]
-        var owners: [String: String] = [:]
-        for service in ir.services {
-            let name = String("\(app)-\(ObjectNames.dns(service.name))".prefix(63)).trimmingCharacters(in: ["-"])
-            if let other = owners[name] {
-                throw DeployFailure("services '\(other)' and '\(service.name)' both become the DNS name '\(name)'; rename one of them")
-            }
-            owners[name] = service.name
-            names[service.name] = name
-        }
-        self.names = names
-    }
-
-    /// The object name of a service (Deployment, Service, Marathon app).
-    package subscript(service: String) -> String { names[service]! }
-
-    /// A DNS label for a Swift name: movingAvg -> moving-avg, SmartBuilding -> smart-building.
-    package static func dns(_ name: String) -> String {
-        var out = ""
-        var previousLower = false
-        for c in name {
-            if c.isUppercase {
-                if previousLower { out += "-" }
-                out += c.lowercased()
-                previousLower = false
-            } else if c.isLetter || c.isNumber {
-                out += c.lowercased()
-                previousLower = true
-            } else {
-                if !out.hasSuffix("-") { out += "-" }
-                previousLower = false
-            }
-        }
-        return String(out.trimmingCharacters(in: ["-"]).prefix(40))
+extension ObjectNames {
+    /// The app's names, or a deploy failure naming the services that collide.
+    static func checked(_ ir: AppIR) throws(DeployFailure) -> ObjectNames {
+        do { return try ObjectNames(ir) } catch { throw DeployFailure(error.description) }
     }
 }
 
@@ -104,7 +67,7 @@ package enum KubernetesManifests {
     /// The Secret with a new app key (32 random bytes as hex), labelled as the app's. It names no
     /// namespace: the one file serves every namespace the app is deployed to (`kubectl create -n`).
     package static func keySecret(_ ir: AppIR, key: String) throws(DeployFailure) -> String {
-        let names = try ObjectNames(ir)
+        let names = try ObjectNames.checked(ir)
         var metadata: [(String, Doc)] = [("name", .string(keySecretName(names)))]
         metadata.append(("labels", .map([("app.kubernetes.io/part-of", .string(names.app)), ("app.kubernetes.io/managed-by", .string("dyninka"))])))
         return Doc.map([
@@ -115,7 +78,7 @@ package enum KubernetesManifests {
 
     /// One YAML document list per service, keyed by service name, with its spec hash.
     package static func generate(_ ir: AppIR, settings: DeploySettings) throws(DeployFailure) -> [(service: String, yaml: String, specHash: String)] {
-        let names = try ObjectNames(ir)
+        let names = try ObjectNames.checked(ir)
         return ir.services.map { service in
             let unhashed = objects(service, ir: ir, names: names, settings: settings, specHash: nil)
             let specHash = FNV.hex(unhashed.map(\.yaml).joined(separator: "---\n"))

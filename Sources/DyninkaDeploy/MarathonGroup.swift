@@ -7,7 +7,7 @@ package enum MarathonGroup {
 
     /// The group JSON, plus placement notes that Marathon cannot express.
     package static func generate(_ ir: AppIR, settings: DeploySettings) throws(DeployFailure) -> (json: String, notes: [String]) {
-        let names = try ObjectNames(ir)
+        let names = try ObjectNames.checked(ir)
         let group = "/\(names.app)"
         var ports: [String: Int] = [:]
         for (index, service) in ir.services.enumerated() { ports[service.name] = basePort + index }

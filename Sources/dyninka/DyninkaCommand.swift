@@ -1,4 +1,8 @@
 import ArgumentParser
+import DyninkaRunner
+import DyninkaSystem
+import DyninkaTestbed
+import DyninkaView
 
 /// The Dyninka command line: one Swift file in, a distributed dataflow out.
 @main

@@ -1,5 +1,9 @@
 import ArgumentParser
 import DyninkaCompiler
+import DyninkaRunner
+import DyninkaSystem
+import DyninkaTestbed
+import DyninkaView
 import Foundation
 
 extension DyninkaCommand {

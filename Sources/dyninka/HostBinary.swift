@@ -1,4 +1,8 @@
 import DyninkaCompiler
+import DyninkaRunner
+import DyninkaSystem
+import DyninkaTestbed
+import DyninkaView
 import Foundation
 
 /// Which `dyninka-host` `dyninka run` starts: `--host-binary`, else `$DYNINKA_HOST_BIN`, else a

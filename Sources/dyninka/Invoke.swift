@@ -1,6 +1,10 @@
 import ArgumentParser
 import CDyninkaCrypto
 import DyninkaDeploy
+import DyninkaRunner
+import DyninkaSystem
+import DyninkaTestbed
+import DyninkaView
 import Foundation
 
 extension DyninkaCommand {

@@ -1,6 +1,10 @@
 import ArgumentParser
 import DyninkaCompiler
 import DyninkaDeploy
+import DyninkaRunner
+import DyninkaSystem
+import DyninkaTestbed
+import DyninkaView
 import Foundation
 
 extension DyninkaCommand {
@@ -153,7 +157,7 @@ extension DyninkaCommand {
                 }
             }
             if let view {
-                view.start(runner: runner)
+                view.start(runner.viewTargets)
                 say("view \(view.url)")
             }
             say("entry \(runner.entryURL)")
@@ -216,7 +220,7 @@ extension DyninkaCommand {
                             let line = "adapt \(report)"
                             note(line)
                             view.event(line + String(format: " (the hop from %@ spent %.1f ms on the network)", decision.caller, decision.medianMs))
-                            view.update(runner: runner)
+                            view.update(runner.viewTargets)
                         } catch {
                             note("error: adapt cannot move \(decision.service): \(error)")
                         }
@@ -229,7 +233,7 @@ extension DyninkaCommand {
                             let line = report.description
                             note(line)
                             view?.event(line)
-                            view?.update(runner: runner)
+                            view?.update(runner.viewTargets)
                             // The move happened; `dyninka move` still fails when the state did not go with it.
                             return (report.state.carried, line)
                         } catch {
@@ -406,7 +410,7 @@ struct Watcher {
     private func announce(_ line: String) {
         note(line)
         view?.event(line)
-        view?.update(runner: runner)
+        view?.update(runner.viewTargets)
     }
 
     /// Whether `service`'s default route or arguments call the service `name`.
@@ -421,5 +425,14 @@ struct Watcher {
             }
             return false
         }
+    }
+}
+
+extension LocalRunner {
+    /// Where the live view finds this run's hosts.
+    var viewTargets: ViewTargets {
+        var topology = self.topology == .gateway ? "gateway" : "point to point"
+        if let bed { topology += " on the test bed '\(bed.name)'" }
+        return ViewTargets(hosts: hosts, namespace: clientNamespace, topology: topology)
     }
 }

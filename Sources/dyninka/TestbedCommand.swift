@@ -1,6 +1,10 @@
 import ArgumentParser
 import DyninkaCompiler
 import DyninkaDeploy
+import DyninkaRunner
+import DyninkaSystem
+import DyninkaTestbed
+import DyninkaView
 import Foundation
 
 extension DyninkaCommand {

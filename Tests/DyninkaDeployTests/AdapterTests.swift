@@ -1,4 +1,6 @@
 import DyninkaCompiler
+@testable import DyninkaRunner
+@testable import DyninkaView
 import Foundation
 import Testing
 @testable import DyninkaDeploy

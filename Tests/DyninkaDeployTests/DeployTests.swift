@@ -1,5 +1,7 @@
 import DyninkaCompiler
 import DyninkaDeploy
+import DyninkaRunner
+import DyninkaView
 import Foundation
 import Testing
 

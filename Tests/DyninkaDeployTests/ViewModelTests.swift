@@ -1,3 +1,5 @@
+import DyninkaRunner
+@testable import DyninkaView
 import Foundation
 import Testing
 @testable import DyninkaDeploy

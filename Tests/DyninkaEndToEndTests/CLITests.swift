@@ -1,4 +1,6 @@
 import DyninkaDeploy
+import DyninkaSystem
+import DyninkaTestbed
 import Foundation
 import Synchronization
 import Testing
@@ -86,7 +88,7 @@ final class RunningApp: @unchecked Sendable {
             }
             if parts.first == "entry" { return }
         }
-        throw RunFailure(description: "dyninka run did not print its entry URL")
+        throw PartialRequestError(description: "dyninka run did not print its entry URL")
     }
 
     func port(_ name: String) -> Int { urls[name] ?? 0 }

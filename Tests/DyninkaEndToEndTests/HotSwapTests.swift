@@ -1,4 +1,6 @@
 import DyninkaDeploy
+import DyninkaSystem
+import DyninkaTestbed
 import Foundation
 import Synchronization
 import Testing
@@ -65,6 +67,7 @@ final class LoadLoop: @unchecked Sendable {
     }
 }
 
+/// A test helper that could not do its part (a connection, a line it waited for).
 struct PartialRequestError: Error, CustomStringConvertible { var description: String }
 
 /// `dyninka run --watch`: a saved edit swaps only the changed service, under load, losing

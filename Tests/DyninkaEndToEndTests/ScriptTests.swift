@@ -1,3 +1,5 @@
+import DyninkaSystem
+import DyninkaTestbed
 import Foundation
 import Testing
 

@@ -1,5 +1,7 @@
 import DyninkaCompiler
 import DyninkaDeploy
+import DyninkaSystem
+import DyninkaTestbed
 import Foundation
 import Testing
 

@@ -1,4 +1,6 @@
 import DyninkaDeploy
+import DyninkaSystem
+import DyninkaTestbed
 import Foundation
 import Synchronization
 import Testing

@@ -1,3 +1,4 @@
+import DyninkaSystem
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,6 @@
 import DyninkaCompiler
+import DyninkaSystem
+import DyninkaTestbed
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -708,7 +710,7 @@ package final class LocalRunner {
     }
 
     /// Where a client runs requests from: the bed's client node, or this machine.
-    var clientNamespace: String? { bed.map { _ in Testbed.namespace(of: TestbedSpec.clientNode) } }
+    package var clientNamespace: String? { bed.map { _ in Testbed.namespace(of: TestbedSpec.clientNode) } }
 
     /// The environment a local program needs to reach the sidecars (their URLs).
     package var sidecarEnvironment: [String: String] {

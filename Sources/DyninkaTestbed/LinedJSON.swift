@@ -1,5 +1,6 @@
 /// A JSON document whose every value knows the line it starts on, so that a configuration
 /// file's errors, syntactic or not, point at the line to fix.
+
 package struct LinedJSON: Sendable {
     /// The value itself.
     package indirect enum Value: Sendable {

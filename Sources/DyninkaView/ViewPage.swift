@@ -1,5 +1,6 @@
 /// The live view's page: no framework and nothing fetched from elsewhere. The graph is the SVG
 /// Graphviz drew on the server; the script only swaps it in and fills the tables, every second.
+
 enum ViewPage {
     static func html(app: String) -> String {
         let title = app.replacingOccurrences(of: "<", with: "&lt;")

@@ -1,3 +1,5 @@
+import DyninkaCompiler
+import DyninkaSystem
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -691,7 +693,7 @@ package enum Testbed {
     /// Runs a command (no shell) and returns its standard output; a failure names the command
     /// and shows its standard error.
     @discardableResult
-    static func run(_ arguments: [String], input: String? = nil) throws(TestbedFailure) -> String {
+    package static func run(_ arguments: [String], input: String? = nil) throws(TestbedFailure) -> String {
         let output: CommandOutput
         do { output = try Command.run("/usr/bin/env", arguments, input: input) } catch {
             switch error {

@@ -10,16 +10,16 @@ package struct CommandOutput: Sendable {
 /// The one way this module runs a tool (kubectl, ip, tc, iptables-restore, sysctl) to its end
 /// with what it printed: no shell, output into files rather than pipes, so that a long listing
 /// can never fill a pipe while the command waits to exit.
-enum Command {
+package enum Command {
     /// Why a command could not be run at all (its own failures are in its output's status).
-    enum Failure: Error {
+    package enum Failure: Error {
         /// The capture files could not be made.
         case setup(String)
         /// The executable could not be started.
         case launch(String)
     }
 
-    static func run(_ executable: String, _ arguments: [String], input: String? = nil) throws(Failure) -> CommandOutput {
+    package static func run(_ executable: String, _ arguments: [String], input: String? = nil) throws(Failure) -> CommandOutput {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -54,7 +54,7 @@ extension Command {
     /// posix_spawn: no shell, no `env`, no capture files; standard output is discarded and up to
     /// 4 KiB of standard error kept for the message. About a millisecond, where `run` takes tens:
     /// a service's move holds requests while these run.
-    static func quick(_ arguments: [String]) throws(Failure) -> CommandOutput {
+    package static func quick(_ arguments: [String]) throws(Failure) -> CommandOutput {
         var pipe: [Int32] = [0, 0]
         guard Glibc.pipe(&pipe) == 0 else { throw .setup("pipe: \(String(cString: strerror(errno)))") }
         var actions = posix_spawn_file_actions_t()

@@ -1,4 +1,5 @@
 import DyninkaCompiler
+import DyninkaSystem
 import Foundation
 
 /// When the adapt loop moves a service (`dyninka run --testbed FILE --adapt`).

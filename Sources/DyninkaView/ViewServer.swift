@@ -1,9 +1,31 @@
 import DyninkaCompiler
 import DyninkaHTTP
+import DyninkaSystem
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Where a run's hosts are, as the view scrapes them: it knows endpoints, never a runner.
+package struct ViewTargets: Sendable {
+    /// Each host: the service (or gateway, orchestrator), its address and port, its node on a bed.
+    package var hosts: [(name: String, host: String, port: Int, node: String?)]
+    /// The network namespace the hosts are reached from (a bed's client node), or none.
+    package var namespace: String?
+    /// How the page names the topology ("point to point on the test bed 'fog'").
+    package var topology: String
+
+    package init(hosts: [(name: String, host: String, port: Int, node: String?)], namespace: String?, topology: String) {
+        self.hosts = hosts
+        self.namespace = namespace
+        self.topology = topology
+    }
+}
+
+/// Why the view cannot serve.
+package struct ViewFailure: Error, CustomStringConvertible, Sendable {
+    package var description: String
+}
 
 /// The live view of a running app (`dyninka run`): a page on 127.0.0.1 that shows the dataflow
 /// as the file declares it, drawn by Graphviz, with each edge's live rate, latency and errors
@@ -59,7 +81,7 @@ package final class ViewServer: @unchecked Sendable {
         guard bound == 0, listen(fd, 64) == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
-            throw RunFailure(description: "the live view cannot listen on 127.0.0.1:\(port) (\(reason)); pick another --view-port, or --no-view")
+            throw ViewFailure(description: "the live view cannot listen on 127.0.0.1:\(port) (\(reason)); pick another --view-port, or --no-view")
         }
         _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
         listener = fd
@@ -72,14 +94,11 @@ package final class ViewServer: @unchecked Sendable {
     /// The page's address.
     package var url: String { "http://127.0.0.1:\(port)/" }
 
-    /// Starts serving and scraping `runner`'s hosts every second (call `update(runner:)` after a
+    /// Starts serving and scraping the hosts of `targets` every second (call `update(_:)` after a
     /// swap or a move: the view keeps its own copy of where the hosts are).
-    package func start(runner: LocalRunner) {
-        update(runner: runner)
-        lock.withLock {
-            topology = runner.topology == .gateway ? "gateway" : "point to point"
-            if let bed = runner.bed { topology += " on the test bed '\(bed.name)'" }
-        }
+    package func start(_ targets: ViewTargets) {
+        update(targets)
+        lock.withLock { topology = targets.topology }
         Thread { [self] in acceptLoop() }.start()
         Thread { [self] in
             while !lock.withLock({ stopped }) {
@@ -89,10 +108,10 @@ package final class ViewServer: @unchecked Sendable {
         }.start()
     }
 
-    /// Takes the hosts' places from `runner` again.
-    package func update(runner: LocalRunner) {
-        let hosts = runner.hosts
-        let namespace = runner.clientNamespace
+    /// Takes the hosts' places again.
+    package func update(_ targets: ViewTargets) {
+        let hosts = targets.hosts
+        let namespace = targets.namespace
         lock.withLock {
             self.hosts = hosts
             self.namespace = namespace
