@@ -103,7 +103,7 @@ let package = Package(
             .product(name: "SwiftSyntax", package: "swift-syntax"), .product(name: "SwiftParser", package: "swift-syntax"),
         ],
                     exclude: ["Golden"], swiftSettings: strict),
-        .testTarget(name: "DyninkaDeployTests", dependencies: ["DyninkaDeploy", "DyninkaView", "DyninkaRunner", "DyninkaCompiler"],
+        .testTarget(name: "DyninkaDeployTests", dependencies: ["DyninkaDeploy", "DyninkaView", "DyninkaRunner", "DyninkaSystem", "DyninkaCompiler"],
                     exclude: ["Golden"], swiftSettings: strict),
         // Runs the real `dyninka` CLI on the examples: builds, local runs, distributed runs.
         .testTarget(name: "DyninkaEndToEndTests", dependencies: ["DyninkaDeploy", "DyninkaTestbed", "DyninkaSystem", "DyninkaCompiler"],

@@ -1,4 +1,5 @@
 import DyninkaCompiler
+import DyninkaSystem
 @testable import DyninkaRunner
 @testable import DyninkaView
 import Foundation
@@ -131,15 +132,15 @@ import Testing
         """
 
     @Test func onlySynRecvEntriesOfTheAddressAndPortCount() {
-        #expect(LocalRunner.procAddress("10.77.1.12", port: 8080) == "0C014D0A:1F90")
-        #expect(LocalRunner.procAddress("127.0.0.1", port: 80) == "0100007F:0050")
+        #expect(ProcNet.procAddress("10.77.1.12", port: 8080) == "0C014D0A:1F90")
+        #expect(ProcNet.procAddress("127.0.0.1", port: 80) == "0100007F:0050")
         let bytes = Array(table.utf8)
         // Two SYN_RECV to 10.77.1.12:8080; not the listener (0A), a TIME_WAIT (06), another
         // address, the address as the remote end, or another port.
-        #expect(LocalRunner.handshakes(in: bytes, address: "10.77.1.12", port: 8080) == 2)
-        #expect(LocalRunner.handshakes(in: bytes, address: "10.77.2.10", port: 8080) == 1)
-        #expect(LocalRunner.handshakes(in: bytes, address: "10.77.1.12", port: 8081) == 1)
-        #expect(LocalRunner.handshakes(in: bytes, address: "10.77.1.13", port: 8080) == 0)
-        #expect(LocalRunner.handshakes(in: Array(table.utf8.prefix(200)), address: "10.77.1.12", port: 8080) == 0)
+        #expect(ProcNet.handshakes(in: bytes, address: "10.77.1.12", port: 8080) == 2)
+        #expect(ProcNet.handshakes(in: bytes, address: "10.77.2.10", port: 8080) == 1)
+        #expect(ProcNet.handshakes(in: bytes, address: "10.77.1.12", port: 8081) == 1)
+        #expect(ProcNet.handshakes(in: bytes, address: "10.77.1.13", port: 8080) == 0)
+        #expect(ProcNet.handshakes(in: Array(table.utf8.prefix(200)), address: "10.77.1.12", port: 8080) == 0)
     }
 }
