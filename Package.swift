@@ -80,7 +80,7 @@ let package = Package(
         // The fog test bed: network namespaces, emulated links, addresses that move.
         .target(name: "DyninkaTestbed", dependencies: ["DyninkaSystem", "DyninkaCompiler"], swiftSettings: strict),
         // Running an app on this machine or the bed: launch plans, supervision, hand-overs.
-        .target(name: "DyninkaRunner", dependencies: ["DyninkaTestbed", "DyninkaSystem", "DyninkaCompiler"], swiftSettings: strict),
+        .target(name: "DyninkaRunner", dependencies: ["DyninkaTestbed", "DyninkaSystem", "DyninkaCompiler", "DyninkaRoute"], swiftSettings: strict),
         // The live view and the adapt loop's decisions: it takes host endpoints, never a runner.
         .target(name: "DyninkaView", dependencies: ["DyninkaSystem", "DyninkaCompiler", "DyninkaHTTP"], swiftSettings: strict),
         // Clusters: Kubernetes and Marathon from the same IR.

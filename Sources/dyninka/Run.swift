@@ -333,23 +333,14 @@ struct Watcher {
             return
         }
         let built = Date()
-        let before = Dictionary(running.services.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        let names = Set(build.ir.services.map(\.name))
-        let added = names.subtracting(before.keys).sorted()
-        let removed = Set(before.keys).subtracting(names).sorted()
+        let plan = SwapPlan(from: running, to: build.ir)
+        let (added, removed) = (plan.added, plan.removed)
         if (!added.isEmpty || !removed.isEmpty) && runner.bed != nil {
             note("services were added or removed (\((added + removed).joined(separator: ", "))): on a test bed, restart `dyninka run` to run them; nothing was swapped")
             return
         }
-        let staying = build.ir.services.filter { before[$0.name] != nil }
-        // A service whose route or arguments now call an added service needs the new table (its
-        // running host would refuse a route naming a service it does not know): it is swapped.
-        let callsAdded = Set(staying.filter { service in added.contains { Self.calls(service, $0) } }.map(\.name))
-        let changed = staying.filter { before[$0.name]?.codeHash != $0.codeHash || callsAdded.contains($0.name) }
-        let rerouted = staying.filter {
-            !callsAdded.contains($0.name) && before[$0.name]?.codeHash == $0.codeHash
-                && (before[$0.name]?.defaultRoute != $0.defaultRoute || before[$0.name]?.parameters != $0.parameters)
-        }
+        let changed = plan.changed.compactMap { build.ir.service($0) }
+        let rerouted = plan.rerouted.compactMap { build.ir.service($0) }
         if changed.isEmpty && rerouted.isEmpty && added.isEmpty && removed.isEmpty {
             note("no service's code changed (built in \(Int(built.timeIntervalSince(saved) * 1000)) ms); nothing to swap")
             running = build.ir
@@ -383,8 +374,7 @@ struct Watcher {
                 let report = try runner.swap(service.name, library: build.library)
                 // What the new host says it restored, not what the hashes predict.
                 let state = report.state.description
-                let reason = callsAdded.contains(service.name) && before[service.name]?.codeHash == service.codeHash
-                    ? " (its route calls the added \(added.filter { Self.calls(service, $0) }.joined(separator: ", ")))" : ""
+                let reason = plan.callingAdded[service.name].map { " (its route calls the added \($0.joined(separator: ", ")))" } ?? ""
                 let line = String(format: "swapped %@%@ in %.0f ms from save (check and build %.0f ms, new host listening %.0f ms, hand-over %.0f ms); %@",
                                   service.name, reason, Date().timeIntervalSince(saved) * 1000, built.timeIntervalSince(saved) * 1000,
                                   report.startMs, report.handoverMs, state)
@@ -411,20 +401,6 @@ struct Watcher {
         note(line)
         view?.event(line)
         view?.update(runner.viewTargets)
-    }
-
-    /// Whether `service`'s default route or arguments call the service `name`.
-    static func calls(_ service: ServiceIR, _ name: String) -> Bool {
-        let texts = [service.defaultRoute] + service.parameters.compactMap(\.defaultArgument)
-        return texts.contains { text in
-            var search = text[...]
-            while let found = search.range(of: name + "(") {
-                let before = found.lowerBound == text.startIndex ? nil : text[text.index(before: found.lowerBound)]
-                if before.map({ !($0.isLetter || $0.isNumber || $0 == "_") }) ?? true { return true }
-                search = text[found.upperBound...]
-            }
-            return false
-        }
     }
 }
 

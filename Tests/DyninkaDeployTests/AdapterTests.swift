@@ -144,3 +144,39 @@ import Testing
         #expect(ProcNet.handshakes(in: Array(table.utf8.prefix(200)), address: "10.77.1.12", port: 8080) == 0)
     }
 }
+
+/// What `dyninka run --watch` does with a saved edit, decided from the two IRs.
+@Suite struct SwapPlanTests {
+    @Test func anEditOfOneFunctionSwapsOnlyIt() throws {
+        let before = try ir("SmartBuilding")
+        let after = try ir("SmartBuilding", edit: { $0.replacingOccurrences(of: "Temperature(value: value)", with: "Temperature(value: value + 0)") })
+        let plan = SwapPlan(from: before, to: after)
+        #expect(plan.changed == ["map"] && plan.added.isEmpty && plan.removed.isEmpty && plan.rerouted.isEmpty, "\(plan)")
+        #expect(SwapPlan(from: before, to: before).isEmpty)
+    }
+
+    @Test func aServiceAddedToTheChainSwapsEveryServiceWhoseRouteNamesIt() throws {
+        let before = try ir("SmartBuilding")
+        let after = try ir("SmartBuilding", edit: { source in
+            source.replacingOccurrences(of: "?.map().movingAvg()", with: "?.map().calibrate().movingAvg()")
+                .replacingOccurrences(of: "extension Temperature {", with: "extension Temperature {\n    @Service func calibrate() -> Temperature { Temperature(value: value - 0.5) }")
+        })
+        let plan = SwapPlan(from: before, to: after)
+        #expect(plan.added == ["calibrate"])
+        // get, filterTemperature and map have calibrate in their routes now; movingAvg does not.
+        #expect(Set(plan.changed) == ["get", "filterTemperature", "map"], "\(plan)")
+        #expect(plan.callingAdded["get"] == ["calibrate"] && plan.callingAdded["movingAvg"] == nil)
+    }
+
+    @Test func callsAreReadWithTheRouteParserNotByTextSearch() throws {
+        // assess(weather: weather(), threshold: 26.0): its parameters are weather and threshold.
+        var service = try #require(try ir("BuildingAlerts").service("assess"))
+        try #require(service.parameters.count == 2)
+        service.defaultRoute = "alert()"
+        service.parameters[0].defaultArgument = #""map() is not a call here""#
+        service.parameters[1].defaultArgument = "26.0"
+        #expect(SwapPlan.called(by: service) == ["alert"])
+        service.parameters[0].defaultArgument = "weather().calibrate()"
+        #expect(SwapPlan.called(by: service) == ["alert", "weather", "calibrate"])
+    }
+}
