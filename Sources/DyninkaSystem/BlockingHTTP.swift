@@ -23,22 +23,8 @@ package enum BlockingHTTP {
     package static func request(host: String = "127.0.0.1", port: Int, method: String = "GET", path: String = "/",
                                headers: [(String, String)] = [], body: String = "", timeout: Double = 10,
                                namespace: String? = nil) throws(Failure) -> HTTPReply {
-        let fd: Int32
-        do { fd = try NetworkNamespace.socket(in: namespace, type: Int32(SOCK_STREAM.rawValue)) } catch {
-            throw Failure(description: error.description)
-        }
+        let fd = try connect(host: host, port: port, timeout: timeout, namespace: namespace)
         defer { close(fd) }
-        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr(host)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw Failure(description: "cannot connect to \(host):\(port) (\(String(cString: strerror(errno))))") }
         let hasBody = method != "GET" || !body.isEmpty
         let head = HTTPWriter.requestHead(method: method, target: path, host: "\(host):\(port)",
                                           fields: headers + (hasBody ? [("Content-Type", "application/json")] : []),
@@ -60,6 +46,31 @@ package enum BlockingHTTP {
         }
         guard let reply = parse(data) else { throw Failure(description: "\(host):\(port) closed without a valid response") }
         return reply
+    }
+
+    /// A connected TCP socket to `host`:`port` (an IPv4 address) from `namespace`, with send and
+    /// receive timeouts of `timeout` seconds; the caller closes it.
+    package static func connect(host: String = "127.0.0.1", port: Int, timeout: Double = 10, namespace: String? = nil) throws(Failure) -> Int32 {
+        let fd: Int32
+        do { fd = try NetworkNamespace.socket(in: namespace, type: Int32(SOCK_STREAM.rawValue)) } catch {
+            throw Failure(description: error.description)
+        }
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr(host)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw Failure(description: "cannot connect to \(host):\(port) (\(reason))")
+        }
+        return fd
     }
 
     static func parse(_ data: [UInt8]) -> HTTPReply? {

@@ -45,15 +45,7 @@ final class LoadLoop: @unchecked Sendable {
     /// and then nothing: slow or hostile clients. Close them when done.
     static func partialRequests(_ count: Int, host: String = "127.0.0.1", port: Int, namespace: String? = nil) throws -> [Int32] {
         try (0..<count).map { _ in
-            let fd = try NetworkNamespace.socket(in: namespace, type: Int32(SOCK_STREAM.rawValue))
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = UInt16(port).bigEndian
-            address.sin_addr.s_addr = inet_addr(host)
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard connected == 0 else { close(fd); throw PartialRequestError(description: "cannot connect to \(host):\(port): \(String(cString: strerror(errno)))") }
+            let fd = try BlockingHTTP.connect(host: host, port: port, namespace: namespace)
             _ = "POST / HTTP/1.1\r\n".withCString { send(fd, $0, 17, Int32(MSG_NOSIGNAL)) }
             return fd
         }

@@ -147,18 +147,8 @@ func headless(_ url: String, _ arguments: [String]) throws -> String {
 
 /// Sends `request` as it is to 127.0.0.1:`port` and returns the status line's code (0: none).
 func rawStatus(port: Int, _ request: String) throws -> Int {
-    let fd = try NetworkNamespace.socket(in: nil, type: Int32(SOCK_STREAM.rawValue))
+    guard let fd = try? BlockingHTTP.connect(port: port, timeout: 5) else { return 0 }
     defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = UInt16(port).bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var timeout = timeval(tv_sec: 5, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { return 0 }
     _ = request.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
     var buffer = [UInt8](repeating: 0, count: 4096)
     let n = recv(fd, &buffer, buffer.count, 0)
