@@ -166,76 +166,29 @@ extension DyninkaCommand {
         /// generated objects differ from the live ones (by spec hash) are checked by a server-side
         /// dry run, applied, and waited for; a summary lists every Deployment of the app.
         private func applyToKubernetes(_ result: DeploymentResult, ir: AppIR, deployer: Deployer) throws {
-            let app = ObjectNames.dns(ir.name)
             do {
                 let cluster = try KubernetesCluster.connect(try Kubectl(context: context), namespace: namespace)
                 note("cluster: \(cluster.place), Kubernetes \(cluster.version)")
-                if try cluster.ensureNamespace(app: app) { note("created namespace '\(cluster.namespace)'") }
-                let live = try cluster.deployments(app: app)
-                let selected = ir.services.map(\.name).filter { only == nil || $0 == only }
-                let changed = selected.filter { live[$0]?.specHash != result.specHashes[$0] }
-                let unchanged = selected.filter { !changed.contains($0) }
-                note("changed on the cluster: \(changed.isEmpty ? "none" : changed.joined(separator: ", "))")
-                if !unchanged.isEmpty { note("unchanged (not applied, not rolled): \(unchanged.joined(separator: ", "))") }
-                if !changed.isEmpty {
-                    // The placement the file asks for, against the nodes there are (the same rules
-                    // as on a test bed): a pod no node fits stays Pending.
-                    if let nodes = cluster.nodes() {
-                        do {
-                            try Placement.check(ir.services.filter { changed.contains($0.name) }.map { ($0.name, $0.placement) }, nodes: nodes)
-                        } catch {
-                            note("warning: \(error); its pod will stay Pending until such a node joins")
-                        }
-                    }
-                    let files = changed.compactMap { result.manifests[$0] }
-                    note("checking \(files.count) manifest\(files.count == 1 ? "" : "s") with the server (dry run, strict field validation)")
-                    _ = try cluster.apply(files: files, dryRun: true)
-                    // The key before the pods that read it (and only once the server took the objects).
-                    let secret = KubernetesManifests.keySecretName(try ObjectNames(ir))
-                    if try cluster.ensureSecret(secret, file: deployer.output + "/" + Deployer.keySecretFile) {
-                        note("created the app key's Secret '\(secret)' (hops between the services are signed with it)")
-                    }
-                    for line in try cluster.apply(files: files, dryRun: false) { note("  \(line)") }
-                    note("waiting for \(changed.count) deployment\(changed.count == 1 ? "" : "s") to roll out (up to \(timeout) s)")
-                    do {
-                        _ = try cluster.waitForRollout(app: app, services: changed, timeout: timeout) { note("  \($0)") }
-                    } catch let failure as KubernetesCluster.RolloutFailure {
-                        note("error: \(failure)")
-                        note("the applied objects stay; fix the cause and deploy again, or remove the app with --delete")
-                        throw ExitCode(1)
-                    }
+                let apply = KubernetesApply(cluster: cluster, ir: ir, written: result, output: deployer.output, only: only, timeout: timeout)
+                let rolled: [String]
+                do { rolled = try apply.run { note($0) } } catch let failure as KubernetesCluster.RolloutFailure {
+                    note("error: \(failure)")
+                    note("the applied objects stay; fix the cause and deploy again, or remove the app with --delete")
+                    throw ExitCode(1)
                 }
-                try summarize(cluster, app: app, ir: ir, changed: changed)
+                say("\(apply.app) in \(cluster.place):")
+                let rows = try apply.summary(rolled: rolled)
+                let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
+                for row in rows {
+                    say(("  " + zip(row, widths).map { $0.0.padding(toLength: $0.1, withPad: " ", startingAt: 0) }.joined(separator: "  "))
+                        .replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression))
+                }
             } catch let failure as KubectlFailure {
                 note("error: \(explain(failure))")
                 if failure.kind == .unreachable || failure.kind == .notInstalled {
                     note("the files are written; apply them later with:\n  kubectl apply --server-side -f \(deployer.output)/kubernetes")
                 }
                 throw ExitCode(1)
-            }
-        }
-
-        /// The table of every Deployment of the app after a deploy: revision, readiness, nodes.
-        private func summarize(_ cluster: KubernetesCluster, app: String, ir: AppIR, changed: [String]) throws(KubectlFailure) {
-            let deployments = try cluster.deployments(app: app)
-            let pods = try cluster.pods(app: app)
-            var rows = [["SERVICE", "DEPLOYMENT", "REVISION", "READY", "NODES", ""]]
-            for service in ir.services {
-                guard let deployment = deployments[service.name] else {
-                    rows.append([service.name, "-", "-", "-", "-", "not deployed"])
-                    continue
-                }
-                let instance = deployment.metadata.labels?["app.kubernetes.io/instance"]
-                let nodes = Set(pods.filter { $0.ready && $0.metadata.labels?["app.kubernetes.io/instance"] == instance }.compactMap { $0.spec?.nodeName })
-                rows.append([service.name, deployment.metadata.name, String(deployment.revision),
-                             "\(deployment.status?.availableReplicas ?? 0)/\(deployment.desired)",
-                             nodes.isEmpty ? "-" : nodes.sorted().joined(separator: ","), changed.contains(service.name) ? "rolled now" : ""])
-            }
-            say("\(app) in \(cluster.place):")
-            let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
-            for row in rows {
-                say(("  " + zip(row, widths).map { $0.0.padding(toLength: $0.1, withPad: " ", startingAt: 0) }.joined(separator: "  "))
-                    .replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression))
             }
         }
 
