@@ -215,9 +215,12 @@ package enum TraceTree {
 
     /// Time on the network between `parent` and the next hop it called (`child`): from the call
     /// to the child's start, plus from the child's answer to the parent's (nil when unknown).
+    /// It is computed from two durations, each read on one host's clock (the caller's wait from
+    /// the call to its answer, the callee's own time), so clocks of two hosts that differ a
+    /// little cannot hide it.
     package static func network(from parent: TraceSpan, to child: TraceSpan) -> UInt64? {
-        guard parent.next == child.name, let forward = parent.forwardStart, child.start >= forward, parent.end >= child.end else { return nil }
-        return (child.start - forward) + (parent.end - child.end)
+        guard parent.next == child.name, let forward = parent.forwardStart, parent.end >= forward else { return nil }
+        return (parent.end - forward).subtractingSaturated(child.duration)
     }
 
     static func ms(_ nanoseconds: UInt64) -> String { String(format: "%.3f ms", Double(nanoseconds) / 1e6) }

@@ -163,3 +163,16 @@ import Testing
         #expect(Date().timeIntervalSince(started) < 10, "rendering hostile traces took \(Date().timeIntervalSince(started)) s")
     }
 }
+
+extension HostileSpanTests {
+    @Test func networkTimeNeedsNoCommonClock() {
+        // The callee's clock runs 1 ms behind the caller's: its span seems to start before the call.
+        let caller = TraceSpan(traceID: "t", spanID: "a", parentID: nil, name: "validate", start: 10_000_000, end: 10_800_000, function: 0,
+                               status: 200, next: "assess", forwardStart: 10_100_000, failedService: nil, message: nil)
+        let callee = TraceSpan(traceID: "t", spanID: "b", parentID: "a", name: "assess", start: 9_200_000, end: 9_700_000, function: 0,
+                               status: 200, next: nil, forwardStart: nil, failedService: nil, message: nil)
+        // The caller waited 0.7 ms, the callee took 0.5 ms: 0.2 ms on the network, whatever the clocks say.
+        #expect(TraceTree.network(from: caller, to: callee) == 200_000)
+        #expect(TraceTree.render([caller, callee]).contains { $0.contains("[network 0.200 ms] assess") })
+    }
+}
