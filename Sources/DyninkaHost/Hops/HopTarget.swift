@@ -35,12 +35,11 @@ final class HopTarget {
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
         var digitCount = 0
         if let deadline = hop.deadline {
-            buffer.append("Dyninka-Deadline: ")
-            let start = buffer.count
-            buffer.append(decimal: max(deadline, 0))
-            digitCount = min(buffer.count - start, 24)
+            // The line as every hop writes it; its digits are what the signature covers.
+            let start = buffer.count + "Dyninka-Deadline: ".utf8.count
+            appendDeadline(deadline, to: buffer)
+            digitCount = min(buffer.count - 2 - start, 24)
             withUnsafeMutableBytes(of: &digits) { $0.baseAddress!.copyMemory(from: buffer.base! + start, byteCount: digitCount) }
-            buffer.append("\r\n")
         }
         guard let key = hop.key else { return }
         withUnsafeBytes(of: &digits) { raw in

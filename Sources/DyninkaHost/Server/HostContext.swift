@@ -156,23 +156,9 @@ final class HostContext {
     /// Sends `body` to the target's service; names resolve only through the peers. With
     /// `relayTo`, the response streams to that connection (`HopOutcome.relaying`).
     /// With `trace`, the request carries `traceparent` naming that context's span as the parent.
-    /// A hop of the app (from an invocation): the client's deadline, when there is one, goes on
-    /// as `Dyninka-Deadline` (`deadline` ms left), and the hop is signed with the app key.
-    func sendAppHop(_ target: HopTarget, body: OwnedBytes, relayTo connection: InboundConnection? = nil, trace: TraceContext?,
-                    deadline: Int?, completion: @escaping (HopOutcome) -> Void) {
-        guard let address = target.address else { return sendHop(target, body: body, trace: trace, completion: completion) }
-        // The deadline and the signature are written into the head as it is sent (no
-        // allocation per hop; see HopTarget.writeHead).
-        let client = HopClient(context: self, target: target, address: address, extraHead: nil, trace: trace,
-                               body: body, relayTo: connection, completion: completion)
-        client.appHop = AppHop(deadline: deadline, key: appKey)
-        if let deadline { client.responseTimeout = max(1, min(deadline, configuration.responseTimeout)) }
-        if !batchesHops { return client.start() }
-        queuedHops.append(client)
-    }
-
     func sendHop(_ target: HopTarget, body: OwnedBytes, relayTo connection: InboundConnection? = nil, trace: TraceContext?,
-                 extra: ((ByteStore) -> Void)? = nil, responseTimeout: Int? = nil, completion: @escaping (HopOutcome) -> Void) {
+                 extra: ((ByteStore) -> Void)? = nil, appHop: AppHop? = nil, responseTimeout: Int? = nil,
+                 completion: @escaping (HopOutcome) -> Void) {
         guard let address = target.address else {
             metrics.hopFailures += 1
             return completion(.failed(ServiceFailure(
@@ -186,9 +172,19 @@ final class HostContext {
         }
         let client = HopClient(context: self, target: target, address: address, extraHead: extraHead, trace: trace,
                                body: body, relayTo: connection, completion: completion)
+        client.appHop = appHop
         if let responseTimeout { client.responseTimeout = max(1, min(responseTimeout, configuration.responseTimeout)) }
         if !batchesHops { return client.start() }
         queuedHops.append(client)
+    }
+
+    /// A hop of the app (from an invocation): the client's deadline, when there is one, goes on
+    /// as `Dyninka-Deadline` (`deadline` ms left), and the hop is signed with the app key; both
+    /// are written into the head as it is sent (no allocation per hop; HopTarget.writeHead).
+    func sendAppHop(_ target: HopTarget, body: OwnedBytes, relayTo connection: InboundConnection? = nil, trace: TraceContext?,
+                    deadline: Int?, completion: @escaping (HopOutcome) -> Void) {
+        let appHop = deadline == nil && appKey == nil ? nil : AppHop(deadline: deadline, key: appKey)
+        sendHop(target, body: body, relayTo: connection, trace: trace, appHop: appHop, responseTimeout: deadline, completion: completion)
     }
 
     /// Runs at the end of each loop iteration: starts the hops and the library's jobs queued while
