@@ -46,10 +46,14 @@ let package = Package(
         .target(name: "DyninkaHTTP", dependencies: ["CLLHTTP"], swiftSettings: hostSettings),
         // Route syntax (Swift call chains): parsed and printed the same way by host and compiler.
         .target(name: "DyninkaRoute", swiftSettings: hostSettings),
-        .target(name: "DyninkaHost", dependencies: ["DyninkaLoop", "DyninkaHTTP", "DyninkaRoute", "CDyninkaABI", "CDyninkaCrypto"],
+        // The host's settings, described once: the table, the typed values, the options of
+        // `dyninka-host`, the argv and env every launcher and manifest renders.
+        .target(name: "DyninkaSettings", dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+                swiftSettings: strict),
+        .target(name: "DyninkaHost", dependencies: ["DyninkaLoop", "DyninkaHTTP", "DyninkaRoute", "DyninkaSettings", "CDyninkaABI", "CDyninkaCrypto"],
                 swiftSettings: hostSettings),
         .executableTarget(name: "dyninka-host", dependencies: [
-            "DyninkaHost", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "DyninkaHost", "DyninkaSettings", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
 
         // What a compiled app library links: ABI glue and JSON coding, nothing else.
@@ -74,19 +78,20 @@ let package = Package(
         //   dyninka (CLI) -> DyninkaRunner -> DyninkaTestbed -> DyninkaSystem
         //                 -> DyninkaView -> DyninkaSystem
         //                 -> DyninkaDeploy -> DyninkaSystem
+        //   DyninkaRunner, DyninkaDeploy and the host -> DyninkaSettings (a leaf: the host's settings)
         //   and every one of them -> DyninkaCompiler (the IR, the dataflow graph, placement, object names).
         // The system underneath: processes, network namespaces, blocking HTTP for control traffic.
         .target(name: "DyninkaSystem", dependencies: ["DyninkaHTTP"], swiftSettings: strict),
         // The fog test bed: network namespaces, emulated links, addresses that move.
         .target(name: "DyninkaTestbed", dependencies: ["DyninkaSystem", "DyninkaCompiler"], swiftSettings: strict),
         // Running an app on this machine or the bed: launch plans, supervision, hand-overs.
-        .target(name: "DyninkaRunner", dependencies: ["DyninkaTestbed", "DyninkaSystem", "DyninkaCompiler", "DyninkaRoute"], swiftSettings: strict),
+        .target(name: "DyninkaRunner", dependencies: ["DyninkaSettings", "DyninkaTestbed", "DyninkaSystem", "DyninkaCompiler", "DyninkaRoute"], swiftSettings: strict),
         // The live view and the adapt loop's decisions: it takes host endpoints, never a runner.
         .target(name: "DyninkaView", dependencies: ["DyninkaSystem", "DyninkaCompiler", "DyninkaHTTP"], swiftSettings: strict),
         // Clusters: Kubernetes and Marathon from the same IR.
-        .target(name: "DyninkaDeploy", dependencies: ["DyninkaSystem", "DyninkaCompiler", "DyninkaRoute"], swiftSettings: strict),
+        .target(name: "DyninkaDeploy", dependencies: ["DyninkaSettings", "DyninkaSystem", "DyninkaCompiler", "DyninkaRoute"], swiftSettings: strict),
         .executableTarget(name: "dyninka", dependencies: [
-            "DyninkaCompiler", "DyninkaDeploy", "DyninkaRunner", "DyninkaView", "DyninkaTestbed", "DyninkaSystem", "CDyninkaCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "DyninkaCompiler", "DyninkaDeploy", "DyninkaRunner", "DyninkaView", "DyninkaTestbed", "DyninkaSystem", "DyninkaSettings", "CDyninkaCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
 
         .target(name: "DyninkaFixture", dependencies: ["DyninkaRuntime"],
@@ -96,14 +101,14 @@ let package = Package(
         .testTarget(name: "DyninkaRouteTests", dependencies: ["DyninkaRoute"], swiftSettings: strict),
         .target(name: "DyninkaTestSupport", path: "Tests/Support/DyninkaTestSupport", swiftSettings: strict),
         .testTarget(name: "DyninkaRuntimeTests", dependencies: ["DyninkaRuntime", "DyninkaTestSupport"], swiftSettings: strict),
-        .testTarget(name: "DyninkaHostTests", dependencies: ["DyninkaHost", "DyninkaHTTP", "DyninkaRoute", "DyninkaTestSupport", "CDyninkaCrypto"],
+        .testTarget(name: "DyninkaHostTests", dependencies: ["DyninkaHost", "DyninkaSettings", "DyninkaHTTP", "DyninkaRoute", "DyninkaTestSupport", "CDyninkaCrypto"],
                     swiftSettings: strict),
         .testTarget(name: "DyninkaCompilerTests", dependencies: [
             "DyninkaCompiler", "DyninkaRoute",
             .product(name: "SwiftSyntax", package: "swift-syntax"), .product(name: "SwiftParser", package: "swift-syntax"),
         ],
                     exclude: ["Golden"], swiftSettings: strict),
-        .testTarget(name: "DyninkaDeployTests", dependencies: ["DyninkaDeploy", "DyninkaView", "DyninkaRunner", "DyninkaSystem", "DyninkaCompiler"],
+        .testTarget(name: "DyninkaDeployTests", dependencies: ["DyninkaDeploy", "DyninkaSettings", "DyninkaView", "DyninkaRunner", "DyninkaSystem", "DyninkaCompiler"],
                     exclude: ["Golden"], swiftSettings: strict),
         // Runs the real `dyninka` CLI on the examples: builds, local runs, distributed runs.
         .testTarget(name: "DyninkaEndToEndTests", dependencies: ["DyninkaDeploy", "DyninkaTestbed", "DyninkaSystem", "DyninkaCompiler"],

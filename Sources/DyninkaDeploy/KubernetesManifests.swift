@@ -1,4 +1,5 @@
 import DyninkaCompiler
+import DyninkaSettings
 
 /// Settings of a deployment beyond one machine.
 package struct DeploySettings: Sendable {
@@ -114,25 +115,30 @@ package enum KubernetesManifests {
         let autoscaled = settings.autoscale != nil && scalable(service)
         let name = names[service.name]
         let selector: Doc = .map([("app.kubernetes.io/instance", .string(name))])
+        var host = HostSettings()
+        host.app = settings.libraryPath
+        host.service = service.name
+        host.host = "0.0.0.0"
+        host.port = settings.port
         // Peers by DNS: each service's Service is named APP-SERVICE, in the same namespace.
-        var env: [Doc] = [
-            .map([("name", .string("DYNINKA_PEER_TEMPLATE")), ("value", .string("\(names.app)-{name}:\(settings.port)"))]),
-            // Keep accepting while the endpoint is removed, then finish in-flight requests.
-            .map([("name", .string("DYNINKA_DRAIN_DELAY_MS")), ("value", .string("5000"))]),
-            .map([("name", .string("DYNINKA_DRAIN_TIMEOUT_MS")), ("value", .string("30000"))]),
-            // The bound on held bytes acts before the pod's memory limit does.
-            .map([("name", .string("DYNINKA_MAX_BUFFERED_BYTES")), ("value", .string(String(maxBufferedBytes(limitMiB: settings.memoryLimitMiB))))]),
-            // Hops of the app sign their routes with the app key; clients run main's chain only.
-            .map([("name", .string("DYNINKA_APP_KEY")), ("valueFrom", .map([("secretKeyRef", .map([
-                ("name", .string(keySecretName(names))), ("key", .string("key")),
-            ]))]))]),
-        ]
+        host.peerTemplate = "\(names.app)-{name}:\(settings.port)"
+        // Keep accepting while the endpoint is removed, then finish in-flight requests.
+        host.drainDelay = 5_000
+        host.drainTimeout = 30_000
+        // The bound on held bytes acts before the pod's memory limit does.
+        host.maxBufferedBytes = maxBufferedBytes(limitMiB: settings.memoryLimitMiB)
+        var env: [Doc] = host.environment([.peerTemplate, .drainDelay, .drainTimeout, .maxBufferedBytes]).map {
+            .map([("name", .string($0.name)), ("value", .string($0.value))])
+        }
+        // Hops of the app sign their routes with the app key; clients run main's chain only.
+        env.append(.map([("name", .string(HostSetting.appKey.variable!)), ("valueFrom", .map([("secretKeyRef", .map([
+            ("name", .string(keySecretName(names))), ("key", .string("key")),
+        ]))]))]))
         for (key, value) in settings.environment { env.append(.map([("name", .string(key)), ("value", .string(value))])) }
         let container: Doc = .map([
             ("name", .string("dyninka-host")),
             ("image", .string(settings.image)),
-            ("args", .list(["serve", "--app", settings.libraryPath, "--service", service.name, "--host", "0.0.0.0",
-                            "--port", String(settings.port)].map(Doc.string))),
+            ("args", .list((["serve"] + host.arguments(only: [.app, .service, .host, .port])).map(Doc.string))),
             ("env", .list(env)),
             ("ports", .list([.map([("name", .string("http")), ("containerPort", .int(settings.port)), ("protocol", .string("TCP"))])])),
             ("readinessProbe", .map([("httpGet", .map([("path", .string("/readyz")), ("port", .string("http"))])),

@@ -1,4 +1,5 @@
 import DyninkaCompiler
+import DyninkaSettings
 
 /// A Marathon group of app definitions (one app per service), from the IR.
 package enum MarathonGroup {
@@ -31,12 +32,19 @@ package enum MarathonGroup {
                     }
                 }
             }
-            var env: [(String, Doc)] = [("DYNINKA_PEERS", .string(peers)), ("DYNINKA_DRAIN_DELAY_MS", .string("5000")),
-                                        ("DYNINKA_DRAIN_TIMEOUT_MS", .string("30000"))]
+            var host = HostSettings()
+            host.app = settings.libraryPath
+            host.service = service.name
+            host.host = "0.0.0.0"
+            host.port = port
+            host.peers = [peers]
+            host.drainDelay = 5_000
+            host.drainTimeout = 30_000
+            var env: [(String, Doc)] = host.environment([.peers, .drainDelay, .drainTimeout]).map { ($0.name, .string($0.value)) }
             for (key, value) in settings.environment { env.append((key, .string(value))) }
             var app: [(String, Doc)] = [
                 ("id", .string("\(group)/\(ObjectNames.dns(service.name))")),
-                ("cmd", .string("dyninka-host serve --app \(settings.libraryPath) --service \(service.name) --host 0.0.0.0 --port \(port)")),
+                ("cmd", .string((["dyninka-host", "serve"] + host.arguments(only: [.app, .service, .host, .port])).joined(separator: " "))),
                 ("cpus", .double(0.25)),
                 ("mem", .int(256)),
                 ("instances", .int(1)),

@@ -1,4 +1,5 @@
 import DyninkaCompiler
+import DyninkaSettings
 import DyninkaSystem
 import DyninkaTestbed
 import Foundation
@@ -7,10 +8,23 @@ import Synchronization
 import Glibc
 #endif
 
+/// How a `dyninka-host` child is started: the subcommand (`serve`, `gateway-mode ROLE`), its
+/// settings, and the role's own flags (the gateway's `--functions`).
+struct HostLaunch {
+    var binary: String
+    var subcommand: [String]
+    var settings: HostSettings
+    var roleArguments: [String] = []
+
+    var arguments: [String] { [binary] + subcommand + settings.arguments() + roleArguments }
+}
+
 /// One supervised child process.
 final class Child {
     let name: String
     let arguments: [String]
+    /// For a host: how it was launched, so that a replacement can be launched like it.
+    let launch: HostLaunch?
     let environment: [String: String]
     let port: Int
     let workingDirectory: String?
@@ -27,11 +41,25 @@ final class Child {
          host: String = "127.0.0.1", node: String? = nil) {
         self.name = name
         self.arguments = arguments
+        self.launch = nil
         self.environment = environment
         self.port = port
         self.workingDirectory = workingDirectory
         self.isService = isService
         self.host = host
+        self.node = node
+    }
+
+    /// A `dyninka-host` child: it listens where its settings say.
+    init(name: String, launch: HostLaunch, environment: [String: String], node: String? = nil) {
+        self.name = name
+        self.arguments = launch.arguments
+        self.launch = launch
+        self.environment = environment
+        self.port = launch.settings.port
+        self.workingDirectory = nil
+        self.isService = true
+        self.host = launch.settings.host
         self.node = node
     }
 

@@ -1,4 +1,5 @@
 import DyninkaCompiler
+import DyninkaSettings
 import DyninkaSystem
 import DyninkaTestbed
 import Foundation
@@ -81,20 +82,20 @@ extension LocalRunner {
     /// runs, within its announced bound, relays what it has in flight and exits). Returns the
     /// milliseconds until the new host listened and until it reported on the state, and its report.
     /// `beforeHandOver` runs once the new host listens, before the old one is told to hand over.
-    func replace(at index: Int, library: String?, node: String?, listeningOn place: String, extraArguments: [String] = [],
+    func replace(at index: Int, library: String?, node: String?, listeningOn place: String, freeBind: Bool = false,
                          beforeHandOver: (() throws -> Void)? = nil) throws -> (Double, Double, StateOutcome) {
         let old = services[index]
         let name = old.name
-        var arguments = old.arguments
-        for argument in extraArguments where !arguments.contains(argument) { arguments.append(argument) }
-        if let library, let app = arguments.firstIndex(of: "--app") { arguments[app + 1] = library }
-        if let at = arguments.firstIndex(of: "--state-in") { arguments.removeSubrange(at...(at + 1)) }
+        guard var launch = old.launch, launch.subcommand == ["serve"] else {
+            throw RunFailure(description: "'\(name)' is not a service host of a point-to-point run: it cannot be handed over")
+        }
+        if let library { launch.settings.app = library }
+        if freeBind { launch.settings.freeBind = true }
         // A service added since the host started is among its peers now (local runs list them all).
-        if bed == nil, let at = arguments.firstIndex(of: "--peers") { arguments[at + 1] = peerList() }
-        arguments += ["--state-in", statePath(name)]
+        if bed == nil { launch.settings.peers = peerList() }
+        launch.settings.stateIn = statePath(name)
         for suffix in ["", ".handover", ".result"] { try? FileManager.default.removeItem(atPath: statePath(name) + suffix) }
-        let replacement = Child(name: name, arguments: arguments, environment: old.environment, port: old.port, workingDirectory: old.workingDirectory,
-                                isService: true, host: old.host, node: node)
+        let replacement = Child(name: name, launch: launch, environment: old.environment, node: node)
         let started = Date()
         try replacement.start()
         // Listening: its own socket on the port, seen through its network namespace.
@@ -136,8 +137,8 @@ extension LocalRunner {
     package func adopt(_ ir: AppIR) { self.ir = ir }
 
     /// Every service's address, as `--peers` gives them on a local run.
-    func peerList() -> String {
-        services.filter(\.isService).map { "\($0.name)=\($0.host):\($0.port)" }.joined(separator: ",")
+    func peerList() -> [String] {
+        services.filter(\.isService).map { "\($0.name)=\($0.host):\($0.port)" }
     }
 
     /// Starts a host for a service the file gained while running (a local, point-to-point run),
@@ -151,12 +152,9 @@ extension LocalRunner {
         let started = Date()
         let port = BlockingHTTP.freePort()
         let environment = services.first(where: \.isService)?.environment ?? [:]
-        let child = Child(name: name, arguments: [hostBinary, "serve", "--app", library, "--service", name, "--port", String(port),
-                                                 "--peers", peerList() + ",\(name)=127.0.0.1:\(port)", "--log-level", "warning",
-                                                 "--exit-with-parent", "--state-out", statePath(name), "--route-file", routePath(name),
-                                                 "--app-key-file", appKeyPath]
-                              + extraHostArguments,
-                          environment: environment, port: port, workingDirectory: nil, isService: true)
+        var launch = serveLaunch(library: library, service: name, port: port)
+        launch.settings.peers = peerList() + ["\(name)=127.0.0.1:\(port)"]
+        let child = Child(name: name, launch: launch, environment: environment)
         services.append(child)
         do {
             try child.start()
@@ -241,7 +239,7 @@ extension LocalRunner {
             if !switched { journal.rollBack(state: bed, log: log) }
             journal.remove()
         }
-        let (startMs, handoverMs, state) = try replace(at: index, library: nil, node: node, listeningOn: node, extraArguments: ["--free-bind"]) {
+        let (startMs, handoverMs, state) = try replace(at: index, library: nil, node: node, listeningOn: node, freeBind: true) {
             let settling = Date()
             try Testbed.refuseConnections(to: old.host, port: old.port, on: from, state: bed, on: true)
             refusing = true

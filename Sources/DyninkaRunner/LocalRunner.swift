@@ -1,4 +1,5 @@
 import DyninkaCompiler
+import DyninkaSettings
 import DyninkaSystem
 import DyninkaTestbed
 import Foundation
@@ -21,8 +22,8 @@ package final class LocalRunner {
     let log: (String) -> Void
     var services: [Child] = []
     private var sidecars: [Child] = []
-    /// What every host of this run is started with besides its own flags (tracing).
-    var extraHostArguments: [String] = []
+    /// What every host of this run is started with besides its own settings (tracing).
+    var baseSettings = HostSettings()
 
     /// The topology: point to point (the default), or gateway mode for comparison.
     package enum Topology: Sendable { case pointToPoint, gateway }
@@ -32,9 +33,9 @@ package final class LocalRunner {
 
     /// `basePort` 0 picks free ports; otherwise services take basePort, basePort+1, ...
     package init(ir: AppIR, library: String, hostBinary: String, basePort: Int, appDirectory: String, settings: AppSettings,
-                topology: Topology = .pointToPoint, extraHostArguments: [String] = [], log: @escaping (String) -> Void) {
+                topology: Topology = .pointToPoint, hostSettings: HostSettings = HostSettings(), log: @escaping (String) -> Void) {
         self.topology = topology
-        self.extraHostArguments = extraHostArguments
+        self.baseSettings = hostSettings
         self.ir = ir
         self.hostBinary = hostBinary
         self.settings = settings
@@ -50,34 +51,58 @@ package final class LocalRunner {
                                   environment: [:], port: port, workingDirectory: appDirectory, isService: false))
         }
         let ports = ir.services.enumerated().map { basePort == 0 ? BlockingHTTP.freePort() : basePort + $0.offset }
-        let peers = zip(ir.services, ports).map { "\($0.name)=127.0.0.1:\($1)" }.joined(separator: ",")
+        let peers = zip(ir.services, ports).map { "\($0.name)=127.0.0.1:\($1)" }
         if topology == .gateway {
             // Function instances, an orchestrator and the gateway in front of all of them.
             let count = ir.services.count
             let orchestratorPort = basePort == 0 ? BlockingHTTP.freePort() : basePort + count
             gatewayPort = basePort == 0 ? BlockingHTTP.freePort() : basePort + count + 1
-            let common = ["--log-level", "warning", "--exit-with-parent"] + extraHostArguments
             for (service, port) in zip(ir.services, ports) {
-                services.append(Child(name: service.name, arguments: [hostBinary, "gateway-mode", "function", "--app", library,
-                                                                       "--service", service.name, "--port", String(port)] + common,
-                                      environment: sidecarEnvironment, port: port, workingDirectory: nil, isService: true))
+                services.append(Child(name: service.name, launch: gatewayLaunch("function", library: library, service: service.name, port: port),
+                                      environment: sidecarEnvironment))
             }
-            services.append(Child(name: "orchestrator", arguments: [hostBinary, "gateway-mode", "orchestrator", "--app", library,
-                                                                     "--port", String(orchestratorPort), "--gateway", "127.0.0.1:\(gatewayPort)"] + common,
-                                  environment: sidecarEnvironment, port: orchestratorPort, workingDirectory: nil, isService: true))
-            services.append(Child(name: "gateway", arguments: [hostBinary, "gateway-mode", "gateway", "--port", String(gatewayPort),
-                                                                "--functions", peers + ",orchestrator=127.0.0.1:\(orchestratorPort)"] + common,
-                                  environment: [:], port: gatewayPort, workingDirectory: nil, isService: true))
+            services.append(Child(name: "orchestrator", launch: gatewayLaunch("orchestrator", library: library, port: orchestratorPort,
+                                                                               role: ["--gateway", "127.0.0.1:\(gatewayPort)"]),
+                                  environment: sidecarEnvironment))
+            services.append(Child(name: "gateway", launch: gatewayLaunch("gateway", port: gatewayPort,
+                                                                          role: ["--functions", (peers + ["orchestrator=127.0.0.1:\(orchestratorPort)"]).joined(separator: ",")]),
+                                  environment: [:]))
             return
         }
         for (service, port) in zip(ir.services, ports) {
-            services.append(Child(name: service.name, arguments: [hostBinary, "serve", "--app", library, "--service", service.name,
-                                                                   "--port", String(port), "--peers", peers, "--log-level", "warning",
-                                                                   "--exit-with-parent", "--state-out", statePath(service.name),
-                                                                   "--route-file", routePath(service.name), "--app-key-file", appKeyPath]
-                                                                  + extraHostArguments,
-                                  environment: sidecarEnvironment, port: port, workingDirectory: nil, isService: true))
+            var launch = serveLaunch(library: library, service: service.name, port: port)
+            launch.settings.peers = peers
+            services.append(Child(name: service.name, launch: launch, environment: sidecarEnvironment))
         }
+    }
+
+    /// How a service's host is started on this run: point to point, with its hand-over files,
+    /// route file and the run's key.
+    func serveLaunch(library: String, service: String, host: String = "127.0.0.1", port: Int) -> HostLaunch {
+        var settings = baseSettings
+        settings.app = library
+        settings.service = service
+        settings.host = host
+        settings.port = port
+        settings.logLevel = "warning"
+        settings.exitWithParent = true
+        settings.stateOut = statePath(service)
+        settings.routeFile = routePath(service)
+        settings.appKeyFile = appKeyPath
+        return HostLaunch(binary: hostBinary, subcommand: ["serve"], settings: settings)
+    }
+
+    /// How a process of gateway mode is started (`role` holds its own flags).
+    func gatewayLaunch(_ mode: String, library: String? = nil, service: String? = nil, host: String = "127.0.0.1", port: Int,
+                       role: [String] = []) -> HostLaunch {
+        var settings = baseSettings
+        settings.app = library
+        settings.service = service
+        settings.host = host
+        settings.port = port
+        settings.logLevel = "warning"
+        settings.exitWithParent = true
+        return HostLaunch(binary: hostBinary, subcommand: ["gateway-mode", mode], settings: settings, roleArguments: role)
     }
 
     /// Where services and sidecars listen on a test bed: every one has its own address on its
@@ -90,9 +115,10 @@ package final class LocalRunner {
     /// Peers are found by name (`APP-SERVICE`, through the node's hosts file), as on Kubernetes.
     /// `spread`: the nodes for services that ask for no placement (default: every node).
     package init(ir: AppIR, library: String, hostBinary: String, appDirectory: String, settings: AppSettings, bed: Testbed.State,
-                spread: [String]? = nil, topology: Topology = .pointToPoint, extraHostArguments: [String] = [],
+                spread: [String]? = nil, topology: Topology = .pointToPoint, hostSettings: HostSettings = HostSettings(),
                 log: @escaping (String) -> Void) throws {
         self.topology = topology
+        self.baseSettings = hostSettings
         self.ir = ir
         self.hostBinary = hostBinary
         self.settings = settings
@@ -147,35 +173,27 @@ package final class LocalRunner {
                 $0.replacingOccurrences(of: "{port}", with: String(port)).replacingOccurrences(of: "{host}", with: address)
             }, environment: [:], port: port, workingDirectory: appDirectory, isService: false, host: address, node: assignment[spec.name]))
         }
-        let common = ["--log-level", "warning", "--exit-with-parent"] + extraHostArguments
-        func child(_ name: String, _ arguments: [String], environment: [String: String]) -> Child {
-            Child(name: name, arguments: arguments, environment: environment, port: port, workingDirectory: nil, isService: true,
-                  host: addresses[name]!, node: assignment[name])
-        }
         if topology == .gateway {
             let functions = ir.services.map { "\($0.name)=\(app)-\(ObjectNames.dns($0.name)):\(port)" } + ["orchestrator=\(app)-orchestrator:\(port)"]
             for service in ir.services {
-                services.append(child(service.name, [hostBinary, "gateway-mode", "function", "--app", library, "--service", service.name,
-                                                     "--host", addresses[service.name]!, "--port", String(port)] + common,
-                                      environment: sidecarEnvironment))
+                services.append(Child(name: service.name, launch: gatewayLaunch("function", library: library, service: service.name,
+                                                                                  host: addresses[service.name]!, port: port),
+                                      environment: sidecarEnvironment, node: assignment[service.name]))
             }
-            services.append(child("orchestrator", [hostBinary, "gateway-mode", "orchestrator", "--app", library, "--host", addresses["orchestrator"]!,
-                                                   "--port", String(port), "--gateway", "\(app)-gateway:\(port)"] + common,
-                                  environment: sidecarEnvironment))
-            services.append(child("gateway", [hostBinary, "gateway-mode", "gateway", "--host", addresses["gateway"]!, "--port", String(port),
-                                              "--functions", functions.joined(separator: ",")] + common, environment: [:]))
+            services.append(Child(name: "orchestrator", launch: gatewayLaunch("orchestrator", library: library, host: addresses["orchestrator"]!, port: port,
+                                                                               role: ["--gateway", "\(app)-gateway:\(port)"]),
+                                  environment: sidecarEnvironment, node: assignment["orchestrator"]))
+            services.append(Child(name: "gateway", launch: gatewayLaunch("gateway", host: addresses["gateway"]!, port: port,
+                                                                          role: ["--functions", functions.joined(separator: ",")]),
+                                  environment: [:], node: assignment["gateway"]))
             gatewayPort = port
             return
         }
-        var environment = sidecarEnvironment
-        // The same peer template as the Kubernetes manifests: every peer by its name.
-        environment["DYNINKA_PEER_TEMPLATE"] = "\(app)-{name}:\(port)"
         for service in ir.services {
-            services.append(child(service.name, [hostBinary, "serve", "--app", library, "--service", service.name,
-                                                 "--host", addresses[service.name]!, "--port", String(port),
-                                                 "--state-out", statePath(service.name), "--route-file", routePath(service.name),
-                                                 "--app-key-file", appKeyPath] + common,
-                                  environment: environment))
+            var launch = serveLaunch(library: library, service: service.name, host: addresses[service.name]!, port: port)
+            // The same peer template as the Kubernetes manifests: every peer by its name.
+            launch.settings.peerTemplate = "\(app)-{name}:\(port)"
+            services.append(Child(name: service.name, launch: launch, environment: sidecarEnvironment, node: assignment[service.name]))
         }
     }
 

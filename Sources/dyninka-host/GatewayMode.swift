@@ -1,5 +1,6 @@
 import ArgumentParser
 import DyninkaHost
+import DyninkaSettings
 import Foundation
 
 extension DyninkaHostCommand {
@@ -31,55 +32,31 @@ extension DyninkaHostCommand {
 
         @Argument(help: "gateway, function or orchestrator.")
         var role: Role
-        @Option(help: "App library (function, orchestrator).")
-        var app: String?
-        @Option(help: "Service to run (function).")
-        var service: String?
-        @Option(help: "Numeric IP address to listen on (default 127.0.0.1).")
-        var host: String?
-        @Option(help: "Port; 0 picks a free one (default 8080).")
-        var port: Int?
         @Option(help: "Where each function instance listens: NAME=HOST:PORT,... (gateway).")
         var functions: [String] = []
         @Option(help: "Where the gateway listens, HOST:PORT (orchestrator).")
         var gateway: String?
-        @Option(help: "Milliseconds to wait for a connection before 504 (default 2000).")
-        var connectTimeout: Int?
-        @Option(help: "Milliseconds to wait for a response before 504 (default 30000).")
-        var responseTimeout: Int?
-        @Option(help: "Most requests processed at once; beyond it 503 overloaded (default 512).")
-        var maxInFlight: Int?
-        @Option(help: "debug, info, warning or error (default info).")
-        var logLevel: String?
-        @Flag(help: "Exit when the parent process exits; `dyninka run` sets it.")
-        var exitWithParent = false
-        @OptionGroup(title: "Tracing (W3C traceparent is always continued; spans are recorded only with an exporter)")
-        var tracing: TraceOptions
+        @OptionGroup(title: "Settings (as for serve; --app for function and orchestrator, --service for function)")
+        var options: HostOptions
 
         func validate() throws {
             switch role {
             case .gateway where functions.isEmpty:
                 throw ValidationError("the gateway needs --functions NAME=HOST:PORT,...")
-            case .function where app == nil || service == nil:
+            case .function where options.app == nil || options.service == nil:
                 throw ValidationError("a function instance needs --app and --service")
-            case .orchestrator where app == nil || gateway == nil:
+            case .orchestrator where options.app == nil || gateway == nil:
                 throw ValidationError("the orchestrator needs --app and --gateway HOST:PORT")
             default: break
             }
         }
 
         func run() throws {
-            var flags: [String: String] = ["app": app ?? "-", "service": service ?? role.rawValue]
-            flags["host"] = host
-            flags["port"] = port.map(String.init)
-            flags["connect-timeout"] = connectTimeout.map(String.init)
-            flags["response-timeout"] = responseTimeout.map(String.init)
-            flags["log-level"] = logLevel
-            flags["max-in-flight"] = maxInFlight.map(String.init)
-            if exitWithParent { flags["exit-with-parent"] = "true" }
-            tracing.add(to: &flags)
             runHost(label: role.rawValue) {
-                let configuration = try HostConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
+                var settings = try options.settings(environment: ProcessInfo.processInfo.environment)
+                settings.app = settings.app ?? "-"
+                settings.service = settings.service ?? role.rawValue
+                let configuration = try HostConfiguration(settings: settings)
                 switch role {
                 case .gateway:
                     var peers = PeerMap()

@@ -1,4 +1,5 @@
 import DyninkaHost
+import DyninkaSettings
 import Foundation
 
 /// Builds a host, binds it, announces its address on stdout (one line, for whoever started us:
@@ -11,6 +12,8 @@ func runHost(label: String, _ make: () throws -> ServiceHost) -> Never {
         try host.run()
         exit(0)
     } catch let error as HostStartupError {
+        failStartup(error.description)
+    } catch let error as SettingError {
         failStartup(error.description)
     } catch let error as TableLoadError {
         failStartup(error.description)

@@ -2,6 +2,7 @@ import ArgumentParser
 import DyninkaCompiler
 import DyninkaDeploy
 import DyninkaRunner
+import DyninkaSettings
 import DyninkaSystem
 import DyninkaTestbed
 import DyninkaView
@@ -103,12 +104,12 @@ extension DyninkaCommand {
             defer { view?.stop() }
             // Spans: to the view over OTLP/HTTP, or into its folder from test bed nodes (other
             // network namespaces, the same files); the view forwards a copy to the user's collector.
-            var tracing: [String] = []
+            var tracing = HostSettings()
             let collector = otlpEndpoint ?? ProcessInfo.processInfo.environment["DYNINKA_OTLP_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 }
             if let collector {
                 do {
                     let forwarder = try SpanForwarder(url: collector) { note("spans: \($0)") }
-                    if let view { view.forwarder = forwarder } else { tracing = ["--otlp-endpoint", collector] }
+                    if let view { view.forwarder = forwarder } else { tracing.otlpEndpoint = collector }
                     note(view == nil ? "the hosts export their spans to \(collector)" : "the view forwards every span to \(collector)")
                     if view == nil { forwarder.stop(flushing: 0) }
                 } catch {
@@ -117,7 +118,9 @@ extension DyninkaCommand {
                 }
             }
             defer { view?.forwarder?.stop() }
-            if let view { tracing = testbed == nil ? ["--otlp-endpoint", view.otlpEndpoint] : ["--otlp-file", view.spanDirectory + "/spans.jsonl"] }
+            if let view {
+                if testbed == nil { tracing.otlpEndpoint = view.otlpEndpoint } else { tracing.otlpFile = view.spanDirectory + "/spans.jsonl" }
+            }
             var broughtUp = false
             let runner: LocalRunner
             do {
@@ -126,10 +129,10 @@ extension DyninkaCommand {
                     broughtUp = bed.broughtUp
                     runner = try LocalRunner(ir: build.ir, library: build.library, hostBinary: host, appDirectory: appDirectory, settings: settings,
                                              bed: bed.state, spread: spread?.split(separator: ",").map(String.init),
-                                             topology: gateway ? .gateway : .pointToPoint, extraHostArguments: tracing) { note($0) }
+                                             topology: gateway ? .gateway : .pointToPoint, hostSettings: tracing) { note($0) }
                 } else {
                     runner = LocalRunner(ir: build.ir, library: build.library, hostBinary: host, basePort: basePort, appDirectory: appDirectory,
-                                         settings: settings, topology: gateway ? .gateway : .pointToPoint, extraHostArguments: tracing) { note($0) }
+                                         settings: settings, topology: gateway ? .gateway : .pointToPoint, hostSettings: tracing) { note($0) }
                 }
             } catch {
                 note("error: \(error)")

@@ -32,17 +32,17 @@ func metric(_ host: HostProcess, _ series: String) throws -> Double? {
 @Suite struct RequestLimitUnitTests {
     @Test func deadlinesAreDigitsOnceAndCutToADay() throws {
         let started: UInt64 = 5_000_000_000
-        #expect(try AppService.deadline(["250"], from: started).get() == started + 250_000_000)
-        #expect(try AppService.deadline(["  250\t"], from: started).get() == started + 250_000_000)
-        let day = UInt64(AppService.longestDeadline) * 1_000_000
+        #expect(try Deadline.parse(["250"], from: started).get().nanoseconds == started + 250_000_000)
+        #expect(try Deadline.parse(["  250\t"], from: started).get().nanoseconds == started + 250_000_000)
+        let day = UInt64(Deadline.longest) * 1_000_000
         // Values that overflowed UInt64 (and ones that went negative as Int64) are cut to a day.
         for huge in ["99999999999999", "9300000000000", "18000000000000", String(repeating: "9", count: 400)] {
-            #expect(try AppService.deadline([huge], from: started).get() == started + day, "\(huge)")
+            #expect(try Deadline.parse([huge], from: started).get().nanoseconds == started + day, "\(huge)")
         }
         for bad in ["-5", "soon", "", "  ", "1 2", "+3", "3.5", "１２", "0x10"] {
-            #expect(throws: RouteError.self, "\(bad)") { try AppService.deadline([bad], from: started).get() }
+            #expect(throws: RouteError.self, "\(bad)") { try Deadline.parse([bad], from: started).get() }
         }
-        #expect(throws: RouteError.self) { try AppService.deadline(["10", "20"], from: started).get() }
+        #expect(throws: RouteError.self) { try Deadline.parse(["10", "20"], from: started).get() }
     }
 
     @Test func partsAreCheckedBeforeTheyAreSummed() {

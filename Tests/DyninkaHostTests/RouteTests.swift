@@ -95,7 +95,7 @@ import Testing
 
 @Suite struct HostConfigurationTests {
     @Test func flagsWinOverEnvironmentOverDefaults() throws {
-        let c = try HostConfiguration.resolve(flags: ["app": "a.so", "service": "map", "port": "9000"],
+        let c = try HostConfiguration.parse(flags: ["app": "a.so", "service": "map", "port": "9000"],
                                               environment: ["DYNINKA_PORT": "1", "DYNINKA_CONNECT_TIMEOUT_MS": "50"])
         #expect(c.port == 9000)
         #expect(c.connectTimeout == 50)
@@ -105,9 +105,9 @@ import Testing
 
     @Test func badValuesNameTheFlag() {
         let error = #expect(throws: HostStartupError.self) {
-            try HostConfiguration.resolve(flags: ["app": "a", "service": "s", "max-hops": "0"], environment: [:])
+            try HostConfiguration.parse(flags: ["app": "a", "service": "s", "max-hops": "0"], environment: [:])
         }
         #expect(error?.description.contains("--max-hops") == true)
-        #expect(throws: HostStartupError.self) { try HostConfiguration.resolve(flags: ["service": "s"], environment: [:]) }
+        #expect(throws: HostStartupError.self) { try HostConfiguration.parse(flags: ["service": "s"], environment: [:]) }
     }
 }

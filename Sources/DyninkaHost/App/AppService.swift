@@ -113,29 +113,6 @@ final class AppService {
         return names
     }
 
-    /// The longest budget a Dyninka-Deadline may give (a day); longer ones are cut to it.
-    static let longestDeadline = 86_400_000
-
-    /// The deadline (monotonic nanoseconds) that Dyninka-Deadline values give for a request that
-    /// arrived at `started`: exactly one field of ASCII digits (milliseconds left), spaces around
-    /// it allowed; anything else is refused, budgets beyond a day are cut to a day.
-    static func deadline(_ values: [String], from started: UInt64) -> Result<UInt64, RouteError> {
-        guard values.count == 1 else {
-            return .failure(RouteError("Dyninka-Deadline must be given once, got \(values.count) values"))
-        }
-        let text = values[0].utf8.drop { $0 == 32 || $0 == 9 }.reversed().drop { $0 == 32 || $0 == 9 }.reversed()
-        guard !text.isEmpty, text.allSatisfy({ (48...57).contains($0) }) else {
-            let shown = values[0].count > 40 ? values[0].prefix(40) + "..." : Substring(values[0])
-            return .failure(RouteError("Dyninka-Deadline must be the milliseconds left as a whole number (for example 2000), got '\(shown)'"))
-        }
-        var milliseconds = 0
-        for digit in text {
-            milliseconds = milliseconds * 10 + Int(digit - 48)
-            if milliseconds >= longestDeadline { milliseconds = longestDeadline; break }
-        }
-        return .success(started + UInt64(milliseconds) * 1_000_000)
-    }
-
     /// The byte lengths of a Dyninka-Parts value: exactly `count` whole numbers, each within the
     /// body, adding up to `total`; nil otherwise. The count is checked before anything is summed,
     /// and the sum can never overflow.

@@ -29,16 +29,16 @@ final class Invocation: FunctionCaller {
     private var waiting = false
     private var running = false
     /// When the client's time budget (Dyninka-Deadline) runs out; nil without one.
-    var deadline: UInt64?
+    var deadline: Deadline?
 
     /// Milliseconds left before the deadline (nil without one); 0 or less means it passed.
-    private var remaining: Int? { deadline.map(millisecondsLeft(until:)) }
+    private var remaining: Int? { deadline?.millisecondsLeft }
 
     /// Answers 504 when the budget ran out before `what`; returns true when it did. `what` is
     /// only made when it did (every hop asks, and a String per ask showed in the profile).
     private func deadlinePassed(before what: @autoclosure () -> String) -> Bool {
         guard let remaining, remaining <= 0 else { return false }
-        finish(failure: deadlineSpent(service.name, before: what()), own: false)
+        finish(failure: Deadline.spent(service.name, before: what()), own: false)
         return true
     }
 

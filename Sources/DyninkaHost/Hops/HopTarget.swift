@@ -36,10 +36,9 @@ final class HopTarget {
         var digitCount = 0
         if let deadline = hop.deadline {
             // The line as every hop writes it; its digits are what the signature covers.
-            let start = buffer.count + "Dyninka-Deadline: ".utf8.count
-            appendDeadline(deadline, to: buffer)
-            digitCount = min(buffer.count - 2 - start, 24)
-            withUnsafeMutableBytes(of: &digits) { $0.baseAddress!.copyMemory(from: buffer.base! + start, byteCount: digitCount) }
+            let written = Deadline.append(milliseconds: deadline, to: buffer)
+            digitCount = min(written.count, 24)
+            withUnsafeMutableBytes(of: &digits) { $0.baseAddress!.copyMemory(from: buffer.base! + written.lowerBound, byteCount: digitCount) }
         }
         guard let key = hop.key else { return }
         withUnsafeBytes(of: &digits) { raw in

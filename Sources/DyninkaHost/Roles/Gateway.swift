@@ -40,15 +40,15 @@ final class GatewayResponder: Responder {
         let started = request.started
         let trace = request.trace
         // The client's budget bounds the wait for the function, which gets what is left of it.
-        let deadline: UInt64?
-        switch clientDeadline(head, started: started) {
+        let deadline: Deadline?
+        switch Deadline.of(head, started: started) {
         case .success(let given): deadline = given
         case .failure(let error):
             return refuse(ServiceFailure(service: own, kind: .badInput, message: error.message), request, on: connection)
         }
-        let remaining = deadline.map(millisecondsLeft(until:))
+        let remaining = deadline?.millisecondsLeft
         if let remaining, remaining <= 0 {
-            return refuse(deadlineSpent(own, before: "calling '\(name)'"), request, on: connection)
+            return refuse(Deadline.spent(own, before: "calling '\(name)'"), request, on: connection)
         }
         let parts = head.has("dyninka-parts") ? head : nil
         let extra: ((ByteStore) -> Void)? = parts == nil && remaining == nil ? nil : { line in
@@ -57,7 +57,7 @@ final class GatewayResponder: Responder {
                 parts.appendValue(of: "dyninka-parts", to: line)
                 line.append("\r\n")
             }
-            if let remaining { appendDeadline(remaining, to: line) }
+            if let remaining { Deadline.append(milliseconds: remaining, to: line) }
         }
         context.sendHop(target(name, address: address), body: request.body ?? .empty, relayTo: connection, trace: trace, extra: extra,
                         responseTimeout: remaining) { [context] outcome in

@@ -13,7 +13,7 @@ final class Orchestration {
     private let started: UInt64
     private let trace: TraceContext
     /// When the client's budget (Dyninka-Deadline) runs out; nil without one.
-    private let deadline: UInt64?
+    private let deadline: Deadline?
     /// Every response seen, for Server-Timing.
     private var responses: [HTTPHead] = []
 
@@ -26,7 +26,7 @@ final class Orchestration {
     }
 
     init(context: HostContext, responder: OrchestratorResponder, connection: InboundConnection, started: UInt64, trace: TraceContext,
-         deadline: UInt64?) {
+         deadline: Deadline?) {
         self.context = context
         self.deadline = deadline
         self.trace = trace
@@ -122,9 +122,9 @@ final class Orchestration {
     /// Dyninka-Parts, so the function instance slices them without parsing. With a client budget,
     /// the step waits no longer than what is left of it, and is not started once it is spent.
     private func call(_ function: String, input: OwnedBytes?, arguments: [OwnedBytes], completion: @escaping (HopOutcome) -> Void) {
-        let remaining = deadline.map(millisecondsLeft(until:))
+        let remaining = deadline?.millisecondsLeft
         if let remaining, remaining <= 0 {
-            return completion(.failed(deadlineSpent(context.configuration.service, before: "calling '\(function)'")))
+            return completion(.failed(Deadline.spent(context.configuration.service, before: "calling '\(function)'")))
         }
         let parts = [input?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)] + arguments.map(\.bytes)
         let body = ByteStore(capacity: max(parts.reduce(0) { $0 + $1.count }, 1))
@@ -134,7 +134,7 @@ final class Orchestration {
             head.append("Dyninka-Parts: ")
             head.append(string: lengths)
             head.append("\r\n")
-            if let remaining { appendDeadline(remaining, to: head) }
+            if let remaining { Deadline.append(milliseconds: remaining, to: head) }
         }, responseTimeout: remaining, completion: completion)
     }
 }

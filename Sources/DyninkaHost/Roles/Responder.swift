@@ -70,7 +70,7 @@ class ServiceResponder {
         /// Refused (and answered): another path, or a bad Dyninka-Deadline.
         case refused
         /// Admitted, with the client's deadline (nil: none).
-        case admitted(deadline: UInt64?)
+        case admitted(deadline: Deadline?)
     }
 
     /// Answers a request for a path this service does not serve, or with a bad deadline.
@@ -81,7 +81,7 @@ class ServiceResponder {
                               counted: name, request: request, context: context)
             return .refused
         }
-        switch clientDeadline(request.head, started: request.started) {
+        switch Deadline.of(request.head, started: request.started) {
         case .success(let deadline):
             return .admitted(deadline: deadline)
         case .failure(let failure):
@@ -203,30 +203,6 @@ final class FunctionInstanceResponder: ServiceResponder, Responder {
         invocation.deadline = deadline
         invocation.start()
     }
-}
-
-/// The client's budget (Dyninka-Deadline), checked first: it applies to every role.
-func clientDeadline(_ head: HTTPHead, started: UInt64) -> Result<UInt64?, RouteError> {
-    guard head.has("dyninka-deadline") else { return .success(nil) }
-    return AppService.deadline(head.values(of: "dyninka-deadline"), from: started).map { $0 }
-}
-
-/// Milliseconds left before `deadline` (loop clock); 0 once it passed.
-func millisecondsLeft(until deadline: UInt64) -> Int {
-    let now = EventLoop.nanoseconds()
-    return deadline > now ? Int((deadline - now) / 1_000_000) : 0
-}
-
-/// The 504 of service `service` when the client's budget ran out before `what` (nothing started).
-func deadlineSpent(_ service: String, before what: String) -> ServiceFailure {
-    ServiceFailure(service: service, kind: .timeout, message: "the request's deadline passed before \(what); not started")
-}
-
-/// Writes the budget left for the next hop: `Dyninka-Deadline: MS`.
-func appendDeadline(_ milliseconds: Int, to head: ByteStore) {
-    head.append("Dyninka-Deadline: ")
-    head.append(decimal: max(milliseconds, 0))
-    head.append("\r\n")
 }
 
 /// The message of a 404 for a POST to a path the service does not serve.
