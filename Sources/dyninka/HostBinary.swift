@@ -12,7 +12,7 @@ import Foundation
 /// It is rebuilt only when a source it is made of is newer than it.
 enum HostBinary {
     /// Folders whose sources make up dyninka-host.
-    static let sourceFolders = ["Sources/DyninkaLoop", "Sources/DyninkaHTTP", "Sources/DyninkaRoute", "Sources/DyninkaHost",
+    static let sourceFolders = ["Sources/DyninkaLoop", "Sources/DyninkaHTTP", "Sources/DyninkaRoute", "Sources/DyninkaHost", "Sources/DyninkaSettings",
                                 "Sources/dyninka-host", "CSupport", "Package.swift"]
 
     static func locate(explicit: String?) throws -> String {

@@ -193,61 +193,27 @@ extension DyninkaCommand {
                 if summary.failed > 0 { throw ExitCode(1) }
                 return
             }
-            var watcher = watch ? Watcher(file: file, out: out, running: build.ir, runner: runner, view: view) : nil
-            if watch { note("watching \(file): save it to swap the services whose code changed") }
-            let onBed = runner.bed != nil
-            if onBed { note("move a service with: dyninka move SERVICE --to NODE") }
-            var adapter: Adapter?
-            var lastLook = Date()
-            if adapt, let bed = runner.bed {
-                let policy = AdaptPolicy(thresholdMs: adaptThreshold, hold: adaptHold, coolDown: adaptCoolDown)
-                adapter = Adapter(policy: policy, placements: Dictionary(uniqueKeysWithValues: build.ir.services.map { ($0.name, $0.placement) }),
-                                  nodes: bed.placementNodes)
-                note(String(format: "adapting: a service moves next to its busiest caller when their hop spends more than %.1f ms on the network for %.0f s (cool-down %.0f s)",
-                            adaptThreshold, adaptHold, adaptCoolDown))
+            // The app keeps running with its activities until SIGINT or SIGTERM, which shuts
+            // them all down, then the services.
+            let observer = RunView(view: view)
+            var activities: [any RunActivity] = []
+            if watch {
+                activities.append(FileWatch(file: file, out: out, running: build.ir, observer: observer))
+                note("watching \(file): save it to swap the services whose code changed")
             }
-            runner.supervise {
-                watcher?.check()
-                if let adapter, let view, Date().timeIntervalSince(lastLook) >= 5 {
-                    lastLook = Date()
-                    // The last 5 s of spans (the view follows the hosts' span files every second).
-                    let since = UInt64((lastLook.timeIntervalSince1970 - 5) * 1e9)
-                    let nodes = runner.nodes
-                    let down = Set(nodes.values.filter(Testbed.isDown))
-                    let (decisions, notes) = adapter.evaluate(view.spans.all.filter { $0.end >= since }, at: nodes, down: down)
-                    for line in notes { note("adapt: \(line)") }
-                    for decision in decisions {
-                        note("adapt: \(decision)")
-                        do {
-                            let report = try runner.move(decision.service, to: decision.to)
-                            let line = "adapt \(report)"
-                            note(line)
-                            view.event(line + String(format: " (the hop from %@ spent %.1f ms on the network)", decision.caller, decision.medianMs))
-                            view.update(runner.viewTargets)
-                        } catch {
-                            note("error: adapt cannot move \(decision.service): \(error)")
-                        }
-                    }
+            if let bed = runner.bed {
+                note("move a service with: dyninka move SERVICE --to NODE")
+                if adapt, let view {
+                    let policy = AdaptPolicy(thresholdMs: adaptThreshold, hold: adaptHold, coolDown: adaptCoolDown)
+                    let adapter = Adapter(policy: policy, placements: Dictionary(uniqueKeysWithValues: build.ir.services.map { ($0.name, $0.placement) }),
+                                          nodes: bed.placementNodes)
+                    activities.append(AdaptActivity(adapter: adapter, view: view, observer: observer))
+                    note(String(format: "adapting: a service moves next to its busiest caller when their hop spends more than %.1f ms on the network for %.0f s (cool-down %.0f s)",
+                                adaptThreshold, adaptHold, adaptCoolDown))
                 }
-                if onBed {
-                    Testbed.serveMoveRequests { request in
-                        do {
-                            let report = try runner.move(request.service, to: request.node)
-                            let line = report.description
-                            note(line)
-                            view?.event(line)
-                            view?.update(runner.viewTargets)
-                            // The move happened; `dyninka move` still fails when the state did not go with it.
-                            return (report.state.carried, line)
-                        } catch {
-                            note("error: cannot move \(request.service): \(error)")
-                            return (false, "\(error)")
-                        }
-                    }
-                }
+                activities.append(MoveMailbox(observer: observer))
             }
-            note("stopping")
-            runner.stop()
+            RunGroup(runner: runner, activities: activities).run()
         }
 
         /// The bed of `file`: the one up if it came from that file, else brought up now.
@@ -293,117 +259,58 @@ func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
-/// `dyninka run --watch`: polls the file (10 times a second); a saved change is checked and
-/// rebuilt, and each service whose code hash changed is swapped (LocalRunner.swap).
-struct Watcher {
-    let file: String
-    let out: String?
-    var running: AppIR
-    let runner: LocalRunner
+/// The terminal and the live view, as a run's activities tell them what changed.
+final class RunView: RunObserver {
     let view: ViewServer?
-    var modified: Date?
 
-    init(file: String, out: String?, running: AppIR, runner: LocalRunner, view: ViewServer?) {
-        self.view = view
-        self.file = file
-        self.out = out
-        self.running = running
-        self.runner = runner
-        modified = Self.modified(file)
-    }
+    init(view: ViewServer?) { self.view = view }
 
-    static func modified(_ file: String) -> Date? {
-        (try? FileManager.default.attributesOfItem(atPath: file))?[.modificationDate] as? Date
-    }
-
-    mutating func check() {
-        guard let now = Self.modified(file), now != modified else { return }
-        modified = now
-        let saved = Date()
-        note("\(file) changed: checking and rebuilding")
-        let build: BuildResult
-        do {
-            let builder = AppBuilder(sourceRoot: try AppBuilder.locateSourceRoot())
-            build = try builder.build(file: file, output: out) { _ in }
-            for warning in build.warnings { note(warning.description) }
-        } catch let failure as CompileFailure {
-            note(failure.description)
-            note("the running services keep the previous code; fix the file and save again")
-            return
-        } catch {
-            note("error: \(error)")
-            note("the running services keep the previous code")
-            return
-        }
-        let built = Date()
-        let plan = SwapPlan(from: running, to: build.ir)
-        let (added, removed) = (plan.added, plan.removed)
-        if (!added.isEmpty || !removed.isEmpty) && runner.bed != nil {
-            note("services were added or removed (\((added + removed).joined(separator: ", "))): on a test bed, restart `dyninka run` to run them; nothing was swapped")
-            return
-        }
-        let changed = plan.changed.compactMap { build.ir.service($0) }
-        let rerouted = plan.rerouted.compactMap { build.ir.service($0) }
-        if changed.isEmpty && rerouted.isEmpty && added.isEmpty && removed.isEmpty {
-            note("no service's code changed (built in \(Int(built.timeIntervalSince(saved) * 1000)) ms); nothing to swap")
-            running = build.ir
-            return
-        }
-        for name in added {
-            do {
-                let ms = try runner.add(name, library: build.library)
-                let line = String(format: "added %@: its host answered %.0f ms after it started", name, ms)
-                announce(line)
-            } catch {
-                note("error: cannot start the added service \(name): \(error)")
-            }
-        }
-        for service in rerouted {
-            // main's chain changed what follows this service, not its code: the running host takes
-            // the new route (no restart, its state stays where it is).
-            let arguments = service.parameters.allSatisfy({ $0.defaultArgument != nil }) && !service.parameters.isEmpty
-                ? service.parameters.map { ($0.label == "_" ? "" : "\($0.label): ") + ($0.defaultArgument ?? "") }.joined(separator: ", ") : nil
-            do {
-                let ms = try runner.reroute(service.name, route: service.defaultRoute, arguments: arguments)
-                let line = String(format: "rerouted %@ in %.0f ms, without a restart: after it now %@", service.name, ms,
-                                  service.defaultRoute.isEmpty ? "nothing (it answers)" : service.defaultRoute)
-                announce(line)
-            } catch {
-                note("error: cannot reroute \(service.name): \(error)")
-            }
-        }
-        for service in changed {
-            do {
-                let report = try runner.swap(service.name, library: build.library)
-                // What the new host says it restored, not what the hashes predict.
-                let state = report.state.description
-                let reason = plan.callingAdded[service.name].map { " (its route calls the added \($0.joined(separator: ", ")))" } ?? ""
-                let line = String(format: "swapped %@%@ in %.0f ms from save (check and build %.0f ms, new host listening %.0f ms, hand-over %.0f ms); %@",
-                                  service.name, reason, Date().timeIntervalSince(saved) * 1000, built.timeIntervalSince(saved) * 1000,
-                                  report.startMs, report.handoverMs, state)
-                announce(line)
-            } catch {
-                note("error: cannot swap \(service.name): \(error)")
-            }
-        }
-        for name in removed {
-            runner.remove(name)
-            let line = "removed \(name): its host drained and stopped"
-            announce(line)
-        }
-        runner.adopt(build.ir)
-        view?.adopt(build.ir)
-        if build.ir.dataflow.entry != running.dataflow.entry {
-            note("main's chain now starts at \(build.ir.dataflow.entry): clients post to \(runner.entryURL) from now on")
-        }
-        running = build.ir
-    }
-
-    /// Says what changed on the terminal and on the view's timeline, whose hosts follow.
-    private func announce(_ line: String) {
+    func announce(_ line: String) {
         note(line)
         view?.event(line)
-        view?.update(runner.viewTargets)
+    }
+
+    func hostsChanged(_ runner: LocalRunner) { view?.update(runner.viewTargets) }
+
+    func appChanged(_ ir: AppIR) { view?.adopt(ir) }
+}
+
+/// `dyninka run --adapt`: every 5 s, the last 5 s of spans the view collected go to the
+/// `Adapter`, and the moves it decides are carried out (a service next to its busiest caller).
+final class AdaptActivity: RunActivity {
+    let name = "adapt"
+    private let adapter: Adapter
+    private let view: ViewServer
+    private unowned let observer: RunView
+    private var lastLook = Date()
+
+    init(adapter: Adapter, view: ViewServer, observer: RunView) {
+        self.adapter = adapter
+        self.view = view
+        self.observer = observer
+    }
+
+    func step(_ runner: LocalRunner) {
+        guard Date().timeIntervalSince(lastLook) >= 5 else { return }
+        lastLook = Date()
+        // The last 5 s of spans (the view follows the hosts' span files every second).
+        let since = UInt64((lastLook.timeIntervalSince1970 - 5) * 1e9)
+        let nodes = runner.nodes
+        let down = Set(nodes.values.filter(Testbed.isDown))
+        let (decisions, notes) = adapter.evaluate(view.spans.all.filter { $0.end >= since }, at: nodes, down: down)
+        for line in notes { note("adapt: \(line)") }
+        for decision in decisions {
+            note("adapt: \(decision)")
+            do {
+                let report = try runner.move(decision.service, to: decision.to)
+                let line = "adapt \(report)"
+                note(line)
+                view.event(line + String(format: " (the hop from %@ spent %.1f ms on the network)", decision.caller, decision.medianMs))
+                observer.hostsChanged(runner)
+            } catch {
+                note("error: adapt cannot move \(decision.service): \(error)")
+            }
+        }
     }
 }
 

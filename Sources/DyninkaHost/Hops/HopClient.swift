@@ -38,8 +38,8 @@ final class HopClient: ClientConnectionUser {
     private var completion: ((HopOutcome) -> Void)?
     /// Where the response streams when it is relayed cut-through; nil: collect it.
     private let relayTo: InboundConnection?
-    /// The connection the body streams to, once its head is answered.
-    private var sink: InboundConnection?
+    /// The relay the body streams through, once its head is answered.
+    private var relay: Relay?
     private var connection: ClientConnection?
     private var responseHead: HTTPHead?
     private var responseBody: ByteStore?
@@ -55,9 +55,6 @@ final class HopClient: ClientConnectionUser {
     private var charged = 0
     /// The response does not fit in --max-buffered-bytes now.
     private var refused = false
-    /// Body bytes relayed so far, and how many the head declared (for a failure's message).
-    private var relayedBytes = 0
-    private var relayLength = 0
 
     init(context: HostContext, target: HopTarget, address: PeerAddress, extraHead: ByteStore?, trace: TraceContext?, body: OwnedBytes,
          relayTo: InboundConnection?, completion: @escaping (HopOutcome) -> Void) {
@@ -110,9 +107,8 @@ final class HopClient: ClientConnectionUser {
         if relayTo != nil, let completion, head.contentLength != nil {
             // The completion answers with `connection.relay(_:from:)`, which attaches the sink.
             self.completion = nil
-            relayLength = head.contentLength ?? 0
             completion(.relaying(head, self))
-            if sink == nil { connection?.abort() }
+            if relay == nil { connection?.abort() }
             return
         }
         responseHead = head
@@ -124,13 +120,11 @@ final class HopClient: ClientConnectionUser {
     }
 
     func responseBody(_ bytes: UnsafeRawBufferPointer) {
-        if let sink {
-            relayedBytes += bytes.count
+        if let relay {
             connection?.madeProgress()
             // Cut-through: the piece stays in the read block it arrived in until the client's
             // socket has taken it; meanwhile the loop reads into another block.
-            let last = relayedBytes >= relayLength
-            if !sink.relayPiece(context.loop.readBlock.own(bytes), last: last) { connection?.pause() }
+            if !relay.piece(context.loop.readBlock.own(bytes)) { connection?.pause() }
             return
         }
         guard !refused, let body = responseBody else { return }
@@ -144,14 +138,14 @@ final class HopClient: ClientConnectionUser {
 
     func readConsumed() {
         // A read ended before the body: a relayed head still waiting goes out now.
-        if let sink, !sink.flushRelay() { connection?.pause() }
+        if let relay, !relay.flush() { connection?.pause() }
     }
 
     func responseComplete(kept: Bool) {
         connection = nil
-        if let sink {
-            self.sink = nil
-            return sink.relayEnded()
+        if let relay {
+            self.relay = nil
+            return relay.ended()
         }
         finish(.response(responseHead!, responseBody.map { OwnedBytes($0.bytes, owner: $0) } ?? .empty))
     }
@@ -168,22 +162,24 @@ final class HopClient: ClientConnectionUser {
 
     // MARK: Relaying
 
-    /// The connection this hop was sent for takes the body from now on.
-    func attach(_ connection: InboundConnection) {
-        guard connection === relayTo, self.connection != nil else { return }
-        sink = connection
+    /// The body goes through `relay` from now on, to the connection this hop was sent for;
+    /// false when it cannot (another connection, or the response is gone already).
+    func attach(_ relay: Relay) -> Bool {
+        guard relay.sink === relayTo, connection != nil else { return false }
+        self.relay = relay
+        return true
     }
 
     /// The client's socket took everything relayed so far: read on.
     func resumeRelay() {
-        guard sink != nil else { return }
+        guard relay != nil else { return }
         connection?.resume()
     }
 
     /// The client connection is gone: stop relaying and drop the peer's connection.
     func abortRelay() {
-        guard sink != nil else { return }
-        sink = nil
+        guard relay != nil else { return }
+        relay = nil
         connection?.abort()
         connection = nil
     }
@@ -215,11 +211,11 @@ final class HopClient: ClientConnectionUser {
 
     private func fail(_ kind: FailureKind, _ message: String) {
         context.metrics.hopFailures += 1
-        if let sink {
+        if let relay {
             // The head is answered already: the client's connection can only be cut short.
-            self.sink = nil
-            context.log.warning("\(message); the response relayed to the client is cut short after \(relayedBytes) of \(relayLength) body bytes")
-            return sink.relayBroken()
+            self.relay = nil
+            context.log.warning("\(message); the response relayed to the client is cut short after \(relay.relayed) of \(relay.declared) body bytes")
+            return relay.broken()
         }
         context.log.warning(message)
         finish(.failed(ServiceFailure(service: service, kind: kind, message: message)))

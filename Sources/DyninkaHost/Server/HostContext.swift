@@ -84,6 +84,20 @@ final class HostContext {
         }
     }
 
+    // MARK: Relays
+
+    /// Idle relays (each with its own head buffer), reused by relayed answers.
+    private var idleRelays: [Relay] = []
+
+    /// A relay for a next hop's answer, fresh or reused.
+    func takeRelay() -> Relay { idleRelays.popLast() ?? Relay() }
+
+    /// Gives a relay back once neither its hop nor its client connection holds it.
+    func returnRelay(_ relay: Relay) {
+        relay.reset()
+        if idleRelays.count < 256 { idleRelays.append(relay) }
+    }
+
     // MARK: Deadlines
 
     /// Everything with a deadline: open client connections and hops in progress. Each member
