@@ -58,13 +58,13 @@ package final class LocalRunner {
             let orchestratorPort = basePort == 0 ? BlockingHTTP.freePort() : basePort + count
             gatewayPort = basePort == 0 ? BlockingHTTP.freePort() : basePort + count + 1
             for (service, port) in zip(ir.services, ports) {
-                services.append(Child(name: service.name, launch: gatewayLaunch("function", library: library, service: service.name, port: port),
+                services.append(Child(name: service.name, launch: hostLaunch("function", library: library, service: service.name, port: port),
                                       environment: sidecarEnvironment))
             }
-            services.append(Child(name: "orchestrator", launch: gatewayLaunch("orchestrator", library: library, port: orchestratorPort,
+            services.append(Child(name: "orchestrator", launch: hostLaunch("orchestrator", library: library, port: orchestratorPort,
                                                                                role: ["--gateway", "127.0.0.1:\(gatewayPort)"]),
                                   environment: sidecarEnvironment))
-            services.append(Child(name: "gateway", launch: gatewayLaunch("gateway", port: gatewayPort,
+            services.append(Child(name: "gateway", launch: hostLaunch("gateway", port: gatewayPort,
                                                                           role: ["--functions", (peers + ["orchestrator=127.0.0.1:\(orchestratorPort)"]).joined(separator: ",")]),
                                   environment: [:]))
             return
@@ -79,21 +79,16 @@ package final class LocalRunner {
     /// How a service's host is started on this run: point to point, with its hand-over files,
     /// route file and the run's key.
     func serveLaunch(library: String, service: String, host: String = "127.0.0.1", port: Int) -> HostLaunch {
-        var settings = baseSettings
-        settings.app = library
-        settings.service = service
-        settings.host = host
-        settings.port = port
-        settings.logLevel = "warning"
-        settings.exitWithParent = true
-        settings.stateOut = statePath(service)
-        settings.routeFile = routePath(service)
-        settings.appKeyFile = appKeyPath
-        return HostLaunch(binary: hostBinary, subcommand: ["serve"], settings: settings)
+        var launch = hostLaunch(nil, library: library, service: service, host: host, port: port)
+        launch.settings.stateOut = statePath(service)
+        launch.settings.routeFile = routePath(service)
+        launch.settings.appKeyFile = appKeyPath
+        return launch
     }
 
-    /// How a process of gateway mode is started (`role` holds its own flags).
-    func gatewayLaunch(_ mode: String, library: String? = nil, service: String? = nil, host: String = "127.0.0.1", port: Int,
+    /// How a host of this run is started: `dyninka-host gateway-mode MODE` (`role` holds the
+    /// mode's own flags), or `serve` for a nil mode; warnings only, and it exits with the run.
+    func hostLaunch(_ mode: String?, library: String? = nil, service: String? = nil, host: String = "127.0.0.1", port: Int,
                        role: [String] = []) -> HostLaunch {
         var settings = baseSettings
         settings.app = library
@@ -102,7 +97,7 @@ package final class LocalRunner {
         settings.port = port
         settings.logLevel = "warning"
         settings.exitWithParent = true
-        return HostLaunch(binary: hostBinary, subcommand: ["gateway-mode", mode], settings: settings, roleArguments: role)
+        return HostLaunch(binary: hostBinary, subcommand: mode.map { ["gateway-mode", $0] } ?? ["serve"], settings: settings, roleArguments: role)
     }
 
     /// Where services and sidecars listen on a test bed: every one has its own address on its
@@ -176,14 +171,14 @@ package final class LocalRunner {
         if topology == .gateway {
             let functions = ir.services.map { "\($0.name)=\(app)-\(ObjectNames.dns($0.name)):\(port)" } + ["orchestrator=\(app)-orchestrator:\(port)"]
             for service in ir.services {
-                services.append(Child(name: service.name, launch: gatewayLaunch("function", library: library, service: service.name,
+                services.append(Child(name: service.name, launch: hostLaunch("function", library: library, service: service.name,
                                                                                   host: addresses[service.name]!, port: port),
                                       environment: sidecarEnvironment, node: assignment[service.name]))
             }
-            services.append(Child(name: "orchestrator", launch: gatewayLaunch("orchestrator", library: library, host: addresses["orchestrator"]!, port: port,
+            services.append(Child(name: "orchestrator", launch: hostLaunch("orchestrator", library: library, host: addresses["orchestrator"]!, port: port,
                                                                                role: ["--gateway", "\(app)-gateway:\(port)"]),
                                   environment: sidecarEnvironment, node: assignment["orchestrator"]))
-            services.append(Child(name: "gateway", launch: gatewayLaunch("gateway", host: addresses["gateway"]!, port: port,
+            services.append(Child(name: "gateway", launch: hostLaunch("gateway", host: addresses["gateway"]!, port: port,
                                                                           role: ["--functions", functions.joined(separator: ",")]),
                                   environment: [:], node: assignment["gateway"]))
             gatewayPort = port
