@@ -62,7 +62,28 @@ struct ClientOptions {
 /// parses the response and hands its parts to its user, enforcing the connect and response
 /// timeouts; then closes (with RST when asked) or stays open for the next request. Hops and the
 /// app library's exchanges are users of it.
+///
+/// Its life is `Phase`; `enter(_:)` is the one place the phase changes and sets the deadline
+/// that goes with it. Pausing (the user's sink is full) is flow control beside the phase.
 final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
+    /// Where the connection is in its life.
+    enum Phase {
+        /// No request: not used yet, or kept open between requests.
+        case idle
+        /// Connecting to one of the addresses and writing the request (the connect timeout
+        /// applies, from the first attempt on).
+        case connecting
+        /// A refused (or reset) attempt waits 5 ms before the next, within --connect-retry.
+        case retrying
+        /// The request went out on an established connection; nothing of the answer yet (the
+        /// response timeout applies).
+        case awaitingResponse
+        /// Bytes of the answer came (the response timeout counts again with each).
+        case receiving
+        /// Let go: the socket is closed.
+        case closed
+    }
+
     // The context outlives every connection.
     private unowned(unsafe) let context: HostContext
     let options: ClientOptions
@@ -77,13 +98,12 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
     private var started: UInt64 = 0
     private var connectTimeout = 0
     private(set) var responseTimeout = 0
-    /// The request went out on an established connection.
-    private(set) var connected = false
+    private(set) var phase = Phase.idle
     /// The request in progress was sent on a connection kept from an earlier one.
     private var reused = false
-    private var receivedBytes = false
+    /// The answer lets the connection carry another request.
     private var keepAliveAnswer = false
-    /// Reading is paused by the user (its own sink is full).
+    /// Reading is paused by the user (its own sink is full): no response timeout meanwhile.
     private var paused = false
     /// Inside the parser's feed: letting go waits until it returns.
     private var feeding = false
@@ -104,6 +124,34 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
     /// Whether the connection is open (a kept one may carry another request).
     var isOpen: Bool { handle != nil }
 
+    /// The request went out on an established connection.
+    var connected: Bool {
+        switch phase {
+        case .awaitingResponse, .receiving: return true
+        default: return false
+        }
+    }
+
+    /// The one place the phase changes. The connect timeout runs from the first attempt (retries
+    /// and further addresses included); the response timeout from the moment the request went
+    /// out on an established connection, and again from each piece of the answer.
+    private func enter(_ next: Phase) {
+        switch next {
+        case .connecting:
+            switch phase {
+            case .connecting, .retrying: break   // another address, another attempt: the same bound
+            default: deadline = started + UInt64(min(connectTimeout, responseTimeout)) * 1_000_000
+            }
+        case .retrying, .receiving:
+            break
+        case .awaitingResponse:
+            deadline = EventLoop.nanoseconds() + UInt64(responseTimeout) * 1_000_000
+        case .idle, .closed:
+            deadline = 0
+        }
+        phase = next
+    }
+
     // MARK: Sending
 
     /// Connects to the first of `addresses` that accepts and sends `user`'s request.
@@ -115,7 +163,7 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
         candidate = 0
         reused = false
         begin()
-        deadline = started + UInt64(min(connectTimeout, responseTimeout)) * 1_000_000
+        enter(.connecting)
         connect(addresses[0])
     }
 
@@ -129,14 +177,12 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
         // starts again.
         if paused { handle.startReading(self) }
         begin()
-        connected = true
-        deadline = started + UInt64(responseTimeout) * 1_000_000
+        enter(.awaitingResponse)
         writeRequest(on: handle)
     }
 
     private func begin() {
         started = EventLoop.nanoseconds()
-        receivedBytes = false
         paused = false
         parser?.reset()
         parser?.delegate = self
@@ -151,7 +197,6 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
             return connectFailed(error)
         }
         self.handle = handle
-        connected = false
         if parser == nil {
             let parser = context.takeParser(request: false)
             parser.delegate = self
@@ -177,9 +222,8 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
 
     /// The connection is up: from now on the response timeout applies.
     private func established() {
-        guard !connected else { return }
-        connected = true
-        deadline = EventLoop.nanoseconds() + UInt64(responseTimeout) * 1_000_000
+        guard case .connecting = phase else { return }
+        enter(.awaitingResponse)
     }
 
     func handleWriteDone(_ error: LoopError?) {
@@ -217,6 +261,7 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
         if error.isConnectionRefused || error.isConnectionReset, let first = addresses.first,
            elapsed + 5 < UInt64(options.retryRefused), let timer = try? LoopTimer(loop: context.loop) {
             retryTimer = timer
+            enter(.retrying)
             // Every 5 ms: a refused connection costs the peer's node one reset, and a restart or a
             // move is over within milliseconds.
             timer.start(after: 5) { [self] in
@@ -224,6 +269,7 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
                 retryTimer = nil
                 guard user != nil else { return }
                 candidate = 0
+                enter(.connecting)
                 connect(first)
             }
             return
@@ -244,7 +290,9 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
         var received = 0
         switch event {
         case .data(let bytes):
-            receivedBytes = true
+            // Bytes of an answer: the connection is up, whether or not its write was confirmed.
+            established()
+            if case .awaitingResponse = phase { enter(.receiving) }
             received = bytes.count
             feeding = true
             result = parser.feed(bytes)
@@ -289,7 +337,7 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
             retryTimer?.close()
             retryTimer = nil
             context.untrack(self)
-            deadline = 0
+            enter(.idle)
             return user.responseComplete(kept: true)
         }
         // The user first: a relayed answer's last bytes wait in the caller's socket for its close
@@ -335,7 +383,8 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
         guard let user else { return }
         self.user = nil
         // A timeout is never worth sending again: the time is spent.
-        var retryable = reused && !receivedBytes
+        var retryable = reused
+        if case .receiving = phase { retryable = false }
         if case .responseTimeout = failure { retryable = false }
         release(reset: options.resetOnClose)
         user.requestFailed(failure, retryable: retryable)
@@ -368,7 +417,7 @@ final class ClientConnection: TCPHandleDelegate, HTTPParserDelegate, Expiring {
         retryTimer?.close()
         retryTimer = nil
         context.untrack(self)
-        deadline = 0
+        enter(.closed)
         closeHandle(reset: reset)
         if let parser, !feeding {
             context.returnParser(parser)

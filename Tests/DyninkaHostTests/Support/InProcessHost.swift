@@ -151,11 +151,13 @@ final class InProcessHost {
         return stream
     }
 
-    /// Runs the loop until `done` holds or `iterations` pass.
+    /// Runs the loop until `done` holds or `iterations` pass, enforcing deadlines as the
+    /// process's sweep timer does.
     func run(until done: () -> Bool, iterations: Int = 2_000) {
         var left = iterations
         while !done(), left > 0 {
             host.runOnce()
+            host.context.sweepDeadlines()
             left -= 1
             if !done() { usleep(200) }
         }
