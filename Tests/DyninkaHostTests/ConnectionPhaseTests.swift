@@ -76,3 +76,39 @@ import Testing
         #expect(describe(third) == "closed" && silent.responses.isEmpty)
     }
 }
+
+/// Every request's outcome is recorded once, where its answer is written: the request series,
+/// the failure series and nothing twice, whichever way the answer came about.
+@Suite(.serialized) struct OutcomeTests {
+    private func count(_ metrics: Metrics, _ prefix: String) -> Int {
+        metrics.render().split(separator: "\n").filter { $0.hasPrefix(prefix) }
+            .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0) { $0 + Int($1) }
+    }
+
+    @Test func eachAnswerCountsOnceInItsSeries() throws {
+        let harness = try InProcessHost(service: "map") { $0.maxInFlight = 1 }
+        let metrics = harness.host.context.metrics
+        let post = "POST / HTTP/1.1\r\nDyninka-Route: \r\nContent-Length: \(temperature.utf8.count)\r\n\r\n\(temperature)"
+        // An answer: one request, no failure.
+        #expect(harness.exchange(post)?.status == 200)
+        #expect(metrics.responses(service: "map", status: 200) == 1)
+        // A route the service refuses: one request (400) and one bad-route failure.
+        let bad = "POST / HTTP/1.1\r\nDyninka-Route: nowhere()\r\nContent-Length: \(temperature.utf8.count)\r\n\r\n\(temperature)"
+        #expect(harness.exchange(bad)?.status == 400)
+        #expect(metrics.responses(service: "map", status: 400) == 1)
+        #expect(count(metrics, "dyninka_errors_total{service=\"map\",kind=\"bad-route\"}") == 1)
+        // Not HTTP: a bad-input failure of the host, and no request.
+        #expect(harness.exchange("NOT HTTP\r\n\r\n")?.status == 400)
+        #expect(count(metrics, "dyninka_errors_total{service=\"map\",kind=\"bad-input\"}") == 1)
+        #expect(metrics.responses(service: "map", status: 400) == 1)
+        // Over --max-in-flight: one 503 request and one overloaded failure.
+        let slow = harness.connect()
+        slow.holdWrites = true
+        slow.deliver(post)
+        harness.run(until: { !slow.responses.isEmpty })
+        #expect(harness.exchange(post)?.status == 503)
+        #expect(metrics.responses(service: "map", status: 503) == 1)
+        #expect(count(metrics, "dyninka_errors_total{service=\"map\",kind=\"overloaded\"}") == 1)
+        #expect(count(metrics, "dyninka_requests_total{") == 4, "\(metrics.render())")
+    }
+}

@@ -188,7 +188,6 @@ final class Invocation: FunctionCaller {
 
     private func finish(failure: ServiceFailure, own: Bool) {
         if own { context.log.warning("\(failure)") }
-        context.metrics.recordFailure(service: service.name, kind: failure.kind)
         guard let answer = answer(failure.status, relayed: nil, json: true, retryAfter: failure.kind == .overloaded) else { return }
         connection.send(answer, body: failure.body.owned, failure: failure)
     }
@@ -201,7 +200,7 @@ final class Invocation: FunctionCaller {
         connection.send(answer, body: body)
     }
 
-    /// The one answer of this request (nil once answered), counted in the metrics.
+    /// The one answer of this request (nil once answered); the connection records its outcome.
     private func answer(_ status: Int, relayed: HTTPHead?, json: Bool = false, retryAfter: Bool = false) -> Answer? {
         guard !finished else { return nil }
         finished = true
@@ -209,7 +208,6 @@ final class Invocation: FunctionCaller {
             stopWaiting()
             context.callsSettled?()
         }
-        context.metrics.record(service: service.name, status: status, seconds: Double(EventLoop.nanoseconds() - started) / 1e9)
         return Answer(status: status, relayed: relayed, json: json, retryAfter: retryAfter,
                       timing: HopTiming(name: service.name, started: started, function: functionNanoseconds, trace: trace,
                                         forwardStarted: forwardStarted,

@@ -64,16 +64,13 @@ final class GatewayResponder: Responder {
             // The function's name is kept for the span only when spans are recorded.
             let timing = HopTiming(name: own, started: started, trace: trace, forwardStarted: started, next: context.tracer.recording ? name : nil)
             switch outcome {
+            // Counted per function: the series is the function's name.
             case .failed(let failure):
-                context.metrics.recordFailure(service: name, kind: failure.kind)
-                context.metrics.record(service: name, status: failure.status, seconds: context.seconds(since: started))
-                connection.send(failure, timing: timing)
+                connection.send(failure, timing: timing, series: name)
             case .response(let response, let answer):
-                context.metrics.record(service: name, status: response.status, seconds: context.seconds(since: started))
-                connection.send(Answer(status: response.status, relayed: response, timing: timing), body: answer)
+                connection.send(Answer(status: response.status, relayed: response, timing: timing, series: name), body: answer)
             case .relaying(let response, let hop):
-                context.metrics.record(service: name, status: response.status, seconds: context.seconds(since: started))
-                connection.relay(Answer(status: response.status, relayed: response, timing: timing), from: hop)
+                connection.relay(Answer(status: response.status, relayed: response, timing: timing, series: name), from: hop)
             }
         }
     }
@@ -81,8 +78,8 @@ final class GatewayResponder: Responder {
     /// A failure of the gateway itself: counted as a failure under its own name only (its
     /// request series are per function, and a name from a request never makes a series).
     private func refuse(_ failure: ServiceFailure, _ request: Request, on connection: InboundConnection) {
-        context.metrics.recordFailure(service: context.configuration.service, kind: failure.kind)
-        connection.send(failure, timing: HopTiming(name: context.configuration.service, started: request.started, trace: request.trace))
+        connection.send(failure, timing: HopTiming(name: context.configuration.service, started: request.started, trace: request.trace),
+                        countsRequest: false)
     }
 
     private func target(_ name: String, address: PeerAddress) -> HopTarget {

@@ -41,17 +41,12 @@ final class Orchestration {
             let timing = HopTiming(name: name, started: started, trace: trace)
             switch outcome {
             case .value(let output):
-                context.metrics.record(service: name, status: 200, seconds: context.seconds(since: started))
                 connection.send(Answer(status: 200, json: true, timing: timing, earlier: responses), body: output ?? .empty)
             case .dropped:
-                context.metrics.record(service: name, status: 204, seconds: context.seconds(since: started))
                 connection.send(Answer(status: 204, timing: timing, earlier: responses), body: .empty)
             case .relay(let head, let body):
-                context.metrics.record(service: name, status: head.status, seconds: context.seconds(since: started))
                 connection.send(Answer(status: head.status, relayed: head, timing: timing, earlier: responses), body: body)
             case .failed(let failure):
-                context.metrics.recordFailure(service: name, kind: failure.kind)
-                context.metrics.record(service: name, status: failure.status, seconds: context.seconds(since: started))
                 connection.send(failure, timing: timing, earlier: responses)
             }
         }

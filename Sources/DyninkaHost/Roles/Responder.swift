@@ -38,8 +38,6 @@ extension Responder {
 extension InboundConnection {
     /// Answers `failure` as this hop's own error, counted in the metrics under `service`.
     func refuse(_ failure: ServiceFailure, counted service: String, request: Request, context: HostContext) {
-        context.metrics.recordFailure(service: service, kind: failure.kind)
-        context.metrics.record(service: service, status: failure.status, seconds: context.seconds(since: request.started))
         send(failure, timing: HopTiming(name: service, started: request.started, trace: request.trace))
     }
 }

@@ -40,19 +40,28 @@ struct Answer {
     /// Responses of earlier calls (dependencies, orchestrated steps) whose Server-Timing follows
     /// this hop's entry, before the relayed response's.
     var earlier: [HTTPHead] = []
+    /// The series the request counts in (`dyninka_requests_total{service}` and the failures):
+    /// the hop's own name by default; the gateway counts per function.
+    var series: String?
+    /// Whether the answer counts a request (the gateway's own refusals count a failure only:
+    /// its request series are per function).
+    var countsRequest = true
+
     init(status: Int, relayed: HTTPHead? = nil, json: Bool = false, retryAfter: Bool = false, timing: HopTiming? = nil,
-         earlier: [HTTPHead] = []) {
+         earlier: [HTTPHead] = [], series: String? = nil) {
         self.status = status
         self.relayed = relayed
         self.json = json
         self.retryAfter = retryAfter
         self.timing = timing
         self.earlier = earlier
+        self.series = series
     }
 
     /// The answer carrying `failure` as this hop's own JSON error.
-    init(failure: ServiceFailure, timing: HopTiming?, earlier: [HTTPHead] = []) {
-        self.init(status: failure.status, json: true, retryAfter: failure.kind == .overloaded, timing: timing, earlier: earlier)
+    init(failure: ServiceFailure, timing: HopTiming?, earlier: [HTTPHead] = [], series: String? = nil) {
+        self.init(status: failure.status, json: true, retryAfter: failure.kind == .overloaded, timing: timing, earlier: earlier,
+                  series: series)
     }
 
     /// Appends the header lines ("Name: value\r\n") of this answer.
@@ -104,17 +113,37 @@ extension Answer {
 }
 
 extension InboundConnection {
-    /// Answers with `body` (kept alive by its owner until written); `failure`: this hop's own,
-    /// for its span.
+    /// Answers with `body` (kept alive by its owner until written); `failure`: this hop's own.
     @inline(__always)
     func send(_ answer: Answer, body: OwnedBytes, failure: ServiceFailure? = nil, forceClose: Bool = false) {
-        if let timing = answer.timing { tracer.finish(timing, status: answer.status, failure: failure) }
+        record(answer, failure: failure)
         respond(status: answer.status, body: body, forceClose: forceClose) { answer.appendFields(to: $0) }
     }
 
-    /// Answers with `failure`'s JSON error body.
-    func send(_ failure: ServiceFailure, timing: HopTiming?, earlier: [HTTPHead] = [], forceClose: Bool = false) {
+    /// Answers with `failure`'s JSON error body; `series`: where the gateway counts it.
+    func send(_ failure: ServiceFailure, timing: HopTiming?, earlier: [HTTPHead] = [], series: String? = nil, countsRequest: Bool = true,
+              forceClose: Bool = false) {
         let body = failure.body
-        send(Answer(failure: failure, timing: timing, earlier: earlier), body: body.owned, failure: failure, forceClose: forceClose)
+        var answer = Answer(failure: failure, timing: timing, earlier: earlier, series: series)
+        answer.countsRequest = countsRequest
+        send(answer, body: body.owned, failure: failure, forceClose: forceClose)
+    }
+
+    /// The outcome of a request, recorded once, where its answer is written (whole, or relayed):
+    /// the failure in `dyninka_failures_total`, the request in `dyninka_requests_total` and its
+    /// duration, and the hop's span. Answers of the host itself (health, metrics) record nothing;
+    /// its refusals of requests that are not HTTP record the failure only.
+    @inline(__always)
+    func record(_ answer: Answer, failure: ServiceFailure?) {
+        guard let timing = answer.timing else {
+            if let failure { context.metrics.recordFailure(service: answer.series ?? context.configuration.service, kind: failure.kind) }
+            return
+        }
+        let series = answer.series ?? timing.name
+        if let failure { context.metrics.recordFailure(service: series, kind: failure.kind) }
+        if answer.countsRequest {
+            context.metrics.record(service: series, status: answer.status, seconds: context.seconds(since: timing.started))
+        }
+        tracer.finish(timing, status: answer.status, failure: failure)
     }
 }

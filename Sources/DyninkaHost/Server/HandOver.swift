@@ -173,7 +173,6 @@ extension ServiceHost {
         }
         handOver.refusing = true
         for connection in partials {
-            metrics.recordFailure(service: configuration.service, kind: .overloaded)
             connection.refuseUnfinished(ServiceFailure(
                 service: configuration.service, kind: .overloaded,
                 message: "'\(configuration.service)' is handing over to a new instance and the request did not come whole within \(configuration.handoverTimeout) ms; retry"))

@@ -90,9 +90,10 @@ extension InboundConnection {
     /// out together with the first piece of the body, in one write; the pieces follow as
     /// `hop` reads them, and reading pauses while this client's socket is full.
     func relay(_ answer: Answer, from hop: HopClient) {
+        // The outcome counts even when the client is gone, as a whole answer's does.
+        record(answer, failure: nil)
         guard !isClosed, !writing, let length = answer.relayed?.contentLength else { return }
         if case .responding = phase { return }
-        if let timing = answer.timing { tracer.finish(timing, status: answer.status, failure: nil) }
         let relay = context.takeRelay()
         _ = composeHead(status: answer.status, contentLength: length, forceClose: false, into: relay.head) { answer.appendFields(to: $0) }
         relay.begin(from: hop, to: self, declared: length)

@@ -207,7 +207,6 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             abandonRequest()
             let failure = ServiceFailure(service: context.configuration.service, kind: .badInput,
                                          message: "\(error)", status: error.status)
-            context.metrics.recordFailure(service: context.configuration.service, kind: .badInput)
             respond(failure: failure, forceClose: true)
             return bytes.count
         }
@@ -283,8 +282,6 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     /// rest of the body is not read).
     private func overloaded(declared: Int) {
         abandonRequest()
-        context.metrics.recordFailure(service: context.configuration.service, kind: .overloaded)
-        context.metrics.record(service: context.configuration.service, status: 503, seconds: 0)
         let size = declared >= 0 ? "a \(declared)-byte body" : "this body"
         // A refusal of the service like any other: it names the service in Server-Timing too.
         send(ServiceFailure(service: context.configuration.service, kind: .overloaded, message: context.overloadMessage(size)),
@@ -305,7 +302,6 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
             close()
         case .receiving:
             abandonRequest()
-            context.metrics.recordFailure(service: context.configuration.service, kind: .badInput)
             respond(failure: ServiceFailure(service: context.configuration.service, kind: .badInput,
                                             message: "request not received within \(context.configuration.requestTimeout) ms",
                                             status: 408), forceClose: true)

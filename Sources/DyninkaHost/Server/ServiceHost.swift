@@ -239,8 +239,6 @@ package final class ServiceHost {
             // a request held for the state (HandOver.swift) holds one too.
             guard metrics.inFlight < configuration.maxInFlight else {
                 let trace = context.tracer.begin(head)
-                metrics.recordFailure(service: configuration.service, kind: .overloaded)
-                metrics.record(service: configuration.service, status: 503, seconds: 0)
                 return connection.send(ServiceFailure(
                     service: configuration.service, kind: .overloaded,
                     message: "'\(configuration.service)' has \(metrics.inFlight) requests in flight (limit \(configuration.maxInFlight)); retry after 1 s"),
@@ -295,7 +293,6 @@ package final class ServiceHost {
     }
 
     private func reject(_ failure: ServiceFailure, on connection: InboundConnection) {
-        metrics.recordFailure(service: configuration.service, kind: failure.kind)
         connection.respond(failure: failure)
     }
 
