@@ -55,34 +55,45 @@ final class GatewayTopology: @unchecked Sendable {
         #expect(metrics.contains(#"gateway_functions_seconds_count{function_name="orchestrator"} 13"#))
     }
 
-    @Test func theGatewayRelaysAFunctionErrorUnchanged() throws {
-        let topology = try GatewayTopology(["explode"])
+    @Test(arguments: HostMode.allCases)
+    func theGatewayRelaysAFunctionErrorUnchanged(mode: HostMode) throws {
+        let function = try HostProcess(name: "explode", commandLine: ["gateway-mode", "function", "--app", BuildProducts.fixture,
+                                                                      "--service", "explode", "--port", "0", "--log-level", "error"])
+        let gateway = try mode.startGateway(functions: ["explode": function.port])
         let reading = #"{"sensor":"s","variable":"Temperature","value":30}"#
-        let viaGateway = try topology.gateway.client.post(reading, path: "/function/explode",
-                                                          extra: [("Dyninka-Parts", String(reading.utf8.count))])
-        let direct = try topology.functions["explode"]!.client.post(reading)
+        let viaGateway = try gateway.post(reading, path: "/function/explode", extra: [("Dyninka-Parts", String(reading.utf8.count))])
+        let direct = try function.client.post(reading)
         #expect(viaGateway.status == 500)
         #expect(viaGateway.body == direct.body)
         #expect(viaGateway.error?.service == "explode")
         #expect(viaGateway.error?.kind == "function")
+        // A function the gateway does not know: 404, and no series named after it.
+        #expect(try gateway.post(temperature, path: "/function/nope").status == 404)
+        #expect(try gateway.get("/metrics").text.contains("nope") == false)
     }
 
-    @Test func theGatewayPassesOnArgumentsAndTheDeadline() throws {
-        let topology = try GatewayTopology(["slow"])
+    @Test(arguments: HostMode.allCases)
+    func theGatewayPassesOnArgumentsAndTheDeadline(mode: HostMode) throws {
+        let function = try HostProcess(name: "slow", commandLine: ["gateway-mode", "function", "--app", BuildProducts.fixture,
+                                                                   "--service", "slow", "--port", "0", "--log-level", "error"])
+        let gateway = try mode.startGateway(functions: ["slow": function.port])
         // slow(ms:)'s argument travels after the input, its length in Dyninka-Parts.
         let parts = ("Dyninka-Parts", "\(temperature.utf8.count),3")
-        let quick = try topology.gateway.client.post(temperature + "100", path: "/function/slow", extra: [parts])
+        let quick = try gateway.post(temperature + "100", path: "/function/slow", extra: [parts])
         #expect(quick.status == 200 && quick.json()?["value"] as? Double == 30, "\(quick)")
         // A budget shorter than the function's work: the client hears 504 naming the function
         // when the budget is spent, not when the function ends.
         let started = Date()
-        let late = try topology.gateway.client.post(temperature + "3000", path: "/function/slow",
-                                                    extra: [("Dyninka-Parts", "\(temperature.utf8.count),4"), ("Dyninka-Deadline", "300")])
+        let late = try gateway.post(temperature + "3000", path: "/function/slow",
+                                    extra: [("Dyninka-Parts", "\(temperature.utf8.count),4"), ("Dyninka-Deadline", "300")])
         let waited = Date().timeIntervalSince(started)
         #expect(late.status == 504, "\(late)")
         #expect(late.error?.service == "slow")
         #expect(late.error?.kind == "timeout")
         #expect(waited > 0.25 && waited < 2, "\(waited)")
+        // Counted per function, with the failure under the function's name.
+        #expect(try gateway.metric(#"dyninka_requests_total{service="slow",code="504"}"#) == 1)
+        #expect(try gateway.metric(#"dyninka_errors_total{service="slow",kind="timeout"}"#) == 1)
     }
 
     /// The Dyninka-Deadline a request carried, in milliseconds.

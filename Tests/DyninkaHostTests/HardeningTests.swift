@@ -65,24 +65,26 @@ func metric(_ host: HostProcess, _ series: String) throws -> Double? {
     }
 }
 
-/// Hostile requests against real hosts: each gets its documented answer, the host keeps serving.
+/// Hostile requests: each gets its documented answer, the host keeps serving. The tests that
+/// take a `HostMode` run in process first, then against a real process.
 @Suite(.serialized) struct HardeningTests {
-    @Test func deadlineHeadersOutOfRangeNeverKillTheHost() throws {
-        let host = try HostProcess(service: "map")
+    @Test(arguments: HostMode.allCases)
+    func deadlineHeadersOutOfRangeNeverKillTheHost(mode: HostMode) throws {
+        let host = try mode.start("map")
         for huge in ["99999999999999", "9300000000000", "18446744073709551615", String(repeating: "9", count: 300)] {
-            let answer = try host.client.post(temperature, route: "", extra: [("Dyninka-Deadline", huge)])
+            let answer = try host.post(temperature, route: "", extra: [("Dyninka-Deadline", huge)])
             #expect(answer.status == 200, "\(huge): \(answer)")
         }
         for bad in ["-1", "soon", "1 2", "", "\u{e9}"] {
-            let answer = try host.client.post(temperature, route: "", extra: [("Dyninka-Deadline", bad)])
+            let answer = try host.post(temperature, route: "", extra: [("Dyninka-Deadline", bad)])
             #expect(answer.status == 400, "'\(bad)': \(answer)")
             #expect(answer.error?.kind == "bad-input")
             #expect(answer.headers["server-timing"]?.hasPrefix("map;dur=") == true, "\(answer.headers)")
         }
-        let twice = try host.client.post(temperature, route: "", extra: [("Dyninka-Deadline", "100"), ("Dyninka-Deadline", "200")])
+        let twice = try host.post(temperature, route: "", extra: [("Dyninka-Deadline", "100"), ("Dyninka-Deadline", "200")])
         #expect(twice.status == 400)
-        #expect(host.process.isRunning)
-        #expect(try host.client.post(temperature, route: "").status == 200)
+        #expect(host.isRunning)
+        #expect(try host.post(temperature, route: "").status == 200)
     }
 
     @Test func partsThatOverflowAreRefused() throws {
@@ -180,10 +182,11 @@ func metric(_ host: HostProcess, _ series: String) throws -> Double? {
         #expect(try host.client.post(temperature, route: "").status == 200, "answers once descriptors are free")
     }
 
-    @Test func bodiesBeyondTheHostWideBoundAreRefused() throws {
-        let host = try HostProcess(service: "echo", arguments: ["--max-buffered-bytes", "65536"])
+    @Test(arguments: HostMode.allCases)
+    func bodiesBeyondTheHostWideBoundAreRefused(mode: HostMode) throws {
+        let host = try mode.start("echo", flags: ["--max-buffered-bytes", "65536"])
         let declared = "POST / HTTP/1.1\r\nDyninka-Route: \r\nContent-Length: 100000\r\n\r\n{"
-        let refused = try host.client.exchange(Array(declared.utf8))
+        let refused = try host.exchange(Array(declared.utf8))
         #expect(refused.status == 503, "\(refused)")
         #expect(refused.headers["retry-after"] == "1")
         #expect(refused.error?.message.contains("--max-buffered-bytes") == true)
@@ -193,9 +196,9 @@ func metric(_ host: HostProcess, _ series: String) throws -> Double? {
         let chunk = String(repeating: "x", count: 40_000)
         let chunked = "POST / HTTP/1.1\r\nDyninka-Route: \r\nTransfer-Encoding: chunked\r\n\r\n"
             + "\(String(40_002, radix: 16))\r\n\"\(chunk)\"\r\n" + "\(String(40_000, radix: 16))\r\n\(chunk)\r\n0\r\n\r\n"
-        #expect(try host.client.exchange(Array(chunked.utf8)).status == 503)
-        #expect(try metric(host, "dyninka_buffered_bytes") == 0)
-        #expect(try host.client.post(#"{"fits":true}"#, route: "").status == 200)
+        #expect(try host.exchange(Array(chunked.utf8)).status == 503)
+        #expect(try host.metric("dyninka_buffered_bytes") == 0)
+        #expect(try host.post(#"{"fits":true}"#, route: "").status == 200)
     }
 
     @Test func revisitingRoutesCannotTakeEveryInFlightSlot() throws {
@@ -228,35 +231,39 @@ func metric(_ host: HostProcess, _ series: String) throws -> Double? {
         }
     }
 
-    @Test func maxHopsCountsTheRouteAndTheArgumentsTogether() throws {
-        let cluster = try HostCluster(["weather", "echo", "alert"], arguments: ["alert": ["--max-hops", "2"]])
-        let alert = cluster["alert"]
+    @Test(arguments: HostMode.allCases)
+    func maxHopsCountsTheRouteAndTheArgumentsTogether(mode: HostMode) throws {
+        let cluster = try HostCluster(["weather", "echo"])
+        let alert = try mode.start("alert", peers: ["weather": cluster["weather"].port, "echo": cluster["echo"].port],
+                                   flags: ["--max-hops", "2"])
         let average = #"{"average":20,"count":1}"#
         // Two calls in the route and one in the arguments: each alone is within 2, together not.
-        let over = try alert.client.post(average, route: "echo().echo()", arguments: "conditions: weather()")
+        let over = try alert.post(average, route: "echo().echo()", arguments: "conditions: weather()")
         #expect(over.status == 400, "\(over)")
         #expect(over.error?.message.contains("make 3 service calls together") == true, "\(over)")
-        let within = try alert.client.post(average, route: "echo()", arguments: "conditions: weather()")
+        let within = try alert.post(average, route: "echo()", arguments: "conditions: weather()")
         #expect(within.status == 200, "\(within)")
     }
 
-    @Test func aFailedDependencyStopsTheRequest() throws {
+    @Test(arguments: HostMode.allCases)
+    func aFailedDependencyStopsTheRequest(mode: HostMode) throws {
         // No address for weather: the dependency fails before the function could run.
-        let alert = try HostProcess(service: "alert")
-        let answer = try alert.client.post(#"{"average":20,"count":1}"#, route: "")
+        let alert = try mode.start("alert")
+        let answer = try alert.post(#"{"average":20,"count":1}"#, route: "")
         #expect(answer.status == 502)
         #expect(answer.error?.service == "weather")
         usleep(100_000)
-        #expect(try metric(alert, #"dyninka_function_duration_seconds_count{service="alert"}"#) == 0)
+        #expect(try alert.metric(#"dyninka_function_duration_seconds_count{service="alert"}"#) == 0)
     }
 
-    @Test func headGetsTheHeadWithoutTheBody() throws {
-        let host = try HostProcess(service: "map")
-        let head = try host.client.exchange(Array("HEAD /healthz HTTP/1.1\r\nConnection: close\r\n\r\n".utf8))
+    @Test(arguments: HostMode.allCases)
+    func headGetsTheHeadWithoutTheBody(mode: HostMode) throws {
+        let host = try mode.start("map")
+        let head = try host.exchange(Array("HEAD /healthz HTTP/1.1\r\nConnection: close\r\n\r\n".utf8))
         #expect(head.status == 200)
         #expect(head.headers["content-length"] == "3")
         #expect(head.body.isEmpty)
-        let describe = try host.client.exchange(Array("HEAD / HTTP/1.1\r\nConnection: close\r\n\r\n".utf8))
+        let describe = try host.exchange(Array("HEAD / HTTP/1.1\r\nConnection: close\r\n\r\n".utf8))
         #expect(describe.status == 200)
         #expect(describe.body.isEmpty)
         #expect(Int(describe.headers["content-length"] ?? "") ?? 0 > 10)
@@ -279,32 +286,35 @@ func metric(_ host: HostProcess, _ series: String) throws -> Double? {
         }
     }
 
-    @Test func fixedRoutesAcceptOnlyMainsDataflow() throws {
-        let cluster = try HostCluster(["movingAvg", "map"], arguments: ["map": ["--fixed-routes"]])
-        let map = cluster["map"]
-        #expect(try map.client.post(temperature).status == 200)
-        #expect(try map.client.post(temperature, route: "movingAvg()").status == 200, "what filterTemperature sends")
-        let custom = try map.client.post(temperature, route: "")
+    @Test(arguments: HostMode.allCases)
+    func fixedRoutesAcceptOnlyMainsDataflow(mode: HostMode) throws {
+        let cluster = try HostCluster(["movingAvg"])
+        let map = try mode.start("map", peers: ["movingAvg": cluster["movingAvg"].port], flags: ["--fixed-routes"])
+        #expect(try map.post(temperature).status == 200)
+        #expect(try map.post(temperature, route: "movingAvg()").status == 200, "what filterTemperature sends")
+        let custom = try map.post(temperature, route: "")
         #expect(custom.status == 400)
         #expect(custom.error?.message.contains("--fixed-routes") == true)
-        #expect(try map.client.post(temperature, route: "movingAvg()", arguments: "x: 1").status == 400)
+        #expect(try map.post(temperature, route: "movingAvg()", arguments: "x: 1").status == 400)
     }
 
-    @Test func fixedRoutesKeepMainsArgumentsToo() throws {
+    @Test(arguments: HostMode.allCases)
+    func fixedRoutesKeepMainsArgumentsToo(mode: HostMode) throws {
         // alert's argument in main is the dependency `conditions: weather()`: a client may send
         // that, but not another dependency in its place.
-        let cluster = try HostCluster(["echo", "weather", "alert"], arguments: ["alert": ["--fixed-routes"]])
-        let alert = cluster["alert"]
+        let cluster = try HostCluster(["echo", "weather"])
+        let peers = ["echo": cluster["echo"].port, "weather": cluster["weather"].port]
+        let alert = try mode.start("alert", peers: peers, flags: ["--fixed-routes"])
         let average = #"{"average":20,"count":1}"#
-        let mains = try alert.client.post(average, route: "", arguments: "conditions: weather()")
+        let mains = try alert.post(average, route: "", arguments: "conditions: weather()")
         #expect(mains.status == 200 && mains.json()?["condition"] as? String != nil, "\(mains)")
-        let custom = try alert.client.post(average, route: "", arguments: "conditions: weather().echo()")
+        let custom = try alert.post(average, route: "", arguments: "conditions: weather().echo()")
         #expect(custom.status == 400, "\(custom)")
         #expect(custom.error?.kind == "bad-route")
         #expect(custom.error?.message.contains("'alert' takes only main's arguments") == true, "\(custom)")
         // The same arguments pass where routes are not fixed.
-        let open = try HostCluster(["echo", "weather", "alert"])
-        let elsewhere = try open["alert"].client.post(average, route: "", arguments: "conditions: weather().echo()")
+        let open = try mode.start("alert", peers: peers)
+        let elsewhere = try open.post(average, route: "", arguments: "conditions: weather().echo()")
         #expect(elsewhere.status == 200, "\(elsewhere)")
     }
 

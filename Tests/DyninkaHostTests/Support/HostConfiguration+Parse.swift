@@ -10,6 +10,11 @@ extension HostConfiguration {
         for (name, value) in flags.sorted(by: { $0.key < $1.key }) {
             arguments += value == "true" ? ["--\(name)"] : ["--\(name)", value]
         }
+        return try parse(arguments: arguments, environment: environment)
+    }
+
+    /// A configuration from a `dyninka-host serve` command line (without `serve`).
+    static func parse(arguments: [String], environment: [String: String] = [:]) throws(HostStartupError) -> HostConfiguration {
         let options: HostOptions
         do { options = try HostOptions.parse(arguments) } catch { throw HostStartupError(HostOptions.message(for: error)) }
         let settings: HostSettings

@@ -144,6 +144,14 @@ final class InProcessHost {
         host.startInProcess()
     }
 
+    /// A host configured as `dyninka-host serve` would be with these flags (read by the same
+    /// `HostOptions`), for tests that run against both kinds of host.
+    convenience init(service: String, flags: [String]) throws {
+        let configuration = try HostConfiguration.parse(
+            arguments: ["--app", BuildProducts.fixture, "--service", service, "--log-level", "error"] + flags)
+        try self.init(service: service) { $0 = configuration }
+    }
+
     /// A new client connection.
     func connect() -> MemoryStream {
         let stream = MemoryStream(loop: host.eventLoop)

@@ -102,15 +102,24 @@ struct RawHTTP {
     /// POSTs JSON to the service with optional route and argument headers.
     func post(_ body: String = "", route: String? = nil, arguments: String? = nil, path: String = "/",
               extra: [(String, String)] = []) throws -> TestResponse {
+        try exchange(Self.post(body, route: route, arguments: arguments, path: path, extra: extra))
+    }
+
+    func get(_ path: String) throws -> TestResponse { try exchange(Self.get(path)) }
+
+    /// The bytes of a POST of JSON with optional route and argument headers (Connection: close).
+    static func post(_ body: String = "", route: String? = nil, arguments: String? = nil, path: String = "/",
+                     extra: [(String, String)] = []) -> [UInt8] {
         var head = "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n"
         if let route { head += "Dyninka-Route: \(route)\r\n" }
         if let arguments { head += "Dyninka-Args: \(arguments)\r\n" }
         for (name, value) in extra { head += "\(name): \(value)\r\n" }
         head += "Content-Length: \(body.utf8.count)\r\n\r\n"
-        return try exchange(Array((head + body).utf8))
+        return Array((head + body).utf8)
     }
 
-    func get(_ path: String) throws -> TestResponse {
-        try exchange(Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8))
+    /// The bytes of a GET (Connection: close).
+    static func get(_ path: String) -> [UInt8] {
+        Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
     }
 }
