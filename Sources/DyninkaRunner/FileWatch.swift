@@ -9,7 +9,7 @@ package final class FileWatch: RunActivity {
     let file: String
     let out: String?
     var running: AppIR
-    private unowned let observer: any RunObserver
+    private let observer: any RunObserver
     var modified: Date?
 
     package init(file: String, out: String?, running: AppIR, observer: any RunObserver) {

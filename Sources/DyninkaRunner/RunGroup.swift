@@ -58,7 +58,7 @@ package final class RunGroup {
 /// them out; `dyninka move` hears whether the state went along.
 package final class MoveMailbox: RunActivity {
     package let name = "moves"
-    private unowned let observer: any RunObserver
+    private let observer: any RunObserver
 
     package init(observer: any RunObserver) { self.observer = observer }
 

@@ -88,70 +88,88 @@ extension DyninkaCommand {
             let settings = try AppSettings.load(directory: appDirectory)
             if local { return try runLocal(appDirectory: appDirectory, settings: settings) }
             let build = try buildApp(file: file, out: out)
-            let host: String
-            do { host = try HostBinary.locate(explicit: hostBinary) } catch {
-                note("error: \(error)")
-                throw ExitCode(1)
-            }
+            let host = try orExit { try HostBinary.locate(explicit: hostBinary) }
             note("services run on \(host)")
-            var view: ViewServer?
-            if !noView {
-                do { view = try ViewServer(ir: build.ir, port: viewPort) } catch {
-                    note("error: \(error)")
-                    throw ExitCode(1)
-                }
-            }
+            let view = noView ? nil : try orExit { try ViewServer(ir: build.ir, port: viewPort) }
             defer { view?.stop() }
-            // Spans: to the view over OTLP/HTTP, or into its folder from test bed nodes (other
-            // network namespaces, the same files); the view forwards a copy to the user's collector.
-            var tracing = HostSettings()
-            let collector = otlpEndpoint ?? ProcessInfo.processInfo.environment["DYNINKA_OTLP_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 }
-            if let collector {
-                do {
-                    let forwarder = try SpanForwarder(url: collector) { note("spans: \($0)") }
-                    if let view { view.forwarder = forwarder } else { tracing.otlpEndpoint = collector }
-                    note(view == nil ? "the hosts export their spans to \(collector)" : "the view forwards every span to \(collector)")
-                    if view == nil { forwarder.stop(flushing: 0) }
-                } catch {
-                    note("error: \(error)")
-                    throw ExitCode(1)
-                }
-            }
+            let tracing = try tracingSettings(view: view)
             defer { view?.forwarder?.stop() }
-            if let view {
-                if testbed == nil { tracing.otlpEndpoint = view.otlpEndpoint } else { tracing.otlpFile = view.spanDirectory + "/spans.jsonl" }
-            }
             var broughtUp = false
-            let runner: LocalRunner
-            do {
-                if let testbed {
-                    let bed = try bringUpTestbed(testbed)
-                    broughtUp = bed.broughtUp
-                    runner = try LocalRunner(ir: build.ir, library: build.library, hostBinary: host, appDirectory: appDirectory, settings: settings,
-                                             bed: bed.state, spread: spread?.split(separator: ",").map(String.init),
-                                             topology: gateway ? .gateway : .pointToPoint, hostSettings: tracing) { note($0) }
-                } else {
-                    runner = LocalRunner(ir: build.ir, library: build.library, hostBinary: host, basePort: basePort, appDirectory: appDirectory,
-                                         settings: settings, topology: gateway ? .gateway : .pointToPoint, hostSettings: tracing) { note($0) }
-                }
-            } catch {
-                note("error: \(error)")
-                if broughtUp { _ = try? Testbed.down() }
-                throw ExitCode(1)
-            }
             defer {
                 if broughtUp {
                     note("taking the test bed down")
                     _ = try? Testbed.down()
                 }
             }
-            do {
-                try runner.start()
-            } catch {
+            let runner = try orExit {
+                var bed: Testbed.State?
+                if let testbed {
+                    let up = try bringUpTestbed(testbed)
+                    broughtUp = up.broughtUp
+                    bed = up.state
+                }
+                return try makeRunner(build: build, host: host, appDirectory: appDirectory, settings: settings, bed: bed, tracing: tracing)
+            }
+            do { try runner.start() } catch {
                 runner.stop()
                 note("error: \(error)")
                 throw ExitCode(1)
             }
+            announce(runner, view: view)
+            if let requests {
+                let summary = runner.drive(requests: requests, body: body) { say($0) }
+                say(summary.line)
+                if showTrace, let view { printNewestTrace(view) }
+                runner.stop()
+                if summary.failed > 0 { throw ExitCode(1) }
+                return
+            }
+            // The app keeps running with its activities until SIGINT or SIGTERM, which shuts
+            // them all down, then the services.
+            RunGroup(runner: runner, activities: activities(build: build, runner: runner, view: view)).run()
+        }
+
+        /// `body`'s value; an error is printed and the command exits 1.
+        private func orExit<T>(_ body: () throws -> T) throws -> T {
+            do { return try body() } catch {
+                note("error: \(error)")
+                throw ExitCode(1)
+            }
+        }
+
+        /// Where the hosts send spans: to the view over OTLP/HTTP, or into its folder from test
+        /// bed nodes (other network namespaces, the same files); the view forwards a copy to the
+        /// user's collector, and without a view the hosts export to it themselves.
+        private func tracingSettings(view: ViewServer?) throws -> HostSettings {
+            var tracing = HostSettings()
+            let collector = otlpEndpoint ?? ProcessInfo.processInfo.environment["DYNINKA_OTLP_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 }
+            if let collector {
+                let forwarder = try orExit { try SpanForwarder(url: collector) { note("spans: \($0)") } }
+                if let view { view.forwarder = forwarder } else { tracing.otlpEndpoint = collector }
+                note(view == nil ? "the hosts export their spans to \(collector)" : "the view forwards every span to \(collector)")
+                if view == nil { forwarder.stop(flushing: 0) }
+            }
+            if let view {
+                if testbed == nil { tracing.otlpEndpoint = view.otlpEndpoint } else { tracing.otlpFile = view.spanDirectory + "/spans.jsonl" }
+            }
+            return tracing
+        }
+
+        /// The runner for this machine, or for the test bed `bed`.
+        private func makeRunner(build: BuildResult, host: String, appDirectory: String, settings: AppSettings, bed: Testbed.State?,
+                                tracing: HostSettings) throws -> LocalRunner {
+            let topology: LocalRunner.Topology = gateway ? .gateway : .pointToPoint
+            if let bed {
+                return try LocalRunner(ir: build.ir, library: build.library, hostBinary: host, appDirectory: appDirectory, settings: settings,
+                                       bed: bed, spread: spread?.split(separator: ",").map(String.init), topology: topology,
+                                       hostSettings: tracing) { note($0) }
+            }
+            return LocalRunner(ir: build.ir, library: build.library, hostBinary: host, basePort: basePort, appDirectory: appDirectory,
+                               settings: settings, topology: topology, hostSettings: tracing) { note($0) }
+        }
+
+        /// Where everything runs (stdout, one line each, for scripts and tests) and how to reach it.
+        private func announce(_ runner: LocalRunner, view: ViewServer?) {
             let nodes = runner.nodes
             for (name, url) in runner.endpoints { say(nodes[name].map { "\(name) \($0) \(url)" } ?? "\(name) \(url)") }
             if runner.bed != nil {
@@ -169,32 +187,30 @@ extension DyninkaCommand {
                 note("clients may run main's chain at the entry; other routes and services take only the app's own signed hops (app key \(runner.appKeyPath); dyninka invoke --key-file signs with it)")
             }
             if runner.bed != nil { note("clients reach it from the bed's client node: dyninka testbed exec client -- curl -X POST \(runner.entryURL)") }
-            if let requests {
-                let summary = runner.drive(requests: requests, body: body) { say($0) }
-                say(summary.line)
-                if showTrace, let view {
-                    // The hosts hand spans over every 200 ms: wait until the last trace stops growing.
-                    var lines: [String] = []
-                    var previous = -1
-                    for _ in 0..<20 {
-                        usleep(250_000)
-                        view.refresh()
-                        // The newest of the traces that ran the most services (a dropped item's trace is short).
-                        let traces = view.spans.recentRoots(20).map { view.spans.trace($0.traceID) }
-                        let longest = traces.max { $0.count < $1.count }?.count ?? 0
-                        lines = traces.first { $0.count == longest }.map(TraceTree.render) ?? []
-                        if !lines.isEmpty && lines.count == previous { break }
-                        previous = lines.count
-                    }
-                    say("the trace of the newest request that ran the most services:")
-                    for line in lines { say(line) }
-                }
-                runner.stop()
-                if summary.failed > 0 { throw ExitCode(1) }
-                return
+        }
+
+        /// `--requests N --trace`: the trace of the newest request that ran the most services.
+        private func printNewestTrace(_ view: ViewServer) {
+            // The hosts hand spans over every 200 ms: wait until the last trace stops growing.
+            var lines: [String] = []
+            var previous = -1
+            for _ in 0..<20 {
+                usleep(250_000)
+                view.refresh()
+                // The newest of the traces that ran the most services (a dropped item's trace is short).
+                let traces = view.spans.recentRoots(20).map { view.spans.trace($0.traceID) }
+                let longest = traces.max { $0.count < $1.count }?.count ?? 0
+                lines = traces.first { $0.count == longest }.map(TraceTree.render) ?? []
+                if !lines.isEmpty && lines.count == previous { break }
+                previous = lines.count
             }
-            // The app keeps running with its activities until SIGINT or SIGTERM, which shuts
-            // them all down, then the services.
+            say("the trace of the newest request that ran the most services:")
+            for line in lines { say(line) }
+        }
+
+        /// What the app does beside its services while it runs: `--watch`, and on a test bed
+        /// `dyninka move`'s mailbox and `--adapt`.
+        private func activities(build: BuildResult, runner: LocalRunner, view: ViewServer?) -> [any RunActivity] {
             let observer = RunView(view: view)
             var activities: [any RunActivity] = []
             if watch {
@@ -213,7 +229,7 @@ extension DyninkaCommand {
                 }
                 activities.append(MoveMailbox(observer: observer))
             }
-            RunGroup(runner: runner, activities: activities).run()
+            return activities
         }
 
         /// The bed of `file`: the one up if it came from that file, else brought up now.
@@ -281,7 +297,7 @@ final class AdaptActivity: RunActivity {
     let name = "adapt"
     private let adapter: Adapter
     private let view: ViewServer
-    private unowned let observer: RunView
+    private let observer: RunView
     private var lastLook = Date()
 
     init(adapter: Adapter, view: ViewServer, observer: RunView) {
