@@ -102,43 +102,45 @@ final class GatewayTopology: @unchecked Sendable {
             .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
     }
 
-    @Test func theGatewayAndTheOrchestratorPassOnWhatIsLeftOfTheBudget() throws {
-        // A scripted function behind the gateway, and a scripted gateway in front of a real
-        // orchestrator: each records the budget it was given.
+    @Test(arguments: HostMode.allCases)
+    func theGatewayPassesOnWhatIsLeftOfTheBudget(mode: HostMode) throws {
+        // A scripted function behind the gateway records the budget it was given.
         let function = try ScriptedServer { _ in .init(chunks: [ok(temperature)]) }
-        let gatewayPort = freePort()
-        let gateway = try HostProcess(name: "gateway", commandLine: ["gateway-mode", "gateway", "--port", String(gatewayPort),
-                                                                    "--functions", "map=127.0.0.1:\(function.port)"])
-        #expect(try gateway.client.post(temperature, path: "/function/map", extra: [("Dyninka-Deadline", "5000")]).status == 200)
+        let gateway = try mode.startGateway(functions: ["map": function.port])
+        #expect(try gateway.post(temperature, path: "/function/map", extra: [("Dyninka-Deadline", "5000")]).status == 200)
         let passed = try #require(deadline(in: function.heads.last ?? ""), "\(function.heads)")
         #expect(passed <= 5000 && passed > 4000, "\(passed)")
         // Without a budget none is invented; a malformed one is the client's error.
-        #expect(try gateway.client.post(temperature, path: "/function/map").status == 200)
+        #expect(try gateway.post(temperature, path: "/function/map").status == 200)
         #expect(deadline(in: function.heads.last ?? "") == nil)
-        let bad = try gateway.client.post(temperature, path: "/function/map", extra: [("Dyninka-Deadline", "soon")])
+        let bad = try gateway.post(temperature, path: "/function/map", extra: [("Dyninka-Deadline", "soon")])
         #expect(bad.status == 400 && bad.error?.kind == "bad-input", "\(bad)")
         #expect(function.requests == 2)
+    }
 
+    @Test(arguments: HostMode.allCases)
+    func theOrchestratorPassesOnWhatIsLeftOfTheBudget(mode: HostMode) throws {
+        // A scripted gateway in front of the orchestrator records the budget each step was given.
         let steps = try ScriptedServer { _ in .init(chunks: [ok(#"{"sensor":"s","variable":"Humidity","units":"%","timestamp":"t","value":40,"location":"l"}"#)]) }
-        let orchestrator = try HostProcess(name: "orchestrator", commandLine: ["gateway-mode", "orchestrator", "--app", BuildProducts.fixture,
-                                                                              "--port", "0", "--gateway", "127.0.0.1:\(steps.port)"])
-        #expect(try orchestrator.client.post(extra: [("Dyninka-Deadline", "5000")]).status != 504)
+        let orchestrator = try mode.startOrchestrator(gateway: steps.port)
+        #expect(try orchestrator.post(extra: [("Dyninka-Deadline", "5000")]).status != 504)
         let first = try #require(steps.heads.first)
         #expect(first.hasPrefix("POST /function/get "), "\(first)")
         let given = try #require(deadline(in: first), "\(first)")
         #expect(given <= 5000 && given > 4000, "\(given)")
         // A spent budget: the orchestrator calls nothing and says so.
         let calls = steps.requests
-        let spent = try orchestrator.client.post(extra: [("Dyninka-Deadline", "0")])
+        let spent = try orchestrator.post(extra: [("Dyninka-Deadline", "0")])
         #expect(spent.status == 504, "\(spent)")
         #expect(spent.error?.kind == "timeout")
         #expect(spent.error?.message.contains("deadline passed before calling 'get'") == true, "\(spent)")
         #expect(steps.requests == calls)
     }
 
-    @Test func functionInstancesNeverForward() throws {
-        let topology = try GatewayTopology(["map"])
-        let response = try topology.functions["map"]!.client.post(temperature, route: "movingAvg()")
+    @Test(arguments: HostMode.allCases)
+    func functionInstancesNeverForward(mode: HostMode) throws {
+        let function = try mode.startFunction("map")
+        let response = try function.post(temperature, route: "movingAvg()")
         #expect(response.status == 200)
         #expect(response.json()?["value"] as? Double == 30, "map answered itself instead of forwarding")
     }

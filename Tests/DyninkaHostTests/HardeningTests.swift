@@ -269,13 +269,15 @@ func metric(_ host: HostProcess, _ series: String) throws -> Double? {
         #expect(Int(describe.headers["content-length"] ?? "") ?? 0 > 10)
     }
 
-    @Test func gatewayMetricsOnlyNameKnownFunctions() throws {
-        let topology = try GatewayTopology(["map"])
-        let gateway = topology.gateway
+    @Test(arguments: HostMode.allCases)
+    func gatewayMetricsOnlyNameKnownFunctions(mode: HostMode) throws {
+        let function = try HostMode.process.startFunction("map") as! HostProcess
+        let gateway = try mode.startGateway(functions: ["map": function.port])
         for name in [#"x"}"#, "evil\\", "a%22b", "nope"] {
-            #expect(try gateway.client.post(temperature, path: "/function/\(name)").status == 404)
+            #expect(try gateway.post(temperature, path: "/function/\(name)").status == 404)
         }
-        let metrics = try gateway.client.get("/metrics").text
+        #expect(try gateway.post(temperature, path: "/function/map", extra: [("Dyninka-Parts", String(temperature.utf8.count))]).status == 200)
+        let metrics = try gateway.get("/metrics").text
         #expect(!metrics.contains("nope"))
         #expect(!metrics.contains("evil"))
         #expect(!metrics.contains(#"x"}"#))

@@ -7,8 +7,11 @@ import Testing
 /// runs one against `.router` and `.live`: in this process first (memory streams for its
 /// clients, its loop driven by the test, real sockets for its hops: fast, and a failure shows
 /// where in the host it happened), then as a real `dyninka-host` process (the binary, its
-/// flags, its sockets and its process). Signals, drain, descriptors and TCP segments stay with
-/// process-only tests.
+/// flags, its sockets and its process). Process-only stay: signals, drain, descriptors and TCP
+/// segments; what only a process has (its memory, its standard error, a socket's receive buffer);
+/// async services, whose library takes one host's loop per process (`ServiceTable.lend`), so
+/// that in-process hosts of parallel tests cannot share it; and gateway mode's orchestrator
+/// behind a real gateway, which needs the gateway's listening socket.
 enum HostMode: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case inProcess = "in process"
     case process
@@ -38,6 +41,29 @@ enum HostMode: String, CaseIterable, Sendable, CustomTestStringConvertible {
             var peers = PeerMap()
             try peers.add(list: list)
             return try InProcessHost(service: "gateway", role: .gateway(functions: peers)) { $0.appPath = "-" }
+        }
+    }
+
+    /// Starts gateway mode's function instance of `service` (it never forwards).
+    func startFunction(_ service: String) throws -> any TestHost {
+        switch self {
+        case .process:
+            return try HostProcess(name: service, commandLine: ["gateway-mode", "function", "--app", BuildProducts.fixture,
+                                                                "--service", service, "--port", "0", "--log-level", "error"])
+        case .inProcess:
+            return try InProcessHost(service: service, role: .function)
+        }
+    }
+
+    /// Starts gateway mode's orchestrator, calling each step of main's chain through the gateway
+    /// at `gateway` (a port on 127.0.0.1).
+    func startOrchestrator(gateway: Int) throws -> any TestHost {
+        switch self {
+        case .process:
+            return try HostProcess(name: "orchestrator", commandLine: ["gateway-mode", "orchestrator", "--app", BuildProducts.fixture,
+                                                                       "--port", "0", "--gateway", "127.0.0.1:\(gateway)", "--log-level", "error"])
+        case .inProcess:
+            return try InProcessHost(service: "orchestrator", role: .orchestrator(gateway: PeerAddress(host: "127.0.0.1", port: gateway)))
         }
     }
 }
