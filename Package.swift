@@ -89,7 +89,8 @@ let package = Package(
         // The live view and the adapt loop's decisions: it takes host endpoints, never a runner.
         .target(name: "DyninkaView", dependencies: ["DyninkaSystem", "DyninkaCompiler", "DyninkaHTTP"], swiftSettings: strict),
         // Clusters: Kubernetes and Marathon from the same IR.
-        .target(name: "DyninkaDeploy", dependencies: ["DyninkaSettings", "DyninkaSystem", "DyninkaCompiler", "DyninkaRoute"], swiftSettings: strict),
+        .target(name: "DyninkaDeploy", dependencies: ["DyninkaSettings", "DyninkaSystem", "DyninkaCompiler", "DyninkaRoute", "CDyninkaCrypto"],
+                swiftSettings: strict),
         .executableTarget(name: "dyninka", dependencies: [
             "DyninkaCompiler", "DyninkaDeploy", "DyninkaRunner", "DyninkaView", "DyninkaTestbed", "DyninkaSystem", "DyninkaSettings", "CDyninkaCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),

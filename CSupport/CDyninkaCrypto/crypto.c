@@ -116,3 +116,8 @@ int dyn_auth_check(dyn_app_key *app, dyn_part service, dyn_part route, dyn_part 
 }
 
 int dyn_random_bytes(uint8_t *buffer, size_t length) { return RAND_bytes(buffer, (int)length) == 1; }
+
+int dyn_sha256(const uint8_t *data, size_t length, uint8_t out[32]) {
+    unsigned int written = 0;
+    return EVP_Digest(data, length, out, &written, EVP_sha256(), NULL) == 1 && written == 32;
+}

@@ -38,4 +38,7 @@ int dyn_auth_check(dyn_app_key *key, dyn_part service, dyn_part route, dyn_part 
 /// Fills `buffer` with `length` bytes from libcrypto's random source (a new app key); 1 on success.
 int dyn_random_bytes(uint8_t *buffer, size_t length);
 
+/// The SHA-256 of `length` bytes at `data` into `out` (a container image's content digests); 1 on success.
+int dyn_sha256(const uint8_t *data, size_t length, uint8_t out[32]);
+
 #endif
