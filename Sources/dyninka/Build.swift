@@ -36,6 +36,15 @@ extension DyninkaCommand {
 }
 
 /// Builds the app, printing warnings and progress to standard error; exits 1 on errors.
+/// The options of a command that builds the app and runs it with a host: where the build goes,
+/// which dyninka-host (`run`, `image`).
+struct BuiltAppOptions: ParsableArguments {
+    @Option(help: "Output folder of the build (default: .dyninka/APP beside the file).")
+    var out: String?
+    @Option(help: "The dyninka-host binary (default: $DYNINKA_HOST_BIN, else a release build of this checkout's host, built on first use).")
+    var hostBinary: String?
+}
+
 func buildApp(file: String, out: String?) throws -> BuildResult {
     do {
         let builder = AppBuilder(sourceRoot: try AppBuilder.locateSourceRoot())

@@ -26,15 +26,12 @@ extension DyninkaCommand {
         var output: String?
         @Option(help: "The image's name without a tag (default dyninka/APP, APP in DNS form).")
         var repository: String?
-        @Option(help: "Where the app's generated package and library go (default: .dyninka beside the file).")
-        var out: String?
-        @Option(help: "Which dyninka-host to put in (default: a release build of this checkout, built if needed).")
-        var hostBinary: String?
+        @OptionGroup var built: BuiltAppOptions
 
         func run() throws {
-            let build = try buildApp(file: file, out: out)
+            let build = try buildApp(file: file, out: built.out)
             let host: String
-            do { host = try HostBinary.locate(explicit: hostBinary) } catch {
+            do { host = try HostBinary.locate(explicit: built.hostBinary) } catch {
                 note("error: \(error)")
                 throw ExitCode(1)
             }

@@ -42,10 +42,7 @@ extension DyninkaCommand {
         var local = false
         @Flag(help: "Run the OpenFaaS-like gateway topology instead (for comparison): function instances, an orchestrator and a central gateway.")
         var gateway = false
-        @Option(help: "Output folder of the build (default: .dyninka/APP beside the file).")
-        var out: String?
-        @Option(help: "The dyninka-host binary (default: $DYNINKA_HOST_BIN, else a release build of this checkout's host, built on first use).")
-        var hostBinary: String?
+        @OptionGroup var built: BuiltAppOptions
         @Option(help: "Run on a fog test bed (root): each service on a node, by its @Service(node:label:near:). A bed already up from this file is used as it is; otherwise the file's bed is brought up, and down again at the end.")
         var testbed: String?
         @Option(help: "With --testbed: the nodes for services that ask for no placement, comma-separated (default: all).")
@@ -87,8 +84,8 @@ extension DyninkaCommand {
             let appDirectory = URL(fileURLWithPath: file).deletingLastPathComponent().path
             let settings = try AppSettings.load(directory: appDirectory)
             if local { return try runLocal(appDirectory: appDirectory, settings: settings) }
-            let build = try buildApp(file: file, out: out)
-            let host = try orExit { try HostBinary.locate(explicit: hostBinary) }
+            let build = try buildApp(file: file, out: built.out)
+            let host = try orExit { try HostBinary.locate(explicit: built.hostBinary) }
             note("services run on \(host)")
             let view = noView ? nil : try orExit { try ViewServer(ir: build.ir, port: viewPort) }
             defer { view?.stop() }
@@ -214,7 +211,7 @@ extension DyninkaCommand {
             let observer = RunView(view: view)
             var activities: [any RunActivity] = []
             if watch {
-                activities.append(FileWatch(file: file, out: out, running: build.ir, observer: observer))
+                activities.append(FileWatch(file: file, out: built.out, running: build.ir, observer: observer))
                 note("watching \(file): save it to swap the services whose code changed")
             }
             if let bed = runner.bed {
@@ -253,7 +250,7 @@ extension DyninkaCommand {
             }
             let name = ir.name
             let root = try AppBuilder.locateSourceRoot()
-            let output = (out ?? AppBuilder.defaultOutput(for: file, name: name)) + "/local/\(name)"
+            let output = (built.out ?? AppBuilder.defaultOutput(for: file, name: name)) + "/local/\(name)"
             try LocalProgram(sdkDirectory: LocalProgram.executableDirectory, sourceRoot: root)
                 .compile(file: file, moduleName: name, output: output)
             // The sidecars run as they would for the services; the program reaches them the same way.
