@@ -29,7 +29,9 @@ final class RealNodeCluster {
             try Self.sh("ip netns add \(namespace) && ip link add \(hostLink) type veth peer name \(nodeLink) && ip link set \(nodeLink) netns \(namespace) && ip addr add \(hostIP)/30 dev \(hostLink) && ip link set \(hostLink) up && ip -n \(namespace) addr add \(peerIP)/30 dev \(nodeLink) && ip -n \(namespace) link set \(nodeLink) up")
             // The first start with DNS builds kubelet, kube-proxy and kube-dns once per machine (about 4 min).
             FileHandle.standardError.write(Data("real pods: starting a control plane with kube-dns on \(hostIP)\n".utf8))
-            kubeconfig = try Self.sh("'\(kit)/start' 2>/dev/null | tail -1", environment: environment).trimmingCharacters(in: .whitespacesAndNewlines)
+            // Its last stdout line is the kubeconfig; a failed start throws with its stderr.
+            kubeconfig = try Self.sh("'\(kit)/start'", environment: environment)
+                .split(separator: "\n").last.map(String.init) ?? ""
             FileHandle.standardError.write(Data("real pods: node-a up (containerd, kubelet, kube-proxy)\n".utf8))
             try Self.sh("'\(kit)/node' up node-a --ip \(hostIP) --pod-cidr 10.232.1.0/24 --labels zone=roof", environment: environment)
         } catch {
