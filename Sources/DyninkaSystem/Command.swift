@@ -19,31 +19,39 @@ package enum Command {
         case launch(String)
     }
 
-    package static func run(_ executable: String, _ arguments: [String], input: String? = nil) throws(Failure) -> CommandOutput {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
+    /// Runs `executable` to its end. `environment` adds to (or overrides) this process's variables.
+    ///
+    /// Spawned and waited for directly (posix_spawn, waitpid), not through Foundation's Process:
+    /// a tool that starts daemons of its own (the Kubernetes kit's `start`) left Process waiting
+    /// for a child that had already exited.
+    package static func run(_ executable: String, _ arguments: [String], input: String? = nil,
+                            environment: [String: String] = [:]) throws(Failure) -> CommandOutput {
         let fm = FileManager.default
         let folder = NSTemporaryDirectory() + "dyninka-command-\(getpid())-\(UUID().uuidString)"
         do { try fm.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
             throw .setup("cannot create \(folder): \(error.localizedDescription)")
         }
         defer { try? fm.removeItem(atPath: folder) }
-        guard fm.createFile(atPath: folder + "/out", contents: nil), fm.createFile(atPath: folder + "/err", contents: nil),
-              fm.createFile(atPath: folder + "/in", contents: Data((input ?? "").utf8)),
-              let out = FileHandle(forWritingAtPath: folder + "/out"), let err = FileHandle(forWritingAtPath: folder + "/err"),
-              let inp = FileHandle(forReadingAtPath: folder + "/in") else {
-            throw .setup("cannot open the output files in \(folder)")
+        guard fm.createFile(atPath: folder + "/in", contents: Data((input ?? "").utf8)) else {
+            throw .setup("cannot write \(folder)/in")
         }
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = inp
-        do { try process.run() } catch { throw .launch("cannot run \(executable): \(error.localizedDescription)") }
-        process.waitUntilExit()
-        try? out.close()
-        try? err.close()
-        try? inp.close()
-        return CommandOutput(status: process.terminationStatus,
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, folder + "/in", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, folder + "/out", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, folder + "/err", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let variables = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0.key)=\($0.value)" }
+        var argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        var envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup($0) } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, executable, &actions, nil, &argv, &envp)
+        guard spawned == 0 else { throw .launch("cannot run \(executable): \(String(cString: strerror(spawned)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return CommandOutput(status: exit,
                              stdout: (try? String(contentsOfFile: folder + "/out", encoding: .utf8)) ?? "",
                              stderr: (try? String(contentsOfFile: folder + "/err", encoding: .utf8)) ?? "")
     }

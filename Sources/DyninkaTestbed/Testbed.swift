@@ -50,6 +50,8 @@ package enum Testbed {
         package var nodes: [NodeState]
         package var links: [LinkState]
         package var gatewayNode: String
+        /// Its Kubernetes cluster (`up --kubernetes`), nil for a bed of plain processes.
+        package var cluster: Cluster?
 
         package func node(_ name: String) -> NodeState? { nodes.first { $0.name == name } }
         /// Nodes services may be placed on (all but the client).
@@ -84,7 +86,10 @@ package enum Testbed {
 
     /// Brings a bed up from its file: removes leftovers of an earlier bed first, creates the
     /// router and the nodes (plus `client`), their names, and the links' conditions.
-    package static func up(_ spec: TestbedSpec, file: String, emulator: String, log: (String) -> Void) throws(TestbedFailure) -> State {
+    /// With `kubernetesKit` (the kit's folder), every node also becomes a real Kubernetes node
+    /// (see `startCluster`).
+    package static func up(_ spec: TestbedSpec, file: String, emulator: String, kubernetesKit: String? = nil,
+                           log: (String) -> Void) throws(TestbedFailure) -> State {
         try requireRoot()
         guard FileManager.default.isExecutableFile(atPath: emulator) else {
             throw TestbedFailure("the link emulator \(emulator) is missing: build it with `swift build --product dyninka-linkemu`")
@@ -101,7 +106,9 @@ package enum Testbed {
         } catch { throw TestbedFailure("cannot create \(stateDirectory): \(error.localizedDescription)") }
         // A bed that cannot come up whole leaves nothing behind: what was made is taken down.
         do throws(TestbedFailure) {
-            return try build(spec, file: file, emulator: emulator, nodes: nodes)
+            var state = try build(spec, file: file, emulator: emulator, nodes: nodes)
+            if let kubernetesKit { try startCluster(&state, kit: kubernetesKit, log: log) }
+            return state
         } catch {
             let removed = (try? down()) ?? []
             log("the bed did not come up: removed what was made (\(removed.isEmpty ? "nothing" : removed.joined(separator: ", ")))")
@@ -155,7 +162,9 @@ package enum Testbed {
     @discardableResult
     package static func down() throws(TestbedFailure) -> [String] {
         try requireRoot()
-        var removed: [String] = []
+        // A cluster first: its kubelets stop their pods and the kit removes their mounts, bridges,
+        // rules and cgroups, which killing the processes would leave behind.
+        var removed = stopCluster()
         let namespaces = leftoverNamespaces()
         // Processes first (they may hold the namespaces open), the router last.
         for ns in namespaces.sorted(by: { $0 == coreNamespace ? false : $1 == coreNamespace ? true : $0 < $1 }) {
@@ -187,6 +196,7 @@ package enum Testbed {
             found.append("/etc/netns/\(entry)")
         }
         if FileManager.default.fileExists(atPath: stateDirectory) { found.append(stateDirectory) }
+        if (try? run(["ip", "link", "show", managementLink])) != nil { found.append("link \(managementLink)") }
         return found
     }
 
@@ -363,8 +373,11 @@ package enum Testbed {
             let folder = "/etc/netns/\(node.namespace)"
             do {
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-                // An unknown name fails at once instead of waiting for a DNS server the node cannot reach.
-                try "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n".write(toFile: folder + "/resolv.conf", atomically: false, encoding: .utf8)
+                // An unknown name fails at once instead of waiting for a DNS server the node cannot
+                // reach; with a cluster, its kube-dns answers for Service names (`NAME.NS`, or whole).
+                let resolver = state.cluster == nil ? "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+                    : "nameserver \(managementAddress)\nsearch svc.cluster.local cluster.local\noptions ndots:5 timeout:1 attempts:2\n"
+                try resolver.write(toFile: folder + "/resolv.conf", atomically: false, encoding: .utf8)
                 guard let handle = FileHandle(forWritingAtPath: folder + "/hosts") ?? {
                     FileManager.default.createFile(atPath: folder + "/hosts", contents: nil) ? FileHandle(forWritingAtPath: folder + "/hosts") : nil
                 }() else { throw TestbedFailure("cannot write \(folder)/hosts") }
@@ -406,9 +419,9 @@ package enum Testbed {
     /// Runs a command (no shell) and returns its standard output; a failure names the command
     /// and shows its standard error.
     @discardableResult
-    package static func run(_ arguments: [String], input: String? = nil) throws(TestbedFailure) -> String {
+    package static func run(_ arguments: [String], input: String? = nil, environment: [String: String] = [:]) throws(TestbedFailure) -> String {
         let output: CommandOutput
-        do { output = try Command.run("/usr/bin/env", arguments, input: input) } catch {
+        do { output = try Command.run("/usr/bin/env", arguments, input: input, environment: environment) } catch {
             switch error {
             case .setup(let message), .launch(let message): throw TestbedFailure("cannot run \(arguments.joined(separator: " ")): \(message)")
             }

@@ -113,7 +113,11 @@ extension DyninkaCommand {
                 }
                 note("note: this deploy overrides the file; the next deploy without --move puts \(move) back where the file says, unless you write @Service(node: \"\(to)\") there")
             }
-            var settings = DeploySettings(image: image ?? "dyninka/\(ObjectNames.dns(ir.name)):latest",
+            var reference = image
+            if reference == nil, apply, detection.target == .kubernetes {
+                reference = try imageForTestbed(build)
+            }
+            var settings = DeploySettings(image: reference ?? "dyninka/\(ObjectNames.dns(ir.name)):latest",
                                           libraryPath: "/app/lib\(ir.name).so")
             settings.namespace = namespace
             settings.memoryLimitMiB = memoryLimit
@@ -136,7 +140,8 @@ extension DyninkaCommand {
             }
             for file in result.files { say("\(output)/\(file)") }
             for line in result.notes { note("note: \(line)") }
-            note("build the image: \(result.buildCommand)")
+            // An image built and imported here needs no docker build.
+            if reference == nil || image != nil { note("build the image: \(result.buildCommand)") }
             if apply && detection.target == .kubernetes {
                 return try applyToKubernetes(result, ir: ir, deployer: deployer)
             }
@@ -165,6 +170,23 @@ extension DyninkaCommand {
         /// `--apply` on Kubernetes: the cluster is the record of what runs. Services whose
         /// generated objects differ from the live ones (by spec hash) are checked by a server-side
         /// dry run, applied, and waited for; a summary lists every Deployment of the app.
+        /// On the cluster of a test bed (`testbed up --kubernetes`, this `$KUBECONFIG`), the image
+        /// is built here and imported into every node, since its nodes pull from no registry. Nil
+        /// for any other cluster: its nodes pull `--image` (or the default name) themselves.
+        private func imageForTestbed(_ build: BuildResult) throws -> String? {
+            guard Testbed.cluster(forKubeconfig: ProcessInfo.processInfo.environment["KUBECONFIG"]) != nil else {
+                note("note: no --image: the nodes must be able to pull dyninka/\(ObjectNames.dns(build.ir.name)):latest; build the image with `dyninka image \(file)`, push it to a registry the cluster reaches and pass --image")
+                return nil
+            }
+            let built = try buildImage(of: build, hostBinary: nil, output: nil, repository: nil)
+            note("image \(built.reference): \(built.sizeLine)")
+            do { try Testbed.importImage(built.archive, reference: built.reference) { note($0) } } catch {
+                note("error: \(error)")
+                throw ExitCode(1)
+            }
+            return built.reference
+        }
+
         private func applyToKubernetes(_ result: DeploymentResult, ir: AppIR, deployer: Deployer) throws {
             do {
                 let cluster = try KubernetesCluster.connect(try Kubectl(context: context), namespace: namespace)

@@ -30,27 +30,39 @@ extension DyninkaCommand {
 
         func run() throws {
             let build = try buildApp(file: file, out: built.out)
-            let host: String
-            do { host = try HostBinary.locate(explicit: built.hostBinary) } catch {
-                note("error: \(error)")
-                throw ExitCode(1)
-            }
-            let folder = output ?? URL(fileURLWithPath: build.library).deletingLastPathComponent().path
-            try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            note("building the image of \(build.ir.name) from \(host) and \(build.library)")
-            let image: ContainerImage.Built
-            do {
-                image = try ContainerImage.build(app: build.ir.name, hostBinary: host, appLibrary: build.library,
-                                                 repository: repository ?? "dyninka/\(ObjectNames.dns(build.ir.name))", output: folder)
-            } catch {
-                note("error: \(error)")
-                throw ExitCode(1)
-            }
+            let image = try buildImage(of: build, hostBinary: built.hostBinary, output: output, repository: repository)
             say("image \(image.reference)")
             say("id \(image.id)")
             say("archive \(image.archive)")
-            say(String(format: "size %.1f MB compressed (%@), %.1f MB unpacked, %d files", Double(image.compressedBytes) / 1e6,
-                       image.compressedLayer, Double(image.layerBytes) / 1e6, image.files.filter { $0.bytes > 0 }.count))
+            say(image.sizeLine)
         }
+    }
+}
+
+extension ContainerImage.Built {
+    /// "size 31.3 MB compressed (PATH), 80.2 MB unpacked, 30 files".
+    var sizeLine: String {
+        String(format: "size %.1f MB compressed (%@), %.1f MB unpacked, %d files", Double(compressedBytes) / 1e6, compressedLayer,
+               Double(layerBytes) / 1e6, files.filter { $0.bytes > 0 }.count)
+    }
+}
+
+/// Builds the image of a built app (`dyninka image`, and `deploy --apply` on a test bed's
+/// cluster): into `output`, else the app's build folder.
+func buildImage(of build: BuildResult, hostBinary: String?, output: String?, repository: String?) throws -> ContainerImage.Built {
+    let host: String
+    do { host = try HostBinary.locate(explicit: hostBinary) } catch {
+        note("error: \(error)")
+        throw ExitCode(1)
+    }
+    let folder = output ?? URL(fileURLWithPath: build.library).deletingLastPathComponent().path
+    try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    note("building the image of \(build.ir.name) from \(host) and \(build.library)")
+    do {
+        return try ContainerImage.build(app: build.ir.name, hostBinary: host, appLibrary: build.library,
+                                        repository: repository ?? "dyninka/\(ObjectNames.dns(build.ir.name))", output: folder)
+    } catch {
+        note("error: \(error)")
+        throw ExitCode(1)
     }
 }

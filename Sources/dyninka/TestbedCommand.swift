@@ -50,9 +50,24 @@ extension DyninkaCommand {
         }
 
         struct Up: ParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Create the nodes and links a test bed file describes (removing an earlier bed first).")
+            static let configuration = CommandConfiguration(
+                abstract: "Create the nodes and links a test bed file describes (removing an earlier bed first).",
+                discussion: """
+                    With --kubernetes the nodes also become real Kubernetes nodes (containerd, kubelet \
+                    and kube-proxy in each node's namespace, from the Kubernetes kit), with the file's \
+                    labels; `client` joins tainted, so no pod lands there. The control plane and kube-dns \
+                    run on this machine at 10.77.0.1, reached over a management link to the router that \
+                    no link condition applies to. Pods of node K get 10.78.K.0/24, routed through the \
+                    router, so the links' delay, loss and rate apply to pod traffic as to processes. \
+                    The last line is `kubeconfig PATH`; deploy with \
+                    `KUBECONFIG=PATH dyninka deploy App.swift --apply --namespace NS`.
+                    """)
             @Argument(help: "The test bed file (JSON), e.g. configs/testbed/fog.json.")
             var file: String
+            @Flag(help: "Make the nodes real Kubernetes nodes (about 15 s per node, plus 4 minutes once per machine to build the node binaries).")
+            var kubernetes = false
+            @Option(help: "With --kubernetes: the Kubernetes kit's folder (default: $DYNINKA_K8S_KIT).")
+            var kit: String?
 
             func run() throws {
                 let spec: TestbedSpec
@@ -62,7 +77,9 @@ extension DyninkaCommand {
                 }
                 let started = Date()
                 do {
-                    let state = try Testbed.up(spec, file: URL(fileURLWithPath: file).standardizedFileURL.path, emulator: try linkEmulator()) { note($0) }
+                    let kitFolder = kubernetes ? try Testbed.locateKit(kit) : nil
+                    let state = try Testbed.up(spec, file: URL(fileURLWithPath: file).standardizedFileURL.path, emulator: try linkEmulator(),
+                                               kubernetesKit: kitFolder) { note($0) }
                     printStatus(state)
                     note(String(format: "test bed '%@' up in %.1f s", state.name, Date().timeIntervalSince(started)))
                 } catch let failure as TestbedFailure {
@@ -222,6 +239,12 @@ func printStatus(_ state: Testbed.State) {
     if state.links.isEmpty { say("  links: every pair is a LAN") }
     for link in state.links { say("  link \(link.a) <-> \(link.b): \(link.conditions)") }
     say("  every other pair: LAN")
+    if let cluster = state.cluster {
+        say("  kubernetes: every node is a real node (kit \(cluster.kit)); control plane and kube-dns on \(Testbed.managementAddress)")
+        say("  pods: \(Testbed.podNetwork) (node K: 10.78.K.0/24), ClusterIPs: \(Testbed.serviceNetwork)")
+        say("kubeconfig \(cluster.kubeconfig)")
+        return
+    }
     for node in state.nodes {
         for process in Testbed.processes(inNamespace: node.namespace) {
             let words = process.command.split(separator: " ")
