@@ -69,25 +69,42 @@ package enum ContainerImage {
             guard let data = FileManager.default.contents(atPath: real) else { throw Failure("cannot read \(real) (needed by the host)") }
             entries.append(.init(path: path, kind: .file(Array(data)), mode: 0o755))
         }
-        entries += parentDirectories(of: entries)
+        let config = ImageConfig(entrypoint: [hostPath], command: ["serve", "--app", libraryPath(app: app), "--host", "0.0.0.0", "--port", String(port)],
+                                 port: port, workingDirectory: "/")
+        return try write(entries, config: config, repository: repository, name: app, output: output)
+    }
+
+    /// What the image config says about running it.
+    struct ImageConfig {
+        var entrypoint: [String]
+        var command: [String]
+        var port: Int?
+        var workingDirectory: String
+    }
+
+    /// Writes `entries` (and their parent folders) as one layer, the docker-archive
+    /// `<output>/<name>.image.tar` and the gzipped layer `<output>/<name>.layer.tar.gz`.
+    static func write(_ files: [TarArchive.Entry], config: ImageConfig, repository: String, name: String,
+                      output: String) throws(Failure) -> Built {
+        let entries = files + parentDirectories(of: files)
         let layer: [UInt8]
         do { layer = try TarArchive.bytes(entries) } catch { throw Failure(error.description) }
         let diffID = "sha256:" + sha256(layer)
-        let config = configJSON(diffID: diffID, app: app, port: port)
-        let id = sha256(Array(config.utf8))
+        let configText = configJSON(diffID: diffID, config: config)
+        let id = sha256(Array(configText.utf8))
         let reference = "\(repository):\(id.prefix(12))"
         let configName = id + ".json", layerName = String(diffID.dropFirst(7)) + "/layer.tar"
         let manifest = #"[{"Config":"\#(configName)","RepoTags":["\#(reference)"],"Layers":["\#(layerName)"]}]"#
         let archive: [UInt8]
         do {
             archive = try TarArchive.bytes([
-                .init(path: configName, kind: .file(Array(config.utf8)), mode: 0o644),
+                .init(path: configName, kind: .file(Array(configText.utf8)), mode: 0o644),
                 .init(path: String(diffID.dropFirst(7)), kind: .directory, mode: 0o755),
                 .init(path: layerName, kind: .file(layer), mode: 0o644),
                 .init(path: "manifest.json", kind: .file(Array(manifest.utf8)), mode: 0o644),
             ])
         } catch { throw Failure(error.description) }
-        let archivePath = output + "/\(app).image.tar", layerPath = output + "/\(app).layer.tar"
+        let archivePath = output + "/\(name).image.tar", layerPath = output + "/\(name).layer.tar"
         guard FileManager.default.createFile(atPath: archivePath, contents: Data(archive)),
               FileManager.default.createFile(atPath: layerPath, contents: Data(layer)) else {
             throw Failure("cannot write the image into \(output)")
@@ -95,12 +112,12 @@ package enum ContainerImage {
         try? FileManager.default.removeItem(atPath: layerPath + ".gz")
         try run("gzip", ["-9n", layerPath], doing: "compress the layer")
         let compressed = (try? FileManager.default.attributesOfItem(atPath: layerPath + ".gz"))?[.size] as? Int ?? 0
-        let files = entries.sorted { $0.path < $1.path }.map { entry -> (String, Int) in
+        let listed = entries.sorted { $0.path < $1.path }.map { entry -> (String, Int) in
             if case .file(let data) = entry.kind { return ("/" + entry.path, data.count) }
             return ("/" + entry.path, 0)
         }
         return Built(archive: archivePath, compressedLayer: layerPath + ".gz", reference: reference, id: "sha256:" + id,
-                     layerDigest: diffID, layerBytes: layer.count, compressedBytes: compressed, files: files)
+                     layerDigest: diffID, layerBytes: layer.count, compressedBytes: compressed, files: listed)
     }
 
     /// The shared libraries `binaries` load, by the paths the loader finds them at (the loader
@@ -141,9 +158,11 @@ package enum ContainerImage {
     }
 
     /// The image config: the entry point, the user, the port; nothing that changes between builds.
-    private static func configJSON(diffID: String, app: String, port: Int) -> String {
+    private static func configJSON(diffID: String, config: ImageConfig) -> String {
         let created = "2025-12-07T00:00:00Z"
-        return #"{"architecture":"amd64","config":{"Entrypoint":["\#(hostPath)"],"Cmd":["serve","--app","\#(libraryPath(app: app))","--host","0.0.0.0","--port","\#(port)"],"Env":["PATH=/usr/local/bin:/usr/bin:/bin"],"ExposedPorts":{"\#(port)/tcp":{}},"User":"\#(user):\#(user)","WorkingDir":"/"},"created":"\#(created)","history":[{"created":"\#(created)","created_by":"dyninka image"}],"os":"linux","rootfs":{"diff_ids":["\#(diffID)"],"type":"layers"}}"#
+        func list(_ words: [String]) -> String { "[" + words.map { "\"\($0)\"" }.joined(separator: ",") + "]" }
+        let ports = config.port.map { #","ExposedPorts":{"\#($0)/tcp":{}}"# } ?? ""
+        return #"{"architecture":"amd64","config":{"Entrypoint":\#(list(config.entrypoint)),"Cmd":\#(list(config.command)),"Env":["PATH=/usr/local/bin:/usr/bin:/bin"]\#(ports),"User":"\#(user):\#(user)","WorkingDir":"\#(config.workingDirectory)"},"created":"\#(created)","history":[{"created":"\#(created)","created_by":"dyninka image"}],"os":"linux","rootfs":{"diff_ids":["\#(diffID)"],"type":"layers"}}"#
     }
 
     /// A copy of `path` without its symbol table and debug information, read back.
@@ -154,7 +173,7 @@ package enum ContainerImage {
     }
 
     @discardableResult
-    private static func run(_ tool: String, _ arguments: [String], doing what: String) throws(Failure) -> String {
+    static func run(_ tool: String, _ arguments: [String], doing what: String) throws(Failure) -> String {
         let output: CommandOutput
         do { output = try Command.run("/usr/bin/env", [tool] + arguments) } catch {
             throw Failure("cannot \(what): \(error)")

@@ -20,10 +20,58 @@ package struct DeploySettings: Sendable {
     /// Also write a NetworkPolicy per service: only its callers in main's dataflow (and, for the
     /// entry, any client) may reach it.
     package var networkPolicy = false
+    /// Programs that run beside services, in their pods (`dyninka.json`'s sidecars).
+    package var sidecars: [DeploySidecar] = []
 
     package init(image: String, libraryPath: String) {
         self.image = image
         self.libraryPath = libraryPath
+    }
+}
+
+/// A sidecar on a cluster: a container in the pod of the service it is near, listening on the
+/// pod's loopback; that service's host gets its URL in `env`.
+package struct DeploySidecar: Sendable {
+    package var name: String
+    /// Its image (built offline beside the app's, or the one `dyninka.json` names).
+    package var image: String
+    /// The program and its arguments; `{host}` and `{port}` are filled in.
+    package var command: [String]
+    /// The service whose pod it joins.
+    package var service: String
+    /// Its port in the pod (the service reaches it on 127.0.0.1, the kubelet's probe on the pod's IP).
+    package var port: Int
+    /// Its readiness path: the pod takes traffic only when the sidecar answers there too.
+    package var health: String?
+    /// The variable that gives the service the sidecar's URL.
+    package var env: String?
+
+    package init(name: String, image: String, command: [String], service: String, port: Int, health: String?, env: String?) {
+        (self.name, self.image, self.command, self.service, self.port, self.health, self.env) = (name, image, command, service, port, health, env)
+    }
+
+    /// Its URL from inside the pod.
+    package var url: String { "http://127.0.0.1:\(port)" }
+
+    /// The container.
+    func container() -> Doc {
+        // All of the pod's addresses: the kubelet probes it at the pod's IP, not its loopback.
+        let words = command.map { $0.replacingOccurrences(of: "{host}", with: "0.0.0.0").replacingOccurrences(of: "{port}", with: String(port)) }
+        var pairs: [(String, Doc)] = [
+            ("name", .string(ObjectNames.dns(name))), ("image", .string(image)),
+            ("command", .list(words.map(Doc.string))),
+        ]
+        if let health {
+            pairs.append(("readinessProbe", .map([("httpGet", .map([("path", .string(health)), ("port", .int(port))])),
+                                                  ("periodSeconds", .int(2)), ("failureThreshold", .int(2))])))
+        }
+        pairs += [
+            ("resources", .map([("requests", .map([("cpu", .string("50m")), ("memory", .string("32Mi"))])),
+                                ("limits", .map([("cpu", .string("500m")), ("memory", .string("128Mi"))]))])),
+            ("securityContext", KubernetesManifests.containerSecurity),
+            ("volumeMounts", .list([.map([("name", .string("tmp")), ("mountPath", .string("/tmp"))])])),
+        ]
+        return .map(pairs)
     }
 }
 
@@ -59,6 +107,13 @@ package enum KubernetesManifests {
 
     /// The user the hosts run as (the image's USER too): not root.
     static let user = 65532
+
+    /// Nothing a host (or a sidecar) needs: root, privileges, capabilities, a writable image.
+    static let containerSecurity: Doc = .map([
+        ("runAsNonRoot", .bool(true)), ("runAsUser", .int(user)), ("runAsGroup", .int(user)),
+        ("allowPrivilegeEscalation", .bool(false)), ("readOnlyRootFilesystem", .bool(true)),
+        ("capabilities", .map([("drop", .list([.string("ALL")]))])),
+    ])
 
     /// The host's --max-buffered-bytes for a pod limited to `limitMiB`: half of it, so that the
     /// host refuses (503) long before the kernel kills the pod (the rest is the runtime, the app
@@ -135,6 +190,10 @@ package enum KubernetesManifests {
             ("name", .string(keySecretName(names))), ("key", .string("key")),
         ]))]))]))
         for (key, value) in settings.environment { env.append(.map([("name", .string(key)), ("value", .string(value))])) }
+        let sidecars = settings.sidecars.filter { $0.service == service.name }
+        for sidecar in sidecars {
+            if let variable = sidecar.env { env.append(.map([("name", .string(variable)), ("value", .string(sidecar.url))])) }
+        }
         let container: Doc = .map([
             ("name", .string("dyninka-host")),
             ("image", .string(settings.image)),
@@ -147,12 +206,7 @@ package enum KubernetesManifests {
                                     ("initialDelaySeconds", .int(2)), ("periodSeconds", .int(10)), ("failureThreshold", .int(3))])),
             ("resources", .map([("requests", .map([("cpu", .string("100m")), ("memory", .string("64Mi"))])),
                                 ("limits", .map([("cpu", .string("1")), ("memory", .string("\(settings.memoryLimitMiB)Mi"))]))])),
-            // Nothing a host needs: root, privileges, capabilities, a writable image.
-            ("securityContext", .map([
-                ("runAsNonRoot", .bool(true)), ("runAsUser", .int(user)), ("runAsGroup", .int(user)),
-                ("allowPrivilegeEscalation", .bool(false)), ("readOnlyRootFilesystem", .bool(true)),
-                ("capabilities", .map([("drop", .list([.string("ALL")]))])),
-            ])),
+            ("securityContext", containerSecurity),
             ("volumeMounts", .list([.map([("name", .string("tmp")), ("mountPath", .string("/tmp"))])])),
         ])
         var podSpec: [(String, Doc)] = [
@@ -177,7 +231,7 @@ package enum KubernetesManifests {
                 ]))]))])))
             }
         }
-        podSpec.append(("containers", .list([container])))
+        podSpec.append(("containers", .list([container] + sidecars.map { $0.container() })))
         // An autoscaled Deployment leaves its replica count to the HPA: applying a count would
         // undo the HPA's scaling at every deploy.
         var deploymentSpec: [(String, Doc)] = autoscaled ? [] : [("replicas", .int(1))]

@@ -15,6 +15,9 @@ package struct SidecarSpec: Codable, Sendable {
     package var node: String?
     package var label: String?
     package var near: String?
+    /// On a cluster: the sidecar's image, for a registry of yours. Without it, `deploy --apply` on
+    /// a test bed's cluster builds one from this machine's files (`ContainerImage.buildSidecar`).
+    package var image: String?
 
     var placement: PlacementIR? {
         node == nil && label == nil && near == nil ? nil : PlacementIR(node: node, label: label, near: near)

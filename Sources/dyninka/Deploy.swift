@@ -114,14 +114,19 @@ extension DyninkaCommand {
                 note("note: this deploy overrides the file; the next deploy without --move puts \(move) back where the file says, unless you write @Service(node: \"\(to)\") there")
             }
             var reference = image
-            if reference == nil, apply, detection.target == .kubernetes {
+            let onTestbed = image == nil && apply && detection.target == .kubernetes
+                && Testbed.cluster(forKubeconfig: ProcessInfo.processInfo.environment["KUBECONFIG"]) != nil
+            if onTestbed {
                 reference = try imageForTestbed(build)
+            } else if image == nil && apply && detection.target == .kubernetes {
+                note("note: no --image: the nodes must be able to pull dyninka/\(ObjectNames.dns(build.ir.name)):latest; build the image with `dyninka image \(file)`, push it to a registry the cluster reaches and pass --image")
             }
             var settings = DeploySettings(image: reference ?? "dyninka/\(ObjectNames.dns(ir.name)):latest",
                                           libraryPath: "/app/lib\(ir.name).so")
             settings.namespace = namespace
             settings.memoryLimitMiB = memoryLimit
             settings.networkPolicy = networkPolicy
+            settings.sidecars = try sidecars(of: ir, build: build, onTestbed: onTestbed)
             if let autoscale {
                 let parts = autoscale.split(separator: ":").compactMap { Int($0) }
                 settings.autoscale = (parts[0], parts[1])
@@ -171,13 +176,9 @@ extension DyninkaCommand {
         /// generated objects differ from the live ones (by spec hash) are checked by a server-side
         /// dry run, applied, and waited for; a summary lists every Deployment of the app.
         /// On the cluster of a test bed (`testbed up --kubernetes`, this `$KUBECONFIG`), the image
-        /// is built here and imported into every node, since its nodes pull from no registry. Nil
-        /// for any other cluster: its nodes pull `--image` (or the default name) themselves.
-        private func imageForTestbed(_ build: BuildResult) throws -> String? {
-            guard Testbed.cluster(forKubeconfig: ProcessInfo.processInfo.environment["KUBECONFIG"]) != nil else {
-                note("note: no --image: the nodes must be able to pull dyninka/\(ObjectNames.dns(build.ir.name)):latest; build the image with `dyninka image \(file)`, push it to a registry the cluster reaches and pass --image")
-                return nil
-            }
+        /// is built here and imported into every node, since its nodes pull from no registry (any
+        /// other cluster's nodes pull `--image`, or the default name, themselves).
+        private func imageForTestbed(_ build: BuildResult) throws -> String {
             let built = try buildImage(of: build, hostBinary: nil, output: nil, repository: nil)
             note("image \(built.reference): \(built.sizeLine)")
             do { try Testbed.importImage(built.archive, reference: built.reference) { note($0) } } catch {
@@ -185,6 +186,47 @@ extension DyninkaCommand {
                 throw ExitCode(1)
             }
             return built.reference
+        }
+
+        /// `dyninka.json`'s sidecars as containers in the pods of the services they are near, with
+        /// their images: the one the file names, else (on a test bed's cluster) one built here and
+        /// imported, else `dyninka/APP-sidecar-NAME:latest` for your registry.
+        private func sidecars(of ir: AppIR, build: BuildResult, onTestbed: Bool) throws -> [DeploySidecar] {
+            let folder = URL(fileURLWithPath: file).standardizedFileURL.deletingLastPathComponent().path
+            let specs: [SidecarSpec]
+            do { specs = try AppSettings.load(directory: folder).sidecars ?? [] } catch {
+                note("error: \(error)")
+                throw ExitCode(1)
+            }
+            var result: [DeploySidecar] = []
+            for (index, spec) in specs.enumerated() {
+                guard let near = spec.near, ir.service(near) != nil else {
+                    note("error: sidecar '\(spec.name)' in \(folder)/dyninka.json: on a cluster a sidecar runs in the pod of the service it serves; give it \"near\": SERVICE (one of \(ir.services.map(\.name).joined(separator: ", ")))")
+                    throw ExitCode(1)
+                }
+                var image = spec.image ?? "dyninka/\(ObjectNames.dns(ir.name))-sidecar-\(ObjectNames.dns(spec.name)):latest"
+                var command = spec.command
+                if spec.image == nil && onTestbed {
+                    let built: (built: ContainerImage.Built, program: String)
+                    do {
+                        built = try ContainerImage.buildSidecar(name: spec.name, command: spec.command, folder: folder,
+                                                                repository: "dyninka/\(ObjectNames.dns(ir.name))-sidecar-\(ObjectNames.dns(spec.name))",
+                                                                output: URL(fileURLWithPath: build.library).deletingLastPathComponent().path)
+                        note("sidecar \(spec.name): image \(built.built.reference): \(built.built.sizeLine)")
+                        try Testbed.importImage(built.built.archive, reference: built.built.reference) { note($0) }
+                    } catch {
+                        note("error: \(error)")
+                        throw ExitCode(1)
+                    }
+                    image = built.built.reference
+                    command[0] = built.program
+                } else if spec.image == nil && apply {
+                    note("note: sidecar \(spec.name) has no \"image\" in dyninka.json: the nodes must be able to pull \(image)")
+                }
+                result.append(DeploySidecar(name: spec.name, image: image, command: command, service: near, port: 8100 + index,
+                                            health: spec.health, env: spec.env))
+            }
+            return result
         }
 
         private func applyToKubernetes(_ result: DeploymentResult, ir: AppIR, deployer: Deployer) throws {

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import random
+import tempfile
 
 VARIABLES = [  # (variable, units, base, daily amplitude, noise)
     ("Temperature", "degC", 21.0, 2.5, 0.4),
@@ -66,7 +67,11 @@ def main():
         generate(args.generate, args.rows)
         return
     if not os.path.exists(args.data):
-        generate(args.data, args.rows)
+        try:
+            generate(args.data, args.rows)
+        except OSError:  # a read-only folder (a container's image): the same rows, in /tmp
+            args.data = os.path.join(tempfile.gettempdir(), "readings.csv")
+            generate(args.data, args.rows)
     rows = load(args.data)
     try:
         # A faster event loop when installed (scripts/bootstrap --with-bench installs it): the

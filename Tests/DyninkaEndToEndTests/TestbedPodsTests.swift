@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+
+/// The fog test bed with real Kubernetes nodes: `dyninka testbed up --kubernetes` makes every
+/// node of configs/testbed/fog.json a kubelet node in its namespace; `deploy --apply` builds the
+/// images offline, imports them and rolls the apps; a client in the bed's `client` node calls
+/// them by Service name; the links' conditions apply to pod traffic; `testbed down` leaves
+/// nothing. Runs with the real-pods suites (scripts/test), after the others.
+@Suite(.serialized, .enabled(if: realNodeKit != nil, "needs root and the Kubernetes kit with real nodes (scripts/test sets DYNINKA_K8S_KIT)"))
+struct TestbedPodsTests {
+    /// `dyninka ARGS` from the package root, through files (the bed's daemons outlive the call).
+    @discardableResult
+    static func cli(_ arguments: String, environment: [String: String] = [:]) throws -> String {
+        try RealNodeCluster.sh("cd '\(root)' && '\(dyninka)' \(arguments)", environment: environment)
+    }
+
+    /// `kubectl` on the bed's cluster.
+    static func kubectl(_ kubeconfig: String, _ arguments: String) throws -> String {
+        let home = ProcessInfo.processInfo.environment["DYNINKA_K8S_HOME"] ?? NSHomeDirectory() + "/.cache/dyninka-k8s"
+        return try RealNodeCluster.sh("'\(home)/venv/bin/kubectl' --kubeconfig '\(kubeconfig)' \(arguments)")
+    }
+
+    /// A request from the bed's `client` node: body and status, and the seconds it took.
+    static func fromClient(_ url: String, body: String? = nil) throws -> (text: String, seconds: Double) {
+        let data = body.map { " -X POST -d '\($0)'" } ?? " -X POST"
+        let out = try cli("testbed exec client -- curl -s -m 20\(data) -w ' %{http_code} %{time_total}' \(url)")
+        let words = out.split(separator: " ")
+        return (words.dropLast().joined(separator: " "), Double(words.last ?? "") ?? -1)
+    }
+
+    /// Waits until the client reaches `url` (each node's kube-proxy writes a new Service's rules
+    /// shortly after its endpoints are ready, which is after the rollout that deploy waits for).
+    static func awaitService(_ url: String) throws {
+        let deadline = Date().addingTimeInterval(30)
+        while true {
+            do {
+                _ = try cli("testbed exec client -- curl -s -o /dev/null -m 5 \(url)")
+                return
+            } catch where Date() < deadline {
+                usleep(250_000)
+            }
+        }
+    }
+
+    /// app -> (phase, ready, node) of each of its pods in `namespace`.
+    static func pods(_ kubeconfig: String, _ namespace: String) throws -> [String: [String]] {
+        let text = try kubectl(kubeconfig, "-n \(namespace) get pods -o jsonpath='{range .items[*]}{.metadata.labels.app\\.kubernetes\\.io/name} {.status.phase} {.status.containerStatuses[*].ready} {.spec.nodeName}{\"\\n\"}{end}'")
+        var result: [String: [String]] = [:]
+        for line in text.split(separator: "\n") {
+            let words = line.split(separator: " ").map(String.init)
+            result[words[0]] = Array(words.dropFirst())
+        }
+        return result
+    }
+
+    @Test func bothExamplesAndThePlacementFixtureRunInRealPodsAcrossTheBed() throws {
+        defer {
+            let down = try? Self.cli("testbed down")
+            #expect(down != nil, "testbed down failed")
+            #expect((try? Self.cli("testbed status")) == nil, "a bed is still up")
+            let left = (try? RealNodeCluster.sh("ip netns list | grep dynbed; ip link show dynbed-mgmt 2>/dev/null; pgrep -f '/run/dyninka-testbe[d]/' || true")) ?? "?"
+            #expect(left.isEmpty, "left behind: \(left)")
+        }
+        let up = try Self.cli("testbed up configs/testbed/fog.json --kubernetes --kit '\(realNodeKit!)'")
+        let kubeconfig = String(try #require(up.split(separator: "\n").last { $0.hasPrefix("kubeconfig ") }).dropFirst("kubeconfig ".count))
+        let nodes = try Self.kubectl(kubeconfig, "get nodes -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.labels.zone} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}'")
+        #expect(Set(nodes.split(separator: "\n")) == ["cloud core True", "edge-1 roof True", "edge-2 street True", "client  True"], "\(nodes)")
+        let environment = ["KUBECONFIG": kubeconfig, "MARATHON_URL": "", "KUBERNETES_SERVICE_HOST": ""]
+
+        // The placement fixture: each pod on the node its @Service asks for, none on `client`.
+        let placed = try Self.cli("deploy Tests/Fixtures/Apps/Placement.swift --apply --namespace place", environment: environment)
+        #expect(placed.contains("capture"), "\(placed)")
+        let placement = try Self.pods(kubeconfig, "place")
+        #expect(placement["capture"] == ["Running", "true", "edge-2"], "\(placement)")
+        #expect(placement["detect"] == ["Running", "true", "edge-1"], "\(placement)")
+        #expect(placement["blur"] == ["Running", "true", "edge-2"], "\(placement)")
+        #expect(placement["report"]?.prefix(2) == ["Running", "true"] && placement["report"]?.last != "client", "\(placement)")
+        let entry = "http://placement-capture.place:8080/"
+        try Self.awaitService(entry)
+        #expect(try Self.fromClient(entry).text == #""gate: 2 objects" 200"#)
+        // capture (edge-2) -> detect (edge-1) -> blur (edge-2): two hops over the edge-1 <-> edge-2
+        // link, so its delay shows in the chain's time as it does for processes.
+        let lan = (0..<3).map { _ in (try? Self.fromClient(entry).seconds) ?? -1 }.min()!
+        try Self.cli("testbed link edge-1 edge-2 --delay 50")
+        let slow = (0..<3).map { _ in (try? Self.fromClient(entry).seconds) ?? -1 }.min()!
+        try Self.cli("testbed link edge-1 edge-2")
+        #expect(lan > 0 && lan < 0.1, "LAN chain took \(lan) s")
+        #expect(slow - lan > 0.3, "with 50 ms each way the chain took \(slow) s against \(lan) s on the LAN")
+
+        // BuildingAlerts: the same answers as the local program (CLITests), by Service name.
+        let alerts = try Self.cli("deploy examples/BuildingAlerts/App.swift --apply --namespace fog", environment: environment)
+        #expect(alerts.contains("weather"), "\(alerts)")
+        let alertPods = try Self.pods(kubeconfig, "fog")
+        #expect(Set(alertPods.keys) == ["validate", "assess", "weather", "alert"], "\(alertPods)")
+        #expect(alertPods["weather"]?.last == "edge-1", "weather asks for zone=roof: \(alertPods)")
+        for (_, pod) in alertPods { #expect(pod.prefix(2) == ["Running", "true"] && pod.last != "client", "\(alertPods)") }
+        let validate = "http://building-alerts-validate.fog.svc.cluster.local:8080/"
+        try Self.awaitService(validate)
+        #expect(try Self.fromClient(validate, body: #"{"room":"r1","celsius":29}"#).text == #"{"room":"r1","message":"room r1 is 29.0 °C with 31.5 °C outside"} 200"#)
+        #expect(try Self.fromClient(validate, body: #"{"room":"r2","celsius":20}"#).text == "204")
+        let faulty = try Self.fromClient(validate, body: #"{"room":"r3","celsius":99}"#).text
+        #expect(faulty.hasSuffix(" 500") && faulty.contains(#""service":"validate""#) && faulty.contains("faulty"), "\(faulty)")
+
+        // SmartBuilding with its sensor as a sidecar container in get's pod (an image built from
+        // this machine's Python): the moving averages of 30 rows equal the local program's.
+        let smart = try Self.cli("deploy examples/SmartBuilding/App.swift --apply --namespace sb", environment: environment)
+        #expect(smart.contains("movingAvg"), "\(smart)")
+        let smartPods = try Self.pods(kubeconfig, "sb")
+        #expect(smartPods["get"]?.prefix(3) == ["Running", "true", "true"], "get and its sensor, both ready: \(smartPods)")
+        #expect(smartPods["map"]?.last == smartPods["moving-avg"]?.last, "movingAvg is near map: \(smartPods)")
+        let sensorIP = try Self.kubectl(kubeconfig, "-n sb get pods -l app.kubernetes.io/name=get -o jsonpath='{.items[0].status.podIP}'")
+        try Self.awaitService("http://smart-building-get.sb:8080/healthz")
+        _ = try Self.cli("testbed exec client -- curl -sf -m 10 http://\(sensorIP):8100/reset")
+        var remote: [String] = []
+        for _ in 0..<30 {
+            let answer = try Self.fromClient("http://smart-building-get.sb:8080/").text
+            if let range = answer.range(of: #"(?<="average":)[0-9.eE+-]+"#, options: .regularExpression) { remote.append(String(answer[range])) }
+        }
+        let local = try Self.cli("run examples/SmartBuilding/App.swift --local", environment: ["ROWS": "30"])
+            .split(separator: "\n").filter { Double($0) != nil }.map(String.init)
+        #expect(!local.isEmpty && remote == local, "local \(local), in pods \(remote)")
+    }
+}
