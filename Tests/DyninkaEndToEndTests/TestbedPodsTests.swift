@@ -42,6 +42,37 @@ struct TestbedPodsTests {
         }
     }
 
+    /// What hey measured: responses by status, errors, the slowest request in seconds.
+    struct Load {
+        var statuses: [Int: Int] = [:]
+        var errors: [String] = []
+        var slowest = 0.0
+        var answered: Int { statuses.values.reduce(0, +) }
+
+        init(_ report: String) {
+            var inErrors = false
+            for line in report.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                if line.hasPrefix("Slowest:") { slowest = Double(line.split(whereSeparator: \.isWhitespace)[1]) ?? 0 }
+                if line.hasPrefix("Error distribution") { inErrors = true; continue }
+                if inErrors, !line.isEmpty { errors.append(line) }
+                if line.hasPrefix("["), let close = line.firstIndex(of: "]"), let code = Int(line.dropFirst().prefix(upTo: close)),
+                   let count = Int(line[line.index(after: close)...].split(whereSeparator: \.isWhitespace).first ?? "") {
+                    statuses[code, default: 0] += count
+                }
+            }
+        }
+    }
+
+    /// hey from the client node: keep-alive-free POSTs for `seconds` with `workers` at once
+    /// (into `file` in the background when given).
+    @discardableResult
+    static func load(_ url: String, seconds: Int, workers: Int = 4, into file: String? = nil) throws -> String {
+        let command = "testbed exec client -- hey -z \(seconds)s -c \(workers) -disable-keepalive -m POST -t 10 \(url)"
+        guard let file else { return try cli(command) }
+        try RealNodeCluster.sh("cd '\(root)' && ('\(dyninka)' \(command) > '\(file)' 2>&1 &)")
+        return ""
+    }
+
     /// app -> (phase, ready, node) of each of its pods in `namespace`.
     static func pods(_ kubeconfig: String, _ namespace: String) throws -> [String: [String]] {
         let text = try kubectl(kubeconfig, "-n \(namespace) get pods -o jsonpath='{range .items[*]}{.metadata.labels.app\\.kubernetes\\.io/name} {.status.phase} {.status.containerStatuses[*].ready} {.spec.nodeName}{\"\\n\"}{end}'")
@@ -86,6 +117,7 @@ struct TestbedPodsTests {
         try Self.cli("testbed link edge-1 edge-2")
         #expect(lan > 0 && lan < 0.1, "LAN chain took \(lan) s")
         #expect(slow - lan > 0.3, "with 50 ms each way the chain took \(slow) s against \(lan) s on the LAN")
+        try rolloutUnderLoad(environment: environment)
 
         // BuildingAlerts: the same answers as the local program (CLITests), by Service name.
         let alerts = try Self.cli("deploy examples/BuildingAlerts/App.swift --apply --namespace fog", environment: environment)
@@ -119,5 +151,43 @@ struct TestbedPodsTests {
         let local = try Self.cli("run examples/SmartBuilding/App.swift --local", environment: ["ROWS": "30"])
             .split(separator: "\n").filter { Double($0) != nil }.map(String.init)
         #expect(!local.isEmpty && remote == local, "local \(local), in pods \(remote)")
+    }
+
+    /// An edited stateless stage (detect) rolls while hey sends keep-alive-free requests through
+    /// the chain: readiness gates the new pod, maxUnavailable 0 keeps the old one until then, and
+    /// the old host drains (it keeps accepting while every node's kube-proxy drops its endpoint,
+    /// then finishes what it holds). Not one request may fail.
+    func rolloutUnderLoad(environment: [String: String]) throws {
+        let folder = NSTemporaryDirectory() + "dyninka-rollout-\(getpid())"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let app = folder + "/Placement.swift"
+        try FileManager.default.copyItem(atPath: root + "/Tests/Fixtures/Apps/Placement.swift", toPath: app)
+        try Self.cli("deploy '\(app)' --apply --namespace roll", environment: environment)
+        let entry = "http://placement-capture.roll:8080/"
+        try Self.awaitService(entry)
+        let calm = Load(try Self.load(entry, seconds: 8))
+        #expect(calm.answered > 0 && calm.statuses.keys.sorted() == [200] && calm.errors.isEmpty, "calm run: \(calm)")
+
+        let source = try String(contentsOfFile: app, encoding: .utf8)
+        try source.replacingOccurrences(of: "objects: objects + 2", with: "objects: objects + 3").write(toFile: app, atomically: true, encoding: .utf8)
+        let report = folder + "/hey.txt"
+        try Self.load(entry, seconds: 40, into: report)
+        sleep(3)
+        let rolled = try Self.cli("deploy '\(app)' --apply --namespace roll", environment: environment)
+        #expect(rolled.contains("detect") && rolled.contains("rolled now"), "\(rolled)")
+        let deadline = Date().addingTimeInterval(90)
+        var text = ""
+        while Date() < deadline {
+            text = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
+            if text.contains("Status code distribution") || text.contains("Error distribution") { break }
+            sleep(1)
+        }
+        let rolling = Load(text)
+        #expect(rolling.answered > 0 && rolling.statuses.keys.sorted() == [200] && rolling.errors.isEmpty,
+                "rollout under load: \(rolling.statuses) errors \(rolling.errors)")
+        FileHandle.standardError.write(Data(String(format: "rollout under load: %d requests, 0 failed; slowest %.3f s against %.3f s calm\n",
+                                                   rolling.answered, rolling.slowest, calm.slowest).utf8))
+        #expect(try Self.fromClient(entry).text == #""gate: 3 objects" 200"#)
     }
 }
