@@ -20,6 +20,10 @@ package struct DeploySettings: Sendable {
     /// Also write a NetworkPolicy per service: only its callers in main's dataflow (and, for the
     /// entry, any client) may reach it.
     package var networkPolicy = false
+    /// Seconds a pod stays bound to a node that stopped answering (or is not ready) before the
+    /// cluster evicts it and its Deployment starts a replacement elsewhere; Kubernetes' own
+    /// default is 300 s, long for a fog whose nodes fail.
+    package var nodeLossSeconds = 20
     /// Programs that run beside services, in their pods (`dyninka.json`'s sidecars).
     package var sidecars: [DeploySidecar] = []
 
@@ -216,6 +220,12 @@ package enum KubernetesManifests {
             ("automountServiceAccountToken", .bool(false)),
             ("securityContext", .map([("runAsNonRoot", .bool(true)), ("seccompProfile", .map([("type", .string("RuntimeDefault"))]))])),
             ("volumes", .list([.map([("name", .string("tmp")), ("emptyDir", .map([("sizeLimit", .string("16Mi"))]))])])),
+            // How long a lost node keeps its pods: after this the pod is evicted and replaced on
+            // another node that its placement allows.
+            ("tolerations", .list(["node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"].map { key in
+                .map([("key", .string(key)), ("operator", .string("Exists")), ("effect", .string("NoExecute")),
+                      ("tolerationSeconds", .int(settings.nodeLossSeconds))])
+            })),
         ]
         if let placement = service.placement {
             var nodeSelector: [(String, Doc)] = []

@@ -92,19 +92,44 @@ extension Testbed {
         try save(state)
         for node in state.nodes {
             started = Date()
-            var arguments = [kit + "/node", "up", node.name, "--ip", node.address, "--pod-cidr", podCIDR(node), "--netns", node.namespace]
-            if node.name == TestbedSpec.clientNode {
-                arguments += ["--labels", "dyninka.io/role=client", "--taints", clientTaint]
-            } else if !node.labels.isEmpty {
-                arguments += ["--labels", node.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")]
-            }
             log("node \(node.name): containerd, kubelet and kube-proxy in \(node.namespace), pods on \(podCIDR(node))")
-            try run(arguments, environment: cluster.environment)
+            try startNode(node, cluster: cluster)
             log(String(format: "node %@ Ready in %.1f s", node.name, Date().timeIntervalSince(started)))
         }
         // Names of the cluster resolve on every node of the bed (for `testbed exec`, and for
         // clients in `client`), after the bed's own names in its hosts file.
         try writeHosts(state, services: [])
+    }
+
+    /// Starts a node's daemons in its namespace (the kit's `node up`) and waits until it is Ready.
+    static func startNode(_ node: NodeState, cluster: Cluster) throws(TestbedFailure) {
+        var arguments = [cluster.kit + "/node", "up", node.name, "--ip", node.address, "--pod-cidr", podCIDR(node), "--netns", node.namespace]
+        if node.name == TestbedSpec.clientNode {
+            arguments += ["--labels", "dyninka.io/role=client", "--taints", clientTaint]
+        } else if !node.labels.isEmpty {
+            arguments += ["--labels", node.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")]
+        }
+        try run(arguments, environment: cluster.environment)
+    }
+
+    /// The processes of a Kubernetes node's containers: those in its kubelet's cgroup
+    /// (`/dyninka-k8s-NODE-...`, the kit's cgroup root for it). They live in the pods' network
+    /// namespaces, not the node's, so `processes(inNamespace:)` does not list them.
+    static func containerProcesses(ofNode node: String) -> [Int32] {
+        let marker = ":/dyninka-k8s-\(node)-"
+        return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry -> Int32? in
+            guard let pid = Int32(entry), let groups = try? String(contentsOfFile: "/proc/\(entry)/cgroup", encoding: .utf8),
+                  groups.contains(marker) else { return nil }
+            return pid
+        }
+    }
+
+    /// A Kubernetes node comes back after `kill`: the kit removes what the dead node left (its
+    /// Node object too, so its lost pods are gone) and starts it again; it registers afresh, as a
+    /// repaired machine would.
+    static func reviveNode(_ node: NodeState, cluster: Cluster) throws(TestbedFailure) {
+        _ = try? run([cluster.kit + "/node", "down", node.name], environment: cluster.environment)
+        try startNode(node, cluster: cluster)
     }
 
     /// Stops a bed's cluster, if it has one (or began one): its nodes (pods, containers, mounts,

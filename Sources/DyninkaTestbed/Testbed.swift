@@ -228,21 +228,25 @@ package enum Testbed {
     package static func isDown(_ node: String) -> Bool { FileManager.default.fileExists(atPath: downMarker(node)) }
 
     /// Fails a node: marks it down (so that nothing is restarted there) and kills every process
-    /// in it at once (SIGKILL, as a power loss would). Returns how many processes were killed.
+    /// in it at once (SIGKILL, as a power loss would): on a Kubernetes bed, its containerd,
+    /// kubelet, kube-proxy and every container of its pods. Returns how many processes were killed.
     @discardableResult
     package static func kill(node: String) throws(TestbedFailure) -> Int {
         try requireRoot()
         guard let state = current(), let found = state.node(node) else { throw TestbedFailure("no node '\(node)' in a running test bed") }
         guard FileManager.default.createFile(atPath: downMarker(node), contents: nil) else { throw TestbedFailure("cannot write \(downMarker(node))") }
-        let pids = processes(inNamespace: found.namespace).map(\.pid)
-        for pid in pids { Glibc.kill(pid, SIGKILL) }
-        return pids.count
+        var pids = processes(inNamespace: found.namespace).map(\.pid)
+        if state.cluster != nil { pids += containerProcesses(ofNode: node) }
+        for pid in Set(pids) { Glibc.kill(pid, SIGKILL) }
+        return Set(pids).count
     }
 
-    /// Brings a failed node back: what ran there is restarted by `dyninka run`.
+    /// Brings a failed node back: what ran there is restarted by `dyninka run`; on a Kubernetes
+    /// bed its daemons start again and it rejoins the cluster (Ready when this returns).
     package static func revive(node: String) throws(TestbedFailure) {
         try requireRoot()
-        guard let state = current(), state.node(node) != nil else { throw TestbedFailure("no node '\(node)' in a running test bed") }
+        guard let state = current(), let found = state.node(node) else { throw TestbedFailure("no node '\(node)' in a running test bed") }
+        if let cluster = state.cluster { try reviveNode(found, cluster: cluster) }
         try? FileManager.default.removeItem(atPath: downMarker(node))
     }
 

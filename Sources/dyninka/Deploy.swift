@@ -61,6 +61,8 @@ extension DyninkaCommand {
         var timeout = 180
         @Option(help: "Kubernetes: the memory limit of every pod in MiB; each host's --max-buffered-bytes is half of it (default 256).")
         var memoryLimit = 256
+        @Option(help: "Kubernetes: seconds a pod stays on a node that stopped answering before it is replaced on another node its placement allows (tolerations for node.kubernetes.io/unreachable and not-ready; Kubernetes' default is 300).")
+        var nodeLossTimeout = 20
         @Flag(help: "Kubernetes: also write a NetworkPolicy per service, so that only its callers in main's dataflow (and any client, for the entry) reach it. Routes of your own between services that main does not chain then need it off.")
         var networkPolicy = false
 
@@ -79,6 +81,7 @@ extension DyninkaCommand {
             for item in environment where !item.contains("=") { throw ValidationError("--env must be NAME=VALUE, got '\(item)'") }
             if delete && apply { throw ValidationError("--delete removes the app: it cannot be combined with --apply") }
             guard timeout > 0 else { throw ValidationError("--timeout must be a positive number of seconds") }
+            guard nodeLossTimeout >= 0 else { throw ValidationError("--node-loss-timeout must be 0 or more seconds") }
             guard memoryLimit >= 32 else { throw ValidationError("--memory-limit must be at least 32 (MiB)") }
         }
 
@@ -125,6 +128,7 @@ extension DyninkaCommand {
                                           libraryPath: "/app/lib\(ir.name).so")
             settings.namespace = namespace
             settings.memoryLimitMiB = memoryLimit
+            settings.nodeLossSeconds = nodeLossTimeout
             settings.networkPolicy = networkPolicy
             settings.sidecars = try sidecars(of: ir, build: build, onTestbed: onTestbed)
             if let autoscale {

@@ -28,7 +28,13 @@ func ir(_ example: String, edit: ((String) -> String)? = nil) throws -> AppIR {
 func settings(_ ir: AppIR, autoscale: Bool) -> DeploySettings {
     var s = DeploySettings(image: "registry.example/\(ObjectNames.dns(ir.name)):1.0", libraryPath: "/app/lib\(ir.name).so")
     if autoscale { s.autoscale = (1, 4) }
-    s.environment = [("SENSOR_URL", "http://sensor:8079")]
+    s.environment = [("LOG_FORMAT", "json")]
+    // The smart building's sensor, as dyninka.json declares it: a container in get's pod.
+    if ir.service("get") != nil {
+        s.sidecars = [DeploySidecar(name: "sensor", image: "registry.example/smart-building-sensor:1.0",
+                                    command: ["python3", "sensor.py", "--host", "{host}", "--port", "{port}"], service: "get",
+                                    port: 8100, health: "/healthz", env: "SENSOR_URL")]
+    }
     return s
 }
 
@@ -67,6 +73,17 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         #expect(status == 0, "kubernetes-validate (pip install kubernetes-validate; scripts/test does): \(output)")
         let passed = output.split(separator: "\n").filter { $0.contains("passed for resource") }.count
         #expect(passed == manifests.count * 2 + (autoscale ? app.services.filter(\.placedState.isEmpty).count : 0), "\(output)")
+    }
+
+    @Test func aSidecarIsAContainerInItsServicesPodAndGatesItsReadiness() throws {
+        let app = try ir("SmartBuilding")
+        let manifests = try KubernetesManifests.generate(app, settings: settings(app, autoscale: false))
+        let get = manifests.first { $0.service == "get" }!.yaml
+        #expect(get.contains("- name: sensor\n        image: \"registry.example/smart-building-sensor:1.0\""), "\(get)")
+        #expect(get.contains("- 0.0.0.0\n        - \"--port\"\n        - \"8100\""), "listens on the pod's addresses, for the kubelet's probe: \(get)")
+        #expect(get.contains("- name: SENSOR_URL\n          value: \"http://127.0.0.1:8100\""), "\(get)")
+        #expect(get.contains("path: /healthz\n            port: 8100"), "\(get)")
+        for other in manifests where other.service != "get" { #expect(!other.yaml.contains("sensor"), "\(other.service)") }
     }
 
     @Test func placementBecomesNodeSelectorAndPodAffinity() throws {

@@ -48,6 +48,10 @@ struct TestbedPodsTests {
         var errors: [String] = []
         var slowest = 0.0
         var answered: Int { statuses.values.reduce(0, +) }
+        /// Requests that got no answer ("[N]\tmessage" under Error distribution) or one other than 200.
+        var failed: Int {
+            errors.reduce(0) { $0 + (Int($1.dropFirst().prefix { $0 != "]" }) ?? 1) } + answered - statuses[200, default: 0]
+        }
 
         init(_ report: String) {
             var inErrors = false
@@ -151,6 +155,7 @@ struct TestbedPodsTests {
         let local = try Self.cli("run examples/SmartBuilding/App.swift --local", environment: ["ROWS": "30"])
             .split(separator: "\n").filter { Double($0) != nil }.map(String.init)
         #expect(!local.isEmpty && remote == local, "local \(local), in pods \(remote)")
+        try nodeLoss(kubeconfig: kubeconfig)
     }
 
     /// An edited stateless stage (detect) rolls while hey sends keep-alive-free requests through
@@ -186,8 +191,56 @@ struct TestbedPodsTests {
         let rolling = Load(text)
         #expect(rolling.answered > 0 && rolling.statuses.keys.sorted() == [200] && rolling.errors.isEmpty,
                 "rollout under load: \(rolling.statuses) errors \(rolling.errors)")
-        FileHandle.standardError.write(Data(String(format: "rollout under load: %d requests, 0 failed; slowest %.3f s against %.3f s calm\n",
-                                                   rolling.answered, rolling.slowest, calm.slowest).utf8))
+        FileHandle.standardError.write(Data(String(format: "rollout under load: %d requests, %d failed; slowest %.3f s against %.3f s calm\n",
+                                                   rolling.answered + rolling.failed - (rolling.answered - rolling.statuses[200, default: 0]), rolling.failed,
+                                                   rolling.slowest, calm.slowest).utf8))
         #expect(try Self.fromClient(entry).text == #""gate: 3 objects" 200"#)
+    }
+
+    /// The cloud node dies (`testbed kill`: its daemons and every container, SIGKILL) while the
+    /// placement chain's last stage (report, placed anywhere) runs there: a call through the chain
+    /// fails fast naming report; report comes back on an edge node within the bound that the
+    /// manifests' tolerations set (the node controller's 40 s grace, then 20 s); `testbed revive`
+    /// brings the node back Ready.
+    func nodeLoss(kubeconfig: String) throws {
+        let entry = "http://placement-capture.place:8080/"
+        // report onto cloud, for certain: the edges closed to new pods while its pod is replaced.
+        if try Self.pods(kubeconfig, "place")["report"]?.last != "cloud" {
+            _ = try Self.kubectl(kubeconfig, "cordon edge-1 edge-2")
+            _ = try Self.kubectl(kubeconfig, "-n place delete pod -l app.kubernetes.io/name=report --wait=true")
+            _ = try Self.kubectl(kubeconfig, "-n place rollout status deployment/placement-report --timeout=60s")
+            _ = try Self.kubectl(kubeconfig, "uncordon edge-1 edge-2")
+        }
+        #expect(try Self.pods(kubeconfig, "place")["report"] == ["Running", "true", "cloud"])
+        try Self.awaitService(entry)
+        #expect(try Self.fromClient(entry).text == #""gate: 2 objects" 200"#)
+
+        let killed = Date()
+        try Self.cli("testbed kill cloud")
+        // While Kubernetes still lists the dead pod, the hop to it fails and says which service.
+        let failed = try Self.fromClient(entry)
+        let status = failed.text.split(separator: " ").last.map(String.init) ?? ""
+        #expect(["502", "503", "504"].contains(status) && failed.text.contains("'report'"),
+                "the call while cloud is dead: \(failed.text)")
+        #expect(failed.seconds < 5, "the failed call took \(failed.seconds) s")
+
+        // report is replaced on an edge node; the chain answers again.
+        var back: Double?
+        let deadline = Date().addingTimeInterval(150)
+        while Date() < deadline {
+            if let pod = try? Self.pods(kubeconfig, "place")["report"], pod == ["Running", "true", "edge-1"] || pod == ["Running", "true", "edge-2"],
+               (try? Self.fromClient(entry).text) == #""gate: 2 objects" 200"# {
+                back = Date().timeIntervalSince(killed)
+                break
+            }
+            sleep(2)
+        }
+        let seconds = try #require(back, "report did not come back on an edge node within 150 s of the kill")
+        FileHandle.standardError.write(Data(String(format: "node loss: the chain answers again %.1f s after cloud died (bound: 40 s grace + 20 s toleration + start)\n", seconds).utf8))
+        #expect(seconds < 120, "report came back after \(seconds) s")
+
+        try Self.cli("testbed revive cloud")
+        let ready = try Self.kubectl(kubeconfig, "get node cloud -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'")
+        #expect(ready == "True", "cloud after revive: \(ready)")
     }
 }
