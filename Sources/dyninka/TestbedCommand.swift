@@ -28,7 +28,8 @@ extension DyninkaCommand {
             subcommands: [Up.self, Down.self, Status.self, Link.self, Probe.self, Exec.self, Kill.self, Revive.self])
 
         struct Kill: ParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Fail a node: kill everything on it (SIGKILL); `dyninka run` restarts nothing there until it is revived.")
+            static let configuration = CommandConfiguration(abstract: "Fail a node: kill everything on it (SIGKILL); `dyninka run` restarts nothing there until it is revived.",
+                discussion: "On a bed with --kubernetes this is the node's containerd, kubelet and kube-proxy and every container of its pods: the cluster sees the node stop answering, marks it not ready after its grace period (40 s), and replaces its pods elsewhere after the manifests' toleration (deploy --node-loss-timeout, 20 s).")
             @Argument(help: "The node.") var node: String
             func run() throws {
                 do { note("killed \(try Testbed.kill(node: node)) processes on \(node); it stays down until `dyninka testbed revive \(node)`") } catch {
@@ -39,7 +40,7 @@ extension DyninkaCommand {
         }
 
         struct Revive: ParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Bring a failed node back: `dyninka run` restarts what ran on it.")
+            static let configuration = CommandConfiguration(abstract: "Bring a failed node back: `dyninka run` restarts what ran on it; with --kubernetes the node rejoins the cluster (Ready when this returns).")
             @Argument(help: "The node.") var node: String
             func run() throws {
                 do { try Testbed.revive(node: node); note("\(node) is up again") } catch {
