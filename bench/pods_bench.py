@@ -179,7 +179,9 @@ def main():
     results, soak_rows, placements, folder = {}, [], {}, None
     processes = None
     try:
-        processes = BedApp(dyninka, host, gateway=False)
+        # Over all three nodes, so that hops cross the WAN links the profiles change (the paper's
+        # table spreads over the edges, where only the gateway's hops cross them).
+        processes = BedApp(dyninka, host, gateway=False, spread="cloud,edge-1,edge-2")
         placements = dict(processes.nodes)
         folder, pinned = pinned_copy(processes.nodes)
         note(f"... the same placement in pods: {placements}")
@@ -244,7 +246,8 @@ def main():
          "kubelet node in its namespace). Both topologies run point to point at once; per worker count the two are "
          f"measured back to back, in alternating order, {args.rounds} rounds, each row the median round, errors summed. "
          "hey runs in the bed's `client` node, keep-alive off. Profiles apply to edge-1 <-> cloud, edge-2 <-> cloud and "
-         "client <-> cloud (one-way delay). Every request makes the full dataflow get -> filterTemperature -> map -> "
+         "client <-> cloud (one-way delay); the services spread over cloud and both edges (`--spread cloud,edge-1,edge-2`), "
+         "so hops cross those links. Every request makes the full dataflow get -> filterTemperature -> map -> "
          "movingAvg (two thirds of the rows dropped at filterTemperature with 204, so a request makes 1.7 hops on average "
          "after the entry, each a new TCP connection).")
     emit()

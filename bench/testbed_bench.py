@@ -57,8 +57,8 @@ def set_profile(dyninka, name):
 class BedApp:
     """`dyninka run --testbed` of the app, point to point or gateway mode."""
 
-    def __init__(self, dyninka, host, gateway):
-        args = [dyninka, "run", APP, "--testbed", BED, "--spread", "edge-1,edge-2", "--host-binary", host]
+    def __init__(self, dyninka, host, gateway, spread="edge-1,edge-2"):
+        args = [dyninka, "run", APP, "--testbed", BED, "--spread", spread, "--host-binary", host]
         if gateway:
             args.append("--gateway")
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
