@@ -278,6 +278,14 @@ def hey(url, workers, duration=None, count=None, headers=(), body="{}", prefix=(
         raise HeyFailed(f"hey exited with status {ran.returncode} against {url} and reported no run: "
                         f"{(ran.stderr or out).strip()[-400:]}")
     hey_cpu = usage1.ru_utime + usage1.ru_stime - usage0.ru_utime - usage0.ru_stime
+    result = parse_hey(out)
+    result["hey_us"] = hey_cpu / max(result["ok"] + result["errors"], 1) * 1e6
+    return result
+
+
+def parse_hey(out):
+    """What a hey report says: rate, latencies, responses by status, and errors (statuses other
+    than 2xx plus connections that got no answer)."""
     def num(pattern, default=0.0):
         m = re.search(pattern, out)
         return float(m.group(1)) if m else default
@@ -289,7 +297,7 @@ def hey(url, workers, duration=None, count=None, headers=(), body="{}", prefix=(
         "rps": num(r"Requests/sec:\s+([\d.]+)"), "mean_ms": num(r"Average:\s+([\d.]+) secs") * 1000,
         "p50_ms": num(r"50%+ in ([\d.]+) secs") * 1000, "p99_ms": num(r"99%+ in ([\d.]+) secs") * 1000,
         "ok": ok, "errors": conn_errors + sum(n for c, n in codes.items() if not 200 <= c < 300),
-        "codes": codes, "raw": out, "hey_us": hey_cpu / max(conn_errors + sum(codes.values()), 1) * 1e6,
+        "conn_errors": conn_errors, "codes": codes, "raw": out,
     }
 
 

@@ -31,8 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hop_bench  # noqa: E402
-from gateway_bench import sh  # noqa: E402
-from testbed_bench import APP, BED, CLIENT, PROFILES, BedApp, set_profile  # noqa: E402
+from testbed_bench import APP, BED, CLIENT, BedApp, bed_tools, set_profile  # noqa: E402
 
 ROOT = hop_bench.ROOT
 NAMESPACE = "bench"
@@ -151,12 +150,7 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the test bed needs root (network namespaces, iptables, kubelets)")
-    if not args.no_build:
-        sh("scripts/bootstrap --with-bench")
-        sh("swift build --product dyninka >/dev/null && swift build --product dyninka-linkemu >/dev/null")
-        sh("swift build -c release --product dyninka-host --scratch-path .build-release-host >/dev/null")
-    dyninka = f"{sh('swift build --show-bin-path', True).strip()}/dyninka"
-    host = f"{ROOT}/.build-release-host/release/dyninka-host"
+    dyninka, host = bed_tools(build=not args.no_build)
     workers = [int(w) for w in args.workers.split(",")]
     profiles = args.profiles.split(",")
     hop_bench.PIN["on"] = False
@@ -224,12 +218,8 @@ def main():
             while load.poll() is None:
                 soak_rows.append((time.time() - t0, {n: conntrack(n) for n in NODES}))
                 time.sleep(10)
-            soak_out = load.stdout.read()
+            soak = hop_bench.parse_hey(load.stdout.read())
             soak_rows.append((time.time() - t0, {n: conntrack(n) for n in NODES}))
-            soak_codes = {int(c): int(n) for c, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", soak_out)}
-            soak_errors = sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+\S+", soak_out.split("Error distribution:")[1], re.M)) \
-                if "Error distribution:" in soak_out else 0
-            soak_rps = float((re.search(r"Requests/sec:\s+([\d.]+)", soak_out) or [0, 0])[1])
     finally:
         if processes:
             processes.stop()
@@ -284,7 +274,7 @@ def main():
     if soak_rows:
         emit(f"## Conntrack under a soak ({args.soak:g} s, {args.soak_workers} workers, LAN, through the pods)")
         emit()
-        emit(f"{soak_rps:.0f} req/s; responses {soak_codes}; connection errors {soak_errors}. Entries in each node's "
+        emit(f"{soak['rps']:.0f} req/s; responses {soak['codes']}; connection errors {soak['conn_errors']}. Entries in each node's "
              "conntrack table (count / max; TIME_WAIT timeout in s), every 10 s:")
         emit()
         emit("| s | " + " | ".join(NODES) + " |")

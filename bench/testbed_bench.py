@@ -86,6 +86,16 @@ class BedApp:
             self.proc.kill()
 
 
+def bed_tools(build):
+    """The dyninka CLI (with the link emulator beside it) and the release dyninka-host, built first
+    unless `build` is false."""
+    if build:
+        sh("scripts/bootstrap --with-bench")
+        sh("swift build --product dyninka >/dev/null && swift build --product dyninka-linkemu >/dev/null")
+        sh("swift build -c release --product dyninka-host --scratch-path .build-release-host >/dev/null")
+    return f"{sh('swift build --show-bin-path', True).strip()}/dyninka", f"{ROOT}/.build-release-host/release/dyninka-host"
+
+
 SAMPLER = r"""
 import http.client, json, sys, time, urllib.parse
 url, n = sys.argv[1], int(sys.argv[2])
@@ -163,13 +173,7 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the test bed needs root (network namespaces, iptables)")
-    if not args.no_build:
-        sh("scripts/bootstrap --with-bench")
-        sh("swift build --product dyninka >/dev/null && swift build --product dyninka-linkemu >/dev/null")
-        sh("swift build -c release --product dyninka-host --scratch-path .build-release-host >/dev/null")
-    debug = sh("swift build --show-bin-path", True).strip()
-    dyninka = f"{debug}/dyninka"
-    host = f"{ROOT}/.build-release-host/release/dyninka-host"
+    dyninka, host = bed_tools(build=not args.no_build)
     workers = [int(w) for w in args.workers.split(",")]
     profiles = args.profiles.split(",")
     hop_bench.PIN["on"] = False  # the bed's processes run where the kernel puts them; hey is one more process

@@ -45,12 +45,7 @@ extension ContainerImage {
         }
         for library in try sharedLibraries(of: binaries) { try add(library, mode: 0o755) }
         for file in appFolderFiles(folder) { try add(file.source, at: sidecarFolder + "/" + file.relative) }
-        entries += [
-            .init(path: "/etc/passwd", kind: .file(Array("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:\(user):\(user):nonroot:/home/nonroot:/sbin/nologin\n".utf8)), mode: 0o644),
-            .init(path: "/etc/group", kind: .file(Array("root:x:0:\nnonroot:x:\(user):\n".utf8)), mode: 0o644),
-            .init(path: "/tmp", kind: .directory, mode: 0o1777),
-            .init(path: "/home/nonroot", kind: .directory, mode: 0o755, owner: user),
-        ]
+        entries += userEntries
         let config = ImageConfig(entrypoint: [program], command: Array(command.dropFirst()), port: nil, workingDirectory: sidecarFolder)
         return (try write(entries, config: config, repository: repository, name: "sidecar-\(name)", output: output), program)
     }
@@ -72,12 +67,10 @@ extension ContainerImage {
     /// `os.py` is also how it finds its library) and what `modulefinder` finds the script importing.
     static func pythonModules(_ python: String, script: String) throws(Failure) -> [String] {
         let finder = """
-            import sys, modulefinder, os
-            paths = {getattr(m, '__file__', None) for m in list(sys.modules.values())}
-            import encodings, os as _os
-            paths.add(_os.__file__)
-            for entry in os.listdir(os.path.dirname(encodings.__file__)):
-                if entry.endswith('.py'): paths.add(os.path.join(os.path.dirname(encodings.__file__), entry))
+            import sys, modulefinder, os, encodings
+            paths = {getattr(m, '__file__', None) for m in list(sys.modules.values())} | {os.__file__}
+            codecs = os.path.dirname(encodings.__file__)
+            paths |= {os.path.join(codecs, entry) for entry in os.listdir(codecs) if entry.endswith('.py')}
             finder = modulefinder.ModuleFinder()
             finder.run_script(sys.argv[1])
             paths |= {m.__file__ for m in finder.modules.values()}

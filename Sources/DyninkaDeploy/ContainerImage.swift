@@ -59,11 +59,7 @@ package enum ContainerImage {
         var entries: [TarArchive.Entry] = [
             .init(path: hostPath, kind: .file(host), mode: 0o755),
             .init(path: libraryPath(app: app), kind: .file(library), mode: 0o644),
-            .init(path: "/etc/passwd", kind: .file(Array("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:\(user):\(user):nonroot:/home/nonroot:/sbin/nologin\n".utf8)), mode: 0o644),
-            .init(path: "/etc/group", kind: .file(Array("root:x:0:\nnonroot:x:\(user):\n".utf8)), mode: 0o644),
-            .init(path: "/tmp", kind: .directory, mode: 0o1777),
-            .init(path: "/home/nonroot", kind: .directory, mode: 0o755, owner: user),
-        ]
+        ] + userEntries
         for path in try sharedLibraries(of: [hostBinary, appLibrary]) {
             let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
             guard let data = FileManager.default.contents(atPath: real) else { throw Failure("cannot read \(real) (needed by the host)") }
@@ -72,6 +68,17 @@ package enum ContainerImage {
         let config = ImageConfig(entrypoint: [hostPath], command: ["serve", "--app", libraryPath(app: app), "--host", "0.0.0.0", "--port", String(port)],
                                  port: port, workingDirectory: "/")
         return try write(entries, config: config, repository: repository, name: app, output: output)
+    }
+
+    /// What every image holds for its user: `/etc/passwd` and `/etc/group` naming 65532, its
+    /// home, and an empty `/tmp`.
+    static var userEntries: [TarArchive.Entry] {
+        [
+            .init(path: "/etc/passwd", kind: .file(Array("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:\(user):\(user):nonroot:/home/nonroot:/sbin/nologin\n".utf8)), mode: 0o644),
+            .init(path: "/etc/group", kind: .file(Array("root:x:0:\nnonroot:x:\(user):\n".utf8)), mode: 0o644),
+            .init(path: "/tmp", kind: .directory, mode: 0o1777),
+            .init(path: "/home/nonroot", kind: .directory, mode: 0o755, owner: user),
+        ]
     }
 
     /// What the image config says about running it.

@@ -33,8 +33,8 @@ package struct DeploySettings: Sendable {
     }
 }
 
-/// A sidecar on a cluster: a container in the pod of the service it is near, listening on the
-/// pod's loopback; that service's host gets its URL in `env`.
+/// A sidecar on a cluster: a container in the pod of the service it is near; that service's host
+/// reaches it on the pod's loopback, through the URL in `env`.
 package struct DeploySidecar: Sendable {
     package var name: String
     /// Its image (built offline beside the app's, or the one `dyninka.json` names).

@@ -235,10 +235,10 @@ package enum Testbed {
         try requireRoot()
         guard let state = current(), let found = state.node(node) else { throw TestbedFailure("no node '\(node)' in a running test bed") }
         guard FileManager.default.createFile(atPath: downMarker(node), contents: nil) else { throw TestbedFailure("cannot write \(downMarker(node))") }
-        var pids = processes(inNamespace: found.namespace).map(\.pid)
-        if state.cluster != nil { pids += containerProcesses(ofNode: node) }
-        for pid in Set(pids) { Glibc.kill(pid, SIGKILL) }
-        return Set(pids).count
+        var pids = Set(processes(inNamespace: found.namespace).map(\.pid))
+        if state.cluster != nil { pids.formUnion(containerProcesses(ofNode: node)) }
+        for pid in pids { Glibc.kill(pid, SIGKILL) }
+        return pids.count
     }
 
     /// Brings a failed node back: what ran there is restarted by `dyninka run`; on a Kubernetes

@@ -117,12 +117,14 @@ extension DyninkaCommand {
                 note("note: this deploy overrides the file; the next deploy without --move puts \(move) back where the file says, unless you write @Service(node: \"\(to)\") there")
             }
             var reference = image
-            let onTestbed = image == nil && apply && detection.target == .kubernetes
-                && Testbed.cluster(forKubeconfig: ProcessInfo.processInfo.environment["KUBECONFIG"]) != nil
-            if onTestbed {
-                reference = try imageForTestbed(build)
-            } else if image == nil && apply && detection.target == .kubernetes {
-                note("note: no --image: the nodes must be able to pull dyninka/\(ObjectNames.dns(build.ir.name)):latest; build the image with `dyninka image \(file)`, push it to a registry the cluster reaches and pass --image")
+            var onTestbed = false
+            if image == nil && apply && detection.target == .kubernetes {
+                onTestbed = Testbed.cluster(forKubeconfig: ProcessInfo.processInfo.environment["KUBECONFIG"]) != nil
+                if onTestbed {
+                    reference = try imageForTestbed(build)
+                } else {
+                    note("note: no --image: the nodes must be able to pull dyninka/\(ObjectNames.dns(build.ir.name)):latest; build the image with `dyninka image \(file)`, push it to a registry the cluster reaches and pass --image")
+                }
             }
             var settings = DeploySettings(image: reference ?? "dyninka/\(ObjectNames.dns(ir.name)):latest",
                                           libraryPath: "/app/lib\(ir.name).so")
@@ -150,7 +152,7 @@ extension DyninkaCommand {
             for file in result.files { say("\(output)/\(file)") }
             for line in result.notes { note("note: \(line)") }
             // An image built and imported here needs no docker build.
-            if reference == nil || image != nil { note("build the image: \(result.buildCommand)") }
+            if !onTestbed { note("build the image: \(result.buildCommand)") }
             if apply && detection.target == .kubernetes {
                 return try applyToKubernetes(result, ir: ir, deployer: deployer)
             }
@@ -176,9 +178,6 @@ extension DyninkaCommand {
             }
         }
 
-        /// `--apply` on Kubernetes: the cluster is the record of what runs. Services whose
-        /// generated objects differ from the live ones (by spec hash) are checked by a server-side
-        /// dry run, applied, and waited for; a summary lists every Deployment of the app.
         /// On the cluster of a test bed (`testbed up --kubernetes`, this `$KUBECONFIG`), the image
         /// is built here and imported into every node, since its nodes pull from no registry (any
         /// other cluster's nodes pull `--image`, or the default name, themselves).
@@ -208,13 +207,14 @@ extension DyninkaCommand {
                     note("error: sidecar '\(spec.name)' in \(folder)/dyninka.json: on a cluster a sidecar runs in the pod of the service it serves; give it \"near\": SERVICE (one of \(ir.services.map(\.name).joined(separator: ", ")))")
                     throw ExitCode(1)
                 }
-                var image = spec.image ?? "dyninka/\(ObjectNames.dns(ir.name))-sidecar-\(ObjectNames.dns(spec.name)):latest"
+                let repository = "dyninka/\(ObjectNames.dns(ir.name))-sidecar-\(ObjectNames.dns(spec.name))"
+                var image = spec.image ?? repository + ":latest"
                 var command = spec.command
                 if spec.image == nil && onTestbed {
                     let built: (built: ContainerImage.Built, program: String)
                     do {
                         built = try ContainerImage.buildSidecar(name: spec.name, command: spec.command, folder: folder,
-                                                                repository: "dyninka/\(ObjectNames.dns(ir.name))-sidecar-\(ObjectNames.dns(spec.name))",
+                                                                repository: repository,
                                                                 output: URL(fileURLWithPath: build.library).deletingLastPathComponent().path)
                         note("sidecar \(spec.name): image \(built.built.reference): \(built.built.sizeLine)")
                         try Testbed.importImage(built.built.archive, reference: built.built.reference) { note($0) }
@@ -233,6 +233,9 @@ extension DyninkaCommand {
             return result
         }
 
+        /// `--apply` on Kubernetes: the cluster is the record of what runs. Services whose
+        /// generated objects differ from the live ones (by spec hash) are checked by a server-side
+        /// dry run, applied, and waited for; a summary lists every Deployment of the app.
         private func applyToKubernetes(_ result: DeploymentResult, ir: AppIR, deployer: Deployer) throws {
             do {
                 let cluster = try KubernetesCluster.connect(try Kubectl(context: context), namespace: namespace)

@@ -1,3 +1,4 @@
+import DyninkaSystem
 import Foundation
 import Testing
 
@@ -54,35 +55,18 @@ final class RealNodeCluster {
     struct Failed: Error, CustomStringConvertible { var description: String }
 
     /// Runs `command` with /bin/sh; its stdout, or an error with what it wrote to stderr when it
-    /// fails. Both go to files (daemons the command starts may keep them open; a pipe would never
-    /// end), and the shell is spawned and waited for directly (posix_spawn, waitpid).
+    /// fails. `Command.run` captures into files (daemons the command starts may keep them open; a
+    /// pipe would never end) and waits for the shell itself.
     @discardableResult
     static func sh(_ command: String, environment: [String: String] = [:]) throws -> String {
-        let base = NSTemporaryDirectory() + "dyninka-real-pods-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        defer { try? FileManager.default.removeItem(atPath: base + ".out"); try? FileManager.default.removeItem(atPath: base + ".err") }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, base + ".out", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, base + ".err", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let variables = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0.key)=\($0.value)" }
-        let words: [String] = ["/bin/sh", "-c", command]
-        var argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
-        var envp: [UnsafeMutablePointer<CChar>?] = variables.map { strdup($0) } + [nil]
-        defer { (argv + envp).forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, "/bin/sh", &actions, nil, &argv, &envp)
-        guard spawned == 0 else { throw Failed(description: "cannot run /bin/sh: \(String(cString: strerror(spawned)))") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let output = (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
-        let exited = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        guard exited == 0 else {
-            let errors = (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? ""
-            throw Failed(description: "`\(command)` exited \(exited): \(errors.suffix(2000))")
+        let output: CommandOutput
+        do { output = try Command.run("/bin/sh", ["-c", command], environment: environment) } catch {
+            throw Failed(description: "cannot run /bin/sh: \(error)")
         }
-        return output
+        guard output.status == 0 else {
+            throw Failed(description: "`\(command)` exited \(output.status): \(output.stderr.suffix(2000))")
+        }
+        return output.stdout
     }
 }
 
