@@ -1,13 +1,38 @@
 public import CDyninkaABI
 import Foundation
 
-/// The inputs of one call: the receiver's JSON and each explicit argument's JSON.
+/// A value passed between two stages of one process (fusion, ABI 4): the output of one service,
+/// handed to the next as its receiver without being encoded. The host holds it as an opaque
+/// pointer (+1) and passes it on or releases it through the table.
+final class FusedValue<Value>: @unchecked Sendable {
+    // Written once before it is handed over; read once by the next stage.
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// The inputs of one call: the receiver's JSON (or the previous fused stage's value) and each
+/// explicit argument's JSON.
 public struct CallInputs {
     let call: UnsafePointer<dyninka_call>
+    /// The receiver as an earlier stage's value (fusion), taken over from the call.
+    let value: AnyObject?
 
-    /// Decodes the implicit input (the receiver).
+    init(call: UnsafePointer<dyninka_call>) {
+        self.call = call
+        value = call.pointee.input_value.map { Unmanaged<AnyObject>.fromOpaque($0).takeRetainedValue() }
+    }
+
+    /// The implicit input (the receiver): the previous fused stage's value as it is, or decoded.
     public func input<T: Decodable>(_ type: T.Type) throws -> T {
-        try Coding.decode(type, from: call.pointee.input, what: "input")
+        if let value {
+            // The route's types were checked against the table, so the box is the receiver's type;
+            // comparing the class is cheaper than a dynamic cast.
+            guard ObjectIdentifier(Swift.type(of: value)) == ObjectIdentifier(FusedValue<T>.self) else {
+                throw DecodingFailure(message: "input: the previous stage passed a \(Swift.type(of: value)), not a \(T.self)")
+            }
+            return unsafeDowncast(value, to: FusedValue<T>.self).value
+        }
+        return try Coding.decode(type, from: call.pointee.input, what: "input")
     }
 
     /// Decodes explicit argument `index` (declaration order).
@@ -62,7 +87,7 @@ public enum ServiceCall {
         } catch {
             return complete(call.pointee, DYNINKA_STATUS_BAD_INPUT, message: describe(error))
         }
-        let completion = Completion(context: call.pointee.context, complete: call.pointee.complete)
+        let completion = Completion(call.pointee)
         @Sendable func run() async {
             do {
                 let output = try await body(inputs)
@@ -83,11 +108,11 @@ public enum ServiceCall {
     }
 
     static func finish<Output: Encodable>(_ call: dyninka_call, _ output: Output?) {
-        Completion(context: call.context, complete: call.complete).finish(output)
+        Completion(call).finish(output)
     }
 
     static func complete(_ call: dyninka_call, _ status: dyninka_status, message: String) {
-        Completion(context: call.context, complete: call.complete).send(status, message: message)
+        Completion(call).send(status, message: message)
     }
 
     static func describe(_ error: Error) -> String {
@@ -99,14 +124,25 @@ public enum ServiceCall {
 
 /// The host's completion callback for one call; safe to move to another thread.
 struct Completion: @unchecked Sendable {
-    // The host promises the callback may be called once from any thread.
+    // The host promises the callbacks may be called once (one of them) from any thread.
     let context: UnsafeMutableRawPointer?
     let complete: dyninka_complete_fn?
+    /// Set when the next stage runs in this process: a value goes to it unencoded (ABI 4).
+    let completeValue: dyninka_complete_value_fn?
+
+    init(_ call: dyninka_call) {
+        context = call.context
+        complete = call.complete
+        completeValue = call.want_value != 0 ? call.complete_value : nil
+    }
 
     func finish<Output: Encodable>(_ output: Output?) {
         guard let output else {
             complete?(context, Int32(DYNINKA_STATUS_NIL.rawValue), nil, 0)
             return
+        }
+        if let completeValue {
+            return completeValue(context, Unmanaged.passRetained(FusedValue(output) as AnyObject).toOpaque())
         }
         do {
             let (bytes, count) = try Coding.encode(output)

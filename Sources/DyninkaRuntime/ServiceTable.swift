@@ -111,7 +111,8 @@ public final class ServiceTable: @unchecked Sendable {
             services: cServices, service_count: services.count,
             free_bytes: { free($0) },
             attach_host: { HostLoop.attach($0) },
-            run_jobs: { HostLoop.runJobs() })
+            run_jobs: { HostLoop.runJobs() },
+            release_value: { value in if let value { Unmanaged<AnyObject>.fromOpaque(value).release() } })
     }
 
     /// The table to return from the exported `dyninka_service_table` symbol.

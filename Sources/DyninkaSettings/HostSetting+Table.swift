@@ -19,7 +19,7 @@ extension HostSetting {
     package static let app = HostSetting("app", "DYNINKA_APP", .text, .optionalText(\.app),
                                          "Path of the app library built by `dyninka build`.", defaultNote: "(required)")
     package static let service = HostSetting("service", "DYNINKA_SERVICE", .text, .optionalText(\.service),
-                                             "Name of the service this process runs.", defaultNote: "(required)")
+                                             "Name of the service this process runs; several, comma-separated (a,b,c), run fused in one process: calls between them stay in process, typed, and each answers at /NAME (/ runs the first).", defaultNote: "(required)")
     package static let host = HostSetting("host", "DYNINKA_HOST", .text, .text(\.host),
                                           "Numeric IP address to listen on (0.0.0.0 exposes the service beyond this machine).")
     package static let port = HostSetting("port", "DYNINKA_PORT", .integer(0...65535, unit: nil), .integer(\.port),

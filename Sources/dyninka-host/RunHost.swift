@@ -8,7 +8,7 @@ func runHost(label: String, _ make: () throws -> ServiceHost) -> Never {
     do {
         let host = try make()
         try host.bind()
-        FileHandle.standardOutput.write(Data("dyninka-host: \(label) \(host.configuration.service) on http://\(host.boundAddress)\n".utf8))
+        FileHandle.standardOutput.write(Data("dyninka-host: \(label) \(host.configuration.services.joined(separator: ",")) on http://\(host.boundAddress)\n".utf8))
         try host.run()
         exit(0)
     } catch let error as HostStartupError {

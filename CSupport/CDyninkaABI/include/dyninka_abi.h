@@ -22,6 +22,12 @@
 // State that can move (version 3): a service that owns @Placed state exports `snapshot` and
 // `restore`, and `state_hash` says whether two builds declare that state alike. The host takes a
 // snapshot only when no call of the service is running, and restores before the first call.
+//
+// Typed values between fused stages (version 4): when the next stage of a route runs in the same
+// process, the host sets `want_value` and the library completes through `complete_value` with the
+// output as an opaque value (a Swift box), which the host passes to the next stage's entry as
+// `input_value` without encoding or decoding it. The host never looks inside a value; it passes
+// it on once or releases it with the table's `release_value`.
 #ifndef DYNINKA_ABI_H
 #define DYNINKA_ABI_H
 
@@ -33,7 +39,7 @@ extern "C" {
 #endif
 
 /// Bumped on every incompatible change of the structures below.
-#define DYNINKA_ABI_VERSION 3u
+#define DYNINKA_ABI_VERSION 4u
 
 /// Name of the symbol an app library exports (type: dyninka_table_fn).
 #define DYNINKA_TABLE_SYMBOL "dyninka_service_table"
@@ -59,9 +65,15 @@ typedef struct dyninka_bytes {
 /// Called exactly once per call. `data` belongs to the library (release it with free_bytes).
 typedef void (*dyninka_complete_fn)(void *context, int32_t status, uint8_t *data, size_t length);
 
+/// Called instead of `complete` when the call asked for a value and the function returned one
+/// (version 4). `value` belongs to the host from then on: it passes it to one call as
+/// `input_value` or releases it with the table's `release_value`.
+typedef void (*dyninka_complete_value_fn)(void *context, void *value);
+
 /// One invocation of a service.
 typedef struct dyninka_call {
-    /// JSON of the implicit input (the receiver); length 0 when the service has none.
+    /// JSON of the implicit input (the receiver); length 0 when the service has none, or when
+    /// `input_value` carries it.
     dyninka_bytes input;
     /// JSON of each explicit argument, in declaration order.
     const dyninka_bytes *arguments;
@@ -69,6 +81,13 @@ typedef struct dyninka_call {
     /// Opaque to the library; passed back to `complete`.
     void *context;
     dyninka_complete_fn complete;
+    /// The implicit input as the value an earlier stage of this process returned (version 4),
+    /// or NULL. The library takes it over with the call (and releases it).
+    void *input_value;
+    /// Non-zero: the next stage runs in this process, so a returned value completes through
+    /// `complete_value`, not encoded. Nil, errors and bad input still complete through `complete`.
+    int32_t want_value;
+    dyninka_complete_value_fn complete_value;
 } dyninka_call;
 
 typedef void (*dyninka_entry_fn)(const dyninka_call *call);
@@ -153,6 +172,8 @@ typedef struct dyninka_table {
     void (*attach_host)(const dyninka_host *host);
     /// Runs what the library queued for the loop thread; the host calls it on its loop after `wake`.
     void (*run_jobs)(void);
+    /// Releases a value the library passed to a dyninka_complete_value_fn (version 4).
+    void (*release_value)(void *value);
 } dyninka_table;
 
 typedef const dyninka_table *(*dyninka_table_fn)(void);

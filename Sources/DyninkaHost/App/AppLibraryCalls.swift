@@ -15,14 +15,33 @@ final class LibraryOutput: @unchecked Sendable {
     let data: UnsafeMutablePointer<UInt8>?
     let count: Int
     let release: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?
+    /// The output as a value for the next stage of this process (fusion, ABI 4), unencoded; nil
+    /// once taken, or when the output is bytes.
+    private var value: UnsafeMutableRawPointer?
+    private let releaseValue: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?
 
-    init(data: UnsafeMutablePointer<UInt8>?, count: Int, release: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?) {
+    init(data: UnsafeMutablePointer<UInt8>?, count: Int, release: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?,
+         value: UnsafeMutableRawPointer? = nil, releaseValue: (@convention(c) (UnsafeMutableRawPointer?) -> Void)? = nil) {
         self.data = data
         self.count = count
         self.release = release
+        self.value = value
+        self.releaseValue = releaseValue
     }
 
-    deinit { if let data { release?(data) } }
+    deinit {
+        if let data { release?(data) }
+        if let value { releaseValue?(value) }
+    }
+
+    /// Whether the output is a value for the next stage (not bytes).
+    var isValue: Bool { value != nil }
+
+    /// Hands the value over to the next call (which releases it); nil when there is none.
+    func takeValue() -> UnsafeMutableRawPointer? {
+        defer { value = nil }
+        return value
+    }
 
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: data, count: count) }
     /// The output, kept alive by this object (no copy).
@@ -56,12 +75,14 @@ class FunctionCaller {
     private let loopThread: pthread_t
     private let wakeup: LoopWakeup
     private let releaseOutput: (@convention(c) (UnsafeMutablePointer<UInt8>?) -> Void)?
+    private let releaseValue: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?
     private var argumentArray: UnsafeMutablePointer<dyninka_bytes>?
 
     init(loopThread: pthread_t, wakeup: LoopWakeup, table: ServiceTable) {
         self.loopThread = loopThread
         self.wakeup = wakeup
         releaseOutput = table.freeBytes
+        releaseValue = table.releaseValue
     }
 
     deinit { argumentArray?.deallocate() }
@@ -71,9 +92,10 @@ class FunctionCaller {
 
     /// Calls `service`'s function with `input` and `count` arguments (`argument(i)`, nil for an
     /// absent one); false when the service has no entry point. The bytes must stay valid until
-    /// `functionDone`.
-    final func call(_ service: ServiceDescriptor, input: UnsafeRawBufferPointer?, count: Int,
-                    argument: (Int) -> UnsafeRawBufferPointer?) -> Bool {
+    /// `functionDone`. Fusion: `inputValue`, an earlier stage's value, is the input instead (the
+    /// call takes it over), and with `wantValue` a returned value comes back unencoded.
+    final func call(_ service: ServiceDescriptor, input: UnsafeRawBufferPointer?, inputValue: UnsafeMutableRawPointer? = nil,
+                    wantValue: Bool = false, count: Int, argument: (Int) -> UnsafeRawBufferPointer?) -> Bool {
         guard let entry = service.entry else { return false }
         if count > 0 {
             let array = UnsafeMutablePointer<dyninka_bytes>.allocate(capacity: count)
@@ -108,6 +130,20 @@ class FunctionCaller {
                 } else {
                     let bound = LoopBound(value: unmanaged)
                     wakeup.submit { bound.value.takeRetainedValue().functionDone(result, output) }
+                }
+            },
+            input_value: inputValue, want_value: wantValue ? 1 : 0,
+            complete_value: { context, value in
+                let unmanaged = Unmanaged<FunctionCaller>.fromOpaque(context!)
+                let (release, onLoop, wakeup) = unmanaged._withUnsafeGuaranteedRef { caller in
+                    (caller.releaseValue, pthread_equal(pthread_self(), caller.loopThread) != 0, caller.wakeup)
+                }
+                let output = LibraryOutput(data: nil, count: 0, release: nil, value: value, releaseValue: release)
+                if onLoop {
+                    unmanaged.takeRetainedValue().functionDone(.value, output)
+                } else {
+                    let bound = LoopBound(value: unmanaged)
+                    wakeup.submit { bound.value.takeRetainedValue().functionDone(.value, output) }
                 }
             })
         entry(&call)

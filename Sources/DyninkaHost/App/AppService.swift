@@ -94,10 +94,11 @@ final class AppService {
         defaultArguments = .success(prepare(plans))
     }
 
-    /// Services the default route (and main's arguments) call that have no address here.
+    /// Services the default route (and main's arguments) call that have no address here and
+    /// are not served by this process.
     var missingPeers: [String] {
         Self.servicesCalled(by: defaultRoute, plans: (try? defaultPlans.get()) ?? [])
-            .filter { configuration.peers.address(of: $0) == nil }.sorted()
+            .filter { configuration.peers.address(of: $0) == nil && !configuration.services.contains($0) }.sorted()
     }
 
     static func servicesCalled(by route: CheckedRoute, plans: [ArgumentPlan]) -> Set<String> {
@@ -226,7 +227,8 @@ final class AppService {
         return plan
     }
 
-    private func routePlan(_ text: String) throws(RouteError) -> RoutePlan {
+    /// The plan of a route given as text (cached by text).
+    func routePlan(_ text: String) throws(RouteError) -> RoutePlan {
         if let cached = routeCache[text] { return try cached.get() }
         let result: Result<RoutePlan, RouteError>
         do throws(RouteError) { result = .success(plan(try checker.check(try parser.parseChain(text), after: service))) } catch { result = .failure(error) }

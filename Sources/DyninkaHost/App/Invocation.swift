@@ -14,6 +14,10 @@ final class Invocation: FunctionCaller {
     private let plan: RoutePlan
     private let prepared: [PreparedArgument]
     private let input: OwnedBytes?
+    /// Fusion: the input as the previous stage's value (taken by the call), instead of `input`.
+    private let inputValue: LibraryOutput?
+    /// Fusion: the next step's stage when it runs in this process (found when the call starts).
+    private var nextStage: PointToPointResponder?
     private let started: UInt64
     private let trace: TraceContext
     /// When the output went to the next hop (0: not yet), for this hop's span.
@@ -30,6 +34,9 @@ final class Invocation: FunctionCaller {
     private var running = false
     /// When the client's time budget (Dyninka-Deadline) runs out; nil without one.
     var deadline: Deadline?
+    /// Stages of this process that ran before this one for the same request (fusion): they
+    /// answer with this one.
+    var upstream: [FusedStage] = []
 
     /// Milliseconds left before the deadline (nil without one); 0 or less means it passed.
     private var remaining: Int? { deadline?.millisecondsLeft }
@@ -43,7 +50,8 @@ final class Invocation: FunctionCaller {
     }
 
     init(context: HostContext, app: AppService, connection: InboundConnection, plan: RoutePlan, arguments: [PreparedArgument],
-         input: OwnedBytes?, started: UInt64, trace: TraceContext) {
+         input: OwnedBytes?, inputValue: LibraryOutput? = nil, started: UInt64, trace: TraceContext) {
+        self.inputValue = inputValue
         self.trace = trace
         self.context = context
         self.app = app
@@ -120,7 +128,11 @@ final class Invocation: FunctionCaller {
         running = true
         context.callsRunning += 1
         functionStarted = EventLoop.nanoseconds()
-        let called = call(service, input: input?.bytes, count: arguments.count) { arguments[$0]?.bytes }
+        // A next stage in this process takes the output as a value, not as JSON.
+        if let next = plan.next { nextStage = context.localStage(next.service) }
+        let wantValue = nextStage.map { $0.app.service.inputType != nil && app.table.releaseValue != nil } ?? false
+        let called = call(service, input: input?.bytes, inputValue: inputValue?.takeValue(), wantValue: wantValue,
+                          count: arguments.count) { arguments[$0]?.bytes }
         if !called {
             finish(failure: ServiceFailure(service: service.name, kind: .function, message: "service has no entry point"), own: true)
         }
@@ -145,6 +157,9 @@ final class Invocation: FunctionCaller {
                 return complete(200, json: true, body: output.owned)
             }
             if deadlinePassed(before: "forwarding to '\(next.service)'") { return }
+            if let nextStage {
+                return continueInProcess(at: nextStage, next, output: output)
+            }
             // The next hop's answer streams back to the client as it arrives (cut-through).
             forwardStarted = EventLoop.nanoseconds()
             context.sendAppHop(next, body: output.owned, relayTo: connection, trace: trace, deadline: remaining) { [self] outcome in
@@ -161,6 +176,19 @@ final class Invocation: FunctionCaller {
         case .threw:
             finish(failure: ServiceFailure(service: service.name, kind: .function, message: output.text), own: true)
         }
+    }
+
+    /// Fusion: the next step is a service of this process. It runs now, in process, with this
+    /// stage's output; this stage's timing, span and count go with its answer (zero network time).
+    private func continueInProcess(at stage: PointToPointResponder, _ next: HopTarget, output: LibraryOutput) {
+        finished = true
+        let now = EventLoop.nanoseconds()
+        var stages = upstream
+        stages.append(FusedStage(timing: HopTiming(name: service.name, started: started, function: functionNanoseconds, trace: trace,
+                                                   forwardStarted: now, next: context.tracer.recording ? next.service : nil),
+                                 earlier: dependencyHeads))
+        stage.continueRequest(next, output: output, on: connection, upstream: stages, trace: context.tracer.child(of: trace),
+                              started: now, deadline: deadline)
     }
 
     private func stopWaiting() {
@@ -208,11 +236,13 @@ final class Invocation: FunctionCaller {
             stopWaiting()
             context.callsSettled?()
         }
-        return Answer(status: status, relayed: relayed, json: json, retryAfter: retryAfter,
-                      timing: HopTiming(name: service.name, started: started, function: functionNanoseconds, trace: trace,
-                                        forwardStarted: forwardStarted,
-                                        next: forwardStarted == 0 || !context.tracer.recording ? nil : plan.next?.service),
-                      earlier: dependencyHeads)
+        var answer = Answer(status: status, relayed: relayed, json: json, retryAfter: retryAfter,
+                            timing: HopTiming(name: service.name, started: started, function: functionNanoseconds, trace: trace,
+                                              forwardStarted: forwardStarted,
+                                              next: forwardStarted == 0 || !context.tracer.recording ? nil : plan.next?.service),
+                            earlier: dependencyHeads)
+        answer.upstream = upstream
+        return answer
     }
 
     /// `null`, the value of an optional dependency that dropped its item.

@@ -118,6 +118,8 @@ package final class ServiceTable: @unchecked Sendable {
     let attachHost: (@convention(c) (UnsafePointer<dyninka_host>?) -> Void)?
     /// Runs what the library queued for the loop thread.
     let runJobs: (@convention(c) () -> Void)?
+    /// Releases a value a fused stage returned (ABI 4).
+    let releaseValue: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?
 
     /// Loads `path` and reads its table, checking the ABI version and every default route.
     package init(path: String) throws(TableLoadError) {
@@ -189,6 +191,7 @@ package final class ServiceTable: @unchecked Sendable {
         self.freeBytes = table.pointee.free_bytes
         self.attachHost = table.pointee.attach_host
         self.runJobs = table.pointee.run_jobs
+        self.releaseValue = table.pointee.release_value
         // Every default route must type-check: a broken table fails at startup, not per request.
         let checker = RouteChecker(table: self)
         for service in services {

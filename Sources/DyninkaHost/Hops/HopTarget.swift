@@ -23,10 +23,22 @@ final class HopTarget {
     /// written in the head (nil for a target that is not an app hop).
     private let signed: (service: [UInt8], route: [UInt8], arguments: [UInt8]?)?
 
+    /// The rest of the route after this service, in route syntax, and the call's arguments
+    /// ("" for none): what the request's head carries, and what a stage of the same process
+    /// (fusion) plans from.
+    private(set) var route = ""
+    private(set) var arguments = ""
+    /// The next stage's plan when it runs in this process (fusion), made by its first request.
+    var localPlan: RoutePlan?
+
+    /// A hop of the app: `POST /SERVICE`, so that a host serving several services (fusion) knows
+    /// which one is called; a host of one service answers there as at `/`.
     convenience init(service: String, address: PeerAddress?, route: String, arguments: String) {
         var fields = [("Dyninka-Route", route)]
         if !arguments.isEmpty { fields.append(("Dyninka-Args", arguments)) }
-        self.init(service: service, address: address, path: "/", fields: fields)
+        self.init(service: service, address: address, path: "/" + service, fields: fields)
+        self.route = route
+        self.arguments = arguments
     }
 
     /// `Dyninka-Deadline` (when the request has one) and `Dyninka-Auth` (when the host has a key),

@@ -47,6 +47,8 @@ extension InboundConnection {
 class ServiceResponder {
     unowned(unsafe) let context: HostContext
     let app: AppService
+    /// The name refusals give (the service's, or the role's for the orchestrator).
+    let name: String
     /// "/NAME": the service's own path, built once rather than per request.
     let servicePath: String
     /// The service's name as bytes (what a hop's signature names), made once.
@@ -55,6 +57,7 @@ class ServiceResponder {
     init(context: HostContext, app: AppService, name: String) {
         self.context = context
         self.app = app
+        self.name = name
         servicePath = "/\(name)"
         serviceName = Array(name.utf8)
     }
@@ -73,7 +76,6 @@ class ServiceResponder {
 
     /// Answers a request for a path this service does not serve, or with a bad deadline.
     func admit(_ request: Request, on connection: InboundConnection) -> Admission {
-        let name = context.configuration.service
         guard serves(request.path) else {
             connection.refuse(ServiceFailure(service: name, kind: .badRoute, message: noSuchPath(request.path, service: name), status: 404),
                               counted: name, request: request, context: context)

@@ -24,6 +24,15 @@ struct HopTiming {
     }
 }
 
+/// A stage that ran earlier in this process for the same request (fusion): its Server-Timing
+/// entry, span and request count go out with the answer of the stage that answers, as its own
+/// answer would have carried them had it relayed a hop.
+struct FusedStage {
+    var timing: HopTiming
+    /// Its dependencies' responses, whose Server-Timing follows its entry.
+    var earlier: [HTTPHead]
+}
+
 /// Everything an answer says besides its body; `InboundConnection.send` is the one place that
 /// turns it into a response head, so every role answers alike.
 struct Answer {
@@ -46,6 +55,8 @@ struct Answer {
     /// Whether the answer counts a request (the gateway's own refusals count a failure only:
     /// its request series are per function).
     var countsRequest = true
+    /// The stages of this process that ran before this one (fusion), first to last.
+    var upstream: [FusedStage] = []
 
     init(status: Int, relayed: HTTPHead? = nil, json: Bool = false, retryAfter: Bool = false, timing: HopTiming? = nil,
          earlier: [HTTPHead] = [], series: String? = nil) {
@@ -85,15 +96,12 @@ struct Answer {
             head.append("\r\n")
         }
         head.append("Server-Timing: ")
-        head.append(string: timing.name)
-        head.append(";dur=")
-        HTTPWriter.appendMilliseconds(nanoseconds: EventLoop.nanoseconds() - timing.started, to: head)
-        head.append(";fn=")
-        HTTPWriter.appendMilliseconds(nanoseconds: timing.function, to: head)
-        for response in earlier where response.has("server-timing") {
+        let now = EventLoop.nanoseconds()
+        for stage in upstream {
+            Self.appendEntry(stage.timing, now: now, earlier: stage.earlier, to: head)
             head.append(", ")
-            response.appendValue(of: "server-timing", to: head)
         }
+        Self.appendEntry(timing, now: now, earlier: earlier, to: head)
         if let relayed, relayed.has("server-timing") {
             head.append(", ")
             relayed.appendValue(of: "server-timing", to: head)
@@ -103,6 +111,20 @@ struct Answer {
 }
 
 extension Answer {
+    /// One stage's Server-Timing entry ("NAME;dur=MS;fn=MS"), then its dependencies' entries.
+    @inline(__always)
+    private static func appendEntry(_ timing: HopTiming, now: UInt64, earlier: [HTTPHead], to head: ByteStore) {
+        head.append(string: timing.name)
+        head.append(";dur=")
+        HTTPWriter.appendMilliseconds(nanoseconds: now - timing.started, to: head)
+        head.append(";fn=")
+        HTTPWriter.appendMilliseconds(nanoseconds: timing.function, to: head)
+        for response in earlier where response.has("server-timing") {
+            head.append(", ")
+            response.appendValue(of: "server-timing", to: head)
+        }
+    }
+
     /// Copies the relayed response's field `name` as the line `line` (with its own name).
     private func passOn(_ name: StaticString, as line: StaticString, to head: ByteStore) {
         guard let relayed, relayed.has(name) else { return }
@@ -145,5 +167,10 @@ extension InboundConnection {
             context.metrics.record(service: series, status: answer.status, seconds: context.seconds(since: timing.started))
         }
         tracer.finish(timing, status: answer.status, failure: failure)
+        // Stages fused before this one count and trace as if they had relayed this answer.
+        for stage in answer.upstream {
+            context.metrics.record(service: stage.timing.name, status: answer.status, seconds: context.seconds(since: stage.timing.started))
+            tracer.finish(stage.timing, status: answer.status, failure: nil)
+        }
     }
 }

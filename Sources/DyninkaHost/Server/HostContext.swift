@@ -58,6 +58,18 @@ final class HostContext {
         }
     }
 
+    // MARK: Fusion
+
+    /// The services of this process other stages call in process (fusion), by name; empty for a
+    /// host of one service.
+    var localStages: [String: PointToPointResponder] = [:]
+
+    /// The stage of this process that serves `service`; nil when it lives elsewhere.
+    @inline(__always)
+    func localStage(_ service: String) -> PointToPointResponder? {
+        localStages.isEmpty ? nil : localStages[service]
+    }
+
     // MARK: Parsers
 
     /// Idle parsers, reused by connections and hops (a parser is five allocations).

@@ -54,7 +54,8 @@ package final class ServiceHost {
     var handOver = HandOver()
 
     /// Loads nothing itself: pass the table loaded from `configuration.appPath` (none for the gateway).
-    package init(configuration: HostConfiguration, table: ServiceTable?, role: HostRole = .service) throws(HostStartupError) {
+    package init(configuration given: HostConfiguration, table: ServiceTable?, role: HostRole = .service) throws(HostStartupError) {
+        let configuration = try Self.fused(given, table: table)
         self.configuration = configuration
         self.role = role
         self.table = table
@@ -66,6 +67,18 @@ package final class ServiceHost {
         }
         guard let table else { throw HostStartupError("no app library: pass --app PATH") }
         switch role {
+        case .service where configuration.services.count > 1:
+            var stages: [PointToPointResponder] = []
+            for name in configuration.services {
+                stages.append(PointToPointResponder(context: context, app: try AppService(table: table, name: name, configuration: configuration,
+                                                                                         forwards: true)))
+            }
+            for stage in stages { context.localStages[stage.app.service.name] = stage }
+            responder = FusedResponder(stages: stages)
+            app = stages[0].app
+            if let path = configuration.routeFile, access(path, F_OK) == 0 {
+                if let problem = reloadRoute(from: path) { log.warning("\(problem); serving the table's default route instead") }
+            }
         case .service:
             let app = try AppService(table: table, name: configuration.service, configuration: configuration, forwards: true)
             responder = PointToPointResponder(context: context, app: app)
@@ -82,6 +95,25 @@ package final class ServiceHost {
         case .gateway:
             preconditionFailure("the gateway was handled above")
         }
+    }
+
+    /// A fused host's configuration checked against the table, with its own services as peers at
+    /// its own address (a fan-in dependency on one of them is still a hop, to `/NAME` here).
+    private static func fused(_ configuration: HostConfiguration, table: ServiceTable?) throws(HostStartupError) -> HostConfiguration {
+        guard configuration.services.count > 1, let table else { return configuration }
+        var fused = configuration
+        let stateful = configuration.services.filter { table[$0]?.hasState == true }
+        if configuration.stateOut != nil || configuration.stateIn != nil, stateful.count > 1 || (stateful.count == 1 && stateful[0] != configuration.service) {
+            throw HostStartupError("a hand-over (--state-out, --state-in) carries the @Placed state of the first service listed in --service; "
+                + "here \(stateful.map { "'\($0)'" }.joined(separator: ", ")) own state: list the one service with state first, or keep it out of the group")
+        }
+        if configuration.port != 0 {
+            let host = configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host
+            for name in configuration.services where configuration.peers.addresses[name] == nil {
+                fused.peers.addresses[name] = PeerAddress(host: host, port: configuration.port)
+            }
+        }
+        return fused
     }
 
     /// Binds the listening socket; after this, `boundAddress` is known.

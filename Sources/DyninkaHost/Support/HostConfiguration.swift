@@ -9,8 +9,12 @@ package struct HostConfiguration: Sendable {
     package var settings: HostSettings
     /// Path of the app library (`dyninka build` output) to dlopen.
     package var appPath: String
-    /// The service this process runs.
+    /// The service this process runs: the first of `services`, which `POST /` runs and host-level
+    /// messages name.
     package var service: String
+    /// Every service this process runs (`--service a,b,c`): calls between them stay in process
+    /// (fusion); each also answers at `/NAME`.
+    package var services: [String]
     /// Where each other service listens, by name: the only way names become addresses (from
     /// `--placement`, `--peers` and `--peer-template`).
     package var peers = PeerMap()
@@ -21,6 +25,7 @@ package struct HostConfiguration: Sendable {
     package init(appPath: String, service: String) {
         self.appPath = appPath
         self.service = service
+        services = [service]
         settings = HostSettings()
         settings.app = appPath
         settings.service = service
@@ -31,8 +36,13 @@ package struct HostConfiguration: Sendable {
     package init(settings: HostSettings) throws(HostStartupError) {
         guard let app = settings.app else { throw HostStartupError("no app library: pass --app PATH (or set DYNINKA_APP)") }
         guard let service = settings.service else { throw HostStartupError("no service: pass --service NAME (or set DYNINKA_SERVICE)") }
+        let names = service.split(separator: ",", omittingEmptySubsequences: false).map { String($0.filter { $0 != " " }) }
+        guard !names.contains(""), Set(names).count == names.count else {
+            throw HostStartupError("--service takes one name or several, comma-separated and each once (a,b,c); got '\(service)'")
+        }
         self.appPath = app
-        self.service = service
+        self.service = names[0]
+        services = names
         self.settings = settings
         do {
             if let file = settings.placement { try peers.add(placementFile: file) }

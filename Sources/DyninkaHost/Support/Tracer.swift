@@ -106,6 +106,13 @@ final class Tracer {
         return TraceContext(traceHigh: nextID(), traceLow: nextID(), parent: 0, span: nextID(), sampled: sampled)
     }
 
+    /// The trace context of a stage that runs next in this process (fusion): the same trace, a
+    /// new span whose parent is `caller`'s, as a hop's `traceparent` would make it.
+    func child(of caller: TraceContext) -> TraceContext {
+        TraceContext(traceHigh: caller.traceHigh, traceLow: caller.traceLow, parent: caller.span, span: nextID(),
+                     sampled: caller.sampled, state: caller.state)
+    }
+
     /// Records the span of an answered request when its trace is recorded (or it failed here).
     @inline(__always)
     func finish(_ timing: HopTiming, status: Int, failure: ServiceFailure?) {
