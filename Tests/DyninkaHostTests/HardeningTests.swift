@@ -403,13 +403,38 @@ final class ResponseCounter: @unchecked Sendable {
         #expect(try metric(map, "dyninka_name_lookups_total") == 1)
     }
 
+    /// A socket bound to 127.0.0.1:`port` that does not listen (-1 when the port is taken there).
+    static func reserve(port: Int) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if bound == 0 { return fd }
+        close(fd)
+        return -1
+    }
+
     @Test(.enabled(if: NamedPeerTests.canUnshare, "needs root and unshare (a mount namespace for /etc/hosts)"))
     func everyAddressOfANameIsTriedAndAFailureLooksItUpAgain() throws {
         // The callee listens on 127.0.0.3 only; the caller's /etc/hosts gives the name two
         // addresses, and the system puts 127.0.0.1 (where nothing listens on that port) first.
-        let movingAvg = try HostProcess(name: "movingAvg", commandLine: [
-            "serve", "--app", BuildProducts.fixture, "--service", "movingAvg", "--host", "127.0.0.3", "--port", "0",
-            "--log-level", "warning"])
+        // The port must be free on 127.0.0.1 as well (a parallel suite may listen there): a
+        // socket bound to it without listening keeps it so, and connections to it are refused.
+        var movingAvg: HostProcess!
+        var reserved: Int32 = -1
+        for _ in 0..<10 where reserved < 0 {
+            let candidate = try HostProcess(name: "movingAvg", commandLine: [
+                "serve", "--app", BuildProducts.fixture, "--service", "movingAvg", "--host", "127.0.0.3", "--port", "0",
+                "--log-level", "warning"])
+            reserved = Self.reserve(port: candidate.port)
+            if reserved >= 0 { movingAvg = candidate } else { candidate.stop() }
+        }
+        try #require(reserved >= 0, "no port free on both 127.0.0.3 and 127.0.0.1 in 10 tries")
+        defer { close(reserved) }
         let hosts = FileManager.default.temporaryDirectory.appendingPathComponent("dyninka-hosts-\(getpid())")
         try "127.0.0.3 avg-twice\n127.0.0.1 avg-twice\n".write(to: hosts, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: hosts) }

@@ -66,7 +66,17 @@ final class Invocation: FunctionCaller {
 
     private var service: ServiceDescriptor { app.service }
 
+    /// A fused stage's bound: what the hop to it would have allowed (the client's deadline, at
+    /// most --response-timeout), enforced until its function returns.
+    private var bound: StageBound?
+
     func start() {
+        if !upstream.isEmpty {
+            let milliseconds = max(1, min(remaining ?? Int.max, context.configuration.responseTimeout))
+            let stageBound = StageBound(invocation: self, milliseconds: milliseconds)
+            bound = stageBound
+            context.track(stageBound)
+        }
         waiting = true
         context.callsWaiting += 1
         for (index, argument) in prepared.enumerated() {
@@ -144,6 +154,9 @@ final class Invocation: FunctionCaller {
         running = false
         context.callsRunning -= 1
         defer { context.callsSettled?() }
+        unbind()
+        // A fused stage past its bound has answered already (504, as its caller's hop would).
+        if finished { return }
         if context.stateSealed {
             // It ran past the hand-over's bound: the state went without waiting for it, so its
             // update may be missing there. The client is told, and may retry.
@@ -182,6 +195,7 @@ final class Invocation: FunctionCaller {
     /// stage's output; this stage's timing, span and count go with its answer (zero network time).
     private func continueInProcess(at stage: PointToPointResponder, _ next: HopTarget, output: LibraryOutput) {
         finished = true
+        unbind()
         let now = EventLoop.nanoseconds()
         var stages = upstream
         stages.append(FusedStage(timing: HopTiming(name: service.name, started: started, function: functionNanoseconds, trace: trace,
@@ -189,6 +203,30 @@ final class Invocation: FunctionCaller {
                                  earlier: dependencyHeads))
         stage.continueRequest(next, output: output, on: connection, upstream: stages, trace: context.tracer.child(of: trace),
                               started: now, deadline: deadline)
+    }
+
+    private func unbind() {
+        guard let bound else { return }
+        context.untrack(bound)
+        self.bound = nil
+    }
+
+    /// A fused stage ran past what the hop to it would have allowed: the stage before it answers
+    /// 504 naming it, exactly as that stage would have on its own host.
+    fileprivate func stageTimedOut(_ milliseconds: Int) {
+        unbind()
+        guard !finished, var caller = upstream.popLast() else { return }
+        finished = true
+        if waiting {
+            stopWaiting()
+            context.callsSettled?()
+        }
+        let failure = ServiceFailure(service: service.name, kind: .timeout,
+                                     message: "service '\(service.name)' (fused, in this process) did not answer within \(milliseconds) ms")
+        caller.timing.forwardStarted = 0
+        var answer = Answer(failure: failure, timing: caller.timing, earlier: caller.earlier)
+        answer.upstream = upstream
+        connection.send(answer, body: failure.body.owned, failure: failure)
     }
 
     private func stopWaiting() {
@@ -232,6 +270,7 @@ final class Invocation: FunctionCaller {
     private func answer(_ status: Int, relayed: HTTPHead?, json: Bool = false, retryAfter: Bool = false) -> Answer? {
         guard !finished else { return nil }
         finished = true
+        unbind()
         if waiting {
             stopWaiting()
             context.callsSettled?()
@@ -252,4 +291,20 @@ final class Invocation: FunctionCaller {
         store.append("null")
         return store.owned
     }()
+}
+
+/// The bound of a fused stage on the host's sweep (see `Invocation.start`).
+private final class StageBound: Expiring {
+    unowned let invocation: Invocation
+    let milliseconds: Int
+    let deadline: UInt64
+    var trackSlot = -1
+
+    init(invocation: Invocation, milliseconds: Int) {
+        self.invocation = invocation
+        self.milliseconds = milliseconds
+        deadline = EventLoop.nanoseconds() + UInt64(milliseconds) * 1_000_000
+    }
+
+    func expire() { invocation.stageTimedOut(milliseconds) }
 }

@@ -64,6 +64,10 @@ final class HostContext {
     /// host of one service.
     var localStages: [String: PointToPointResponder] = [:]
 
+    /// Where this host listens (set once bound): a fan-in dependency on one of its own services
+    /// is a hop to `/NAME` here when the peers give no other address.
+    var ownAddress: PeerAddress?
+
     /// The stage of this process that serves `service`; nil when it lives elsewhere.
     @inline(__always)
     func localStage(_ service: String) -> PointToPointResponder? {
@@ -185,7 +189,7 @@ final class HostContext {
     func sendHop(_ target: HopTarget, body: OwnedBytes, relayTo connection: InboundConnection? = nil, trace: TraceContext?,
                  extra: ((ByteStore) -> Void)? = nil, appHop: AppHop? = nil, responseTimeout: Int? = nil,
                  completion: @escaping (HopOutcome) -> Void) {
-        guard let address = target.address else {
+        guard let address = target.address ?? (localStage(target.service) != nil ? ownAddress : nil) else {
             metrics.hopFailures += 1
             return completion(.failed(ServiceFailure(
                 service: target.service, kind: .unreachable,

@@ -130,6 +130,9 @@ package final class ServiceHost {
             throw HostStartupError("cannot listen on \(address): \(error.reason)\(hint)")
         }
         boundAddress = server?.localAddress?.description ?? address.description
+        if let port = server?.localAddress?.port {
+            context.ownAddress = PeerAddress(host: configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host, port: port)
+        }
     }
 
     /// A connection the kernel would not hand over; out of descriptors, it was closed unanswered.
