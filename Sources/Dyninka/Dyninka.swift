@@ -10,9 +10,14 @@
 /// Placement (used when deploying beyond one machine; ignored locally):
 /// - `node`: pin the service to this node (Kubernetes hostname, Marathon hostname).
 /// - `label`: run it only on nodes with this label, written "key=value".
-/// - `near`: run it on the same node as that other service.
+/// - `near`: run it on the same node as that other service (and, with fusion on, in its process).
+///
+/// Fusion (`dyninka run --fuse auto`, `dyninka deploy --fuse auto`): services that share a node
+/// may run in one process, calling each other in process with typed values. A trap in any of
+/// them ends that process and every service in it (the runner or the cluster restarts it):
+/// - `isolated`: keep this service in a process of its own, never fused.
 @attached(peer)
-public macro Service(node: String? = nil, label: String? = nil, near: String? = nil)
+public macro Service(node: String? = nil, label: String? = nil, near: String? = nil, isolated: Bool = false)
     = #externalMacro(module: "DyninkaMacros", type: "ServiceMacro")
 
 /// Places a global variable with a service: its state lives in that service's host. Locally it

@@ -243,11 +243,21 @@ final class DeclarationCollector: SyntaxVisitor {
         let effects = node.signature.effectSpecifiers
         let (line, column) = analyzer.location(node.name)
         var placement = PlacementIR()
+        var isolated = false
         for argument in attribute.arguments?.as(LabeledExprListSyntax.self) ?? [] {
-            guard let label = argument.label?.text, ["node", "label", "near"].contains(label) else {
-                errors.append(analyzer.diagnostic(argument, "@Service takes node:, label: and near:",
-                                                  hint: "write @Service(node: \"edge-1\"), @Service(label: \"zone=factory\") or @Service(near: \"movingAvg\")"))
+            guard let label = argument.label?.text, ["node", "label", "near", "isolated"].contains(label) else {
+                errors.append(analyzer.diagnostic(argument, "@Service takes node:, label:, near: and isolated:",
+                                                  hint: "write @Service(node: \"edge-1\"), @Service(label: \"zone=factory\"), @Service(near: \"movingAvg\") or @Service(isolated: true)"))
                 ok = false
+                continue
+            }
+            if label == "isolated" {
+                guard let literal = argument.expression.as(BooleanLiteralExprSyntax.self) else {
+                    errors.append(analyzer.diagnostic(argument, "@Service(isolated:) needs true or false", hint: "write @Service(isolated: true)"))
+                    ok = false
+                    continue
+                }
+                isolated = literal.literal.tokenKind == .keyword(.true)
                 continue
             }
             if argument.expression.is(NilLiteralExprSyntax.self) { continue }
@@ -273,7 +283,7 @@ final class DeclarationCollector: SyntaxVisitor {
                 name: name, receiver: receiver, parameters: parameters, output: output, outputOptional: optional,
                 isAsync: effects?.asyncSpecifier != nil, isThrowing: effects?.throwsClause != nil,
                 placedState: [], defaultRoute: "", placement: placement == PlacementIR() ? nil : placement,
-                codeHash: "", line: line, column: column)))
+                codeHash: "", line: line, column: column, isolated: isolated ? true : nil)))
         }
         return .skipChildren
     }

@@ -59,6 +59,8 @@ package struct ServiceIR: Codable, Equatable, Sendable {
     package var codeHash: String
     package var line: Int
     package var column: Int
+    /// `@Service(isolated: true)`: never fused with another service (nil: it may be).
+    package var isolated: Bool?
 }
 
 /// A service's placement specification.

@@ -1,5 +1,3 @@
-import DyninkaCompiler
-
 /// A machine services can run on: a test bed node, or a Kubernetes node (its name is its
 /// `kubernetes.io/hostname`).
 package struct PlacementNode: Sendable, Equatable {
@@ -112,5 +110,68 @@ extension AppIR {
         var moved = self
         moved.services[index].placement = PlacementIR(node: node, label: services[index].placement?.label, near: nil)
         return moved
+    }
+}
+
+/// Which services share a process (fusion). A group's host serves all of them and runs a route's
+/// next step in process when it is one of them; a group of one is an ordinary host.
+package enum Fusion: String, Sendable, CaseIterable {
+    /// One process per service.
+    case none
+    /// Services that share a node share a process, except those marked `@Service(isolated: true)`.
+    case auto
+
+    /// The groups of `services` (table order): with `auto`, the services whose `node` is the same
+    /// (nil: this machine, where all are together) form one group, and each isolated service is
+    /// a group of its own. The group holding `entry` lists it first, so that its `/` runs it;
+    /// groups come in the order of their first service.
+    package func groups(_ services: [ServiceIR], entry: String, node: (String) -> String? = { _ in nil }) -> [[String]] {
+        guard self == .auto else { return services.map { [$0.name] } }
+        var groups: [[String]] = []
+        var byNode: [String: Int] = [:]
+        for service in services {
+            if service.isolated == true {
+                groups.append([service.name])
+                continue
+            }
+            let key = node(service.name) ?? ""
+            if let index = byNode[key] {
+                groups[index].append(service.name)
+            } else {
+                byNode[key] = groups.count
+                groups.append([service.name])
+            }
+        }
+        return groups.map { group in
+            guard let at = group.firstIndex(of: entry), at > 0 else { return group }
+            var ordered = group
+            ordered.remove(at: at)
+            return [entry] + ordered
+        }
+    }
+
+    /// The groups a deployment can promise before any scheduler runs: services joined by `near:`
+    /// (the other's node, transitively) or pinned to the same `node:`, unless isolated. Labels
+    /// promise no common node, so they join nothing.
+    package func deployGroups(_ services: [ServiceIR], entry: String) -> [[String]] {
+        guard self == .auto else { return services.map { [$0.name] } }
+        var root: [String: String] = [:]
+        for service in services { root[service.name] = service.name }
+        func find(_ name: String) -> String {
+            var name = name
+            while let parent = root[name], parent != name { name = parent }
+            return name
+        }
+        func join(_ a: String, _ b: String) { root[find(a)] = find(b) }
+        var pinned: [String: String] = [:]
+        for service in services where service.isolated != true {
+            if let near = service.placement?.near, root[near] != nil, services.first(where: { $0.name == near })?.isolated != true {
+                join(service.name, near)
+            }
+            if let node = service.placement?.node {
+                if let other = pinned[node] { join(service.name, other) } else { pinned[node] = service.name }
+            }
+        }
+        return groups(services, entry: entry) { find($0) }
     }
 }

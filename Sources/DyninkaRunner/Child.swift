@@ -34,6 +34,9 @@ final class Child {
     /// On a test bed: the node it runs on, and the node's network namespace.
     let node: String?
     var namespace: String? { node.map(Testbed.namespace(of:)) }
+    /// The services it serves: its name, or the names of a fused group ("a,b,c"), first the one
+    /// its `/` runs.
+    var served: [String] { name.split(separator: ",").map(String.init) }
     var process: Process?
     var restarts: [Date] = []
 

@@ -32,9 +32,12 @@ package final class LocalRunner {
     private var gatewayPort = 0
 
     /// `basePort` 0 picks free ports; otherwise services take basePort, basePort+1, ...
+    /// `fusion`: which services share a process (point to point only).
     package init(ir: AppIR, library: String, hostBinary: String, basePort: Int, appDirectory: String, settings: AppSettings,
-                topology: Topology = .pointToPoint, hostSettings: HostSettings = HostSettings(), log: @escaping (String) -> Void) {
+                topology: Topology = .pointToPoint, fusion: Fusion = .none, hostSettings: HostSettings = HostSettings(),
+                log: @escaping (String) -> Void) {
         self.topology = topology
+        self.fusion = fusion
         self.baseSettings = hostSettings
         self.ir = ir
         self.hostBinary = hostBinary
@@ -50,9 +53,21 @@ package final class LocalRunner {
             },
                                   environment: [:], port: port, workingDirectory: appDirectory, isService: false))
         }
+        if topology == .pointToPoint {
+            // One host per group (of one service, or fused), on consecutive ports.
+            let groups = fusion.groups(ir.services, entry: ir.dataflow.entry)
+            let ports = groups.enumerated().map { basePort == 0 ? BlockingHTTP.freePort() : basePort + $0.offset }
+            let peers = zip(groups, ports).flatMap { group, port in group.map { "\($0)=127.0.0.1:\(port)" } }
+            for (group, port) in zip(groups, ports) {
+                var launch = serveLaunch(library: library, service: group.joined(separator: ","), port: port)
+                launch.settings.peers = peers
+                services.append(Child(name: group.joined(separator: ","), launch: launch, environment: sidecarEnvironment))
+            }
+            return
+        }
         let ports = ir.services.enumerated().map { basePort == 0 ? BlockingHTTP.freePort() : basePort + $0.offset }
         let peers = zip(ir.services, ports).map { "\($0.name)=127.0.0.1:\($1)" }
-        if topology == .gateway {
+        do {
             // Function instances, an orchestrator and the gateway in front of all of them.
             let count = ir.services.count
             let orchestratorPort = basePort == 0 ? BlockingHTTP.freePort() : basePort + count
@@ -67,20 +82,18 @@ package final class LocalRunner {
             services.append(Child(name: "gateway", launch: hostLaunch("gateway", port: gatewayPort,
                                                                           role: ["--functions", (peers + ["orchestrator=127.0.0.1:\(orchestratorPort)"]).joined(separator: ",")]),
                                   environment: [:]))
-            return
-        }
-        for (service, port) in zip(ir.services, ports) {
-            var launch = serveLaunch(library: library, service: service.name, port: port)
-            launch.settings.peers = peers
-            services.append(Child(name: service.name, launch: launch, environment: sidecarEnvironment))
         }
     }
+
+    /// Which services share a process on this run.
+    package let fusion: Fusion
 
     /// How a service's host is started on this run: point to point, with its hand-over files,
     /// route file and the run's key.
     func serveLaunch(library: String, service: String, host: String = "127.0.0.1", port: Int) -> HostLaunch {
         var launch = hostLaunch(nil, library: library, service: service, host: host, port: port)
-        launch.settings.stateOut = statePath(service)
+        // A fused host (several services) is never swapped or moved alone: no hand-over file.
+        if !service.contains(",") { launch.settings.stateOut = statePath(service) }
         launch.settings.routeFile = routePath(service)
         launch.settings.appKeyFile = appKeyPath
         return launch
@@ -110,9 +123,10 @@ package final class LocalRunner {
     /// Peers are found by name (`APP-SERVICE`, through the node's hosts file), as on Kubernetes.
     /// `spread`: the nodes for services that ask for no placement (default: every node).
     package init(ir: AppIR, library: String, hostBinary: String, appDirectory: String, settings: AppSettings, bed: Testbed.State,
-                spread: [String]? = nil, topology: Topology = .pointToPoint, hostSettings: HostSettings = HostSettings(),
-                log: @escaping (String) -> Void) throws {
+                spread: [String]? = nil, topology: Topology = .pointToPoint, fusion: Fusion = .none,
+                hostSettings: HostSettings = HostSettings(), log: @escaping (String) -> Void) throws {
         self.topology = topology
+        self.fusion = fusion
         self.baseSettings = hostSettings
         self.ir = ir
         self.hostBinary = hostBinary
@@ -138,15 +152,23 @@ package final class LocalRunner {
         do { assignment = try Placement.assign(entities, nodes: bed.placementNodes, spread: spread) } catch {
             throw RunFailure(description: "cannot place the app on the test bed: \(error)")
         }
+        // Fused groups (point to point): the services of one node share a host and an address.
+        let groups = topology == .pointToPoint ? fusion.groups(ir.services, entry: ir.dataflow.entry) { assignment[$0] } : ir.services.map { [$0.name] }
+        let leader = Dictionary(uniqueKeysWithValues: groups.flatMap { group in group.map { ($0, group[0]) } })
         // Addresses: 10.77.K.10, .11, ... on node K, in the order above.
         var next: [String: Int] = [:]
         var addresses: [String: String] = [:]
         var hostNames: [(address: String, names: [String])] = []
         for entity in entities {
             let node = bed.node(assignment[entity.name]!)!
-            let last = 10 + next[node.name, default: 0]
-            next[node.name, default: 0] += 1
-            let address = "10.77.\(node.index).\(last)"
+            let address: String
+            if let first = leader[entity.name], first != entity.name, let shared = addresses[first] {
+                address = shared
+            } else {
+                let last = 10 + next[node.name, default: 0]
+                next[node.name, default: 0] += 1
+                address = "10.77.\(node.index).\(last)"
+            }
             addresses[entity.name] = address
             let dns = ObjectNames.dns(entity.name)
             var names = ["\(app)-\(dns)", "\(dns).\(app)"]
@@ -184,11 +206,12 @@ package final class LocalRunner {
             gatewayPort = port
             return
         }
-        for service in ir.services {
-            var launch = serveLaunch(library: library, service: service.name, host: addresses[service.name]!, port: port)
+        for group in groups {
+            let name = group.joined(separator: ",")
+            var launch = serveLaunch(library: library, service: name, host: addresses[group[0]]!, port: port)
             // The same peer template as the Kubernetes manifests: every peer by its name.
             launch.settings.peerTemplate = "\(app)-{name}:\(port)"
-            services.append(Child(name: service.name, launch: launch, environment: sidecarEnvironment, node: assignment[service.name]))
+            services.append(Child(name: name, launch: launch, environment: sidecarEnvironment, node: assignment[group[0]]))
         }
     }
 
@@ -262,7 +285,7 @@ package final class LocalRunner {
     /// The node each service and sidecar runs on (test bed), by name.
     package var nodes: [String: String] {
         var nodes: [String: String] = [:]
-        for child in services + sidecars { if let node = child.node { nodes[child.name] = node } }
+        for child in services + sidecars { if let node = child.node { for name in child.served { nodes[name] = node } } }
         return nodes
     }
 
@@ -282,8 +305,13 @@ package final class LocalRunner {
     /// their /metrics.
     package var hosts: [(name: String, host: String, port: Int, node: String?)] { services.map { ($0.name, $0.host, $0.port, $0.node) } }
 
-    /// Where each service listens, in table order.
-    package var endpoints: [(name: String, url: String)] { services.map { ($0.name, "http://\($0.host):\($0.port)") } }
+    /// Where each service listens, in the order of the hosts (a fused host's other services at
+    /// their own paths).
+    package var endpoints: [(name: String, url: String)] {
+        services.flatMap { child in
+            child.served.enumerated().map { index, name in (name, "http://\(child.host):\(child.port)" + (index == 0 ? "" : "/\(name)")) }
+        }
+    }
 
     /// Where a client posts to run the default dataflow.
     package var entryURL: String {
@@ -293,13 +321,13 @@ package final class LocalRunner {
     }
 
     var entryChild: Child? {
-        services.first { $0.name == (topology == .gateway ? "gateway" : ir.dataflow.entry) }
+        services.first { topology == .gateway ? $0.name == "gateway" : $0.served.first == ir.dataflow.entry }
     }
 
     /// The entry's port and path: the entry service, or the gateway's /function/orchestrator.
     package var entry: (port: Int, path: String) {
         if topology == .gateway { return (gatewayPort, "/function/orchestrator") }
-        return (services.first { $0.name == ir.dataflow.entry }?.port ?? 0, "/")
+        return (entryChild?.port ?? 0, "/")
     }
 
     /// Starts the sidecars only (for `--local`, where the program itself plays the services).

@@ -66,6 +66,9 @@ extension DyninkaCommand {
         @Flag(help: "Hot swap: when the file is saved, check and rebuild it and replace only the services whose code changed, handing their @Placed state over, without refusing or losing a request. A file that does not compile leaves the running services as they are.")
         var watch = false
 
+        @Option(help: "Fusion: 'auto' runs the services that share a node (all of them on this machine) in one host, which calls the next step in process with the typed value; @Service(isolated: true) keeps a service apart. 'none' (the default): one host per service.")
+        var fuse: Fusion = .none
+
         func validate() throws {
             guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("no such file: \(file)") }
             guard (0...65000).contains(basePort) else { throw ValidationError("--base-port must be 0...65000") }
@@ -77,6 +80,9 @@ extension DyninkaCommand {
                 throw ValidationError("--adapt moves services on a test bed from the spans the view collects: it needs --testbed, and cannot be combined with --gateway, --no-view or --requests")
             }
             if adaptThreshold <= 0 || adaptHold < 0 || adaptCoolDown < 0 { throw ValidationError("--adapt-threshold must be above 0, --adapt-hold and --adapt-cool-down at least 0") }
+            if fuse == .auto && (local || gateway || watch || adapt) {
+                throw ValidationError("--fuse auto groups point-to-point hosts: it cannot be combined with --local or --gateway, and hot swap (--watch) and --adapt still replace one service's host at a time")
+            }
             if watch && (local || gateway || requests != nil) { throw ValidationError("--watch keeps a point-to-point app running: it cannot be combined with --local, --gateway or --requests") }
         }
 
@@ -158,11 +164,11 @@ extension DyninkaCommand {
             let topology: LocalRunner.Topology = gateway ? .gateway : .pointToPoint
             if let bed {
                 return try LocalRunner(ir: build.ir, library: build.library, hostBinary: host, appDirectory: appDirectory, settings: settings,
-                                       bed: bed, spread: spread?.split(separator: ",").map(String.init), topology: topology,
+                                       bed: bed, spread: spread?.split(separator: ",").map(String.init), topology: topology, fusion: fuse,
                                        hostSettings: tracing) { note($0) }
             }
             return LocalRunner(ir: build.ir, library: build.library, hostBinary: host, basePort: basePort, appDirectory: appDirectory,
-                               settings: settings, topology: topology, hostSettings: tracing) { note($0) }
+                               settings: settings, topology: topology, fusion: fuse, hostSettings: tracing) { note($0) }
         }
 
         /// Where everything runs (stdout, one line each, for scripts and tests) and how to reach it.
@@ -335,3 +341,5 @@ extension LocalRunner {
         return ViewTargets(hosts: hosts, namespace: clientNamespace, topology: topology)
     }
 }
+
+extension Fusion: ExpressibleByArgument {}
