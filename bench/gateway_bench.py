@@ -67,8 +67,8 @@ def peak_rss_mib(pid):
 class Topology:
     """`dyninka run` of the app (point to point or --gateway), found process by process."""
 
-    def __init__(self, debug_bin, release_bin, gateway):
-        args = [f"{debug_bin}/dyninka", "run", APP, "--base-port", "0", "--host-binary", f"{release_bin}/dyninka-host"]
+    def __init__(self, debug_bin, release_bin, gateway, extra=()):
+        args = [f"{debug_bin}/dyninka", "run", APP, "--base-port", "0", "--host-binary", f"{release_bin}/dyninka-host", *extra]
         if gateway:
             args.append("--gateway")
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True, preexec_fn=hop_bench.pin_servers)
