@@ -18,6 +18,8 @@ package struct DeploymentResult: Sendable {
     package var specHashes: [String: String] = [:]
     /// Kubernetes: the manifest file of each service, as a path.
     package var manifests: [String: String] = [:]
+    /// The settings it was written with.
+    package var settings: DeploySettings
 }
 
 /// Writes an app's deployment for Kubernetes or Marathon, and remembers (per target) what it deployed so
@@ -101,17 +103,30 @@ package struct Deployer: Sendable {
             for service in selected where !service.placedState.isEmpty {
                 notes.append("'\(service.name)' owns @Placed state (\(service.placedState.joined(separator: ", "))), which lives in its one pod: a rollout stops that pod before its successor starts (strategy Recreate, a few seconds without '\(service.name)'), and the state starts fresh")
             }
-            for (service, yaml, specHash) in try KubernetesManifests.generate(ir, settings: settings) where only == nil || service == only {
+            let onlyUnit = only.map { KubernetesManifests.unit(of: $0, ir, settings: settings) }
+            for group in KubernetesManifests.units(ir, settings: settings) where group.count > 1 {
+                notes.append("fused: \(group.map { "'\($0)'" }.joined(separator: ", ")) run in one pod (Deployment \(ObjectNames.dns(ir.name))-\(ObjectNames.dns(group[0]))), calling each other in process; each keeps its Service, and a crash of one restarts them all")
+            }
+            for (service, yaml, specHash) in try KubernetesManifests.generate(ir, settings: settings) where onlyUnit == nil || service == onlyUnit {
                 let name = "kubernetes/\(ObjectNames.dns(service)).yaml"
                 try yaml.write(toFile: output + "/" + name, atomically: true, encoding: .utf8)
                 files.append(name)
                 specHashes[service] = specHash
                 manifests[service] = output + "/" + name
             }
-            let paths = changed.map { "-f \(output)/kubernetes/\(ObjectNames.dns($0)).yaml" }
+            // A fused unit's file is its first service's.
+            var units: [String] = []
+            for service in changed {
+                let unit = KubernetesManifests.unit(of: service, ir, settings: settings)
+                if !units.contains(unit) { units.append(unit) }
+            }
+            let paths = units.map { "-f \(output)/kubernetes/\(ObjectNames.dns($0)).yaml" }
             let namespace = settings.namespace.map { " -n \($0)" } ?? ""
             applyCommand = changed.isEmpty ? "" : "kubectl create\(namespace) -f \(keyFile) 2>/dev/null; kubectl apply \(paths.joined(separator: " "))"
         case .marathon:
+            if settings.fusion != .none {
+                throw DeployFailure("--fuse auto groups services into Kubernetes pods; a Marathon app runs one host per service: deploy without --fuse")
+            }
             let (json, marathonNotes) = try MarathonGroup.generate(ir, settings: settings)
             notes += marathonNotes
             try fm.createDirectory(atPath: output + "/marathon", withIntermediateDirectories: true)
@@ -126,7 +141,8 @@ package struct Deployer: Sendable {
         files.append("Containerfile")
         let buildCommand = "docker build -f \(output)/Containerfile --build-context app=\(packageDirectory) -t \(settings.image) \(sourceRoot)"
         return DeploymentResult(target: target, files: files, changed: changed, unchanged: unchanged, notes: notes,
-                                applyCommand: applyCommand, buildCommand: buildCommand, specHashes: specHashes, manifests: manifests)
+                                applyCommand: applyCommand, buildCommand: buildCommand, specHashes: specHashes, manifests: manifests,
+                                settings: settings)
     }
 
     /// Records the hashes as deployed (after a successful apply, or when the files are the deployment).

@@ -35,7 +35,9 @@ package struct KubernetesApply {
     package func run(note: (String) -> Void) throws -> [String] {
         if try cluster.ensureNamespace(app: app) { note("created namespace '\(cluster.namespace)'") }
         let live = try cluster.deployments(app: app)
-        let selected = ir.services.map(\.name).filter { only == nil || $0 == only }
+        // What rolls is a unit: a service, or a fused group (its first service names it).
+        let onlyUnit = only.map { KubernetesManifests.unit(of: $0, ir, settings: written.settings) }
+        let selected = ir.services.map(\.name).filter { written.specHashes[$0] != nil && (onlyUnit == nil || $0 == onlyUnit) }
         let changed = selected.filter { live[$0]?.specHash != written.specHashes[$0] }
         let unchanged = selected.filter { !changed.contains($0) }
         note("changed on the cluster: \(changed.isEmpty ? "none" : changed.joined(separator: ", "))")

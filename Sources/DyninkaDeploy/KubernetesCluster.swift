@@ -99,7 +99,8 @@ package struct KubernetesCluster: Sendable {
         let list = try kubectl.json(Kube.List<Kube.Deployment>.self, ["get", "deployments", "-n", namespace, "-l", Self.selector(app: app)])
         var byService: [String: Kube.Deployment] = [:]
         for deployment in list.items {
-            if let service = deployment.service { byService[service] = deployment }
+            // A fused unit's Deployment serves several services ("a,b,c"): it is each one's.
+            for service in deployment.service?.split(separator: ",").map(String.init) ?? [] { byService[service] = deployment }
         }
         return byService
     }

@@ -26,6 +26,10 @@ package struct DeploySettings: Sendable {
     package var nodeLossSeconds = 20
     /// Programs that run beside services, in their pods (`dyninka.json`'s sidecars).
     package var sidecars: [DeploySidecar] = []
+    /// Which services share a pod (fusion): with `auto`, the services that must share a node
+    /// (`near:`, one `node:`) are one Deployment whose host serves them all, with a Service per
+    /// service name, so that callers do not change.
+    package var fusion: Fusion = .none
 
     package init(image: String, libraryPath: String) {
         self.image = image
@@ -136,14 +140,27 @@ package enum KubernetesManifests {
         ]).yaml
     }
 
-    /// One YAML document list per service, keyed by service name, with its spec hash.
+    /// The units a deploy applies and rolls, each keyed by its first service: one service, or a
+    /// fused group (`settings.fusion`) whose Deployment serves all of its services.
+    package static func units(_ ir: AppIR, settings: DeploySettings) -> [[String]] {
+        settings.fusion.deployGroups(ir.services, entry: ir.dataflow.entry)
+    }
+
+    /// The unit (its first service) that deploys `service`.
+    package static func unit(of service: String, _ ir: AppIR, settings: DeploySettings) -> String {
+        units(ir, settings: settings).first { $0.contains(service) }?[0] ?? service
+    }
+
+    /// One YAML document list per unit (a service, or a fused group), keyed by the unit's first
+    /// service, with its spec hash.
     package static func generate(_ ir: AppIR, settings: DeploySettings) throws(DeployFailure) -> [(service: String, yaml: String, specHash: String)] {
         let names = try ObjectNames.checked(ir)
-        return ir.services.map { service in
-            let unhashed = objects(service, ir: ir, names: names, settings: settings, specHash: nil)
+        return units(ir, settings: settings).map { unit in
+            let members = unit.compactMap { ir.service($0) }
+            let unhashed = objects(members, ir: ir, names: names, settings: settings, specHash: nil)
             let specHash = FNV.hex(unhashed.map(\.yaml).joined(separator: "---\n"))
-            let documents = objects(service, ir: ir, names: names, settings: settings, specHash: specHash)
-            return (service.name, documents.map(\.yaml).joined(separator: "---\n"), specHash)
+            let documents = objects(members, ir: ir, names: names, settings: settings, specHash: specHash)
+            return (unit[0], documents.map(\.yaml).joined(separator: "---\n"), specHash)
         }
     }
 
@@ -170,13 +187,18 @@ package enum KubernetesManifests {
         return .map(pairs)
     }
 
-    static func objects(_ service: ServiceIR, ir: AppIR, names: ObjectNames, settings: DeploySettings, specHash: String?) -> [Doc] {
-        let autoscaled = settings.autoscale != nil && scalable(service)
+    /// The objects of one unit: `members` (one service, or a fused group led by the first) run in
+    /// one Deployment named after the first; each member gets its own Service selecting its pods.
+    static func objects(_ members: [ServiceIR], ir: AppIR, names: ObjectNames, settings: DeploySettings, specHash: String?) -> [Doc] {
+        let service = members[0]
+        let fused = members.count > 1
+        let memberNames = members.map(\.name)
+        let autoscaled = settings.autoscale != nil && members.allSatisfy(scalable)
         let name = names[service.name]
         let selector: Doc = .map([("app.kubernetes.io/instance", .string(name))])
         var host = HostSettings()
         host.app = settings.libraryPath
-        host.service = service.name
+        host.service = memberNames.joined(separator: ",")
         host.host = "0.0.0.0"
         host.port = settings.port
         // Peers by DNS: each service's Service is named APP-SERVICE, in the same namespace.
@@ -194,7 +216,7 @@ package enum KubernetesManifests {
             ("name", .string(keySecretName(names))), ("key", .string("key")),
         ]))]))]))
         for (key, value) in settings.environment { env.append(.map([("name", .string(key)), ("value", .string(value))])) }
-        let sidecars = settings.sidecars.filter { $0.service == service.name }
+        let sidecars = settings.sidecars.filter { memberNames.contains($0.service) }
         for sidecar in sidecars {
             if let variable = sidecar.env { env.append(.map([("name", .string(variable)), ("value", .string(sidecar.url))])) }
         }
@@ -234,7 +256,8 @@ package enum KubernetesManifests {
                 nodeSelector.append((String(label[..<eq]), .string(String(label[label.index(after: eq)...]))))
             }
             if !nodeSelector.isEmpty { podSpec.append(("nodeSelector", .map(nodeSelector))) }
-            if let near = placement.near {
+            // Near a service of the same group: the group is one pod, nothing to ask.
+            if let near = placement.near, !memberNames.contains(near) {
                 podSpec.append(("affinity", .map([("podAffinity", .map([("requiredDuringSchedulingIgnoredDuringExecution", .list([
                     .map([("labelSelector", .map([("matchLabels", .map([("app.kubernetes.io/instance", .string(names[near]))]))])),
                           ("topologyKey", .string("kubernetes.io/hostname"))]),
@@ -250,14 +273,15 @@ package enum KubernetesManifests {
                 // @Placed state lives in one pod: a rollout must never run two (each would count
                 // on its own, and both states would be dropped). Until state travels between
                 // pods, the old pod stops before the new one starts, and the state starts fresh.
-                ("strategy", service.placedState.isEmpty
+                ("strategy", members.allSatisfy { $0.placedState.isEmpty }
                     ? .map([("type", .string("RollingUpdate")), ("rollingUpdate", .map([("maxUnavailable", .int(0)), ("maxSurge", .int(1))]))])
                     : .map([("type", .string("Recreate"))])),
                 ("template", .map([
                     ("metadata", .map([
                         ("labels", labels(service, names: names)),
-                        ("annotations", .map([(hashAnnotation, .string(service.codeHash)), ("dyninka.io/service", .string(service.name)),
-                                              (routeAnnotation, .string(service.defaultRoute))])),
+                        ("annotations", .map([(hashAnnotation, .string(fused ? FNV.hex(members.map(\.codeHash).joined(separator: ",")) : service.codeHash)),
+                                              ("dyninka.io/service", .string(memberNames.joined(separator: ","))),
+                                              (routeAnnotation, .string(fused ? members.map { "\($0.name): \($0.defaultRoute)" }.joined(separator: "; ") : service.defaultRoute))])),
                     ])),
                     ("spec", .map(podSpec)),
                 ])),
@@ -269,18 +293,21 @@ package enum KubernetesManifests {
                                   annotations: specHash.map { [(specHashAnnotation, .string($0))] } ?? [])),
             ("spec", .map(deploymentSpec)),
         ])
-        let kubeService: Doc = .map([
-            ("apiVersion", .string("v1")),
-            ("kind", .string("Service")),
-            ("metadata", metadata(name, service, names: names, settings: settings)),
-            ("spec", .map([
-                ("selector", selector),
-                ("ports", .list([.map([("name", .string("http")), ("port", .int(settings.port)), ("targetPort", .string("http")),
-                                       ("protocol", .string("TCP"))])])),
-            ])),
-        ])
-        var documents = [deployment, kubeService]
-        if settings.networkPolicy { documents.append(networkPolicy(service, ir: ir, names: names, settings: settings)) }
+        // A Service per member, each selecting the unit's pods: callers keep calling APP-NAME.
+        let kubeServices: [Doc] = members.map { member in
+            .map([
+                ("apiVersion", .string("v1")),
+                ("kind", .string("Service")),
+                ("metadata", metadata(names[member.name], member, names: names, settings: settings)),
+                ("spec", .map([
+                    ("selector", selector),
+                    ("ports", .list([.map([("name", .string("http")), ("port", .int(settings.port)), ("targetPort", .string("http")),
+                                           ("protocol", .string("TCP"))])])),
+                ])),
+            ])
+        }
+        var documents = [deployment] + kubeServices
+        if settings.networkPolicy { documents.append(networkPolicy(members, ir: ir, names: names, settings: settings)) }
         // State placed on a service lives in one process: only stateless services scale out.
         if let autoscale = settings.autoscale, autoscaled {
             documents.append(.map([
@@ -301,14 +328,20 @@ package enum KubernetesManifests {
         return documents
     }
 
-    /// Who may reach `service`: the services that call it in main's dataflow (the step before it,
-    /// or the step whose argument it computes), and any client when it is the entry.
-    static func networkPolicy(_ service: ServiceIR, ir: AppIR, names: ObjectNames, settings: DeploySettings) -> Doc {
-        let callers = (DataflowGraph.callers(ir)[service.name] ?? []).filter { ir.service($0) != nil }.sorted()
-        var from: [Doc] = callers.map { .map([("podSelector", .map([("matchLabels", .map([("app.kubernetes.io/instance", .string(names[$0]))]))]))]) }
+    /// Who may reach a unit's pods: the services that call its members in main's dataflow (the
+    /// step before, or the step whose argument it computes; by their unit's pods, and not the
+    /// members themselves, which call each other in process), and any client when it holds the
+    /// entry.
+    static func networkPolicy(_ members: [ServiceIR], ir: AppIR, names: ObjectNames, settings: DeploySettings) -> Doc {
+        let service = members[0]
+        let memberNames = Set(members.map(\.name))
+        let graph = DataflowGraph.callers(ir)
+        let callers = Set(members.flatMap { graph[$0.name] ?? [] }.filter { ir.service($0) != nil && !memberNames.contains($0) })
+            .map { unit(of: $0, ir, settings: settings) }
+        var from: [Doc] = Set(callers).sorted().map { .map([("podSelector", .map([("matchLabels", .map([("app.kubernetes.io/instance", .string(names[$0]))]))]))]) }
         let port: Doc = .list([.map([("protocol", .string("TCP")), ("port", .int(settings.port))])])
         var rules: [Doc] = []
-        if service.name == ir.dataflow.entry {
+        if memberNames.contains(ir.dataflow.entry) {
             // Clients come from anywhere the Service is reachable.
             rules.append(.map([("ports", port)]))
             from = []

@@ -65,6 +65,8 @@ extension DyninkaCommand {
         var nodeLossTimeout = 20
         @Flag(help: "Kubernetes: also write a NetworkPolicy per service, so that only its callers in main's dataflow (and any client, for the entry) reach it. Routes of your own between services that main does not chain then need it off.")
         var networkPolicy = false
+        @Option(help: "Kubernetes: 'auto' runs the services that must share a node (near:, the same node:) in one pod, whose host calls them in process with typed values; each keeps its Service. @Service(isolated: true) keeps a service apart. 'none' (the default): a pod per service.")
+        var fuse: Fusion = .none
 
         func validate() throws {
             if (move == nil) != (to == nil) { throw ValidationError("--move SERVICE and --to NODE go together") }
@@ -132,6 +134,7 @@ extension DyninkaCommand {
             settings.memoryLimitMiB = memoryLimit
             settings.nodeLossSeconds = nodeLossTimeout
             settings.networkPolicy = networkPolicy
+            settings.fusion = fuse
             settings.sidecars = try sidecars(of: ir, build: build, onTestbed: onTestbed)
             if let autoscale {
                 let parts = autoscale.split(separator: ":").compactMap { Int($0) }

@@ -164,6 +164,33 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         #expect(map.contains("type: RollingUpdate") && map.contains("maxSurge: 1"))
     }
 
+    @Test func aFusedGroupIsOneDeploymentWithAServicePerServiceName() throws {
+        let app = try ir("SmartBuilding")
+        var chosen = settings(app, autoscale: true)
+        chosen.fusion = .auto
+        chosen.networkPolicy = true
+        let manifests = try KubernetesManifests.generate(app, settings: chosen)
+        // movingAvg is near map: one unit, named by map.
+        #expect(manifests.map(\.service) == ["get", "filterTemperature", "map"])
+        let unit = try #require(manifests.first { $0.service == "map" }?.yaml)
+        try golden(unit, "SmartBuilding/kubernetes-fused/map.yaml")
+        #expect(unit.contains("- \"--service\"\n        - \"map,movingAvg\""), "\(unit)")
+        #expect(unit.components(separatedBy: "kind: Service\n").count == 3, "a Service for map and one for movingAvg")
+        #expect(unit.contains("name: smart-building-moving-avg") && unit.contains("app.kubernetes.io/instance: smart-building-map"))
+        #expect(!unit.contains("podAffinity"), "near: inside the group asks nothing of the scheduler")
+        #expect(unit.contains("type: Recreate"), "movingAvg's state lives in the group's one pod")
+        #expect(!unit.contains("HorizontalPodAutoscaler"), "a group with state does not scale out")
+        // Its policy admits filterTemperature (map's caller), not movingAvg's caller map (in process).
+        #expect(unit.contains("kind: NetworkPolicy") && unit.contains("app.kubernetes.io/instance: smart-building-filter-temperature"))
+        let dir = NSTemporaryDirectory() + "dyninka-k8s-fused-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try unit.write(toFile: "\(dir)/map.yaml", atomically: true, encoding: .utf8)
+        let (status, output) = try run(["kubernetes-validate", "--strict", "-k", "1.34.0", "\(dir)/map.yaml"])
+        #expect(status == 0, "\(output)")
+        #expect(KubernetesManifests.unit(of: "movingAvg", app, settings: chosen) == "map")
+    }
+
     @Test func networkPoliciesLetOnlyCallersIn() throws {
         let app = try ir("BuildingAlerts")
         var chosen = settings(app, autoscale: false)
