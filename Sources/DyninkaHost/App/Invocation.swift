@@ -67,15 +67,19 @@ final class Invocation: FunctionCaller {
     private var service: ServiceDescriptor { app.service }
 
     /// A fused stage's bound: what the hop to it would have allowed (the client's deadline, at
-    /// most --response-timeout), enforced until its function returns.
-    private var bound: StageBound?
+    /// most --response-timeout), enforced until its function returns. The stage before hands
+    /// over its own (one per request, re-armed per stage: no allocation per stage).
+    var bound: StageBound?
 
     func start() {
         if !upstream.isEmpty {
             let milliseconds = max(1, min(remaining ?? Int.max, context.configuration.responseTimeout))
-            let stageBound = StageBound(invocation: self, milliseconds: milliseconds)
-            bound = stageBound
-            context.track(stageBound)
+            if let bound {
+                bound.arm(for: self, milliseconds: milliseconds)
+            } else {
+                bound = StageBound(invocation: self, milliseconds: milliseconds)
+            }
+            context.track(bound!)
         }
         waiting = true
         context.callsWaiting += 1
@@ -197,23 +201,30 @@ final class Invocation: FunctionCaller {
         finished = true
         unbind()
         let now = EventLoop.nanoseconds()
-        var stages = upstream
+        // Moved, not copied: this stage is done with it, and the next appends in place.
+        var stages: [FusedStage] = []
+        swap(&stages, &upstream)
         stages.append(FusedStage(timing: HopTiming(name: service.name, started: started, function: functionNanoseconds, trace: trace,
                                                    forwardStarted: now, next: context.tracer.recording ? next.service : nil),
                                  earlier: dependencyHeads))
         stage.continueRequest(next, output: output, on: connection, upstream: stages, trace: context.tracer.child(of: trace),
-                              started: now, deadline: deadline)
+                              started: now, deadline: deadline, bound: spareBound)
+        spareBound = nil
     }
+
+    /// The bound this stage no longer needs, kept for the next stage of the request.
+    private var spareBound: StageBound?
 
     private func unbind() {
         guard let bound else { return }
         context.untrack(bound)
         self.bound = nil
+        spareBound = bound
     }
 
     /// A fused stage ran past what the hop to it would have allowed: the stage before it answers
     /// 504 naming it, exactly as that stage would have on its own host.
-    fileprivate func stageTimedOut(_ milliseconds: Int) {
+    func stageTimedOut(_ milliseconds: Int) {
         unbind()
         guard !finished, var caller = upstream.popLast() else { return }
         finished = true
@@ -293,14 +304,22 @@ final class Invocation: FunctionCaller {
     }()
 }
 
-/// The bound of a fused stage on the host's sweep (see `Invocation.start`).
-private final class StageBound: Expiring {
-    unowned let invocation: Invocation
-    let milliseconds: Int
-    let deadline: UInt64
+/// The bound of a fused stage on the host's sweep (see `Invocation.start`), armed for one stage
+/// at a time; it is tracked only while that stage's function has not returned, and the stage
+/// holds it then, so the reference back never dangles.
+final class StageBound: Expiring {
+    private unowned(unsafe) var invocation: Invocation
+    private var milliseconds: Int
+    private(set) var deadline: UInt64 = 0
     var trackSlot = -1
 
     init(invocation: Invocation, milliseconds: Int) {
+        self.invocation = invocation
+        self.milliseconds = milliseconds
+        arm(for: invocation, milliseconds: milliseconds)
+    }
+
+    func arm(for invocation: Invocation, milliseconds: Int) {
         self.invocation = invocation
         self.milliseconds = milliseconds
         deadline = EventLoop.nanoseconds() + UInt64(milliseconds) * 1_000_000

@@ -49,7 +49,7 @@ extension PointToPointResponder {
     /// signed): only this service's plan is made, once per target. What this stage answers goes
     /// to the client with the earlier stages' entries first.
     func continueRequest(_ target: HopTarget, output: LibraryOutput, on connection: InboundConnection, upstream: [FusedStage],
-                         trace: TraceContext, started: UInt64, deadline: Deadline?) {
+                         trace: TraceContext, started: UInt64, deadline: Deadline?, bound: StageBound?) {
         let plan: RoutePlan
         let arguments: [PreparedArgument]
         do throws(RouteError) {
@@ -78,6 +78,7 @@ extension PointToPointResponder {
                                     started: started, trace: trace)
         invocation.deadline = deadline
         invocation.upstream = upstream
+        invocation.bound = bound
         invocation.start()
     }
 }
