@@ -155,6 +155,16 @@ func hostPID(service: String, port: Int) -> Int32? {
             return Double(line[range.upperBound...].prefix { $0 != "," && $0 != "}" })
         }
         #expect(gatewayAverages == localAverages)
+
+        // Fused (one host, the stages called in process with typed values): the same averages.
+        let fused = try runCLI(["run", "examples/SmartBuilding/App.swift", "--fuse", "auto", "--requests", String(rows), "--base-port", "0"])
+        #expect(fused.status == 0, "\(fused.stderr)")
+        #expect(fused.stdout.contains("movingAvg http://127.0.0.1:") && fused.stdout.contains("/movingAvg\n"), "\(fused.stdout)")
+        let fusedAverages = fused.stdout.split(separator: "\n").compactMap { line -> Double? in
+            guard line.contains(" 200 "), let range = line.range(of: #""average":"#) else { return nil }
+            return Double(line[range.upperBound...].prefix { $0 != "," && $0 != "}" })
+        }
+        #expect(fusedAverages == localAverages)
         #expect(distributed.stdout.contains("entry http://127.0.0.1:"))
         #expect(distributed.stderr.contains("services run on \(root)/.build-release-host/release/dyninka-host"), "\(distributed.stderr)")
         #expect(distributed.stdout.contains("failed 0"))
@@ -204,6 +214,56 @@ func hostPID(service: String, port: Int) -> Int32? {
         #expect(restarted != nil && restarted != pid, "a new weather process serves after the kill")
         #expect(app.stop() == 0)
         #expect(hostPID(service: "validate", port: app.port("validate")) == nil, "children stop with dyninka run")
+    }
+
+    @Test func aTrapInAFusedStageIsReportedAndItsGroupRestarts() throws {
+        let folder = NSTemporaryDirectory() + "dyninka-trap-\(getpid())"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let file = folder + "/Trap.swift"
+        try """
+            import Dyninka
+
+            struct Reading: Codable { var value: Double }
+
+            extension Reading {
+                @Service func check() -> Reading {
+                    if value < 0 { fatalError("a negative reading: \\(value)") }
+                    return self
+                }
+                @Service func double() -> Reading { Reading(value: value * 2) }
+                @Service(isolated: true) func report() -> Reading { self }
+            }
+
+            @main struct Trap {
+                static func main() {
+                    let reading = Reading(value: 1)
+                    print(reading.check().double().report().value)
+                }
+            }
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let app = try RunningApp(file, extra: ["--fuse", "auto", "--no-view"], stderrFile: folder + "/stderr")
+        defer { _ = app.stop() }
+        // check and double share a host; report, isolated, has its own.
+        #expect(app.port("check") == app.port("double") && app.port("report") != app.port("check"), "\(app.urls)")
+        let entry = app.port("entry")
+        let fine = try BlockingHTTP.request(port: entry, method: "POST", body: #"{"value":2}"#)
+        #expect(fine.status == 200 && fine.text.contains("4"), "\(fine.status) \(fine.text)")
+        #expect(fine.headers["server-timing"].map { $0.contains("check;") && $0.contains("double;") && $0.contains("report;") } == true)
+        let pid = try #require(hostPID(service: "check,double", port: entry))
+        // The trap takes the fused host down with the request; the run says so and restarts it.
+        _ = try? BlockingHTTP.request(port: entry, method: "POST", body: #"{"value":-1}"#, timeout: 5)
+        #expect(app.waitFor("a negative reading: -1.0", seconds: 10), "the trap's message reaches the run's output: \(app.stderr)")
+        #expect(app.waitFor("check,double exited", seconds: 10), "\(app.stderr)")
+        var recovered = false
+        for _ in 0..<100 where !recovered {
+            usleep(100_000)
+            recovered = (try? BlockingHTTP.request(port: entry, method: "POST", body: #"{"value":3}"#).status) == 200
+        }
+        #expect(recovered, "the group was restarted and answers again")
+        let restarted = hostPID(service: "check,double", port: entry)
+        #expect(restarted != nil && restarted != pid, "a new process serves the group")
+        #expect(app.stop() == 0)
     }
 
     @Test func gatewayModeRelaysErrorsAndRunsFanIn() throws {
