@@ -4,35 +4,51 @@ import Foundation
 /// A value passed between two stages of one process (fusion, ABI 4): the output of one service,
 /// handed to the next as its receiver without being encoded. The host holds it as an opaque
 /// pointer (+1) and passes it on or releases it through the table.
+///
+/// The glue's calls are specialized in the app's module (`@inlinable` below), so making and
+/// opening a box costs an allocation and a pointer comparison, never a generic metadata lookup.
+@usableFromInline
 final class FusedValue<Value>: @unchecked Sendable {
     // Written once before it is handed over; read once by the next stage.
-    let value: Value
-    init(_ value: Value) { self.value = value }
+    @usableFromInline let value: Value
+    @usableFromInline init(_ value: Value) { self.value = value }
 }
 
 /// The inputs of one call: the receiver's JSON (or the previous fused stage's value) and each
 /// explicit argument's JSON.
 public struct CallInputs {
-    let call: UnsafePointer<dyninka_call>
+    @usableFromInline let call: UnsafePointer<dyninka_call>
     /// The receiver as an earlier stage's value (fusion), taken over from the call.
-    let value: AnyObject?
+    @usableFromInline let value: AnyObject?
 
+    @usableFromInline
     init(call: UnsafePointer<dyninka_call>) {
         self.call = call
         value = call.pointee.input_value.map { Unmanaged<AnyObject>.fromOpaque($0).takeRetainedValue() }
     }
 
     /// The implicit input (the receiver): the previous fused stage's value as it is, or decoded.
+    @inlinable
     public func input<T: Decodable>(_ type: T.Type) throws -> T {
         if let value {
             // The route's types were checked against the table, so the box is the receiver's type;
             // comparing the class is cheaper than a dynamic cast.
             guard ObjectIdentifier(Swift.type(of: value)) == ObjectIdentifier(FusedValue<T>.self) else {
-                throw DecodingFailure(message: "input: the previous stage passed a \(Swift.type(of: value)), not a \(T.self)")
+                throw Self.wrongValue(value, expected: T.self)
             }
             return unsafeDowncast(value, to: FusedValue<T>.self).value
         }
-        return try Coding.decode(type, from: call.pointee.input, what: "input")
+        return try decodeInput(type)
+    }
+
+    @usableFromInline
+    func decodeInput<T: Decodable>(_ type: T.Type) throws -> T {
+        try Coding.decode(type, from: call.pointee.input, what: "input")
+    }
+
+    @usableFromInline
+    static func wrongValue(_ value: AnyObject, expected: Any.Type) -> DecodingFailure {
+        DecodingFailure(message: "input: the previous stage passed a \(Swift.type(of: value)), not a \(expected)")
     }
 
     /// Decodes explicit argument `index` (declaration order).
@@ -55,6 +71,8 @@ public struct DecodingFailure: Error, CustomStringConvertible {
 /// Runs service functions for the C entry points of a generated table.
 public enum ServiceCall {
     /// Runs a synchronous service: decode, call, encode, complete; all before returning.
+    /// Inlined into the app's glue, so that it is specialized for the service's types.
+    @inlinable
     public static func run<Output: Encodable>(_ call: UnsafePointer<dyninka_call>?,
                                               _ body: (CallInputs) throws -> Output?) {
         guard let call else { return }
@@ -62,12 +80,15 @@ public enum ServiceCall {
         let result: Output?
         do {
             result = try body(inputs)
-        } catch let failure as DecodingFailure {
-            return complete(call.pointee, DYNINKA_STATUS_BAD_INPUT, message: failure.message)
         } catch {
-            return complete(call.pointee, DYNINKA_STATUS_FUNCTION_ERROR, message: describe(error))
+            return fail(call.pointee, error)
         }
-        finish(call.pointee, result)
+        guard let output = result else { return finish(call.pointee, Output?.none) }
+        // Fusion: the next stage runs in this process and takes the value as it is.
+        if call.pointee.want_value != 0, let completeValue = call.pointee.complete_value {
+            return completeValue(call.pointee.context, Unmanaged.passRetained(FusedValue(output) as AnyObject).toOpaque())
+        }
+        finish(call.pointee, output)
     }
 
     /// Runs an async service: inputs are decoded now, on the host's loop (they are only valid
@@ -107,8 +128,18 @@ public enum ServiceCall {
         }
     }
 
+    @usableFromInline
     static func finish<Output: Encodable>(_ call: dyninka_call, _ output: Output?) {
         Completion(call).finish(output)
+    }
+
+    /// A thrown error: bad input when decoding failed, a function error otherwise.
+    @usableFromInline
+    static func fail(_ call: dyninka_call, _ error: Error) {
+        if let failure = error as? DecodingFailure {
+            return complete(call, DYNINKA_STATUS_BAD_INPUT, message: failure.message)
+        }
+        complete(call, DYNINKA_STATUS_FUNCTION_ERROR, message: describe(error))
     }
 
     static func complete(_ call: dyninka_call, _ status: dyninka_status, message: String) {

@@ -143,7 +143,7 @@ final class Invocation: FunctionCaller {
         context.callsRunning += 1
         functionStarted = EventLoop.nanoseconds()
         // A next stage in this process takes the output as a value, not as JSON.
-        if let next = plan.next { nextStage = context.localStage(next.service) }
+        if let next = plan.next { nextStage = next.localStage(in: context) }
         let wantValue = nextStage.map { $0.app.service.inputType != nil && app.table.releaseValue != nil } ?? false
         let called = call(service, input: input?.bytes, inputValue: inputValue?.takeValue(), wantValue: wantValue,
                           count: arguments.count) { arguments[$0]?.bytes }
@@ -204,6 +204,7 @@ final class Invocation: FunctionCaller {
         // Moved, not copied: this stage is done with it, and the next appends in place.
         var stages: [FusedStage] = []
         swap(&stages, &upstream)
+        if stages.isEmpty { stages.reserveCapacity(plan.calls) }
         stages.append(FusedStage(timing: HopTiming(name: service.name, started: started, function: functionNanoseconds, trace: trace,
                                                    forwardStarted: now, next: context.tracer.recording ? next.service : nil),
                                  earlier: dependencyHeads))

@@ -30,6 +30,20 @@ final class HopTarget {
     private(set) var arguments = ""
     /// The next stage's plan when it runs in this process (fusion), made by its first request.
     var localPlan: RoutePlan?
+    /// Fusion: the stage of this process that serves the target, looked up once (nil: a hop).
+    /// Stages live as long as the host.
+    private unowned(unsafe) var local: PointToPointResponder?
+    private var localResolved = false
+
+    /// The stage of this process that serves the target, or nil when it lives elsewhere.
+    @inline(__always)
+    func localStage(in context: HostContext) -> PointToPointResponder? {
+        if !localResolved {
+            local = context.localStage(service)
+            localResolved = true
+        }
+        return local
+    }
 
     /// A hop of the app: `POST /SERVICE`, so that a host serving several services (fusion) knows
     /// which one is called; a host of one service answers there as at `/`.
