@@ -6,7 +6,9 @@ import Glibc
 
 /// The hand-over of a service's @Placed state from an old instance to a new one (a hot swap, a
 /// move, an adapt move), through two files beside each other: `--state-out` on the old side,
-/// `--state-in` on the new.
+/// `--state-in` on the new. A host serving several services (fusion) hands over one file per
+/// service: the paths then hold `{service}`, so that a fused host can take over from separate
+/// ones and separate ones from a fused host (an edge fused or split while the app serves).
 ///
 /// The promise: no update a client was told about is lost, and no client can delay the hand-over
 /// past a bound the new side knows.
@@ -46,6 +48,9 @@ struct HandOver {
     /// side announces its bound.
     var waitUntil: UInt64 = 0
     var announced = false
+    /// New side: the services whose state has not come yet, and what came for the others.
+    var pending: [String] = []
+    var outcomes: [(service: String, outcome: Outcome)] = []
 
     mutating func closeTimers() {
         for timer in timers { timer.close() }
@@ -121,23 +126,32 @@ struct HandOver {
 // MARK: - Old side
 
 extension ServiceHost {
+    /// The services of this host, as the table describes them (the hand-over carries each).
+    var stateServices: [ServiceDescriptor] { configuration.services.compactMap { table?[$0] } }
+
+    /// The hand-over file of `service` at `path` (`{service}` replaced; a host of one service may
+    /// give a plain path).
+    func stateFile(_ path: String, _ service: String) -> String { path.replacing("{service}", with: service) }
+
     /// The old side's bound (ms): partial requests get `--handover-timeout`; a running call of an
     /// async service may take up to `--response-timeout` more (its fetches are bounded by it).
     var handOverBound: Int {
-        configuration.handoverTimeout + ((stateService?.isAsync ?? false) ? configuration.responseTimeout : 0)
+        configuration.handoverTimeout + (stateServices.contains { $0.isAsync } ? configuration.responseTimeout : 0)
     }
 
     /// SIGUSR1 (the listener is closed already): announce the bound, start its timers, and seal
     /// at once when nothing is partly received or running.
     func beginHandOver() throws {
-        guard stateService?.hasState == true, let path = configuration.stateOut else {
+        guard stateServices.contains(where: \.hasState), let path = configuration.stateOut else {
             // Nothing to lose: the new side gets its (empty) state at once; requests here drain.
             seal(reason: nil)
             return
         }
         for connection in connections where connection.betweenRequests { connection.close() }
         context.callsSettled = { [unowned self] in trySeal() }
-        writeFile(path + ".handover", Array(HandOver.announcement(service: configuration.service, bound: handOverBound).utf8))
+        for service in configuration.services {
+            writeFile(stateFile(path, service) + ".handover", Array(HandOver.announcement(service: service, bound: handOverBound).utf8))
+        }
         let partials = try LoopTimer(loop: context.loop)
         partials.start(after: UInt64(configuration.handoverTimeout)) { [unowned self] in refusePartials() }
         handOver.timers.append(partials)
@@ -186,7 +200,7 @@ extension ServiceHost {
     func seal(reason: String?) {
         guard !handOver.sealed else { return }
         handOver.sealed = true
-        context.stateSealed = stateService?.hasState == true
+        context.stateSealed = stateServices.contains(where: \.hasState)
         for timer in handOver.timers { timer.close() }
         handOver.timers.removeAll()
         if let reason, context.stateSealed {
@@ -206,19 +220,22 @@ extension ServiceHost {
     /// Old side: no call runs, so the snapshot misses no update. Written to PATH.tmp and renamed,
     /// so the new side never reads half a file.
     func writeState(to path: String) {
-        var bytes = Array(HandOver.stateHeader(service: configuration.service, hash: stateService?.stateHash ?? "").utf8)
-        if let service = stateService, service.hasState {
-            do { bytes += try service.snapshot() } catch {
-                log.error("cannot snapshot the state: \(error); the new instance starts fresh")
+        for service in stateServices {
+            let file = stateFile(path, service.name)
+            var bytes = Array(HandOver.stateHeader(service: service.name, hash: service.stateHash).utf8)
+            if service.hasState {
+                do { bytes += try service.snapshot() } catch {
+                    log.error("cannot snapshot the state of \(service.name): \(error); the new instance starts fresh")
+                    bytes += Array("{}".utf8)
+                }
+            } else {
                 bytes += Array("{}".utf8)
             }
-        } else {
-            bytes += Array("{}".utf8)
+            if writeFile(file, bytes) {
+                log.info("handed over: state of \(service.name) written (\(bytes.count) bytes); \(metrics.inFlight) answer(s) still to relay")
+            }
+            unlink(file + ".handover")
         }
-        if writeFile(path, bytes) {
-            log.info("handed over: state of \(configuration.service) written (\(bytes.count) bytes); \(metrics.inFlight) answer(s) still to relay")
-        }
-        unlink(path + ".handover")
     }
 
     /// Writes `bytes` to `path` through PATH.tmp and a rename; logs and returns false when it cannot.
@@ -253,6 +270,7 @@ extension ServiceHost {
     /// New side: holds POSTs until the state file appears (polled every 2 ms), then restores it
     /// and lets the held requests run, in arrival order.
     func awaitState(at path: String) throws {
+        handOver.pending = configuration.services
         handOver.held = []
         handOver.holdingSince = EventLoop.nanoseconds()
         handOver.waitUntil = handOver.holdingSince + UInt64(configuration.stateWait) * 1_000_000
@@ -262,9 +280,14 @@ extension ServiceHost {
     }
 
     private func poll(_ path: String) {
-        if let bytes = readFile(path) { return restoreState(bytes, path: path) }
+        for service in handOver.pending {
+            let file = stateFile(path, service)
+            if let bytes = readFile(file) { restoreState(bytes, service: service, path: file) }
+        }
+        if handOver.pending.isEmpty { return finishHolding(path: path) }
         let now = EventLoop.nanoseconds()
-        if !handOver.announced, let announcement = readFile(path + ".handover") {
+        for service in handOver.pending where !handOver.announced {
+            guard let announcement = readFile(stateFile(path, service) + ".handover") else { continue }
             handOver.announced = true
             let fields = String(decoding: announcement, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" })
             // The old side's bound, plus a second for it to write and for us to see the file.
@@ -278,8 +301,12 @@ extension ServiceHost {
         let detail = handOver.announced
             ? "the old instance announced a hand-over but wrote no state within \(waited) ms (it may have been killed)"
             : "no state from the old instance within \(configuration.stateWait) ms (--state-wait); it never began a hand-over"
-        finishHolding(HandOver.Outcome(restored: false, values: 0, bytes: 0, code: "no-state", detail: detail,
-                                       heldRequests: 0, heldMilliseconds: 0), path: path)
+        for service in handOver.pending {
+            handOver.outcomes.append((service, HandOver.Outcome(restored: false, values: 0, bytes: 0, code: "no-state", detail: detail,
+                                                                heldRequests: 0, heldMilliseconds: 0)))
+        }
+        handOver.pending.removeAll()
+        finishHolding(path: path)
     }
 
     /// The whole file at `path`; nil when it cannot be opened.
@@ -297,51 +324,68 @@ extension ServiceHost {
         return bytes
     }
 
-    private func restoreState(_ bytes: [UInt8], path: String) {
+    /// Restores `service` from the state file at `path` (its own), or records why it starts fresh.
+    private func restoreState(_ bytes: [UInt8], service name: String, path: String) {
         unlink(path)
+        handOver.pending.removeAll { $0 == name }
+        func record(_ outcome: HandOver.Outcome) { handOver.outcomes.append((name, outcome)) }
         func fresh(_ code: String, _ detail: String) -> HandOver.Outcome {
             HandOver.Outcome(restored: false, values: 0, bytes: 0, code: code, detail: detail, heldRequests: 0, heldMilliseconds: 0)
         }
         guard let newline = bytes.firstIndex(of: 10) else {
-            return finishHolding(fresh("not-this-service", "the state file \(path) has no header"), path: path)
+            return record(fresh("not-this-service", "the state file \(path) has no header"))
         }
         let header = String(decoding: bytes[..<newline], as: UTF8.self).split(separator: " ").map(String.init)
         let json = Array(bytes[(newline + 1)...])
-        guard header.count >= 3, header[0] == "dyninka-state", header[2] == configuration.service else {
-            return finishHolding(fresh("not-this-service", "the state file \(path) is not a state of \(configuration.service)"), path: path)
+        guard header.count >= 3, header[0] == "dyninka-state", header[2] == name else {
+            return record(fresh("not-this-service", "the state file \(path) is not a state of \(name)"))
         }
-        guard let service = stateService, service.hasState else {
-            return finishHolding(HandOver.Outcome(restored: true, values: 0, bytes: 0, code: "restored", detail: "no @Placed state",
-                                                  heldRequests: 0, heldMilliseconds: 0), path: path)
+        guard let service = table?[name], service.hasState else {
+            return record(HandOver.Outcome(restored: true, values: 0, bytes: 0, code: "restored", detail: "no @Placed state",
+                                           heldRequests: 0, heldMilliseconds: 0))
         }
         let theirs = header.count > 3 ? header[3] : ""
         guard theirs == service.stateHash else {
-            return finishHolding(fresh("declaration-changed", "the @Placed state's declaration changed"), path: path)
+            return record(fresh("declaration-changed", "the @Placed state's declaration changed"))
         }
         do {
             try service.restore(json)
         } catch {
-            return finishHolding(fresh("unreadable", "cannot restore the state: \(error)"), path: path)
+            return record(fresh("unreadable", "cannot restore the state: \(error)"))
         }
-        finishHolding(HandOver.Outcome(restored: true, values: HandOver.topLevelMembers(json), bytes: json.count, code: "restored",
-                                       detail: "", heldRequests: 0, heldMilliseconds: 0), path: path)
+        record(HandOver.Outcome(restored: true, values: HandOver.topLevelMembers(json), bytes: json.count, code: "restored",
+                                detail: "", heldRequests: 0, heldMilliseconds: 0))
     }
 
-    /// Records the outcome (log, /metrics, PATH.result) and serves what was held.
-    private func finishHolding(_ partial: HandOver.Outcome, path: String) {
-        var outcome = partial
-        outcome.heldRequests = handOver.held?.count ?? 0
+    /// Every service has its state (or its reason to start fresh): records each outcome (log,
+    /// /metrics, each service's PATH.result) and serves what was held.
+    private func finishHolding(path: String) {
+        let held = handOver.held?.count ?? 0
         // The longest a request was held: the first held one's wait (0 when none came).
-        outcome.heldMilliseconds = handOver.held?.first.map { Int((EventLoop.nanoseconds() - $0.request.started) / 1_000_000) } ?? 0
-        unlink(path + ".handover")
-        if outcome.restored {
-            log.info("took over the state of \(configuration.service): \(outcome.line)")
-        } else {
-            log.warning("\(configuration.service) starts with fresh state: \(outcome.line)")
+        let heldMilliseconds = handOver.held?.first.map { Int((EventLoop.nanoseconds() - $0.request.started) / 1_000_000) } ?? 0
+        var all = HandOver.Outcome(restored: true, values: 0, bytes: 0, code: "restored", detail: "", heldRequests: held,
+                                   heldMilliseconds: heldMilliseconds)
+        for (service, partial) in handOver.outcomes {
+            var outcome = partial
+            outcome.heldRequests = held
+            outcome.heldMilliseconds = heldMilliseconds
+            let file = stateFile(path, service)
+            unlink(file + ".handover")
+            if outcome.restored {
+                log.info("took over the state of \(service): \(outcome.line)")
+            } else {
+                log.warning("\(service) starts with fresh state: \(outcome.line)")
+            }
+            writeFile(file + ".result", Array((outcome.line + "\n").utf8))
+            all.values += outcome.values
+            all.bytes += outcome.bytes
+            if !outcome.restored, all.restored {
+                all.restored = false
+                all.code = outcome.code
+            }
         }
-        metrics.stateOutcome = (restored: outcome.restored, code: outcome.code, values: outcome.values,
-                                heldSeconds: Double(outcome.heldMilliseconds) / 1000)
-        writeFile(path + ".result", Array((outcome.line + "\n").utf8))
+        handOver.outcomes.removeAll()
+        metrics.stateOutcome = (restored: all.restored, code: all.code, values: all.values, heldSeconds: Double(all.heldMilliseconds) / 1000)
         releaseHeld()
     }
 

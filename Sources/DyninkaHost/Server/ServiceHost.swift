@@ -50,7 +50,6 @@ package final class ServiceHost {
     package private(set) var boundAddress: String = ""
     /// Hot swap and moves: the service whose @Placed state moves, and the hand-over under way
     /// (HandOver.swift).
-    var stateService: ServiceDescriptor? { table?[configuration.service] }
     var handOver = HandOver()
 
     /// Loads nothing itself: pass the table loaded from `configuration.appPath` (none for the gateway).
@@ -100,12 +99,12 @@ package final class ServiceHost {
     /// A fused host's configuration checked against the table, with its own services as peers at
     /// its own address (a fan-in dependency on one of them is still a hop, to `/NAME` here).
     private static func fused(_ configuration: HostConfiguration, table: ServiceTable?) throws(HostStartupError) -> HostConfiguration {
-        guard configuration.services.count > 1, let table else { return configuration }
+        guard configuration.services.count > 1, table != nil else { return configuration }
         var fused = configuration
-        let stateful = configuration.services.filter { table[$0]?.hasState == true }
-        if configuration.stateOut != nil || configuration.stateIn != nil, stateful.count > 1 || (stateful.count == 1 && stateful[0] != configuration.service) {
-            throw HostStartupError("a hand-over (--state-out, --state-in) carries the @Placed state of the first service listed in --service; "
-                + "here \(stateful.map { "'\($0)'" }.joined(separator: ", ")) own state: list the one service with state first, or keep it out of the group")
+        for (flag, path) in [("--state-out", configuration.stateOut), ("--state-in", configuration.stateIn)] {
+            if let path, !path.contains("{service}") {
+                throw HostStartupError("\(flag) '\(path)': a host of several services hands over a file per service; put {service} in the path (for example /run/app/{service}.state)")
+            }
         }
         if configuration.port != 0 {
             let host = configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host
