@@ -208,7 +208,7 @@ final class Invocation: FunctionCaller {
         stages.append(FusedStage(timing: HopTiming(name: service.name, started: started, function: functionNanoseconds, trace: trace,
                                                    forwardStarted: now, next: context.tracer.recording ? next.service : nil),
                                  earlier: dependencyHeads))
-        stage.continueRequest(next, output: output, on: connection, upstream: stages, trace: context.tracer.child(of: trace),
+        stage.continueRequest(next, output: output, on: connection, upstream: consume stages, trace: context.tracer.child(of: trace),
                               started: now, deadline: deadline, bound: spareBound)
         spareBound = nil
     }

@@ -48,7 +48,7 @@ extension PointToPointResponder {
     /// arguments are the ones a hop would carry, which that stage checked (and would have
     /// signed): only this service's plan is made, once per target. What this stage answers goes
     /// to the client with the earlier stages' entries first.
-    func continueRequest(_ target: HopTarget, output: LibraryOutput, on connection: InboundConnection, upstream: [FusedStage],
+    func continueRequest(_ target: HopTarget, output: LibraryOutput, on connection: InboundConnection, upstream: consuming [FusedStage],
                          trace: TraceContext, started: UInt64, deadline: Deadline?, bound: StageBound?) {
         let plan: RoutePlan
         let arguments: [PreparedArgument]
@@ -70,14 +70,16 @@ extension PointToPointResponder {
         } catch {
             let failure = ServiceFailure(service: app.service.name, kind: .badRoute, message: error.message)
             var answer = Answer(failure: failure, timing: HopTiming(name: app.service.name, started: started, trace: trace))
-            answer.upstream = upstream
+            answer.upstream = consume upstream
             return connection.send(answer, body: failure.body.owned, failure: failure)
         }
         let invocation = Invocation(context: context, app: app, connection: connection, plan: plan, arguments: arguments,
                                     input: output.isValue ? nil : output.owned, inputValue: output.isValue ? output : nil,
                                     started: started, trace: trace)
         invocation.deadline = deadline
-        invocation.upstream = upstream
+        // Moved along, never copied: the stage after appends to it in place (the stages run
+        // nested on the stack, and a copy held by each caller would cost O(stages) per stage).
+        invocation.upstream = consume upstream
         invocation.bound = bound
         invocation.start()
     }
