@@ -2,9 +2,10 @@
 # Run: python3 bench/fused_boundary.py [--requests 20000] [--stages 1,17,33,63] [--rounds 5] [--no-build]
 """What one fused boundary costs: the CPU a fused host spends per stage a request adds.
 
-One release dyninka-host serves `get,map,scale` of the fixture table fused. A request POSTs get
-with the route `map()` followed by N-2 `scale(by: 1.0)` steps: N services in process, N-1 typed
-boundaries (the value passed as it is, nothing encoded). The host's CPU time per request
+One release dyninka-host serves `hopA,hopB` of the fixture table fused (each takes a BlobRequest
+and returns it: no argument, next to no work). A request POSTs hopA with a route of N-1 steps,
+hopB() and hopA() in turn: N services in process, N-1 typed boundaries (the value passed as it is,
+nothing encoded). The host's CPU time per request
 (utime+stime from /proc; hey pinned to another CPU, keep-alive off, one worker) is measured for
 each N, interleaved in rounds; the slope of CPU against N is the cost of one more fused stage: the boundary (plan lookup, the
 stage's invocation, its timing entry and metrics) plus the stage's own tiny function. The same
@@ -22,13 +23,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hop_bench  # noqa: E402
 
 ROOT = hop_bench.ROOT
+BODY = '{"size":16}'
 
 
 def route(stages):
-    """The route after get for a request of `stages` services in all (get, map, then scales)."""
-    if stages <= 1:
-        return ""
-    return ".".join(["map()"] + ["scale(by: 1.0)"] * (stages - 2))
+    """The route after hopA for a request of `stages` services in all (hopB and hopA in turn)."""
+    return ".".join(["hopB()", "hopA()"][i % 2] for i in range(stages - 1))
 
 
 def main():
@@ -46,22 +46,22 @@ def main():
     port = hop_bench.free_port()
     host = subprocess.Popen(
         [os.path.join(release, "dyninka-host"), "serve", "--app", os.path.join(release, "libDyninkaFixture.so"),
-         "--service", "get,map,scale", "--port", str(port), "--log-level", "error", "--max-hops", "64", "--max-visits", "64"],
+         "--service", "hopA,hopB", "--port", str(port), "--log-level", "error", "--max-hops", "64", "--max-visits", "64"],
         stdout=subprocess.DEVNULL, preexec_fn=hop_bench.pin_servers)
     started = datetime.datetime.now(datetime.timezone.utc)
     per = {n: [] for n in stages}
     try:
         hop_bench.wait_http(port)
-        url = f"http://127.0.0.1:{port}/"
+        url = f"http://127.0.0.1:{port}/hopA"
         for n in stages:  # warm-up, and a check that every step ran
-            r = hop_bench.hey(url, 1, count=200, headers=(f"Dyninka-Route: {route(n)}",), body="{}")
+            r = hop_bench.hey(url, 1, count=200, headers=(f"Dyninka-Route: {route(n)}",), body=BODY)
             if r["errors"]:
                 raise SystemExit(f"{n} stages: {r['errors']} errors: {r['raw'][-400:]}")
         for round_ in range(args.rounds):
             for n in stages:
                 print(f"... {n} stages, round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
                 before, user_before = hop_bench.cpu_seconds(host.pid), hop_bench.cpu_seconds(host.pid, True)
-                r = hop_bench.hey(url, 1, count=args.requests, headers=(f"Dyninka-Route: {route(n)}",), body="{}")
+                r = hop_bench.hey(url, 1, count=args.requests, headers=(f"Dyninka-Route: {route(n)}",), body=BODY)
                 after, user_after = hop_bench.cpu_seconds(host.pid), hop_bench.cpu_seconds(host.pid, True)
                 done = max(r["ok"], 1)
                 per[n].append(((after - before) / done * 1e6, r["rps"], r["errors"], (user_after - user_before) / done * 1e6))
@@ -79,8 +79,8 @@ def main():
     slope, user_slope = slope_of(median), slope_of(user)
     lines = [f"# One fused boundary, {started:%Y-%m-%d %H:%M} UTC", "",
              f"Machine: {hop_bench.machine()}. Command: `python3 bench/fused_boundary.py --requests {args.requests} "
-             f"--stages {args.stages} --rounds {args.rounds}`. One release dyninka-host serving get,map,scale fused; "
-             "each request POSTs get with the route `map()` then N-2 `scale(by: 1.0)`: N services, N-1 fused boundaries "
+             f"--stages {args.stages} --rounds {args.rounds}`. One release dyninka-host serving hopA,hopB fused (each returns "
+             "its BlobRequest); each request POSTs hopA with a route of N-1 steps, hopB() and hopA() in turn: N services, N-1 fused boundaries "
              f"(typed values, nothing encoded between them). hey -c 1 -disable-keepalive, {args.requests} requests per run, "
              f"{hop_bench.pinning_note()}; CPU is the host's utime+stime per request, the median of {args.rounds} interleaved rounds.",
              "", "| services per request | host CPU us/req (median) | of it user | every round (CPU) | req/s | errors |",
@@ -89,7 +89,7 @@ def main():
         lines.append(f"| {n} | {median[n]:.1f} | {user[n]:.1f} | {' '.join(f'{x[0]:.1f}' for x in per[n])} | "
                      f"{' '.join(f'{x[1]:.0f}' for x in per[n])} | {sum(x[2] for x in per[n])} |")
     lines += ["", f"Slope (least squares over the medians): **{slope:.2f} us of CPU per fused stage** ({user_slope:.2f} us of it "
-              "user time), the boundary and the stage's own function (scale multiplies a Double) together. The kernel's "
+              "user time): the boundary, and the stage's own call, which returns its input. The kernel's "
               "share per connection varies by several us between rounds; the stages' work is all user time."]
     out = os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-{hop_bench.platform.node()}-fused-boundary.md")
     with open(out, "w") as f:

@@ -37,6 +37,18 @@ final class Child {
     /// The services it serves: its name, or the names of a fused group ("a,b,c"), first the one
     /// its `/` runs.
     var served: [String] { name.split(separator: ",").map(String.init) }
+
+    /// Where each service it serves listens: the first at its host and port, the others at the
+    /// addresses of `--also-listen` (a fused host keeps every member's own address).
+    var addresses: [(name: String, host: String, port: Int)] {
+        var list = [(served[0], host, port)]
+        for entry in launch?.settings.alsoListen ?? [] {
+            let parts = entry.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, let colon = parts[1].lastIndex(of: ":"), let port = Int(parts[1][parts[1].index(after: colon)...]) else { continue }
+            list.append((String(parts[0]), String(parts[1][..<colon]), port))
+        }
+        return list
+    }
     var process: Process?
     var restarts: [Date] = []
 

@@ -65,7 +65,8 @@ extension LocalRunner {
     /// it has in flight, writes its @Placed state and exits; the new one restores the state (or
     /// starts fresh when its declaration changed) and serves what it held. Point to point only.
     package func swap(_ name: String, library: String) throws -> SwapReport {
-        guard topology == .pointToPoint, let index = services.firstIndex(where: { $0.name == name }) else {
+        // A fused service is swapped with its whole host (the others' state goes along).
+        guard topology == .pointToPoint, let index = services.firstIndex(where: { $0.served.contains(name) }) else {
             throw RunFailure(description: "no point-to-point service '\(name)' to swap")
         }
         enableRequestMigration(namespace: services[index].namespace)
@@ -93,20 +94,12 @@ extension LocalRunner {
         if freeBind { launch.settings.freeBind = true }
         // A service added since the host started is among its peers now (local runs list them all).
         if bed == nil { launch.settings.peers = peerList() }
-        launch.settings.stateIn = statePath(name)
-        for suffix in ["", ".handover", ".result"] { try? FileManager.default.removeItem(atPath: statePath(name) + suffix) }
+        launch.settings.stateIn = stateTemplate
+        clearStateFiles(old.served)
         let replacement = Child(name: name, launch: launch, environment: old.environment, node: node)
         let started = Date()
         try replacement.start()
-        // Listening: its own socket on the port, seen through its network namespace.
-        let deadline = Date().addingTimeInterval(15)
-        while !ProcNet.listens(pid: replacement.process!.processIdentifier, port: old.port) {
-            guard replacement.isRunning, Date() < deadline else {
-                if replacement.isRunning { kill(replacement.process!.processIdentifier, SIGKILL) }
-                throw RunFailure(description: "the new \(name) did not start listening on \(place) within 15 s; the old one keeps serving")
-            }
-            usleep(2_000)
-        }
+        try waitListening(replacement, what: "the new \(name)", place: place)
         let listening = Date()
         if let beforeHandOver {
             do { try beforeHandOver() } catch {
@@ -116,20 +109,144 @@ extension LocalRunner {
         }
         services[index] = replacement
         if let pid = old.process?.processIdentifier { kill(pid, SIGUSR1) }
-        // The new host reports within --state-wait, or within the bound the old one announced
-        // (--handover-timeout, plus --response-timeout for an async service) and a second.
-        let hasState = !(ir.services.first { $0.name == name }?.placedState.isEmpty ?? true)
-        let state = StateOutcome.read(statePath(name) + ".result", hasState: hasState, timeout: 60) { replacement.isRunning }
+        let state = readOutcomes(old.served) { replacement.isRunning }
         let handoverMs = Date().timeIntervalSince(listening) * 1000
-        // Then the old one relays what it still has (its --drain-timeout bounds that); the state
-        // is with the new host already, so ending it later costs no update.
-        let exitDeadline = Date().addingTimeInterval(40)
-        while old.isRunning && Date() < exitDeadline { usleep(1_000) }
-        if old.isRunning, let pid = old.process?.processIdentifier {
-            log("the old \(name) still relayed answers 40 s after the hand-over: stopped (SIGKILL)")
-            kill(pid, SIGKILL)
-        }
+        waitExited([old])
         return (listening.timeIntervalSince(started) * 1000, handoverMs, state)
+    }
+
+    /// Removes what an earlier hand-over of these services left.
+    func clearStateFiles(_ names: [String]) {
+        for name in names {
+            for suffix in ["", ".handover", ".result"] { try? FileManager.default.removeItem(atPath: statePath(name) + suffix) }
+        }
+    }
+
+    /// Waits (15 s at most) until `child` listens on every address of its services, seen through
+    /// its network namespace; stops it and throws otherwise.
+    func waitListening(_ child: Child, what: String, place: String) throws {
+        let deadline = Date().addingTimeInterval(15)
+        while !child.addresses.allSatisfy({ ProcNet.listens(pid: child.process!.processIdentifier, port: $0.port) }) {
+            guard child.isRunning, Date() < deadline else {
+                if child.isRunning { kill(child.process!.processIdentifier, SIGKILL) }
+                throw RunFailure(description: "\(what) did not start listening on \(place) within 15 s; the old host keeps serving")
+            }
+            usleep(2_000)
+        }
+    }
+
+    /// What the new hosts made of the state of `names`: each service's own report, together. The
+    /// new hosts report within --state-wait, or within the bound the old ones announced
+    /// (--handover-timeout, plus --response-timeout for an async service) and a second.
+    func readOutcomes(_ names: [String], running: () -> Bool) -> StateOutcome {
+        var lines: [String] = []
+        var restored = true
+        var hasState = false
+        for name in names {
+            let stateful = !(ir.services.first { $0.name == name }?.placedState.isEmpty ?? true)
+            let outcome = StateOutcome.read(statePath(name) + ".result", hasState: stateful, timeout: 60, running: running)
+            guard stateful else { continue }
+            hasState = true
+            restored = restored && outcome.restored
+            lines.append(names.count == 1 ? outcome.line : "\(name): \(outcome.line)")
+        }
+        return StateOutcome(hasState: hasState, restored: restored, line: lines.joined(separator: "; "))
+    }
+
+    /// Then the old hosts relay what they still have (their --drain-timeout bounds that); the
+    /// state is with the new hosts already, so ending them later costs no update.
+    func waitExited(_ old: [Child]) {
+        let exitDeadline = Date().addingTimeInterval(40)
+        while old.contains(where: \.isRunning) && Date() < exitDeadline { usleep(1_000) }
+        for child in old where child.isRunning {
+            log("the old \(child.name) still relayed answers 40 s after the hand-over: stopped (SIGKILL)")
+            if let pid = child.process?.processIdentifier { kill(pid, SIGKILL) }
+        }
+    }
+
+    /// What a change of fusion did: the hosts before and after, and how long its parts took.
+    package struct RegroupReport: Sendable, CustomStringConvertible {
+        package var before: [String]
+        package var after: [String]
+        package var startMs: Double
+        package var handoverMs: Double
+        package var state: StateOutcome
+
+        package var description: String {
+            String(format: "%@ -> %@: new host(s) listening in %.0f ms, hand-over %.0f ms; %@",
+                   before.map { "[\($0)]" }.joined(separator: " "), after.map { "[\($0)]" }.joined(separator: " "), startMs, handoverMs,
+                   state.description)
+        }
+    }
+
+    /// The services of each host now, in the order of the hosts.
+    package var groups: [[String]] { services.filter(\.isService).map(\.served) }
+
+    /// Changes which services share a host while the app serves, without refusing or losing a
+    /// request, as a hot swap does: `groups` (each a list of services, the first answering at the
+    /// host's `/`) replace the hosts that serve those services now. The new hosts listen on every
+    /// service's own address next to the old ones (SO_REUSEPORT) and hold their requests; the old
+    /// hosts hand over (SIGUSR1), a state file per service; each new host restores its services'
+    /// state and serves. Fusing an edge is `[[a, b]]` where a and b ran apart; splitting it is
+    /// `[[a], [b]]`. Every group's services must run on one node.
+    package func regroup(_ groups: [[String]]) throws -> RegroupReport {
+        guard topology == .pointToPoint else { throw RunFailure(description: "fusion changes only point-to-point hosts") }
+        let names = groups.flatMap { $0 }
+        guard Set(names).count == names.count, !names.isEmpty else {
+            throw RunFailure(description: "each service may be in one group only: \(groups)")
+        }
+        let oldIndices = services.indices.filter { services[$0].isService && services[$0].served.contains(where: names.contains) }
+        let old = oldIndices.map { services[$0] }
+        let covered = Set(old.flatMap(\.served))
+        guard covered == Set(names) else {
+            throw RunFailure(description: "the new groups must hold exactly the services of the hosts they replace: \(covered.sorted().joined(separator: ", "))")
+        }
+        // Where every service listens now, and the node it runs on.
+        var address: [String: (host: String, port: Int)] = [:]
+        var node: [String: String?] = [:]
+        for child in old {
+            for entry in child.addresses { address[entry.name] = (entry.host, entry.port) }
+            for name in child.served { node[name] = child.node }
+        }
+        for group in groups where Set(group.map { node[$0] ?? nil }).count > 1 {
+            throw RunFailure(description: "\(group.joined(separator: ", ")) run on different nodes; only services of one node can share a host (move one first)")
+        }
+        for index in oldIndices { enableRequestMigration(namespace: services[index].namespace) }
+        clearStateFiles(names)
+        var fresh: [Child] = []
+        for group in groups {
+            let first = old.first { $0.served.contains(group[0]) }!
+            guard var launch = first.launch, launch.subcommand == ["serve"] else {
+                throw RunFailure(description: "'\(first.name)' is not a service host: it cannot be regrouped")
+            }
+            launch.settings.service = group.joined(separator: ",")
+            launch.settings.host = address[group[0]]!.host
+            launch.settings.port = address[group[0]]!.port
+            launch.settings.alsoListen = group.dropFirst().map { "\($0)=\(address[$0]!.host):\(address[$0]!.port)" }
+            launch.settings.stateIn = stateTemplate
+            if bed == nil { launch.settings.peers = peerList() }
+            fresh.append(Child(name: group.joined(separator: ","), launch: launch, environment: first.environment, node: first.node))
+        }
+        let started = Date()
+        for child in fresh {
+            do {
+                try child.start()
+                try waitListening(child, what: "the new host of \(child.name)", place: child.addresses.map { "\($0.host):\($0.port)" }.joined(separator: ", "))
+            } catch {
+                for started in fresh where started.isRunning { kill(started.process!.processIdentifier, SIGKILL) }
+                throw error
+            }
+        }
+        let listening = Date()
+        // The new hosts take the old ones' places in the list, in order.
+        for index in oldIndices.reversed() { services.remove(at: index) }
+        services.insert(contentsOf: fresh, at: min(oldIndices.first ?? services.count, services.count))
+        for child in old { if let pid = child.process?.processIdentifier { kill(pid, SIGUSR1) } }
+        let state = readOutcomes(names) { fresh.allSatisfy(\.isRunning) }
+        let handoverMs = Date().timeIntervalSince(listening) * 1000
+        waitExited(old)
+        return RegroupReport(before: old.map(\.name), after: fresh.map(\.name), startMs: listening.timeIntervalSince(started) * 1000,
+                             handoverMs: handoverMs, state: state)
     }
 
     /// Takes the rebuilt app as the one running (after `--watch` swapped, added or removed what
@@ -138,7 +255,7 @@ extension LocalRunner {
 
     /// Every service's address, as `--peers` gives them on a local run.
     func peerList() -> [String] {
-        services.filter(\.isService).map { "\($0.name)=\($0.host):\($0.port)" }
+        services.filter(\.isService).flatMap { child in child.addresses.map { "\($0.name)=\($0.host):\($0.port)" } }
     }
 
     /// Starts a host for a service the file gained while running (a local, point-to-point run),
@@ -210,8 +327,11 @@ extension LocalRunner {
     /// hosts' --connect-retry).
     package func move(_ name: String, to node: String) throws -> MoveReport {
         guard let bed else { throw RunFailure(description: "moving a service needs a test bed (dyninka run --testbed)") }
-        guard topology == .pointToPoint, let index = services.firstIndex(where: { $0.name == name }) else {
+        guard topology == .pointToPoint, let index = services.firstIndex(where: { $0.served.contains(name) }) else {
             throw RunFailure(description: "no point-to-point service '\(name)'; the services are \(services.map(\.name).joined(separator: ", "))")
+        }
+        guard services[index].served.count == 1 else {
+            throw RunFailure(description: "\(name) runs fused with \(services[index].served.filter { $0 != name }.joined(separator: ", ")); split it off before moving it")
         }
         guard bed.node(node) != nil, node != TestbedSpec.clientNode else {
             throw RunFailure(description: "no node '\(node)' to move to; the nodes are \(bed.placementNodes.map(\.name).joined(separator: ", "))")

@@ -53,20 +53,20 @@ package final class LocalRunner {
             },
                                   environment: [:], port: port, workingDirectory: appDirectory, isService: false))
         }
+        let ports = ir.services.enumerated().map { basePort == 0 ? BlockingHTTP.freePort() : basePort + $0.offset }
+        let peers = zip(ir.services, ports).map { "\($0.name)=127.0.0.1:\($1)" }
         if topology == .pointToPoint {
-            // One host per group (of one service, or fused), on consecutive ports.
-            let groups = fusion.groups(ir.services, entry: ir.dataflow.entry)
-            let ports = groups.enumerated().map { basePort == 0 ? BlockingHTTP.freePort() : basePort + $0.offset }
-            let peers = zip(groups, ports).flatMap { group, port in group.map { "\($0)=127.0.0.1:\(port)" } }
-            for (group, port) in zip(groups, ports) {
-                var launch = serveLaunch(library: library, service: group.joined(separator: ","), port: port)
+            // One host per group (of one service, or fused); every service keeps its own port,
+            // which a fused host listens on too (--also-listen), so that groups can change.
+            let portOf = Dictionary(uniqueKeysWithValues: zip(ir.services.map(\.name), ports))
+            for group in fusion.groups(ir.services, entry: ir.dataflow.entry) {
+                var launch = serveLaunch(library: library, service: group.joined(separator: ","), port: portOf[group[0]]!)
+                launch.settings.alsoListen = group.dropFirst().map { "\($0)=127.0.0.1:\(portOf[$0]!)" }
                 launch.settings.peers = peers
                 services.append(Child(name: group.joined(separator: ","), launch: launch, environment: sidecarEnvironment))
             }
             return
         }
-        let ports = ir.services.enumerated().map { basePort == 0 ? BlockingHTTP.freePort() : basePort + $0.offset }
-        let peers = zip(ir.services, ports).map { "\($0.name)=127.0.0.1:\($1)" }
         do {
             // Function instances, an orchestrator and the gateway in front of all of them.
             let count = ir.services.count
@@ -92,8 +92,8 @@ package final class LocalRunner {
     /// route file and the run's key.
     func serveLaunch(library: String, service: String, host: String = "127.0.0.1", port: Int) -> HostLaunch {
         var launch = hostLaunch(nil, library: library, service: service, host: host, port: port)
-        // A fused host (several services) is never swapped or moved alone: no hand-over file.
-        if !service.contains(",") { launch.settings.stateOut = statePath(service) }
+        // A file per service, which a host of any grouping writes or takes.
+        launch.settings.stateOut = stateTemplate
         launch.settings.routeFile = routePath(service)
         launch.settings.appKeyFile = appKeyPath
         return launch
@@ -152,23 +152,16 @@ package final class LocalRunner {
         do { assignment = try Placement.assign(entities, nodes: bed.placementNodes, spread: spread) } catch {
             throw RunFailure(description: "cannot place the app on the test bed: \(error)")
         }
-        // Fused groups (point to point): the services of one node share a host and an address.
-        let groups = topology == .pointToPoint ? fusion.groups(ir.services, entry: ir.dataflow.entry) { assignment[$0] } : ir.services.map { [$0.name] }
-        let leader = Dictionary(uniqueKeysWithValues: groups.flatMap { group in group.map { ($0, group[0]) } })
-        // Addresses: 10.77.K.10, .11, ... on node K, in the order above.
+        // Addresses: 10.77.K.10, .11, ... on node K, in the order above. A fused host listens on
+        // each of its services' addresses.
         var next: [String: Int] = [:]
         var addresses: [String: String] = [:]
         var hostNames: [(address: String, names: [String])] = []
         for entity in entities {
             let node = bed.node(assignment[entity.name]!)!
-            let address: String
-            if let first = leader[entity.name], first != entity.name, let shared = addresses[first] {
-                address = shared
-            } else {
-                let last = 10 + next[node.name, default: 0]
-                next[node.name, default: 0] += 1
-                address = "10.77.\(node.index).\(last)"
-            }
+            let last = 10 + next[node.name, default: 0]
+            next[node.name, default: 0] += 1
+            let address = "10.77.\(node.index).\(last)"
             addresses[entity.name] = address
             let dns = ObjectNames.dns(entity.name)
             var names = ["\(app)-\(dns)", "\(dns).\(app)"]
@@ -206,9 +199,11 @@ package final class LocalRunner {
             gatewayPort = port
             return
         }
-        for group in groups {
+        // Fused groups: the services of one node share a host.
+        for group in fusion.groups(ir.services, entry: ir.dataflow.entry, node: { assignment[$0] }) {
             let name = group.joined(separator: ",")
             var launch = serveLaunch(library: library, service: name, host: addresses[group[0]]!, port: port)
+            launch.settings.alsoListen = group.dropFirst().map { "\($0)=\(addresses[$0]!):\(port)" }
             // The same peer template as the Kubernetes manifests: every peer by its name.
             launch.settings.peerTemplate = "\(app)-{name}:\(port)"
             services.append(Child(name: name, launch: launch, environment: sidecarEnvironment, node: assignment[group[0]]))
@@ -223,6 +218,8 @@ package final class LocalRunner {
     }()
 
     func statePath(_ service: String) -> String { "\(stateDirectory)/\(service).state" }
+    /// The hand-over path every host gets: one file per service it serves.
+    var stateTemplate: String { statePath("{service}") }
 
     /// The app key of this run: 32 random bytes as hex, readable by this user only, in the run's
     /// own folder (gone with it). Every host gets it (`--app-key-file`): hops of the app sign
@@ -308,9 +305,7 @@ package final class LocalRunner {
     /// Where each service listens, in the order of the hosts (a fused host's other services at
     /// their own paths).
     package var endpoints: [(name: String, url: String)] {
-        services.flatMap { child in
-            child.served.enumerated().map { index, name in (name, "http://\(child.host):\(child.port)" + (index == 0 ? "" : "/\(name)")) }
-        }
+        services.flatMap { child in child.addresses.map { ($0.name, "http://\($0.host):\($0.port)") } }
     }
 
     /// Where a client posts to run the default dataflow.

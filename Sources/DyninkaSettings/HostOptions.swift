@@ -13,6 +13,8 @@ package struct HostOptions: ParsableArguments {
     var host: String?
     @Option(name: .customLong(HostSetting.port.flag!), help: ArgumentHelp(HostSetting.port.helpLine))
     var port: Int?
+    @Option(name: .customLong(HostSetting.alsoListen.flag!), help: ArgumentHelp(HostSetting.alsoListen.helpLine))
+    var alsoListen: [String] = []
     @Option(name: .customLong(HostSetting.peers.flag!), help: ArgumentHelp(HostSetting.peers.helpLine))
     var peers: [String] = []
     @Option(name: .customLong(HostSetting.placement.flag!), help: ArgumentHelp(HostSetting.placement.helpLine))
@@ -111,6 +113,7 @@ package struct HostOptions: ParsableArguments {
         try text(.service, service)
         try text(.host, host)
         try number(.port, port)
+        try list(.alsoListen, alsoListen)
         try list(.peers, peers)
         try text(.placement, placement)
         try text(.peerTemplate, peerTemplate)

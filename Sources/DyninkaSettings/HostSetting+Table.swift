@@ -1,7 +1,7 @@
 extension HostSetting {
     /// Every setting of `dyninka-host`, in the order `--help`, the docs and launchers show them.
     package static let all: [HostSetting] = [
-        app, service, host, port, peers, placement, peerTemplate, nameTTL,
+        app, service, host, port, alsoListen, peers, placement, peerTemplate, nameTTL,
         connectTimeout, responseTimeout, requestTimeout, writeTimeout, connectRetry,
         maxHeaderBytes, maxBodyBytes, maxBufferedBytes, maxInFlight, maxHops, maxVisits, fixedRoutes,
         appKeyFile, appKey, publicService, allowRoute,
@@ -24,6 +24,9 @@ extension HostSetting {
                                           "Numeric IP address to listen on (0.0.0.0 exposes the service beyond this machine).")
     package static let port = HostSetting("port", "DYNINKA_PORT", .integer(0...65535, unit: nil), .integer(\.port),
                                           "Port to listen on; 0 picks a free one (printed on stdout).")
+    package static let alsoListen = HostSetting(
+        "also-listen", "DYNINKA_ALSO_LISTEN", .list(separator: ","), .list(\.alsoListen),
+        "More addresses to listen on, NAME=HOST:PORT, comma-separated, where / runs NAME (one of --service): a fused host takes over the addresses its services had apart.")
     package static let peers = HostSetting("peers", "DYNINKA_PEERS", .list(separator: ","), .list(\.peers),
                                            "Where other services listen: NAME=HOST:PORT, comma-separated; repeatable.")
     package static let placement = HostSetting("placement", "DYNINKA_PLACEMENT", .text, .optionalText(\.placement),

@@ -14,6 +14,8 @@ package struct HostSettings: Sendable, Equatable {
     package var port = 8080
     /// `NAME=HOST:PORT` entries: where other services listen.
     package var peers: [String] = []
+    /// Fusion: more addresses to listen on, NAME=HOST:PORT, where `/` runs NAME.
+    package var alsoListen: [String] = []
     /// A JSON placement file: `{"services": {"NAME": "HOST:PORT"}, "template": "..."}`.
     package var placement: String?
     /// The address of services not listed, with `{name}` for the service's DNS-safe name.

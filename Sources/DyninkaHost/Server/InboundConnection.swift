@@ -49,6 +49,9 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
     /// Where answered requests record their spans.
     var tracer: Tracer { context.tracer }
 
+    /// The path `/` stands for on this connection's listener (`--also-listen`); nil: the host's own.
+    var root: String?
+
     init(server: ServiceHost, handle: any ByteStream) {
         self.server = server
         context = server.context

@@ -40,6 +40,8 @@ package final class ServiceHost {
     private var lender: LoopLender?
     private var phaseHook: LoopPhaseHook?
     private var server: TCPHandle?
+    /// `--also-listen`: more listeners, each with the path its `/` stands for.
+    private var moreServers: [(handle: TCPHandle, root: String)] = []
     private var sweepTimer: LoopTimer?
     private var signals: [SignalWatcher] = []
     /// The open client connections (a snapshot; closing one changes the tracked list).
@@ -132,6 +134,38 @@ package final class ServiceHost {
         if let port = server?.localAddress?.port {
             context.ownAddress = PeerAddress(host: configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host, port: port)
         }
+        for entry in configuration.alsoListen {
+            guard let equals = entry.firstIndex(of: "="), let peer = PeerAddress(parsing: String(entry[entry.index(after: equals)...])),
+                  case let name = String(entry[..<equals]), configuration.services.contains(name),
+                  let more = try? SocketAddress(ip: peer.host, port: peer.port) else {
+                throw HostStartupError("--also-listen '\(entry)' must be NAME=IP:PORT with NAME one of --service (\(configuration.services.joined(separator: ",")))")
+            }
+            do {
+                let handle = try TCPHandle.listen(loop: loop, on: more, reusePort: true, freeBind: configuration.freeBind,
+                                                  onAcceptError: { [unowned self] error in acceptFailed(error) }) { [unowned self] handle in
+                    accepted(handle, root: "/" + name)
+                }
+                moreServers.append((handle, "/" + name))
+            } catch {
+                throw HostStartupError("cannot listen on \(more) for '\(name)' (--also-listen): \(error.reason)")
+            }
+        }
+    }
+
+    /// Stops listening everywhere; returns how many waiting connections it took first when
+    /// `takePending` (a hand-over serves those).
+    @discardableResult
+    private func closeListeners(takePending: Bool) -> Int {
+        var taken = 0
+        if takePending {
+            taken += server?.acceptPending() ?? 0
+            for more in moreServers { taken += more.handle.acceptPending() }
+        }
+        server?.close()
+        server = nil
+        for more in moreServers { more.handle.close() }
+        moreServers.removeAll()
+        return taken
     }
 
     /// A connection the kernel would not hand over; out of descriptors, it was closed unanswered.
@@ -223,8 +257,9 @@ package final class ServiceHost {
 
     // MARK: Connections
 
-    private func accepted(_ handle: any ByteStream) {
+    private func accepted(_ handle: any ByteStream, root: String? = nil) {
         let connection = InboundConnection(server: self, handle: handle)
+        connection.root = root
         metrics.connections += 1
         connection.start()
     }
@@ -279,7 +314,9 @@ package final class ServiceHost {
                     timing: HopTiming(name: configuration.service, started: started, trace: trace))
             }
             connection.claimSlot()
-            let request = Request(head: head, body: body, path: path, started: started, trace: context.tracer.begin(head))
+            // A listener of --also-listen: its `/` is its service's path.
+            let request = Request(head: head, body: body, path: path == "/" ? connection.root ?? path : path, started: started,
+                                  trace: context.tracer.begin(head))
             if handOver.held != nil { return hold(request, on: connection) }
             if handOver.sealed { return refuseAfterSeal(request, on: connection) }
             return serve(request, on: connection)
@@ -347,8 +384,7 @@ package final class ServiceHost {
                  ? "signal \(signal): handing over to a new instance (no longer accepting; \(metrics.inFlight) request(s) in flight)"
                  : "signal \(signal): draining (readyz answers 503, \(metrics.inFlight) request(s) in flight)")
         let stopAccepting = { [unowned self] in
-            server?.close()
-            server = nil
+            closeListeners(takePending: false)
             for connection in connections where connection.idle { connection.close() }
             checkDrained()
         }
@@ -365,10 +401,8 @@ package final class ServiceHost {
                 // whose clients already sent their requests: those are taken and served first.
                 // (A move has had the node refuse new connections until no handshake was under
                 // way; a swap on one node has the kernel pass them on, tcp_migrate_req.)
-                let taken = server?.acceptPending() ?? 0
+                let taken = closeListeners(takePending: true)
                 if taken > 0 { log.info("hand-over: serving \(taken) connection(s) that waited in the accept queue") }
-                server?.close()
-                server = nil
                 try beginHandOver()
                 checkDrained()
             } else if configuration.drainDelay > 0 {
@@ -400,8 +434,7 @@ package final class ServiceHost {
         stopped = true
         if handOver.active, !handOver.sealed { seal(reason: "the host is exiting (drain timeout or a second signal)") }
         handOver.closeTimers()
-        server?.close()
-        server = nil
+        closeListeners(takePending: false)
         for connection in connections { connection.close() }
         if lender != nil { context.exchanges.closeIdle() }
         sweepTimer?.close()
