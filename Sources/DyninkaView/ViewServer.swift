@@ -197,7 +197,7 @@ package final class ViewServer: @unchecked Sendable {
         if request.method == "POST" {
             let type = headers["content-type"]?.lowercased() ?? ""
             guard type == "application/json" || type.hasPrefix("application/json;") else {
-                return (415, "POST /v1/traces takes OTLP/HTTP JSON (Content-Type: application/json); got '\(type)'\n")
+                return (415, "POST takes JSON here (Content-Type: application/json; /v1/traces OTLP/HTTP, /api/fusion {\"groups\": ...}); got '\(type)'\n")
             }
         }
         return nil
@@ -233,6 +233,8 @@ package final class ViewServer: @unchecked Sendable {
             spans.ingest(otlp: body)
             forwarder?.forward(body)
             reply(fd, 200, "application/json", "{}")
+        case ("POST", "/api/fusion"):
+            handleFusion(fd, request.body)
         case ("GET", "/"):
             reply(fd, 200, "text/html; charset=utf-8", ViewPage.html(app: ir.name))
         case ("GET", "/graph.svg"):
@@ -252,6 +254,63 @@ package final class ViewServer: @unchecked Sendable {
         default:
             reply(fd, 404, "text/plain", "no such page: \(method) \(path)\n")
         }
+    }
+
+    // MARK: Fusion asked through the view
+
+    /// A change of which services share a host, asked with `POST /api/fusion`, waiting for the
+    /// run to carry it out (`takeFusionRequests`) and answer.
+    package final class FusionRequest: @unchecked Sendable {
+        /// The new groups of the services they name (`LocalRunner.regroup`).
+        package let groups: [[String]]
+        private let done = DispatchSemaphore(value: 0)
+        // Written once by the run's thread before `done` is signalled; read after the wait.
+        private var outcome: (ok: Bool, text: String) = (false, "")
+
+        init(groups: [[String]]) { self.groups = groups }
+
+        /// The run's answer: whether it happened and what it did (or why not).
+        package func finish(ok: Bool, _ text: String) {
+            outcome = (ok, text)
+            done.signal()
+        }
+
+        func wait(seconds: Double) -> (ok: Bool, text: String)? {
+            done.wait(timeout: .now() + seconds) == .success ? outcome : nil
+        }
+    }
+
+    private let fusionRequests = NSLock()
+    private var pendingFusion: [FusionRequest] = []
+
+    /// The fusion changes asked since the last call, for the run to carry out in order.
+    package func takeFusionRequests() -> [FusionRequest] {
+        fusionRequests.lock()
+        defer { fusionRequests.unlock() }
+        let taken = pendingFusion
+        pendingFusion.removeAll()
+        return taken
+    }
+
+    /// `POST /api/fusion` with `{"groups": [["map", "movingAvg"]]}`: the named services' hosts are
+    /// replaced by hosts serving those groups (fuse an edge; `[["map"], ["movingAvg"]]` splits it)
+    /// while the app serves; answers once done, with what the new hosts made of the state.
+    private func handleFusion(_ fd: Int32, _ body: [UInt8]) {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+              let groups = object["groups"] as? [[String]], !groups.isEmpty, groups.allSatisfy({ !$0.isEmpty }) else {
+            return reply(fd, 400, "text/plain", "POST /api/fusion takes {\"groups\": [[\"a\", \"b\"], [\"c\"]]}: each group the services one host serves\n")
+        }
+        let request = FusionRequest(groups: groups)
+        fusionRequests.lock()
+        pendingFusion.append(request)
+        fusionRequests.unlock()
+        // A regroup waits for the old hosts to hand over: their bound is seconds, a minute at most.
+        var timeout = timeval(tv_sec: 130, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard let outcome = request.wait(seconds: 120) else {
+            return reply(fd, 504, "text/plain", "the run did not carry out the change within 120 s (is it serving point to point?)\n")
+        }
+        reply(fd, outcome.ok ? 200 : 409, "application/json", Self.json(["ok": outcome.ok, "report": outcome.text]) + "\n")
     }
 
     private func reply(_ fd: Int32, _ status: Int, _ type: String, _ body: String) {

@@ -55,8 +55,10 @@ extension DyninkaCommand {
         var otlpEndpoint: String?
         @Flag(help: "With --requests: print the trace of the last request as a tree at the end.")
         var showTrace = false
-        @Flag(help: "With --testbed: move a service next to its busiest caller when the hop between them crosses nodes and its network time stays above --adapt-threshold for --adapt-hold seconds (from the hosts' spans); each decision is printed with its figures.")
+        @Flag(help: "Adapt while serving, from the hosts' spans; each decision is printed with its figures. On a test bed: move a service next to its busiest caller when the hop between them crosses nodes and its network time stays above --adapt-threshold for --adapt-hold seconds. Anywhere: fuse two services of one node into one host when their hop's network time stays above --adapt-fuse-threshold for --adapt-hold seconds, and split them again when the entry's p99 gets worse.")
         var adapt = false
+        @Option(help: "With --adapt: milliseconds of network time per hop (median) between two services of one node above which they are fused (default 1).")
+        var adaptFuseThreshold: Double = 1
         @Option(help: "With --adapt: milliseconds of network time per hop (median) that cost too much (default 5).")
         var adaptThreshold: Double = 5
         @Option(help: "With --adapt: seconds a hop must stay above the threshold before its callee moves (default 10).")
@@ -76,12 +78,14 @@ extension DyninkaCommand {
             if local && gateway { throw ValidationError("--local runs no network: it cannot be combined with --gateway") }
             if local && testbed != nil { throw ValidationError("--local runs no network: it cannot be combined with --testbed") }
             if spread != nil && testbed == nil { throw ValidationError("--spread needs --testbed") }
-            if adapt && (testbed == nil || gateway || noView || requests != nil) {
-                throw ValidationError("--adapt moves services on a test bed from the spans the view collects: it needs --testbed, and cannot be combined with --gateway, --no-view or --requests")
+            if adapt && (local || gateway || noView || requests != nil) {
+                throw ValidationError("--adapt changes a point-to-point app from the spans the view collects: it cannot be combined with --local, --gateway, --no-view or --requests")
             }
-            if adaptThreshold <= 0 || adaptHold < 0 || adaptCoolDown < 0 { throw ValidationError("--adapt-threshold must be above 0, --adapt-hold and --adapt-cool-down at least 0") }
-            if fuse == .auto && (local || gateway || watch || adapt) {
-                throw ValidationError("--fuse auto groups point-to-point hosts: it cannot be combined with --local or --gateway, and hot swap (--watch) and --adapt still replace one service's host at a time")
+            if adaptThreshold <= 0 || adaptFuseThreshold <= 0 || adaptHold < 0 || adaptCoolDown < 0 {
+                throw ValidationError("--adapt-threshold and --adapt-fuse-threshold must be above 0, --adapt-hold and --adapt-cool-down at least 0")
+            }
+            if fuse == .auto && (local || gateway) {
+                throw ValidationError("--fuse auto groups point-to-point hosts: it cannot be combined with --local or --gateway")
             }
             if watch && (local || gateway || requests != nil) { throw ValidationError("--watch keeps a point-to-point app running: it cannot be combined with --local, --gateway or --requests") }
         }
@@ -220,6 +224,18 @@ extension DyninkaCommand {
                 activities.append(FileWatch(file: file, out: built.out, running: build.ir, observer: observer))
                 note("watching \(file): save it to swap the services whose code changed")
             }
+            if runner.topology == .pointToPoint, let view {
+                var adapter: FusionAdapter?
+                if adapt {
+                    let policy = FusionPolicy(thresholdMs: adaptFuseThreshold, hold: adaptHold)
+                    adapter = FusionAdapter(policy: policy, isolated: Set(build.ir.services.filter { $0.isolated == true }.map(\.name)),
+                                            entry: build.ir.dataflow.entry)
+                    note(String(format: "adapting: two services of one node are fused when their hop spends more than %.2f ms on the network for %.0f s, and split again when the entry's p99 gets %.0f%% worse",
+                                adaptFuseThreshold, adaptHold, (policy.worse - 1) * 100))
+                }
+                activities.append(FusionActivity(adapter: adapter, view: view, observer: observer))
+                note("fuse or split services while they serve: curl -X POST -H 'Content-Type: application/json' \(view.url)api/fusion -d '{\"groups\": [[\"a\", \"b\"]]}'")
+            }
             if let bed = runner.bed {
                 note("move a service with: dyninka move SERVICE --to NODE")
                 if adapt, let view {
@@ -292,6 +308,52 @@ final class RunView: RunObserver {
     func hostsChanged(_ runner: LocalRunner) { view?.update(runner.viewTargets) }
 
     func appChanged(_ ir: AppIR) { view?.adopt(ir) }
+}
+
+/// Fusion while the app serves: the changes asked through the view (`POST /api/fusion`) and,
+/// with `--adapt`, every 5 s the `FusionAdapter`'s decision on the last 5 s of spans, carried out
+/// by `LocalRunner.regroup`.
+final class FusionActivity: RunActivity {
+    let name = "fusion"
+    private let adapter: FusionAdapter?
+    private let view: ViewServer
+    private let observer: RunView
+    private var lastLook = Date()
+
+    init(adapter: FusionAdapter?, view: ViewServer, observer: RunView) {
+        self.adapter = adapter
+        self.view = view
+        self.observer = observer
+    }
+
+    func step(_ runner: LocalRunner) {
+        for request in view.takeFusionRequests() {
+            do {
+                let report = try runner.regroup(request.groups)
+                observer.announce("fusion: \(report)")
+                observer.hostsChanged(runner)
+                request.finish(ok: report.state.carried, report.description)
+            } catch {
+                note("error: cannot regroup \(request.groups): \(error)")
+                request.finish(ok: false, "\(error)")
+            }
+        }
+        guard let adapter, Date().timeIntervalSince(lastLook) >= 5 else { return }
+        lastLook = Date()
+        let since = UInt64((lastLook.timeIntervalSince1970 - 5) * 1e9)
+        let (decisions, notes) = adapter.evaluate(view.spans.all.filter { $0.end >= since }, groups: runner.groups, node: runner.nodes)
+        for line in notes { note("adapt: \(line)") }
+        for decision in decisions {
+            note("adapt: \(decision)")
+            do {
+                let report = try runner.regroup(decision.groups)
+                observer.announce("adapt fusion: \(report)")
+                observer.hostsChanged(runner)
+            } catch {
+                note("error: adapt cannot regroup \(decision.groups): \(error)")
+            }
+        }
+    }
 }
 
 /// `dyninka run --adapt`: every 5 s, the last 5 s of spans the view collected go to the

@@ -157,6 +157,56 @@ struct PartialRequestError: Error, CustomStringConvertible { var description: St
         ((try? String(contentsOfFile: "/proc/sys/net/ipv4/tcp_migrate_req", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Asks the run (through its view) to change which services share a host.
+    func regroup(_ app: RunningApp, _ groups: [[String]]) throws -> (status: Int, text: String) {
+        let body = "{\"groups\": [" + groups.map { "[" + $0.map { "\"\($0)\"" }.joined(separator: ",") + "]" }.joined(separator: ",") + "]}"
+        let reply = try BlockingHTTP.request(port: app.port("view"), method: "POST", path: "/api/fusion",
+                                             headers: [("Content-Type", "application/json")], body: body, timeout: 130)
+        return (reply.status, reply.text)
+    }
+
+    @Test func aFusedEdgeSwitchedOnAndOffUnderLoadLosesNoRequestAndKeepsItsState() throws {
+        let file = try copyApp("fusion")
+        let app = try RunningApp(file, stderrFile: file + ".stderr")
+        defer { _ = app.stop() }
+        let entry = app.port("get")
+        let load = LoadLoop(port: entry, threads: 8)
+        usleep(1_000_000)
+        // map and movingAvg (which owns the state) into one host, then apart again, under load.
+        let fused = try regroup(app, [["map", "movingAvg"]])
+        #expect(fused.status == 200 && fused.text.contains("[map] [movingAvg] -> [map,movingAvg]"), "\(fused.text)")
+        #expect(fused.text.contains("@Placed state movingAvg: restored 2 value(s)"), "\(fused.text)")
+        #expect(hostPID(service: "map,movingAvg", port: app.port("map")) != nil, "one host serves both")
+        let moving = try BlockingHTTP.request(port: app.port("movingAvg"), method: "POST", body: #"{"value": 20}"#)
+        // Unsigned, so refused before it runs (the state stays exact), but by movingAvg.
+        #expect(moving.status == 403 && moving.headers["server-timing"]?.hasPrefix("movingAvg;") == true,
+                "movingAvg's own port still answers as movingAvg: \(moving.status) \(moving.headers)")
+        usleep(1_000_000)
+        let split = try regroup(app, [["map"], ["movingAvg"]])
+        #expect(split.status == 200 && split.text.contains("[map,movingAvg] -> [map] [movingAvg]"), "\(split.text)")
+        #expect(split.text.contains("@Placed state movingAvg: restored 2 value(s)"), "\(split.text)")
+        usleep(1_000_000)
+        let statuses = load.stop()
+        let failed = statuses.filter { $0 != 200 && $0 != 204 }
+        #expect(statuses.count > 100 && failed.isEmpty, "\(statuses.count) requests, failed: \(load.failures)")
+        let refused = try regroup(app, [["map", "nothing"]])
+        #expect(refused.status == 409 && refused.text.contains("exactly the services"), "\(refused.text)")
+
+        // The average after N rows is the mean of the temperatures among them: a lost or doubled
+        // update, or a state left behind by a hand-over, would move it.
+        var total = statuses.count
+        var last: Double?
+        while last == nil && total < statuses.count + 300 {
+            let reply = try BlockingHTTP.request(port: entry, method: "POST", timeout: 10)
+            total += 1
+            if reply.status == 200 { last = averages([reply.text]).first }
+        }
+        let local = try runCLI(["run", file, "--local"], environment: ["ROWS": String(total)])
+        let expected = try #require(local.stdout.split(separator: "\n").compactMap { Double($0) }.last)
+        let got = try #require(last)
+        #expect(abs(got - expected) <= 1e-9 * abs(expected), "after \(total) rows: \(got) with the edge fused and split, \(expected) locally")
+    }
+
     @Test func aSavedEditSwapsOnlyTheChangedServiceUnderLoadAndItsStateCarriesOn() throws {
         // A swap sets tcp_migrate_req for its hand-over; the run puts the machine's value back.
         let before = Self.migrateReq()
