@@ -207,6 +207,35 @@ struct PartialRequestError: Error, CustomStringConvertible { var description: St
         #expect(abs(got - expected) <= 1e-9 * abs(expected), "after \(total) rows: \(got) with the edge fused and split, \(expected) locally")
     }
 
+    @Test func adaptFusesACostlyHopUnderLoadAndLosesNothing() throws {
+        let file = try copyApp("adapt-fusion")
+        // Any hop costs "too much" here, at once: the loop fuses the costliest edge first.
+        let app = try RunningApp(file, extra: ["--adapt", "--adapt-fuse-threshold", "0.001", "--adapt-hold", "0"], stderrFile: file + ".stderr")
+        defer { _ = app.stop() }
+        let entry = app.port("get")
+        let load = LoadLoop(port: entry, threads: 4)
+        let fused = app.waitFor("adapt fusion: ", seconds: 60)
+        // The fusion is judged 10 s later (kept, or split again); the load goes on through it.
+        let judged = app.waitFor("keeping ", seconds: 30) || app.stderr.contains("splitting ")
+        let statuses = load.stop()
+        #expect(fused, "\(app.stderr)")
+        #expect(judged, "\(app.stderr)")
+        #expect(app.stderr.contains("adapt: fusing "), "the decision is printed with its figures: \(app.stderr)")
+        let failed = statuses.filter { $0 != 200 && $0 != 204 }
+        #expect(statuses.count > 100 && failed.isEmpty, "\(statuses.count) requests, failed: \(load.failures)")
+        var total = statuses.count
+        var last: Double?
+        while last == nil && total < statuses.count + 300 {
+            let reply = try BlockingHTTP.request(port: entry, method: "POST", timeout: 10)
+            total += 1
+            if reply.status == 200 { last = averages([reply.text]).first }
+        }
+        let local = try runCLI(["run", file, "--local"], environment: ["ROWS": String(total)])
+        let expected = try #require(local.stdout.split(separator: "\n").compactMap { Double($0) }.last)
+        let got = try #require(last)
+        #expect(abs(got - expected) <= 1e-9 * abs(expected), "after \(total) rows: \(got) adapted, \(expected) locally")
+    }
+
     @Test func aSavedEditSwapsOnlyTheChangedServiceUnderLoadAndItsStateCarriesOn() throws {
         // A swap sets tcp_migrate_req for its hand-over; the run puts the machine's value back.
         let before = Self.migrateReq()

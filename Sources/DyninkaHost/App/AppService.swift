@@ -61,6 +61,10 @@ final class AppService {
         defaultArguments = defaultPlans.map(prepare)
     }
 
+    /// The service's metrics series, found once by the responder that runs it (a fused host
+    /// records several services per request; a lookup by name each time showed in the profile).
+    var series: Metrics.PerService?
+
     /// With an app key: whether a client (an unsigned request) may run main's chain here.
     let isPublic: Bool
     /// With an app key: routes a client may also send here (--allow-route).

@@ -28,6 +28,8 @@ final class Invocation: FunctionCaller {
     private var dependencyHeads: [HTTPHead] = []
     private var functionNanoseconds: UInt64 = 0
     private var functionStarted: UInt64 = 0
+    /// When the function returned (the clock is read once there; a fused next stage starts then).
+    private var functionEnded: UInt64 = 0
     private var finished = false
     /// Counted in the context's `callsWaiting` (before the call) or `callsRunning` (during it).
     private var waiting = false
@@ -75,9 +77,9 @@ final class Invocation: FunctionCaller {
         if !upstream.isEmpty {
             let milliseconds = max(1, min(remaining ?? Int.max, context.configuration.responseTimeout))
             if let bound {
-                bound.arm(for: self, milliseconds: milliseconds)
+                bound.arm(for: self, milliseconds: milliseconds, from: started)
             } else {
-                bound = StageBound(invocation: self, milliseconds: milliseconds)
+                bound = StageBound(invocation: self, milliseconds: milliseconds, from: started)
             }
             context.track(bound!)
         }
@@ -153,8 +155,13 @@ final class Invocation: FunctionCaller {
     }
 
     override func functionDone(_ result: FunctionResult, _ output: LibraryOutput) {
-        functionNanoseconds = EventLoop.nanoseconds() - functionStarted
-        context.metrics.recordFunction(service: service.name, seconds: Double(functionNanoseconds) / 1e9)
+        functionEnded = EventLoop.nanoseconds()
+        functionNanoseconds = functionEnded - functionStarted
+        if let series = app.series {
+            series.function.observe(Double(functionNanoseconds) / 1e9)
+        } else {
+            context.metrics.recordFunction(service: service.name, seconds: Double(functionNanoseconds) / 1e9)
+        }
         running = false
         context.callsRunning -= 1
         defer { context.callsSettled?() }
@@ -200,14 +207,14 @@ final class Invocation: FunctionCaller {
     private func continueInProcess(at stage: PointToPointResponder, _ next: HopTarget, output: LibraryOutput) {
         finished = true
         unbind()
-        let now = EventLoop.nanoseconds()
+        let now = functionEnded
         // Moved, not copied: this stage is done with it, and the next appends in place.
         var stages: [FusedStage] = []
         swap(&stages, &upstream)
         if stages.isEmpty { stages.reserveCapacity(plan.calls) }
         stages.append(FusedStage(timing: HopTiming(name: service.name, started: started, function: functionNanoseconds, trace: trace,
                                                    forwardStarted: now, next: context.tracer.recording ? next.service : nil),
-                                 earlier: dependencyHeads))
+                                 earlier: dependencyHeads, series: app.series))
         stage.continueRequest(next, output: output, on: connection, upstream: consume stages, trace: context.tracer.child(of: trace),
                               started: now, deadline: deadline, bound: spareBound)
         spareBound = nil
@@ -314,16 +321,17 @@ final class StageBound: Expiring {
     private(set) var deadline: UInt64 = 0
     var trackSlot = -1
 
-    init(invocation: Invocation, milliseconds: Int) {
+    init(invocation: Invocation, milliseconds: Int, from started: UInt64) {
         self.invocation = invocation
         self.milliseconds = milliseconds
-        arm(for: invocation, milliseconds: milliseconds)
+        arm(for: invocation, milliseconds: milliseconds, from: started)
     }
 
-    func arm(for invocation: Invocation, milliseconds: Int) {
+    /// Armed for `invocation`, whose stage started at `started` (loop clock, ns).
+    func arm(for invocation: Invocation, milliseconds: Int, from started: UInt64) {
         self.invocation = invocation
         self.milliseconds = milliseconds
-        deadline = EventLoop.nanoseconds() + UInt64(milliseconds) * 1_000_000
+        deadline = started + UInt64(milliseconds) * 1_000_000
     }
 
     func expire() { invocation.stageTimedOut(milliseconds) }

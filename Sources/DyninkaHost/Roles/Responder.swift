@@ -58,6 +58,7 @@ class ServiceResponder {
         self.context = context
         self.app = app
         self.name = name
+        app.series = context.metrics.series(app.service.name)
         servicePath = "/\(name)"
         serviceName = Array(name.utf8)
     }

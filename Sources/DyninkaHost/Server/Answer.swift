@@ -31,6 +31,8 @@ struct FusedStage {
     var timing: HopTiming
     /// Its dependencies' responses, whose Server-Timing follows its entry.
     var earlier: [HTTPHead]
+    /// Its metrics series (kept by its service, so the answer records it without a lookup).
+    var series: Metrics.PerService?
 }
 
 /// Everything an answer says besides its body; `InboundConnection.send` is the one place that
@@ -168,9 +170,17 @@ extension InboundConnection {
         }
         tracer.finish(timing, status: answer.status, failure: failure)
         // Stages fused before this one count and trace as if they had relayed this answer.
-        for stage in answer.upstream {
-            context.metrics.record(service: stage.timing.name, status: answer.status, seconds: context.seconds(since: stage.timing.started))
-            tracer.finish(stage.timing, status: answer.status, failure: nil)
+        guard !answer.upstream.isEmpty else { return }
+        let now = EventLoop.nanoseconds()
+        for index in answer.upstream.indices {
+            let timing = answer.upstream[index].timing
+            let seconds = Double(now - timing.started) / 1e9
+            if let series = answer.upstream[index].series {
+                context.metrics.record(series, status: answer.status, seconds: seconds)
+            } else {
+                context.metrics.record(service: timing.name, status: answer.status, seconds: seconds)
+            }
+            tracer.finish(timing, status: answer.status, failure: nil)
         }
     }
 }

@@ -32,6 +32,16 @@ package final class Metrics {
     /// the same String with itself is cheaper than hashing it.
     private var last: PerService?
 
+    /// The series of `service`, to keep and record into without a lookup per request (a fused
+    /// host records several services per request).
+    func series(_ service: String) -> PerService { slot(service) }
+
+    /// Records a finished request into a series kept from `series(_:)`.
+    func record(_ series: PerService, status: Int, seconds: Double) {
+        series.responses[status, default: 0] += 1
+        series.duration.observe(seconds)
+    }
+
     private func slot(_ service: String) -> PerService {
         if let last, last.name == service { return last }
         let slot = services[service] ?? PerService(name: service)
