@@ -18,7 +18,13 @@ distort. hey's own CPU per request is reported too: it bounds what one client co
 Each answer is checked: the fused chain must give the point-to-point chain's answers (same
 statuses, same body shape) before any load runs.
 
-Results go to bench/results/DATE-HOST-fusion.md. Nothing here runs in the test suite.
+With --testbed (root), the mixed case instead: the smart-building app on the fog test bed spread
+over edge-1 and cloud with the WAN profile (20 ± 5 ms one way between them), point to point vs
+`--fuse auto` (two fused groups, one per node, one hop over the link between them), hey in the
+bed's client node.
+
+Results go to bench/results/DATE-HOST-fusion.md (-testbed-fusion.md). Nothing here runs in the
+test suite.
 """
 import argparse
 import datetime
@@ -83,7 +89,10 @@ def main():
     ap.add_argument("--no-pin", action="store_true", help="let hey share the CPUs with the servers")
     ap.add_argument("--skip-app", action="store_true", help="only the fixture chain (no dyninka run of the smart-building app)")
     ap.add_argument("--out", help="results file (default bench/results/DATE-HOST-fusion.md)")
+    ap.add_argument("--testbed", action="store_true", help="the mixed case on the fog test bed instead (root)")
     args = ap.parse_args()
+    if args.testbed:
+        return mixed(args)
     hop_bench.PIN["on"] = hop_bench.PIN["on"] and not args.no_pin
     os.environ["PATH"] += ":/usr/sbin"
     if not args.no_build:
@@ -179,6 +188,70 @@ def main():
     out = args.out or os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-{hop_bench.platform.node()}-fusion.md")
     with open(out, "w") as f:
         f.write("\n".join(lines) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def mixed(args):
+    """Two fused groups on two bed nodes over a 20 ms link, against one host per service."""
+    import testbed_bench
+    if os.geteuid() != 0:
+        raise SystemExit("the test bed needs root (network namespaces, iptables)")
+    dyninka, host = testbed_bench.bed_tools(build=not args.no_build)
+    workers = [int(w) for w in args.workers.split(",")]
+    hop_bench.PIN["on"] = False
+    started = datetime.datetime.now(datetime.timezone.utc)
+    subprocess.run([dyninka, "testbed", "up", testbed_bench.BED], check=True, cwd=ROOT, capture_output=True)
+    results, placements, timings = {}, {}, {}
+    apps = {}
+    try:
+        testbed_bench.set_profile(dyninka, "wan")
+        probe = subprocess.run([dyninka, "testbed", "probe", "edge-1", "cloud", "--count", "20"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        # Both topologies up at once, on the same nodes, interleaved.
+        apps["bed-p2p"] = testbed_bench.BedApp(dyninka, host, False, spread="edge-1,cloud")
+        apps["bed-fused"] = testbed_bench.BedApp(dyninka, host, False, spread="edge-1,cloud", extra=("--fuse", "auto"))
+        for name, app in apps.items():
+            placements[name] = app.nodes
+            timings[name] = testbed_bench.sample(app.entry, 30)
+        for w in workers:
+            rounds = {name: [] for name in apps}
+            for round_ in range(args.rounds):
+                for name, app in apps.items():
+                    print(f"... {name}, {w} workers, round {round_ + 1}/{args.rounds}", file=sys.stderr, flush=True)
+                    before = app.cpu()
+                    r = hop_bench.hey(app.entry, w, duration=args.duration, body="", prefix=["ip", "netns", "exec", testbed_bench.CLIENT],
+                                      timeout=30)
+                    after = app.cpu()
+                    done = max(r["ok"] + r["errors"], 1)
+                    r["cpu_us"] = {k: (after.get(k, 0) - before.get(k, 0)) / done * 1e6 for k in after}
+                    rounds[name].append(r)
+            for name in rounds:
+                results[(name, w)] = hop_bench.median_run(rounds[name])
+    finally:
+        for app in apps.values():
+            app.stop()
+        subprocess.run([dyninka, "testbed", "down"], cwd=ROOT, capture_output=True)
+    lines = [f"# Fusion on the fog test bed: two fused groups over a 20 ms link, {started:%Y-%m-%d %H:%M} UTC", "",
+             f"Machine: {hop_bench.machine()}. Command: `sudo python3 bench/fusion_bench.py --testbed --duration {args.duration:g} "
+             f"--workers {args.workers} --rounds {args.rounds}`. Bed `{testbed_bench.BED}`, WAN profile on edge <-> cloud "
+             f"and client <-> cloud (20 ± 5 ms one way; probe: {probe}); the smart-building app spread over edge-1 and cloud; "
+             "hey -disable-keepalive in the client node; both topologies up at once, interleaved rounds, each row the median round.",
+             ""]
+    for name in apps:
+        lines.append(f"- {name}: " + ", ".join(f"{k} on {v}" for k, v in sorted(placements[name].items())))
+        hops = [t for t in timings[name] if t["status"] == 200]
+        if hops:
+            lines.append(f"  - sequential, {len(hops)} answers of 200: mean {sum(t['ms'] for t in hops) / len(hops):.1f} ms; "
+                         f"Server-Timing of one: `{hops[0]['timing']}`")
+    lines += ["", "| topology | workers | req/s | mean ms | p99 ms | errors | hosts' CPU us/req |", "|---|---|---|---|---|---|---|"]
+    for name in apps:
+        for w in workers:
+            r = results[(name, w)]
+            lines.append(f"| {name} | {w} | {r['rps']:.0f} | {r['mean_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {sum(r['cpu_us'].values()):.0f} |")
+    out = args.out or os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-{hop_bench.platform.node()}-testbed-fusion.md")
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
     print(f"wrote {out}", file=sys.stderr)
 
 

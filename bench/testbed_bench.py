@@ -57,8 +57,8 @@ def set_profile(dyninka, name):
 class BedApp:
     """`dyninka run --testbed` of the app, point to point or gateway mode."""
 
-    def __init__(self, dyninka, host, gateway, spread="edge-1,edge-2"):
-        args = [dyninka, "run", APP, "--testbed", BED, "--spread", spread, "--host-binary", host]
+    def __init__(self, dyninka, host, gateway, spread="edge-1,edge-2", extra=()):
+        args = [dyninka, "run", APP, "--testbed", BED, "--spread", spread, "--host-binary", host, *extra]
         if gateway:
             args.append("--gateway")
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -73,6 +73,9 @@ class BedApp:
                 self.nodes[parts[0]] = parts[1]
             elif len(parts) == 3 and parts[2] == "(sidecar)":
                 self.nodes[parts[0]] = parts[1]
+            if len(parts) == 3 and parts[2].startswith("http://"):
+                self.urls = getattr(self, "urls", {})
+                self.urls[parts[0]] = parts[2]
             if parts and parts[0] == "entry":
                 self.entry = parts[1]
                 break
@@ -84,6 +87,25 @@ class BedApp:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+    def host_pids(self):
+        """The dyninka-host processes of this run, by the services they serve."""
+        pids = {}
+        for pid in hop_bench.children(self.proc.pid):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = [a.decode() for a in f.read().split(b"\0") if a]
+            except OSError:
+                continue
+            if "--service" in argv:
+                pids[argv[argv.index("--service") + 1]] = pid
+        return pids
+
+    def cpu(self):
+        return {name: hop_bench.cpu_seconds(pid) for name, pid in self.host_pids().items()}
+
+    def user(self):
+        return sum(hop_bench.cpu_seconds(pid, True) for pid in self.host_pids().values())
 
 
 def bed_tools(build):
