@@ -216,6 +216,27 @@ func hostPID(service: String, port: Int) -> Int32? {
         #expect(hostPID(service: "validate", port: app.port("validate")) == nil, "children stop with dyninka run")
     }
 
+    @Test func buildingAlertsAnswersAlikeFusedAndApart() throws {
+        // 200 with the dependency's result, 204, a 500 naming validate, a 400 naming validate.
+        let bodies = [#"{"room":"1.001","celsius":27}"#, #"{"room":"1.002","celsius":18}"#, #"{"room":"1.003","celsius":500}"#,
+                      #"{"room":"1.004"}"#]
+        var answers: [[String]] = []
+        for extra in [[String](), ["--fuse", "auto"]] {
+            let app = try RunningApp("examples/BuildingAlerts/App.swift", extra: extra + ["--no-view"])
+            defer { _ = app.stop() }
+            var these: [String] = []
+            for body in bodies {
+                let reply = try BlockingHTTP.request(port: app.port("entry"), method: "POST", body: body)
+                let stages = (reply.headers["server-timing"] ?? "").split(separator: ",").map { $0.split(separator: ";")[0].trimmingCharacters(in: .whitespaces) }
+                these.append("\(reply.status) \(reply.text) \(stages)")
+            }
+            answers.append(these)
+        }
+        #expect(answers[0] == answers[1], "apart: \(answers[0])\nfused: \(answers[1])")
+        #expect(answers[1][0].hasPrefix("200 ") && answers[1][0].contains("31.5 °C outside"), "\(answers[1][0])")
+        #expect(answers[1][2].hasPrefix("500 ") && answers[1][2].contains(#""service":"validate""#), "\(answers[1][2])")
+    }
+
     @Test func aTrapInAFusedStageIsReportedAndItsGroupRestarts() throws {
         let folder = NSTemporaryDirectory() + "dyninka-trap-\(getpid())"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
