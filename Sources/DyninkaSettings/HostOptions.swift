@@ -75,6 +75,12 @@ package struct HostOptions: ParsableArguments {
     var stateWait: Int?
     @Flag(name: .customLong(HostSetting.freeBind.flag!), help: ArgumentHelp(HostSetting.freeBind.helpLine))
     var freeBind = false
+    @Option(name: .customLong(HostSetting.controlPort.flag!), help: ArgumentHelp(HostSetting.controlPort.helpLine))
+    var controlPort: Int?
+    @Option(name: .customLong(HostSetting.handoverFrom.flag!), help: ArgumentHelp(HostSetting.handoverFrom.helpLine))
+    var handoverFrom: String?
+    @Option(name: .customLong(HostSetting.podIP.flag!), help: ArgumentHelp(HostSetting.podIP.helpLine))
+    var podIP: String?
     @Option(name: .customLong(HostSetting.otlpFile.flag!), help: ArgumentHelp(HostSetting.otlpFile.helpLine))
     var otlpFile: String?
     @Option(name: .customLong(HostSetting.otlpEndpoint.flag!), help: ArgumentHelp(HostSetting.otlpEndpoint.helpLine))
@@ -144,6 +150,9 @@ package struct HostOptions: ParsableArguments {
         try text(.stateIn, stateIn)
         try number(.stateWait, stateWait)
         on(.freeBind, freeBind)
+        try number(.controlPort, controlPort)
+        try text(.handoverFrom, handoverFrom)
+        try text(.podIP, podIP)
         try text(.otlpFile, otlpFile)
         try text(.otlpEndpoint, otlpEndpoint)
         try number(.traceRate, traceRate)

@@ -6,7 +6,7 @@ extension HostSetting {
         maxHeaderBytes, maxBodyBytes, maxBufferedBytes, maxInFlight, maxHops, maxVisits, fixedRoutes,
         appKeyFile, appKey, publicService, allowRoute,
         drainDelay, drainTimeout, accessLog, exitWithParent, logLevel,
-        routeFile, stateOut, handoverTimeout, stateIn, stateWait, freeBind,
+        routeFile, stateOut, handoverTimeout, stateIn, stateWait, freeBind, controlPort, handoverFrom, podIP,
         otlpFile, otlpEndpoint, traceRate,
     ]
 
@@ -113,6 +113,16 @@ extension HostSetting {
     package static let freeBind = HostSetting(
         "free-bind", nil, .flag, .flag(\.freeBind),
         "Listen on --host even when this machine does not have that address yet (IP_FREEBIND): a moving service's new host waits there for its address.")
+
+    package static let controlPort = HostSetting(
+        "control-port", "DYNINKA_CONTROL_PORT", .integer(0...65535, unit: nil), .integer(\.controlPort),
+        "Pod hand-over, old side: listen on --host at this port for a successor's signed POST /handover (never for clients); it is answered with the @Placed state once no call runs, and from then on requests here are relayed to the successor. 0: none.")
+    package static let handoverFrom = HostSetting(
+        "handover-from", "DYNINKA_HANDOVER_FROM", .text, .optionalText(\.handoverFrom),
+        "Pod hand-over, new side: NAME:PORT of the predecessors' control ports (a headless Service that lists not-ready pods); hold requests and readiness until one hands its state over, or none is there (then start fresh at once).")
+    package static let podIP = HostSetting(
+        "pod-ip", "DYNINKA_POD_IP", .text, .optionalText(\.podIP),
+        "This instance's own IP (Kubernetes: status.podIP): a successor names it as where requests go after the hand-over, and skips it among the predecessors.")
 
     // Tracing.
     package static let otlpFile = HostSetting("otlp-file", "DYNINKA_OTLP_FILE", .text, .optionalText(\.otlpFile),

@@ -76,6 +76,12 @@ package struct HostSettings: Sendable, Equatable {
     package var stateWait = 10_000
     /// Listen on `host` before this machine has that address (IP_FREEBIND).
     package var freeBind = false
+    /// Pod hand-over: the control port (0: none), where a successor asks for the state.
+    package var controlPort = 0
+    /// Pod hand-over, new side: NAME:PORT of the predecessors' control listeners.
+    package var handoverFrom: String?
+    /// This instance's own address, as its successor or predecessor sees it.
+    package var podIP: String?
     /// Append recorded spans to this file as OTLP/JSON.
     package var otlpFile: String?
     /// POST recorded spans as OTLP/JSON to this OTLP/HTTP receiver.

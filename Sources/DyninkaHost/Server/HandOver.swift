@@ -48,6 +48,16 @@ struct HandOver {
     /// side announces its bound.
     var waitUntil: UInt64 = 0
     var announced = false
+    /// Old side, pod hand-over: where requests go once sealed, and the successor's control request
+    /// that is answered with the state (PodHandOver.swift).
+    var successor: PeerAddress?
+    var controlConnection: InboundConnection?
+    /// Old side: the hop targets of the relay to the successor, by path.
+    var successorTargets: [String: HopTarget] = [:]
+    /// Old side: stopping (SIGTERM) but waiting for a successor to pull the state (a drain).
+    var waitingForPull = false
+    /// New side, pod hand-over: the state came over the network, not from files.
+    var pulling = false
     /// New side: the services whose state has not come yet, and what came for the others.
     var pending: [String] = []
     var outcomes: [(service: String, outcome: Outcome)] = []
@@ -171,7 +181,10 @@ extension ServiceHost {
     /// passed: those fail when their call would start) and no call running.
     func trySeal() {
         guard handOver.active, !handOver.sealed, !handOver.refusing, context.callsRunning == 0 else { return }
-        if !handOver.partialsRefused {
+        if handOver.successor != nil {
+            // A pod hand-over relays what arrives from now on: only calls already started count.
+            guard context.callsWaiting == 0 else { return }
+        } else if !handOver.partialsRefused {
             guard context.callsWaiting == 0, !connections.contains(where: \.partial) else { return }
         }
         seal(reason: nil)
@@ -206,7 +219,12 @@ extension ServiceHost {
         if let reason, context.stateSealed {
             log.warning("hand-over: writing the state now although \(reason): those calls are answered 503, and their updates may be missing from the state")
         }
-        if let path = configuration.stateOut { writeState(to: path) }
+        if let connection = handOver.controlConnection {
+            handOver.controlConnection = nil
+            answerHandOver(on: connection)
+        } else if let path = configuration.stateOut {
+            writeState(to: path)
+        }
         checkDrained()
     }
 
@@ -325,8 +343,8 @@ extension ServiceHost {
     }
 
     /// Restores `service` from the state file at `path` (its own), or records why it starts fresh.
-    private func restoreState(_ bytes: [UInt8], service name: String, path: String) {
-        unlink(path)
+    func restoreState(_ bytes: [UInt8], service name: String, path: String) {
+        if !handOver.pulling { unlink(path) }
         handOver.pending.removeAll { $0 == name }
         func record(_ outcome: HandOver.Outcome) { handOver.outcomes.append((name, outcome)) }
         func fresh(_ code: String, _ detail: String) -> HandOver.Outcome {
@@ -359,7 +377,7 @@ extension ServiceHost {
 
     /// Every service has its state (or its reason to start fresh): records each outcome (log,
     /// /metrics, each service's PATH.result) and serves what was held.
-    private func finishHolding(path: String) {
+    func finishHolding(path: String) {
         let held = handOver.held?.count ?? 0
         // The longest a request was held: the first held one's wait (0 when none came).
         let heldMilliseconds = handOver.held?.first.map { Int((EventLoop.nanoseconds() - $0.request.started) / 1_000_000) } ?? 0
@@ -369,14 +387,16 @@ extension ServiceHost {
             var outcome = partial
             outcome.heldRequests = held
             outcome.heldMilliseconds = heldMilliseconds
-            let file = stateFile(path, service)
-            unlink(file + ".handover")
             if outcome.restored {
                 log.info("took over the state of \(service): \(outcome.line)")
             } else {
                 log.warning("\(service) starts with fresh state: \(outcome.line)")
             }
-            writeFile(file + ".result", Array((outcome.line + "\n").utf8))
+            if !handOver.pulling {
+                let file = stateFile(path, service)
+                unlink(file + ".handover")
+                writeFile(file + ".result", Array((outcome.line + "\n").utf8))
+            }
             all.values += outcome.values
             all.bytes += outcome.bytes
             if !outcome.restored, all.restored {

@@ -51,6 +51,8 @@ final class InboundConnection: HTTPParserDelegate, TCPHandleDelegate, Expiring {
 
     /// The path `/` stands for on this connection's listener (`--also-listen`); nil: the host's own.
     var root: String?
+    /// Accepted on the control listener (`--control-port`): only hand-over requests.
+    var control = false
 
     init(server: ServiceHost, handle: any ByteStream) {
         self.server = server

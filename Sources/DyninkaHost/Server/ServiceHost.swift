@@ -42,6 +42,10 @@ package final class ServiceHost {
     private var server: TCPHandle?
     /// `--also-listen`: more listeners, each with the path its `/` stands for.
     private var moreServers: [(handle: TCPHandle, root: String)] = []
+    /// `--control-port`: the listener for a successor's hand-over request (PodHandOver.swift).
+    private var controlServer: TCPHandle?
+    /// The port actually bound (--port 0 picks one).
+    private(set) var boundPort = 0
     private var sweepTimer: LoopTimer?
     private var signals: [SignalWatcher] = []
     /// The open client connections (a snapshot; closing one changes the tracked list).
@@ -132,7 +136,21 @@ package final class ServiceHost {
         }
         boundAddress = server?.localAddress?.description ?? address.description
         if let port = server?.localAddress?.port {
+            boundPort = port
             context.ownAddress = PeerAddress(host: configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host, port: port)
+        }
+        if configuration.controlPort != 0 {
+            guard let control = try? SocketAddress(ip: configuration.host, port: configuration.controlPort) else {
+                throw HostStartupError("--control-port \(configuration.controlPort) on --host '\(configuration.host)' is not an address to listen on")
+            }
+            do {
+                controlServer = try TCPHandle.listen(loop: loop, on: control, reusePort: true, freeBind: configuration.freeBind,
+                                                     onAcceptError: { [unowned self] error in acceptFailed(error) }) { [unowned self] handle in
+                    accepted(handle, control: true)
+                }
+            } catch {
+                throw HostStartupError("cannot listen on \(control) for hand-overs (--control-port): \(error.reason)")
+            }
         }
         for entry in configuration.alsoListen {
             guard let equals = entry.firstIndex(of: "="), let peer = PeerAddress(parsing: String(entry[entry.index(after: equals)...])),
@@ -165,6 +183,8 @@ package final class ServiceHost {
         server = nil
         for more in moreServers { more.handle.close() }
         moreServers.removeAll()
+        controlServer?.close()
+        controlServer = nil
         return taken
     }
 
@@ -199,6 +219,7 @@ package final class ServiceHost {
                 })
             }
             if let path = configuration.stateIn { try awaitState(at: path) }
+            if let from = configuration.handoverFrom { try pullState(from: from) }
             let sweep = try LoopTimer(loop: loop)
             let parent = getppid()
             var ticks = 0
@@ -257,9 +278,10 @@ package final class ServiceHost {
 
     // MARK: Connections
 
-    private func accepted(_ handle: any ByteStream, root: String? = nil) {
+    private func accepted(_ handle: any ByteStream, root: String? = nil, control: Bool = false) {
         let connection = InboundConnection(server: self, handle: handle)
         connection.root = root
+        connection.control = control
         metrics.connections += 1
         connection.start()
     }
@@ -298,6 +320,7 @@ package final class ServiceHost {
     /// Every request: POSTs go to the role's responder (within --max-in-flight); the server
     /// answers health, readiness, metrics and the description itself.
     func dispatch(_ head: HTTPHead, body: OwnedBytes?, on connection: InboundConnection) {
+        if connection.control { return controlRequest(head, on: connection) }
         let started = EventLoop.nanoseconds()
         let target = head.target
         // The path without a query, found on the UTF-8 bytes (Character iteration costs more).
@@ -318,6 +341,7 @@ package final class ServiceHost {
             let request = Request(head: head, body: body, path: path == "/" ? connection.root ?? path : path, started: started,
                                   trace: context.tracer.begin(head))
             if handOver.held != nil { return hold(request, on: connection) }
+            if handOver.successor != nil { return relayToSuccessor(request, on: connection) }
             if handOver.sealed { return refuseAfterSeal(request, on: connection) }
             return serve(request, on: connection)
         }
@@ -327,7 +351,9 @@ package final class ServiceHost {
         case ("GET", "/healthz"):
             text(200, "ok\n", on: connection)
         case ("GET", "/readyz"):
-            text(draining ? 503 : 200, draining ? "draining\n" : "ready\n", on: connection)
+            // Not ready while it waits for its predecessor's state (or drains).
+            let holding = handOver.held != nil
+            text(draining || holding ? 503 : 200, draining ? "draining\n" : holding ? "waiting for the state\n" : "ready\n", on: connection)
         case ("GET", "/metrics"):
             metrics.nameLookups = context.names.lookups
             // Spans held for the exporter count too: a slow receiver must show here.
@@ -380,7 +406,7 @@ package final class ServiceHost {
             return shutdown()
         }
         context.draining = true
-        log.info(handOver.active
+        log.info(handOver.active && handOver.successor == nil
                  ? "signal \(signal): handing over to a new instance (no longer accepting; \(metrics.inFlight) request(s) in flight)"
                  : "signal \(signal): draining (readyz answers 503, \(metrics.inFlight) request(s) in flight)")
         let stopAccepting = { [unowned self] in
@@ -395,7 +421,7 @@ package final class ServiceHost {
                 shutdown()
             }
             exitTimer = timer
-            if handOver.active {
+            if handOver.active && handOver.successor == nil {
                 // A hand-over stops accepting at once: the new instance already listens on the
                 // port. Closing the listener would reset the connections in its accept queue,
                 // whose clients already sent their requests: those are taken and served first.

@@ -77,6 +77,37 @@ final class AppKey {
         }
     }
 
+    /// A `Dyninka-Auth` value over `parts` (what a control request names: what it asks for, and
+    /// of whom), valid for `milliseconds`.
+    func signControl(_ what: String, _ parts: String, validFor milliseconds: Int) -> String {
+        let expiry = Self.now() + UInt64(max(milliseconds, 0))
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(DYN_AUTH_VALUE_MAX)) { value in
+            let length = withPart(what) { service in
+                withPart(parts) { route in dyn_auth_value(key, service, route, dyn_part(data: nil, length: 0), dyn_part(data: nil, length: 0), expiry, value.baseAddress) }
+            }
+            return String(decoding: UnsafeRawBufferPointer(start: value.baseAddress, count: length), as: UTF8.self)
+        }
+    }
+
+    /// Whether `auth` signs `what` and `parts` with this key and has not expired.
+    func checkControl(_ auth: String, _ what: String, _ parts: String) -> Verdict {
+        var expiry: UInt64 = 0
+        var auth = auth
+        let valid = withPart(what) { service in
+            withPart(parts) { route in
+                auth.withUTF8 { bytes in
+                    bytes.withMemoryRebound(to: CChar.self) {
+                        dyn_auth_check(key, service, route, dyn_part(data: nil, length: 0), dyn_part(data: nil, length: 0), $0.baseAddress, $0.count, &expiry)
+                    }
+                }
+            }
+        }
+        guard valid == 1 else { return .refused("its Dyninka-Auth is not this app's key over what it asks") }
+        let now = Self.now()
+        guard now <= expiry + Self.clockSkew else { return .refused("its Dyninka-Auth expired \(now - expiry) ms ago (a replayed request?)") }
+        return .app
+    }
+
     /// What a request's `Dyninka-Auth` says about it.
     enum Verdict {
         /// Signed with the app's key for what it carries, and not expired: a hop of the app.

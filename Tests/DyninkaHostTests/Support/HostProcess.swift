@@ -19,6 +19,8 @@ final class HostProcess: @unchecked Sendable {
     let service: String
     let process = Process()
     private(set) var port = 0
+    /// The address it printed (127.0.0.1 unless it was told otherwise).
+    private(set) var address = "127.0.0.1"
     private let stderrPipe = Pipe()
     private let stdoutPipe = Pipe()
 
@@ -59,9 +61,10 @@ final class HostProcess: @unchecked Sendable {
             throw HostProcessError.didNotStart("\(name): '\(line)' \(errors)")
         }
         self.port = parsed
+        if let scheme = line.range(of: "http://") { address = String(line[scheme.upperBound..<colon]) }
     }
 
-    var client: RawHTTP { RawHTTP(port: port) }
+    var client: RawHTTP { RawHTTP(port: port, host: address) }
 
     /// Runs `dyninka-host` with `arguments` to its exit (a start that should fail): its status
     /// and what it wrote to standard error.

@@ -31,6 +31,8 @@ enum RawHTTPError: Error { case connect(Int32), timeout, closedWithoutResponse(S
 struct RawHTTP {
     var port: Int
     var timeout: Double = 10
+    /// The server's IPv4 address.
+    var host = "127.0.0.1"
 
     /// Connects; `receiveBuffer` (SO_RCVBUF) is set before the connection is made, as a small
     /// buffer set afterwards can stall the transfer (the window was announced already). Without
@@ -43,7 +45,7 @@ struct RawHTTP {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(host)
         var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let result = withUnsafePointer(to: &address) {
