@@ -101,7 +101,7 @@ package struct Deployer: Sendable {
             files.append(Self.keySecretFile)
             notes.append("the app key (a Secret, \(Self.keySecretFile), readable by you only) signs the hops between services: clients may run only main's chain, at '\(ir.dataflow.entry)'; keep the file, and apply it once before the services (--apply does)")
             for service in selected where !service.placedState.isEmpty {
-                notes.append("'\(service.name)' owns @Placed state (\(service.placedState.joined(separator: ", "))), which lives in its one pod: a rollout stops that pod before its successor starts (strategy Recreate, a few seconds without '\(service.name)'), and the state starts fresh")
+                notes.append("'\(service.name)' owns @Placed state (\(service.placedState.joined(separator: ", "))), which lives in its one pod: a rollout, a move or a drain starts the new pod next to the old one, which hands the state over (signed with the app key, through the headless Service \(KubernetesManifests.handOverServiceName((try? ObjectNames.checked(ir))?[service.name] ?? service.name))) and relays requests to it until it stops; a lost node loses the state (see the docs)")
             }
             let onlyUnit = only.map { KubernetesManifests.unit(of: $0, ir, settings: settings) }
             for group in KubernetesManifests.units(ir, settings: settings) where group.count > 1 {

@@ -164,6 +164,14 @@ package enum KubernetesManifests {
         }
     }
 
+    /// The headless Service through which a unit's new pod finds the old one for the hand-over
+    /// of its @Placed state (a DNS label: at most 63 characters).
+    static func handOverServiceName(_ name: String) -> String {
+        var base = Substring(name.prefix(63 - 9))
+        while base.hasSuffix("-") { base = base.dropLast() }
+        return base + "-handover"
+    }
+
     /// Whether `--autoscale` may scale this service out: not when it owns @Placed state, which
     /// lives in one process.
     package static func scalable(_ service: ServiceIR) -> Bool { service.placedState.isEmpty }
@@ -208,8 +216,23 @@ package enum KubernetesManifests {
         host.drainTimeout = 30_000
         // The bound on held bytes acts before the pod's memory limit does.
         host.maxBufferedBytes = maxBufferedBytes(limitMiB: settings.memoryLimitMiB)
-        var env: [Doc] = host.environment([.peerTemplate, .drainDelay, .drainTimeout, .maxBufferedBytes]).map {
+        // @Placed state goes from the old pod to the new one over the network: the new pod asks
+        // the pods behind the unit's headless hand-over Service (which lists not-ready and
+        // terminating pods too) on the control port, signed with the app key.
+        let stateful = members.contains { !$0.placedState.isEmpty }
+        let controlPort = settings.port + 1
+        var settingsShown: [HostSetting] = [.peerTemplate, .drainDelay, .drainTimeout, .maxBufferedBytes]
+        if stateful {
+            host.controlPort = controlPort
+            host.handoverFrom = "\(handOverServiceName(name)):\(controlPort)"
+            settingsShown += [.controlPort, .handoverFrom]
+        }
+        var env: [Doc] = host.environment(settingsShown).map {
             .map([("name", .string($0.name)), ("value", .string($0.value))])
+        }
+        if stateful {
+            env.append(.map([("name", .string(HostSetting.podIP.variable!)),
+                             ("valueFrom", .map([("fieldRef", .map([("fieldPath", .string("status.podIP"))]))]))]))
         }
         // Hops of the app sign their routes with the app key; clients run main's chain only.
         env.append(.map([("name", .string(HostSetting.appKey.variable!)), ("valueFrom", .map([("secretKeyRef", .map([
@@ -225,7 +248,8 @@ package enum KubernetesManifests {
             ("image", .string(settings.image)),
             ("args", .list((["serve"] + host.arguments(only: [.app, .service, .host, .port])).map(Doc.string))),
             ("env", .list(env)),
-            ("ports", .list([.map([("name", .string("http")), ("containerPort", .int(settings.port)), ("protocol", .string("TCP"))])])),
+            ("ports", .list([.map([("name", .string("http")), ("containerPort", .int(settings.port)), ("protocol", .string("TCP"))])]
+                            + (stateful ? [.map([("name", .string("control")), ("containerPort", .int(controlPort)), ("protocol", .string("TCP"))])] : []))),
             ("readinessProbe", .map([("httpGet", .map([("path", .string("/readyz")), ("port", .string("http"))])),
                                      ("periodSeconds", .int(2)), ("failureThreshold", .int(2))])),
             ("livenessProbe", .map([("httpGet", .map([("path", .string("/healthz")), ("port", .string("http"))])),
@@ -270,12 +294,10 @@ package enum KubernetesManifests {
         var deploymentSpec: [(String, Doc)] = autoscaled ? [] : [("replicas", .int(1))]
         deploymentSpec += [
                 ("selector", .map([("matchLabels", selector)])),
-                // @Placed state lives in one pod: a rollout must never run two (each would count
-                // on its own, and both states would be dropped). Until state travels between
-                // pods, the old pod stops before the new one starts, and the state starts fresh.
-                ("strategy", members.allSatisfy { $0.placedState.isEmpty }
-                    ? .map([("type", .string("RollingUpdate")), ("rollingUpdate", .map([("maxUnavailable", .int(0)), ("maxSurge", .int(1))]))])
-                    : .map([("type", .string("Recreate"))])),
+                // The new pod starts next to the old one. With @Placed state, the new pod holds
+                // its requests and readiness until the old one has handed the state over (and
+                // relays what still reaches it), so the two never count on their own.
+                ("strategy", .map([("type", .string("RollingUpdate")), ("rollingUpdate", .map([("maxUnavailable", .int(0)), ("maxSurge", .int(1))]))])),
                 ("template", .map([
                     ("metadata", .map([
                         ("labels", labels(service, names: names)),
@@ -307,6 +329,22 @@ package enum KubernetesManifests {
             ])
         }
         var documents = [deployment] + kubeServices
+        if stateful {
+            // Headless, and listing pods that are not ready (the new one holding, the old one
+            // terminating): the new pod finds its predecessor by this name.
+            documents.append(.map([
+                ("apiVersion", .string("v1")),
+                ("kind", .string("Service")),
+                ("metadata", metadata(handOverServiceName(name), service, names: names, settings: settings)),
+                ("spec", .map([
+                    ("clusterIP", .string("None")),
+                    ("publishNotReadyAddresses", .bool(true)),
+                    ("selector", selector),
+                    ("ports", .list([.map([("name", .string("control")), ("port", .int(controlPort)), ("targetPort", .string("control")),
+                                           ("protocol", .string("TCP"))])])),
+                ])),
+            ]))
+        }
         if settings.networkPolicy { documents.append(networkPolicy(members, ir: ir, names: names, settings: settings)) }
         // State placed on a service lives in one process: only stateless services scale out.
         if let autoscale = settings.autoscale, autoscaled {
@@ -347,6 +385,11 @@ package enum KubernetesManifests {
             from = []
         }
         if !from.isEmpty { rules.append(.map([("from", .list(from)), ("ports", port)])) }
+        if members.contains(where: { !$0.placedState.isEmpty }) {
+            // The unit's next pod asks this one for its @Placed state on the control port.
+            let own: Doc = .map([("podSelector", .map([("matchLabels", .map([("app.kubernetes.io/instance", .string(names[service.name]))]))]))])
+            rules.append(.map([("from", .list([own])), ("ports", .list([.map([("protocol", .string("TCP")), ("port", .int(settings.port + 1))])]))]))
+        }
         return .map([
             ("apiVersion", .string("networking.k8s.io/v1")),
             ("kind", .string("NetworkPolicy")),

@@ -72,7 +72,10 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         let (status, output) = try run(["kubernetes-validate", "--strict", "-k", "1.34.0"] + paths)
         #expect(status == 0, "kubernetes-validate (pip install kubernetes-validate; scripts/test does): \(output)")
         let passed = output.split(separator: "\n").filter { $0.contains("passed for resource") }.count
-        #expect(passed == manifests.count * 2 + (autoscale ? app.services.filter(\.placedState.isEmpty).count : 0), "\(output)")
+        // A Deployment and a Service each, a headless hand-over Service for each with state, an HPA
+        // for each without when autoscaled.
+        let stateful = app.services.filter { !$0.placedState.isEmpty }.count
+        #expect(passed == manifests.count * 2 + stateful + (autoscale ? app.services.filter(\.placedState.isEmpty).count : 0), "\(output)")
     }
 
     @Test func aSidecarIsAContainerInItsServicesPodAndGatesItsReadiness() throws {
@@ -155,13 +158,22 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         #expect(KubernetesManifests.maxBufferedBytes(limitMiB: 256) < 256 * 1024 * 1024)
     }
 
-    @Test func statefulServicesRollByRecreateAndTheOthersSurge() throws {
+    @Test func statefulServicesRollWithTheirStateHandedOverAndTheOthersSurge() throws {
         let app = try ir("SmartBuilding")
         let manifests = try KubernetesManifests.generate(app, settings: settings(app, autoscale: false))
         let moving = try #require(manifests.first { $0.service == "movingAvg" }?.yaml)
-        #expect(moving.contains("type: Recreate") && !moving.contains("maxSurge"), "\(moving)")
+        // The new pod starts next to the old one and asks it for the state.
+        #expect(moving.contains("type: RollingUpdate") && moving.contains("maxSurge: 1") && moving.contains("maxUnavailable: 0"), "\(moving)")
+        #expect(moving.contains("name: DYNINKA_CONTROL_PORT\n") && moving.contains("value: \"8081\""), "\(moving)")
+        #expect(moving.contains("name: DYNINKA_HANDOVER_FROM\n") && moving.contains("value: \"smart-building-moving-avg-handover:8081\""), "\(moving)")
+        #expect(moving.contains("name: DYNINKA_POD_IP\n") && moving.contains("fieldPath: status.podIP"), "\(moving)")
+        #expect(moving.contains("name: control\n") && moving.contains("containerPort: 8081"), "\(moving)")
+        // The headless Service that lists the holding new pod and the terminating old one.
+        #expect(moving.contains("name: smart-building-moving-avg-handover") && moving.contains("clusterIP: None")
+                && moving.contains("publishNotReadyAddresses: true"), "\(moving)")
         let map = try #require(manifests.first { $0.service == "map" }?.yaml)
         #expect(map.contains("type: RollingUpdate") && map.contains("maxSurge: 1"))
+        #expect(!map.contains("DYNINKA_CONTROL_PORT") && !map.contains("-handover"), "a service without state hands nothing over")
     }
 
     @Test func aFusedGroupIsOneDeploymentWithAServicePerServiceName() throws {
@@ -175,10 +187,10 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         let unit = try #require(manifests.first { $0.service == "map" }?.yaml)
         try golden(unit, "SmartBuilding/kubernetes-fused/map.yaml")
         #expect(unit.contains("- \"--service\"\n        - \"map,movingAvg\""), "\(unit)")
-        #expect(unit.components(separatedBy: "kind: Service\n").count == 3, "a Service for map and one for movingAvg")
+        #expect(unit.components(separatedBy: "kind: Service\n").count == 4, "a Service for map, one for movingAvg, the hand-over's")
         #expect(unit.contains("name: smart-building-moving-avg") && unit.contains("app.kubernetes.io/instance: smart-building-map"))
         #expect(!unit.contains("podAffinity"), "near: inside the group asks nothing of the scheduler")
-        #expect(unit.contains("type: Recreate"), "movingAvg's state lives in the group's one pod")
+        #expect(unit.contains("smart-building-map-handover"), "movingAvg's state goes from the group's old pod to its new one")
         #expect(!unit.contains("HorizontalPodAutoscaler"), "a group with state does not scale out")
         // Its policy admits filterTemperature (map's caller), not movingAvg's caller map (in process).
         #expect(unit.contains("kind: NetworkPolicy") && unit.contains("app.kubernetes.io/instance: smart-building-filter-temperature"))
@@ -231,7 +243,7 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o600)
         _ = try deployer.write(target: .kubernetes, only: nil)
         #expect(try String(contentsOfFile: path, encoding: .utf8) == secret, "a second deploy keeps the key")
-        #expect(first.notes.contains { $0.contains("'movingAvg' owns @Placed state") && $0.contains("Recreate") }, "\(first.notes)")
+        #expect(first.notes.contains { $0.contains("'movingAvg' owns @Placed state") && $0.contains("hands the state over") }, "\(first.notes)")
         let (status, output) = try run(["kubernetes-validate", "--strict", "-k", "1.34.0", path])
         #expect(status == 0, "\(output)")
     }
