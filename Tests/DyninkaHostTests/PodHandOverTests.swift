@@ -96,6 +96,33 @@ import Glibc
         print("pod hand-over: \(statuses.count) requests, ready after \(Int(ready ?? -1)) ms, slowest request \(Int(slowestMs)) ms")
     }
 
+    @Test func aStoppingHostWaitsForItsSuccessorToAskAsADrainedPodDoes() throws {
+        let control = Self.freePort()
+        // A drain: the old host is told to stop before its replacement exists.
+        let old = try HostProcess(service: "movingAvg", arguments: ["--control-port", String(control), "--app-key-file", Self.keyFile, "--public",
+                                                                   "--drain-timeout", "20000", "--log-level", "info"])
+        for _ in 0..<5 { #expect(try old.client.post(#"{"value":10}"#).status == 200) }
+        old.signal(SIGTERM)
+        usleep(1_000_000)
+        #expect(old.process.isRunning, "it waits for a successor rather than exit with the state")
+        let new = try newHost(from: "127.0.0.1:\(control)")
+        defer { new.stop() }
+        #expect(waitReady(new.client) != nil)
+        let next = try new.client.post(#"{"value":10}"#)
+        #expect(next.json()?["count"] as? Int == 6, "\(next)")
+        #expect(old.waitForExit(timeout: 5) == 0, "once the state went, the old host exits")
+        #expect(old.standardError().contains("waiting up to"), "\(old.standardError())")
+
+        // Nobody comes: it stops at the drain's bound and says the state is lost.
+        let control2 = Self.freePort()
+        let lonely = try HostProcess(service: "movingAvg", arguments: ["--control-port", String(control2), "--app-key-file", Self.keyFile,
+                                                                      "--public", "--drain-timeout", "800"])
+        #expect(try lonely.client.post(#"{"value":10}"#).status == 200)
+        lonely.signal(SIGTERM)
+        #expect(lonely.waitForExit(timeout: 5) != nil)
+        #expect(lonely.standardError().contains("no successor asked for the @Placed state of movingAvg"), "\(lonely.standardError())")
+    }
+
     @Test func theFirstInstanceStartsAtOnceAndNoOneWithoutTheKeyGetsTheState() throws {
         // No other instance at the name: the initial state, at once.
         let alone = try newHost(from: "127.0.0.2:\(Self.freePort())")

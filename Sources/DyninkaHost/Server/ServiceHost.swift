@@ -173,7 +173,7 @@ package final class ServiceHost {
     /// Stops listening everywhere; returns how many waiting connections it took first when
     /// `takePending` (a hand-over serves those).
     @discardableResult
-    private func closeListeners(takePending: Bool) -> Int {
+    private func closeListeners(takePending: Bool, keepControl: Bool = false) -> Int {
         var taken = 0
         if takePending {
             taken += server?.acceptPending() ?? 0
@@ -183,8 +183,10 @@ package final class ServiceHost {
         server = nil
         for more in moreServers { more.handle.close() }
         moreServers.removeAll()
-        controlServer?.close()
-        controlServer = nil
+        if !keepControl {
+            controlServer?.close()
+            controlServer = nil
+        }
         return taken
     }
 
@@ -409,8 +411,15 @@ package final class ServiceHost {
         log.info(handOver.active && handOver.successor == nil
                  ? "signal \(signal): handing over to a new instance (no longer accepting; \(metrics.inFlight) request(s) in flight)"
                  : "signal \(signal): draining (readyz answers 503, \(metrics.inFlight) request(s) in flight)")
+        // Stopping with state and a control port, and no successor has asked yet (a drain or an
+        // eviction: the replacement starts elsewhere only now): the state waits for it, within
+        // the drain's bound, and the control listener stays open for it.
+        if configuration.controlPort != 0, !handOver.active, stateServices.contains(where: \.hasState) {
+            handOver.waitingForPull = true
+            log.info("waiting up to \(configuration.drainDelay + configuration.drainTimeout) ms for a successor to ask for the @Placed state of \(configuration.services.joined(separator: ", "))")
+        }
         let stopAccepting = { [unowned self] in
-            closeListeners(takePending: false)
+            closeListeners(takePending: false, keepControl: handOver.waitingForPull)
             for connection in connections where connection.idle { connection.close() }
             checkDrained()
         }
@@ -444,6 +453,8 @@ package final class ServiceHost {
 
     func checkDrained() {
         guard draining, server == nil, metrics.inFlight == 0 else { return }
+        // The state still waits for its successor (the drain timeout ends the wait).
+        if handOver.waitingForPull, !handOver.sealed { return }
         // Draining closes every connection without a request running. A hand-over keeps those
         // whose request has not fully come yet (their callers saw them connected) until the
         // state is written: they are served before, or refused (HandOver.swift).
@@ -459,6 +470,9 @@ package final class ServiceHost {
         guard !stopped else { return }
         stopped = true
         if handOver.active, !handOver.sealed { seal(reason: "the host is exiting (drain timeout or a second signal)") }
+        if handOver.waitingForPull, !handOver.active {
+            log.warning("no successor asked for the @Placed state of \(configuration.services.joined(separator: ", ")) before the host stopped: it is lost (a checkpoint would keep it)")
+        }
         handOver.closeTimers()
         closeListeners(takePending: false)
         for connection in connections { connection.close() }
