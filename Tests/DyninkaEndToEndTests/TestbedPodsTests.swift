@@ -123,6 +123,7 @@ struct TestbedPodsTests {
         #expect(lan > 0 && lan < 0.1, "LAN chain took \(lan) s")
         #expect(slow - lan > 0.3, "with 50 ms each way the chain took \(slow) s against \(lan) s on the LAN")
         try rolloutUnderLoad(environment: environment)
+        try statefulReplacementsUnderLoad(environment: environment, kubeconfig: kubeconfig)
 
         // BuildingAlerts: the same answers as the local program (CLITests), by Service name.
         let alerts = try Self.cli("deploy examples/BuildingAlerts/App.swift --apply --namespace fog", environment: environment)
@@ -197,6 +198,87 @@ struct TestbedPodsTests {
                                                    rolling.answered + rolling.failed - (rolling.answered - rolling.statuses[200, default: 0]), rolling.failed,
                                                    rolling.slowest, calm.slowest).utf8))
         #expect(try Self.fromClient(entry).text == #""gate: 3 objects" 200"#)
+    }
+
+    /// A counter whose state is @Placed on `count`: an edited count rolls, then moves to another
+    /// node, each while hey sends keep-alive-free requests through the chain. The new pod takes
+    /// the state from the old one over the network (signed with the app key); after each, the
+    /// count equals the updates acknowledged, none failed, and the hold is measured.
+    func statefulReplacementsUnderLoad(environment: [String: String], kubeconfig: String) throws {
+        let folder = NSTemporaryDirectory() + "dyninka-state-pods-\(getpid())"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let app = folder + "/Counter.swift"
+        try """
+            import Dyninka
+
+            struct Tick: Codable { var n: Int }
+            struct Count: Codable { var count: Int; var version: Int }
+
+            @Placed("count") var total = 0
+
+            @Service func tick() -> Tick { Tick(n: 1) }
+
+            extension Tick {
+                @Service func count() -> Count {
+                    total += n
+                    return Count(count: total, version: 1)
+                }
+            }
+
+            @main struct Counter {
+                static func main() { print(tick().count().count) }
+            }
+            """.write(toFile: app, atomically: true, encoding: .utf8)
+        try Self.cli("deploy '\(app)' --apply --namespace state", environment: environment)
+        let entry = "http://counter-tick.state:8080/"
+        Self.awaitService(entry, body: "")
+        func current() throws -> Int {
+            let answer = try Self.fromClient(entry).text
+            let digits = answer.range(of: #"(?<="count":)[0-9]+"#, options: .regularExpression).map { Int(answer[$0]) ?? -1 } ?? -1
+            #expect(digits >= 0, "\(answer)")
+            return digits
+        }
+        /// Replaces count's pod with `deploy` while hey runs; checks and returns the hold it reported.
+        func replaced(_ what: String, deploy: String) throws {
+            let before = try current()
+            let report = folder + "/\(what).txt"
+            try Self.load(entry, seconds: 40, into: report)
+            sleep(3)
+            let rolled = try Self.cli(deploy, environment: environment)
+            #expect(rolled.contains("took over the state of count: restored 1 value(s)"), "\(what): \(rolled)")
+            let deadline = Date().addingTimeInterval(90)
+            var text = ""
+            while Date() < deadline {
+                text = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
+                if text.contains("Status code distribution") || text.contains("Error distribution") { break }
+                sleep(1)
+            }
+            let load = Load(text)
+            #expect(load.answered > 0 && load.statuses.keys.sorted() == [200] && load.errors.isEmpty, "\(what) under load: \(load.statuses) errors \(load.errors)")
+            // Every acknowledged update counted once: the next one is before + all of them + 1.
+            let after = try current()
+            #expect(after == before + load.statuses[200, default: 0] + 1,
+                    "\(what): count \(after) after \(before) and \(load.statuses[200, default: 0]) acknowledged updates")
+            let held = rolled.range(of: #"(?<=the longest )[0-9]+(?= ms)"#, options: .regularExpression).map { Int(rolled[$0]) ?? -1 } ?? -1
+            #expect(held >= 0 && held < 2000, "\(what): the longest hold \(held) ms")
+            FileHandle.standardError.write(Data("\(what) of a stateful pod under load: \(load.statuses[200, default: 0]) updates acknowledged, 0 lost; longest hold \(held) ms; slowest request \(load.slowest) s\n".utf8))
+        }
+        let source = try String(contentsOfFile: app, encoding: .utf8)
+        try source.replacingOccurrences(of: "version: 1", with: "version: 2").write(toFile: app, atomically: true, encoding: .utf8)
+        try replaced("rollout", deploy: "deploy '\(app)' --apply --namespace state")
+        let node = try Self.pods(kubeconfig, "state")["count"]?.last ?? ""
+        let target = ["edge-1", "edge-2", "cloud"].first { $0 != node }!
+        try replaced("move", deploy: "deploy '\(app)' --apply --namespace state --move count --to \(target)")
+        // The old pod may still be draining (relaying): wait for it to be gone.
+        var nodes: [String] = []
+        for _ in 0..<60 {
+            let text = try Self.kubectl(kubeconfig, "-n state get pods -l app.kubernetes.io/name=count -o jsonpath='{.items[*].spec.nodeName}'")
+            nodes = text.split(separator: " ").map(String.init)
+            if nodes == [target] { break }
+            sleep(1)
+        }
+        #expect(nodes == [target], "count runs on \(nodes), moved to \(target)")
     }
 
     /// The cloud node dies (`testbed kill`: its daemons and every container, SIGKILL) while the
