@@ -63,27 +63,33 @@ package struct KubernetesApply {
         for line in try cluster.apply(files: files, dryRun: false) { note("  \(line)") }
         note("waiting for \(changed.count) deployment\(changed.count == 1 ? "" : "s") to roll out (up to \(timeout) s)")
         _ = try cluster.waitForRollout(app: app, services: changed, timeout: timeout) { note("  \($0)") }
-        for line in handOverOutcomes(of: changed) { note(line) }
         return changed
     }
 
     /// What the new pods of the rolled units with @Placed state said about the state they took
     /// over (their own log lines: restored N values, or fresh and why).
-    func handOverOutcomes(of units: [String]) -> [String] {
+    package func handOverOutcomes(of units: [String]) -> [String] {
         guard let names = try? ObjectNames.checked(ir) else { return [] }
         var lines: [String] = []
         for unit in units {
             let members = KubernetesManifests.units(ir, settings: written.settings).first { $0.first == unit } ?? [unit]
             guard members.contains(where: { !(ir.service($0)?.placedState.isEmpty ?? true) }) else { continue }
-            let logs = (try? cluster.kubectl.run(["logs", "-n", cluster.namespace, "-l", "app.kubernetes.io/instance=\(names[unit])",
-                                                  "--tail=200", "--prefix=true", "-c", "dyninka-host"])) ?? ""
+            // The newest pod is the one that took over (the old one may still be draining).
+            let newest = (try? cluster.kubectl.run(["get", "pods", "-n", cluster.namespace, "-l", "app.kubernetes.io/instance=\(names[unit])",
+                                                    "--sort-by=.metadata.creationTimestamp", "-o", "name"]))?
+                .split(separator: "\n").last.map(String.init)
+            guard let newest else {
+                lines.append("state of \(members.joined(separator: ", ")): no pod found to ask")
+                continue
+            }
+            let logs = (try? cluster.kubectl.run(["logs", "-n", cluster.namespace, newest, "-c", "dyninka-host", "--tail=200"])) ?? ""
             let said = logs.split(separator: "\n").filter {
                 $0.contains("took over the state of") || $0.contains("starts with fresh state") || $0.contains("no other instance at")
             }
             if said.isEmpty {
                 lines.append("state of \(members.joined(separator: ", ")): the new pod said nothing about it yet (kubectl logs -l app.kubernetes.io/instance=\(names[unit]))")
             }
-            for line in said { lines.append("state: \(line)") }
+            for line in said { lines.append("state (\(newest.replacingOccurrences(of: "pod/", with: ""))): \(line)") }
         }
         return lines
     }

@@ -257,6 +257,8 @@ extension DyninkaCommand {
                     say(("  " + zip(row, widths).map { $0.0.padding(toLength: $0.1, withPad: " ", startingAt: 0) }.joined(separator: "  "))
                         .replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression))
                 }
+                // What the new pods of stateful services said about the state they took over.
+                for line in apply.handOverOutcomes(of: rolled) { say("  \(line)") }
             } catch let failure as KubectlFailure {
                 note("error: \(explain(failure))")
                 if failure.kind == .unreachable || failure.kind == .notInstalled {
