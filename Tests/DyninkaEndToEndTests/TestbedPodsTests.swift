@@ -262,7 +262,7 @@ struct TestbedPodsTests {
                     "\(what): count \(after) after \(before) and \(load.statuses[200, default: 0]) acknowledged updates")
             let held = rolled.range(of: #"(?<=the longest )[0-9]+(?= ms)"#, options: .regularExpression).map { Int(rolled[$0]) ?? -1 } ?? -1
             #expect(held >= 0 && held < 2000, "\(what): the longest hold \(held) ms")
-            FileHandle.standardError.write(Data("\(what) of a stateful pod under load: \(load.statuses[200, default: 0]) updates acknowledged, 0 lost; longest hold \(held) ms; slowest request \(load.slowest) s\n".utf8))
+            FileHandle.standardError.write(Data("\(what) of a stateful pod under load: \(load.statuses[200, default: 0]) updates acknowledged, \(load.failed) failed; the count after them \(after) (expected \(before + load.statuses[200, default: 0] + 1)); longest hold \(held) ms; slowest request \(load.slowest) s\n".utf8))
         }
         let source = try String(contentsOfFile: app, encoding: .utf8)
         try source.replacingOccurrences(of: "version: 1", with: "version: 2").write(toFile: app, atomically: true, encoding: .utf8)
