@@ -206,6 +206,28 @@ struct ReadSpan {
         #expect(dropped.first { $0.name == "get" }?.spanID == String(parts[2]))
     }
 
+    @Test func aFusedChainRecordsASpanPerStageWithNoNetworkTime() throws {
+        let host = try HostProcess(service: "get,filterTemperature,map,movingAvg", arguments: ["--otlp-file", file("fused")])
+        defer { host.stop() }
+        let response = try host.client.post(extra: [("traceparent", Self.sampled)])
+        #expect(response.status == 200)
+        let spans = ReadSpan.await([file("fused")], count: 4, trace: "0af7651916cd43dd8448eb211c80319c")
+        try #require(spans.count == 4, "\(spans.map(\.name))")
+        let by = Dictionary(uniqueKeysWithValues: spans.map { ($0.name, $0) })
+        let get = try #require(by["get"]), filter = try #require(by["filterTemperature"])
+        let map = try #require(by["map"]), average = try #require(by["movingAvg"])
+        // The same tree as four hosts make, one process.
+        #expect(get.parentID == Self.clientParent)
+        #expect(filter.parentID == get.spanID && map.parentID == filter.spanID && average.parentID == map.spanID)
+        #expect(get.attributes["dyninka.next"] == "filterTemperature" && average.attributes["dyninka.next"] == nil)
+        // No network between fused stages: each starts when the one before handed its output on.
+        for (caller, callee) in [(get, filter), (filter, map), (map, average)] {
+            let forward = UInt64(caller.attributes["dyninka.forward_start_unix_nano"] ?? "") ?? 0
+            #expect(forward == callee.start, "\(caller.name) handed on at \(forward), \(callee.name) started at \(callee.start)")
+            #expect(callee.end <= caller.end)
+        }
+    }
+
     @Test func anUnsampledTraceIsContinuedButNotRecorded() throws {
         let next = try ScriptedServer { _ in .init(chunks: [ok(#"{"value":1}"#)], close: true) }
         let host = try HostProcess(service: "map", peers: ["movingAvg": next.port], arguments: ["--otlp-file", file("map")])

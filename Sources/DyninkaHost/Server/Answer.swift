@@ -168,10 +168,11 @@ extension InboundConnection {
         if answer.countsRequest {
             context.metrics.record(service: series, status: answer.status, seconds: context.seconds(since: timing.started))
         }
-        tracer.finish(timing, status: answer.status, failure: failure)
-        // Stages fused before this one count and trace as if they had relayed this answer.
-        guard !answer.upstream.isEmpty else { return }
+        guard !answer.upstream.isEmpty else { return tracer.finish(timing, status: answer.status, failure: failure) }
+        // Stages fused before this one count and trace as if they had relayed this answer, all
+        // ending when it is written (a stage never ends before the one it called).
         let now = EventLoop.nanoseconds()
+        tracer.finish(timing, status: answer.status, failure: failure, end: now)
         for index in answer.upstream.indices {
             let timing = answer.upstream[index].timing
             let seconds = Double(now - timing.started) / 1e9
@@ -180,7 +181,7 @@ extension InboundConnection {
             } else {
                 context.metrics.record(service: timing.name, status: answer.status, seconds: seconds)
             }
-            tracer.finish(timing, status: answer.status, failure: nil)
+            tracer.finish(timing, status: answer.status, failure: nil, end: now)
         }
     }
 }

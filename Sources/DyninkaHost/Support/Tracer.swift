@@ -115,7 +115,7 @@ final class Tracer {
 
     /// Records the span of an answered request when its trace is recorded (or it failed here).
     @inline(__always)
-    func finish(_ timing: HopTiming, status: Int, failure: ServiceFailure?) {
+    func finish(_ timing: HopTiming, status: Int, failure: ServiceFailure?, end: UInt64? = nil) {
         guard recording, let trace = timing.trace, trace.sampled || failure != nil else { return }
         let bytes = SpanRecord.fixedBytes + (trace.state?.utf8.count ?? 0) + (failure?.message.utf8.count ?? 0)
         guard pending.count < capacity, heldBytes + bytes <= Self.maxBytes else {
@@ -123,7 +123,7 @@ final class Tracer {
             return
         }
         pendingBytes += bytes
-        pending.append(SpanRecord(trace: trace, name: timing.name, start: timing.started, end: EventLoop.nanoseconds(),
+        pending.append(SpanRecord(trace: trace, name: timing.name, start: timing.started, end: end ?? EventLoop.nanoseconds(),
                                   function: timing.function, forward: timing.forwardStarted, next: timing.next, status: status,
                                   failedService: failure?.service, message: failure?.message))
     }
