@@ -381,6 +381,11 @@ final class AdaptActivity: RunActivity {
         let (decisions, notes) = adapter.evaluate(view.spans.all.filter { $0.end >= since }, at: nodes, down: down)
         for line in notes { note("adapt: \(line)") }
         for decision in decisions {
+            // A fused service moves with its host or not at all: the fusion loop may split it first.
+            if let group = runner.groups.first(where: { $0.contains(decision.service) }), group.count > 1 {
+                note("adapt: \(decision.service) would move to \(decision.to), but it runs fused with \(group.filter { $0 != decision.service }.joined(separator: ", ")): it stays")
+                continue
+            }
             note("adapt: \(decision)")
             do {
                 let report = try runner.move(decision.service, to: decision.to)
