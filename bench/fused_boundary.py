@@ -91,11 +91,7 @@ def main():
     lines += ["", f"Slope (least squares over the medians): **{slope:.2f} us of CPU per fused stage** ({user_slope:.2f} us of it "
               "user time): the boundary, and the stage's own call, which returns its input. The kernel's "
               "share per connection varies by several us between rounds; the stages' work is all user time."]
-    out = os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-{hop_bench.platform.node()}-fused-boundary.md")
-    with open(out, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {out}", file=sys.stderr)
+    hop_bench.write_results(lines, started, "fused-boundary", echo=True)
 
 
 if __name__ == "__main__":

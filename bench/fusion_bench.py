@@ -185,10 +185,7 @@ def main():
     emit("CPU per request of each process (us): " + "; ".join(
         f"{name} {w}w " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(results[(name, w)]["cpu_us"].items()))
         for name, *_ in targets for w in workers))
-    out = args.out or os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-{hop_bench.platform.node()}-fusion.md")
-    with open(out, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    hop_bench.write_results(lines, started, "fusion", out=args.out)
 
 
 def mixed(args):
@@ -252,11 +249,7 @@ def mixed(args):
         for w in workers:
             r = results[(name, w)]
             lines.append(f"| {name} | {w} | {r['rps']:.0f} | {r['mean_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {sum(r['cpu_us'].values()):.0f} |")
-    out = args.out or os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-{hop_bench.platform.node()}-testbed-fusion.md")
-    with open(out, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {out}", file=sys.stderr)
+    hop_bench.write_results(lines, started, "testbed-fusion", out=args.out, echo=True)
 
 
 if __name__ == "__main__":

@@ -519,6 +519,19 @@ def main():
     finish(lines, started, tmp)
 
 
+def write_results(lines, started, name, out=None, echo=False):
+    """Writes a results file (bench/results/DATE-HOST-NAME.md unless `out`), printing its lines
+    first when `echo`; returns its path."""
+    path = out or os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-{platform.node()}-{name}.md")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    if echo:
+        print("\n".join(lines))
+    print(f"wrote {path}", file=sys.stderr)
+    return path
+
+
 def finish(lines, started, tmp):
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     path = os.path.join(ROOT, "bench", "results", f"{started:%Y-%m-%d}-{platform.node()}-hops.md")

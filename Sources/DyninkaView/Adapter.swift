@@ -71,14 +71,8 @@ package final class Adapter {
     /// and notes about moves it holds back (each reason said once).
     package func evaluate(_ spans: [TraceSpan], at: [String: String], down: Set<String> = [], now: Date = Date())
         -> (decisions: [AdaptDecision], notes: [String]) {
-        let byID = Dictionary(spans.map { ($0.spanID, $0) }, uniquingKeysWith: { a, _ in a })
         // For each callee: calls by caller, and the network times of those calls.
-        var calls: [String: [String: [Double]]] = [:]
-        for span in spans {
-            guard let parentID = span.parentID, let parent = byID[parentID],
-                  let network = TraceTree.network(from: parent, to: span) else { continue }
-            calls[span.name, default: [:]][parent.name, default: []].append(Double(network) / 1e6)
-        }
+        let calls = TraceTree.networkTimes(spans)
         var decisions: [AdaptDecision] = []
         var notes: [String] = []
         // Said when the reason changes, not every window (the figures in it change every window).

@@ -113,12 +113,9 @@ package final class FusionAdapter {
             notes.append(String(format: "keeping %@ → %@ fused: the entry's p99 is %.2f ms, %.2f ms before", judged.caller, judged.callee, after, judged.p99))
         }
         let groupOf = Dictionary(groups.enumerated().flatMap { index, group in group.map { ($0, index) } }, uniquingKeysWith: { a, _ in a })
-        let byID = Dictionary(spans.map { ($0.spanID, $0) }, uniquingKeysWith: { a, _ in a })
         var hops: [String: (caller: String, callee: String, times: [Double])] = [:]
-        for span in spans {
-            guard let parentID = span.parentID, let parent = byID[parentID], let network = TraceTree.network(from: parent, to: span) else { continue }
-            let key = "\(parent.name)>\(span.name)"
-            hops[key, default: (parent.name, span.name, [])].times.append(Double(network) / 1e6)
+        for (callee, callers) in TraceTree.networkTimes(spans) {
+            for (caller, times) in callers { hops["\(caller)>\(callee)"] = (caller, callee, times) }
         }
         var best: (edge: String, caller: String, callee: String, median: Double, samples: Int)?
         for (edge, hop) in hops.sorted(by: { $0.key < $1.key }) {

@@ -223,6 +223,18 @@ package enum TraceTree {
         return (parent.end - forward).subtractingSaturated(child.duration)
     }
 
+    /// The network time (ms) of every hop in `spans` whose caller is among them, by callee, then
+    /// by caller: what the adapt loops judge hops by.
+    package static func networkTimes(_ spans: [TraceSpan]) -> [String: [String: [Double]]] {
+        let byID = Dictionary(spans.map { ($0.spanID, $0) }, uniquingKeysWith: { a, _ in a })
+        var calls: [String: [String: [Double]]] = [:]
+        for span in spans {
+            guard let parentID = span.parentID, let parent = byID[parentID], let network = network(from: parent, to: span) else { continue }
+            calls[span.name, default: [:]][parent.name, default: []].append(Double(network) / 1e6)
+        }
+        return calls
+    }
+
     static func ms(_ nanoseconds: UInt64) -> String { String(format: "%.3f ms", Double(nanoseconds) / 1e6) }
 }
 

@@ -157,6 +157,22 @@ struct PartialRequestError: Error, CustomStringConvertible { var description: St
         ((try? String(contentsOfFile: "/proc/sys/net/ipv4/tcp_migrate_req", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// After `answered` requests: posts until one answers 200 (300 more at most) and returns how
+    /// many rows the app has read, the average it answered, and the local program's average
+    /// after as many rows.
+    func averagesAfterLoad(_ file: String, entry: Int, after answered: Int) throws -> (rows: Int, average: Double?, local: Double) {
+        var total = answered
+        var last: Double?
+        while last == nil && total < answered + 300 {
+            let reply = try BlockingHTTP.request(port: entry, method: "POST", timeout: 10)
+            total += 1
+            if reply.status == 200 { last = averages([reply.text]).first }
+        }
+        let local = try runCLI(["run", file, "--local"], environment: ["ROWS": String(total)])
+        let expected = try #require(local.stdout.split(separator: "\n").compactMap { Double($0) }.last)
+        return (total, last, expected)
+    }
+
     /// Asks the run (through its view) to change which services share a host.
     func regroup(_ app: RunningApp, _ groups: [[String]]) throws -> (status: Int, text: String) {
         let body = "{\"groups\": [" + groups.map { "[" + $0.map { "\"\($0)\"" }.joined(separator: ",") + "]" }.joined(separator: ",") + "]}"
@@ -194,15 +210,7 @@ struct PartialRequestError: Error, CustomStringConvertible { var description: St
 
         // The average after N rows is the mean of the temperatures among them: a lost or doubled
         // update, or a state left behind by a hand-over, would move it.
-        var total = statuses.count
-        var last: Double?
-        while last == nil && total < statuses.count + 300 {
-            let reply = try BlockingHTTP.request(port: entry, method: "POST", timeout: 10)
-            total += 1
-            if reply.status == 200 { last = averages([reply.text]).first }
-        }
-        let local = try runCLI(["run", file, "--local"], environment: ["ROWS": String(total)])
-        let expected = try #require(local.stdout.split(separator: "\n").compactMap { Double($0) }.last)
+        let (total, last, expected) = try averagesAfterLoad(file, entry: entry, after: statuses.count)
         let got = try #require(last)
         #expect(abs(got - expected) <= 1e-9 * abs(expected), "after \(total) rows: \(got) with the edge fused and split, \(expected) locally")
     }
@@ -223,15 +231,7 @@ struct PartialRequestError: Error, CustomStringConvertible { var description: St
         #expect(app.stderr.contains("adapt: fusing "), "the decision is printed with its figures: \(app.stderr)")
         let failed = statuses.filter { $0 != 200 && $0 != 204 }
         #expect(statuses.count > 100 && failed.isEmpty, "\(statuses.count) requests, failed: \(load.failures)")
-        var total = statuses.count
-        var last: Double?
-        while last == nil && total < statuses.count + 300 {
-            let reply = try BlockingHTTP.request(port: entry, method: "POST", timeout: 10)
-            total += 1
-            if reply.status == 200 { last = averages([reply.text]).first }
-        }
-        let local = try runCLI(["run", file, "--local"], environment: ["ROWS": String(total)])
-        let expected = try #require(local.stdout.split(separator: "\n").compactMap { Double($0) }.last)
+        let (total, last, expected) = try averagesAfterLoad(file, entry: entry, after: statuses.count)
         let got = try #require(last)
         #expect(abs(got - expected) <= 1e-9 * abs(expected), "after \(total) rows: \(got) adapted, \(expected) locally")
     }

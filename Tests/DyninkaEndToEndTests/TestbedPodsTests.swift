@@ -78,6 +78,19 @@ struct TestbedPodsTests {
         return ""
     }
 
+    /// The report of a hey run in the background (`load(into:)`) once it is written, waiting at
+    /// most 90 s.
+    static func finishedReport(_ path: String) -> String {
+        let deadline = Date().addingTimeInterval(90)
+        var text = ""
+        while Date() < deadline {
+            text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            if text.contains("Status code distribution") || text.contains("Error distribution") { break }
+            sleep(1)
+        }
+        return text
+    }
+
     /// app -> (phase, ready, node) of each of its pods in `namespace`.
     static func pods(_ kubeconfig: String, _ namespace: String) throws -> [String: [String]] {
         let text = try kubectl(kubeconfig, "-n \(namespace) get pods -o jsonpath='{range .items[*]}{.metadata.labels.app\\.kubernetes\\.io/name} {.status.phase} {.status.containerStatuses[*].ready} {.spec.nodeName}{\"\\n\"}{end}'")
@@ -184,13 +197,7 @@ struct TestbedPodsTests {
         sleep(3)
         let rolled = try Self.cli("deploy '\(app)' --apply --namespace roll", environment: environment)
         #expect(rolled.contains("detect") && rolled.contains("rolled now"), "\(rolled)")
-        let deadline = Date().addingTimeInterval(90)
-        var text = ""
-        while Date() < deadline {
-            text = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
-            if text.contains("Status code distribution") || text.contains("Error distribution") { break }
-            sleep(1)
-        }
+        let text = Self.finishedReport(report)
         let rolling = Load(text)
         #expect(rolling.answered > 0 && rolling.statuses.keys.sorted() == [200] && rolling.errors.isEmpty,
                 "rollout under load: \(rolling.statuses) errors \(rolling.errors)")
@@ -247,13 +254,7 @@ struct TestbedPodsTests {
             sleep(3)
             let rolled = try Self.cli(deploy, environment: environment)
             #expect(rolled.contains("took over the state of count: restored 1 value(s)"), "\(what): \(rolled)")
-            let deadline = Date().addingTimeInterval(90)
-            var text = ""
-            while Date() < deadline {
-                text = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
-                if text.contains("Status code distribution") || text.contains("Error distribution") { break }
-                sleep(1)
-            }
+            let text = Self.finishedReport(report)
             let load = Load(text)
             #expect(load.answered > 0 && load.statuses.keys.sorted() == [200] && load.errors.isEmpty, "\(what) under load: \(load.statuses) errors \(load.errors)")
             // Every acknowledged update counted once: the next one is before + all of them + 1.

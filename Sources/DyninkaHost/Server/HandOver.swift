@@ -56,8 +56,6 @@ struct HandOver {
     var successorTargets: [String: HopTarget] = [:]
     /// Old side: stopping (SIGTERM) but waiting for a successor to pull the state (a drain).
     var waitingForPull = false
-    /// New side, pod hand-over: the state came over the network, not from files.
-    var pulling = false
     /// New side: the services whose state has not come yet, and what came for the others.
     var pending: [String] = []
     var outcomes: [(service: String, outcome: Outcome)] = []
@@ -300,9 +298,12 @@ extension ServiceHost {
     private func poll(_ path: String) {
         for service in handOver.pending {
             let file = stateFile(path, service)
-            if let bytes = readFile(file) { restoreState(bytes, service: service, path: file) }
+            if let bytes = readFile(file) {
+                unlink(file)
+                restoreState(bytes, service: service, from: "the state file \(file)")
+            }
         }
-        if handOver.pending.isEmpty { return finishHolding(path: path) }
+        if handOver.pending.isEmpty { return finishHolding(resultsAt: path) }
         let now = EventLoop.nanoseconds()
         for service in handOver.pending where !handOver.announced {
             guard let announcement = readFile(stateFile(path, service) + ".handover") else { continue }
@@ -324,7 +325,7 @@ extension ServiceHost {
                                                                 heldRequests: 0, heldMilliseconds: 0)))
         }
         handOver.pending.removeAll()
-        finishHolding(path: path)
+        finishHolding(resultsAt: path)
     }
 
     /// The whole file at `path`; nil when it cannot be opened.
@@ -342,21 +343,21 @@ extension ServiceHost {
         return bytes
     }
 
-    /// Restores `service` from the state file at `path` (its own), or records why it starts fresh.
-    func restoreState(_ bytes: [UInt8], service name: String, path: String) {
-        if !handOver.pulling { unlink(path) }
+    /// Restores `service` from its state as `source` (a file, a predecessor) gave it, or records
+    /// why it starts fresh.
+    func restoreState(_ bytes: [UInt8], service name: String, from source: String) {
         handOver.pending.removeAll { $0 == name }
         func record(_ outcome: HandOver.Outcome) { handOver.outcomes.append((name, outcome)) }
         func fresh(_ code: String, _ detail: String) -> HandOver.Outcome {
             HandOver.Outcome(restored: false, values: 0, bytes: 0, code: code, detail: detail, heldRequests: 0, heldMilliseconds: 0)
         }
         guard let newline = bytes.firstIndex(of: 10) else {
-            return record(fresh("not-this-service", "the state file \(path) has no header"))
+            return record(fresh("not-this-service", "\(source) has no header"))
         }
         let header = String(decoding: bytes[..<newline], as: UTF8.self).split(separator: " ").map(String.init)
         let json = Array(bytes[(newline + 1)...])
         guard header.count >= 3, header[0] == "dyninka-state", header[2] == name else {
-            return record(fresh("not-this-service", "the state file \(path) is not a state of \(name)"))
+            return record(fresh("not-this-service", "\(source) is not a state of \(name)"))
         }
         guard let service = table?[name], service.hasState else {
             return record(HandOver.Outcome(restored: true, values: 0, bytes: 0, code: "restored", detail: "no @Placed state",
@@ -376,8 +377,9 @@ extension ServiceHost {
     }
 
     /// Every service has its state (or its reason to start fresh): records each outcome (log,
-    /// /metrics, each service's PATH.result) and serves what was held.
-    func finishHolding(path: String) {
+    /// /metrics, and each service's PATH.result for a hand-over through files at `path`) and
+    /// serves what was held.
+    func finishHolding(resultsAt path: String?) {
         let held = handOver.held?.count ?? 0
         // The longest a request was held: the first held one's wait (0 when none came).
         let heldMilliseconds = handOver.held?.first.map { Int((EventLoop.nanoseconds() - $0.request.started) / 1_000_000) } ?? 0
@@ -392,7 +394,7 @@ extension ServiceHost {
             } else {
                 log.warning("\(service) starts with fresh state: \(outcome.line)")
             }
-            if !handOver.pulling {
+            if let path {
                 let file = stateFile(path, service)
                 unlink(file + ".handover")
                 writeFile(file + ".result", Array((outcome.line + "\n").utf8))

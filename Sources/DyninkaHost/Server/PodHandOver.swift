@@ -136,7 +136,6 @@ extension ServiceHost {
         guard let own else { throw HostStartupError("--handover-from needs --pod-ip (or a --host other than 0.0.0.0): the old instance relays to it") }
         let successor = "\(own):\(boundPort)"
         handOver.held = []
-        handOver.pulling = true
         handOver.pending = configuration.services
         handOver.holdingSince = EventLoop.nanoseconds()
         let auth = key.signControl(Self.handOverPurpose, successor, validFor: configuration.stateWait)
@@ -174,7 +173,7 @@ extension ServiceHost {
             }
             handOver.pending.removeAll()
         }
-        finishHolding(path: "")
+        finishHolding(resultsAt: nil)
     }
 
     /// Restores each service from a hand-over body (see `answerHandOver`).
@@ -201,7 +200,7 @@ extension ServiceHost {
             index += length
             guard handOver.pending.contains(fields[0]) else { continue }
             let hash = fields[1] == "-" ? "" : fields[1]
-            restoreState(Array("dyninka-state 1 \(fields[0]) \(hash)\n".utf8) + json, service: fields[0], path: address)
+            restoreState(Array("dyninka-state 1 \(fields[0]) \(hash)\n".utf8) + json, service: fields[0], from: "the state from \(address)")
         }
         for service in handOver.pending {
             handOver.outcomes.append((service, HandOver.Outcome(restored: false, values: 0, bytes: 0, code: "not-this-service",

@@ -59,8 +59,8 @@ package final class ServiceHost {
     var handOver = HandOver()
 
     /// Loads nothing itself: pass the table loaded from `configuration.appPath` (none for the gateway).
-    package init(configuration given: HostConfiguration, table: ServiceTable?, role: HostRole = .service) throws(HostStartupError) {
-        let configuration = try Self.fused(given, table: table)
+    package init(configuration: HostConfiguration, table: ServiceTable?, role: HostRole = .service) throws(HostStartupError) {
+        try Self.checkFused(configuration)
         self.configuration = configuration
         self.role = role
         self.table = table
@@ -102,23 +102,16 @@ package final class ServiceHost {
         }
     }
 
-    /// A fused host's configuration checked against the table, with its own services as peers at
-    /// its own address (a fan-in dependency on one of them is still a hop, to `/NAME` here).
-    private static func fused(_ configuration: HostConfiguration, table: ServiceTable?) throws(HostStartupError) -> HostConfiguration {
-        guard configuration.services.count > 1, table != nil else { return configuration }
-        var fused = configuration
+    /// A host of several services hands over a file per service: its hand-over paths must say
+    /// where each goes. (A fan-in dependency on one of its own services is a hop to the host
+    /// itself: `HostContext.ownAddress`.)
+    private static func checkFused(_ configuration: HostConfiguration) throws(HostStartupError) {
+        guard configuration.services.count > 1 else { return }
         for (flag, path) in [("--state-out", configuration.stateOut), ("--state-in", configuration.stateIn)] {
             if let path, !path.contains("{service}") {
                 throw HostStartupError("\(flag) '\(path)': a host of several services hands over a file per service; put {service} in the path (for example /run/app/{service}.state)")
             }
         }
-        if configuration.port != 0 {
-            let host = configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host
-            for name in configuration.services where configuration.peers.addresses[name] == nil {
-                fused.peers.addresses[name] = PeerAddress(host: host, port: configuration.port)
-            }
-        }
-        return fused
     }
 
     /// Binds the listening socket; after this, `boundAddress` is known.
