@@ -83,15 +83,21 @@ package struct KubernetesApply {
                 continue
             }
             let logs = (try? cluster.kubectl.run(["logs", "-n", cluster.namespace, newest, "-c", "dyninka-host", "--tail=200"])) ?? ""
-            let said = logs.split(separator: "\n").filter {
-                $0.contains("took over the state of") || $0.contains("starts with fresh state") || $0.contains("no other instance at")
-            }
+            let said = Self.handOverLines(logs)
             if said.isEmpty {
                 lines.append("state of \(members.joined(separator: ", ")): the new pod said nothing about it yet (kubectl logs -l app.kubernetes.io/instance=\(names[unit]))")
             }
             for line in said { lines.append("state (\(newest.replacingOccurrences(of: "pod/", with: ""))): \(line)") }
         }
         return lines
+    }
+
+    /// The lines of a host's log that say what became of its @Placed state at start: restored
+    /// from a predecessor, or fresh and why.
+    package static func handOverLines(_ logs: String) -> [String] {
+        logs.split(separator: "\n").filter {
+            $0.contains("took over the state of") || $0.contains("starts with fresh state") || $0.contains("no other instance at")
+        }.map(String.init)
     }
 
     /// Every Deployment of the app after a deploy, a row each (a header row first): service,

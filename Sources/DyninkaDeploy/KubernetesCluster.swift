@@ -226,12 +226,12 @@ package struct KubernetesCluster: Sendable {
         }
     }
 
-    /// Deletes the app's Deployments, Services and HPAs (by label, so only what a deploy of
+    /// Deletes the app's Deployments, Services, HPAs, NetworkPolicies, PodDisruptionBudgets and key Secret (by label, so only what a deploy of
     /// this app created), waits up to `timeout` seconds for its pods to go, and removes the
     /// namespace too when a deploy created it for this app and nothing else is left in it.
     /// Returns kubectl's lines.
     package func delete(app: String, timeout: Int, progress: (String) -> Void) throws(KubectlFailure) -> [String] {
-        var lines = try kubectl.run(["delete", "deployments,services,horizontalpodautoscalers,networkpolicies,secrets", "-n", namespace, "-l", Self.selector(app: app),
+        var lines = try kubectl.run(["delete", "deployments,services,horizontalpodautoscalers,networkpolicies,poddisruptionbudgets,secrets", "-n", namespace, "-l", Self.selector(app: app),
                                      "--wait=false"])
             .split(separator: "\n").map(String.init).filter { !$0.isEmpty && !$0.hasPrefix("No resources found") }
         let start = Date()

@@ -172,6 +172,10 @@ package enum KubernetesManifests {
         return base + "-handover"
     }
 
+    /// The annotation on a stateful unit's PodDisruptionBudget that says who moves its pod when a
+    /// node is drained.
+    package static let guardAnnotation = "dyninka.io/drain"
+
     /// Whether `--autoscale` may scale this service out: not when it owns @Placed state, which
     /// lives in one process.
     package static func scalable(_ service: ServiceIR) -> Bool { service.placedState.isEmpty }
@@ -342,6 +346,23 @@ package enum KubernetesManifests {
                     ("selector", selector),
                     ("ports", .list([.map([("name", .string("control")), ("port", .int(controlPort)), ("targetPort", .string("control")),
                                            ("protocol", .string("TCP"))])])),
+                ])),
+            ]))
+        }
+        if stateful {
+            // No eviction may take the pod: a drain waits until `dyninka guard` (or a deploy)
+            // replaces it by a rollout, in which the new pod takes the state over before the old
+            // one goes and callers are never without an endpoint. A rollout deletes the old pod
+            // itself (not an eviction), and a lost node's pods are deleted by the node
+            // controller: neither waits for this budget.
+            documents.append(.map([
+                ("apiVersion", .string("policy/v1")),
+                ("kind", .string("PodDisruptionBudget")),
+                ("metadata", metadata(name, service, names: names, settings: settings,
+                                      annotations: [(guardAnnotation, .string("dyninka guard moves this pod off a cordoned node with its @Placed state"))])),
+                ("spec", .map([
+                    ("maxUnavailable", .int(0)),
+                    ("selector", .map([("matchLabels", selector)])),
                 ])),
             ]))
         }

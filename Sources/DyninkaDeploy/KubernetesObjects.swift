@@ -33,6 +33,10 @@ package enum Kube {
         }
         package struct Template: Decodable, Sendable {
             package var metadata: TemplateMetadata?
+            package var spec: PodTemplateSpec?
+        }
+        package struct PodTemplateSpec: Decodable, Sendable {
+            package var nodeSelector: [String: String]?
         }
         package struct TemplateMetadata: Decodable, Sendable {
             package var annotations: [String: String]?
@@ -99,6 +103,16 @@ package enum Kube {
             metadata.deletionTimestamp == nil && status?.phase == "Running"
                 && status?.conditions?.contains { $0.type == "Ready" && $0.status == "True" } == true
         }
+    }
+
+    /// A Node: whether it takes new pods.
+    package struct Node: Decodable, Sendable {
+        package struct Spec: Decodable, Sendable {
+            /// Cordoned (`kubectl cordon`, and the first step of `kubectl drain`).
+            package var unschedulable: Bool?
+        }
+        package var metadata: Metadata
+        package var spec: Spec?
     }
 
     /// An Event (`v1`).

@@ -47,7 +47,7 @@ extension DyninkaCommand {
         var environment: [String] = []
         @Option(help: "Deploy only this service.")
         var only: String?
-        @Option(help: "Move this service to the node given by --to: only its Deployment's node selector changes, and only it rolls. Its @Placed state starts fresh there (see the README); to keep it on that node, say @Service(node: ...) in the file.")
+        @Option(help: "Move this service to the node given by --to: only its Deployment's node selector changes, and only it rolls. Its new pod takes its @Placed state over from the old one; to keep it on that node, say @Service(node: ...) in the file.")
         var move: String?
         @Option(help: "With --move: the node (its kubernetes.io/hostname).")
         var to: String?
@@ -114,7 +114,7 @@ extension DyninkaCommand {
                 let state = ir.service(move)?.placedState ?? []
                 note("moving \(move) to node \(to): only its Deployment's node selector changes")
                 if !state.isEmpty {
-                    note("note: \(move)'s @Placed state (\(state.joined(separator: ", "))) starts fresh on \(to): the cluster replaces its pod, and nothing carries the old pod's memory over (on the test bed, dyninka move hands it over)")
+                    note("\(move)'s @Placed state (\(state.joined(separator: ", "))) goes with it: the new pod on \(to) takes it over from the old one before it serves")
                 }
                 note("note: this deploy overrides the file; the next deploy without --move puts \(move) back where the file says, unless you write @Service(node: \"\(to)\") there")
             }

@@ -15,5 +15,5 @@ struct DyninkaCommand: ParsableCommand {
             `dyninka build` turns every service into a network service; `dyninka run` starts them \
             on this machine, each in its own dyninka-host process, talking point to point.
             """,
-        subcommands: [Build.self, Run.self, Graph.self, Image.self, Deploy.self, Invoke.self, Trace.self, TestbedCommand.self, Move.self])
+        subcommands: [Build.self, Run.self, Graph.self, Image.self, Deploy.self, Invoke.self, Trace.self, TestbedCommand.self, Move.self, Guard.self])
 }

@@ -246,13 +246,14 @@ struct TestbedPodsTests {
             #expect(digits >= 0, "\(answer)")
             return digits
         }
-        /// Replaces count's pod with `deploy` while hey runs; checks and returns the hold it reported.
-        func replaced(_ what: String, deploy: String) throws {
+        /// Replaces count's pod by `replace` while hey runs (it returns what the replacement said,
+        /// with the new pod's words on the state); checks the count and the hold it reported.
+        func replaced(_ what: String, by replace: () throws -> String) throws {
             let before = try current()
             let report = folder + "/\(what).txt"
             try Self.load(entry, seconds: 40, into: report)
             sleep(3)
-            let rolled = try Self.cli(deploy, environment: environment)
+            let rolled = try replace()
             #expect(rolled.contains("took over the state of count: restored 1 value(s)"), "\(what): \(rolled)")
             let text = Self.finishedReport(report)
             let load = Load(text)
@@ -265,21 +266,53 @@ struct TestbedPodsTests {
             #expect(held >= 0 && held < 2000, "\(what): the longest hold \(held) ms")
             FileHandle.standardError.write(Data("\(what) of a stateful pod under load: \(load.statuses[200, default: 0]) updates acknowledged, \(load.failed) failed; the count after them \(after) (expected \(before + load.statuses[200, default: 0] + 1)); longest hold \(held) ms; slowest request \(load.slowest) s\n".utf8))
         }
+        func countNodes() throws -> [String] {
+            try Self.kubectl(kubeconfig, "-n state get pods -l app.kubernetes.io/name=count -o jsonpath='{.items[*].spec.nodeName}'")
+                .split(separator: " ").map(String.init)
+        }
+        /// Waits until count's only pod runs on `node` (the old one may still be draining, relaying).
+        func settled(on node: String) throws {
+            var nodes: [String] = []
+            for _ in 0..<60 {
+                nodes = try countNodes()
+                if nodes == [node] { break }
+                sleep(1)
+            }
+            #expect(nodes == [node], "count runs on \(nodes), expected on \(node)")
+        }
+        /// `kubectl drain cloud` with `dyninka guard` running: count's PodDisruptionBudget refuses
+        /// the eviction until the guard has moved it off by a rollout (the hand-over), then the
+        /// drain finds it gone and completes. Returns the guard's log.
+        func drainCloud() throws -> String {
+            let log = folder + "/guard.txt"
+            try RealNodeCluster.sh("cd '\(root)' && ('\(dyninka)' guard --namespace state --interval 1 --for 150 > '\(log)' 2>&1 &)",
+                                   environment: environment)
+            defer { _ = try? Self.kubectl(kubeconfig, "uncordon cloud") }
+            let started = Date()
+            _ = try Self.kubectl(kubeconfig, "drain cloud --ignore-daemonsets --delete-emptydir-data --timeout=120s")
+            FileHandle.standardError.write(Data(String(format: "kubectl drain cloud took %.1f s\n", Date().timeIntervalSince(started)).utf8))
+            _ = try? RealNodeCluster.sh("pkill -f '[g]uard --namespace state --interval 1' || true")
+            let said = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            #expect(said.contains("node cloud is cordoned: moving state/counter-count") && said.contains("state/counter-count moved to node"), "\(said)")
+            return said
+        }
+
         let source = try String(contentsOfFile: app, encoding: .utf8)
         try source.replacingOccurrences(of: "version: 1", with: "version: 2").write(toFile: app, atomically: true, encoding: .utf8)
-        try replaced("rollout", deploy: "deploy '\(app)' --apply --namespace state")
-        let node = try Self.pods(kubeconfig, "state")["count"]?.last ?? ""
-        let target = ["edge-1", "edge-2", "cloud"].first { $0 != node }!
-        try replaced("move", deploy: "deploy '\(app)' --apply --namespace state --move count --to \(target)")
-        // The old pod may still be draining (relaying): wait for it to be gone.
-        var nodes: [String] = []
-        for _ in 0..<60 {
-            let text = try Self.kubectl(kubeconfig, "-n state get pods -l app.kubernetes.io/name=count -o jsonpath='{.items[*].spec.nodeName}'")
-            nodes = text.split(separator: " ").map(String.init)
-            if nodes == [target] { break }
-            sleep(1)
+        // The rollout lands count on cloud (the edges take no new pods meanwhile), which is then
+        // drained: only pods that may run anywhere live there, so the drain strands nothing else.
+        _ = try Self.kubectl(kubeconfig, "cordon edge-1 edge-2")
+        do {
+            defer { _ = try? Self.kubectl(kubeconfig, "uncordon edge-1 edge-2") }
+            try replaced("rollout") { try Self.cli("deploy '\(app)' --apply --namespace state", environment: environment) }
+            try settled(on: "cloud")
         }
-        #expect(nodes == [target], "count runs on \(nodes), moved to \(target)")
+        try replaced("drain", by: drainCloud)
+        let drained = try countNodes()
+        #expect(drained.count == 1 && !drained.contains("cloud"), "count's pods after the drain of cloud: \(drained)")
+        // And back onto cloud, now by a deploy that says so.
+        try replaced("move") { try Self.cli("deploy '\(app)' --apply --namespace state --move count --to cloud", environment: environment) }
+        try settled(on: "cloud")
     }
 
     /// The cloud node dies (`testbed kill`: its daemons and every container, SIGKILL) while the
