@@ -1,10 +1,11 @@
 import Foundation
 
-/// `dyninka guard`: keeps `kubectl drain` lossless for services with @Placed state.
+/// `dyninka guard`: keeps `kubectl drain` lossless for the app's pods, and for @Placed state.
 ///
-/// A stateful unit's PodDisruptionBudget (`maxUnavailable: 0`) refuses every eviction, so a
-/// drain cannot stop its pod before a successor exists (which would leave callers without an
-/// endpoint and the state waiting in a terminating pod). The guard watches for cordoned nodes
+/// Every unit's PodDisruptionBudget (`maxUnavailable: 0`) refuses every eviction, so a drain
+/// cannot stop a pod before its successor is ready (an evicted single replica leaves callers
+/// without an endpoint, and a stateful one's state waiting in a terminating pod). The guard
+/// watches for cordoned nodes
 /// (`kubectl drain` cordons first) and moves each such pod by a rollout (`kubectl rollout
 /// restart`): the scheduler puts the new pod on a node that is not cordoned, the new pod takes the
 /// state over from the old one as in any rollout, and the Deployment deletes the old pod, which
@@ -12,7 +13,7 @@ import Foundation
 /// no other node fits) stays where it is, and the guard says why: the drain keeps waiting, as it
 /// must, until the node is uncordoned or the service is moved elsewhere by a deploy.
 package struct DrainGuard {
-    /// A stateful unit: its PodDisruptionBudget names its Deployment.
+    /// A unit a deploy wrote a PodDisruptionBudget for: the budget names its Deployment.
     package struct Unit: Equatable, Sendable {
         package var namespace: String
         /// The Deployment (and PodDisruptionBudget) name.
@@ -71,7 +72,7 @@ package struct DrainGuard {
     /// controller has not made the surge pod yet in the first moments).
     package static let restartSpacing: TimeInterval = 60
 
-    /// One pass, pure: `cordoned` nodes, the stateful `units`, their `pods`, and when the guard
+    /// One pass, pure: `cordoned` nodes, the `units`, their `pods`, and when the guard
     /// restarted which unit (`restarted`, by key). Units are visited in key order.
     package static func plan(cordoned: Set<String>, units: [Unit], pods: [PodView], restarted: [String: Date],
                              now: Date = Date()) -> [Action] {
@@ -133,7 +134,7 @@ package struct DrainGuard {
         Set(try kubectl.json(Kube.List<Kube.Node>.self, ["get", "nodes"]).items.filter { $0.spec?.unschedulable == true }.map(\.metadata.name))
     }
 
-    /// The stateful units: every PodDisruptionBudget a dyninka deploy wrote, with its
+    /// The units: every PodDisruptionBudget a dyninka deploy wrote, with its
     /// Deployment's node selector.
     func units() throws(KubectlFailure) -> [Unit] {
         let budgets = try kubectl.json(Kube.List<Kube.Object>.self, ["get", "poddisruptionbudgets"] + scope + ["-l", "app.kubernetes.io/managed-by=dyninka"]).items
@@ -173,7 +174,7 @@ package struct DrainGuard {
             case .move(let unit, let pod, let node):
                 try kubectl.run(["rollout", "restart", "deployment/\(unit.deployment)", "-n", unit.namespace])
                 restarted[unit.key] = Date()
-                tell(unit, "node \(node) is cordoned: moving \(unit.key) (pod \(pod)) by a rollout; its new pod takes the @Placed state over before the old one stops", say)
+                tell(unit, "node \(node) is cordoned: moving \(unit.key) (pod \(pod)) by a rollout; its new pod starts elsewhere and is ready (with the @Placed state, if it has any) before the old one stops", say)
             case .pinned(let unit, let node):
                 tell(unit, "\(unit.key) is placed on node \(node) (@Service(node:) or deploy --move), which is cordoned: it stays, and a drain of \(node) waits for it. Uncordon \(node), or move it: dyninka deploy FILE --apply --move SERVICE --to NODE", say)
             case .waiting(let unit, let why):

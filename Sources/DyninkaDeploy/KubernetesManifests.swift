@@ -349,23 +349,23 @@ package enum KubernetesManifests {
                 ])),
             ]))
         }
-        if stateful {
-            // No eviction may take the pod: a drain waits until `dyninka guard` (or a deploy)
-            // replaces it by a rollout, in which the new pod takes the state over before the old
-            // one goes and callers are never without an endpoint. A rollout deletes the old pod
-            // itself (not an eviction), and a lost node's pods are deleted by the node
-            // controller: neither waits for this budget.
-            documents.append(.map([
-                ("apiVersion", .string("policy/v1")),
-                ("kind", .string("PodDisruptionBudget")),
-                ("metadata", metadata(name, service, names: names, settings: settings,
-                                      annotations: [(guardAnnotation, .string("dyninka guard moves this pod off a cordoned node with its @Placed state"))])),
-                ("spec", .map([
-                    ("maxUnavailable", .int(0)),
-                    ("selector", .map([("matchLabels", selector)])),
-                ])),
-            ]))
-        }
+        // No eviction may take a pod: with one replica, an evicted pod leaves its callers without
+        // an endpoint until the replacement is ready (and a stateful one's state waiting). A drain
+        // waits until `dyninka guard` (or a deploy) replaces the pod by a rollout, in which the new
+        // pod is ready (and has taken the state over) before the old one goes. A rollout deletes
+        // the old pod itself (not an eviction), and a lost node's pods are deleted by the node
+        // controller: neither waits for this budget.
+        documents.append(.map([
+            ("apiVersion", .string("policy/v1")),
+            ("kind", .string("PodDisruptionBudget")),
+            ("metadata", metadata(name, service, names: names, settings: settings, annotations: [(guardAnnotation, .string(
+                stateful ? "dyninka guard moves this pod off a cordoned node by a rollout that hands its @Placed state over"
+                         : "dyninka guard moves this pod off a cordoned node by a rollout (the new pod ready first)"))])),
+            ("spec", .map([
+                ("maxUnavailable", .int(0)),
+                ("selector", .map([("matchLabels", selector)])),
+            ])),
+        ]))
         if settings.networkPolicy { documents.append(networkPolicy(members, ir: ir, names: names, settings: settings)) }
         // State placed on a service lives in one process: only stateless services scale out.
         if let autoscale = settings.autoscale, autoscaled {

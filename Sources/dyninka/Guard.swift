@@ -3,19 +3,21 @@ import DyninkaDeploy
 import Foundation
 
 extension DyninkaCommand {
-    /// `dyninka guard`: moves the pods of stateful services off cordoned nodes, with their state,
-    /// so that `kubectl drain` loses neither state nor requests.
+    /// `dyninka guard`: moves the app's pods off cordoned nodes by rollouts, so that `kubectl
+    /// drain` loses neither requests nor @Placed state.
     struct Guard: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Keep @Placed state and requests through `kubectl drain` (Kubernetes).",
+            abstract: "Keep requests and @Placed state through `kubectl drain` (Kubernetes).",
             discussion: """
-                A deploy gives every service with @Placed state a PodDisruptionBudget that refuses \
-                evictions, so `kubectl drain` cannot stop its pod before a successor has its state. \
-                While this runs, a pod of such a service on a cordoned node (a drain cordons first) \
-                is moved by a rollout: its new pod starts on another node, takes the state over \
-                from the old one, and the old one goes; the drain then finds it gone and goes on. \
-                A service placed on that very node stays, and the guard says so (the drain waits). \
-                Run it where kubectl reaches the cluster, for as long as nodes may be drained.
+                A deploy gives every service's pod a PodDisruptionBudget that refuses evictions: \
+                an evicted single replica would leave its callers without an endpoint until its \
+                replacement is ready, and a stateful one's state waiting in a stopping pod. While \
+                this runs, a dyninka pod on a cordoned node (a drain cordons first) is moved by a \
+                rollout: its new pod starts on another node and is ready (with the state handed \
+                over, for a service with @Placed state) before the old one goes; the drain then \
+                finds it gone and goes on. A service placed on that very node stays, and the \
+                guard says so (the drain waits). Run it where kubectl reaches the cluster, for as \
+                long as nodes may be drained.
                 """)
 
         @Option(help: "Only this namespace (default: all namespaces).")
@@ -41,7 +43,7 @@ extension DyninkaCommand {
                 let cluster = try KubernetesCluster.connect(kubectl, namespace: namespace)
                 guardian = DrainGuard(kubectl: kubectl, namespace: namespace)
                 let scope = namespace.map { "namespace '\($0)'" } ?? "all namespaces"
-                note("guarding the stateful services of \(scope) in context '\(cluster.context)' (\(cluster.server)): their pods leave cordoned nodes by a rollout that hands their @Placed state over")
+                note("guarding the dyninka pods of \(scope) in context '\(cluster.context)' (\(cluster.server)): they leave cordoned nodes by rollouts, the new pod ready (with any @Placed state) before the old one goes")
             } catch {
                 note("error: \(error)")
                 throw ExitCode(1)

@@ -285,13 +285,13 @@ struct TestbedPodsTests {
         /// drain finds it gone and completes. Returns the guard's log.
         func drainCloud() throws -> String {
             let log = folder + "/guard.txt"
-            try RealNodeCluster.sh("cd '\(root)' && ('\(dyninka)' guard --namespace state --interval 1 --for 150 > '\(log)' 2>&1 &)",
+            try RealNodeCluster.sh("cd '\(root)' && ('\(dyninka)' guard --interval 1 --for 150 > '\(log)' 2>&1 &)",
                                    environment: environment)
             defer { _ = try? Self.kubectl(kubeconfig, "uncordon cloud") }
             let started = Date()
             _ = try Self.kubectl(kubeconfig, "drain cloud --ignore-daemonsets --delete-emptydir-data --timeout=120s")
             FileHandle.standardError.write(Data(String(format: "kubectl drain cloud took %.1f s\n", Date().timeIntervalSince(started)).utf8))
-            _ = try? RealNodeCluster.sh("pkill -f '[g]uard --namespace state --interval 1' || true")
+            _ = try? RealNodeCluster.sh("pkill -f '[g]uard --interval 1 --for 150' || true")
             let said = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             #expect(said.contains("node cloud is cordoned: moving state/counter-count") && said.contains("state/counter-count moved to node"), "\(said)")
             return said
