@@ -81,6 +81,10 @@ package struct HostOptions: ParsableArguments {
     var handoverFrom: String?
     @Option(name: .customLong(HostSetting.podIP.flag!), help: ArgumentHelp(HostSetting.podIP.helpLine))
     var podIP: String?
+    @Option(name: .customLong(HostSetting.checkpoint.flag!), help: ArgumentHelp(HostSetting.checkpoint.helpLine))
+    var checkpoint: String?
+    @Option(name: .customLong(HostSetting.checkpointInterval.flag!), help: ArgumentHelp(HostSetting.checkpointInterval.helpLine))
+    var checkpointInterval: Int?
     @Option(name: .customLong(HostSetting.otlpFile.flag!), help: ArgumentHelp(HostSetting.otlpFile.helpLine))
     var otlpFile: String?
     @Option(name: .customLong(HostSetting.otlpEndpoint.flag!), help: ArgumentHelp(HostSetting.otlpEndpoint.helpLine))
@@ -153,6 +157,8 @@ package struct HostOptions: ParsableArguments {
         try number(.controlPort, controlPort)
         try text(.handoverFrom, handoverFrom)
         try text(.podIP, podIP)
+        try text(.checkpoint, checkpoint)
+        try number(.checkpointInterval, checkpointInterval)
         try text(.otlpFile, otlpFile)
         try text(.otlpEndpoint, otlpEndpoint)
         try number(.traceRate, traceRate)

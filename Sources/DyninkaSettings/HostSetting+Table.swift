@@ -6,7 +6,7 @@ extension HostSetting {
         maxHeaderBytes, maxBodyBytes, maxBufferedBytes, maxInFlight, maxHops, maxVisits, fixedRoutes,
         appKeyFile, appKey, publicService, allowRoute,
         drainDelay, drainTimeout, accessLog, exitWithParent, logLevel,
-        routeFile, stateOut, handoverTimeout, stateIn, stateWait, freeBind, controlPort, handoverFrom, podIP,
+        routeFile, stateOut, handoverTimeout, stateIn, stateWait, freeBind, controlPort, handoverFrom, podIP, checkpoint, checkpointInterval,
         otlpFile, otlpEndpoint, traceRate,
     ]
 
@@ -123,6 +123,13 @@ extension HostSetting {
     package static let podIP = HostSetting(
         "pod-ip", "DYNINKA_POD_IP", .text, .optionalText(\.podIP),
         "This instance's own IP (Kubernetes: status.podIP): a successor names it as where requests go after the hand-over, and skips it among the predecessors.")
+
+    package static let checkpoint = HostSetting(
+        "checkpoint", "DYNINKA_CHECKPOINT", .text, .optionalText(\.checkpoint),
+        "Write the @Placed state to this Redis server after calls that may change it (redis://HOST:PORT[/PREFIX]), and start from it when no predecessor hands state over: what survives the loss of this instance's node.")
+    package static let checkpointInterval = HostSetting(
+        "checkpoint-interval", "DYNINKA_CHECKPOINT_INTERVAL", .integer(0...600_000, unit: "ms"), .integer(\.checkpointInterval),
+        "With --checkpoint: 0 answers a call that may change the state only once the store holds it (no acknowledged update is lost); N writes at most every N ms and answers at once (up to N ms of updates may be lost).")
 
     // Tracing.
     package static let otlpFile = HostSetting("otlp-file", "DYNINKA_OTLP_FILE", .text, .optionalText(\.otlpFile),

@@ -82,6 +82,10 @@ package struct HostSettings: Sendable, Equatable {
     package var handoverFrom: String?
     /// This instance's own address, as its successor or predecessor sees it.
     package var podIP: String?
+    /// Checkpoint store of the @Placed state (`redis://HOST:PORT[/PREFIX]`).
+    package var checkpoint: String?
+    /// Milliseconds between checkpoint writes; 0: before each answer.
+    package var checkpointInterval = 0
     /// Append recorded spans to this file as OTLP/JSON.
     package var otlpFile: String?
     /// POST recorded spans as OTLP/JSON to this OTLP/HTTP receiver.

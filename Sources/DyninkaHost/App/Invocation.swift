@@ -175,6 +175,28 @@ final class Invocation: FunctionCaller {
                                                   message: "'\(service.name)' handed its state over while this call ran; its update may be lost; retry"),
                           own: false)
         }
+        if let checkpoint = context.checkpoint, service.hasState {
+            guard checkpoint.interval == 0 else {
+                checkpoint.changed(then: nil)
+                return proceed(result, output)
+            }
+            // The answer waits until the store holds this call's update.
+            checkpoint.changed { [self] stored in
+                guard stored else {
+                    return finish(failure: ServiceFailure(service: service.name, kind: .function, message:
+                        "'\(service.name)' applied this update, but its checkpoint store \(checkpoint.store) did not take it (\(checkpoint.lastFailure)): it would not survive the loss of this node"), own: true)
+                }
+                proceed(result, output)
+            }
+            return
+        }
+        proceed(result, output)
+    }
+
+    /// After the call: answer, or go on to the next stage.
+    private func proceed(_ result: FunctionResult, _ output: LibraryOutput) {
+        // Answered meanwhile (a deadline passed while the checkpoint was written).
+        if finished { return }
         switch result {
         case .value:
             guard let next = plan.next else {

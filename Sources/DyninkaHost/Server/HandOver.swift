@@ -179,6 +179,12 @@ extension ServiceHost {
     /// passed: those fail when their call would start) and no call running.
     func trySeal() {
         guard handOver.active, !handOver.sealed, !handOver.refusing, context.callsRunning == 0 else { return }
+        // A checkpoint write under way (or due) goes first: once sealed, this instance writes no
+        // more, so that no late write of it lands after one of its successor.
+        if let checkpoint = context.checkpoint, !checkpoint.idle {
+            checkpoint.flushIfDue()
+            return
+        }
         if handOver.successor != nil {
             // A pod hand-over relays what arrives from now on: only calls already started count.
             guard context.callsWaiting == 0 else { return }
@@ -212,6 +218,7 @@ extension ServiceHost {
         guard !handOver.sealed else { return }
         handOver.sealed = true
         context.stateSealed = stateServices.contains(where: \.hasState)
+        context.checkpoint?.stop()
         for timer in handOver.timers { timer.close() }
         handOver.timers.removeAll()
         if let reason, context.stateSealed {

@@ -35,6 +35,8 @@ final class HostContext {
     var stateSealed = false
     /// Told when a call stops waiting or running (set during a hand-over).
     var callsSettled: (() -> Void)?
+    /// The checkpoint of the @Placed state (`--checkpoint`), when one is kept.
+    var checkpoint: Checkpointer?
 
     /// How hops connect: keep-alive-free, closed with RST, refused connections retried within
     /// --connect-retry (read once, not per hop).

@@ -158,6 +158,13 @@ extension ServiceHost {
         case .state(let bytes, let address):
             log.info("the instance at \(address) handed its state over")
             restoreSections(bytes, from: address)
+        case .noPredecessor where context.checkpoint != nil:
+            readCheckpoint(because: "no other instance at \(from)")
+            return
+        case .failed(let why) where context.checkpoint != nil:
+            log.warning("no predecessor handed its state over: \(why)")
+            readCheckpoint(because: "no predecessor handed its state over")
+            return
         case .noPredecessor:
             for service in handOver.pending {
                 handOver.outcomes.append((service, HandOver.Outcome(restored: true, values: 0, bytes: 0, code: "restored",

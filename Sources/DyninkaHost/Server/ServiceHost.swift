@@ -100,6 +100,18 @@ package final class ServiceHost {
         case .gateway:
             preconditionFailure("the gateway was handled above")
         }
+        if let url = configuration.checkpoint {
+            guard let store = CheckpointStore(url: url) else {
+                throw HostStartupError("--checkpoint must be redis://HOST:PORT or redis://HOST:PORT/PREFIX, got '\(url)'")
+            }
+            let stateful = stateServices.filter(\.hasState)
+            if stateful.isEmpty {
+                log.warning("--checkpoint \(store): \(configuration.services.joined(separator: ", ")) own(s) no @Placed state; nothing is written")
+            } else {
+                context.checkpoint = Checkpointer(store: store, app: table.appName, services: stateful,
+                                                  interval: configuration.checkpointInterval, context: context)
+            }
+        }
     }
 
     /// A host of several services hands over a file per service: its hand-over paths must say
@@ -214,7 +226,11 @@ package final class ServiceHost {
                 })
             }
             if let path = configuration.stateIn { try awaitState(at: path) }
-            if let from = configuration.handoverFrom { try pullState(from: from) }
+            if let from = configuration.handoverFrom {
+                try pullState(from: from)
+            } else if configuration.stateIn == nil, context.checkpoint != nil {
+                readCheckpoint(because: "started")
+            }
             let sweep = try LoopTimer(loop: loop)
             let parent = getppid()
             var ticks = 0

@@ -72,6 +72,11 @@ package final class Metrics {
     /// What this host made of the state handed to it (nil: it took over from no one).
     package var stateOutcome: (restored: Bool, code: String, values: Int, heldSeconds: Double)?
 
+    /// Checkpoint writes by outcome (stored, failed), their total seconds, and the bytes of the last.
+    package var checkpointWrites: [String: Int] = [:]
+    package var checkpointSeconds = 0.0
+    package var checkpointBytes = 0
+
     /// Also expose OpenFaaS's gateway metric names (gateway mode's gateway).
     package var openFaaSNames = false
 
@@ -129,6 +134,15 @@ package final class Metrics {
         ]
         for (name, type, help, value) in single {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
+        }
+        if !checkpointWrites.isEmpty {
+            out += "# HELP dyninka_checkpoint_writes_total Writes of the @Placed state to the checkpoint store, by outcome.\n"
+            out += "# TYPE dyninka_checkpoint_writes_total counter\n"
+            for outcome in ["stored", "failed"] { out += "dyninka_checkpoint_writes_total{outcome=\"\(outcome)\"} \(checkpointWrites[outcome] ?? 0)\n" }
+            out += "# HELP dyninka_checkpoint_write_seconds_total Time the checkpoint writes took, from snapshot to the store's answer.\n"
+            out += "# TYPE dyninka_checkpoint_write_seconds_total counter\ndyninka_checkpoint_write_seconds_total \(checkpointSeconds)\n"
+            out += "# HELP dyninka_checkpoint_bytes Bytes of the last checkpoint write.\n"
+            out += "# TYPE dyninka_checkpoint_bytes gauge\ndyninka_checkpoint_bytes \(checkpointBytes)\n"
         }
         if let state = stateOutcome {
             out += "# HELP dyninka_state_restored 1 when this host took over its predecessor's @Placed state, 0 when it started fresh (outcome says why).\n"
