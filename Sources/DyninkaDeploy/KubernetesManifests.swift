@@ -24,6 +24,10 @@ package struct DeploySettings: Sendable {
     /// cluster evicts it and its Deployment starts a replacement elsewhere; Kubernetes' own
     /// default is 300 s, long for a fog whose nodes fail.
     package var nodeLossSeconds = 20
+    /// Where services with @Placed state keep a checkpoint of it (`redis://HOST:PORT[/PREFIX]`),
+    /// and how often (`--checkpoint-interval`, ms; 0: before each answer). Nil: none.
+    package var checkpoint: String?
+    package var checkpointInterval = 0
     /// Programs that run beside services, in their pods (`dyninka.json`'s sidecars).
     package var sidecars: [DeploySidecar] = []
     /// Which services share a pod (fusion): with `auto`, the services that must share a node
@@ -230,6 +234,12 @@ package enum KubernetesManifests {
             host.controlPort = controlPort
             host.handoverFrom = "\(handOverServiceName(name)):\(controlPort)"
             settingsShown += [.controlPort, .handoverFrom]
+            // What survives a lost node: the state in a store of the user's.
+            if let checkpoint = settings.checkpoint {
+                host.checkpoint = checkpoint
+                host.checkpointInterval = settings.checkpointInterval
+                settingsShown += [.checkpoint, .checkpointInterval]
+            }
         }
         var env: [Doc] = host.environment(settingsShown).map {
             .map([("name", .string($0.name)), ("value", .string($0.value))])

@@ -68,7 +68,16 @@ extension DyninkaCommand {
         @Option(help: "Kubernetes: 'auto' runs the services that must share a node (near:, the same node:) in one pod, whose host calls them in process with typed values; each keeps its Service. @Service(isolated: true) keeps a service apart. 'none' (the default): a pod per service.")
         var fuse: Fusion = .none
 
+        @Option(help: "Kubernetes: services with @Placed state also write it to this Redis server (redis://HOST:PORT[/PREFIX]), and a pod that finds no predecessor (its node was lost) starts from it. Without it, a lost node's state is gone.")
+        var checkpoint: String?
+        @Option(help: "With --checkpoint: 0 (the default) answers an update only once the store holds it; N writes at most every N ms and answers at once (up to N ms of updates may be lost with a node).")
+        var checkpointInterval = 0
+
         func validate() throws {
+            if let checkpoint, !checkpoint.hasPrefix("redis://") || checkpoint.dropFirst(8).isEmpty {
+                throw ValidationError("--checkpoint must be redis://HOST:PORT or redis://HOST:PORT/PREFIX, got '\(checkpoint)'")
+            }
+            guard checkpointInterval >= 0 else { throw ValidationError("--checkpoint-interval must be 0 or more milliseconds") }
             if (move == nil) != (to == nil) { throw ValidationError("--move SERVICE and --to NODE go together") }
             if move != nil && delete { throw ValidationError("--move deploys; it cannot be combined with --delete") }
             if let move, let only, move != only { throw ValidationError("--move \(move) rolls only \(move); --only \(only) names another service") }
@@ -133,6 +142,11 @@ extension DyninkaCommand {
             settings.namespace = namespace
             settings.memoryLimitMiB = memoryLimit
             settings.nodeLossSeconds = nodeLossTimeout
+            settings.checkpoint = checkpoint
+            settings.checkpointInterval = checkpointInterval
+            if checkpoint == nil, apply, detection.target == .kubernetes, ir.services.contains(where: { !$0.placedState.isEmpty }) {
+                note("note: @Placed state goes from pod to pod on rollouts, moves and drains (with `dyninka guard`), but dies with a lost node unless --checkpoint names a store")
+            }
             settings.networkPolicy = networkPolicy
             settings.fusion = fuse
             settings.sidecars = try sidecars(of: ir, build: build, onTestbed: onTestbed)

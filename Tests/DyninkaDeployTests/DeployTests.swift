@@ -181,6 +181,19 @@ func run(_ arguments: [String]) throws -> (Int32, String) {
         #expect(map.contains("kind: PodDisruptionBudget") && map.contains("maxUnavailable: 0\n  selector:"), "\(map)")
     }
 
+    @Test func aCheckpointGoesToTheServicesWithStateOnly() throws {
+        let app = try ir("SmartBuilding")
+        var chosen = settings(app, autoscale: false)
+        chosen.checkpoint = "redis://10.0.0.9:6379/sb"
+        chosen.checkpointInterval = 250
+        let manifests = try KubernetesManifests.generate(app, settings: chosen)
+        let moving = try #require(manifests.first { $0.service == "movingAvg" }?.yaml)
+        #expect(moving.contains("name: DYNINKA_CHECKPOINT\n") && moving.contains("value: \"redis://10.0.0.9:6379/sb\""), "\(moving)")
+        #expect(moving.contains("name: DYNINKA_CHECKPOINT_INTERVAL\n") && moving.contains("value: \"250\""), "\(moving)")
+        let map = try #require(manifests.first { $0.service == "map" }?.yaml)
+        #expect(!map.contains("DYNINKA_CHECKPOINT"), "a service without state keeps nothing")
+    }
+
     @Test func aFusedGroupIsOneDeploymentWithAServicePerServiceName() throws {
         let app = try ir("SmartBuilding")
         var chosen = settings(app, autoscale: true)

@@ -136,7 +136,10 @@ struct TestbedPodsTests {
         #expect(lan > 0 && lan < 0.1, "LAN chain took \(lan) s")
         #expect(slow - lan > 0.3, "with 50 ms each way the chain took \(slow) s against \(lan) s on the LAN")
         try rolloutUnderLoad(environment: environment)
-        try statefulReplacementsUnderLoad(environment: environment, kubeconfig: kubeconfig)
+        let counter = NSTemporaryDirectory() + "dyninka-state-pods-\(getpid())"
+        try FileManager.default.createDirectory(atPath: counter, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: counter) }
+        try statefulReplacementsUnderLoad(environment: environment, kubeconfig: kubeconfig, folder: counter)
 
         // BuildingAlerts: the same answers as the local program (CLITests), by Service name.
         let alerts = try Self.cli("deploy examples/BuildingAlerts/App.swift --apply --namespace fog", environment: environment)
@@ -171,7 +174,7 @@ struct TestbedPodsTests {
         let local = try Self.cli("run examples/SmartBuilding/App.swift --local", environment: ["ROWS": "30"])
             .split(separator: "\n").filter { Double($0) != nil }.map(String.init)
         #expect(!local.isEmpty && remote == local, "local \(local), in pods \(remote)")
-        try nodeLoss(kubeconfig: kubeconfig)
+        try nodeLoss(kubeconfig: kubeconfig, environment: environment, counter: counter + "/Counter.swift")
     }
 
     /// An edited stateless stage (detect) rolls while hey sends keep-alive-free requests through
@@ -211,10 +214,7 @@ struct TestbedPodsTests {
     /// node, each while hey sends keep-alive-free requests through the chain. The new pod takes
     /// the state from the old one over the network (signed with the app key); after each, the
     /// count equals the updates acknowledged, none failed, and the hold is measured.
-    func statefulReplacementsUnderLoad(environment: [String: String], kubeconfig: String) throws {
-        let folder = NSTemporaryDirectory() + "dyninka-state-pods-\(getpid())"
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: folder) }
+    func statefulReplacementsUnderLoad(environment: [String: String], kubeconfig: String, folder: String) throws {
         let app = folder + "/Counter.swift"
         try """
             import Dyninka
@@ -320,15 +320,37 @@ struct TestbedPodsTests {
     /// fails fast naming report; report comes back on an edge node within the bound that the
     /// manifests' tolerations set (the node controller's 40 s grace, then 20 s); `testbed revive`
     /// brings the node back Ready.
-    func nodeLoss(kubeconfig: String) throws {
+    func nodeLoss(kubeconfig: String, environment: [String: String], counter: String) throws {
         let entry = "http://placement-capture.place:8080/"
-        // report onto cloud, for certain: the edges closed to new pods while its pod is replaced.
-        if try Self.pods(kubeconfig, "place")["report"]?.last != "cloud" {
-            _ = try Self.kubectl(kubeconfig, "cordon edge-1 edge-2")
-            _ = try Self.kubectl(kubeconfig, "-n place delete pod -l app.kubernetes.io/name=report --wait=true")
-            _ = try Self.kubectl(kubeconfig, "-n place rollout status deployment/placement-report --timeout=60s")
-            _ = try Self.kubectl(kubeconfig, "uncordon edge-1 edge-2")
+        // The counter keeps a checkpoint of its state in a Redis server outside the cluster (in
+        // the bed's client node, as a store users already run would be).
+        let store = try Self.kubectl(kubeconfig, "get node client -o jsonpath='{.status.addresses[?(@.type==\"InternalIP\")].address}'")
+        try Self.cli("testbed exec client -- redis-server --port 6399 --bind 0.0.0.0 --save '' --appendonly no --protected-mode no --daemonize yes")
+        defer { _ = try? Self.cli("testbed exec client -- redis-cli -p 6399 shutdown nosave") }
+        // report, and count with its checkpoint, onto cloud, for certain: the edges closed to new
+        // pods while their pods are replaced.
+        _ = try Self.kubectl(kubeconfig, "cordon edge-1 edge-2")
+        do {
+            defer { _ = try? Self.kubectl(kubeconfig, "uncordon edge-1 edge-2") }
+            let deployed = try Self.cli("deploy '\(counter)' --apply --namespace state --checkpoint redis://\(store):6399/bed", environment: environment)
+            #expect(deployed.contains("took over the state of count"), "\(deployed)")
+            if try Self.pods(kubeconfig, "place")["report"]?.last != "cloud" {
+                _ = try Self.kubectl(kubeconfig, "-n place delete pod -l app.kubernetes.io/name=report --wait=true")
+                _ = try Self.kubectl(kubeconfig, "-n place rollout status deployment/placement-report --timeout=60s")
+            }
         }
+        let counted = "http://counter-tick.state:8080/"
+        Self.awaitService(counted, body: "")
+        #expect(try Self.pods(kubeconfig, "state")["count"]?.last == "cloud")
+        func count() -> Int? {
+            guard let answer = try? Self.fromClient(counted).text, answer.hasSuffix(" 200") else { return nil }
+            return answer.range(of: #"(?<="count":)[0-9]+"#, options: .regularExpression).flatMap { Int(answer[$0]) }
+        }
+        let before = try #require(count())
+        let report = NSTemporaryDirectory() + "dyninka-node-loss-\(getpid()).txt"
+        defer { try? FileManager.default.removeItem(atPath: report) }
+        try Self.load(counted, seconds: 20, into: report)
+        sleep(6)
         #expect(try Self.pods(kubeconfig, "place")["report"] == ["Running", "true", "cloud"])
         Self.awaitService(entry, body: "")
         #expect(try Self.fromClient(entry).text == #""gate: 2 objects" 200"#)
@@ -359,6 +381,23 @@ struct TestbedPodsTests {
         let seconds = try #require(back, "report did not come back on an edge node within 150 s of the kill; its pods: \(listed)")
         FileHandle.standardError.write(Data(String(format: "node loss: the chain answers again %.1f s after cloud died (bound: 40 s grace + 20 s toleration + start)\n", seconds).utf8))
         #expect(seconds < 120, "report came back after \(seconds) s")
+
+        // count came back elsewhere from its checkpoint: every update acknowledged before the
+        // loss is there (those cut off by it may be too: applied and stored, never answered).
+        let load = Load(Self.finishedReport(report))
+        var after: Int?
+        let back = Date().addingTimeInterval(90)
+        while after == nil && Date() < back {
+            after = count()
+            if after == nil { sleep(2) }
+        }
+        let restored = try #require(after, "the counter did not answer within 90 s of report's return") - before - 1
+        let acknowledged = load.statuses[200, default: 0]
+        #expect(acknowledged > 0 && restored >= acknowledged && restored <= acknowledged + 4,
+                "count's checkpoint after the loss of its node: \(restored) updates restored, \(acknowledged) acknowledged before it")
+        let newCount = (try? Self.kubectl(kubeconfig, "-n state logs -l app.kubernetes.io/name=count -c dyninka-host --tail=100 --ignore-errors=true")) ?? ""
+        #expect(newCount.contains("reading the @Placed state from the checkpoint at redis://\(store):6399/bed"), "\(newCount)")
+        FileHandle.standardError.write(Data("node loss with a checkpoint: \(acknowledged) updates acknowledged before cloud died, \(restored) restored from the checkpoint (recovery point: \(max(0, acknowledged - restored)) acknowledged updates lost)\n".utf8))
 
         try Self.cli("testbed revive cloud")
         let ready = try Self.kubectl(kubeconfig, "get node cloud -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'")
