@@ -386,8 +386,8 @@ struct TestbedPodsTests {
         // loss is there (those cut off by it may be too: applied and stored, never answered).
         let load = Load(Self.finishedReport(report))
         var after: Int?
-        let back = Date().addingTimeInterval(90)
-        while after == nil && Date() < back {
+        let counterBack = Date().addingTimeInterval(90)
+        while after == nil && Date() < counterBack {
             after = count()
             if after == nil { sleep(2) }
         }
