@@ -325,8 +325,10 @@ struct TestbedPodsTests {
         // The counter keeps a checkpoint of its state in a Redis server outside the cluster (in
         // the bed's client node, as a store users already run would be).
         let store = try Self.kubectl(kubeconfig, "get node client -o jsonpath='{.status.addresses[?(@.type==\"InternalIP\")].address}'")
-        try Self.cli("testbed exec client -- redis-server --port 6399 --bind 0.0.0.0 --save '' --appendonly no --protected-mode no --daemonize yes")
+        // In the background, as hey runs (a daemon would keep `testbed exec` waiting); stopped below.
+        try RealNodeCluster.sh("cd '\(root)' && ('\(dyninka)' testbed exec client -- redis-server --port 6399 --bind 0.0.0.0 --save '' --appendonly no --protected-mode no > /dev/null 2>&1 &)")
         defer { _ = try? Self.cli("testbed exec client -- redis-cli -p 6399 shutdown nosave") }
+        for _ in 0..<50 where (try? Self.cli("testbed exec client -- redis-cli -p 6399 ping"))?.contains("PONG") != true { usleep(100_000) }
         // report, and count with its checkpoint, onto cloud, for certain: the edges closed to new
         // pods while their pods are replaced.
         _ = try Self.kubectl(kubeconfig, "cordon edge-1 edge-2")
