@@ -265,8 +265,9 @@ final class Checkpointer {
         writer = CheckpointWriter(store: store, wakeup: wakeup)
     }
 
-    /// Nothing to write and nothing being written: a hand-over may seal.
-    var idle: Bool { !writing && (!dirty || stopped) && waiting.isEmpty }
+    /// Nothing to write and nothing being written: a hand-over may seal. A store that failed the
+    /// last write is not waited for (the successor has the state, and writes it once it can).
+    var idle: Bool { !writing && (!dirty || stopped || failuresInARow > 0) && waiting.isEmpty }
 
     /// A call of a stateful service ended. With `then` (interval 0), its answer waits for the
     /// write that holds its update; `then(false)` when the store did not take it.
@@ -340,7 +341,9 @@ final class Checkpointer {
         var done: [(Bool) -> Void] = []
         swap(&done, &inFlight)
         for answer in done { answer(failure == nil) }
-        if failure == nil || interval > 0 { flushIfDue() }
+        // After a failure, only for answers still waiting (each failed write answers its own), or
+        // at the next interval: never in a loop against a store that is away.
+        if failure == nil || interval > 0 || !waiting.isEmpty { flushIfDue() }
         context.callsSettled?()
     }
 
