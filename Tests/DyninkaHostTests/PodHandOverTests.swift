@@ -42,6 +42,27 @@ import Glibc
         ] + extra, addressPrefix: "127.0.0.2")
     }
 
+    /// A fused unit's pods (`deploy --fuse auto`): the old host serves map and movingAvg in one
+    /// process; the new one takes every member's state from it in the one answer.
+    @Test func aFusedHostHandsEveryMembersStateOver() throws {
+        let control = Self.freePort()
+        let old = try HostProcess(service: "map,movingAvg", arguments: ["--control-port", String(control), "--app-key-file", Self.keyFile, "--public"])
+        defer { old.stop() }
+        for _ in 0..<5 { #expect(try old.client.post(#"{"value":10}"#, path: "/movingAvg").status == 200) }
+        let new = try HostProcess(name: "map", commandLine: [
+            "serve", "--app", BuildProducts.fixture, "--service", "map,movingAvg", "--host", "127.0.0.2", "--port", "0", "--log-level", "info",
+            "--app-key-file", Self.keyFile, "--public", "--handover-from", "127.0.0.1:\(control)", "--pod-ip", "127.0.0.2",
+        ], addressPrefix: "127.0.0.2")
+        defer { new.stop() }
+        #expect(waitReady(new.client) != nil, "the new fused host became ready once it had the state")
+        let next = try new.client.post(#"{"value":10}"#, path: "/movingAvg")
+        #expect(next.status == 200 && next.json()?["count"] as? Int == 6, "\(next.status) \(next.text)")
+        #expect(try metric(new, "dyninka_state_restored{outcome=\"restored\"}") == 1)
+        // A request that reaches the old host now is relayed to the new one.
+        let relayed = try old.client.post(#"{"value":10}"#, path: "/movingAvg")
+        #expect(relayed.status == 200 && relayed.json()?["count"] as? Int == 7, "\(relayed.status) \(relayed.text)")
+    }
+
     /// Waits until `client` answers /readyz with 200; the milliseconds it took.
     func waitReady(_ client: RawHTTP, seconds: Double = 10) -> Double? {
         let started = Date()
