@@ -73,17 +73,12 @@ struct CheckpointStore: Sendable, CustomStringConvertible {
         }
 
         /// The values of `keys` (`MGET`), nil where a key is not there.
-        func get(_ keys: [String]) -> Result<[[UInt8]?], Failure> {
+        func get(_ keys: [String]) -> Result<[[UInt8]?], BlockingFailure> {
             switch exchange([Array("MGET".utf8)] + keys.map { Array($0.utf8) }) {
             case .failure(let failure): return .failure(failure)
             case .success(.array(let values)) where values.count == keys.count: return .success(values)
-            case .success(let reply): return .failure(Failure("the store answered \(reply) to MGET"))
+            case .success(let reply): return .failure(BlockingFailure("the store answered \(reply) to MGET"))
             }
-        }
-
-        struct Failure: Error, CustomStringConvertible {
-            var description: String
-            init(_ description: String) { self.description = description }
         }
 
         /// A RESP reply, as far as MSET and MGET need.
@@ -105,8 +100,13 @@ struct CheckpointStore: Sendable, CustomStringConvertible {
 
         /// Sends one command and reads its reply; on any failure the connection is dropped (the
         /// next exchange connects again).
-        private func exchange(_ command: [[UInt8]]) -> Result<Reply, Failure> {
-            if fd < 0, let why = connect() { return .failure(Failure(why)) }
+        private func exchange(_ command: [[UInt8]]) -> Result<Reply, BlockingFailure> {
+            if fd < 0 {
+                switch blockingConnect(host: store.host, port: store.port, timeoutMilliseconds: timeoutMilliseconds) {
+                case .success(let connected): fd = connected
+                case .failure(let failure): return .failure(BlockingFailure("\(store.host):\(store.port): \(failure)"))
+                }
+            }
             var request = Array("*\(command.count)\r\n".utf8)
             for part in command {
                 request += Array("$\(part.count)\r\n".utf8)
@@ -123,39 +123,14 @@ struct CheckpointStore: Sendable, CustomStringConvertible {
             guard let reply = reader.reply() else {
                 return drop(reader.failure ?? "no answer from \(store.host):\(store.port) within \(timeoutMilliseconds) ms")
             }
-            if case .error(let text) = reply { return .failure(Failure("the store refused: \(text)")) }
+            if case .error(let text) = reply { return .failure(BlockingFailure("the store refused: \(text)")) }
             return .success(reply)
         }
 
-        private func drop(_ why: String) -> Result<Reply, Failure> {
+        private func drop(_ why: String) -> Result<Reply, BlockingFailure> {
             if fd >= 0 { close(fd) }
             fd = -1
-            return .failure(Failure(why))
-        }
-
-        private func connect() -> String? {
-            var hints = addrinfo()
-            hints.ai_family = AF_INET
-            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-            var list: UnsafeMutablePointer<addrinfo>?
-            guard getaddrinfo(store.host, String(store.port), &hints, &list) == 0, let first = list else {
-                return "cannot resolve \(store.host)"
-            }
-            defer { freeaddrinfo(list) }
-            let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard socket >= 0 else { return "no socket" }
-            var timeout = timeval(tv_sec: timeoutMilliseconds / 1000, tv_usec: (timeoutMilliseconds % 1000) * 1000)
-            setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(socket, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            var one: Int32 = 1
-            setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            guard Glibc.connect(socket, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else {
-                let why = String(cString: strerror(errno))
-                close(socket)
-                return "cannot connect to \(store.host):\(store.port) (\(why))"
-            }
-            fd = socket
-            return nil
+            return .failure(BlockingFailure(why))
         }
     }
 
@@ -304,7 +279,7 @@ final class Checkpointer {
         for (service, key) in services {
             do {
                 let json = try service.snapshot()
-                pairs.append((key, Array(HandOver.stateHeader(service: service.name, hash: service.stateHash).utf8) + json))
+                pairs.append((key, HandOver.stateFile(service: service.name, hash: service.stateHash, json: json)))
             } catch {
                 context.log.error("checkpoint: cannot snapshot the state of \(service.name): \(error)")
             }
@@ -358,7 +333,7 @@ final class Checkpointer {
     }
 
     /// Reads the checkpoint of every stateful service, off the loop (at start).
-    static func read(_ store: CheckpointStore, keys: [String], timeoutMilliseconds: Int) -> Result<[[UInt8]?], CheckpointStore.Connection.Failure> {
+    static func read(_ store: CheckpointStore, keys: [String], timeoutMilliseconds: Int) -> Result<[[UInt8]?], BlockingFailure> {
         CheckpointStore.Connection(store: store, timeoutMilliseconds: timeoutMilliseconds).get(keys)
     }
 }
@@ -425,19 +400,18 @@ extension ServiceHost {
         let keys = checkpoint.services.map(\.key)
         let wait = max(configuration.stateWait, 1_000)
         let wakeup = context.wakeup
-        let host = CheckpointRead(host: self)
+        let host = LoopOwned(self)
         log.info("\(reason): reading the @Placed state from the checkpoint at \(store)")
         Thread {
             let result = Checkpointer.read(store, keys: keys, timeoutMilliseconds: wait)
-            let read = CheckpointRead.Outcome(result: result)
-            wakeup.submit { host.host.restoreCheckpoint(read, reason: reason) }
+            wakeup.submit { host.value.restoreCheckpoint(result, reason: reason) }
         }.start()
     }
 
     /// On the loop: what the checkpoint held.
-    fileprivate func restoreCheckpoint(_ read: CheckpointRead.Outcome, reason: String) {
+    fileprivate func restoreCheckpoint(_ read: Result<[[UInt8]?], BlockingFailure>, reason: String) {
         guard let checkpoint = context.checkpoint else { return }
-        switch read.result {
+        switch read {
         case .success(let values):
             for ((service, _), value) in zip(checkpoint.services, values) {
                 if let value {
@@ -460,14 +434,5 @@ extension ServiceHost {
         // Services of this host without state have nothing to wait for.
         handOver.pending.removeAll()
         finishHolding(resultsAt: nil)
-    }
-}
-
-/// The host and the checkpoint's read, carried through a thread and back to the loop, where alone
-/// they are used.
-private struct CheckpointRead: @unchecked Sendable {
-    let host: ServiceHost
-    struct Outcome: @unchecked Sendable {
-        let result: Result<[[UInt8]?], CheckpointStore.Connection.Failure>
     }
 }

@@ -98,8 +98,11 @@ struct HandOver {
         }
     }
 
-    /// The first line of a state file: format, service, hash of the state's declarations.
-    static func stateHeader(service: String, hash: String) -> String { "dyninka-state 1 \(service) \(hash)\n" }
+    /// A service's state as a state file holds it (a file, a checkpoint): the first line (format,
+    /// service, hash of the state's declarations), then the JSON.
+    static func stateFile(service: String, hash: String, json: [UInt8]) -> [UInt8] {
+        Array("dyninka-state 1 \(service) \(hash)\n".utf8) + json
+    }
 
     /// The announcement the old side writes on SIGUSR1: it will have written the state within
     /// `bound` milliseconds.
@@ -240,20 +243,22 @@ extension ServiceHost {
                           counted: configuration.service, request: request, context: context)
     }
 
+    /// What a hand-over gives of `service`: its snapshot, or `{}` when it has no state or the
+    /// snapshot fails (logged: the new instance then starts fresh).
+    func handedOverState(of service: ServiceDescriptor) -> [UInt8] {
+        guard service.hasState else { return Array("{}".utf8) }
+        do { return try service.snapshot() } catch {
+            log.error("cannot snapshot the state of \(service.name): \(error); the new instance starts fresh")
+            return Array("{}".utf8)
+        }
+    }
+
     /// Old side: no call runs, so the snapshot misses no update. Written to PATH.tmp and renamed,
     /// so the new side never reads half a file.
     func writeState(to path: String) {
         for service in stateServices {
             let file = stateFile(path, service.name)
-            var bytes = Array(HandOver.stateHeader(service: service.name, hash: service.stateHash).utf8)
-            if service.hasState {
-                do { bytes += try service.snapshot() } catch {
-                    log.error("cannot snapshot the state of \(service.name): \(error); the new instance starts fresh")
-                    bytes += Array("{}".utf8)
-                }
-            } else {
-                bytes += Array("{}".utf8)
-            }
+            let bytes = HandOver.stateFile(service: service.name, hash: service.stateHash, json: handedOverState(of: service))
             if writeFile(file, bytes) {
                 log.info("handed over: state of \(service.name) written (\(bytes.count) bytes); \(metrics.inFlight) answer(s) still to relay")
             }

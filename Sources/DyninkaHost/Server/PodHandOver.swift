@@ -75,12 +75,7 @@ extension ServiceHost {
         body.append("dyninka-handover 1\n")
         var values = 0
         for service in stateServices {
-            var json = Array("{}".utf8)
-            if service.hasState {
-                do { json = try service.snapshot() } catch {
-                    log.error("cannot snapshot the state of \(service.name): \(error); the new instance starts fresh")
-                }
-            }
+            let json = handedOverState(of: service)
             values += HandOver.topLevelMembers(json)
             body.append(string: "\(service.name) \(service.stateHash.isEmpty ? "-" : service.stateHash) \(json.count)\n")
             json.withUnsafeBytes { body.append($0) }
@@ -207,7 +202,7 @@ extension ServiceHost {
             index += length
             guard handOver.pending.contains(fields[0]) else { continue }
             let hash = fields[1] == "-" ? "" : fields[1]
-            restoreState(Array("dyninka-state 1 \(fields[0]) \(hash)\n".utf8) + json, service: fields[0], from: "the state from \(address)")
+            restoreState(HandOver.stateFile(service: fields[0], hash: hash, json: json), service: fields[0], from: "the state from \(address)")
         }
         for service in handOver.pending {
             handOver.outcomes.append((service, HandOver.Outcome(restored: false, values: 0, bytes: 0, code: "not-this-service",
@@ -278,20 +273,12 @@ struct StatePull: Sendable {
     /// POSTs the hand-over request to `address` and reads the whole answer (the old side answers
     /// once no call runs there, within its bound).
     func exchange(_ address: String) -> ExchangeResult {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return .failure("no socket") }
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: waitMilliseconds / 1000, tv_usec: (waitMilliseconds % 1000) * 1000)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var target = sockaddr_in()
-        target.sin_family = sa_family_t(AF_INET)
-        target.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, address, &target.sin_addr)
-        let connected = withUnsafePointer(to: &target) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        let fd: Int32
+        switch blockingConnect(host: address, port: port, timeoutMilliseconds: waitMilliseconds) {
+        case .success(let connected): fd = connected
+        case .failure(let failure): return .failure(failure.description)
         }
-        guard connected == 0 else { return .failure("cannot connect (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
         let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         guard sent == request.count else { return .failure("cannot send the request") }
         var response: [UInt8] = []
@@ -315,8 +302,39 @@ struct StatePull: Sendable {
     }
 }
 
+/// A blocking TCP connection to `host` (a name or an IPv4 address) at `port`, with send and
+/// receive timeouts, for the host's exchanges off the loop (a predecessor's state, the checkpoint
+/// store); the caller closes it.
+func blockingConnect(host: String, port: Int, timeoutMilliseconds: Int) -> Result<Int32, BlockingFailure> {
+    var hints = addrinfo()
+    hints.ai_family = AF_INET
+    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    var list: UnsafeMutablePointer<addrinfo>?
+    guard getaddrinfo(host, String(port), &hints, &list) == 0, let first = list else { return .failure(BlockingFailure("cannot resolve \(host)")) }
+    defer { freeaddrinfo(list) }
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return .failure(BlockingFailure("no socket")) }
+    var timeout = timeval(tv_sec: timeoutMilliseconds / 1000, tv_usec: (timeoutMilliseconds % 1000) * 1000)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var one: Int32 = 1
+    setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    guard connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else {
+        let why = String(cString: strerror(errno))
+        close(fd)
+        return .failure(BlockingFailure("cannot connect (\(why))"))
+    }
+    return .success(fd)
+}
+
+/// Why a blocking exchange off the loop failed.
+struct BlockingFailure: Error, CustomStringConvertible, Sendable {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
 /// A loop-owned object carried through a thread and back to the loop, where alone it is used.
-private struct LoopOwned<Value: AnyObject>: @unchecked Sendable {
+struct LoopOwned<Value: AnyObject>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
 }
